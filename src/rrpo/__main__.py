@@ -1,0 +1,3 @@
+from rrpo.cli import main
+
+raise SystemExit(main())

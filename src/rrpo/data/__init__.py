@@ -1,0 +1,1 @@
+"""Data: manifests, emotion labels, audio input, corpus preparers and the synthetic corpus."""

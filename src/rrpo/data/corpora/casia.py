@@ -1,0 +1,1 @@
+"""Preparer: to be written (see issue 2)."""

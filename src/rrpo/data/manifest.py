@@ -1,0 +1,159 @@
+"""Manifests: one JSON object per utterance, one utterance per line.
+
+Fields: ``id, audio, sampling_rate, duration, text, speaker, language, emotion, split`` and a free
+``extra`` mapping. ``audio`` is a path; a relative path is read relative to the manifest's folder.
+``emotion`` is always a label of :data:`rrpo.data.emotions.EMOTIONS`. Records are validated on read
+and on write; errors name the file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from rrpo.data.emotions import EMOTIONS
+from rrpo.errors import RrpoError
+from rrpo.io import atomic_open
+
+FIELDS = ("id", "audio", "sampling_rate", "duration", "text", "speaker", "language", "emotion", "split")
+
+
+@dataclass
+class Utterance:
+    id: str
+    audio: str
+    sampling_rate: int
+    duration: float
+    text: str
+    speaker: str
+    language: str
+    emotion: str
+    split: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with the reason if a field is missing or wrong."""
+        for name in ("id", "audio", "speaker", "language", "split"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip():
+                raise ValueError(f"field '{name}' must be a non-empty string, got {v!r}")
+        if not isinstance(self.text, str):
+            raise ValueError(f"field 'text' must be a string, got {self.text!r}")
+        if not isinstance(self.sampling_rate, int) or isinstance(self.sampling_rate, bool) or self.sampling_rate <= 0:
+            raise ValueError(f"field 'sampling_rate' must be a positive integer, got {self.sampling_rate!r}")
+        if (not isinstance(self.duration, (int, float)) or isinstance(self.duration, bool)
+                or not self.duration > 0 or self.duration != self.duration):
+            raise ValueError(f"field 'duration' must be a positive number of seconds, got {self.duration!r}")
+        if self.emotion not in EMOTIONS:
+            raise ValueError(f"emotion '{self.emotion}' is not in the vocabulary ({', '.join(EMOTIONS)})")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"field 'extra' must be a mapping, got {self.extra!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "Utterance":
+        if not isinstance(obj, dict):
+            raise ValueError(f"a record must be a JSON object, got {type(obj).__name__}")
+        missing = [k for k in FIELDS if k not in obj]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        unknown = [k for k in obj if k not in FIELDS and k != "extra"]
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)} (put free data under 'extra')")
+        u = cls(**{k: obj[k] for k in FIELDS}, extra=obj.get("extra", {}))
+        u.validate()
+        return u
+
+
+class Manifest(list):
+    """A list of :class:`Utterance` that remembers the file it came from."""
+
+    def __init__(self, records: Iterable[Utterance] = (), path: str | os.PathLike | None = None):
+        super().__init__(records)
+        self.path = None if path is None else Path(path)
+
+    def audio_path(self, utt: Utterance) -> Path:
+        p = Path(utt.audio)
+        if not p.is_absolute() and self.path is not None:
+            p = self.path.parent / p
+        return p
+
+    def by_id(self) -> dict[str, Utterance]:
+        return {u.id: u for u in self}
+
+    def select(self, *, split: str | Iterable[str] | None = None, language: str | Iterable[str] | None = None,
+               emotions: Iterable[str] | None = None, speakers: Iterable[str] | None = None,
+               exclude_speakers: Iterable[str] | None = None) -> "Manifest":
+        """The records matching every given filter (a string or a collection of accepted values)."""
+        def norm(x):
+            return None if x is None else ({x} if isinstance(x, str) else set(x))
+        sp, lg, em, sk, ex = map(norm, (split, language, emotions, speakers, exclude_speakers))
+        out = [u for u in self
+               if (sp is None or u.split in sp) and (lg is None or u.language in lg)
+               and (em is None or u.emotion in em) and (sk is None or u.speaker in sk)
+               and (ex is None or u.speaker not in ex)]
+        return Manifest(out, self.path)
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and validate a manifest; every problem names the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise RrpoError("manifest not found", path)
+    if path.is_dir():
+        raise RrpoError("is a folder, expected a manifest file (.jsonl)", path)
+    records: list[Utterance] = []
+    seen: dict[str, int] = {}
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise RrpoError(f"cannot read manifest ({e.strerror})", path) from None
+    with f:
+        try:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise RrpoError(f"malformed manifest line ({e.msg})", path, i) from None
+                try:
+                    u = Utterance.from_json(obj)
+                except (ValueError, TypeError) as e:
+                    raise RrpoError(f"invalid record: {e}", path, i) from None
+                if u.id in seen:
+                    raise RrpoError(f"duplicate id '{u.id}' (first on line {seen[u.id]})", path, i)
+                seen[u.id] = i
+                records.append(u)
+        except UnicodeDecodeError:
+            raise RrpoError("manifest is not UTF-8 text", path) from None
+    if not records:
+        raise RrpoError("manifest holds no records", path)
+    return Manifest(records, path)
+
+
+def write_manifest(path: str | os.PathLike, records: Iterable[Utterance]) -> Manifest:
+    """Validate every record and write the manifest atomically (an earlier file stays on error)."""
+    path = Path(path)
+    records = list(records)
+    seen: set[str] = set()
+    for n, u in enumerate(records, 1):
+        try:
+            u.validate()
+        except ValueError as e:
+            raise RrpoError(f"record {n} ({getattr(u, 'id', '?')}) is invalid: {e}", path) from None
+        if u.id in seen:
+            raise RrpoError(f"duplicate id '{u.id}' (record {n})", path)
+        seen.add(u.id)
+    if not records:
+        raise RrpoError("refusing to write a manifest with no records", path)
+    with atomic_open(path) as f:
+        for u in records:
+            f.write(json.dumps(u.to_json(), ensure_ascii=False) + "\n")
+    return Manifest(records, path)
