@@ -69,3 +69,60 @@ def measure(audio: np.ndarray, sr: int) -> Prosody:
     return Prosody(f0_mean_hz=float(voiced.mean()), f0_range_st=float(12 * math.log2(hi / lo)),
                    f0_range_hz=float(hi - lo), speech_s=len(seg) / sr, level_db=level,
                    voiced_fraction=len(voiced) / len(f0))
+
+
+def emotion_profile(manifest, *, progress: bool = False) -> dict:
+    """Measure every utterance of a parallel manifest and summarise per language and emotion.
+
+    Returns ``{language: {emotion: {...}}}`` with the means of ``f0_hz``, ``f0_range_st``,
+    ``f0_range_hz``, ``syllables_per_s`` and ``level_db``, the count ``n``, and ``vs_neutral``: the
+    mean over (speaker, sentence) pairs of the difference from the neutral rendition of the same
+    sentence by the same speaker: ``f0_st`` (semitones), ``f0_range_st`` (semitones),
+    ``f0_range_ratio`` (Hz range / neutral's), ``duration_ratio`` (speech duration / neutral's) and
+    ``level_db`` (dB). Syllables are ``extra["syllables"]`` where present, else counted from the text.
+    """
+    from collections import defaultdict
+
+    from rrpo.data.audio import load_audio
+    from rrpo.data.sentences import count_syllables
+
+    items = list(manifest)
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="measuring", unit="utt")
+    meas = {}
+    for u in items:
+        audio, sr = load_audio(manifest.audio_path(u))
+        p = measure(audio, sr)
+        syl = u.extra.get("syllables") or count_syllables(u.text, u.language)
+        meas[u.id] = (u, p, syl / p.speech_s if p.speech_s > 0 else math.nan)
+    sentence = {u.id: u.extra.get("sentence", u.text) for u, _, _ in meas.values()}
+    neutral = {(u.language, u.speaker, sentence[u.id]): p
+               for u, p, _ in meas.values() if u.emotion == "neutral"}
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for u, p, rate in meas.values():
+        row = {"f0_hz": p.f0_mean_hz, "f0_range_st": p.f0_range_st, "f0_range_hz": p.f0_range_hz,
+               "syllables_per_s": rate, "level_db": p.level_db}
+        n = neutral.get((u.language, u.speaker, sentence[u.id]))
+        if n is not None:
+            row.update({"d_f0_st": 12 * math.log2(p.f0_mean_hz / n.f0_mean_hz),
+                        "d_f0_range_st": p.f0_range_st - n.f0_range_st,
+                        "d_f0_range_ratio": p.f0_range_hz / n.f0_range_hz,
+                        "d_duration_ratio": p.speech_s / n.speech_s,
+                        "d_level_db": p.level_db - n.level_db})
+        groups[u.language][u.emotion].append(row)
+    out: dict = {}
+    for lang, by_emo in groups.items():
+        out[lang] = {}
+        for emo, rows in by_emo.items():
+            def mean(key):
+                vals = [r[key] for r in rows if key in r and not math.isnan(r[key])]
+                return round(float(np.mean(vals)), 3) if vals else None
+            entry = {k: mean(k) for k in ("f0_hz", "f0_range_st", "f0_range_hz", "syllables_per_s", "level_db")}
+            entry["n"] = len(rows)
+            if any("d_f0_st" in r for r in rows):
+                entry["vs_neutral"] = {k[2:]: mean(k) for k in ("d_f0_st", "d_f0_range_st", "d_f0_range_ratio",
+                                                                "d_duration_ratio", "d_level_db")}
+            out[lang][emo] = entry
+    return out

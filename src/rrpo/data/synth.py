@@ -86,13 +86,13 @@ RULES: dict[str, EmotionRule] = {
     "happy": EmotionRule(1.25, 1.70, 1.08, 3.0, "", "Murray & Arnott 1993; Burkhardt & Sendlmeier 2000"),
     # [MA93] anger: pitch average very much higher, range much wider, intensity higher, rate
     # slightly faster, abrupt changes on stressed syllables.
-    "angry": EmotionRule(1.40, 1.45, 1.12, 6.0, "!", "Murray & Arnott 1993"),
+    "angry": EmotionRule(1.35, 1.80, 1.15, 6.0, "!", "Murray & Arnott 1993"),
     # [MA93] sadness: pitch average slightly lower, range slightly narrower, intensity lower, rate
     # slightly slower, downward inflections; [BS00] (via [S01]): slower tempo, narrower range.
-    "sad": EmotionRule(0.88, 0.65, 0.80, -6.0, "", "Murray & Arnott 1993; Burkhardt & Sendlmeier 2000"),
+    "sad": EmotionRule(0.88, 0.45, 0.80, -6.0, "", "Murray & Arnott 1993; Burkhardt & Sendlmeier 2000"),
     # [C90] (via [S01]) surprise: wide pitch range, faster, louder, rising end of utterance;
     # higher pitch as in the tables derived from [MA93].
-    "surprise": EmotionRule(1.30, 1.90, 1.10, 4.0, "?", "Cahn 1990 via Schröder 2001"),
+    "surprise": EmotionRule(1.30, 1.95, 1.10, 4.0, "?", "Cahn 1990 via Schröder 2001"),
 }
 
 
