@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import logging
 import math
 import shutil
 import tempfile
@@ -48,11 +49,13 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EE_OK = 0
 # espeak_PARAMETER
-RATE, VOLUME, PITCH, RANGE, PUNCTUATION = 1, 2, 3, 4, 5
+RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 _lock = threading.RLock()
+_dlclose = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary")  # POSIX / Windows
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,8 @@ class _Library:
     """A private copy of ``libespeak-ng``, loaded fresh for every utterance.
 
     espeak-ng keeps synthesis state in C statics that neither ``espeak_Terminate`` nor a voice
-    change resets (the pitch-flutter phase, the glottal phase, the AGC of ``wavegen.c``), so the
-    same call gives slightly different samples depending on what was spoken before. To make each
+    change resets (such as the pitch-flutter phase ``Flutter_ix`` in ``wavegen.c``), so the same
+    call gives slightly different samples depending on what was spoken before. To make each
     utterance depend on its own arguments only, the library is ``dlopen``-ed, initialised, used for
     one utterance, terminated and ``dlclose``-d. It is a copy in a private temporary folder, so that
     another user of the wheel's library in this process (a phonemiser, say) neither shares nor pins
@@ -116,12 +119,19 @@ class _Library:
         self.data_path = espeakng_loader.get_data_path()
         if not src.exists():
             raise RrpoError("the espeak-ng library is missing from the espeakng-loader package", src)
+        self._chunks: list[np.ndarray] = []
+        self._callback = _CALLBACK(self._on_samples)  # keep a reference: C holds the pointer
         self._tmp = tempfile.TemporaryDirectory(prefix="rrpo-espeak-")
         self.path = Path(self._tmp.name) / src.name
         shutil.copyfile(src, self.path)
-        self._chunks: list[np.ndarray] = []
-        self._callback = _CALLBACK(self._on_samples)  # keep a reference: C holds the pointer
-        lib = self._open()
+        try:
+            lib = self._open()
+        except RrpoError:
+            # e.g. a temporary folder mounted noexec: use the wheel's own file (still reloaded per
+            # utterance; only another user of that file in this process could then share state)
+            log.warning("cannot load a private copy of espeak-ng from %s; using %s", self.path, src)
+            self.path = src
+            lib = self._open()
         try:
             self.sample_rate = int(self._init(lib))
             self.version = lib.espeak_Info(None).decode()
@@ -164,7 +174,7 @@ class _Library:
     @staticmethod
     def _close(lib) -> None:
         lib.espeak_Terminate()
-        _ctypes.dlclose(lib._handle)
+        _dlclose(lib._handle)
 
     def _on_samples(self, wav, n, events) -> int:
         if n > 0 and wav:
