@@ -67,8 +67,10 @@ class EmotionRule:
 
 
 # The rules. The directions come from the literature; the magnitudes are this module's reading of
-# the sources' qualitative scales ("slightly" about 10 %, "much" about 25-60 %), kept inside what
-# espeak-ng renders without breaking up (pitch 0.5-2x, range 0-2x).
+# the sources' qualitative scales ("slightly" about 10 %, "much" about 25-80 %), kept inside what
+# espeak-ng renders without breaking up (F0 0.73-1.77x, range 0-2x). Contour shape is rendered only
+# through the final punctuation handed to espeak (a question tune for surprise, an exclamation for
+# anger); docs/synth.md has the measured effects.
 #
 # [MA93] I. R. Murray & J. L. Arnott (1993), "Toward the simulation of emotion in synthetic speech:
 #        a review of the literature on human vocal emotion", JASA 93(2):1097-1108, Table I.
@@ -89,6 +91,8 @@ RULES: dict[str, EmotionRule] = {
     "angry": EmotionRule(1.35, 1.80, 1.15, 6.0, "!", "Murray & Arnott 1993"),
     # [MA93] sadness: pitch average slightly lower, range slightly narrower, intensity lower, rate
     # slightly slower, downward inflections; [BS00] (via [S01]): slower tempo, narrower range.
+    # The range is narrowed more than "slightly": with the lower F0, a milder narrowing of the
+    # excursions (in Hz) left the range in semitones unchanged.
     "sad": EmotionRule(0.88, 0.45, 0.80, -6.0, "", "Murray & Arnott 1993; Burkhardt & Sendlmeier 2000"),
     # [C90] (via [S01]) surprise: wide pitch range, faster, louder, rising end of utterance;
     # higher pitch as in the tables derived from [MA93].
