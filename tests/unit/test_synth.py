@@ -272,6 +272,10 @@ def test_other_config_in_an_existing_folder_is_refused(tmp_path):
         synthesize(SynthConfig(**small, seed=7), out)
     assert e.value.path == str(out / "meta.json")
     assert _tree(out) == before
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(RrpoError, match="not a folder"):
+        synthesize(SynthConfig(**small), tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 def test_assign_splits_worked_by_hand():
