@@ -152,3 +152,32 @@ def test_select():
     sel = man.select(language="en")
     assert isinstance(sel, Manifest) and sel.path == Path("m.jsonl")
     assert len(man) == 6  # select does not modify the manifest
+
+
+# ------------------------------------------------------------------------------------ emotions
+
+def test_normalise_emotion():
+    from rrpo.data.emotions import CORPUS_MAPPINGS, EMOTIONS, normalise_emotion
+
+    assert normalise_emotion("Neutral", "esd") == "neutral" and normalise_emotion("惊喜", "esd") == "surprise"
+    assert normalise_emotion("exc", "iemocap") == "happy" and normalise_emotion(" ANG ", "crema-d") == "angry"
+    assert normalise_emotion("02", "ravdess") == "calm" and normalise_emotion("Joy") == "happy"
+    with pytest.raises(RrpoError, match=r"emotion label 'fru' is not in the iemocap mapping") as e:
+        normalise_emotion("fru", "iemocap", "x.txt")
+    assert e.value.path == "x.txt"
+    with pytest.raises(RrpoError, match="no emotion mapping for corpus 'tess'"):
+        normalise_emotion("happy", "tess")
+    for corpus, mapping in CORPUS_MAPPINGS.items():
+        assert set(mapping.values()) <= set(EMOTIONS), corpus
+
+
+def test_check_classes():
+    from rrpo.data.emotions import ESD_CLASSES, check_classes
+    from rrpo.errors import ConfigError
+
+    assert check_classes(list(ESD_CLASSES)) == ESD_CLASSES
+    for bad, msg in ((["happy", "joy"], "unknown emotion class"), (["sad", "sad"], "repeat"), (["sad"], "at least two")):
+        with pytest.raises(RrpoError, match=msg):
+            check_classes(bad)
+    with pytest.raises(ConfigError, match=r"config key 'model.classes': unknown emotion class\(es\) \['joy'\]"):
+        check_classes(["joy", "sad"], key="model.classes")

@@ -29,6 +29,7 @@ _RANGE = re.compile(r"(\d+)\s*-+\s*(\d+)")
 
 
 def _emotion_dirs(speaker_dir: Path) -> list[Path]:
+    """The visible sub-folders of a folder, sorted (empty if it cannot be listed)."""
     try:
         return [d for d in sorted(speaker_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     except OSError:
@@ -40,9 +41,12 @@ def _is_casia_root(d: Path) -> bool:
     known = CORPUS_MAPPINGS["casia"]
     for spk in _emotion_dirs(d):
         for emo in _emotion_dirs(spk):
-            if emo.name.lower() in known and any(p.suffix.lower() == ".wav" and p.stem.isdigit()
-                                                 for p in emo.iterdir()):
-                return True
+            try:
+                if emo.name.lower() in known and any(p.suffix.lower() == ".wav" and p.stem.isdigit()
+                                                     for p in emo.iterdir()):
+                    return True
+            except OSError:
+                continue
     return False
 
 
