@@ -216,7 +216,7 @@ def test_manifest_content(corpus):
     assert all(len([u for u in man if (u.language, u.extra["sentence"]) == k]) == 10 for k in by_sentence)
     for lang in ("zh", "en"):
         split_of = {s: next(iter(v))[1] for (lg, s), v in by_sentence.items() if lg == lang}
-        assert sorted(split_of.values()) == ["dev", "test", "train"]  # 3 sentences, one per split
+        assert sorted(split_of.values()) == ["evaluation", "test", "train"]  # 3 sentences, one per split
         train_texts = {u.text for u in man if u.language == lang and u.split == "train"}
         assert not train_texts & {u.text for u in man if u.language == lang and u.split == "test"}
 
@@ -282,7 +282,7 @@ def test_assign_splits_worked_by_hand():
     """12 sentences at 0.7/0.15/0.15: round(8.4)=8, round(1.8)=2, 2. 3 sentences: 2, 0, 0 raised to
     at least 1 each = 4, and train gives back the extra one: 1/1/1. 2 sentences cannot fill three
     splits, so no split is forced: 1 (round 1.4), 0, 0 and train takes the rest: 2/0/0."""
-    fr = {"train": 0.7, "dev": 0.15, "test": 0.15}
+    fr = {"train": 0.7, "evaluation": 0.15, "test": 0.15}
 
     def counts(n):
         s = assign_splits(n, fr, 0, "en")

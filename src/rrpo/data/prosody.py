@@ -90,7 +90,7 @@ def emotion_profile(manifest, *, progress: bool = False) -> dict:
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, desc="measuring", unit="utt")
+        items = tqdm(items, desc="measuring", unit="utt", disable=None)
     meas = {}
     for u in items:
         audio, sr = load_audio(manifest.audio_path(u))

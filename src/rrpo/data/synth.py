@@ -113,8 +113,8 @@ class SynthConfig:
     emotions: list[str] = option(list(ESD_CLASSES), "emotions to render (a subset of the five ESD emotions)")
     sample_rate: int = option(16000, "output sampling rate in Hz")
     seed: int = option(0, "seed for the split and the per-speaker and per-utterance jitter")
-    splits: dict[str, float] = option({"train": 0.7, "dev": 0.15, "test": 0.15},
-                                      "split fractions, by sentence (a test sentence is unseen in train)")
+    splits: dict[str, float] = option({"train": 0.7, "evaluation": 0.15, "test": 0.15},
+                                      "split fractions, by sentence (a test sentence is unseen in train); names as ESD's")
     intensity: float = option(1.0, "scales every emotion's deviation from neutral (0 = all neutral)")
     jitter: float = option(1.0, "scales the seeded per-speaker and per-utterance prosody jitter (0 = none)")
 
@@ -360,7 +360,7 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path) -> Manifest:
     jobs = plan(cfg)
     records = []
     made = 0
-    for job in tqdm(jobs, desc="synthesising", unit="utt", dynamic_ncols=True):
+    for job in tqdm(jobs, desc="synthesising", unit="utt", dynamic_ncols=True, disable=None):  # bar on a terminal
         path = out_dir / job.rel_path
         if path.exists() and path.stat().st_size > 44:
             try:
