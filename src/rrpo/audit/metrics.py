@@ -24,7 +24,7 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = 15)
         return float("nan")
     conf = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y).astype(np.float64)
-    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)  # bin (i/bins, (i+1)/bins]
+    idx = np.clip(np.ceil(conf * bins - 1e-9).astype(int) - 1, 0, bins - 1)  # bin (i/bins, (i+1)/bins]
     ece = 0.0
     for b in range(bins):
         m = idx == b
