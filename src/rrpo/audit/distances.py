@@ -185,10 +185,14 @@ def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2:
 
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
-    covmean = linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():
-        off = eps * np.eye(len(mu1))
-        covmean = linalg.sqrtm((cov1 + off) @ (cov2 + off))
+    import warnings
+
+    with warnings.catch_warnings():  # few vectors in many dimensions give singular covariances
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov1 @ cov2)
+        if not np.isfinite(covmean).all():
+            off = eps * np.eye(len(mu1))
+            covmean = linalg.sqrtm((cov1 + off) @ (cov2 + off))
     covmean = np.real(covmean)
     diff = mu1 - mu2
     return float(max(0.0, diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean)))
