@@ -15,7 +15,8 @@ Definitions (also in docs/audit.md):
   dB and spectral flatness W = geometric mean / arithmetic mean of the power spectrum from
   ``burst_min_hz`` to Nyquist (white noise ≈ 0.56, voiced speech ≈ 0.01–0.1). A burst frame is
   loud (L ≥ the utterance's 90th-percentile frame level − ``burst_level_db``) and noise-like
-  (W ≥ ``burst_flatness``); runs of burst frames are events. High-frequency energy ratio and
+  (W ≥ ``burst_flatness``); runs of burst frames lasting at least ``burst_min_ms`` (in hops) are
+  events, which leaves out single noisy frames such as an aspirated plosive release. High-frequency energy ratio and
   spectral-flux outliers were tried first and rejected: Mandarin sibilants in real CASIA speech
   reach a 0.99 share of energy above 4 kHz within 10 dB of the vowels, and flux robust z-scores
   above 50, while their full-band flatness stays below 0.38 (docs/audit.md).
@@ -60,6 +61,7 @@ class ArtifactConfig:
     burst_level_db: float = option(10.0, "a loud frame is within this many dB of the 90th-percentile frame level")
     burst_flatness: float = option(0.45, "spectral flatness (100 Hz to Nyquist) of a noise-like frame")
     burst_min_hz: float = option(100.0, "lower edge (Hz) of the band the flatness is measured over")
+    burst_min_ms: float = option(30.0, "shortest burst (ms of consecutive burst frames, counted in hops)")
     clip_level: float = option(0.99, "|sample| at or above this counts as full scale")
     clip_min_run: int = option(3, "consecutive full-scale samples that make a clipping event")
     silence_db: float = option(-60.0, "frame RMS (dBFS) below which a frame is near-silent")
@@ -192,7 +194,9 @@ def detect_bursts(audio: np.ndarray, sr: int, cfg: ArtifactConfig | None = None)
     flatness = np.exp(np.log(q).mean(1)) / q.mean(1)                # (F,) geometric / arithmetic mean
     level = _frame_rms_db(x, sr, cfg)
     loud = level >= np.percentile(level, 90) - cfg.burst_level_db
-    spans = _frame_spans_to_samples(_runs(loud & (flatness >= cfg.burst_flatness)), hop, flen, len(x))
+    runs = [(a, b) for a, b in _runs(loud & (flatness >= cfg.burst_flatness))
+            if (b - a) * cfg.hop_ms >= cfg.burst_min_ms - 1e-9]              # a plosive release is shorter
+    spans = _frame_spans_to_samples(runs, hop, flen, len(x))
     return _detection(spans, len(x), sr, cfg)
 
 

@@ -67,7 +67,7 @@ def cmd_train(args) -> int:
     sel = select_utterances(mans, cfg.classes, cfg.languages, cfg.speakers, cfg.exclude_speakers, cfg.splits)
     if not sel:
         raise RrpoError("no records pass the filters (classes, languages, speakers, splits)", args.manifest[0])
-    feats = EgemapsJudge.features(load_items(sel))
+    feats = EgemapsJudge.features(load_items(sel), progress=True)
     judge, info = fit_judge(feats, [u.emotion for _, u in sel], [u.speaker for _, u in sel], cfg)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in args.manifest]
     run = RunDir.create(args.out, cfg)

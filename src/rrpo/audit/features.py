@@ -44,14 +44,20 @@ def egemaps_feature_names() -> list[str]:
     return list(_smile().feature_names)
 
 
-def egemaps_functionals(items: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
+def egemaps_functionals(items: Sequence[tuple[np.ndarray, int]], progress: bool = False) -> np.ndarray:
     """eGeMAPS v02 functionals of each ``(audio (T,), sampling_rate)``: returns ``(N, 88)`` float64.
 
     Non-finite values (openSMILE reports NaN for a few functionals of unvoiced input) become 0.
+    ``progress`` shows a progress bar (about 20 utterances per second on one CPU core).
     """
     smile = _smile()
     out = np.zeros((len(items), EGEMAPS_DIM), dtype=np.float64)
-    for i, (audio, sr) in enumerate(items):
+    it = enumerate(items)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(items), desc="eGeMAPS", unit="utt", leave=False)
+    for i, (audio, sr) in it:
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
         x = resample(x, int(sr), FEATURE_RATE)
         need = int(MIN_SECONDS * FEATURE_RATE)

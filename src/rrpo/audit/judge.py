@@ -128,11 +128,11 @@ class EgemapsJudge:
 
     # -- features ---------------------------------------------------------------------------
     @staticmethod
-    def features(items: Sequence[Item]) -> np.ndarray:
+    def features(items: Sequence[Item], progress: bool = False) -> np.ndarray:
         """(N, 88) eGeMAPS functionals."""
         from rrpo.audit.features import egemaps_functionals
 
-        return egemaps_functionals(items)
+        return egemaps_functionals(items, progress=progress)
 
     def group_stats(self, items: Sequence[Item] | None = None, groups: Sequence[str] | None = None,
                     feats: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -164,7 +164,7 @@ class EgemapsJudge:
         """(N, K) class probabilities of ``items`` (see the module docstring for ``groups``/``stats``)."""
         if len(items) == 0:
             return np.zeros((0, len(self.classes)))
-        return self.proba_from_features(self.features(items), groups, stats)
+        return self.proba_from_features(self.features(items, progress=len(items) >= 100), groups, stats)
 
     # -- storage ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
