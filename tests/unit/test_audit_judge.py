@@ -116,6 +116,9 @@ def test_judge_storage_errors_and_plugins(tmp_path):
     (tmp_path / "judge.json").write_text(json.dumps({"kind": "egemaps-logreg", "classes": ["neutral", "sad"]}))
     with pytest.raises(RrpoError, match="weights not found"):
         load_judge(tmp_path)
+    (tmp_path / "weights.npz").write_bytes(b"not an npz file")
+    with pytest.raises(RrpoError, match="not a judge weights file"):
+        load_judge(tmp_path)
     with pytest.raises(ConfigError):
         JudgeConfig(classes=["neutral", "bored"])
 

@@ -121,6 +121,10 @@ class EgemapsJudge:
         self.normalization = normalization
         self.min_group = int(min_group)
         self.meta = dict(meta or {})
+        if normalization not in ("speaker", "none"):
+            raise RrpoError(f"judge normalisation '{normalization}' is not 'speaker' or 'none'")
+        if self.coef.ndim != 2:
+            raise RrpoError(f"judge coefficients must be (classes, features), got shape {self.coef.shape}")
         k, d = self.coef.shape
         if k != len(self.classes) or self.mean.shape != (d,) or self.scale.shape != (d,) or self.intercept.shape != (k,):
             raise RrpoError(f"judge weights do not fit together: coef {self.coef.shape}, mean {self.mean.shape}, "
