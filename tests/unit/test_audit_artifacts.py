@@ -10,10 +10,10 @@ from rrpo.audit.artifacts import (ArtifactConfig, detect_all, detect_bursts, det
 from tests.unit.audit_signals import SR, speech_like
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_clean_speech_like_is_quiet(seed):
-    x = speech_like(2.5, seed=seed)
-    for name, d in detect_all(x, SR).items():
+@pytest.mark.parametrize("seed,sr", [(0, SR), (1, SR), (2, SR), (3, 24000), (4, 22050)])
+def test_clean_speech_like_is_quiet(seed, sr):
+    x = speech_like(2.5, sr=sr, seed=seed)
+    for name, d in detect_all(x, sr).items():
         assert d.events == 0, (name, d.spans)
         assert d.frame_fraction == 0.0 and d.events_per_s == 0.0
 
@@ -91,6 +91,24 @@ def test_held_vowel_is_not_a_loop():
     vowel = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 30)) * 0.1
     x = np.concatenate([speech_like(1.0, seed=2), vowel.astype(np.float32), speech_like(1.0, seed=3)])
     assert detect_repetition(x, SR).events == 0
+
+
+@pytest.mark.parametrize("sr", [24000, 22050])
+def test_detectors_fire_at_codec_rates(sr):
+    """Thresholds are in ms and dB, so the detectors work at a codec's own rate."""
+    x = speech_like(2.5, sr=sr, seed=1)
+    n = len(x)
+    clicks = x.copy()
+    clicks[np.arange(n // 5, n - n // 5, sr // 10)] += 0.5
+    assert detect_clicks(clicks, sr).events >= 10
+    burst = x.copy()
+    burst[sr:sr + sr // 10] += 0.3 * np.random.default_rng(0).standard_normal(sr // 10)
+    assert detect_bursts(burst, sr).events == 1
+    assert detect_clipping(np.clip(5 * x, -1, 1), sr).events > 10
+    gap = np.concatenate([x[: n // 2], np.zeros(sr // 2, np.float32), x[n // 2:]])
+    assert detect_silence(gap, sr).events == 1
+    seg = x[sr // 2: sr // 2 + int(0.44 * sr)]
+    assert detect_repetition(np.concatenate([x[: sr], seg, seg, seg, x[sr:]]), sr).events >= 1
 
 
 def test_config_thresholds_are_used():

@@ -65,7 +65,9 @@ def test_audit_audio_summary():
 
 
 def test_audit_audio_without_judge_or_references():
-    out = audit_audio([(speech_like(0.5, seed=1), SR, {"emotion": "sad"})], judge=None, recognizer=False)
+    x = speech_like(0.5, seed=1)
+    out = audit_audio([(np.stack([x, x]), SR, {"emotion": "sad"})], judge=None, recognizer=False)  # (C, T)
+    assert out["duration_s"] == pytest.approx(0.5)
     assert out["judge"]["n"] == 0 and math.isnan(out["judge"]["target_prob"])
     assert out["distances"]["n_parallel"] == 0 and math.isnan(out["distances"]["frechet_egemaps"])
     assert out["wer"]["n_utts"] == 0

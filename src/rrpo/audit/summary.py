@@ -2,8 +2,8 @@
 
 :func:`audit_audio` is what ``rrpo audit`` and the report call for each system or checkpoint:
 
-* ``generated``: a list of ``(audio (T,), sampling_rate, meta)``; ``meta`` is a mapping with
-  ``emotion`` (the target emotion, required for the judge figures) and optionally ``id``,
+* ``generated``: a list of ``(audio, sampling_rate, meta)``; audio is (T,) or (C, T) (channels
+  are averaged); ``meta`` is a mapping with ``emotion`` (the target emotion, required for the judge figures) and optionally ``id``,
   ``speaker`` (the judge's normalisation group), ``language`` (``"en"`` turns on WER), ``text``
   (the reference transcript for WER), ``ref_id`` (the id of the parallel real recording in
   ``references``) and ``tokens`` (speech tokens, for the token-repetition figure).
@@ -40,6 +40,16 @@ from rrpo.audit.distances import DistanceConfig, feature_frechet, reference_dist
 Generated = tuple[np.ndarray, int, Mapping[str, Any]]
 
 
+def _mono(audio) -> np.ndarray:
+    """(T,) float32 from (T,), (1, T) or multi-channel (C, T) audio (channels averaged, as load_audio does)."""
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    if x.ndim != 1:
+        raise ValueError(f"expected audio of shape (T,) or (C, T), got {x.shape}")
+    return x
+
+
 def _nanmean(xs) -> float:
     xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
     return float(np.mean(xs)) if xs else float("nan")
@@ -52,16 +62,17 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
     """The per-system summary described in the module docstring."""
     artifact_cfg = artifact_cfg or ArtifactConfig()
     distance_cfg = distance_cfg or DistanceConfig()
-    references = references or {}
+    generated = [(_mono(a), int(sr), m) for a, sr, m in generated]
+    references = {k: (_mono(a), int(sr)) for k, (a, sr) in (references or {}).items()}
     metas = [dict(m or {}) for _, _, m in generated]
     rows: list[dict] = [{"id": m.get("id", str(i)), "emotion": m.get("emotion")} for i, m in enumerate(metas)]
     out: dict[str, Any] = {"n": len(generated),
-                           "duration_s": float(sum(len(np.ravel(a)) / sr for a, sr, _ in generated))}
+                           "duration_s": float(sum(len(a) / sr for a, sr, _ in generated))}
 
     # judge: p(target emotion) and accuracy
     judged = [i for i, m in enumerate(metas) if judge is not None and m.get("emotion") in getattr(judge, "classes", ())]
     if judged:
-        items = [(np.ravel(generated[i][0]), generated[i][1]) for i in judged]
+        items = [(generated[i][0], generated[i][1]) for i in judged]
         groups = [str(metas[i].get("speaker", "*")) for i in judged]
         kwargs = {"stats": judge_stats} if judge_stats is not None else {}
         proba = np.asarray(judge.predict_proba(items, groups=groups, **kwargs))  # (n, K)
@@ -90,11 +101,11 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
     for name, fn in DETECTORS.items():
         events, frac_w, hits = 0, 0.0, 0
         for i, (a, sr, _) in enumerate(generated):
-            d = fn(np.ravel(a), sr, artifact_cfg)
+            d = fn(a, sr, artifact_cfg)
             rows[i][f"{name}_events"] = d.events
             rows[i][f"{name}_frame_fraction"] = d.frame_fraction
             events += d.events
-            frac_w += d.frame_fraction * len(np.ravel(a)) / sr
+            frac_w += d.frame_fraction * len(a) / sr
             hits += d.events > 0
         arts[name] = {"events_per_s": events / total_s if total_s else float("nan"),
                       "frame_fraction": frac_w / total_s if total_s else float("nan"),
@@ -106,7 +117,7 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
     for i, m in enumerate(metas):
         ref = references.get(m.get("ref_id")) if m.get("ref_id") is not None else None
         if ref is not None:
-            d = reference_distances(np.ravel(generated[i][0]), generated[i][1], np.ravel(ref[0]), ref[1], distance_cfg)
+            d = reference_distances(generated[i][0], generated[i][1], ref[0], ref[1], distance_cfg)
             rows[i].update(d)
             par.append(d)
     dist = {"n_parallel": len(par), "mcd_db": _nanmean([d["mcd_db"] for d in par]),
@@ -115,8 +126,8 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
     if frechet and len(references) >= 2 and len(generated) >= 2:
         from rrpo.audit.features import egemaps_functionals
 
-        fg = egemaps_functionals([(np.ravel(a), sr) for a, sr, _ in generated])
-        fr = egemaps_functionals([(np.ravel(a), sr) for a, sr in references.values()])
+        fg = egemaps_functionals([(a, sr) for a, sr, _ in generated])
+        fr = egemaps_functionals([(a, sr) for a, sr in references.values()])
         dist["frechet_egemaps"] = feature_frechet(fg, fr)
     out["distances"] = dist
 
@@ -129,7 +140,7 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
             recognizer = PocketsphinxRecognizer()
         hyps = []
         for i in en:
-            h = recognizer.transcribe(np.ravel(generated[i][0]), generated[i][1])
+            h = recognizer.transcribe(generated[i][0], generated[i][1])
             rows[i]["asr"] = h
             rows[i]["wer"] = word_error_rate(metas[i]["text"], h)["wer"]
             hyps.append(h)
