@@ -7,9 +7,11 @@
   model classifies correctly, the target is a wrong emotion (the most probable wrong one); the
   attack ascends log p(target) through Gumbel-softmax relaxed token choices: logits A (T, V) start
   at ``init_logit`` on the original tokens, Adam on A for ``steps`` steps with fresh Gumbel noise
-  at temperature τ. Then, for each budget (a fraction of the utterance's tokens, at least one),
-  the positions whose best alternative token gained most over the original token in A are
-  substituted, and the attack succeeds if the model's hard prediction becomes the target.
+  at temperature τ. Each position's candidate is its best alternative token in A, ranked by its
+  gain over the original token. Hard substitutions are then made greedily, one per round: the
+  ``candidates`` best-ranked unused positions are tried and the one raising log p(target) most is
+  kept. The attack succeeds at a budget (a fraction of the utterance's tokens, at least one) if
+  the hard prediction is the target after that many changes (an utterance stops once it is).
 All attacks work on the logits restricted to ``columns`` (the evaluated class subset).
 """
 
@@ -33,6 +35,7 @@ class AttackConfig:
     token_lr: float = option(0.5, "token attack: Adam learning rate")
     token_tau: float = option(1.0, "token attack: Gumbel-softmax temperature")
     init_logit: float = option(3.0, "token attack: initial logit of the original token (others 0)")
+    candidates: int = option(8, "token attack: candidate substitutions tried per greedy round")
     max_utterances: int = option(200, "attack at most this many utterances (0 = all), the first ones")
     batch_size: int = option(16, "utterances per attack batch")
     seed: int = option(0, "seed of the Gumbel noise")
@@ -142,17 +145,36 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
             A_ = A.detach()
             a_orig = A_.gather(2, x[..., None]).squeeze(-1)  # (B, T)
             alt = A_.scatter(2, x[..., None], float("-inf"))
-            best, cand = alt.max(-1)  # (B, T)
+            best, cand = alt.max(-1)  # (B, T) best alternative token per position
             gain = torch.where(valid, best - a_orig, torch.full_like(best, float("-inf")))
-            order = gain.argsort(dim=1, descending=True)
-            for budget in cfg.budgets:
-                k = torch.clamp((budget * lens.float()).round().long(), min=1)  # (B,)
-                rank = torch.empty_like(order)
-                rank.scatter_(1, order, torch.arange(T).expand(B, T))
-                change = (rank < k[:, None]) & valid
-                x_adv = torch.where(change, cand, x)
+            kb = {bud: torch.clamp((bud * lens.float()).round().long(), min=1) for bud in cfg.budgets}
+            rounds = int(max(int(k.max()) for k in kb.values()))
+            x_adv = x.clone()
+            used = ~valid  # positions already changed (or padding)
+            hit = torch.zeros(B, dtype=torch.bool)
+            m = min(cfg.candidates, T)
+            for r in range(rounds + 1):
                 pred = _restricted(model(x_adv, lens), columns).argmax(-1)
-                succ[budget] += int((pred == target).sum())
-                flip[budget] += int((pred != y).sum())
+                hit |= pred == target  # an utterance that reached the target stops changing
+                for bud, k in kb.items():
+                    done_now = k == r  # utterances whose budget is exactly r changes
+                    succ[bud] += int((hit & done_now).sum())
+                    flip[bud] += int(((pred != y) & done_now).sum())
+                if r == rounds:
+                    break
+                # greedy round: try the m best remaining (position, token) candidates, keep the best
+                g_ = gain.masked_fill(used, float("-inf"))
+                top = g_.topk(m, dim=1).indices  # (B, m)
+                var = x_adv[:, None, :].repeat(1, m, 1)  # (B, m, T)
+                var.scatter_(2, top[..., None], cand.gather(1, top)[..., None])
+                lp = torch.log_softmax(_restricted(model(var.flatten(0, 1), lens.repeat_interleave(m)),
+                                                   columns).float(), -1).view(B, m, -1)
+                score = lp.gather(2, target[:, None, None].expand(B, m, 1)).squeeze(-1)  # (B, m)
+                score = score.masked_fill(~torch.isfinite(g_.gather(1, top)), float("-inf"))
+                pick = top.gather(1, score.argmax(1, keepdim=True)).squeeze(1)  # (B,)
+                act = ~hit & torch.isfinite(g_.max(1).values)
+                rows = torch.arange(B)[act]
+                x_adv[rows, pick[act]] = cand[rows, pick[act]]
+                used[rows, pick[act]] = True
     rate = lambda d: {str(k): v / attacked if attacked else None for k, v in d.items()}  # noqa: E731
     return {"success": rate(succ), "flipped": rate(flip), "attacked": attacked, "tried": tried}

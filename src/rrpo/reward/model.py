@@ -184,7 +184,7 @@ class TokenRewardModel(nn.Module):
     def class_index(self, target) -> torch.Tensor:
         """Emotion name(s) or index(es) -> LongTensor of class indices."""
         if isinstance(target, str):
-            target = [target]
+            return self.class_index([target])[0]  # a scalar: broadcast over the batch
         if isinstance(target, (list, tuple)) and target and isinstance(target[0], str):
             bad = [t for t in target if t not in self.classes]
             if bad:
