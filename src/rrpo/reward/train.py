@@ -53,17 +53,17 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
         h = model.encode(F, lens)  # (B, T, d) h'
         logits = model.head(h, lens)
         l_emo = mixup_loss(logits, y, partner, lam, reg.label_smoothing)
-        metrics = {"rm/l_emo": float(l_emo), "rm/acc": float((logits.argmax(-1) == y).float().mean())}
+        metrics = {"rm/l_emo": float(l_emo.detach()), "rm/acc": float((logits.argmax(-1) == y).float().mean())}
         loss = l_emo
         if reg.fgm.enabled and reg.fgm.alpha > 0:
             g, = torch.autograd.grad(l_emo, h, retain_graph=True)
             delta = fgm_delta(g, reg.fgm.eps).to(h.dtype)  # constant
             l_adv = mixup_loss(model.head(h + delta, lens), y, partner, lam, reg.label_smoothing)
             loss = l_emo + reg.fgm.alpha * l_adv
-            metrics["rm/l_adv"] = float(l_adv)
+            metrics["rm/l_adv"] = float(l_adv.detach())
         if lam is not None:
             metrics["rm/lambda"] = float(lam.float().mean())
-        metrics["rm/loss"] = float(loss)
+        metrics["rm/loss"] = float(loss.detach())
         return loss, metrics
     return objective
 
