@@ -53,7 +53,8 @@ class AblationConfig:
     seeds: list[int] = option([0, 1, 2], "fine-tuning seeds")
     variants: dict[str, list[str]] = option(DEFAULT_VARIANTS, "variant name -> fine-tuning config overrides")
     pretrain: RMTrainConfig = section(RMTrainConfig, "pre-training config (its data section is filled in)")
-    finetune: RMTrainConfig = section(RMTrainConfig, "fine-tuning config (data filled in; variants on top)")
+    finetune: RMTrainConfig = section(RMTrainConfig, "fine-tuning config (data filled in, model = pretrain.model; "
+                                                     "variants on top)")
     eval: EvalConfig = section(EvalConfig, "evaluation config")
     table_budget: float = option(0.05, "token-attack budget shown in the table")
     table_eps: float = option(0.5, "FGM ε shown in the table")
@@ -126,6 +127,13 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     bad = [s for s in held if s not in speakers]
     if bad:
         raise RrpoError(f"held-out speaker(s) {bad} are not in the CASIA manifest ({speakers})")
+
+    # the fine-tuned model has the pre-trained architecture (also when fine-tuning from scratch)
+    model_cfg = cfg.pretrain.model
+    if model_cfg.embedding != "free" and not model_cfg.token_features and cfg.codec:
+        model_cfg = dataclasses.replace(model_cfg, token_features=cfg.codec)
+    cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, model=model_cfg),
+                              finetune=dataclasses.replace(cfg.finetune, model=model_cfg))
 
     # 1. pre-training (once)
     init = ""
