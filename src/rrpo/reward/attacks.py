@@ -36,7 +36,7 @@ class AttackConfig:
     token_tau: float = option(1.0, "token attack: Gumbel-softmax temperature")
     init_logit: float = option(3.0, "token attack: initial logit of the original token (others 0)")
     candidates: int = option(8, "token attack: candidate substitutions tried per greedy round")
-    max_utterances: int = option(200, "attack at most this many utterances (0 = all), the first ones")
+    max_utterances: int = option(200, "attack at most this many utterances (0 = all), evenly spread over the set")
     batch_size: int = option(16, "utterances per attack batch")
     seed: int = option(0, "seed of the Gumbel noise")
 
@@ -54,7 +54,9 @@ def _restricted(logits: torch.Tensor, columns: Sequence[int] | None) -> torch.Te
 def _batches(items, cfg: AttackConfig):
     from rrpo.reward.data import collate
 
-    items = items[:cfg.max_utterances] if cfg.max_utterances else items
+    if cfg.max_utterances and len(items) > cfg.max_utterances:  # evenly spread over the (sorted) set
+        step = len(items) / cfg.max_utterances
+        items = [items[int(k * step)] for k in range(cfg.max_utterances)]
     for a in range(0, len(items), cfg.batch_size):
         yield collate(items[a:a + cfg.batch_size], 0, random_crop=False)
 
