@@ -82,5 +82,5 @@ def test_h_attack_eps_zero_is_clean_accuracy_and_large_eps_hurts():
             x[n % 10] = 3
         items.append(_Item(x.numpy(), n % 2))
     res = h_attack_accuracy(m, items, AttackConfig(eps=[0.0, 200.0], pgd_steps=5))
-    assert res["fgm"]["0.0"] == res["pgd"]["0.0"] == 1.0
+    assert res["fgm"]["0.0"] == res["pgd"]["0.0"] == res["clean"] == 1.0
     assert res["fgm"]["200.0"] < 1.0 and res["pgd"]["200.0"] < 1.0

@@ -70,10 +70,11 @@ def _labels(batch, columns):
 
 
 def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | None = None) -> dict:
-    """{"fgm": {eps: acc}, "pgd": {eps: acc}} on the (restricted) logits; eps keys as strings."""
+    """{"fgm": {eps: acc}, "pgd": {eps: acc}, "clean": acc, "n": n} on the (restricted) logits, over the
+    attacked subset (``max_utterances``); eps keys as strings."""
     model.eval()
     correct = {k: {e: 0 for e in cfg.eps} for k in ("fgm", "pgd")}
-    n = 0
+    n = clean = 0
     for b in _batches(items, cfg):
         x, lens, y = b["tokens"], b["lens"], _labels(b, columns)
         with torch.no_grad():
@@ -88,6 +89,8 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
             return g
 
         g0 = loss_grad(h)
+        with torch.no_grad():
+            clean += int((_restricted(model.head(h, lens), columns).argmax(-1) == y).sum())
         for e in cfg.eps:
             with torch.no_grad():
                 pred = _restricted(model.head(h + fgm_delta(g0, e), lens), columns).argmax(-1)
@@ -101,7 +104,8 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
                 pred = _restricted(model.head(h + delta, lens), columns).argmax(-1)
             correct["pgd"][e] += int((pred == y).sum())
         n += len(y)
-    return {k: {str(e): v / max(n, 1) for e, v in d.items()} for k, d in correct.items()} | {"n": n}
+    return ({k: {str(e): v / max(n, 1) for e, v in d.items()} for k, d in correct.items()}
+            | {"n": n, "clean": clean / max(n, 1)})
 
 
 def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None = None) -> dict:

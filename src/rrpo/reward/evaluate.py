@@ -64,6 +64,7 @@ def evaluate_items(model, items, model_classes: Sequence[str], cfg: EvalConfig,
         out["fgm_acc"] = h["fgm"]
         out["pgd_acc"] = h["pgd"]
         out["h_attack_n"] = h["n"]
+        out["h_attack_clean_acc"] = h["clean"]
         t = token_attack(model, keep, cfg.attack, columns)
         out["token_attack"] = t
     return out
