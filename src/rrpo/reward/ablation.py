@@ -49,6 +49,8 @@ class AblationConfig:
     pretrain_tokens: str = option("", "pre-training token shards")
     pretrain_languages: list[str] = option(["zh"], "languages of the pre-training manifest to use")
     codec: str = option("", "codec folder, used with --data to tokenize the corpora")
+    synth_sentences: int = option(32, "with --data: sentences of the synthetic Mandarin pre-training corpus")
+    synth_voices: int = option(4, "with --data: voices of the synthetic Mandarin pre-training corpus")
     heldout_speakers: list[str] = option([], "CASIA speakers to hold out in turn ([] = the last one alone)")
     seeds: list[int] = option([0, 1, 2], "fine-tuning seeds")
     variants: dict[str, list[str]] = option(DEFAULT_VARIANTS, "variant name -> fine-tuning config overrides")
@@ -93,11 +95,12 @@ def _prepare(cfg: AblationConfig, data_root: str, out: Path) -> AblationConfig:
             from rrpo.data.synth import SynthConfig, synthesize
             man = d / "synth" / "manifest.jsonl"
             if not man.exists():
-                synthesize(SynthConfig(), d / "synth")
+                synthesize(SynthConfig(languages=list(cfg.pretrain_languages), sentences_per_language=cfg.synth_sentences,
+                                       voices_per_language=cfg.synth_voices), d / "synth")
             tok = d / "synth_tokens"
             tokenize_manifest(cfg.codec, man, tok)
             upd["pretrain_manifest"], upd["pretrain_tokens"] = str(man), str(tok)
-        except (NotImplementedError, ImportError, TypeError) as e:
+        except (NotImplementedError, ImportError, TypeError, RrpoError) as e:
             log.warning("no synthetic corpus available (%s): fine-tuning from scratch", e)
     return dataclasses.replace(cfg, **upd)
 

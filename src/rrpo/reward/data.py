@@ -118,10 +118,15 @@ def tokenize_manifest(codec_dir: str, manifest: str, out: str, shard_size: int =
     from rrpo.data.audio import load_audio
     from rrpo.data.manifest import read_manifest
 
+    try:
+        from rrpo.codec import codec_description
+    except ImportError:  # older codec package
+        def codec_description(c):
+            return {"kind": type(c).__name__, "vocab_size": c.vocab_size, "frame_rate": c.frame_rate}
     codec = load_codec(codec_dir)
     man = read_manifest(manifest)
     w = ShardWriter(out, {"vocab_size": int(codec.vocab_size), "frame_rate": float(codec.frame_rate),
-                          "codec": {"path": str(codec_dir)}, "manifest": str(manifest)}, shard_size)
+                          "codec": codec_description(codec), "manifest": str(manifest)}, shard_size)
     for u in man:
         if u.id in w.done:
             continue
