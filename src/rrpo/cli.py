@@ -22,6 +22,7 @@ T = TypeVar("T")
 VERB_MODULES: tuple[str, ...] = (
     "rrpo.data.commands",
     "rrpo.codec.commands",
+    "rrpo.reward.commands",
     "rrpo.demo",
     "rrpo.audit.commands",
 )
