@@ -21,6 +21,7 @@ T = TypeVar("T")
 #: Modules that contribute verbs, in the order ``rrpo --help`` lists them.
 VERB_MODULES: tuple[str, ...] = (
     "rrpo.data.commands",
+    "rrpo.policy.commands",
     "rrpo.demo",
 )
 
