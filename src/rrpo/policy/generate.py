@@ -66,8 +66,8 @@ class Generation:
 
 def gumbel(n: int, generator: torch.Generator) -> torch.Tensor:
     """(n,) float32 standard Gumbel noise ``-log(-log u)``, u uniform in (0, 1)."""
-    u = torch.rand(n, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
-    return (-torch.log(-torch.log(u))).float()
+    u = torch.rand(n, generator=generator).clamp_(1e-20, 1.0 - 2 ** -24)
+    return -torch.log(-torch.log(u))
 
 
 def nucleus_mask(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
@@ -76,11 +76,11 @@ def nucleus_mask(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor
     ``top_k`` are kept. Example: probabilities (0.5, 0.3, 0.2), top_p 0.8 -> keeps the first two
     (mass before them 0 and 0.5; before the third 0.8, not < 0.8)."""
     probs = torch.softmax(scores.float(), -1)
-    sp, order = probs.sort(descending=True)
-    before = sp.cumsum(-1) - sp
-    keep_sorted = (before < top_p) & (torch.arange(len(sp)) < top_k) & (sp > 0)
+    vals, order = probs.topk(min(top_k, probs.shape[0]))  # descending
+    before = vals.cumsum(-1) - vals
+    keep_sorted = (before < top_p) & (vals > 0)
     keep_sorted[0] = True
-    keep = torch.zeros_like(keep_sorted)
+    keep = torch.zeros(probs.shape[0], dtype=torch.bool)
     keep[order] = keep_sorted
     return keep
 

@@ -124,14 +124,15 @@ def _speech_token_size(state: dict, where) -> int:
 
 
 def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | None = None,
-                    text_tokenizer: bool = True) -> TTSPolicy:
+                    text_tokenizer: bool | None = None) -> TTSPolicy:
     """Load a CosyVoice2 directory: ``llm.pt`` into a :class:`TTSPolicy` built from
     ``CosyVoice-BlankEN/config.json``, by exact parameter names and shapes.
 
     Every tensor of the model must be in the file with its shape, and every tensor in the file
     must belong to the model (the text head ``llm.model.lm_head.weight`` may be absent when tied);
-    otherwise one error names the first offending tensors. ``text_tokenizer=False`` skips the
-    Qwen tokenizer (then prompts must be encoded by the caller).
+    otherwise one error names the first offending tensors. ``text_tokenizer``: load the Qwen
+    tokenizer (True), skip it (False; prompts must then be encoded by the caller), or load it
+    where its files are present (None).
     """
     from rrpo.policy.text import QwenTextTokenizer
 
@@ -152,7 +153,8 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
     qcfg = json.loads((qwen_dir / "config.json").read_text(encoding="utf-8"))
     cfg = _qwen_config_from_dict(qcfg, qwen_dir / "config.json")
     s = _speech_token_size(state, llm_pt)
-    tok = QwenTextTokenizer(qwen_dir) if text_tokenizer else None
+    if text_tokenizer is None:
+        text_tokenizer = any((qwen_dir / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json"))
     info = {"tokenizer": "qwen" if text_tokenizer else "none", "tokenizer_path": str(qwen_dir.resolve()),
             "emotions": [], "speakers": [], "languages": ["zh", "en"],
             "cosyvoice2": {"source": str(folder.resolve()), "keys": [k for k in state],
@@ -179,6 +181,7 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
         k, got, want = bad[0]
         raise RrpoError(f"tensor '{k}' has shape {list(got)}, the model expects {list(want)} "
                         f"({len(bad)} misshaped in all)", llm_pt)
+    tok = QwenTextTokenizer(qwen_dir) if text_tokenizer else None
     policy = TTSPolicy(cfg, s, tokenizer=tok, info=info)
     sd = {k: v for k, v in tensors.items() if not (tied and k == "llm.model.lm_head.weight")}
     policy.load_state_dict(sd, strict=False)
