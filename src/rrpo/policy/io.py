@@ -78,6 +78,8 @@ def _build_from_folder(folder: Path) -> TTSPolicy:
     info = meta.get("info", {})
     if info.get("tokenizer") == "qwen":
         tok = QwenTextTokenizer(info["tokenizer_path"])
+    elif info.get("tokenizer") == "none":
+        tok = None
     else:
         tok = CharTokenizer.load(folder)
     cfg = _qwen_config_from_dict(meta["qwen"], folder / "policy.json")
