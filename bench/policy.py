@@ -100,6 +100,90 @@ def sft_run_figures(run: str) -> dict:
             "train_token_acc": round(tr[-1].get("policy/acc", float("nan")), 4) if tr else None}
 
 
+def heldout_generation(run: str, codec_dir: str, out_dir: str | None, n_sentences: int = 2, seed: int = 0) -> dict:
+    """For held-out sentences of an SFT run, sample every trained emotion, decode, and compare the
+    duration with the reference recording of the same sentence, speaker and emotion.
+
+    Reports per sample the tokens, whether it ended with end-of-speech, the decoded seconds, the
+    ratio to the reference (goal 0.5-2), and the decoded audio's median F0 (Hz) and RMS level (dB)
+    next to the reference's, per emotion. WAVs (and a spectrogram sheet) go to ``out_dir``.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import pyworld as pw
+
+    from rrpo.codec import load_codec
+    from rrpo.config import load_config
+    from rrpo.data.audio import load_audio
+    from rrpo.data.manifest import read_manifest
+    from rrpo.policy.generate import generate
+    from rrpo.policy.io import load_policy
+    from rrpo.policy.settings import SamplingConfig
+    from rrpo.policy.sft import SFTConfig, split_heldout
+
+    cfg = load_config(SFTConfig, Path(run) / "config.yaml")
+    policy = load_policy(run)
+    codec = load_codec(codec_dir)
+    man = read_manifest(cfg.data.manifest)
+    man_e = [u for u in man if u.emotion in set(policy.emotions)]
+    _, held = split_heldout(man_e, cfg.data)
+    texts = sorted({u.text for u in held})[:n_sentences]
+    speaker = policy.speakers[0] if policy.speakers else None
+
+    def describe(audio, sr):
+        x = audio.astype(np.float64)
+        f0, t = pw.dio(x, sr, frame_period=10.0)
+        f0 = pw.stonemask(x, f0, t, sr)
+        voiced = f0[f0 > 0]
+        rms = float(np.sqrt(np.mean(x ** 2)) + 1e-9)
+        return (round(float(np.median(voiced)), 1) if len(voiced) else None), round(20 * np.log10(rms), 1)
+
+    rows, sheet = [], []
+    for ti, text in enumerate(texts):
+        emos = policy.emotions
+        prompts = policy.encode_prompts([text] * len(emos), emos, "zh", [speaker] * len(emos) if speaker else None)
+        gen = generate(policy, prompts, SamplingConfig(), seeds=seed + 100 * ti, return_noise=False)
+        for j, emo in enumerate(emos):
+            ref = [u for u in held if u.text == text and u.emotion == emo and (speaker is None or u.speaker == speaker)]
+            toks = gen.tokens(j).numpy()
+            audio = codec.decode(toks) if len(toks) else np.zeros(1, np.float32)
+            secs = len(audio) / codec.sampling_rate
+            f0, db = describe(audio, codec.sampling_rate)
+            row = {"sentence": ti, "emotion": emo, "tokens": int(len(toks)), "ended": bool(gen.ended[j]),
+                   "seconds": round(secs, 2), "f0_hz": f0, "level_db": db}
+            if ref:
+                ra, rsr = load_audio(man.audio_path(ref[0]), codec.sampling_rate)
+                rf0, rdb = describe(ra, rsr)
+                row.update({"ref_seconds": round(ref[0].duration, 2), "ratio": round(secs / ref[0].duration, 2),
+                            "ref_f0_hz": rf0, "ref_level_db": rdb})
+            rows.append(row)
+            sheet.append((f"s{ti} {emo}", audio, ra if ref else None))
+            if out_dir:
+                import soundfile as sf
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                sf.write(str(Path(out_dir) / f"s{ti}_{emo}.wav"), audio, codec.sampling_rate)
+    if out_dir:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(len(sheet), 2, figsize=(10, 1.3 * len(sheet)), squeeze=False)
+        for r, (name, gen_a, ref_a) in enumerate(sheet):
+            for c, (a, label) in enumerate(((gen_a, "generated"), (ref_a, "reference"))):
+                ax = axes[r][c]
+                if a is not None and len(a) > 512:
+                    ax.specgram(a, NFFT=512, Fs=codec.sampling_rate, noverlap=384, cmap="magma")
+                ax.set_ylim(0, 5000)
+                ax.set_title(f"{name} {label}", fontsize=7)
+                ax.tick_params(labelsize=6)
+        fig.tight_layout()
+        fig.savefig(Path(out_dir) / "spectrograms.png", dpi=80)
+    ratios = [r["ratio"] for r in rows if "ratio" in r]
+    return {"samples": rows, "n": len(rows), "ended": sum(r["ended"] for r in rows),
+            "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None,
+            "within_0.5_2": sum(0.5 <= x <= 2 for x in ratios)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -109,16 +193,23 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--sft-run", default=None, help="a finished `rrpo policy sft` run to report")
+    ap.add_argument("--codec", default=None, help="with --sft-run: decode held-out samples with this codec")
+    ap.add_argument("--wav-out", default=None, help="with --codec: folder for the WAVs and a spectrogram sheet")
+    ap.add_argument("--only-run", action="store_true", help="skip the speed measurements")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    pol, _ = default_policy(args.speech_vocab)
-    out = {"threads": args.threads, "params": sum(p.numel() for p in pol.parameters()),
-           "generation": bench_generation(pol, args.tokens, args.repeats),
-           "generation_batch8": bench_generation(pol, args.tokens, 1, batch=8),
-           "sft_step": bench_sft_step(pol, args.batch_size, 30, 75, args.steps)}
+    out = {"threads": args.threads}
+    if not args.only_run:
+        pol, _ = default_policy(args.speech_vocab)
+        out.update({"params": sum(p.numel() for p in pol.parameters()),
+                    "generation": bench_generation(pol, args.tokens, args.repeats),
+                    "generation_batch8": bench_generation(pol, args.tokens, 1, batch=8),
+                    "sft_step": bench_sft_step(pol, args.batch_size, 30, 75, args.steps)})
     if args.sft_run:
         out["sft_run"] = sft_run_figures(args.sft_run)
+        if args.codec:
+            out["heldout_generation"] = heldout_generation(args.sft_run, args.codec, args.wav_out)
     print(json.dumps(out))
 
 
