@@ -191,9 +191,9 @@ def test_sft_changes_every_parameter_and_learns(tmp_path):
 
 
 def test_sft_resume_repeats_the_losses(tmp_path):
-    _, full = _sft(tmp_path, "full", "train.steps=4")
-    _sft(tmp_path, "part", "train.steps=2")
-    _, part = _sft(tmp_path, "part", "train.steps=4")  # resumes from step 2
+    _, full = _sft(tmp_path, "full", "train.steps=4", "data.bucket=2")
+    _sft(tmp_path, "part", "train.steps=2", "data.bucket=2")
+    _, part = _sft(tmp_path, "part", "train.steps=4", "data.bucket=2")  # resumes from step 2
     from rrpo.runs import RunDir
     a = [m["policy/loss"] for m in RunDir(full).read_metrics() if "policy/loss" in m]
     b = [m["policy/loss"] for m in RunDir(part).read_metrics() if "policy/loss" in m]
@@ -313,3 +313,18 @@ def test_generation_type_is_what_diffro_reads():
     g = generate(pol, prompts_of(pol, 2), SamplingConfig(max_ratio=3), seeds=0)
     assert isinstance(g, Generation)
     assert g.ids.dtype == torch.long and g.noise.shape == (2, g.ids.shape[1] + 1, pol.n_out)
+
+
+def test_bucketed_batches_cover_an_epoch_and_cut_padding():
+    """12 examples of lengths 0..11, batch 3, bucket 2 -> groups of 6 sorted by length: every
+    example once per epoch, each batch's lengths within one sorted group, reproducible by k."""
+    from rrpo.policy.sft import BucketedBatches
+
+    lengths = list(range(12))
+    b = BucketedBatches(lengths, 3, 2, collate=lambda idx: idx, seed=1)
+    epoch = [b(k) for k in range(b.per_epoch)]
+    assert b.per_epoch == 4 and sorted(i for batch in epoch for i in batch) == lengths
+    assert all(batch == sorted(batch, key=lengths.__getitem__) for batch in epoch)
+    again = BucketedBatches(lengths, 3, 2, collate=lambda idx: idx, seed=1)
+    assert [again(k) for k in (5, 0, 3)] == [b(5), b(0), b(3)]
+    assert [b(k) for k in range(4, 8)] != epoch  # a new epoch reshuffles

@@ -34,8 +34,10 @@ class SFTData:
     heldout: list[str] = option([], "held-out values (texts, speakers or split names); empty with heldout_by=text = a fraction of the sentences")
     heldout_fraction: float = option(0.1, "share of distinct sentences held out when heldout is empty (chosen by hash, reproducible)")
     max_speech_tokens: int = option(0, "drop utterances with more speech tokens than this (0 = keep all)")
+    bucket: int = option(0, "length bucketing: sort groups of bucket x batch_size utterances by length before batching (0 = off)")
 
     def __post_init__(self):
+        check(self.bucket >= 0, "data.bucket", "must be >= 0")
         check(0 <= self.heldout_fraction < 1, "data.heldout_fraction", "must be in [0, 1)")
         check(self.max_speech_tokens >= 0, "data.max_speech_tokens", "must be >= 0")
 
@@ -67,6 +69,46 @@ class SFTConfig:
 
     def __post_init__(self):
         check(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+
+
+class BucketedBatches:
+    """Micro-batch ``k`` of an epoch-wise pass with length bucketing, reproducibly.
+
+    Each epoch: shuffle the ``n`` examples (seeded by epoch), cut the order into groups of
+    ``bucket * batch_size``, sort each group by length, cut it into batches, and shuffle the batch
+    order (seeded by epoch). Padding shrinks; batch ``k`` depends only on ``(seed, k)``, so resume
+    is exact. The last partial batch of a group is dropped when a group holds more than one batch.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, bucket: int, collate, seed: int = 0):
+        if not lengths:
+            raise RrpoError("no training examples")
+        self.lengths, self.b, self.bucket, self.collate, self.seed = lengths, min(batch_size, len(lengths)), bucket, collate, seed
+        self._epoch, self._batches = -1, []
+        self.per_epoch = len(self._make(0))
+
+    def _make(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        perm = torch.randperm(len(self.lengths), generator=g).tolist()
+        size = self.b * self.bucket
+        batches = []
+        for a in range(0, len(perm), size):
+            group = sorted(perm[a:a + size], key=lambda i: self.lengths[i])
+            cut = [group[i:i + self.b] for i in range(0, len(group), self.b)]
+            if len(cut) > 1 and len(cut[-1]) < self.b:
+                cut = cut[:-1]
+            batches += cut
+        order = torch.randperm(len(batches), generator=g).tolist()
+        return [batches[i] for i in order]
+
+    def indices(self, k: int) -> list[int]:
+        epoch, i = divmod(k, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._make(epoch)
+        return self._batches[i % len(self._batches)]
+
+    def __call__(self, k: int):
+        return self.collate(self.indices(k))
 
 
 @dataclass
@@ -190,8 +232,12 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
     n_params = sum(p.numel() for p in policy.parameters())
     log.info("policy: %d parameters, %d train / %d held-out utterances", n_params, len(train_ex), len(held_ex))
 
-    batches = EpochBatches(len(train_ex), cfg.train.batch_size, lambda idx: collate(policy, [train_ex[i] for i in idx]),
-                           seed=cfg.train.seed)
+    make = lambda idx: collate(policy, [train_ex[i] for i in idx])  # noqa: E731
+    if cfg.data.bucket:
+        batches = BucketedBatches([len(e.tokens) + len(e.text) for e in train_ex], cfg.train.batch_size,
+                                  cfg.data.bucket, make, seed=cfg.train.seed)
+    else:
+        batches = EpochBatches(len(train_ex), cfg.train.batch_size, make, seed=cfg.train.seed)
     device = resolve_device(cfg.train.device)
 
     def objective(batch, step):
