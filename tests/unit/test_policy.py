@@ -253,8 +253,8 @@ class _CosyVoice2LLM(torch.nn.Module):
         self.speech_embedding = torch.nn.Embedding(speech_token_size + 3, d)
 
 
-def make_cosyvoice2_dir(folder, drop=None, reshape=None):
-    cfg = build_qwen_config(32, 2, 4, 2, 64, text_vocab_size=50)
+def make_cosyvoice2_dir(folder, drop=None, reshape=None, text_vocab_size=50):
+    cfg = build_qwen_config(32, 2, 4, 2, 64, text_vocab_size=text_vocab_size)
     torch.manual_seed(1)
     m = _CosyVoice2LLM(cfg, 30)
     folder.mkdir(parents=True)
@@ -328,3 +328,32 @@ def test_bucketed_batches_cover_an_epoch_and_cut_padding():
     again = BucketedBatches(lengths, 3, 2, collate=lambda idx: idx, seed=1)
     assert [again(k) for k in (5, 0, 3)] == [b(5), b(0), b(3)]
     assert [b(k) for k in range(4, 8)] != epoch  # a new epoch reshuffles
+
+
+def write_tiny_qwen_tokenizer(folder):
+    """A byte-level BPE tokenizer of 300 ids saved the way Qwen's is (tokenizer.json + config)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(TEXTS + list(INSTRUCTIONS["zh"].values()), trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(folder)
+
+
+def test_cosyvoice2_with_qwen_tokenizer_generates(tmp_path):
+    """The Qwen tokenizer of the directory gets CosyVoice2's 19 special tokens (17 new here, in
+    order after the 300 base ids), <|endofprompt|> is one id, and prompts go through end to end."""
+    from rrpo.policy.io import load_cosyvoice2
+
+    src = make_cosyvoice2_dir(tmp_path / "cv2", text_vocab_size=320)
+    write_tiny_qwen_tokenizer(src / "CosyVoice-BlankEN")
+    pol = load_cosyvoice2(src)
+    assert pol.tokenizer.vocab_size == 317
+    assert pol.tokenizer.encode(ENDOFPROMPT) == [300]  # first new special after im_start/im_end
+    pr = pol.encode_prompts([TEXTS[0]], ["sad"], "zh")  # no emotion list: every emotion has an instruction
+    g = generate(pol, pr, SamplingConfig(max_ratio=2), seeds=0)
+    assert int(g.lens[0]) <= 2 * int(pr.content_lens[0])
