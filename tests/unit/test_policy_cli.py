@@ -73,3 +73,27 @@ def test_missing_data_config_is_one_line(tmp_path, capsys):
     rc = main(["policy", "sft", f"out={tmp_path / 'r'}"])
     assert rc == 2
     assert "data.manifest" in _one_error_line(capsys)
+
+
+def test_generate_writes_wavs_through_a_decoding_codec(trained, capsys, monkeypatch):
+    """A stand-in codec (160 samples of 0.1 per token at 4 kHz): WAV length = 160 x tokens."""
+    import numpy as np
+    import soundfile as sf
+
+    import rrpo.policy.commands as commands
+
+    class ToyCodec:
+        can_decode, sampling_rate, vocab_size, frame_rate = True, 4000, 16, 25.0
+
+        def decode(self, tokens):
+            return np.full(160 * len(tokens), 0.1, dtype=np.float32)
+
+    monkeypatch.setattr(commands, "_load_codec", lambda path: ToyCodec())
+    out = trained / "gen_wav"
+    rc = main(["policy", "generate", f"policy={trained / 'run'}", f"out={out}", f"texts=[{TEXTS[0]}]",
+               "emotions=[happy]", "codec=toy", "sampling.max_ratio=3"])
+    assert rc == 0
+    rec = json.loads((out / "tokens.jsonl").read_text(encoding="utf-8"))
+    audio, sr = sf.read(out / rec["wav"])
+    assert sr == 4000 and len(audio) == 160 * rec["n_tokens"]
+    assert rec["seconds"] == round(160 * rec["n_tokens"] / 4000, 3)
