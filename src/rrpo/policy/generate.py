@@ -88,27 +88,26 @@ def nucleus_mask(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor
 def _sample_row(z: torch.Tensor, history: list[int], step: int, min_len: int, eos: int, n_speech: int,
                 cfg: SamplingConfig, gen: torch.Generator) -> tuple[int, torch.Tensor]:
     """One draw for one row from logits ``z`` (V_out,) float32; returns (id, noise row (V_out,))."""
-    v = z.shape[0]
     t = cfg.temperature
-    base = torch.zeros(v, dtype=torch.bool)
-    base[:n_speech + 1] = True  # speech ids and eos; the special rows never
+    zs = z[:n_speech + 1] / t  # speech ids and eos; the special rows are never drawn
+    base = torch.ones(n_speech + 1, dtype=torch.bool)
     if step < min_len:
         base[eos] = False
-    scores = torch.where(base, z / t, torch.tensor(-math.inf))
-    allowed = torch.zeros(v, dtype=torch.bool)
-    allowed[:n_speech + 1] = True
-    kept = nucleus_mask(torch.where(allowed, z / t, torch.tensor(-math.inf)), cfg.top_p, cfg.top_k) & base
+    neg = torch.tensor(-math.inf)
+    scores = torch.where(base, zs, neg)
+    kept = nucleus_mask(zs, cfg.top_p, cfg.top_k) & base
     if not kept.any():
         kept[int(scores.argmax())] = True
-    g1, g2 = gumbel(v, gen), gumbel(v, gen)
+    g1, g2 = gumbel(n_speech + 1, gen), gumbel(n_speech + 1, gen)
     used, g = kept, g1
-    tok = int(torch.where(kept, scores + g1, torch.tensor(-math.inf)).argmax())
+    tok = int(torch.where(kept, scores + g1, neg).argmax())
     if cfg.ras_window and tok != eos:
         window = history[-cfg.ras_window:]
         if sum(1 for h in window if h == tok) >= cfg.ras_window * cfg.ras_tau:
             used, g = base, g2
-            tok = int(torch.where(base, scores + g2, torch.tensor(-math.inf)).argmax())
-    noise = torch.where(used, t * g, torch.tensor(-math.inf))
+            tok = int(torch.where(base, scores + g2, neg).argmax())
+    noise = torch.full_like(z, -math.inf)
+    noise[:n_speech + 1] = torch.where(used, t * g, neg)
     return tok, noise
 
 

@@ -187,7 +187,8 @@ class TTSPolicy(nn.Module):
         states (B, N, D), and with ``past`` (a transformers Cache) also the updated cache."""
         if position_ids is None:
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
-        out = self.llm.model.model(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids,
+        attn = None if bool(mask.all()) else mask.long()  # no padding: plain causal attention, less overhead
+        out = self.llm.model.model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
                                    past_key_values=past, use_cache=past is not None)
         if past is not None:
             return out.last_hidden_state, out.past_key_values
