@@ -23,8 +23,10 @@ VERB_MODULES: tuple[str, ...] = (
     "rrpo.data.commands",
     "rrpo.codec.commands",
     "rrpo.reward.commands",
-    "rrpo.demo",
+    "rrpo.policy.commands",
+    "rrpo.optimize.commands",
     "rrpo.audit.commands",
+    "rrpo.demo",
 )
 
 
