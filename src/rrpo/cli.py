@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # pyworld imports pkg_resources, whose deprecation notice says nothing to a user of rrpo
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -73,7 +73,8 @@ def stage_commands(cfg: DemoConfig, out: Path) -> dict[str, list[str]]:
     o = out.resolve()
     man, tok = o / "corpus" / "manifest.jsonl", o / "tokens"
     data = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", "train.progress=true"]
-    opt = [f"policy={o / 'sft'}", f"prompts.manifest={man}", *cfg.optimize]
+    opt = [f"policy={o / 'sft'}", f"prompts.manifest={man}", f"watch.judge={o / 'judge'}",
+           f"watch.codec={o / 'codec'}", "watch.split=[test]", *cfg.optimize]
     audit = [f"--codec={o / 'codec'}", f"--judge={o / 'judge'}", *cfg.audit]
     return {
         "corpus": ["synth", "--out", str(o / "corpus"), *cfg.synth],

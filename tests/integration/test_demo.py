@@ -28,6 +28,8 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
         audit = json.loads((out / name / "audit" / "audit.json").read_text())
         assert [p["step"] for p in audit["points"]] == [0, 1, 2]
         assert 0 <= audit["final"]["judge"]["target_prob"] <= 1
+        watched = [m for m in (out / name / "metrics.jsonl").read_text().splitlines() if "judge/target_prob" in m]
+        assert len(watched) == 3  # the judge watch logged step 0 and both steps
     assert all(s in summary["stage_seconds"] for s in STAGES)
 
     assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), "--out", str(out)]) == 0

@@ -52,6 +52,18 @@ class PromptConfig:
 
 
 @dataclass
+class JudgeWatch:
+    every: int = option(0, "score the policy with the independent judge every N steps (0 = off)")
+    judge: str = option("", "judge folder (rrpo judge train)")
+    codec: str = option("", "codec folder that decodes the policy's tokens")
+    manifest: str = option("", "held-out texts for the watch (default: prompts.manifest)")
+    split: list[str] = option([], "splits of that manifest to take texts from")
+    max_texts: int = option(2, "distinct texts, each spoken in every target emotion")
+    flag_margin: float = option(0.05, "proxy up and judge down by more than this since the judge's best = hacking flag")
+    stop_on_flag: bool = option(False, "stop the run (after a checkpoint) when the hacking flag rises")
+
+
+@dataclass
 class OptimizeConfig:
     out: str = option("runs/optimize", "run folder to write (resumed if it holds checkpoints)")
     algo: Literal["diffro", "grpo", "reinforce", "sft"] = option("diffro", "objective")
@@ -64,6 +76,7 @@ class OptimizeConfig:
     group: int = option(4, "samples per prompt (grpo)")
     clip: float = option(0.2, "ratio clip (grpo)")
     train: TrainConfig = section(TrainConfig, "optimisation; train.batch_size = prompts per micro-batch")
+    watch: JudgeWatch = section(JudgeWatch, "log the independent judge during training and optionally stop on hacking")
 
     def __post_init__(self):
         check(self.beta >= 0, "beta", "must be >= 0")
@@ -219,7 +232,8 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
 
     meta = {"optimize": {"algo": cfg.algo, "policy": cfg.policy, "rewards": [to_dict(r) for r in cfg.rewards],
                          "n_prompts": len(rows)}}
-    last = train(policy, objective, batches, cfg.train, run, meta=meta)
+    on_step = _judge_watch(cfg, policy, ref, rms, run, rank) if cfg.watch.every else None
+    last = train(policy, objective, batches, cfg.train, run, meta=meta, on_step=on_step)
     if rank == 0:
         save_policy(policy, run.path / "policy")
     return {**last, "run": str(run.path)}
@@ -244,3 +258,60 @@ def _sft_examples(cfg: OptimizeConfig, policy):
     if not out:
         raise RrpoError("no utterance of prompts.manifest is in prompts.shards", cfg.prompts.shards)
     return out
+
+
+def _judge_watch(cfg: OptimizeConfig, policy, start_policy, rms, run, rank: int):
+    """``on_step`` hook: every ``watch.every`` steps score the policy with the judge (rank 0),
+    log ``judge/*`` and ``proxy/*``, and return True to stop when the hacking flag rises and
+    ``watch.stop_on_flag`` is set. Never feeds a gradient: it only reads the policy."""
+    import torch.distributed as dist
+
+    from rrpo.audit.judge import load_judge
+    from rrpo.audit.overopt import AuditConfig, Auditor, hacking_flags
+    from rrpo.codec import load_codec
+    from rrpo.data.manifest import read_manifest
+    from rrpo.train.loop import world
+
+    w = cfg.watch
+    if not w.judge or not w.codec:
+        raise RrpoError("config: watch.every needs watch.judge and watch.codec")
+    history: list[tuple[float, float]] = []
+    auditor = None
+    if rank == 0:
+        acfg = AuditConfig(run=str(run.path), codec=w.codec, judge=w.judge, sampling=cfg.sampling,
+                           flag_margin=w.flag_margin, recognizer=False, bf16=cfg.train.bf16)
+        acfg.prompts.split = list(w.split)
+        acfg.prompts.max_texts = w.max_texts
+        man = read_manifest(w.manifest or cfg.prompts.manifest)
+        auditor = Auditor(acfg, start_policy, rms, [r.name for r in cfg.rewards], load_codec(w.codec),
+                          load_judge(w.judge), man)
+
+    def record(step, pol):
+        s = auditor.score(pol)
+        history.append((s["proxy_prob"], s["judge"]["target_prob"]))
+        flag = hacking_flags([h[0] for h in history], [h[1] for h in history], w.flag_margin)[-1]
+        run.log({"judge/target_prob": s["judge"]["target_prob"], "judge/acc": s["judge"]["accuracy"],
+                 "proxy/p_target": s["proxy_prob"], "audit/sqrt_kl": s["sqrt_kl"],
+                 "audit/hacking_gap": s["hacking_gap"], "audit/hacking_flag": float(flag)}, step)
+        return flag
+
+    state = {"started": False}
+
+    def on_step(step: int, metrics: dict) -> bool:
+        stop = False
+        if rank == 0:
+            if not state["started"]:
+                record(0, start_policy)
+                state["started"] = True
+            if step % w.every == 0:
+                flag = record(step, policy)
+                stop = bool(flag and w.stop_on_flag)
+                if stop:
+                    log.warning("hacking flag at step %d: the proxy rose while the judge fell; stopping", step)
+        if world()[1] > 1:
+            import torch
+            t = torch.tensor([float(stop)])
+            dist.broadcast(t, 0)
+            stop = bool(t.item())
+        return stop
+    return on_step
