@@ -1,0 +1,144 @@
+"""Token data for the reward model: manifests + token shards, filtered, as padded batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rrpo.config import check, option
+from rrpo.errors import RrpoError
+
+
+@dataclass
+class DataConfig:
+    manifests: list[str] = option([], "manifests (JSONL) to read")
+    tokens: list[str] = option([], "token-shard folders: one per manifest, or one for all")
+    languages: list[str] = option([], "keep only these languages (empty = all)")
+    splits: list[str] = option([], "keep only these splits (empty = all)")
+    speakers: list[str] = option([], "keep only these speakers (empty = all)")
+    exclude_speakers: list[str] = option([], "drop these speakers (e.g. the held-out one)")
+    max_tokens: int = option(400, "crop longer utterances to a random window of this many tokens (0 = no crop)")
+
+    def __post_init__(self):
+        check(self.max_tokens >= 0, "max_tokens", "must be >= 0")
+
+
+@dataclass
+class TokenItem:
+    id: str
+    tokens: np.ndarray  # (T,) int64
+    energy: np.ndarray  # (T,) float32
+    label: int
+    speaker: str
+    language: str
+
+
+def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None = None,
+               what: str = "data") -> tuple[list[TokenItem], dict]:
+    """Read every manifest, filter, keep utterances whose emotion is one of ``classes``; return the
+    items and a summary (counts, dropped)."""
+    from rrpo.codec.shards import TokenShards
+    from rrpo.data.manifest import read_manifest
+
+    if not cfg.manifests:
+        raise RrpoError(f"{what}: no manifests given ({what}.manifests)")
+    if len(cfg.tokens) not in (1, len(cfg.manifests)):
+        raise RrpoError(f"{what}: give one token-shard folder per manifest, or one for all "
+                        f"({len(cfg.manifests)} manifests, {len(cfg.tokens)} token folders)")
+    shard_cache: dict[str, TokenShards] = {}
+    items: list[TokenItem] = []
+    other_emotion = 0
+    for n, mpath in enumerate(cfg.manifests):
+        tpath = cfg.tokens[0] if len(cfg.tokens) == 1 else cfg.tokens[n]
+        if tpath not in shard_cache:
+            shard_cache[tpath] = TokenShards(tpath)
+        shards = shard_cache[tpath]
+        if vocab_size is not None and shards.vocab_size != vocab_size:
+            raise RrpoError(f"token vocabulary {shards.vocab_size} differs from the model's {vocab_size}", tpath)
+        man = read_manifest(mpath).select(
+            split=cfg.splits or None, language=cfg.languages or None, speakers=cfg.speakers or None,
+            exclude_speakers=cfg.exclude_speakers or None)
+        missing = shards.missing(u.id for u in man)
+        if missing:
+            raise RrpoError(f"{len(missing)} utterance(s) of {mpath} are not tokenized (e.g. '{missing[0]}'); "
+                            "run `rrpo tokenize` on this manifest", tpath)
+        for u in man:
+            if u.emotion not in classes:
+                other_emotion += 1
+                continue
+            tok, en = shards.get(u.id)
+            if len(tok) == 0:
+                continue
+            items.append(TokenItem(u.id, tok, en, classes.index(u.emotion), u.speaker, u.language))
+    if not items:
+        raise RrpoError(f"{what}: no utterances left after filtering (classes {list(classes)})")
+    vocab = next(iter(shard_cache.values())).vocab_size
+    counts = {c: sum(1 for it in items if it.label == k) for k, c in enumerate(classes)}
+    return items, {"utterances": len(items), "per_class": counts, "dropped_other_emotions": other_emotion,
+                   "speakers": sorted({it.speaker for it in items}), "vocab_size": vocab}
+
+
+def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool = True) -> dict:
+    """Pad to the longest: ``tokens`` (B, T) int64 (pad 0), ``energy`` (B, T), ``lens`` (B,), ``labels`` (B,).
+
+    Utterances longer than ``max_tokens`` are cropped to a window (random start from torch's RNG
+    when ``random_crop``, else the first ``max_tokens``)."""
+    seqs = []
+    for it in items:
+        tok, en = it.tokens, it.energy
+        if max_tokens and len(tok) > max_tokens:
+            a = int(torch.randint(0, len(tok) - max_tokens + 1, (1,))) if random_crop else 0
+            tok, en = tok[a:a + max_tokens], en[a:a + max_tokens]
+        seqs.append((tok, en))
+    T = max(len(t) for t, _ in seqs)
+    B = len(seqs)
+    tokens = torch.zeros(B, T, dtype=torch.long)
+    energy = torch.zeros(B, T, dtype=torch.float32)
+    lens = torch.zeros(B, dtype=torch.long)
+    for i, (t, e) in enumerate(seqs):
+        tokens[i, :len(t)] = torch.from_numpy(np.asarray(t, dtype=np.int64))
+        energy[i, :len(e)] = torch.from_numpy(np.asarray(e, dtype=np.float32))
+        lens[i] = len(t)
+    labels = torch.tensor([it.label for it in items], dtype=torch.long)
+    return {"tokens": tokens, "energy": energy, "lens": lens, "labels": labels}
+
+
+def tokenize_manifest(codec_dir: str, manifest: str, out: str, shard_size: int = 500) -> str:
+    """Tokenize every utterance of ``manifest`` with the codec in ``codec_dir`` into shards ``out``
+    (resumable: utterances already in finished shards are skipped). Needs ``rrpo.codec.load_codec``."""
+    try:
+        from rrpo.codec import load_codec
+    except ImportError:
+        raise RrpoError("this rrpo has no codec loader (rrpo.codec.load_codec); tokenize with `rrpo tokenize`",
+                        codec_dir) from None
+    from rrpo.codec.shards import ShardWriter
+    from rrpo.data.audio import load_audio
+    from rrpo.data.manifest import read_manifest
+
+    try:
+        from rrpo.codec import codec_description
+    except ImportError:  # older codec package
+        def codec_description(c):
+            return {"kind": type(c).__name__, "vocab_size": c.vocab_size, "frame_rate": c.frame_rate}
+    codec = load_codec(codec_dir)
+    man = read_manifest(manifest)
+    w = ShardWriter(out, {"vocab_size": int(codec.vocab_size), "frame_rate": float(codec.frame_rate),
+                          "codec": codec_description(codec), "manifest": str(manifest)}, shard_size)
+    for u in man:
+        if u.id in w.done:
+            continue
+        audio, _ = load_audio(man.audio_path(u), codec.sampling_rate)
+        tok, en = codec.encode_with_energy(audio, codec.sampling_rate)
+        w.add(u.id, tok, en)
+    w.close()
+    return str(out)
+
+
+def tokenize_on_the_fly(codec_dir: str, cfg: DataConfig) -> str:
+    """Tokenize ``cfg.manifests[0]`` into a temporary shard folder and return its path."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="rrpo-rm-eval-")
+    return tokenize_manifest(codec_dir, cfg.manifests[0], tmp)

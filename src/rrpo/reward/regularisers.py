@@ -1,0 +1,207 @@
+"""The hybrid regularisers of the reward-model fine-tuning loss (METHOD.md §4).
+
+- :func:`smooth_labels`: y' = (1−ε)·y + ε/K.
+- :func:`energy_adaptive_mixup` (EAM) on the low-level embedded features F. For each sample i (length
+  l_i) a partner j is drawn at random from the batch (any label); a segment of length
+  l ~ U{1, …, ⌊l_i/2⌋} of j is mixed into i at a random offset at a signal-to-noise ratio
+  r ~ U[snr_min_db, snr_max_db]. Energies are the per-token energies of the audio behind the tokens
+  (token shards): E_i is i's mean token energy, E_j the mean token energy of j's segment.
+
+  Sign convention (``snr_convention``):
+
+  * ``target_over_interferer`` (our default, the usual meaning of SNR): r = 10·log10(E_i / E'_j),
+    i.e. E'_j = E_i · 10^(−r/10): at r = 10 dB the interferer is 10 times weaker than i.
+  * ``interferer_over_target``: r = 10·log10(E'_j / E_i), E'_j = E_i · 10^(+r/10).
+
+  j's audio would be scaled by the gain g = sqrt(E'_j / E_j). Embeddings are not audio, so the sum is
+  modelled in embedding space as the amplitude-weighted average of the two frames' embeddings:
+  for every mixed position t (partner position s), with amplitudes a_i = sqrt(e_i,t) and
+  a_j = g·sqrt(e_j,s), F_i,t ← (1 − w_t)·F_i,t + w_t·F_j,s with w_t = a_j / (a_i + a_j)
+  (the louder source dominates the mixed frame; norms stay bounded).
+
+  Label weight: λ_i = (l / l_i) · E'_j / (E_i + E'_j); loss
+  L_emo = mean_i [(1−λ_i)·CE(ŷ_i, y'_i) + λ_i·CE(ŷ_i, y'_j)]  (:func:`mixup_loss`).
+- :func:`fgm_delta`: FGM on the encoder output h': δ = ε_adv · g / ‖g‖₂, g = ∇_{h'} L_emo, the norm
+  taken per utterance over all its positions and channels; δ is a constant (detached).
+  Total L_ser = L_emo + α·L_adv with L_adv = L_emo recomputed from h' + δ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from rrpo.config import check, option, section
+
+
+@dataclass
+class EAMConfig:
+    enabled: bool = option(False, "energy-adaptive mixup on the embedded features")
+    prob: float = option(1.0, "probability that a sample is mixed (our default: every sample)")
+    snr_min_db: float = option(-5.0, "lowest signal-to-noise ratio r (dB)")
+    snr_max_db: float = option(10.0, "highest signal-to-noise ratio r (dB)")
+    snr_convention: Literal["target_over_interferer", "interferer_over_target"] = option(
+        "target_over_interferer", "r = 10·log10(E_i/E'_j) (target over interferer) or its inverse")
+    max_segment_frac: float = option(0.5, "segment length l ~ U[1, frac·l_i] (METHOD: half the utterance)")
+
+    def __post_init__(self):
+        check(0 <= self.prob <= 1, "reg.eam.prob", "must be in [0, 1]")
+        check(self.snr_min_db <= self.snr_max_db, "reg.eam.snr_min_db", "must be <= reg.eam.snr_max_db")
+        check(0 < self.max_segment_frac <= 1, "reg.eam.max_segment_frac", "must be in (0, 1]")
+
+
+@dataclass
+class FGMConfig:
+    enabled: bool = option(False, "adversarial training: FGM on the encoder output h'")
+    eps: float = option(0.5, "ε_adv: L2 norm of the perturbation per utterance")
+    alpha: float = option(0.5, "α: weight of L_adv in L_emo + α·L_adv")
+
+    def __post_init__(self):
+        check(self.eps >= 0, "reg.fgm.eps", "must be >= 0")
+        check(self.alpha >= 0, "reg.fgm.alpha", "must be >= 0")
+
+
+@dataclass
+class RegConfig:
+    label_smoothing: float = option(0.0, "ε of label smoothing (METHOD: 0.1; 0 = off)")
+    eam: EAMConfig = section(EAMConfig, "energy-adaptive mixup")
+    fgm: FGMConfig = section(FGMConfig, "FGM adversarial training on h'")
+
+    def __post_init__(self):
+        check(0 <= self.label_smoothing < 1, "reg.label_smoothing", "must be in [0, 1)")
+
+
+# ---------------------------------------------------------------------------- label smoothing
+
+def smooth_labels(y: torch.Tensor, num_classes: int, eps: float) -> torch.Tensor:
+    """(B,) class ids -> (B, K) targets y' = (1−ε)·onehot(y) + ε/K."""
+    onehot = torch.nn.functional.one_hot(y.long(), num_classes).float()
+    return (1.0 - eps) * onehot + eps / num_classes
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, K) logits, (B, K) target distributions -> (B,) CE = −Σ_k q_k·log softmax(logits)_k."""
+    return -(target * torch.log_softmax(logits.float(), -1)).sum(-1)
+
+
+# ---------------------------------------------------------------------------- EAM
+
+def interferer_energy(e_target: torch.Tensor, snr_db: torch.Tensor, convention: str) -> torch.Tensor:
+    """E'_j: the energy the partner's segment is scaled to, at ratio r (dB) to E_i (see module doc)."""
+    if convention == "target_over_interferer":
+        return e_target * torch.pow(10.0, -snr_db / 10.0)
+    if convention == "interferer_over_target":
+        return e_target * torch.pow(10.0, snr_db / 10.0)
+    raise ValueError(f"unknown SNR convention {convention!r}")
+
+
+def mixup_weight(seg_len: torch.Tensor, length: torch.Tensor, e_target: torch.Tensor,
+                 e_interf: torch.Tensor) -> torch.Tensor:
+    """λ = (l / l_i) · E'_j / (E_i + E'_j), elementwise."""
+    return seg_len.float() / length.float() * e_interf / (e_target + e_interf)
+
+
+@dataclass
+class MixupDraw:
+    """What :func:`energy_adaptive_mixup` drew, per sample (B,): partner j, λ and the draws behind it."""
+    partner: torch.Tensor
+    lam: torch.Tensor
+    seg_len: torch.Tensor
+    offset: torch.Tensor
+    partner_start: torch.Tensor
+    snr_db: torch.Tensor
+    gain: torch.Tensor
+
+
+def mix_segment(f_i: torch.Tensor, f_j: torch.Tensor, e_i: torch.Tensor, e_j: torch.Tensor,
+                gain: float | torch.Tensor) -> torch.Tensor:
+    """Mix frames (l, d) of j into (l, d) of i: amplitudes a_i = √e_i, a_j = g·√e_j per frame (l,);
+    w = a_j / (a_i + a_j); result (1−w)·f_i + w·f_j."""
+    a_i = e_i.clamp_min(0).sqrt()
+    a_j = gain * e_j.clamp_min(0).sqrt()
+    w = (a_j / (a_i + a_j).clamp_min(1e-12))[:, None].to(f_i.dtype)  # (l, 1)
+    return (1 - w) * f_i + w * f_j
+
+
+def energy_adaptive_mixup(F: torch.Tensor, lens: torch.Tensor, energy: torch.Tensor, cfg: EAMConfig,
+                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, MixupDraw]:
+    """Mix a partner segment into every sample of F (B, T, d); ``energy`` (B, T) per-token energies.
+
+    Returns the mixed features (B, T, d) (a new tensor; gradients flow to F) and the draws. Samples
+    not mixed (probability 1 − prob, or a batch of one) have λ = 0 and partner = themselves.
+    """
+    B = F.shape[0]
+    g = generator
+    dev = F.device
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, device="cpu").to(dev)
+
+    lens_c = lens.cpu()
+    partner = torch.arange(B)
+    if B > 1:
+        partner = (partner + torch.randint(1, B, (B,), generator=g)) % B  # anyone but i
+    mixed = rand(B) < cfg.prob if B > 1 else torch.zeros(B, dtype=torch.bool)
+    snr = cfg.snr_min_db + (cfg.snr_max_db - cfg.snr_min_db) * rand(B).cpu()
+    seg_len = torch.zeros(B, dtype=torch.long)
+    offset = torch.zeros(B, dtype=torch.long)
+    start = torch.zeros(B, dtype=torch.long)
+    lam = torch.zeros(B)
+    gain = torch.zeros(B)
+    rows = []
+    for i in range(B):
+        j = int(partner[i])
+        li, lj = int(lens_c[i]), int(lens_c[j])
+        if not mixed[i] or li < 1 or lj < 1:
+            rows.append(F[i])
+            partner[i] = i
+            continue
+        lmax = max(1, min(int(math.floor(li * cfg.max_segment_frac)), lj))
+        l = int(torch.randint(1, lmax + 1, (1,), generator=g))
+        o = int(torch.randint(0, li - l + 1, (1,), generator=g))
+        s = int(torch.randint(0, lj - l + 1, (1,), generator=g))
+        e_i_all = energy[i, :li].float().cpu()
+        e_j_seg = energy[j, s:s + l].float().cpu()
+        E_i = e_i_all.mean().clamp_min(1e-10)
+        E_j = e_j_seg.mean().clamp_min(1e-10)
+        E_jp = interferer_energy(E_i, snr[i], cfg.snr_convention)
+        gn = torch.sqrt(E_jp / E_j)
+        seg = mix_segment(F[i, o:o + l], F[j, s:s + l], energy[i, o:o + l].float(), energy[j, s:s + l].float(),
+                          gn.to(dev))
+        rows.append(torch.cat([F[i, :o], seg, F[i, o + l:]], 0))
+        seg_len[i], offset[i], start[i], gain[i] = l, o, s, gn
+        lam[i] = mixup_weight(torch.tensor(l), torch.tensor(li), E_i, E_jp)
+    out = torch.stack(rows, 0)
+    return out, MixupDraw(partner.to(dev), lam.to(dev), seg_len, offset, start, snr, gain)
+
+
+def mixup_loss(logits: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None, lam: torch.Tensor | None,
+               eps: float) -> torch.Tensor:
+    """mean_i [(1−λ_i)·CE(ŷ_i, y'_i) + λ_i·CE(ŷ_i, y'_{partner_i})] with y' smoothed by ε.
+
+    Without mixup (``partner``/``lam`` None) this is the label-smoothed cross-entropy."""
+    K = logits.shape[-1]
+    ce_i = soft_cross_entropy(logits, smooth_labels(y, K, eps))
+    if partner is None or lam is None:
+        return ce_i.mean()
+    ce_j = soft_cross_entropy(logits, smooth_labels(y[partner], K, eps))
+    lam = lam.float()
+    return ((1 - lam) * ce_i + lam * ce_j).mean()
+
+
+# ---------------------------------------------------------------------------- FGM
+
+def fgm_delta(grad: torch.Tensor, eps: float) -> torch.Tensor:
+    """δ = ε · g / ‖g‖₂ per utterance: ``grad`` (B, T, d) -> (B, T, d), detached, each ‖δ_b‖ = ε."""
+    g = grad.detach().float()
+    norm = g.flatten(1).norm(dim=1).clamp_min(1e-12)  # (B,)
+    return eps * g / norm[:, None, None]
+
+
+def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project each utterance's perturbation (B, T, d) onto the L2 ball of radius ε."""
+    norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return delta * torch.clamp(eps / norm, max=1.0)[:, None, None]

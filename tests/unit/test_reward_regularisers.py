@@ -1,0 +1,112 @@
+"""Hybrid regularisers against hand-worked values (METHOD.md §4)."""
+
+import math
+
+import pytest
+import torch
+
+from rrpo.reward.regularisers import (EAMConfig, energy_adaptive_mixup, fgm_delta, interferer_energy, mix_segment,
+                                      mixup_loss, mixup_weight, project_l2, smooth_labels, soft_cross_entropy)
+
+
+def test_label_smoothing_values():
+    """y = 2 of K = 5, ε = 0.1: y' = 0.9·onehot + 0.02 -> [0.02, 0.02, 0.92, 0.02, 0.02]."""
+    y = smooth_labels(torch.tensor([2]), 5, 0.1)
+    assert torch.allclose(y, torch.tensor([[0.02, 0.02, 0.92, 0.02, 0.02]]))
+    assert torch.allclose(smooth_labels(torch.tensor([0]), 2, 0.0), torch.tensor([[1.0, 0.0]]))
+
+
+def test_soft_cross_entropy_uniform_logits():
+    """Zero logits give softmax 1/K, so CE = log K for any target distribution (K = 4: 1.386294)."""
+    ce = soft_cross_entropy(torch.zeros(2, 4), smooth_labels(torch.tensor([1, 3]), 4, 0.3))
+    assert torch.allclose(ce, torch.full((2,), math.log(4)))
+
+
+def test_snr_convention_both_signs():
+    """E_i = 2, r = 10 dB. target_over_interferer: E'_j = 2·10^-1 = 0.2; inverse: 2·10^1 = 20."""
+    r = torch.tensor(10.0)
+    assert float(interferer_energy(torch.tensor(2.0), r, "target_over_interferer")) == pytest.approx(0.2)
+    assert float(interferer_energy(torch.tensor(2.0), r, "interferer_over_target")) == pytest.approx(20.0)
+    # r = -5 dB, target over interferer: the interferer is 10^0.5 = 3.1623 times stronger
+    assert float(interferer_energy(torch.tensor(1.0), torch.tensor(-5.0), "target_over_interferer")) == \
+        pytest.approx(10 ** 0.5)
+
+
+def test_lambda_formula():
+    """l = 5, l_i = 20, E_i = 2, E'_j = 0.2: λ = 5/20 · 0.2/2.2 = 0.25 · 0.090909 = 0.0227273."""
+    lam = mixup_weight(torch.tensor(5), torch.tensor(20), torch.tensor(2.0), torch.tensor(0.2))
+    assert float(lam) == pytest.approx(0.0227273, rel=1e-5)
+
+
+def test_mix_segment_amplitude_weights():
+    """e_i = 1, e_j = 4, gain 0.5: a_i = 1, a_j = 0.5·2 = 1, w = 0.5 -> the mean of the two frames.
+    e_i = 0 (silent target frame): w = 1 -> j's frame."""
+    fi, fj = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 3.0], [0.0, 3.0]])
+    out = mix_segment(fi, fj, torch.tensor([1.0, 0.0]), torch.tensor([4.0, 4.0]), 0.5)
+    assert torch.allclose(out, torch.tensor([[0.5, 1.5], [0.0, 3.0]]))
+
+
+@pytest.mark.parametrize("conv,ratio", [("target_over_interferer", 0.1), ("interferer_over_target", 10.0)])
+def test_eam_draws_follow_formula(conv, ratio):
+    """With r fixed at 10 dB, E'_j = ratio·E_i, so λ_i = (l/l_i)·ratio/(1+ratio) (0.1/1.1 or 10/11) and the
+    gain g = sqrt(E'_j / mean energy of j's segment). Frames outside the segment are untouched and
+    the segment is mix_segment of the two."""
+    torch.manual_seed(0)
+    B, T, d = 3, 10, 4
+    F = torch.randn(B, T, d)
+    lens = torch.tensor([10, 8, 6])
+    energy = torch.rand(B, T) + 0.1
+    cfg = EAMConfig(enabled=True, snr_min_db=10.0, snr_max_db=10.0, snr_convention=conv)
+    out, dr = energy_adaptive_mixup(F, lens, energy, cfg, torch.Generator().manual_seed(1))
+    for i in range(B):
+        j, l, o, s = int(dr.partner[i]), int(dr.seg_len[i]), int(dr.offset[i]), int(dr.partner_start[i])
+        li = int(lens[i])
+        assert j != i and 1 <= l <= max(1, li // 2) and l <= int(lens[j])
+        assert float(dr.lam[i]) == pytest.approx(l / li * ratio / (1 + ratio), rel=1e-5)
+        E_i = energy[i, :li].mean()
+        E_j = energy[j, s:s + l].mean()
+        assert float(dr.gain[i]) == pytest.approx(math.sqrt(ratio * E_i / E_j), rel=1e-5)
+        assert torch.equal(out[i, :o], F[i, :o]) and torch.equal(out[i, o + l:], F[i, o + l:])
+        want = mix_segment(F[i, o:o + l], F[j, s:s + l], energy[i, o:o + l], energy[j, s:s + l], dr.gain[i])
+        assert torch.allclose(out[i, o:o + l], want)
+
+
+def test_eam_off_and_gradient_flows():
+    """prob = 0 mixes nothing (λ = 0, output equal); with mixing, gradients reach F."""
+    F = torch.randn(2, 6, 3, requires_grad=True)
+    lens, energy = torch.tensor([6, 6]), torch.ones(2, 6)
+    out, dr = energy_adaptive_mixup(F, lens, energy, EAMConfig(prob=0.0))
+    assert torch.equal(out, F) and float(dr.lam.abs().sum()) == 0
+    out, dr = energy_adaptive_mixup(F, lens, energy, EAMConfig(prob=1.0))
+    out.sum().backward()
+    assert F.grad is not None and F.grad.abs().sum() > 0
+
+
+def test_mixup_loss_value():
+    """K = 2, logits (0, log 3): p = (0.25, 0.75); y_i = 0, y_j = 1, ε = 0, λ = 0.25:
+    0.75·(−log 0.25) + 0.25·(−log 0.75) = 1.039721 + 0.071921 = 1.111641."""
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)]])
+    y = torch.tensor([0, 1])
+    partner = torch.tensor([1, 0])
+    lam = torch.tensor([0.25, 0.0])
+    loss = mixup_loss(logits, y, partner, lam, 0.0)
+    # sample 2: λ = 0, CE(y=1) = −log 0.75 = 0.287682; mean = (1.111641 + 0.287682)/2
+    assert float(loss) == pytest.approx((1.111641 + 0.287682) / 2, rel=1e-5)
+    assert float(mixup_loss(logits, y, None, None, 0.0)) == pytest.approx((1.386294 + 0.287682) / 2, rel=1e-5)
+
+
+def test_fgm_direction_and_norm():
+    """g = (3, 4) (norm 5), ε = 0.5: δ = 0.5·(3, 4)/5 = (0.3, 0.4). Per utterance: the second one
+    (g = (0, 0.1, 0, 0) over two positions) gets δ = (0, 0.5, 0, 0)."""
+    g = torch.tensor([[[3.0, 4.0], [0.0, 0.0]], [[0.0, 0.1], [0.0, 0.0]]])
+    d = fgm_delta(g, 0.5)
+    assert torch.allclose(d[0], torch.tensor([[0.3, 0.4], [0.0, 0.0]]))
+    assert torch.allclose(d[1], torch.tensor([[0.0, 0.5], [0.0, 0.0]]))
+    assert torch.allclose(d.flatten(1).norm(dim=1), torch.tensor([0.5, 0.5]))
+    assert not d.requires_grad
+
+
+def test_project_l2():
+    """(3, 4) projected to radius 1 -> (0.6, 0.8); (0.3, 0.4) (inside) unchanged."""
+    d = torch.tensor([[[3.0, 4.0]], [[0.3, 0.4]]])
+    assert torch.allclose(project_l2(d, 1.0), torch.tensor([[[0.6, 0.8]], [[0.3, 0.4]]]))

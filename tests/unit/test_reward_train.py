@@ -1,0 +1,121 @@
+"""`rrpo rm train / eval / ablation` on tiny token corpora: resume, every parameter trains, CLI output."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rrpo.cli import main
+from rrpo.config import load_config
+from rrpo.reward.train import RMTrainConfig, build_model, make_objective, train_rm
+from tests.unit.reward_fixtures import make_corpus
+
+TINY = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8",
+        "train.batch_size=8", "train.progress=false", "train.log_every=1", "train.lr=3e-3"]
+ALLREG = ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rmdata")
+    man, tok = make_corpus(root, per_class=4)
+    phi = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    np.save(root / "phi.npy", phi)
+    return man, tok, root / "phi.npy"
+
+
+def _cfg(corpus, *extra):
+    man, tok, _ = corpus
+    return load_config(RMTrainConfig, None, [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", *TINY, *extra])
+
+
+def test_resume_repeats_losses(corpus, tmp_path):
+    """4 steps straight vs a run interrupted after its step-2 checkpoint and resumed: identical
+    logged losses (EAM and FGM randomness included)."""
+    import shutil
+    full = train_rm(_cfg(corpus, "train.steps=4", *ALLREG), tmp_path / "a")
+    cfg = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", *ALLREG)
+    train_rm(cfg, tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")  # as if killed after step 3
+    train_rm(cfg, tmp_path / "b")
+    from rrpo.runs import RunDir
+    la = [m["rm/loss"] for m in RunDir(tmp_path / "a").read_metrics()]
+    lb = [m["rm/loss"] for m in RunDir(tmp_path / "b").read_metrics()]
+    assert len(la) == 4 and la == pytest.approx(lb, rel=1e-6)
+    assert full["last"]["rm/loss"] == pytest.approx(lb[-1], rel=1e-6)
+
+
+def test_all_parameters_change_with_every_regulariser(corpus, tmp_path):
+    man, tok, phi = corpus
+    cfg = _cfg(corpus, "train.steps=3", *ALLREG, "model.embedding=free+features", f"model.token_features={phi}")
+    torch.manual_seed(cfg.train.seed)
+    model, _ = build_model(cfg, 32)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    from rrpo.reward.data import collate, load_items
+    from rrpo.runs import RunDir
+    from rrpo.train.loop import EpochBatches, train
+    items, _ = load_items(cfg.data, tuple(cfg.classes))
+    train(model, make_objective(model, cfg.reg), EpochBatches(len(items), 8, lambda i: collate([items[k] for k in i])),
+          cfg.train, RunDir.create(tmp_path / "r", cfg))
+    unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
+    assert not unchanged
+
+
+def test_objective_adds_alpha_times_adversarial_loss(corpus):
+    """With FGM on, loss = L_emo + α·L_adv and L_adv >= L_emo (δ ascends the loss, to first order)."""
+    cfg = _cfg(corpus, "reg.fgm.enabled=true", "reg.fgm.alpha=0.5", "reg.fgm.eps=0.5", "model.dropout=0.0")
+    torch.manual_seed(0)
+    model, _ = build_model(cfg, 32)
+    from rrpo.reward.data import collate, load_items
+    items, _ = load_items(cfg.data, tuple(cfg.classes))
+    loss, m = make_objective(model, cfg.reg)(collate(items[:8]), 0)
+    assert float(loss.detach()) == pytest.approx(m["rm/l_emo"] + 0.5 * m["rm/l_adv"], rel=1e-5)
+    assert m["rm/l_adv"] > m["rm/l_emo"]
+
+
+def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
+    man, tok, _ = corpus
+    base = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", *TINY]
+    assert main(["rm", "train", "--out", str(tmp_path / "pre")] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
+    capsys.readouterr()
+    assert main(["rm", "train", "--out", str(tmp_path / "ft")] + base + ["train.steps=2", f"init_from={tmp_path / 'pre'}",
+                        "classes=[neutral, happy, angry, sad]", *ALLREG]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["init"]["head_reinitialised"] is True
+    assert main(["rm", "eval", "--rm", str(tmp_path / "pre"), "--manifest", str(man), "--tokens", str(tok),
+                 "--speakers", "s4", "--classes", "happy,sad", "attack.token_steps=2", "attack.max_utterances=4",
+                 "attack.eps=[0.5]", "attack.pgd_steps=2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["restricted_logits"] is True and out["classes"] == ["happy", "sad"] and out["n"] == 8
+    assert out["dropped_other_emotions"] == 12
+    for k in ("wa", "ua", "macro_f1", "ece", "confusion", "fgm_acc", "pgd_acc", "token_attack"):
+        assert k in out
+    assert len(out["confusion"]) == 2 and set(out["token_attack"]["success"]) == {"0.02", "0.05", "0.1", "0.2"}
+    # a bad class is a one-line error
+    assert main(["rm", "eval", "--rm", str(tmp_path / "ft"), "--manifest", str(man), "--tokens", str(tok),
+                 "--classes", "surprise,happy"]) == 2
+
+
+def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
+    casia, casia_tok = make_corpus(tmp_path, "casia", per_class=3)
+    esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=3, language="en", seed=1)
+    pre, pre_tok = make_corpus(tmp_path, "synth", speakers=("v1",), per_class=3, seed=2)
+    tiny = [f"{sec}.{o}" for sec in ("pretrain", "finetune") for o in TINY]
+    args = ["rm", "ablation", "--out", str(tmp_path / "abl"), f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
+            f"esd_manifest={esd}", f"esd_tokens={esd_tok}", f"pretrain_manifest={pre}", f"pretrain_tokens={pre_tok}",
+            "seeds=[0, 1]", "pretrain.train.steps=2", "finetune.train.steps=2", "heldout_speakers=[s3, s4]",
+            "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true]}",
+            "eval.attack.token_steps=1", "eval.attack.max_utterances=3", "eval.attack.eps=[0.5]",
+            "eval.attack.pgd_steps=1", "table_budget=0.05", *tiny]
+    assert main(args) == 0
+    res = json.loads(capsys.readouterr().out)
+    table = (tmp_path / "abl" / "table.md").read_text()
+    assert "| vanilla |" in table and "| full |" in table and "±" in table
+    assert (tmp_path / "abl" / "plot.png").stat().st_size > 1000
+    results = json.loads((tmp_path / "abl" / "results.json").read_text())["results"]
+    assert len(results) == 2 * 2 * 2 and {r["heldout"] for r in results} == {"s3", "s4"}
+    assert res["pretrain"].startswith(str(pre))
+    # rerun: every finished run is skipped, same table
+    assert main(args) == 0
+    assert (tmp_path / "abl" / "table.md").read_text() == table
