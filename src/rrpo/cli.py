@@ -26,6 +26,7 @@ VERB_MODULES: tuple[str, ...] = (
     "rrpo.policy.commands",
     "rrpo.optimize.commands",
     "rrpo.audit.commands",
+    "rrpo.report.commands",
     "rrpo.demo",
 )
 

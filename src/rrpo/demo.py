@@ -1,6 +1,14 @@
-"""``rrpo demo``: the whole pipeline on built-in defaults, no data or checkpoints needed.
+"""``rrpo demo``: the whole pipeline on built-in defaults, with no data and no checkpoints.
 
-Each stage writes into its own folder under ``--out`` and is skipped when its outputs exist.
+synthesise the corpus → learn the codec → tokenise → pre-train the reward model → fine-tune it
+twice (vanilla, and robust: label smoothing + energy-adaptive mixup + FGM) → SFT the tiny policy
+→ train the independent judge → optimise with DiffRO against the vanilla RM and with RRPO against
+the robust RM (same budget) → audit both → write the report.
+
+Every stage is an ordinary ``rrpo`` verb run in-process with the overrides listed in
+:class:`DemoConfig` (so the demo doubles as a worked example of the commands), writes its own
+folder under ``--out``, and is skipped when that folder holds a ``.done`` marker from an earlier
+run. ``rrpo demo --config configs/demo_tiny.yaml`` runs a shrunken version in a minute or two.
 """
 
 from __future__ import annotations
@@ -9,28 +17,138 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from rrpo.config import option
+from rrpo.errors import RrpoError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class DemoConfig:
+    synth: list[str] = option([], "overrides for `rrpo synth` (SynthConfig keys)")
+    codec: list[str] = option(["max_train_frames=60000", "kmeans_iters=40"], "overrides for `rrpo codec train`")
+    rm_pretrain: list[str] = option(
+        ["train.steps=150", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=10", "data.max_tokens=300",
+         "model.embedding=free+features"],
+        "overrides for the reward model's pre-training on the whole synthetic train split (both languages)")
+    rm_finetune: list[str] = option(
+        ["train.steps=80", "train.batch_size=16", "train.lr=3e-4", "data.max_tokens=300", "data.languages=[zh]"],
+        "overrides for both fine-tunings (Mandarin only, as in the paper)")
+    robust: list[str] = option(
+        ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
+        "what makes the robust reward model robust (METHOD §4)")
+    sft: list[str] = option(
+        ["model.hidden_size=128", "model.layers=2", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=256",
+         "train.steps=200", "train.batch_size=16", "train.lr=2e-3", "train.warmup_steps=20", "train.eval_every=0"],
+        "overrides for `rrpo policy sft` of the tiny policy")
+    judge: list[str] = option(["splits=[train]", "c_grid=[0.1]"], "overrides for `rrpo judge train`")
+    optimize: list[str] = option(
+        ["train.steps=20", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=10", "train.schedule=constant",
+         "beta=0.1", "sampling.max_ratio=8", "prompts.split=[train]"],
+        "overrides for both `rrpo optimize` runs (DiffRO and RRPO get the same budget)")
+    audit: list[str] = option(["prompts.split=[test]", "prompts.max_texts=2", "sampling.max_ratio=8"],
+                              "overrides for `rrpo audit` of both runs")
+
+
+STAGES = ("corpus", "codec", "tokens", "rm_pretrain", "rm_vanilla", "rm_robust", "sft", "judge",
+          "diffro", "rrpo", "audit_diffro", "audit_rrpo", "report")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic corpus")
+    from rrpo.cli import add_config_args
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic corpus (no data needed)")
     p.add_argument("--out", default="demo_out", help="folder for every stage's outputs")
+    p.add_argument("--force", default="", help="comma-separated stages to redo even if done "
+                                               f"({', '.join(STAGES)})")
+    add_config_args(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
 
 
-def cmd_demo(args) -> int:
-    from rrpo.data.synth import SynthConfig, synthesize
+def stage_commands(cfg: DemoConfig, out: Path) -> dict[str, list[str]]:
+    """The ``rrpo`` argument list of every stage, in order."""
+    o = out.resolve()
+    man, tok = o / "corpus" / "manifest.jsonl", o / "tokens"
+    data = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", "train.progress=true"]
+    opt = [f"policy={o / 'sft'}", f"prompts.manifest={man}", *cfg.optimize]
+    audit = [f"--codec={o / 'codec'}", f"--judge={o / 'judge'}", *cfg.audit]
+    return {
+        "corpus": ["synth", "--out", str(o / "corpus"), *cfg.synth],
+        "codec": ["codec", "train", "--manifest", str(man), "--out", str(o / "codec"), *cfg.codec],
+        "tokens": ["tokenize", "--codec", str(o / "codec"), "--manifest", str(man), "--out", str(tok)],
+        "rm_pretrain": ["rm", "train", "--out", str(o / "rm_pretrain"), *data, "data.splits=[train]",
+                        f"model.token_features={o / 'codec'}", *cfg.rm_pretrain],
+        "rm_vanilla": ["rm", "train", "--out", str(o / "rm_vanilla"), *data, "data.splits=[train]",
+                       f"init_from={o / 'rm_pretrain'}", *cfg.rm_finetune],
+        "rm_robust": ["rm", "train", "--out", str(o / "rm_robust"), *data, "data.splits=[train]",
+                      f"init_from={o / 'rm_pretrain'}", *cfg.rm_finetune, *cfg.robust],
+        "sft": ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={man}", f"data.shards={tok}",
+                "data.heldout_by=split", "data.heldout=[test]", *cfg.sft],
+        "judge": ["judge", "train", "--manifest", str(man), "--out", str(o / "judge"), *cfg.judge],
+        "diffro": ["optimize", f"out={o / 'diffro'}", "algo=diffro",
+                   f"rewards=[{{name: emotion, path: {o / 'rm_vanilla'}}}]", *opt],
+        "rrpo": ["optimize", f"out={o / 'rrpo'}", "algo=diffro",
+                 f"rewards=[{{name: emotion, path: {o / 'rm_robust'}}}]", *opt],
+        "audit_diffro": ["audit", "--run", str(o / "diffro"), *audit],
+        "audit_rrpo": ["audit", "--run", str(o / "rrpo"), *audit],
+        "report": ["report", "--runs", str(o / "diffro"), str(o / "rrpo"),
+                   "--names", "DiffRO (vanilla RM)", "RRPO (robust RM)", "--out", str(o / "report")],
+    }
 
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    stages = {}
-    man_path = out / "corpus" / "manifest.jsonl"
-    if man_path.exists():
-        log.info("corpus exists, skipping synthesis: %s", man_path)
-    else:
-        synthesize(SynthConfig(), out / "corpus")
-    stages["corpus"] = str(man_path)
-    print(json.dumps({"demo": str(out), "stages": stages, "seconds": round(time.perf_counter() - t0, 1)}))
+
+def _stage_dir(out: Path, stage: str) -> Path:
+    return out / {"audit_diffro": "diffro/audit", "audit_rrpo": "rrpo/audit"}.get(stage, stage)
+
+
+def run_demo(cfg: DemoConfig, out: Path, force: set[str] = frozenset()) -> dict:
+    from rrpo.cli import main
+
+    out.mkdir(parents=True, exist_ok=True)
+    cmds = stage_commands(cfg, out)
+    bad = sorted(set(force) - set(STAGES))
+    if bad:
+        raise RrpoError(f"unknown demo stage(s) {bad} (stages: {', '.join(STAGES)})")
+    times = {}
+    t_all = time.perf_counter()
+    for n, stage in enumerate(STAGES, 1):
+        marker = _stage_dir(out, stage) / ".done"
+        if marker.exists() and stage not in force:
+            print(f"[demo {n}/{len(STAGES)}] {stage}: done earlier, skipped", flush=True)
+            times[stage] = 0.0
+            continue
+        print(f"[demo {n}/{len(STAGES)}] {stage}: rrpo {' '.join(cmds[stage])}", flush=True)
+        t0 = time.perf_counter()
+        rc = main(cmds[stage])
+        if rc != 0:
+            raise RrpoError(f"demo stage '{stage}' failed (exit {rc}); fix the cause and run the demo again: "
+                            "finished stages are kept")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("ok\n")
+        times[stage] = round(time.perf_counter() - t0, 1)
+        print(f"[demo {n}/{len(STAGES)}] {stage}: {times[stage]} s", flush=True)
+    summary = {"report": str((out / "report" / "index.html").resolve()), "stage_seconds": times,
+               "total_seconds": round(time.perf_counter() - t_all, 1)}
+    for name in ("diffro", "rrpo"):
+        a = out / name / "audit" / "audit.json"
+        if a.exists():
+            res = json.loads(a.read_text())
+            fin, st = res["final"], res["start"]
+            summary[name] = {"proxy_p_target": [round(st["proxy_prob"], 3), round(fin["proxy_prob"], 3)],
+                             "judge_p_target": [round(st["judge"]["target_prob"], 3),
+                                                round(fin["judge"]["target_prob"], 3)],
+                             "sqrt_kl": round(fin["sqrt_kl"], 3), "flagged_steps": res["flagged_steps"]}
+    return summary
+
+
+def cmd_demo(args) -> int:
+    from rrpo.cli import config_from_args
+
+    cfg = config_from_args(DemoConfig, args)
+    force = {s.strip() for s in args.force.split(",") if s.strip()}
+    summary = run_demo(cfg, Path(args.out), force)
+    print(json.dumps(summary, indent=2))
+    print(f"\nreport: {summary['report']}")
     return 0

@@ -5,8 +5,9 @@ where ``loss`` is the mean over the micro-batch and ``metrics`` maps namespaced 
 (``"rm/loss"``) to floats. The loop owns everything else.
 
 Determinism and resume: micro-batch number ``k`` is always the same batch (``batches(k)``), and the
-global torch RNG is re-seeded from ``(seed, step, rank)`` at the start of every step, so a resumed
-run repeats the losses of an uninterrupted one exactly (dropout, mixup and Gumbel noise included).
+global torch RNG is re-seeded from ``(seed, k)`` before every micro-batch, so a resumed run repeats
+the losses of an uninterrupted one exactly (dropout, mixup and Gumbel noise included), and so do
+several processes against one that accumulates their micro-batches.
 
 Data parallelism: when ``torch.distributed`` is initialised (torchrun / accelerate launch), rank r
 takes micro-batches ``k·world + r`` and gradients are averaged across ranks before the step, so
@@ -251,11 +252,13 @@ def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any],
     stop = False
     while step < cfg.steps and not stop:
         model.train()
-        torch.manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank)
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
             k = (step * cfg.grad_accum + micro) * world_size + rank
+            # randomness inside the objective (dropout, mixup, sampling) depends on the micro-batch
+            # number alone: resume is exact and W processes equal one process accumulating W
+            torch.manual_seed(cfg.seed * 1_000_003 + k)
             batch = batches(k)
             batch = _to_device(batch, device)
             with autocast(device, cfg.bf16):
@@ -267,7 +270,12 @@ def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any],
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(v) / cfg.grad_accum
         if world_size > 1:
-            for p in params:
+            # a parameter no rank touched keeps grad None, as it would in one process
+            touched = torch.tensor([float(p.grad is not None) for p in params])
+            dist.all_reduce(touched, op=dist.ReduceOp.SUM)
+            for p, t in zip(params, touched.tolist()):
+                if t == 0:
+                    continue
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

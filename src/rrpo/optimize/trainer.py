@@ -1,0 +1,246 @@
+"""``rrpo optimize``: DiffRO / RRPO and the sampled-RL baselines under one trainer.
+
+One config, one loop (:func:`rrpo.train.loop.train`), four objectives chosen by ``algo``:
+
+- ``diffro``: sample without gradient, replay teacher-forced with gradient, relax with
+  straight-through Gumbel-Softmax (reusing the sampling noise), score with the frozen reward
+  model(s), add β·KL to the frozen reference. **RRPO is ``algo: diffro`` with a robust reward
+  model** in ``rewards`` — a config value, not a second trainer.
+- ``reinforce``: the same samples, scalar rewards, score-function gradient with a batch-mean baseline.
+- ``grpo``: ``group`` samples per prompt, group-relative advantages, clipped ratio.
+- ``sft``: continued teacher-forced cross-entropy on the real recordings' tokens (a baseline with
+  the same budget accounting).
+
+Every metric is namespaced: ``reward/<name>`` per reward term, ``policy/reward``, ``policy/kl_ref``,
+``policy/entropy``, ``budget/samples``, ``budget/tokens``. Checkpoints every ``train.ckpt_every``
+steps hold the full policy weights; the audit reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from rrpo.config import check, option, section, to_dict
+from rrpo.errors import RrpoError
+from rrpo.policy.settings import SamplingConfig
+from rrpo.train.loop import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RewardSpec:
+    name: str = option("emotion", "name of this reward term in the logs (reward/<name>)")
+    path: str = option("", "reward-model run folder or checkpoint (rrpo rm train)")
+    weight: float = option(1.0, "weight of this term in the summed reward")
+
+
+@dataclass
+class PromptConfig:
+    manifest: str = option("", "manifest whose texts (and languages, speakers) become prompts")
+    split: list[str] = option([], "manifest splits to use (empty = all)")
+    speakers: list[str] = option([], "speakers to use (empty = all)")
+    exclude_speakers: list[str] = option([], "speakers to leave out (e.g. a held-out speaker)")
+    emotions: list[str] = option([], "target emotions (empty = every emotion the policy and all reward models know)")
+    shards: str = option("", "token shards of the manifest (algo=sft only: the real recordings' tokens)")
+
+
+@dataclass
+class OptimizeConfig:
+    out: str = option("runs/optimize", "run folder to write (resumed if it holds checkpoints)")
+    algo: Literal["diffro", "grpo", "reinforce", "sft"] = option("diffro", "objective")
+    policy: str = option("", "starting policy: SFT run folder, policy folder or CosyVoice2 directory")
+    rewards: list[RewardSpec] = option([], "frozen reward models, summed with their weights")
+    prompts: PromptConfig = section(PromptConfig, "where texts and target emotions come from")
+    sampling: SamplingConfig = section(SamplingConfig, "how samples are drawn")
+    beta: float = option(0.1, "weight of the token-level KL to the reference policy")
+    tau: float = option(1.0, "Gumbel-Softmax temperature (diffro)")
+    group: int = option(4, "samples per prompt (grpo)")
+    clip: float = option(0.2, "ratio clip (grpo)")
+    train: TrainConfig = section(TrainConfig, "optimisation; train.batch_size = prompts per micro-batch")
+
+    def __post_init__(self):
+        check(self.beta >= 0, "beta", "must be >= 0")
+        check(self.tau > 0, "tau", "must be > 0")
+        check(self.group >= 2 or self.algo != "grpo", "group", "grpo needs at least 2 samples per prompt")
+        check(0 < self.clip < 1, "clip", "must be in (0, 1)")
+        for i, r in enumerate(self.rewards):
+            if isinstance(r, dict):  # lists of sections arrive as dicts from YAML
+                self.rewards[i] = RewardSpec(**r)
+
+
+def _load_rewards(cfg: OptimizeConfig, speech_vocab: int, device):
+    from rrpo.optimize.objectives import RewardTerm
+    from rrpo.reward.model import load_reward_model
+
+    if cfg.algo != "sft" and not cfg.rewards:
+        raise RrpoError(f"config: algo={cfg.algo} needs at least one reward model in 'rewards'")
+    terms, models = [], []
+    for spec in cfg.rewards:
+        rm = load_reward_model(spec.path, device=device)
+        for p in rm.parameters():
+            p.requires_grad_(False)
+        if rm.vocab_size != speech_vocab:
+            raise RrpoError(f"reward model '{spec.name}' reads {rm.vocab_size} token ids but the policy "
+                            f"speaks {speech_vocab}: both must come from the same codec", spec.path)
+
+        def fn(y, lens, target, rm=rm):
+            return rm.reward(y, lens, target)
+        terms.append(RewardTerm(spec.name, fn, spec.weight, rm.vocab_size))
+        models.append(rm)
+    return terms, models
+
+
+def _prompt_rows(cfg: OptimizeConfig, policy, rms) -> list[dict]:
+    from rrpo.data.manifest import read_manifest
+
+    if not cfg.prompts.manifest:
+        raise RrpoError("config: prompts.manifest is required")
+    man = read_manifest(cfg.prompts.manifest).select(
+        split=cfg.prompts.split or None, speakers=cfg.prompts.speakers or None,
+        exclude_speakers=cfg.prompts.exclude_speakers or None)
+    known = set(policy.emotions) if policy.emotions else None
+    for rm in rms:
+        known = set(rm.classes) if known is None else known & set(rm.classes)
+    emotions = list(cfg.prompts.emotions) or sorted(known or [])
+    bad = [e for e in emotions if known is not None and e not in known]
+    if bad:
+        raise RrpoError(f"target emotion(s) {bad} are not known to the policy and every reward model "
+                        f"(common: {sorted(known or [])})")
+    if not emotions:
+        raise RrpoError("no target emotion is known to both the policy and the reward models")
+    rows, seen = [], set()
+    for u in man:
+        for emo in emotions:
+            key = (u.text, u.language, u.speaker, emo)
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append({"id": u.id, "text": u.text, "language": u.language, "speaker": u.speaker, "emotion": emo})
+    if not rows:
+        raise RrpoError("no prompts left after the manifest filters", cfg.prompts.manifest)
+    return rows
+
+
+def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
+    """Optimise the policy; return the last metrics. The run folder gets ``policy/`` (description
+    and final weights) and ``checkpoints/step_N`` (full policy weights) like an SFT run, so every
+    verb that reads a policy reads an optimisation run too."""
+    import copy
+
+    from rrpo.optimize.objectives import diffro_loss, grpo_loss, reinforce_loss
+    from rrpo.policy.generate import generate
+    from rrpo.policy.io import load_policy, save_policy
+    from rrpo.runs import RunDir
+    from rrpo.train.loop import EpochBatches, resolve_device, train, world
+
+    from rrpo.train.dist import init_from_env
+
+    if not cfg.policy:
+        raise RrpoError("config: 'policy' (the starting policy) is required")
+    init_from_env()  # joins the process group under torchrun / accelerate launch; no-op otherwise
+    device = resolve_device(cfg.train.device)
+    policy = load_policy(cfg.policy)
+    ref = copy.deepcopy(policy).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    terms, rms = _load_rewards(cfg, policy.speech_vocab_size, device)
+    ref.to(device)
+    rows = _prompt_rows(cfg, policy, rms)
+    rank = world()[0]
+    run = RunDir.create(cfg.out, cfg, argv) if rank == 0 else RunDir(cfg.out)
+    if rank == 0:
+        save_policy(policy, run.path / "policy", weights=False)
+    use_spk = policy.speaker_embedding is not None
+    log.info("%s: %d prompts, %d reward term(s)", cfg.algo, len(rows), len(terms))
+
+    sft_examples = None
+    if cfg.algo == "sft":
+        sft_examples = _sft_examples(cfg, policy)
+
+    def collate(idx):
+        if sft_examples is not None:
+            from rrpo.policy.sft import collate as sft_collate
+            return sft_collate(policy, [sft_examples[i] for i in idx])
+        sel = [rows[i] for i in idx]
+        if cfg.algo == "grpo":
+            sel = [r for r in sel for _ in range(cfg.group)]
+        prompts = policy.encode_prompts([r["text"] for r in sel], [r["emotion"] for r in sel],
+                                        [r["language"] for r in sel], [r["speaker"] for r in sel] if use_spk else None)
+        return {"prompts": prompts, "emotions": [r["emotion"] for r in sel]}
+
+    n_items = len(sft_examples) if sft_examples is not None else len(rows)
+    batches = EpochBatches(n_items, cfg.train.batch_size, collate, seed=cfg.train.seed)
+
+    def objective(batch, step):
+        if cfg.algo == "sft":
+            from rrpo.policy.sft import token_loss
+            loss, correct, n = token_loss(policy, batch)
+            return loss, {"policy/loss": loss.item(), "budget/samples": float(len(batch["speech_lens"])),
+                          "budget/tokens": float(batch["speech_lens"].sum())}
+        prompts, emotions = batch["prompts"], batch["emotions"]
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()  # global RNG: re-seeded per step
+        gen = generate(policy, prompts, cfg.sampling, seeds, return_noise=cfg.algo == "diffro",
+                       bf16=cfg.train.bf16)
+        policy.train()
+        T = gen.ids.shape[1]
+        if T == 0:
+            raise RrpoError("the policy produced only empty samples; check sampling.min_ratio")
+        logits = policy(gen.prompts, gen.ids, gen.lens)[:, :T]  # (B, T, V_out)
+        with torch.no_grad():
+            ref_logits = ref(gen.prompts, gen.ids, gen.lens)[:, :T]
+        if cfg.algo == "diffro":
+            loss, metrics = diffro_loss(logits, ref_logits, gen.ids.to(logits.device), gen.lens.to(logits.device),
+                                        emotions, terms, beta=cfg.beta, tau=cfg.tau,
+                                        noise=gen.noise[:, :T].to(logits.device))
+        else:
+            with torch.no_grad():
+                reward = torch.zeros(len(emotions), device=logits.device)
+                metrics = {}
+                for t in terms:
+                    r = t.fn(gen.ids.to(logits.device), gen.lens.to(logits.device), emotions).float()
+                    reward += t.weight * r
+                    metrics[f"reward/{t.name}"] = r.mean().item()
+            if cfg.algo == "grpo":
+                loss, m2 = grpo_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, cfg.group,
+                                     beta=cfg.beta, clip=cfg.clip)
+            else:
+                loss, m2 = reinforce_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, beta=cfg.beta)
+            metrics.update(m2)
+        metrics["budget/samples"] = float(len(emotions))
+        metrics["budget/tokens"] = float(gen.lens.sum())
+        return loss, metrics
+
+    meta = {"optimize": {"algo": cfg.algo, "policy": cfg.policy, "rewards": [to_dict(r) for r in cfg.rewards],
+                         "n_prompts": len(rows)}}
+    last = train(policy, objective, batches, cfg.train, run, meta=meta)
+    if rank == 0:
+        save_policy(policy, run.path / "policy")
+    return {**last, "run": str(run.path)}
+
+
+def _sft_examples(cfg: OptimizeConfig, policy):
+    from rrpo.codec.shards import TokenShards
+    from rrpo.data.manifest import read_manifest
+    from rrpo.policy.sft import Example
+
+    if not cfg.prompts.shards:
+        raise RrpoError("config: algo=sft needs prompts.shards (token shards of prompts.manifest)")
+    shards = TokenShards(cfg.prompts.shards)
+    man = read_manifest(cfg.prompts.manifest).select(
+        split=cfg.prompts.split or None, speakers=cfg.prompts.speakers or None,
+        exclude_speakers=cfg.prompts.exclude_speakers or None,
+        emotions=cfg.prompts.emotions or (policy.emotions or None))
+    out = []
+    for u in man:
+        if u.id in shards:
+            out.append(Example(u.id, u.text, u.emotion, u.language, u.speaker, torch.as_tensor(shards.get(u.id)[0])))
+    if not out:
+        raise RrpoError("no utterance of prompts.manifest is in prompts.shards", cfg.prompts.shards)
+    return out

@@ -1,0 +1,106 @@
+"""``rrpo report --runs A B C --out DIR``: the comparison page of audited optimisation runs.
+
+Each run must have been audited (``rrpo audit --run A`` writes ``A/audit/audit.json``). The page
+shows one row per system — the starting policy (from the first run's step 0) and the final
+checkpoint of every run — the audio of each emotion side by side with the real recording, the
+training curves and the proxy-vs-judge curves against √KL.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+from rrpo.errors import RrpoError
+from rrpo.io import read_json
+from rrpo.report.html import AudioExample, Curve, ReportInput, build_report
+
+COLUMNS = ["system", "algo", "judge acc", "judge p(target)", "proxy p(target)", "hacking gap", "√KL",
+           "clicks/s", "bursts/s", "clipping/s", "silence/s", "repetition/s", "MCD dB", "F0 err cents",
+           "Fréchet eGeMAPS", "WER", "flagged steps"]
+
+
+def _row(name: str, algo: str, p: dict, flagged: Sequence[int]) -> dict:
+    art = p.get("artifacts", {})
+    dist = p.get("distances", {})
+    return {"system": name, "algo": algo, "judge acc": p["judge"]["accuracy"],
+            "judge p(target)": p["judge"]["target_prob"], "proxy p(target)": p.get("proxy_prob", math.nan),
+            "hacking gap": p.get("hacking_gap", math.nan), "√KL": p.get("sqrt_kl", math.nan),
+            **{f"{k}/s": art.get(k, {}).get("events_per_s", math.nan)
+               for k in ("clicks", "bursts", "clipping", "silence", "repetition")},
+            "MCD dB": dist.get("mcd_db", math.nan), "F0 err cents": dist.get("f0_rmse_cents", math.nan),
+            "Fréchet eGeMAPS": dist.get("frechet_egemaps", math.nan), "WER": p.get("wer", {}).get("wer", math.nan),
+            "flagged steps": ",".join(map(str, flagged)) or "–"}
+
+
+def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequence[str] | None = None,
+                     title: str = "rrpo: emotion optimisation audit") -> Path:
+    from rrpo.audit.overopt import plot_proxy_vs_judge
+    from rrpo.data.manifest import read_manifest
+    from rrpo.runs import RunDir
+
+    runs = [Path(r) for r in runs]
+    names = list(names) if names else [r.name for r in runs]
+    if len(names) != len(runs):
+        raise RrpoError(f"{len(names)} names for {len(runs)} runs")
+    audits = []
+    for r in runs:
+        path = r / "audit" / "audit.json"
+        if not path.exists():
+            raise RrpoError("run has not been audited (run `rrpo audit --run` first)", r)
+        audits.append(read_json(path))
+
+    first = audits[0]
+    rows = [_row("start (SFT)", "—", first["start"], [])]
+    for name, a in zip(names, audits):
+        rows.append(_row(name, a["algo"], a["final"], a.get("flagged_steps", [])))
+
+    examples = []
+    prompts = first["prompts"]
+    text0 = prompts[0]["text"]
+    ref_ids = {p["emotion"]: p.get("ref_id") for p in prompts if p["text"] == text0}
+    man = None
+    try:
+        from rrpo.config import load_config
+        from rrpo.optimize.trainer import OptimizeConfig
+        cfg = load_config(OptimizeConfig, runs[0] / "config.yaml")
+        man = read_manifest(cfg.prompts.manifest)
+    except RrpoError:
+        man = None
+    by_id = man.by_id() if man is not None else {}
+    for p in prompts:
+        if p["text"] != text0:
+            continue
+        emo, pid = p["emotion"], p["id"]
+        rid = ref_ids.get(emo)
+        if rid in by_id:
+            examples.append(AudioExample("real recording", emo, text0, str(man.audio_path(by_id[rid]))))
+        start_wav = runs[0] / "audit" / "audio" / "step_0" / f"{pid}.wav"
+        if start_wav.exists():
+            examples.append(AudioExample("start (SFT)", emo, text0, str(start_wav)))
+        for name, r, a in zip(names, runs, audits):
+            wav = r / "audit" / "audio" / f"step_{a['final']['step']}" / f"{pid}.wav"
+            if wav.exists():
+                examples.append(AudioExample(name, emo, text0, str(wav)))
+
+    curves = []
+    series = {}
+    for name, r in zip(names, runs):
+        m = [x for x in RunDir(r).read_metrics() if "policy/reward" in x]
+        if m:
+            series[name] = ([x["step"] for x in m], [x["policy/reward"] for x in m])
+    if series:
+        curves.append(Curve("training reward (proxy log-prob)", "step", "reward", series))
+    curves.append(Curve("judge p(target) vs √KL", "√KL", "judge p(target)",
+                        {n: ([p["sqrt_kl"] for p in a["points"]], [p["judge"]["target_prob"] for p in a["points"]])
+                         for n, a in zip(names, audits)}))
+    curves.append(Curve("proxy p(target) vs √KL", "√KL", "proxy p(target)",
+                        {n: ([p["sqrt_kl"] for p in a["points"]], [p["proxy_prob"] for p in a["points"]])
+                         for n, a in zip(names, audits)}))
+    notes = ["Proxy: the run's own reward model. Judge: an independent eGeMAPS classifier on the decoded audio, "
+             "never seen by the policy. A hacking flag marks a checkpoint where the proxy rose while the judge fell.",
+             "Artifact rates are events per second of audio; real recordings are not at zero (see docs/audit.md)."]
+    page = build_report(ReportInput(title, COLUMNS, rows, examples, curves, notes), out)
+    plot_proxy_vs_judge(list(zip(names, [a["points"] for a in audits])), Path(out) / "img" / "proxy_vs_judge_all.png")
+    return page

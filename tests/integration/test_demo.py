@@ -1,0 +1,40 @@
+"""The shrunken demo runs every stage end to end, writes a report that links real files, and a
+second run skips every finished stage."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rrpo.cli import main
+from rrpo.demo import STAGES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.index("{"):printed.rindex("}") + 1])
+    page = Path(summary["report"])
+    assert page.exists()
+    html = page.read_text()
+    for src in [s.split("'")[0] for s in html.split("src='")[1:]]:
+        assert (page.parent / src).exists(), src
+    assert "DiffRO (vanilla RM)" in html and "RRPO (robust RM)" in html
+    for name in ("diffro", "rrpo"):
+        audit = json.loads((out / name / "audit" / "audit.json").read_text())
+        assert [p["step"] for p in audit["points"]] == [0, 1, 2]
+        assert 0 <= audit["final"]["judge"]["target_prob"] <= 1
+    assert all(s in summary["stage_seconds"] for s in STAGES)
+
+    assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), "--out", str(out)]) == 0
+    second = capsys.readouterr().out
+    assert second.count("done earlier, skipped") == len(STAGES)
+
+
+def test_unknown_stage_is_a_clear_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--force", "codex"]) == 2
+    assert "unknown demo stage" in capsys.readouterr().err
