@@ -6,7 +6,8 @@
 - with ``--sft-run RUN`` (a finished ``rrpo policy sft`` run, e.g. on CASIA): its wall time and
   held-out token accuracy / loss, read from the run's metrics.
 
-Usage: ``PYTHONPATH=src python bench/policy.py [--threads 1] [--sft-run runs/policy_casia]``
+Usage: ``PYTHONPATH=src python bench/policy.py [--threads 1] [--sft-run runs/policy_casia
+[--codec runs/codec --wav-out DIR --sentences 2]] [--only-run]``
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ def main() -> None:
     ap.add_argument("--sft-run", default=None, help="a finished `rrpo policy sft` run to report")
     ap.add_argument("--codec", default=None, help="with --sft-run: decode held-out samples with this codec")
     ap.add_argument("--wav-out", default=None, help="with --codec: folder for the WAVs and a spectrogram sheet")
+    ap.add_argument("--sentences", type=int, default=2, help="with --codec: held-out sentences to sample")
     ap.add_argument("--only-run", action="store_true", help="skip the speed measurements")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -209,7 +211,8 @@ def main() -> None:
     if args.sft_run:
         out["sft_run"] = sft_run_figures(args.sft_run)
         if args.codec:
-            out["heldout_generation"] = heldout_generation(args.sft_run, args.codec, args.wav_out)
+            out["heldout_generation"] = heldout_generation(args.sft_run, args.codec, args.wav_out,
+                                                            n_sentences=args.sentences)
     print(json.dumps(out))
 
 

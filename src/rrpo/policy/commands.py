@@ -86,7 +86,6 @@ def cmd_generate(args) -> int:
 def run_generate(cfg, argv: list[str] | None = None) -> dict:
     """Sample every (text, emotion) pair; write tokens.jsonl and, with a decoding codec, WAVs."""
     import numpy as np
-    import torch
 
     from rrpo.io import atomic_open
     from rrpo.policy.generate import generate
