@@ -21,7 +21,11 @@ T = TypeVar("T")
 #: Modules that contribute verbs, in the order ``rrpo --help`` lists them.
 VERB_MODULES: tuple[str, ...] = (
     "rrpo.data.commands",
+    "rrpo.codec.commands",
     "rrpo.reward.commands",
+    "rrpo.policy.commands",
+    "rrpo.optimize.commands",
+    "rrpo.audit.commands",
     "rrpo.demo",
 )
 

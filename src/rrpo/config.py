@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -126,6 +127,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    if isinstance(tp, type) and issubclass(tp, os.PathLike) and isinstance(value, (str, os.PathLike)):
+        return tp(value)  # a path field; to_dict writes paths as strings, so they must read back
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -199,15 +202,28 @@ def read_yaml(path: str | os.PathLike) -> dict:
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple = ()) -> T:
     """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides applied on top."""
     data = read_yaml(path) if path else {}
+    override_keys = []
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
+        override_keys.append(key)
     try:
         return _build(cls, data)
     except ConfigError as e:
         if path is not None and e.path is None:
+            if _from_override(e.reason, override_keys):
+                raise ConfigError(f"{e.reason} (from the command line)") from None
             raise ConfigError(e.reason, path) from None
         raise
+
+
+def _from_override(reason: str, override_keys: list[str]) -> bool:
+    """Whether the key an error names was set on the command line (so the file is not to blame)."""
+    m = re.search(r"key '([^']+)'", reason)
+    if not m:
+        return False
+    key = m.group(1)
+    return any(key == k or key.startswith((k + ".", k + "[")) or k.startswith(key + ".") for k in override_keys)
 
 
 def to_dict(cfg: Any) -> Any:

@@ -1,1 +1,69 @@
-"""rrpo.codec"""
+"""Speech codecs: the :class:`SpeechCodec` protocol, the built-in codec, the CosyVoice2 tokenizer
+adapter, and token shards. ``load_codec(path)`` opens any of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rrpo.codec.base import SpeechCodec, frame_energy
+from rrpo.errors import RrpoError
+
+COSYVOICE2_ONNX = "speech_tokenizer_v2.onnx"
+
+
+def load_codec(path: str | os.PathLike) -> SpeechCodec:
+    """Open a codec directory (``codec.json`` of kind ``builtin`` or ``cosyvoice2``), a CosyVoice2
+    model directory holding ``speech_tokenizer_v2.onnx``, or that ``.onnx`` file itself.
+
+    A codec directory written by a different codec version raises a one-line :class:`RrpoError`.
+    """
+    from rrpo.io import read_json
+
+    p = Path(path)
+    if p.is_file() and p.suffix == ".onnx":
+        from rrpo.codec.cosyvoice2 import CosyVoice2Tokenizer
+
+        return CosyVoice2Tokenizer(p)
+    if not p.exists():
+        raise RrpoError("codec not found (train one with `rrpo codec train`)", p)
+    if not p.is_dir():
+        raise RrpoError("not a codec directory or .onnx tokenizer", p)
+    meta_path = p / "codec.json"
+    if not meta_path.exists():
+        if (p / COSYVOICE2_ONNX).exists():
+            from rrpo.codec.cosyvoice2 import CosyVoice2Tokenizer
+
+            return CosyVoice2Tokenizer(p / COSYVOICE2_ONNX)
+        raise RrpoError(f"not a codec directory (no codec.json or {COSYVOICE2_ONNX})", p)
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != "rrpo-codec":
+        raise RrpoError("not an rrpo codec description (format is not 'rrpo-codec')", meta_path)
+    kind = meta.get("kind")
+    if kind == "builtin":
+        from rrpo.codec.builtin import VERSION, BuiltinCodec
+
+        if meta.get("version") != VERSION:
+            raise RrpoError(f"codec version {meta.get('version')} cannot be read by this rrpo (reads version "
+                            f"{VERSION}); retrain it with `rrpo codec train`", meta_path)
+        return BuiltinCodec.load(p, meta)
+    if kind == "cosyvoice2":
+        from rrpo.codec.cosyvoice2 import VERSION, CosyVoice2Tokenizer
+
+        if meta.get("version") != VERSION:
+            raise RrpoError(f"codec version {meta.get('version')} cannot be read by this rrpo (reads version "
+                            f"{VERSION})", meta_path)
+        onnx = p / str(meta.get("onnx", COSYVOICE2_ONNX))
+        return CosyVoice2Tokenizer(onnx)
+    raise RrpoError(f"unknown codec kind {kind!r} (known: builtin, cosyvoice2)", meta_path)
+
+
+def codec_description(codec: SpeechCodec) -> dict:
+    """A JSON-able description of ``codec`` (recorded in token shards' meta.json)."""
+    describe = getattr(codec, "describe", None)
+    if describe is not None:
+        return describe()
+    return {"kind": type(codec).__name__, "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate}
+
+
+__all__ = ["SpeechCodec", "frame_energy", "load_codec", "codec_description"]

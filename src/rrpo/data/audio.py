@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, float, int]:
 
 def _short(e: Exception) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    msg = re.sub(r"^Error opening '.*?': ", "", msg)  # the path is already named by the caller
     return msg[:160]
 
 
@@ -57,6 +59,37 @@ def _check_file(path: Path) -> None:
         raise RrpoError("is a folder, expected an audio file", path)
     if path.stat().st_size == 0:
         raise RrpoError("audio file is empty (0 bytes)", path)
+    _check_wav_length(path)
+
+
+def _check_wav_length(path: Path) -> None:
+    """Reject a RIFF/WAVE file whose sample data is shorter than its header declares.
+
+    libsndfile reads such a file without complaint, silently returning fewer samples, so a copy cut
+    short (an interrupted download) would pass unnoticed. Streaming writers that leave the size
+    unknown (0 or 0xFFFFFFFF) are accepted. Other formats are left to the decoder.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            offset = 12
+            while offset + 8 <= size:
+                f.seek(offset)
+                chunk = f.read(8)
+                cid, n = chunk[:4], int.from_bytes(chunk[4:8], "little")
+                if cid == b"data":
+                    have = size - offset - 8
+                    if n not in (0, 0xFFFFFFFF) and n > have:
+                        raise RrpoError(f"audio file is truncated (its header declares {n} bytes of samples, "
+                                        f"the file holds {have})", path)
+                    return
+                offset += 8 + n + (n & 1)
+    except OSError as e:
+        raise RrpoError(f"cannot read audio file ({e.strerror})", path) from None
+    raise RrpoError("audio file is truncated (no sample data after the WAV header)", path)
 
 
 def load_audio(path: str | os.PathLike, sr: int | None = None, *, mono: bool = True,

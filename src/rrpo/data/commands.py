@@ -65,7 +65,7 @@ def cmd_manifest(args) -> int:
     if args.check_audio:
         from tqdm import tqdm
 
-        for u in tqdm(man, desc="checking audio", unit="file"):
+        for u in tqdm(man, desc="checking audio", unit="file", disable=None):  # no bar when not a terminal
             load_audio(man.audio_path(u))
     print(json.dumps(manifest_stats(man), ensure_ascii=False))
     return 0

@@ -44,13 +44,23 @@ def normalise_emotion(label: str, corpus: str = "generic", where: str | None = N
     return out
 
 
-def check_classes(classes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Validate a model's class set (a subset of the vocabulary, no repeats)."""
+def check_classes(classes: list[str] | tuple[str, ...], key: str | None = None) -> tuple[str, ...]:
+    """Validate a model's class set (a subset of the vocabulary, no repeats, at least two).
+
+    With ``key`` (the config key holding the set, e.g. ``"model.classes"``) the error is a
+    :class:`~rrpo.errors.ConfigError` naming it, for use in a config's ``__post_init__``.
+    """
+    def fail(reason: str):
+        if key is not None:
+            from rrpo.errors import ConfigError
+            raise ConfigError(f"config key '{key}': {reason}")
+        raise RrpoError(reason)
+
     bad = [c for c in classes if c not in EMOTIONS]
     if bad:
-        raise RrpoError(f"unknown emotion class(es) {bad}; the vocabulary is {', '.join(EMOTIONS)}")
+        fail(f"unknown emotion class(es) {bad}; the vocabulary is {', '.join(EMOTIONS)}")
     if len(set(classes)) != len(classes):
-        raise RrpoError(f"emotion classes repeat: {list(classes)}")
+        fail(f"emotion classes repeat: {list(classes)}")
     if len(classes) < 2:
-        raise RrpoError("a class set needs at least two emotions")
+        fail("a class set needs at least two emotions")
     return tuple(classes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ class Utterance:
         if not isinstance(self.sampling_rate, int) or isinstance(self.sampling_rate, bool) or self.sampling_rate <= 0:
             raise ValueError(f"field 'sampling_rate' must be a positive integer, got {self.sampling_rate!r}")
         if (not isinstance(self.duration, (int, float)) or isinstance(self.duration, bool)
-                or not self.duration > 0 or self.duration != self.duration):
+                or not 0 < self.duration < math.inf):
             raise ValueError(f"field 'duration' must be a positive number of seconds, got {self.duration!r}")
         if self.emotion not in EMOTIONS:
             raise ValueError(f"emotion '{self.emotion}' is not in the vocabulary ({', '.join(EMOTIONS)})")
@@ -111,28 +112,29 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     records: list[Utterance] = []
     seen: dict[str, int] = {}
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")
     except OSError as e:
         raise RrpoError(f"cannot read manifest ({e.strerror})", path) from None
     with f:
-        try:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise RrpoError(f"malformed manifest line ({e.msg})", path, i) from None
-                try:
-                    u = Utterance.from_json(obj)
-                except (ValueError, TypeError) as e:
-                    raise RrpoError(f"invalid record: {e}", path, i) from None
-                if u.id in seen:
-                    raise RrpoError(f"duplicate id '{u.id}' (first on line {seen[u.id]})", path, i)
-                seen[u.id] = i
-                records.append(u)
-        except UnicodeDecodeError:
-            raise RrpoError("manifest is not UTF-8 text", path) from None
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise RrpoError("manifest line is not UTF-8 text", path, i) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RrpoError(f"malformed manifest line ({e.msg})", path, i) from None
+            try:
+                u = Utterance.from_json(obj)
+            except (ValueError, TypeError) as e:
+                raise RrpoError(f"invalid record: {e}", path, i) from None
+            if u.id in seen:
+                raise RrpoError(f"duplicate id '{u.id}' (first on line {seen[u.id]})", path, i)
+            seen[u.id] = i
+            records.append(u)
     if not records:
         raise RrpoError("manifest holds no records", path)
     return Manifest(records, path)

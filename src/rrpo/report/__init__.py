@@ -1,1 +1,1 @@
-"""rrpo.report"""
+"""HTML report: one offline page comparing systems, with audio players, spectrograms and plots."""

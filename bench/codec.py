@@ -1,0 +1,386 @@
+"""Benchmark of the built-in codec on the shared real corpora; prints one JSON object.
+
+    PYTHONPATH=src python bench/codec.py --data ../shared/data [--holdout SPEAKER] [--seeds 3]
+
+The codec is trained on CASIA only: the three speakers other than ``--holdout`` (all their audio,
+unlabelled). Measured on CASIA's held-out speaker and on ESD English speaker 0020:
+
+* prosody kept: Pearson correlation of original vs resynthesised F0 contours (DIO + StoneMask,
+  10 ms, frames voiced in both; in semitones) and of frame-energy contours (dB, 10 ms frames);
+* content kept: pocketsphinx (its bundled US-English model) WER on ESD English, original vs
+  resynthesised;
+* mel-cepstral distortion (24 mel-filterbank cepstra, c0 left out, DTW-aligned), in dB;
+* encode and decode real-time factors on one thread (seconds of audio per second of compute);
+* codebook use: distinct tokens used out of the vocabulary, and the perplexity of the factors;
+* emotion kept across languages: a 2-layer Transformer probe (d=128, attention pooling, 5 classes,
+  40 epochs, bf16) trained on CASIA tokens of the three training speakers and tested on the
+  held-out speaker and on ESD English, beside the same probe on continuous frames
+  (80 log-mel + log-energy + log-F0 at 25 Hz). The token probe embeds each token by a learned
+  linear map of the codec's ``token_features()`` (tied embeddings).
+
+Not a test: it reads ``--data`` (research-only corpora, never copied) and takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+warnings.filterwarnings("ignore")
+
+import numpy as np  # noqa: E402
+
+CLASSES = ("neutral", "happy", "angry", "sad", "surprise")
+ESD_OFFSETS = {"Neutral": 0, "Angry": 350, "Happy": 700, "Sad": 1050, "Surprise": 1400}
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def casia_files(root: Path) -> list[dict]:
+    out = []
+    base = root / "casia" / "casia"
+    for spk in sorted(p for p in base.iterdir() if p.is_dir()):
+        for emo_dir in sorted(p for p in spk.iterdir() if p.is_dir()):
+            for wav in sorted(emo_dir.glob("*.wav")):
+                out.append({"path": wav, "speaker": spk.name, "emotion": emo_dir.name, "id": f"{spk.name}_{emo_dir.name}_{wav.stem}"})
+    return out
+
+
+def esd_files(root: Path) -> list[dict]:
+    base = root / "esd" / "Emotion Speech Dataset" / "0020"
+    texts = {}
+    for line in (base / "0020.txt").read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            texts[parts[0].strip()] = parts[1].strip()
+    out = []
+    for emo, off in ESD_OFFSETS.items():
+        for wav in sorted((base / emo).glob("*.wav")):
+            out.append({"path": wav, "speaker": "0020", "emotion": emo.lower(), "id": wav.stem,
+                        "text": texts.get(wav.stem, "")})
+    return out
+
+
+def load(path: Path, sr: int = 16000) -> np.ndarray:
+    from rrpo.data.audio import load_audio
+
+    return load_audio(path, sr)[0]
+
+
+# --------------------------------------------------------------------------------------- metrics
+
+def f0_track(x: np.ndarray, sr: int) -> np.ndarray:
+    import pyworld as pw
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    f0, t = pw.dio(x, sr, f0_floor=60, f0_ceil=600, frame_period=10.0)
+    return pw.stonemask(x, f0, t, sr)
+
+
+def level_track(x: np.ndarray, sr: int, hop_s: float = 0.01) -> np.ndarray:
+    hop = int(sr * hop_s)
+    n = len(x) // hop
+    fr = x[: n * hop].reshape(n, hop).astype(np.float64)
+    return 10 * np.log10((fr ** 2).mean(1) + 1e-10)
+
+
+def contour_corr(a: np.ndarray, b: np.ndarray, mask=None) -> float:
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    if mask is not None:
+        m = mask[:n]
+        a, b = a[m], b[m]
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def mel_cepstra(x: np.ndarray, sr: int, n: int = 24) -> np.ndarray:
+    import librosa
+    from scipy.fft import dct
+
+    S = np.abs(librosa.stft(x.astype(np.float32), n_fft=1024, hop_length=80, win_length=400)) ** 2
+    mel = librosa.filters.mel(sr=sr, n_fft=1024, n_mels=40) @ S
+    # cepstra of the log-amplitude mel spectrum: log|X| = c0 + 2 sum_k c_k cos(k w), so c_k is the
+    # unnormalised DCT-II divided by 2N
+    c = dct(0.5 * np.log(mel + 1e-10), type=2, axis=0) / (2 * mel.shape[0])
+    frames = c[1:n + 1].T                                                    # (T, n), c0 dropped
+    lvl = 10 * np.log10((S.sum(0)) + 1e-10)
+    return frames[lvl > lvl.max() - 40]                                       # speech frames only
+
+
+def mcd_dtw(x: np.ndarray, y: np.ndarray, sr: int) -> float:
+    import librosa
+
+    a, b = mel_cepstra(x, sr), mel_cepstra(y, sr)
+    D = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    _, wp = librosa.sequence.dtw(C=D)
+    d = np.sqrt(D[wp[:, 0], wp[:, 1]] * 2)
+    return float(10 / math.log(10) * d.mean())
+
+
+def norm_words(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]+", " ", text.lower()).split()
+
+
+def wer(ref: list[str], hyp: list[str]) -> tuple[int, int]:
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+            prev, d[j] = d[j], cur
+    return d[len(hyp)], len(ref)
+
+
+class Recognizer:
+    def __init__(self):
+        from pocketsphinx import Decoder
+
+        self.dec = Decoder(samprate=16000, loglevel="FATAL")
+
+    def __call__(self, x: np.ndarray) -> list[str]:
+        pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
+        self.dec.start_utt()
+        self.dec.process_raw(pcm, full_utt=True)
+        self.dec.end_utt()
+        hyp = self.dec.hyp()
+        return norm_words(hyp.hypstr if hyp is not None else "")
+
+
+# ---------------------------------------------------------------------------------------- probe
+
+def continuous_frames(x: np.ndarray, sr: int = 16000) -> np.ndarray:
+    """(T, 82): 80 log-mel, log-energy, log-F0 (0 when unvoiced) at 25 Hz."""
+    import librosa
+
+    hop = sr // 25
+    mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=1024, hop_length=hop, n_mels=80, center=True)
+    T = mel.shape[1]
+    logmel = np.log(mel + 1e-8).T                                            # (T, 80)
+    from rrpo.codec.base import frame_energy
+
+    le = np.log(frame_energy(x, sr, 25, T) + 1e-8)[:, None]
+    f0 = f0_track(x, sr)
+    idx = np.minimum((np.arange(T) * 4), len(f0) - 1)
+    lf = np.where(f0[idx] > 0, np.log(np.maximum(f0[idx], 1)), 0.0)[:, None]
+    return np.concatenate([logmel, le, lf], 1).astype(np.float32)
+
+
+def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epochs=40, batch=32):
+    """Train the 2-layer Transformer probe; return {name: UA%} for each test set.
+
+    ``train``/``test_sets[name]``: lists of (sequence, label). A sequence is (T,) int64 token ids
+    when ``vocab_feats`` (V, F) is given, else (T, in_dim) float frames.
+    """
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tokens = vocab_feats is not None
+    if tokens:
+        vf = torch.tensor(vocab_feats, dtype=torch.float32)
+        vf = (vf - vf.mean(0)) / (vf.std(0) + 1e-6)
+    else:
+        allf = np.concatenate([s for s, _ in train])
+        mu, sd = allf.mean(0), allf.std(0) + 1e-6
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            d = 128
+            self.inp = nn.Linear(vf.shape[1] if tokens else in_dim, d)
+            self.pos = nn.Parameter(torch.zeros(512, d))
+            layer = nn.TransformerEncoderLayer(d, 4, 256, dropout=0.1, batch_first=True)
+            self.enc = nn.TransformerEncoder(layer, 2)
+            self.att = nn.Linear(d, 1)
+            self.out = nn.Linear(d, len(CLASSES))
+
+        def forward(self, x, mask):                                           # mask True = valid
+            h = self.inp(x) + self.pos[: x.shape[1]]
+            h = self.enc(h, src_key_padding_mask=~mask)
+            a = self.att(h).squeeze(-1).masked_fill(~mask, -1e4).softmax(-1)   # (B, T)
+            return self.out((a.unsqueeze(-1) * h).sum(1))
+
+    def batchify(items):
+        T = min(512, max(len(s) for s, _ in items))
+        B = len(items)
+        if tokens:
+            x = torch.zeros(B, T, vf.shape[1])
+        else:
+            x = torch.zeros(B, T, in_dim)
+        mask = torch.zeros(B, T, dtype=torch.bool)
+        for i, (s, _) in enumerate(items):
+            s = s[:T]
+            x[i, : len(s)] = vf[torch.as_tensor(s)] if tokens else torch.as_tensor((s - mu) / sd)
+            mask[i, : len(s)] = True
+        y = torch.tensor([l for _, l in items])
+        return x, mask, y
+
+    model = Probe()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+    steps = epochs * math.ceil(len(train) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps, pct_start=0.1)
+    for _ in range(epochs):
+        model.train()
+        order = rng.permutation(len(train))
+        for k in range(0, len(order), batch):
+            x, m, y = batchify([train[i] for i in order[k:k + batch]])
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = nn.functional.cross_entropy(model(x, m).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+    model.eval()
+    res = {}
+    with torch.no_grad():
+        for name, items in test_sets.items():
+            preds = []
+            for k in range(0, len(items), 64):
+                x, m, _ = batchify(items[k:k + 64])
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    preds.append(model(x, m).float().argmax(-1).numpy())
+            p = np.concatenate(preds)
+            y = np.array([l for _, l in items])
+            res[name] = round(100 * float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)])), 1)
+    return res
+
+
+# ----------------------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, type=Path, help="the shared data folder (casia/, esd/)")
+    ap.add_argument("--holdout", default="wangzhe", help="CASIA speaker held out of codec and probe training")
+    ap.add_argument("--resynth", type=int, default=40, help="utterances per set for resynthesis metrics")
+    ap.add_argument("--seeds", type=int, default=2, help="probe seeds (mean reported)")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--codec-out", type=Path, default=None, help="also save the trained codec here")
+    ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    from rrpo.codec.builtin import BuiltinCodecConfig, train_builtin
+    from rrpo.config import load_config, to_dict
+
+    t_start = time.perf_counter()
+    cfg = load_config(BuiltinCodecConfig, None, args.overrides)
+    casia = casia_files(args.data)
+    esd = esd_files(args.data)
+    speakers = sorted({u["speaker"] for u in casia})
+    if args.holdout not in speakers:
+        raise SystemExit(f"--holdout must be one of {speakers}")
+    train_utts = [u for u in casia if u["speaker"] != args.holdout]
+    audio = {u["id"]: load(u["path"]) for u in casia + esd}
+
+    codec, arrays = train_builtin(cfg, ((audio[u["id"]], 16000) for u in train_utts))
+    if args.codec_out:
+        codec.save(args.codec_out, arrays)
+    out: dict = {"codec": to_dict(cfg), "vocab_size": codec.vocab_size, "train": codec.stats,
+                 "holdout_speaker": args.holdout}
+
+    # tokens for everything (timed: encode RTF)
+    toks, enc_time, enc_audio = {}, 0.0, 0.0
+    for u in casia + esd:
+        x = audio[u["id"]]
+        t0 = time.perf_counter()
+        toks[u["id"]] = codec.encode(x, 16000)
+        enc_time += time.perf_counter() - t0
+        enc_audio += len(x) / 16000
+    out["encode_rtf"] = round(enc_audio / enc_time, 1)
+
+    # codebook use
+    all_t = np.concatenate([toks[u["id"]] for u in casia + esd])
+    s, p, e = codec.factors(all_t)
+
+    def ppl(v, n):
+        c = np.bincount(v, minlength=n) / len(v)
+        c = c[c > 0]
+        return round(float(np.exp(-(c * np.log(c)).sum())), 1)
+
+    out["codebook"] = {"used": int(len(np.unique(all_t))), "vocab": codec.vocab_size,
+                       "used_frac": round(len(np.unique(all_t)) / codec.vocab_size, 3),
+                       "token_perplexity": ppl(all_t, codec.vocab_size),
+                       "spectral_perplexity": ppl(s, cfg.spectral_clusters),
+                       "pitch_perplexity": ppl(p, cfg.pitch_bins + 1), "energy_perplexity": ppl(e, cfg.energy_bins)}
+
+    # resynthesis metrics
+    rng = np.random.default_rng(0)
+    rec = Recognizer()
+    dec_time = dec_audio = 0.0
+    for name, utts in (("casia_holdout", [u for u in casia if u["speaker"] == args.holdout]), ("esd_en", esd)):
+        pick = [utts[i] for i in sorted(rng.choice(len(utts), min(args.resynth, len(utts)), replace=False))]
+        f0c, enc_c, mcd, errs_o, errs_r, nref = [], [], [], 0, 0, 0
+        for u in pick:
+            x = audio[u["id"]]
+            t0 = time.perf_counter()
+            y = codec.decode(toks[u["id"]])
+            dec_time += time.perf_counter() - t0
+            dec_audio += len(y) / 16000
+            fo, fr = f0_track(x, 16000), f0_track(y, 16000)
+            n = min(len(fo), len(fr))
+            both = (fo[:n] > 0) & (fr[:n] > 0)
+            f0c.append(contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both))
+            lo, lr = level_track(x, 16000), level_track(y, 16000)
+            enc_c.append(contour_corr(lo, lr))
+            mcd.append(mcd_dtw(x, y, 16000))
+            if name == "esd_en" and u.get("text"):
+                ref = norm_words(u["text"])
+                errs_o += wer(ref, rec(x))[0]
+                errs_r += wer(ref, rec(y))[0]
+                nref += len(ref)
+        res = {"utterances": len(pick), "f0_corr": round(float(np.nanmean(f0c)), 3),
+               "energy_corr": round(float(np.nanmean(enc_c)), 3), "mcd_dtw_db": round(float(np.mean(mcd)), 2)}
+        if nref:
+            res["wer_original"] = round(100 * errs_o / nref, 1)
+            res["wer_resynth"] = round(100 * errs_r / nref, 1)
+        out[name] = res
+    out["decode_rtf"] = round(dec_audio / dec_time, 1)
+
+    # emotion probe: tokens vs continuous frames
+    lab = {c: i for i, c in enumerate(CLASSES)}
+    five = [u for u in casia if u["emotion"] in lab]
+    tr = [u for u in five if u["speaker"] != args.holdout]
+    te_c = [u for u in five if u["speaker"] == args.holdout]
+    vf = codec.token_features()
+    conts = {u["id"]: continuous_frames(audio[u["id"]]) for u in five + esd}
+
+    def sets(get):
+        return ([(get(u), lab[u["emotion"]]) for u in tr],
+                {"casia_holdout": [(get(u), lab[u["emotion"]]) for u in te_c],
+                 "esd_en": [(get(u), lab[u["emotion"]]) for u in esd]})
+
+    probe = {}
+    for kind in ("tokens", "continuous"):
+        runs = []
+        for seed in range(args.seeds):
+            if kind == "tokens":
+                a, b = sets(lambda u: toks[u["id"]])
+                runs.append(train_probe(a, b, vocab_feats=vf, seed=seed, epochs=args.epochs))
+            else:
+                a, b = sets(lambda u: conts[u["id"]])
+                runs.append(train_probe(a, b, in_dim=82, seed=seed, epochs=args.epochs))
+        probe[kind] = {k: {"ua_mean": round(float(np.mean([r[k] for r in runs])), 1), "ua_runs": [r[k] for r in runs]}
+                       for k in runs[0]}
+    out["emotion_probe"] = probe
+    out["bench_seconds"] = round(time.perf_counter() - t_start, 1)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    raise SystemExit(main())

@@ -1,0 +1,287 @@
+"""Distances between generated and real speech, and word error rate.
+
+* **MCD** (mel-cepstral distortion) with DTW: mel-cepstra c_1..c_D (c_0, the level, excluded) are
+  the orthonormal DCT-II of the natural log of ``n_mels`` mel-band amplitudes per frame (mel power
+  floored ``floor_db`` below the utterance's maximum, so that the log of near-silence does not
+  dominate);
+  MCD = mean over the DTW path of (10 / ln 10) · sqrt(2 · Σ_d (c_d − c'_d)²), in dB. A gain change
+  moves only c_0, so it does not count. Absolute values differ from SPTK mel-generalised cepstra
+  (a different warping), but systems are comparable with each other.
+* **F0 error** with DTW: F0 tracks from WORLD (DIO + StoneMask, ``hop_ms`` frames), aligned by the
+  MCD path. ``f0_rmse_cents`` = RMSE of 1200·log2(f_gen / f_ref) over path pairs voiced in both;
+  ``voicing_error`` = the fraction of path pairs whose voiced/unvoiced decisions differ.
+* **Fréchet distance** between two sets of feature vectors (eGeMAPS, as FID does with Inception
+  features): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½). :func:`feature_frechet` z-scores both sets with
+  the reference set's mean and standard deviation first, so that no feature dominates by its unit.
+* **WER**: words are normalised (:func:`normalise_words`), then WER = (S + D + I) / N_ref by
+  Levenshtein alignment. :class:`PocketsphinxRecognizer` transcribes English with the model that
+  pocketsphinx 5 ships.
+
+The policy's token-level KL from its reference is :func:`rrpo.optimize.relax.token_kl`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from rrpo.config import check, option
+from rrpo.data.audio import resample
+
+MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
+
+
+@dataclass
+class DistanceConfig:
+    """Settings of the reference distances."""
+
+    sample_rate: int = option(16000, "rate both waveforms are brought to")
+    hop_ms: float = option(10.0, "frame hop (ms) of mel-cepstra and F0")
+    frame_ms: float = option(25.0, "analysis window (ms) of the mel spectrum")
+    n_mels: int = option(40, "mel bands")
+    n_ceps: int = option(24, "mel-cepstral coefficients c_1..c_D compared")
+    floor_db: float = option(60.0, "mel power is floored this many dB below its maximum before the log")
+    f0_floor: float = option(60.0, "lowest F0 (Hz) WORLD searches")
+    f0_ceil: float = option(600.0, "highest F0 (Hz) WORLD searches")
+
+    def __post_init__(self):
+        check(0 < self.n_ceps < self.n_mels, "n_ceps", "must be positive and below n_mels")
+        check(self.f0_floor < self.f0_ceil, "f0_ceil", "must exceed f0_floor")
+
+
+# -- DTW ------------------------------------------------------------------------------------------
+
+def dtw_path(cost: np.ndarray) -> np.ndarray:
+    """Minimum-cost monotone alignment of an (N, M) cost matrix with steps (1,0), (0,1), (1,1).
+
+    Returns the path as (L, 2) index pairs from (0, 0) to (N−1, M−1). Each row of the
+    accumulated cost is computed in one vectorised pass: D[i, j] = S_j + min_{k≤j}(a_k − S_k)
+    with a_k = c[i, k] + min(D[i−1, k], D[i−1, k−1]) and S the running sum of c[i, ·] (S_k
+    including c[i, k]), i.e. the best entry point into row i followed by horizontal steps.
+    """
+    c = np.asarray(cost, dtype=np.float64)
+    n, m = c.shape
+    d = np.full((n, m), np.inf)
+    s = np.cumsum(c[0])
+    d[0] = s
+    for i in range(1, n):
+        prev = d[i - 1]
+        diag = np.concatenate([[np.inf], prev[:-1]])
+        a = c[i] + np.minimum(prev, diag)
+        s = np.cumsum(c[i])
+        d[i] = s + np.minimum.accumulate(a - s)
+    i, j = n - 1, m - 1
+    path = [(i, j)]
+    while i > 0 or j > 0:
+        if i == 0:
+            j -= 1
+        elif j == 0:
+            i -= 1
+        else:
+            choices = (d[i - 1, j - 1], d[i - 1, j], d[i, j - 1])
+            k = int(np.argmin(choices))
+            i, j = (i - 1, j - 1) if k == 0 else (i - 1, j) if k == 1 else (i, j - 1)
+        path.append((i, j))
+    return np.array(path[::-1])
+
+
+# -- mel-cepstra and MCD --------------------------------------------------------------------------
+
+def _frames_power(x: np.ndarray, sr: int, cfg: DistanceConfig) -> np.ndarray:
+    flen = int(round(cfg.frame_ms * sr / 1000))
+    hop = int(round(cfg.hop_ms * sr / 1000))
+    x = np.pad(np.asarray(x, dtype=np.float64), (flen // 2, flen // 2))
+    nf = max(1, 1 + (len(x) - flen) // hop)
+    idx = np.arange(flen)[None, :] + hop * np.arange(nf)[:, None]
+    nfft = 1 << int(np.ceil(np.log2(flen)))
+    return np.abs(np.fft.rfft(x[idx] * np.hanning(flen), n=nfft, axis=1)) ** 2  # (F, bins)
+
+
+def mel_cepstra(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> np.ndarray:
+    """(F, n_ceps + 1) mel-cepstra c_0..c_D: DCT-II (orthonormal) of ln mel amplitude, frames every hop_ms."""
+    import librosa
+    from scipy.fft import dct
+
+    cfg = cfg or DistanceConfig()
+    x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate)
+    p = _frames_power(x, cfg.sample_rate, cfg)
+    fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=2 * (p.shape[1] - 1), n_mels=cfg.n_mels)
+    mel = p @ fb.T                                                       # (F, n_mels) mel power
+    floor = max(float(mel.max()), 1e-20) * 10 ** (-cfg.floor_db / 10)   # keeps silence from dominating
+    log_amp = 0.5 * np.log(np.maximum(mel, floor))                       # ln amplitude
+    return dct(log_amp, type=2, norm="ortho", axis=1)[:, : cfg.n_ceps + 1]
+
+
+def mcd_from_cepstra(gen: np.ndarray, ref: np.ndarray) -> tuple[float, np.ndarray]:
+    """MCD (dB) between (N, 1+D) and (M, 1+D) mel-cepstra with DTW on c_1..c_D; returns (mcd, path)."""
+    a, b = np.asarray(gen, dtype=np.float64)[:, 1:], np.asarray(ref, dtype=np.float64)[:, 1:]
+    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))    # (N, M) Euclidean
+    path = dtw_path(cost)
+    return float(MCD_CONST * cost[path[:, 0], path[:, 1]].mean()), path
+
+
+def mcd_dtw(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int,
+            cfg: DistanceConfig | None = None) -> float:
+    """Mel-cepstral distortion (dB) of a generated waveform against its parallel reference."""
+    cfg = cfg or DistanceConfig()
+    return mcd_from_cepstra(mel_cepstra(gen, gen_sr, cfg), mel_cepstra(ref, ref_sr, cfg))[0]
+
+
+# -- F0 -------------------------------------------------------------------------------------------
+
+def world_f0(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> np.ndarray:
+    """(F,) F0 in Hz (0 = unvoiced) from WORLD DIO + StoneMask every hop_ms, on the mel-cepstra grid."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pyworld
+
+    cfg = cfg or DistanceConfig()
+    x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate).astype(np.float64)
+    f0, t = pyworld.dio(x, cfg.sample_rate, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=cfg.hop_ms)
+    return pyworld.stonemask(x, f0, t, cfg.sample_rate)
+
+
+def f0_errors_on_path(f0_gen: np.ndarray, f0_ref: np.ndarray, path: np.ndarray) -> dict:
+    """F0 RMSE (cents) over path pairs voiced in both, and the voicing-decision error rate.
+
+    ``f0_*`` (F,) in Hz with 0 for unvoiced; ``path`` (L, 2) index pairs (gen, ref).
+    RMSE is NaN when no pair is voiced in both.
+    """
+    g = np.asarray(f0_gen, dtype=np.float64)[np.clip(path[:, 0], 0, len(f0_gen) - 1)]
+    r = np.asarray(f0_ref, dtype=np.float64)[np.clip(path[:, 1], 0, len(f0_ref) - 1)]
+    vg, vr = g > 0, r > 0
+    both = vg & vr
+    cents = 1200 * np.log2(g[both] / r[both])
+    return {"f0_rmse_cents": float(np.sqrt(np.mean(cents ** 2))) if both.any() else float("nan"),
+            "voicing_error": float(np.mean(vg != vr)), "voiced_pairs": int(both.sum())}
+
+
+def reference_distances(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int,
+                        cfg: DistanceConfig | None = None) -> dict:
+    """MCD (dB), F0 RMSE (cents) and voicing error of a generated waveform against its parallel reference.
+
+    Both are aligned once by DTW on mel-cepstra; the F0 tracks share the mel-cepstra frame grid.
+    """
+    cfg = cfg or DistanceConfig()
+    cg, cr = mel_cepstra(gen, gen_sr, cfg), mel_cepstra(ref, ref_sr, cfg)
+    fg, fr = world_f0(gen, gen_sr, cfg), world_f0(ref, ref_sr, cfg)
+    mcd, path = mcd_from_cepstra(cg, cr)
+    return {"mcd_db": mcd, **f0_errors_on_path(fg, fr, path)}
+
+
+# -- Fréchet distance -----------------------------------------------------------------------------
+
+def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
+                       eps: float = 1e-6) -> float:
+    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½); ``eps``·I is added where the product is singular."""
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
+    import warnings
+
+    with warnings.catch_warnings():  # few vectors in many dimensions give singular covariances
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov1 @ cov2)
+        if not np.isfinite(covmean).all():
+            off = eps * np.eye(len(mu1))
+            covmean = linalg.sqrtm((cov1 + off) @ (cov2 + off))
+    covmean = np.real(covmean)
+    diff = mu1 - mu2
+    return float(max(0.0, diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean)))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of (N, D) ``a`` and (M, D) ``b``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the Fréchet distance needs at least two vectors in each set")
+    return frechet_from_stats(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def feature_frechet(gen: np.ndarray, ref: np.ndarray) -> float:
+    """Fréchet distance after z-scoring both (N, D) sets with the reference set's mean and std."""
+    ref = np.asarray(ref, dtype=np.float64)
+    mu, sd = ref.mean(0), np.maximum(ref.std(0), 1e-8)
+    return frechet_distance((np.asarray(gen, dtype=np.float64) - mu) / sd, (ref - mu) / sd)
+
+
+# -- WER ------------------------------------------------------------------------------------------
+
+def normalise_words(text: str) -> list[str]:
+    """Lower-case words: Unicode NFKC, punctuation (except apostrophes inside words) becomes space.
+
+    ``"Hello, World -- it's  me!"`` → ``["hello", "world", "it's", "me"]``.
+    """
+    t = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
+    t = re.sub(r"[^\w']+", " ", t)
+    t = re.sub(r"(?<!\w)'|'(?!\w)", " ", t)
+    return t.split()
+
+
+def edit_ops(ref: Sequence[str], hyp: Sequence[str]) -> dict:
+    """Substitutions, deletions and insertions of the Levenshtein alignment of two word lists."""
+    n, m = len(ref), len(hyp)
+    d = np.zeros((n + 1, m + 1), dtype=int)
+    d[:, 0] = np.arange(n + 1)
+    d[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]), d[i - 1, j] + 1, d[i, j - 1] + 1)
+    i, j, s, de, ins = n, m, 0, 0, 0
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            s += ref[i - 1] != hyp[j - 1]
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
+            de, i = de + 1, i - 1
+        else:
+            ins, j = ins + 1, j - 1
+    return {"sub": int(s), "del": int(de), "ins": int(ins), "n_ref": n}
+
+
+def word_error_rate(refs: str | Sequence[str], hyps: str | Sequence[str]) -> dict:
+    """Corpus WER = Σ(S + D + I) / Σ N_ref over pairs of (reference, hypothesis) texts.
+
+    Accepts one pair of strings or two equal-length lists. ``wer`` is NaN if no reference words.
+    """
+    if isinstance(refs, str):
+        refs, hyps = [refs], [hyps]
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    tot = {"sub": 0, "del": 0, "ins": 0, "n_ref": 0}
+    for r, h in zip(refs, hyps):
+        for k, v in edit_ops(normalise_words(r), normalise_words(h)).items():
+            tot[k] += v
+    errors = tot["sub"] + tot["del"] + tot["ins"]
+    return {"wer": errors / tot["n_ref"] if tot["n_ref"] else float("nan"), **tot}
+
+
+class PocketsphinxRecognizer:
+    """English speech recognition with the acoustic model, dictionary and LM pocketsphinx 5 ships."""
+
+    RATE = 16000
+
+    def __init__(self):
+        from pocketsphinx import Config, Decoder
+
+        config = Config()
+        config["loglevel"] = "FATAL"
+        self._decoder = Decoder(config)
+
+    def transcribe(self, audio: np.ndarray, sr: int) -> str:
+        x = resample(np.asarray(audio, dtype=np.float32), sr, self.RATE)
+        pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        return hyp.hypstr if hyp is not None else ""

@@ -1,0 +1,303 @@
+"""The independent emotion judge: eGeMAPS functionals + standardisation + logistic regression.
+
+The reward model reads codec tokens with a neural network; the judge reads the decoded waveform
+through knowledge-based acoustic functionals (:mod:`rrpo.audit.features`) with a linear
+classifier, so a policy that exploits the reward model's blind spots has no reason to fool the
+judge as well. Nothing here may ever feed a gradient to the policy.
+
+**Interface.** A judge is any object with
+
+* ``classes``: tuple of emotion labels (column order of the probabilities), and
+* ``predict_proba(items, groups=None) -> np.ndarray (N, K)`` over ``items``, a sequence of
+  ``(audio (T,), sampling_rate)``; ``groups`` (N,) optional speaker labels, which a judge may
+  ignore.
+
+A stronger judge (for instance an emotion2vec checkpoint the user has on disk) plugs in by
+writing a class with these two members and a loader ``fn(folder: Path, meta: dict) -> Judge``
+registered with :func:`register_judge_kind`; its folder holds a ``judge.json`` whose ``kind``
+names the loader. :func:`load_judge` then serves ``--judge DIR`` for both.
+
+**Speaker normalisation.** With ``normalization: speaker`` (the default) each feature is
+standardised per speaker before the classifier, the usual practice in cross-speaker emotion
+recognition: it removes a speaker's pitch and loudness level and keeps how each utterance departs
+from it. The statistics come from a group of that speaker's utterances at judging time:
+either the batch itself (``groups`` says which utterances share a speaker; ``None`` = one group),
+or fixed statistics from a calibration set given as ``stats`` (see :meth:`EgemapsJudge.group_stats`),
+which is what an audit over checkpoints should use so that a global drift of every emotion is not
+normalised away. Batch statistics need a group that covers the emotions roughly evenly (the audit
+synthesises every emotion for each text, so it does); a group smaller than ``min_group`` is an
+error. ``normalization: none`` needs nothing at judging time but is far less accurate across
+speakers (see docs/audit.md).
+
+The model is stored as ``judge.json`` (kind, classes, config, metrics) and ``weights.npz``
+(standardiser and linear weights, read with ``allow_pickle=False``): no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from rrpo.config import check, option
+from rrpo.data.emotions import ESD_CLASSES, check_classes
+from rrpo.errors import RrpoError
+
+log = logging.getLogger(__name__)
+
+Item = tuple[np.ndarray, int]
+JUDGE_FORMAT = 1
+KIND_EGEMAPS = "egemaps-logreg"
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """An emotion classifier over waveforms (see the module docstring)."""
+
+    classes: tuple[str, ...]
+
+    def predict_proba(self, items: Sequence[Item], groups: Sequence[str] | None = None) -> np.ndarray:
+        ...
+
+
+@dataclass
+class JudgeConfig:
+    """Training settings of the eGeMAPS judge (``rrpo judge train --config``)."""
+
+    classes: list[str] = option(list(ESD_CLASSES), "emotion classes (others in the manifests are dropped)")
+    languages: list[str] | None = option(None, "keep only these languages (null: all)")
+    speakers: list[str] | None = option(None, "keep only these speakers (null: all)")
+    exclude_speakers: list[str] | None = option(None, "drop these speakers (hold one out for testing)")
+    splits: list[str] | None = option(None, "keep only these manifest splits (null: all)")
+    normalization: Literal["speaker", "none"] = option("speaker", "per-speaker feature standardisation or none")
+    min_group: int = option(10, "fewest utterances a speaker group needs for batch normalisation statistics")
+    c_grid: list[float] = option([0.01, 0.1, 1.0], "inverse L2 strengths tried; picked by leave-one-speaker-out CV")
+    class_weight: Literal["balanced", "none"] = option("balanced", "class weighting of the loss")
+    max_iter: int = option(5000, "L-BFGS iterations")
+    seed: int = option(0, "seed of the CV folds")
+
+    def __post_init__(self):
+        check(len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid), "c_grid", "needs positive values")
+        check(self.min_group >= 2, "min_group", "must be at least 2")
+        check(self.max_iter > 0, "max_iter", "must be positive")
+        try:
+            check_classes(self.classes)
+        except RrpoError as e:
+            check(False, "classes", e.reason)
+
+
+def _standardise_groups(feats: np.ndarray, groups: np.ndarray, stats: dict | None,
+                        min_group: int) -> np.ndarray:
+    """Per-group z-scores of ``feats`` (N, D); ``stats`` maps group -> (mean (D,), std (D,))."""
+    out = np.empty_like(feats)
+    for g in np.unique(groups):
+        m = groups == g
+        if stats is not None and str(g) in stats:
+            mu, sd = stats[str(g)]
+        else:
+            if m.sum() < min_group:
+                raise RrpoError(f"speaker group '{g}' has {int(m.sum())} utterance(s); speaker normalisation "
+                                f"needs at least {min_group} (or calibration statistics for it)")
+            mu, sd = feats[m].mean(0), feats[m].std(0)
+        out[m] = (feats[m] - mu) / np.maximum(sd, 1e-8)
+    return out
+
+
+class EgemapsJudge:
+    """eGeMAPS features -> (optional per-speaker z-score) -> standardiser -> multinomial logistic."""
+
+    def __init__(self, classes: Sequence[str], mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray, normalization: str = "speaker", min_group: int = 10,
+                 meta: dict | None = None):
+        self.classes = tuple(classes)
+        self.mean = np.asarray(mean, dtype=np.float64)            # (D,)
+        self.scale = np.asarray(scale, dtype=np.float64)          # (D,)
+        self.coef = np.asarray(coef, dtype=np.float64)            # (K, D)
+        self.intercept = np.asarray(intercept, dtype=np.float64)  # (K,)
+        self.normalization = normalization
+        self.min_group = int(min_group)
+        self.meta = dict(meta or {})
+        if normalization not in ("speaker", "none"):
+            raise RrpoError(f"judge normalisation '{normalization}' is not 'speaker' or 'none'")
+        if self.coef.ndim != 2:
+            raise RrpoError(f"judge coefficients must be (classes, features), got shape {self.coef.shape}")
+        k, d = self.coef.shape
+        if k != len(self.classes) or self.mean.shape != (d,) or self.scale.shape != (d,) or self.intercept.shape != (k,):
+            raise RrpoError(f"judge weights do not fit together: coef {self.coef.shape}, mean {self.mean.shape}, "
+                            f"scale {self.scale.shape}, intercept {self.intercept.shape}, {len(self.classes)} classes")
+
+    # -- features ---------------------------------------------------------------------------
+    @staticmethod
+    def features(items: Sequence[Item], progress: bool = False) -> np.ndarray:
+        """(N, 88) eGeMAPS functionals."""
+        from rrpo.audit.features import egemaps_functionals
+
+        return egemaps_functionals(items, progress=progress)
+
+    def group_stats(self, items: Sequence[Item] | None = None, groups: Sequence[str] | None = None,
+                    feats: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per-speaker (mean, std) of the features of a calibration set, for ``predict_proba(stats=)``."""
+        x = self.features(items) if feats is None else np.asarray(feats, dtype=np.float64)
+        g = np.full(len(x), "*", dtype=object) if groups is None else np.asarray(groups, dtype=object)
+        g = g.astype(str)
+        return {k: (x[g == k].mean(0), x[g == k].std(0)) for k in np.unique(g)}
+
+    # -- prediction -------------------------------------------------------------------------
+    def proba_from_features(self, feats: np.ndarray, groups: Sequence[str] | None = None,
+                            stats: dict | None = None) -> np.ndarray:
+        """(N, K) probabilities from (N, D) features."""
+        x = np.asarray(feats, dtype=np.float64)
+        if self.normalization == "speaker":
+            g = np.full(len(x), "*", dtype=object) if groups is None else np.asarray(groups, dtype=object)
+            st = None if stats is None else {str(k): v for k, v in stats.items()}
+            if st is not None and groups is None and len(st) == 1:
+                st = {"*": next(iter(st.values()))}  # one calibration speaker for an ungrouped batch
+            x = _standardise_groups(x, g.astype(str), st, self.min_group)
+        z = (x - self.mean) / self.scale
+        logits = z @ self.coef.T + self.intercept  # (N, K)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, items: Sequence[Item], groups: Sequence[str] | None = None,
+                      stats: dict | None = None) -> np.ndarray:
+        """(N, K) class probabilities of ``items`` (see the module docstring for ``groups``/``stats``)."""
+        if len(items) == 0:
+            return np.zeros((0, len(self.classes)))
+        return self.proba_from_features(self.features(items, progress=len(items) >= 100), groups, stats)
+
+    # -- storage ----------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> None:
+        from rrpo.io import atomic_path, write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "weights.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
+        write_json(folder / "judge.json", {
+            "format": JUDGE_FORMAT, "kind": KIND_EGEMAPS, "classes": list(self.classes),
+            "features": "eGeMAPSv02 functionals", "normalization": self.normalization,
+            "min_group": self.min_group, **{k: v for k, v in self.meta.items() if k not in
+                                           ("format", "kind", "classes", "normalization", "min_group")}})
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict) -> "EgemapsJudge":
+        path = Path(folder) / "weights.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
+        except FileNotFoundError:
+            raise RrpoError("judge weights not found", path) from None
+        except (KeyError, ValueError, OSError) as e:
+            raise RrpoError(f"not a judge weights file ({e})", path) from None
+        return cls(meta["classes"], normalization=meta.get("normalization", "speaker"),
+                   min_group=meta.get("min_group", 10), meta=meta, **arrays)
+
+
+_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load}
+
+
+def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
+    """Make ``load_judge`` open folders whose ``judge.json`` says ``"kind": kind`` with ``loader``."""
+    _LOADERS[kind] = loader
+
+
+def load_judge(folder: str | Path) -> Judge:
+    """Open a judge folder (``judge.json`` + the kind's own files)."""
+    folder = Path(folder)
+    meta_path = folder / "judge.json"
+    if not meta_path.exists():
+        raise RrpoError("not a judge folder (no judge.json)", folder)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RrpoError(f"not valid JSON ({e.msg})", meta_path, e.lineno) from None
+    if not isinstance(meta, dict) or "kind" not in meta or "classes" not in meta:
+        raise RrpoError("judge.json needs 'kind' and 'classes'", meta_path)
+    loader = _LOADERS.get(meta["kind"])
+    if loader is None:
+        raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted(_LOADERS))}; "
+                        "register others with rrpo.audit.judge.register_judge_kind)", meta_path)
+    check_classes(meta["classes"])
+    return loader(folder, meta)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+def select_utterances(manifests, classes: Sequence[str], languages=None, speakers=None,
+                      exclude_speakers=None, splits=None) -> list[tuple[Path, "object"]]:
+    """(audio path, utterance) of every record in ``manifests`` that passes the filters."""
+    out = []
+    for man in manifests:
+        for u in man.select(split=splits, language=languages, emotions=classes, speakers=speakers,
+                            exclude_speakers=exclude_speakers):
+            out.append((man.audio_path(u), u))
+    return out
+
+
+def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
+              cfg: JudgeConfig) -> tuple[EgemapsJudge, dict]:
+    """Fit the judge on (N, D) features; returns the judge and training info (chosen C, CV scores).
+
+    With ``normalization: speaker`` each speaker's features are z-scored over that speaker's
+    training utterances first. ``C`` is chosen from ``cfg.c_grid`` by unweighted accuracy under
+    leave-one-speaker-out cross-validation (stratified 5-fold when there is one speaker).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    classes = list(cfg.classes)
+    labels = np.asarray(labels).astype(str)
+    speakers = np.asarray(speakers).astype(str)
+    x = np.asarray(feats, dtype=np.float64)
+    missing = [c for c in classes if not (labels == c).any()]
+    if missing:
+        raise RrpoError(f"no training utterances for class(es) {missing}")
+    if cfg.normalization == "speaker":
+        x = _standardise_groups(x, speakers, None, cfg.min_group)
+    y = np.array([classes.index(l) for l in labels])
+    weight = "balanced" if cfg.class_weight == "balanced" else None
+
+    def fit(xtr, ytr, c):
+        mean, scale = xtr.mean(0), np.maximum(xtr.std(0), 1e-8)
+        clf = LogisticRegression(C=c, max_iter=cfg.max_iter, class_weight=weight)
+        clf.fit((xtr - mean) / scale, ytr)
+        return mean, scale, clf
+
+    n_spk = len(np.unique(speakers))
+    if n_spk >= 2:
+        folds = list(GroupKFold(n_splits=min(n_spk, 5)).split(x, y, speakers))
+    else:
+        k = int(min(5, np.bincount(y).min()))
+        folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg.seed).split(x, y)) if k >= 2 else []
+    cv = {}
+    for c in cfg.c_grid:
+        if not folds:
+            cv[c] = float("nan")
+            continue
+        ua = []
+        for tr, te in folds:
+            mean, scale, clf = fit(x[tr], y[tr], c)
+            pred = clf.classes_[clf.predict_proba((x[te] - mean) / scale).argmax(1)]
+            ua.append(np.mean([np.mean(pred[y[te] == k] == k) for k in np.unique(y[te])]))
+        cv[c] = float(np.mean(ua))
+    best = max(cfg.c_grid, key=lambda c: (np.nan_to_num(cv[c], nan=-1.0), -c))
+    mean, scale, clf = fit(x, y, best)
+    coef = np.zeros((len(classes), x.shape[1]))
+    intercept = np.zeros(len(classes))
+    if clf.coef_.shape[0] == 1:  # binary: sklearn keeps one row w for class 1; softmax([-w/2, w/2]) = sigmoid(w)
+        coef[clf.classes_[0]], coef[clf.classes_[1]] = -clf.coef_[0] / 2, clf.coef_[0] / 2
+        intercept[clf.classes_[0]], intercept[clf.classes_[1]] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
+    else:
+        coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
+    info = {"C": best, "cv_ua": {str(c): v for c, v in cv.items()}, "n_train": int(len(y)),
+            "train_speakers": sorted(np.unique(speakers).tolist()),
+            "train_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)}}
+    judge = EgemapsJudge(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
+                         meta={"training": info})
+    return judge, info

@@ -1,0 +1,156 @@
+"""One system's audit summary over a set of generated utterances.
+
+:func:`audit_audio` is what ``rrpo audit`` and the report call for each system or checkpoint:
+
+* ``generated``: a list of ``(audio, sampling_rate, meta)``; audio is (T,) or (C, T) (channels
+  are averaged); ``meta`` is a mapping with ``emotion`` (the target emotion, required for the judge figures) and optionally ``id``,
+  ``speaker`` (the judge's normalisation group), ``language`` (``"en"`` turns on WER), ``text``
+  (the reference transcript for WER), ``ref_id`` (the id of the parallel real recording in
+  ``references``) and ``tokens`` (speech tokens, for the token-repetition figure).
+* ``references``: optional mapping ``ref_id -> (audio, sampling_rate)`` of real recordings; the
+  parallel ones give MCD and F0 error, and all of them together the eGeMAPS Fréchet distance.
+* ``judge``: any :class:`~rrpo.audit.judge.Judge` or ``None``; ``judge_stats`` are fixed
+  per-speaker normalisation statistics passed to an :class:`~rrpo.audit.judge.EgemapsJudge`.
+* ``recognizer``: an object with ``transcribe(audio, sr) -> str`` (default: pocketsphinx when
+  there is English input with text; pass ``False`` to skip WER).
+
+Returns a JSON-ready dict (NaN where a figure has no input)::
+
+    {"n": ..., "duration_s": ...,
+     "judge": {"target_prob": mean p(target), "accuracy": ..., "per_emotion": {emo: {...}}},
+     "artifacts": {name: {"events_per_s": ..., "frame_fraction": ..., "utterances_with": ...}},
+     "distances": {"mcd_db": ..., "f0_rmse_cents": ..., "voicing_error": ..., "n_parallel": ...,
+                   "frechet_egemaps": ...},
+     "wer": {"wer": ..., "sub": ..., "del": ..., "ins": ..., "n_ref": ..., "n_utts": ...},
+     "token_repetition": mean repeated-4-gram fraction (when tokens are given)}
+
+and, with ``per_utterance=True``, a list ``utterances`` of the per-utterance figures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from rrpo.audit.artifacts import DETECTORS, ArtifactConfig, repeated_ngram_fraction
+from rrpo.audit.distances import DistanceConfig, feature_frechet, reference_distances, word_error_rate
+
+Generated = tuple[np.ndarray, int, Mapping[str, Any]]
+
+
+def _mono(audio) -> np.ndarray:
+    """(T,) float32 from (T,), (1, T) or multi-channel (C, T) audio (channels averaged, as load_audio does)."""
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    if x.ndim != 1:
+        raise ValueError(f"expected audio of shape (T,) or (C, T), got {x.shape}")
+    return x
+
+
+def _nanmean(xs) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[np.ndarray, int]] | None = None,
+                judge=None, *, judge_stats: dict | None = None, recognizer=None,
+                artifact_cfg: ArtifactConfig | None = None, distance_cfg: DistanceConfig | None = None,
+                frechet: bool = True, per_utterance: bool = False) -> dict:
+    """The per-system summary described in the module docstring."""
+    artifact_cfg = artifact_cfg or ArtifactConfig()
+    distance_cfg = distance_cfg or DistanceConfig()
+    generated = [(_mono(a), int(sr), m) for a, sr, m in generated]
+    references = {k: (_mono(a), int(sr)) for k, (a, sr) in (references or {}).items()}
+    metas = [dict(m or {}) for _, _, m in generated]
+    rows: list[dict] = [{"id": m.get("id", str(i)), "emotion": m.get("emotion")} for i, m in enumerate(metas)]
+    out: dict[str, Any] = {"n": len(generated),
+                           "duration_s": float(sum(len(a) / sr for a, sr, _ in generated))}
+
+    # judge: p(target emotion) and accuracy
+    judged = [i for i, m in enumerate(metas) if judge is not None and m.get("emotion") in getattr(judge, "classes", ())]
+    if judged:
+        items = [(generated[i][0], generated[i][1]) for i in judged]
+        groups = [str(metas[i].get("speaker", "*")) for i in judged]
+        kwargs = {"stats": judge_stats} if judge_stats is not None else {}
+        proba = np.asarray(judge.predict_proba(items, groups=groups, **kwargs))  # (n, K)
+        classes = list(judge.classes)
+        per: dict[str, dict] = {}
+        for row_i, i in enumerate(judged):
+            k = classes.index(metas[i]["emotion"])
+            rows[i]["judge_target_prob"] = float(proba[row_i, k])
+            rows[i]["judge_pred"] = classes[int(proba[row_i].argmax())]
+            rows[i]["judge_correct"] = bool(int(proba[row_i].argmax()) == k)
+        for emo in classes:
+            sel = [rows[i] for i in judged if metas[i]["emotion"] == emo]
+            if sel:
+                per[emo] = {"n": len(sel), "target_prob": _nanmean([r["judge_target_prob"] for r in sel]),
+                            "accuracy": _nanmean([float(r["judge_correct"]) for r in sel])}
+        out["judge"] = {"n": len(judged),
+                        "target_prob": _nanmean([rows[i]["judge_target_prob"] for i in judged]),
+                        "accuracy": _nanmean([float(rows[i]["judge_correct"]) for i in judged]),
+                        "per_emotion": per}
+    else:
+        out["judge"] = {"n": 0, "target_prob": float("nan"), "accuracy": float("nan"), "per_emotion": {}}
+
+    # artifacts
+    arts: dict[str, dict] = {}
+    total_s = out["duration_s"]
+    for name, fn in DETECTORS.items():
+        events, frac_w, hits = 0, 0.0, 0
+        for i, (a, sr, _) in enumerate(generated):
+            d = fn(a, sr, artifact_cfg)
+            rows[i][f"{name}_events"] = d.events
+            rows[i][f"{name}_frame_fraction"] = d.frame_fraction
+            events += d.events
+            frac_w += d.frame_fraction * len(a) / sr
+            hits += d.events > 0
+        arts[name] = {"events_per_s": events / total_s if total_s else float("nan"),
+                      "frame_fraction": frac_w / total_s if total_s else float("nan"),
+                      "utterances_with": hits}
+    out["artifacts"] = arts
+
+    # distances to parallel references and to the real set
+    par = []
+    for i, m in enumerate(metas):
+        ref = references.get(m.get("ref_id")) if m.get("ref_id") is not None else None
+        if ref is not None:
+            d = reference_distances(generated[i][0], generated[i][1], ref[0], ref[1], distance_cfg)
+            rows[i].update(d)
+            par.append(d)
+    dist = {"n_parallel": len(par), "mcd_db": _nanmean([d["mcd_db"] for d in par]),
+            "f0_rmse_cents": _nanmean([d["f0_rmse_cents"] for d in par]),
+            "voicing_error": _nanmean([d["voicing_error"] for d in par]), "frechet_egemaps": float("nan")}
+    if frechet and len(references) >= 2 and len(generated) >= 2:
+        from rrpo.audit.features import egemaps_functionals
+
+        fg = egemaps_functionals([(a, sr) for a, sr, _ in generated])
+        fr = egemaps_functionals([(a, sr) for a, sr in references.values()])
+        dist["frechet_egemaps"] = feature_frechet(fg, fr)
+    out["distances"] = dist
+
+    # WER for English utterances with a transcript
+    en = [i for i, m in enumerate(metas) if m.get("language") == "en" and m.get("text")]
+    if en and recognizer is not False:
+        if recognizer is None:
+            from rrpo.audit.distances import PocketsphinxRecognizer
+
+            recognizer = PocketsphinxRecognizer()
+        hyps = []
+        for i in en:
+            h = recognizer.transcribe(generated[i][0], generated[i][1])
+            rows[i]["asr"] = h
+            rows[i]["wer"] = word_error_rate(metas[i]["text"], h)["wer"]
+            hyps.append(h)
+        out["wer"] = {**word_error_rate([metas[i]["text"] for i in en], hyps), "n_utts": len(en)}
+    else:
+        out["wer"] = {"wer": float("nan"), "n_utts": 0}
+
+    toks = [m["tokens"] for m in metas if m.get("tokens") is not None]
+    if toks:
+        out["token_repetition"] = _nanmean([repeated_ngram_fraction(t, 4) for t in toks])
+    if per_utterance:
+        out["utterances"] = rows
+    return out

@@ -1,0 +1,186 @@
+"""Verbs over codecs: ``rrpo codec train|encode|decode`` and ``rrpo tokenize``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from rrpo.errors import RrpoError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from rrpo.cli import add_config_args
+    from rrpo.codec.builtin import BuiltinCodecConfig
+
+    c = sub.add_parser("codec", help="train the built-in speech codec, encode audio, decode tokens")
+    csub = c.add_subparsers(dest="codec_verb", metavar="ACTION", required=True)
+
+    t = csub.add_parser("train", help="learn the built-in codec from the audio of one or more manifests")
+    t.add_argument("--manifest", action="append", required=True,
+                   help="manifest whose audio (labels unused) trains the codec; repeatable")
+    t.add_argument("--out", required=True, help="codec directory to write (codec.json + arrays)")
+    add_config_args(t, BuiltinCodecConfig)
+    t.set_defaults(func=cmd_train)
+
+    e = csub.add_parser("encode", help="encode one audio file to a token file (.npy or .txt)")
+    e.add_argument("--codec", required=True, help="codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
+    e.add_argument("--audio", required=True, help="audio file")
+    e.add_argument("--out", required=True, help="token file: .npy (int64) or .txt (space-separated ids)")
+    e.set_defaults(func=cmd_encode)
+
+    d = csub.add_parser("decode", help="decode tokens (a token file, or one utterance of token shards) to WAV")
+    d.add_argument("--codec", required=True, help="codec directory")
+    d.add_argument("--tokens", required=True, help="token file (.npy / .txt) or a token-shard folder")
+    d.add_argument("--id", default=None, help="utterance id, when --tokens is a shard folder")
+    d.add_argument("--out", required=True, help="WAV file to write")
+    d.add_argument("--f0-hz", type=float, default=None, help="speaker's median F0 for the built-in codec")
+    d.set_defaults(func=cmd_decode)
+
+    k = sub.add_parser("tokenize", help="tokens and per-token energies of a whole manifest, into token shards")
+    k.add_argument("--codec", required=True, help="codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
+    k.add_argument("--manifest", required=True, help="manifest to tokenize")
+    k.add_argument("--out", required=True, help="shard folder; an interrupted run resumes where it stopped")
+    k.add_argument("--shard-size", type=int, default=500, help="utterances per shard file")
+    k.set_defaults(func=cmd_tokenize)
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from rrpo.cli import config_from_args
+    from rrpo.codec.builtin import BuiltinCodecConfig, train_builtin
+    from rrpo.data.audio import load_audio
+    from rrpo.data.manifest import read_manifest
+    from rrpo.runs import RunDir
+
+    cfg = config_from_args(BuiltinCodecConfig, args)
+    manifests = [read_manifest(m) for m in args.manifest]
+    items = [(man, u) for man in manifests for u in man]
+    out = Path(args.out)
+    run = RunDir.create(out, cfg)
+    bar = tqdm(total=len(items), desc="codec analysis", unit="utt")
+
+    def audios():
+        for man, u in items:
+            yield load_audio(man.audio_path(u), cfg.sampling_rate)
+
+    codec, arrays = train_builtin(cfg, audios(), progress=bar.update)
+    bar.close()
+    codec.save(out, arrays)
+    run.log({f"codec/{k}": v for k, v in codec.stats.items() if isinstance(v, (int, float))})
+    print(json.dumps({"codec": str(out), "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
+                      **codec.stats}))
+    return 0
+
+
+def _write_tokens(path: Path, tokens: np.ndarray) -> None:
+    from rrpo.io import atomic_open, atomic_path
+
+    if path.suffix == ".npy":
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, tokens.astype(np.int64))
+    elif path.suffix == ".txt":
+        with atomic_open(path) as f:
+            f.write(" ".join(str(int(t)) for t in tokens) + "\n")
+    else:
+        raise RrpoError("token file must end in .npy or .txt", path)
+
+
+def read_tokens(path: str | Path, uid: str | None = None) -> np.ndarray:
+    """Tokens from a .npy / .txt token file, or utterance ``uid`` of a token-shard folder."""
+    path = Path(path)
+    if path.is_dir():
+        from rrpo.codec.shards import TokenShards
+
+        if uid is None:
+            raise RrpoError("--tokens is a shard folder: give the utterance with --id", path)
+        return TokenShards(path).get(uid)[0]
+    if not path.exists():
+        raise RrpoError("token file not found", path)
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise RrpoError(f"not a readable .npy token file ({str(e)[:100]})", path) from None
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+            arr = np.array([int(v) for v in text.replace(",", " ").split()], dtype=np.int64)
+        except (UnicodeDecodeError, ValueError):
+            raise RrpoError("a .txt token file must hold whitespace-separated integer ids", path) from None
+    arr = np.asarray(arr)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise RrpoError(f"token file must hold a 1-D integer array, got {arr.dtype} {arr.shape}", path)
+    return arr.astype(np.int64)
+
+
+def cmd_encode(args) -> int:
+    from rrpo.codec import load_codec
+    from rrpo.data.audio import load_audio
+
+    codec = load_codec(args.codec)
+    audio, sr = load_audio(args.audio)
+    try:
+        tokens = codec.encode(audio, sr)
+    except RrpoError as e:
+        raise RrpoError(e.reason, args.audio) from None
+    _write_tokens(Path(args.out), tokens)
+    print(json.dumps({"tokens": str(args.out), "count": int(len(tokens)), "seconds": round(len(audio) / sr, 3)}))
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from rrpo.codec import load_codec
+    from rrpo.data.audio import save_audio
+
+    codec = load_codec(args.codec)
+    tokens = read_tokens(args.tokens, args.id)
+    kwargs = {} if args.f0_hz is None else {"f0_hz": args.f0_hz}
+    try:
+        audio = codec.decode(tokens, **kwargs)
+    except RrpoError as e:
+        raise RrpoError(e.reason, e.path or args.tokens) from None
+    save_audio(args.out, audio, codec.sampling_rate)
+    print(json.dumps({"wav": str(args.out), "tokens": int(len(tokens)),
+                      "seconds": round(len(audio) / codec.sampling_rate, 3)}))
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from tqdm import tqdm
+
+    from rrpo.codec import codec_description, load_codec
+    from rrpo.codec.shards import ShardWriter, file_sha256
+    from rrpo.data.audio import load_audio
+    from rrpo.data.manifest import read_manifest
+
+    if args.shard_size < 1:
+        raise RrpoError("--shard-size must be at least 1")
+    codec = load_codec(args.codec)
+    man = read_manifest(args.manifest)
+    writer = ShardWriter(args.out, {"vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
+                                    "codec": codec_description(codec), "manifest": str(man.path),
+                                    "manifest_sha256": file_sha256(man.path)}, shard_size=args.shard_size)
+    todo = [u for u in man if u.id not in writer.done]
+    skipped = len(man) - len(todo)
+    try:
+        for u in tqdm(todo, desc="tokenize", unit="utt"):
+            path = man.audio_path(u)
+            audio, sr = load_audio(path)
+            try:
+                tokens, energy = codec.encode_with_energy(audio, sr)
+            except RrpoError as e:
+                raise RrpoError(f"utterance '{u.id}': {e.reason}", path) from None
+            writer.add(u.id, tokens, energy)
+    finally:
+        writer.close()  # whatever was encoded is kept; a re-run resumes after it
+    print(json.dumps({"shards": str(args.out), "utterances": len(man), "encoded": len(todo),
+                      "resumed_past": skipped, "vocab_size": codec.vocab_size}))
+    return 0

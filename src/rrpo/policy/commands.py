@@ -1,0 +1,164 @@
+"""Verbs: ``rrpo policy sft``, ``rrpo policy generate``, ``rrpo policy export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from rrpo.config import check, option, section
+from rrpo.errors import RrpoError
+from rrpo.policy.settings import SamplingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateConfig:
+    policy: str = option("", "policy folder, SFT run folder or CosyVoice2 directory")
+    out: str = option("runs/policy_generate", "run folder for tokens.jsonl (and WAVs)")
+    texts: list[str] = option([], "texts to speak")
+    emotions: list[str] = option([], "emotions to speak each text in (empty = every emotion the policy knows)")
+    language: str = option("zh", "language of the texts (picks the instruction wording)")
+    speaker: str = option("", "speaker (policies trained with speakers); empty = the first known speaker")
+    codec: str = option("", "codec folder to decode tokens to WAV (empty = tokens only)")
+    seed: int = option(0, "sampling seed (row i of the run uses seed + i)")
+    batch_size: int = option(8, "prompts per batch")
+    bf16: bool = option(False, "bf16 autocast for the decoder")
+    device: str = option("auto", "cpu, cuda, ... or auto")
+    sampling: SamplingConfig = section(SamplingConfig, "sampling settings")
+
+    def __post_init__(self):
+        check(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass
+class ExportConfig:
+    policy: str = option("", "policy to export (loaded from a CosyVoice2 directory, or made here without speakers)")
+    out: str = option("", "folder to write llm.pt into (a CosyVoice2 source's other files are copied beside it)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from rrpo.cli import add_config_args
+    from rrpo.policy.sft import SFTConfig
+
+    p = sub.add_parser("policy", help="the TTS policy: supervised fine-tuning, sampling, CosyVoice2 export")
+    psub = p.add_subparsers(dest="policy_verb", metavar="ACTION", required=True)
+
+    s = psub.add_parser("sft", help="teacher-forced fine-tuning on token shards with emotion instructions")
+    add_config_args(s, SFTConfig)
+    s.set_defaults(func=cmd_sft)
+
+    g = psub.add_parser("generate", help="sample speech tokens (and WAVs) for texts x emotions")
+    add_config_args(g, GenerateConfig)
+    g.set_defaults(func=cmd_generate)
+
+    e = psub.add_parser("export", help="write a policy as CosyVoice2's llm.pt")
+    add_config_args(e, ExportConfig)
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_sft(args) -> int:
+    import sys
+
+    from rrpo.cli import config_from_args
+    from rrpo.policy.sft import SFTConfig, run_sft
+
+    cfg = config_from_args(SFTConfig, args)
+    out = run_sft(cfg, argv=sys.argv)
+    out.pop("config", None)
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import sys
+
+    from rrpo.cli import config_from_args
+
+    cfg = config_from_args(GenerateConfig, args)
+    print(json.dumps(run_generate(cfg, argv=sys.argv), ensure_ascii=False))
+    return 0
+
+
+def run_generate(cfg, argv: list[str] | None = None) -> dict:
+    """Sample every (text, emotion) pair; write tokens.jsonl and, with a decoding codec, WAVs."""
+    import numpy as np
+    import torch
+
+    from rrpo.io import atomic_open
+    from rrpo.policy.generate import generate
+    from rrpo.policy.io import load_policy
+    from rrpo.runs import RunDir
+    from rrpo.train.loop import resolve_device
+
+    if not cfg.policy:
+        raise RrpoError("set policy=PATH (a policy folder, SFT run or CosyVoice2 directory)")
+    if not cfg.texts:
+        raise RrpoError("set texts=[...] (the texts to speak)")
+    policy = load_policy(cfg.policy)
+    emotions = list(cfg.emotions) or policy.emotions
+    if not emotions:
+        raise RrpoError("this policy has no emotion list; set emotions=[...]")
+    speaker = None
+    if policy.speaker_embedding is not None:
+        speaker = cfg.speaker or policy.speakers[0]
+    codec = None
+    if cfg.codec:
+        codec = _load_codec(cfg.codec)
+    rows = [(t, e) for t in cfg.texts for e in emotions]
+    # validate every prompt before any sampling (one clear line on bad input)
+    prompts_all = policy.encode_prompts([t for t, _ in rows], [e for _, e in rows], cfg.language,
+                                        [speaker] * len(rows) if speaker is not None else None)
+    device = resolve_device(cfg.device)
+    policy.to(device)
+    run = RunDir.create(cfg.out, cfg, argv)
+    records = []
+    for a in range(0, len(rows), cfg.batch_size):
+        idx = list(range(a, min(a + cfg.batch_size, len(rows))))
+        gen = generate(policy, prompts_all.select(idx), cfg.sampling, seeds=[cfg.seed + i for i in idx],
+                       return_noise=False, bf16=cfg.bf16)
+        for j, i in enumerate(idx):
+            text, emo = rows[i]
+            toks = gen.tokens(j).tolist()
+            rec = {"index": i, "text": text, "emotion": emo, "speaker": speaker, "tokens": toks,
+                   "n_tokens": len(toks), "ended": bool(gen.ended[j])}
+            if codec is not None and codec.can_decode and toks:
+                import soundfile as sf
+
+                from rrpo.io import atomic_path
+                audio = codec.decode(np.asarray(toks, dtype=np.int64))
+                wav = run.path / f"{i:04d}_{emo}.wav"
+                with atomic_path(wav) as tmp:
+                    sf.write(str(tmp), audio, codec.sampling_rate, format="WAV")
+                rec["wav"] = wav.name
+                rec["seconds"] = round(len(audio) / codec.sampling_rate, 3)
+            records.append(rec)
+    with atomic_open(run.path / "tokens.jsonl") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return {"run": str(run.path), "samples": len(records),
+            "mean_tokens": round(sum(r["n_tokens"] for r in records) / len(records), 2),
+            "ended": sum(r["ended"] for r in records)}
+
+
+def _load_codec(path: str):
+    try:
+        from rrpo.codec import load_codec
+    except ImportError:
+        raise RrpoError("this rrpo has no codec loader (rrpo.codec.load_codec); generate tokens only") from None
+    return load_codec(path)
+
+
+def cmd_export(args) -> int:
+    from rrpo.cli import config_from_args
+    from rrpo.policy.io import load_policy, save_cosyvoice2
+
+    cfg = config_from_args(ExportConfig, args)
+    if not cfg.policy or not cfg.out:
+        raise RrpoError("set policy=PATH and out=FOLDER")
+    path = save_cosyvoice2(load_policy(cfg.policy), Path(cfg.out))
+    print(json.dumps({"llm.pt": str(path)}))
+    return 0

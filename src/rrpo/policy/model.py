@@ -1,0 +1,228 @@
+"""The TTS policy: a Qwen2 decoder with CosyVoice2's layout.
+
+Parameters, named exactly as in CosyVoice2's ``Qwen2LM`` (so ``llm.pt`` loads by name)::
+
+    llm_embedding.weight          (2, D)          row 0 = start of sequence, row 1 = task id
+    llm.model.model.*             Qwen2ForCausalLM(config).model: text embedding + decoder layers
+    llm.model.lm_head.weight      tied to llm.model.model.embed_tokens.weight (not used here)
+    llm_decoder.weight / .bias    (V_out, D), (V_out,)   speech head, V_out = S + 3
+    speech_embedding.weight       (V_out, D)
+    speaker_embedding.weight      (n_speakers, D)  only in a tiny policy built with speakers
+
+``S`` is the speech vocabulary (6561 in CosyVoice2); id ``S`` is end-of-speech, ``S+1`` and ``S+2``
+are special rows that are never sampled. One sequence is::
+
+    [sos, (speaker), instruction <|endofprompt|> text, task_id, s_1 ... s_T, eos]
+
+and the head reads the positions from ``task_id`` on: position ``t`` predicts ``s_{t+1}``, the
+last predicts ``eos``. Batches put the prompt left-padded (so speech starts at the same column in
+every row; positions are counted over valid tokens only, so padding never changes a row's output)
+and the speech right-padded. Masks are True = valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from rrpo.errors import RrpoError
+from rrpo.policy.text import ENDOFPROMPT, CharTokenizer, TextTokenizer, instruction_for
+
+SOS, TASK_ID = 0, 1
+IGNORE = -100
+N_SPECIAL = 3  # eos and two special rows after the speech vocabulary
+
+
+class _Qwen2Holder(nn.Module):
+    """Holds ``model`` = Qwen2ForCausalLM, mirroring CosyVoice2's ``Qwen2Encoder`` attribute path."""
+
+    def __init__(self, config):
+        super().__init__()
+        from transformers import Qwen2ForCausalLM
+
+        self.model = Qwen2ForCausalLM(config)
+
+
+@dataclass
+class Prompts:
+    """Encoded prompts. ``text_ids`` (B, L) right-padded with 0, ``text_lens`` (B,) ids per row
+    (instruction, ``<|endofprompt|>`` and text), ``content_lens`` (B,) ids of the text alone (for
+    min/max generation length), ``speaker_ids`` (B,) or None."""
+
+    text_ids: torch.Tensor
+    text_lens: torch.Tensor
+    content_lens: torch.Tensor
+    speaker_ids: torch.Tensor | None = None
+
+    def to(self, device) -> "Prompts":
+        return Prompts(self.text_ids.to(device), self.text_lens.to(device), self.content_lens.to(device),
+                       None if self.speaker_ids is None else self.speaker_ids.to(device))
+
+    def __len__(self) -> int:
+        return int(self.text_ids.shape[0])
+
+    def select(self, rows: Sequence[int]) -> "Prompts":
+        idx = torch.as_tensor(list(rows), dtype=torch.long)
+        n = int(self.text_lens[idx].max()) if len(idx) else 0
+        return Prompts(self.text_ids[idx, :n], self.text_lens[idx], self.content_lens[idx],
+                       None if self.speaker_ids is None else self.speaker_ids[idx])
+
+
+class TTSPolicy(nn.Module):
+    """Qwen2 decoder + CosyVoice2 heads. ``info`` holds the non-weight description (emotions,
+    speakers, languages, tokenizer kind, provenance) written to ``policy.json``."""
+
+    def __init__(self, qwen_config, speech_vocab_size: int, n_speakers: int = 0,
+                 tokenizer: TextTokenizer | None = None, info: dict | None = None):
+        super().__init__()
+        d = qwen_config.hidden_size
+        self.speech_vocab_size = int(speech_vocab_size)
+        self.eos_id = self.speech_vocab_size
+        self.n_out = self.speech_vocab_size + N_SPECIAL
+        self.llm_embedding = nn.Embedding(2, d)
+        self.llm = _Qwen2Holder(qwen_config)
+        self.llm_decoder = nn.Linear(d, self.n_out)
+        self.speech_embedding = nn.Embedding(self.n_out, d)
+        self.speaker_embedding = nn.Embedding(n_speakers, d) if n_speakers else None
+        lm_head = self.llm.model.lm_head.weight
+        if lm_head is not self.llm.model.model.embed_tokens.weight:
+            lm_head.requires_grad_(False)  # untied text head: CosyVoice2 never uses it
+        self.tokenizer = tokenizer
+        self.info = dict(info or {})
+
+    # ------------------------------------------------------------------ description
+    @property
+    def qwen_config(self):
+        return self.llm.model.config
+
+    @property
+    def emotions(self) -> list[str]:
+        return list(self.info.get("emotions", []))
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.info.get("speakers", []))
+
+    def instruction(self, emotion: str, language: str) -> str:
+        """The instruction text for ``emotion``; an emotion the policy was not trained on is an error
+        (a CosyVoice2 checkpoint, with no emotion list, accepts every emotion of the table)."""
+        return instruction_for(emotion, language, self.emotions or None)
+
+    # ------------------------------------------------------------------ prompts
+    def encode_prompts(self, texts: Sequence[str], emotions: Sequence[str], languages: Sequence[str] | str,
+                       speakers: Sequence[str] | None = None) -> Prompts:
+        """Tokenise ``instruction(emotion) <|endofprompt|> text`` per row (errors are one line)."""
+        if self.tokenizer is None:
+            raise RrpoError("this policy has no text tokenizer")
+        if isinstance(languages, str):
+            languages = [languages] * len(texts)
+        if not (len(texts) == len(emotions) == len(languages)):
+            raise ValueError("texts, emotions and languages must have equal lengths")
+        rows, content = [], []
+        for text, emo, lang in zip(texts, emotions, languages):
+            instr = self.tokenizer.encode(self.instruction(emo, lang) + ENDOFPROMPT)
+            body = self.tokenizer.encode(text)
+            if not body:
+                raise RrpoError(f"empty text to speak (emotion {emo})")
+            rows.append(instr + body)
+            content.append(len(body))
+        lens = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        ids = torch.zeros(len(rows), int(lens.max()), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+        spk = None
+        if self.speaker_embedding is not None:
+            if speakers is None:
+                raise RrpoError(f"this policy is conditioned on a speaker; give one of: {', '.join(self.speakers)}")
+            known = {s: i for i, s in enumerate(self.speakers)}
+            bad = sorted({s for s in speakers if s not in known})
+            if bad:
+                raise RrpoError(f"unknown speaker(s) {', '.join(bad)} (the policy knows: {', '.join(self.speakers)})")
+            spk = torch.tensor([known[s] for s in speakers], dtype=torch.long)
+        return Prompts(ids, lens, torch.tensor(content, dtype=torch.long), spk)
+
+    def prompt_embeddings(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``[sos, (speaker), text, task_id]`` embeddings (B, P, D) and mask (B, P)."""
+        dev = self.llm_embedding.weight.device
+        prompts = prompts.to(dev)
+        text = self.llm.model.model.embed_tokens(prompts.text_ids)  # (B, L, D)
+        sos, task = self.llm_embedding.weight[SOS, None], self.llm_embedding.weight[TASK_ID, None]  # (1, D)
+        rows = []
+        for i in range(len(prompts)):
+            parts = [sos]
+            if self.speaker_embedding is not None:
+                parts.append(self.speaker_embedding.weight[prompts.speaker_ids[i], None])
+            parts += [text[i, :int(prompts.text_lens[i])], task]
+            rows.append(torch.cat(parts))  # (P_i, D)
+        p = max(len(r) for r in rows)
+        emb = torch.stack([torch.cat([r.new_zeros(p - len(r), r.shape[1]), r]) for r in rows])  # (B, P, D)
+        lens = torch.tensor([len(r) for r in rows], device=dev)
+        mask = torch.arange(p, device=dev)[None] >= (p - lens)[:, None]  # (B, P) left padding
+        return emb, mask
+
+    # ------------------------------------------------------------------ teacher-forced forward
+    def forward(self, prompts: Prompts, speech: torch.Tensor, speech_lens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits over the speech positions.
+
+        ``speech`` (B, T) right-padded token ids in [0, S), ``speech_lens`` (B,). Returns logits
+        (B, T+1, V_out): row ``t < len`` scores ``speech[:, t]``, row ``len`` scores end-of-speech;
+        rows past ``len`` are padding.
+        """
+        emb, pmask = self.prompt_embeddings(prompts)  # (B, P, D), (B, P)
+        dev = emb.device
+        speech = speech.to(dev)
+        speech_lens = speech_lens.to(dev)
+        t = speech.shape[1]
+        smask = torch.arange(t, device=dev)[None] < speech_lens[:, None]  # (B, T)
+        semb = self.speech_embedding(speech.clamp(0, self.n_out - 1) * smask)  # (B, T, D)
+        hidden = self.decode(torch.cat([emb, semb.to(emb.dtype)], 1), torch.cat([pmask, smask], 1))
+        p = emb.shape[1]
+        return self.llm_decoder(hidden[:, p - 1:p + t])  # (B, T+1, V_out)
+
+    def decode(self, embeds: torch.Tensor, mask: torch.Tensor, past=None, position_ids=None):
+        """Run the Qwen2 layers on ``embeds`` (B, N, D) with ``mask`` (B, N_past + N); return hidden
+        states (B, N, D), and with ``past`` (a transformers Cache) also the updated cache."""
+        if position_ids is None:
+            position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
+        attn = None if bool(mask.all()) else mask.long()  # no padding: plain causal attention, less overhead
+        out = self.llm.model.model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
+                                   past_key_values=past, use_cache=past is not None)
+        if past is not None:
+            return out.last_hidden_state, out.past_key_values
+        return out.last_hidden_state
+
+    def targets(self, speech: torch.Tensor, speech_lens: torch.Tensor) -> torch.Tensor:
+        """(B, T+1) targets aligned with :meth:`forward`: the speech ids, eos at ``len``, IGNORE after."""
+        b, t = speech.shape
+        tgt = torch.full((b, t + 1), IGNORE, dtype=torch.long, device=speech.device)
+        pos = torch.arange(t + 1, device=speech.device)[None]
+        tgt[:, :t] = torch.where(pos[:, :t] < speech_lens[:, None], speech, IGNORE)
+        tgt[pos == speech_lens[:, None]] = self.eos_id
+        return tgt
+
+
+def build_qwen_config(hidden_size: int, layers: int, heads: int, kv_heads: int, intermediate_size: int,
+                      text_vocab_size: int, max_positions: int = 4096, rope_theta: float = 10000.0):
+    """A small Qwen2 config (tied text embedding; sdpa attention)."""
+    from transformers import Qwen2Config
+
+    cfg = Qwen2Config(vocab_size=text_vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      max_position_embeddings=max_positions, tie_word_embeddings=True,
+                      rope_parameters={"rope_theta": rope_theta, "rope_type": "default"})
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+def tiny_policy(tokenizer: CharTokenizer, speech_vocab_size: int, *, hidden_size: int = 256, layers: int = 4,
+                heads: int = 4, kv_heads: int = 2, intermediate_size: int = 768, speakers: Sequence[str] = (),
+                emotions: Sequence[str] = (), languages: Sequence[str] = (), seed: int = 0) -> TTSPolicy:
+    """A freshly initialised policy over a character tokenizer."""
+    cfg = build_qwen_config(hidden_size, layers, heads, kv_heads, intermediate_size, tokenizer.vocab_size)
+    torch.manual_seed(seed)
+    info = {"tokenizer": "char", "emotions": list(emotions), "speakers": list(speakers),
+            "languages": list(languages)}
+    return TTSPolicy(cfg, speech_vocab_size, n_speakers=len(speakers), tokenizer=tokenizer, info=info)

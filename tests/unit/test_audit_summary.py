@@ -1,0 +1,73 @@
+"""audit_audio on tiny inputs: every section present, figures worked by hand where possible."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rrpo.audit.summary import audit_audio
+from tests.unit.audit_signals import SR, speech_like
+
+
+class FixedJudge:
+    """Probabilities fixed per call position: (0.7, 0.2, 0.1), (0.1, 0.3, 0.6), (0.5, 0.4, 0.1)."""
+
+    classes = ("neutral", "happy", "sad")
+    P = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+
+    def predict_proba(self, items, groups=None):
+        self.groups = groups
+        return self.P[: len(items)]
+
+
+class EchoRecognizer:
+    def __init__(self, hyps):
+        self.hyps = list(hyps)
+
+    def transcribe(self, audio, sr):
+        return self.hyps.pop(0)
+
+
+def test_audit_audio_summary():
+    """Targets neutral, happy, sad (and one 'angry' the judge cannot score):
+    p(target) = 0.7, 0.3, 0.1 -> mean 0.3667; argmax = neutral, sad, neutral -> accuracy 1/3.
+    The first utterance is its own parallel reference -> MCD 0, F0 RMSE 0.
+    WER: 'hello world' vs 'hello word' (1 sub / 2) and 'good day' vs 'good day' -> 1/4 pooled."""
+    a, b, c, d = (speech_like(1.0, seed=s) for s in range(4))
+    clipped = np.clip(d * 6, -1, 1)
+    gen = [(a, SR, {"id": "u0", "emotion": "neutral", "speaker": "x", "ref_id": "r0", "language": "en",
+                    "text": "Hello, world"}),
+           (b, SR, {"id": "u1", "emotion": "happy", "speaker": "x", "language": "en", "text": "good day"}),
+           (c, SR, {"id": "u2", "emotion": "sad", "speaker": "x", "tokens": [1, 2, 3, 4, 1, 2, 3, 4]}),
+           (clipped, SR, {"id": "u3", "emotion": "angry"})]
+    refs = {"r0": (a, SR), "r1": (speech_like(1.0, seed=9), SR), "r2": (speech_like(1.0, seed=10), SR)}
+    judge = FixedJudge()
+    out = audit_audio(gen, refs, judge, recognizer=EchoRecognizer(["hello word", "good day"]), per_utterance=True)
+    assert out["n"] == 4 and out["duration_s"] == pytest.approx(4.0)
+    j = out["judge"]
+    assert j["n"] == 3 and j["target_prob"] == pytest.approx((0.7 + 0.3 + 0.1) / 3)
+    assert j["accuracy"] == pytest.approx(1 / 3)
+    assert j["per_emotion"]["happy"] == {"n": 1, "target_prob": pytest.approx(0.3), "accuracy": 0.0}
+    assert judge.groups == ["x", "x", "x"]
+    assert set(out["artifacts"]) == {"clicks", "bursts", "clipping", "silence", "repetition"}
+    assert out["artifacts"]["clipping"]["utterances_with"] == 1 and out["artifacts"]["clipping"]["events_per_s"] > 0
+    assert out["artifacts"]["clicks"]["utterances_with"] == 0
+    dist = out["distances"]
+    assert dist["n_parallel"] == 1 and dist["mcd_db"] == 0.0 and dist["f0_rmse_cents"] == 0.0
+    assert dist["frechet_egemaps"] > 0 and math.isfinite(dist["frechet_egemaps"])
+    assert out["wer"]["wer"] == pytest.approx(0.25) and out["wer"]["n_utts"] == 2
+    assert out["token_repetition"] == pytest.approx(1 / 5)   # 4-grams: (1,2,3,4) repeats once among five
+    rows = out["utterances"]
+    assert rows[0]["judge_pred"] == "neutral" and "judge_target_prob" not in rows[3]
+    assert rows[0]["asr"] == "hello word" and rows[2].get("wer") is None
+
+
+def test_audit_audio_without_judge_or_references():
+    x = speech_like(0.5, seed=1)
+    out = audit_audio([(np.stack([x, x]), SR, {"emotion": "sad"})], judge=None, recognizer=False)  # (C, T)
+    assert out["duration_s"] == pytest.approx(0.5)
+    assert out["judge"]["n"] == 0 and math.isnan(out["judge"]["target_prob"])
+    assert out["distances"]["n_parallel"] == 0 and math.isnan(out["distances"]["frechet_egemaps"])
+    assert out["wer"]["n_utts"] == 0

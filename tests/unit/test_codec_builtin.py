@@ -1,0 +1,240 @@
+"""The built-in codec: arithmetic, a trained round trip on generated audio, the CLI verbs, token
+shards with resume, and one-line errors for bad input. All audio is generated here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rrpo.cli import main
+from rrpo.codec import load_codec
+from rrpo.codec.base import frame_energy
+from rrpo.codec.builtin import _quantile_bins, n_tokens, relative_level, relative_pitch
+from rrpo.codec.shards import TokenShards
+from rrpo.data.manifest import Utterance, write_manifest
+
+SR = 16000
+
+
+def glide(seconds: float, f_start: float, f_end: float, seed: int = 0) -> np.ndarray:
+    """A harmonic 'vowel' with a log-linear pitch glide, a rise-and-fall loudness envelope, a
+    vowel-like spectral tilt, and 0.15 s of noise (an unvoiced stretch) at the start."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    f0 = f_start * (f_end / f_start) ** (t / seconds)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    x = sum((0.8 ** k) * np.sin(k * phase) for k in range(1, 12) if k * f0.max() < SR / 2)
+    env = np.sin(np.pi * np.linspace(0.05, 0.95, n)) ** 0.5
+    x = 0.3 * x / np.abs(x).max() * env
+    k = int(0.15 * SR)
+    x[:k] = 0.05 * rng.standard_normal(k)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Six generated utterances and their manifest."""
+    root = tmp_path_factory.mktemp("corpus")
+    recs = []
+    for i, (a, b) in enumerate([(110, 180), (200, 140), (150, 260), (240, 170), (100, 130), (180, 300)]):
+        p = root / f"u{i}.wav"
+        sf.write(p, glide(1.2 + 0.1 * i, a, b, seed=i), SR)
+        recs.append(Utterance(id=f"u{i}", audio=p.name, sampling_rate=SR, duration=1.2 + 0.1 * i, text="",
+                              speaker="s", language="en", emotion="neutral", split="train"))
+    return write_manifest(root / "m.jsonl", recs)
+
+
+@pytest.fixture(scope="module")
+def codec_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("codec") / "c"
+    rc = main(["codec", "train", "--manifest", str(corpus.path), "--out", str(out),
+               "spectral_clusters=8", "pitch_bins=4", "energy_bins=3"])
+    assert rc == 0
+    return out
+
+
+def test_token_count_arithmetic():
+    """hop 640 (16 kHz / 25 Hz): one token per started frame, none below one full frame."""
+    assert n_tokens(639, 640) == 0
+    assert n_tokens(640, 640) == 1
+    assert n_tokens(641, 640) == 2
+    assert n_tokens(1000, 640) == 2
+    assert n_tokens(1280, 640) == 2
+    assert n_tokens(16000, 640) == 25
+
+
+def test_relative_pitch_and_level_by_hand():
+    """f0 [100, 200, 0, 100]: median voiced 100 Hz -> [0, +12 st, unvoiced, 0].
+    level [-10, -20, -30, -40] dB, 100th percentile -10 -> [0, -10, -20, -30]."""
+    rp = relative_pitch(np.array([100.0, 200.0, 0.0, 100.0]))
+    assert rp[0] == pytest.approx(0) and rp[1] == pytest.approx(12) and np.isnan(rp[2]) and rp[3] == pytest.approx(0)
+    assert np.allclose(relative_level(np.array([-10.0, -20, -30, -40]), 100), [0, -10, -20, -30])
+
+
+def test_quantile_bins_by_hand():
+    """values 0..99, 4 bins: edges at the 25/50/75 % quantiles (24.75, 49.5, 74.25); bin medians
+    12, 37, 62, 87 (bin 0 holds 0..24, whose median is 12)."""
+    edges, centres = _quantile_bins(np.arange(100.0), 4)
+    assert np.allclose(edges, [24.75, 49.5, 74.25], atol=1e-6)
+    assert np.allclose(centres, [12, 37, 62, 87])
+
+
+def test_frame_energy_by_hand():
+    """Constant 0.5 -> 0.25 per frame; a frame of [1, -1, 0, 0] -> 0.5; a partial last frame keeps
+    its own mean square."""
+    assert np.allclose(frame_energy(np.full(8, 0.5), 4, 1.0, 2), [0.25, 0.25])
+    assert np.allclose(frame_energy(np.array([1.0, -1, 0, 0, 2, 2]), 4, 1.0, 2), [0.5, 4.0])
+
+
+def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
+    import pyworld as pw
+
+    codec = load_codec(codec_dir)
+    assert codec.vocab_size == 8 * 5 * 3 and codec.frame_rate == 25.0 and codec.can_decode
+    x = glide(1.5, 120, 240, seed=9)                                  # unseen pitch range / length
+    tokens, energy = codec.encode_with_energy(x, SR)
+    assert tokens.dtype == np.int64 and len(tokens) == n_tokens(len(x), 640) == 38
+    assert tokens.min() >= 0 and tokens.max() < codec.vocab_size
+    assert np.allclose(energy, frame_energy(x, SR, 25.0, len(tokens)), rtol=1e-5)
+    y = codec.decode(tokens)
+    assert y.dtype == np.float32 and len(y) == len(tokens) * 640 and np.isfinite(y).all()
+    # pitch contour: the glide rises, so the voiced pitch bins and the decoded F0 rise with it
+    _, p, e = codec.factors(tokens)
+    voiced = p > 0
+    assert voiced[10:].mean() > 0.8 and not voiced[:2].any()         # the noise start is unvoiced
+    f0, _ = pw.dio(y.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
+    f0_in, _ = pw.dio(x.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
+    n = min(len(f0), len(f0_in))
+    both = (f0[:n] > 0) & (f0_in[:n] > 0)
+    assert both.sum() > 15
+    assert np.corrcoef(np.log(f0[:n][both]), np.log(f0_in[:n][both]))[0, 1] > 0.8
+    # energy contour: each token's decoded level is its bin's level (the decoder's gain makes it
+    # so), and follows the input's level up to the 3-bin quantisation
+    lvl_in = 10 * np.log10(energy + 1e-10)
+    lvl_out = 10 * np.log10(frame_energy(y, SR, 25.0, len(tokens)) + 1e-10)
+    assert np.allclose(lvl_out[1:-1], codec.base_level_db + codec.energy_centres[e][1:-1], atol=1.5)
+    assert np.corrcoef(lvl_in, lvl_out)[0, 1] > 0.7
+    # decoding at another speaker pitch shifts F0 by that ratio
+    y2 = codec.decode(tokens, f0_hz=2 * codec.base_f0)
+    f0b, _ = pw.dio(y2.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=800)
+    m = min(len(f0b), len(f0))
+    both = (f0b[:m] > 0) & (f0[:m] > 0)
+    assert np.median(f0b[:m][both] / f0[:m][both]) == pytest.approx(2.0, rel=0.1)
+
+
+def test_token_layout_and_features(codec_dir):
+    codec = load_codec(codec_dir)
+    ids = np.arange(codec.vocab_size)
+    s, p, e = codec.factors(ids)
+    assert np.array_equal(codec.compose(s, p, e), ids)
+    assert s.max() == 7 and p.max() == 4 and e.max() == 2
+    feats = codec.token_features()
+    assert feats.shape == (codec.vocab_size, codec.centroids.shape[1] + 3) and feats.dtype == np.float32
+    tok = int(codec.compose(3, 2, 1))
+    assert np.allclose(feats[tok, :-3], codec.centroids[3])
+    assert feats[tok, -3] == pytest.approx(codec.pitch_centres[1] / 6)
+    assert feats[tok, -2] == 1.0 and feats[int(codec.compose(3, 0, 1)), -2] == 0.0
+    assert feats[tok, -1] == pytest.approx(codec.energy_centres[1] / 10)
+
+
+def test_train_writes_versioned_codec_dir(codec_dir):
+    meta = json.loads((codec_dir / "codec.json").read_text())
+    assert meta["format"] == "rrpo-codec" and meta["kind"] == "builtin" and meta["version"] == 1
+    assert meta["vocab_size"] == 120 and meta["config"]["spectral_clusters"] == 8
+    assert (codec_dir / "codec.safetensors").exists() and (codec_dir / "config.yaml").exists()
+    assert (codec_dir / "command.txt").exists()
+
+
+def test_encode_decode_verbs(codec_dir, tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, glide(1.0, 150, 200), SR)
+    assert main(["codec", "encode", "--codec", str(codec_dir), "--audio", str(wav), "--out", str(tmp_path / "t.txt")]) == 0
+    toks = [int(v) for v in (tmp_path / "t.txt").read_text().split()]
+    assert len(toks) == 25
+    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(tmp_path / "t.txt"),
+                 "--out", str(tmp_path / "y.wav")]) == 0
+    y, sr = sf.read(tmp_path / "y.wav")
+    assert sr == SR and len(y) == 25 * 640
+
+
+def test_tokenize_shards_resume(codec_dir, corpus, tmp_path, capsys):
+    from rrpo.data.audio import load_audio
+
+    out = tmp_path / "shards"
+    args = ["tokenize", "--codec", str(codec_dir), "--manifest", str(corpus.path), "--out", str(out), "--shard-size", "2"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["encoded"] == 6 and first["resumed_past"] == 0
+    shards = TokenShards(out)
+    assert len(shards) == 6 and shards.vocab_size == 120
+    codec = load_codec(codec_dir)
+    x, _ = load_audio(corpus.audio_path(corpus[4]))
+    t_ref, e_ref = codec.encode_with_energy(x, SR)
+    t, e = shards.get("u4")
+    assert np.array_equal(t, t_ref) and np.allclose(e, e_ref)
+    # an interrupted run lost its last shard: the re-run encodes only those two utterances
+    files = sorted(out.glob("shard_*.npz"))
+    assert len(files) == 3
+    files[-1].unlink()
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["encoded"] == 2 and again["resumed_past"] == 4
+    shards = TokenShards(out)
+    assert sorted(shards.ids()) == [f"u{i}" for i in range(6)]
+    assert np.array_equal(shards.get("u4")[0], t_ref)
+    # decode one utterance straight from the shards
+    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(out), "--id", "u4",
+                 "--out", str(tmp_path / "u4.wav")]) == 0
+    assert len(sf.read(tmp_path / "u4.wav")[0]) == len(t_ref) * 640
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rrpo: error: ")
+    return err[0]
+
+
+def test_too_short_audio_is_one_line(codec_dir, tmp_path, capsys):
+    wav = tmp_path / "short.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(500) / 5.0), SR)       # 31 ms < one 40 ms frame
+    rc = main(["codec", "encode", "--codec", str(codec_dir), "--audio", str(wav), "--out", str(tmp_path / "t.npy")])
+    assert rc == 2
+    line = _one_error_line(capsys)
+    assert "short.wav" in line and "shorter than one token frame" in line
+    assert not (tmp_path / "t.npy").exists()
+
+
+def test_token_out_of_range_is_one_line(codec_dir, tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("1 2 120 3\n")
+    rc = main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(tmp_path / "t.txt"),
+               "--out", str(tmp_path / "y.wav")])
+    assert rc == 2
+    line = _one_error_line(capsys)
+    assert "token id 120 at position 2 is out of range [0, 120)" in line
+    assert not (tmp_path / "y.wav").exists()
+
+
+def test_codec_of_another_version_is_one_line(codec_dir, tmp_path, capsys):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(codec_dir, old)
+    meta = json.loads((old / "codec.json").read_text())
+    meta["version"] = 99
+    (old / "codec.json").write_text(json.dumps(meta))
+    (tmp_path / "t.txt").write_text("1 2 3\n")
+    rc = main(["codec", "decode", "--codec", str(old), "--tokens", str(tmp_path / "t.txt"), "--out", str(tmp_path / "y.wav")])
+    assert rc == 2
+    line = _one_error_line(capsys)
+    assert "codec version 99" in line and "reads version 1" in line
+
+
+def test_not_a_codec_dir_is_one_line(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("1\n")
+    rc = main(["codec", "decode", "--codec", str(tmp_path), "--tokens", str(tmp_path / "t.txt"), "--out", str(tmp_path / "y.wav")])
+    assert rc == 2
+    assert "not a codec directory" in _one_error_line(capsys)
