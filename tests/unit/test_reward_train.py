@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import rrpo.cli
 from rrpo.cli import main
 from rrpo.config import load_config
 from rrpo.reward.train import RMTrainConfig, build_model, make_objective, train_rm
@@ -14,6 +15,12 @@ from tests.unit.reward_fixtures import make_corpus
 TINY = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8",
         "train.batch_size=8", "train.progress=false", "train.log_every=1", "train.lr=3e-3"]
 ALLREG = ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"]
+
+
+@pytest.fixture(autouse=True)
+def _only_reward_verbs(monkeypatch):
+    """The CLI with only this part's verbs, so these tests do not depend on other parts' modules."""
+    monkeypatch.setattr(rrpo.cli, "VERB_MODULES", ("rrpo.reward.commands",))
 
 
 @pytest.fixture(scope="module")
