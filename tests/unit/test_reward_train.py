@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import rrpo.cli
 from rrpo.cli import main
 from rrpo.config import load_config
 from rrpo.reward.train import RMTrainConfig, build_model, make_objective, train_rm
@@ -14,6 +15,12 @@ from tests.unit.reward_fixtures import make_corpus
 TINY = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8",
         "train.batch_size=8", "train.progress=false", "train.log_every=1", "train.lr=3e-3"]
 ALLREG = ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"]
+
+
+@pytest.fixture(autouse=True)
+def _only_reward_verbs(monkeypatch):
+    """The CLI with only this part's verbs, so these tests do not depend on other parts' modules."""
+    monkeypatch.setattr(rrpo.cli, "VERB_MODULES", ("rrpo.reward.commands",))
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +126,46 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     # rerun: every finished run is skipped, same table
     assert main(args) == 0
     assert (tmp_path / "abl" / "table.md").read_text() == table
+
+
+class _FakeCodec:
+    """Tokens = frame index mod 7 + (3 if loud); energies via frame_energy (what a codec reports)."""
+    vocab_size, frame_rate, sampling_rate, can_decode = 16, 25.0, 16000, False
+
+    def encode_with_energy(self, audio, sr):
+        from rrpo.codec.base import frame_energy
+        n = max(1, int(len(audio) / sr * self.frame_rate))
+        e = frame_energy(audio, sr, self.frame_rate, n)
+        return (np.arange(n) % 7 + 3 * (e > 0.01)).astype(np.int64), e
+
+    def token_features(self):
+        return None
+
+
+def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
+    """`rrpo rm eval --codec` gives the same JSON as tokenizing first and passing --tokens."""
+    import soundfile as sf
+
+    import rrpo.codec
+    from rrpo.data.manifest import Utterance, write_manifest
+    from rrpo.reward.data import tokenize_manifest
+    monkeypatch.setattr(rrpo.codec, "load_codec", lambda path: _FakeCodec())
+    recs = []
+    for n, emo in enumerate(["neutral", "happy", "angry", "sad"] * 2):
+        sig = (0.05 + 0.1 * (n % 4)) * np.sin(np.arange(8000) * 0.05 * (1 + n)).astype(np.float32)
+        sf.write(tmp_path / f"u{n}.wav", sig, 16000)
+        recs.append(Utterance(f"u{n}", f"u{n}.wav", 16000, 0.5, "", "s", "en", emo, "test"))
+    man = write_manifest(tmp_path / "m.jsonl", recs).path
+    shards = tokenize_manifest("fake", str(man), str(tmp_path / "tok"))
+    from rrpo.codec.shards import TokenShards
+    tok, en = TokenShards(shards).get("u0")
+    assert len(tok) == 12 and en.dtype == np.float32
+    cfg = load_config(RMTrainConfig, None, [f"data.manifests=[{man}]", f"data.tokens=[{shards}]", *TINY, "train.steps=2"])
+    train_rm(cfg, tmp_path / "rm")
+    capsys.readouterr()
+    common = ["rm", "eval", "--rm", str(tmp_path / "rm"), "--manifest", str(man), "robustness=false"]
+    assert main(common[:6] + ["--codec", "fake"] + common[6:]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(common[:6] + ["--tokens", shards] + common[6:]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a == b and a["n"] == 8 and a["classes"] == ["neutral", "happy", "angry", "sad"]

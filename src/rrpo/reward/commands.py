@@ -70,14 +70,17 @@ def cmd_eval(args) -> int:
     dc = DataConfig(manifests=[args.manifest], speakers=_csv(args.speakers), splits=_csv(args.split),
                     languages=_csv(args.language), max_tokens=0)
     if args.codec:
-        from rrpo.reward.data import tokenize_on_the_fly
-        tokens = tokenize_on_the_fly(args.codec, dc)
-        dc.tokens = [tokens]
+        import tempfile
+
+        from rrpo.reward.data import tokenize_manifest
+        with tempfile.TemporaryDirectory(prefix="rrpo-rm-eval-") as tmp:  # tokens live in memory once loaded
+            dc.tokens = [tokenize_manifest(args.codec, args.manifest, tmp)]
+            items, summary = load_items(dc, model.classes, model.vocab_size, what="eval")
     elif args.tokens:
         dc.tokens = [args.tokens]
+        items, summary = load_items(dc, model.classes, model.vocab_size, what="eval")
     else:
         raise RrpoError("give --tokens SHARDS (from `rrpo tokenize`) or --codec DIR")
-    items, summary = load_items(dc, model.classes, model.vocab_size, what="eval")
     out = {"rm": str(args.rm), "manifest": str(args.manifest)}
     out.update(evaluate_items(model, items, model.classes, cfg, _csv(args.classes) or None,
                               dropped=summary["dropped_other_emotions"]))

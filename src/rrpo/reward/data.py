@@ -135,10 +135,3 @@ def tokenize_manifest(codec_dir: str, manifest: str, out: str, shard_size: int =
         w.add(u.id, tok, en)
     w.close()
     return str(out)
-
-
-def tokenize_on_the_fly(codec_dir: str, cfg: DataConfig) -> str:
-    """Tokenize ``cfg.manifests[0]`` into a temporary shard folder and return its path."""
-    import tempfile
-    tmp = tempfile.mkdtemp(prefix="rrpo-rm-eval-")
-    return tokenize_manifest(codec_dir, cfg.manifests[0], tmp)

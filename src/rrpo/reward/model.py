@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
-import torch.nn.functional as Fn
 from torch import nn
 
 from rrpo.config import check, option, to_dict

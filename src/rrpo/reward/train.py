@@ -12,7 +12,6 @@ The objective for a batch (tokens, lens, per-token energies, labels):
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
