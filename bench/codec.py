@@ -69,6 +69,10 @@ def esd_files(root: Path) -> list[dict]:
     return out
 
 
+def stage(msg: str, t0: float) -> None:
+    print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
 def load(path: Path, sr: int = 16000) -> np.ndarray:
     from rrpo.data.audio import load_audio
 
@@ -232,9 +236,13 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps, pct_start=0.1)
     for _ in range(epochs):
         model.train()
+        # length-bucketed batches (less padding), in random order
         order = rng.permutation(len(train))
-        for k in range(0, len(order), batch):
-            x, m, y = batchify([train[i] for i in order[k:k + batch]])
+        chunks = [sorted(order[k:k + 8 * batch], key=lambda i: len(train[i][0]))
+                  for k in range(0, len(order), 8 * batch)]
+        batches = [c[k:k + batch] for c in chunks for k in range(0, len(c), batch)]
+        for bi in rng.permutation(len(batches)):
+            x, m, y = batchify([train[i] for i in batches[bi]])
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = nn.functional.cross_entropy(model(x, m).float(), y)
             opt.zero_grad()
@@ -249,8 +257,7 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
             preds = []
             for k in range(0, len(items), 64):
                 x, m, _ = batchify(items[k:k + 64])
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    preds.append(model(x, m).float().argmax(-1).numpy())
+                preds.append(model(x, m).argmax(-1).numpy())          # fp32 (the eval fast path rejects bf16)
             p = np.concatenate(preds)
             y = np.array([l for _, l in items])
             res[name] = round(100 * float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)])), 1)
@@ -286,12 +293,14 @@ def main(argv=None) -> int:
     train_utts = [u for u in casia if u["speaker"] != args.holdout]
     audio = {u["id"]: load(u["path"]) for u in casia + esd}
 
+    stage(f"loaded {len(audio)} files; training the codec on {len(train_utts)}", t_start)
     codec, arrays = train_builtin(cfg, ((audio[u["id"]], 16000) for u in train_utts))
     if args.codec_out:
         codec.save(args.codec_out, arrays)
     out: dict = {"codec": to_dict(cfg), "vocab_size": codec.vocab_size, "train": codec.stats,
                  "holdout_speaker": args.holdout}
 
+    stage("codec trained; encoding everything", t_start)
     # tokens for everything (timed: encode RTF)
     toks, enc_time, enc_audio = {}, 0.0, 0.0
     for u in casia + esd:
@@ -317,6 +326,7 @@ def main(argv=None) -> int:
                        "spectral_perplexity": ppl(s, cfg.spectral_clusters),
                        "pitch_perplexity": ppl(p, cfg.pitch_bins + 1), "energy_perplexity": ppl(e, cfg.energy_bins)}
 
+    stage("encoded; resynthesis metrics", t_start)
     # resynthesis metrics
     rng = np.random.default_rng(0)
     rec = Recognizer()
@@ -350,6 +360,7 @@ def main(argv=None) -> int:
         out[name] = res
     out["decode_rtf"] = round(dec_audio / dec_time, 1)
 
+    stage("resynthesis done; emotion probes", t_start)
     # emotion probe: tokens vs continuous frames
     lab = {c: i for i, c in enumerate(CLASSES)}
     five = [u for u in casia if u["emotion"] in lab]
@@ -373,6 +384,7 @@ def main(argv=None) -> int:
             else:
                 a, b = sets(lambda u: conts[u["id"]])
                 runs.append(train_probe(a, b, in_dim=82, seed=seed, epochs=args.epochs))
+            stage(f"probe {kind} seed {seed}: {runs[-1]}", t_start)
         probe[kind] = {k: {"ua_mean": round(float(np.mean([r[k] for r in runs])), 1), "ua_runs": [r[k] for r in runs]}
                        for k in runs[0]}
     out["emotion_probe"] = probe
