@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, type=Path, help="the shared data folder (casia/, esd/)")
     ap.add_argument("--holdout", default="wangzhe", help="CASIA speaker held out of codec and probe training")
     ap.add_argument("--resynth", type=int, default=40, help="utterances per set for resynthesis metrics")
-    ap.add_argument("--seeds", type=int, default=2, help="probe seeds (mean reported)")
+    ap.add_argument("--seeds", type=int, default=1, help="probe seeds (mean reported)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--codec-out", type=Path, default=None, help="also save the trained codec here")
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")

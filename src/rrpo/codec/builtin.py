@@ -72,7 +72,7 @@ class BuiltinCodecConfig:
 
     sampling_rate: int = option(16000, "rate the codec reads and writes (audio is resampled to it)")
     frame_rate: float = option(25.0, "tokens per second")
-    spectral_clusters: int = option(128, "k-means clusters of the spectral-envelope shape")
+    spectral_clusters: int = option(512, "k-means clusters of the spectral-envelope shape")
     pitch_bins: int = option(8, "voiced relative-pitch bins (one unvoiced bin is added)")
     energy_bins: int = option(4, "relative-energy bins")
     mel_bands: int = option(32, "mel bands of the envelope shape used for clustering")
