@@ -266,6 +266,32 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
 
 # ----------------------------------------------------------------------------------------- main
 
+def speed_only(args) -> int:
+    from rrpo.codec import load_codec
+
+    codec = load_codec(args.speed_only)
+    rng = np.random.default_rng(0)
+    utts = []
+    for group in ([u for u in casia_files(args.data) if u["speaker"] == args.holdout], esd_files(args.data)):
+        utts += [group[i] for i in rng.choice(len(group), 20, replace=False)]
+    enc = dec = dur = 0.0
+    for u in utts:
+        x = load(u["path"])
+        tok = codec.encode(x, 16000)
+        times = []
+        for f in (lambda: codec.encode(x, 16000), lambda: codec.decode(tok)):
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                f()
+                best = min(best, time.perf_counter() - t0)
+            times.append(best)
+        enc, dec, dur = enc + times[0], dec + times[1], dur + len(x) / 16000
+    print(json.dumps({"utterances": len(utts), "audio_seconds": round(dur, 1),
+                      "encode_rtf_best_of_3": round(dur / enc, 1), "decode_rtf_best_of_3": round(dur / dec, 1)}))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path, help="the shared data folder (casia/, esd/)")
@@ -274,6 +300,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="probe seeds (mean reported)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--codec-out", type=Path, default=None, help="also save the trained codec here")
+    ap.add_argument("--speed-only", type=Path, default=None, metavar="CODEC",
+                    help="only time encode/decode of this trained codec: best of 3 per utterance, 20 "
+                         "utterances per set (less sensitive to other jobs on a shared machine)")
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
 
@@ -284,6 +313,8 @@ def main(argv=None) -> int:
     from rrpo.config import load_config, to_dict
 
     t_start = time.perf_counter()
+    if args.speed_only:
+        return speed_only(args)
     cfg = load_config(BuiltinCodecConfig, None, args.overrides)
     casia = casia_files(args.data)
     esd = esd_files(args.data)
