@@ -23,6 +23,10 @@ product of three factors::
 
 Timing is kept by the frame rate itself (one token per 40 ms, no de-duplication).
 
+Measured (docs/codec.md): with the probe of bench/codec.py, 512 spectral clusters beat 128 on
+cross-lingual emotion (English UA 34 vs 28), finer prosody bins did not help, and absolute pitch or
+level bins helped in-language only; hence the defaults below.
+
 The quantiser is plain k-means for the spectral factor and quantile bins for the two prosodic
 factors; every token also has a descriptor in this feature space (:meth:`token_features`), so a
 token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lingual transfer).
@@ -30,7 +34,7 @@ token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lin
 Decoding is WORLD synthesis (``pyworld``): each token gives its cluster's mean log envelope and
 aperiodicity, F0 = ``decode_f0_hz`` (by default the median F0 of the training utterances) shifted
 by the pitch bin's centre, and a level = ``decode_level_db`` plus the energy bin's centre. The
-per-token parameters are interpolated to a 5 ms synthesis grid, then a smooth gain makes every
+per-token parameters are interpolated to a 10 ms synthesis grid, then a smooth gain makes every
 token's frame energy match its level. The absolute pitch and level of the speaker are not in the
 tokens (by design, see above): ``decode(ids)`` uses the codec's defaults, and
 ``decode(ids, f0_hz=..., level_db=...)`` takes a speaker's own.
@@ -61,7 +65,7 @@ VERSION = 1
 
 _EPS = 1e-10
 _SUB_PERIOD_MS = 10.0   # F0 tracking period inside a token frame
-_SYN_PERIOD_MS = 10.0   # synthesis grid (5 ms measured no better; 10 ms is twice as fast)
+_SYN_PERIOD_MS = 10.0   # synthesis grid (parameters interpolated from the 40 ms tokens)
 _DIO_SPEED = 2          # DIO decimation: 2 doubles its speed (78x -> 170x real time) at equal voicing
 _AP_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 4000.0, None)  # None: Nyquist
 
