@@ -69,6 +69,10 @@ def esd_files(root: Path) -> list[dict]:
     return out
 
 
+def stage(msg: str, t0: float) -> None:
+    print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
 def load(path: Path, sr: int = 16000) -> np.ndarray:
     from rrpo.data.audio import load_audio
 
@@ -232,9 +236,13 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps, pct_start=0.1)
     for _ in range(epochs):
         model.train()
+        # length-bucketed batches (less padding), in random order
         order = rng.permutation(len(train))
-        for k in range(0, len(order), batch):
-            x, m, y = batchify([train[i] for i in order[k:k + batch]])
+        chunks = [sorted(order[k:k + 8 * batch], key=lambda i: len(train[i][0]))
+                  for k in range(0, len(order), 8 * batch)]
+        batches = [c[k:k + batch] for c in chunks for k in range(0, len(c), batch)]
+        for bi in rng.permutation(len(batches)):
+            x, m, y = batchify([train[i] for i in batches[bi]])
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = nn.functional.cross_entropy(model(x, m).float(), y)
             opt.zero_grad()
@@ -249,8 +257,7 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
             preds = []
             for k in range(0, len(items), 64):
                 x, m, _ = batchify(items[k:k + 64])
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    preds.append(model(x, m).float().argmax(-1).numpy())
+                preds.append(model(x, m).argmax(-1).numpy())          # fp32 (the eval fast path rejects bf16)
             p = np.concatenate(preds)
             y = np.array([l for _, l in items])
             res[name] = round(100 * float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)])), 1)
@@ -259,14 +266,43 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
 
 # ----------------------------------------------------------------------------------------- main
 
+def speed_only(args) -> int:
+    from rrpo.codec import load_codec
+
+    codec = load_codec(args.speed_only)
+    rng = np.random.default_rng(0)
+    utts = []
+    for group in ([u for u in casia_files(args.data) if u["speaker"] == args.holdout], esd_files(args.data)):
+        utts += [group[i] for i in rng.choice(len(group), 20, replace=False)]
+    enc = dec = dur = 0.0
+    for u in utts:
+        x = load(u["path"])
+        tok = codec.encode(x, 16000)
+        times = []
+        for f in (lambda: codec.encode(x, 16000), lambda: codec.decode(tok)):
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                f()
+                best = min(best, time.perf_counter() - t0)
+            times.append(best)
+        enc, dec, dur = enc + times[0], dec + times[1], dur + len(x) / 16000
+    print(json.dumps({"utterances": len(utts), "audio_seconds": round(dur, 1),
+                      "encode_rtf_best_of_3": round(dur / enc, 1), "decode_rtf_best_of_3": round(dur / dec, 1)}))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path, help="the shared data folder (casia/, esd/)")
     ap.add_argument("--holdout", default="wangzhe", help="CASIA speaker held out of codec and probe training")
     ap.add_argument("--resynth", type=int, default=40, help="utterances per set for resynthesis metrics")
-    ap.add_argument("--seeds", type=int, default=2, help="probe seeds (mean reported)")
+    ap.add_argument("--seeds", type=int, default=1, help="probe seeds (mean reported)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--codec-out", type=Path, default=None, help="also save the trained codec here")
+    ap.add_argument("--speed-only", type=Path, default=None, metavar="CODEC",
+                    help="only time encode/decode of this trained codec: best of 3 per utterance, 20 "
+                         "utterances per set (less sensitive to other jobs on a shared machine)")
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
 
@@ -277,6 +313,8 @@ def main(argv=None) -> int:
     from rrpo.config import load_config, to_dict
 
     t_start = time.perf_counter()
+    if args.speed_only:
+        return speed_only(args)
     cfg = load_config(BuiltinCodecConfig, None, args.overrides)
     casia = casia_files(args.data)
     esd = esd_files(args.data)
@@ -286,12 +324,14 @@ def main(argv=None) -> int:
     train_utts = [u for u in casia if u["speaker"] != args.holdout]
     audio = {u["id"]: load(u["path"]) for u in casia + esd}
 
+    stage(f"loaded {len(audio)} files; training the codec on {len(train_utts)}", t_start)
     codec, arrays = train_builtin(cfg, ((audio[u["id"]], 16000) for u in train_utts))
     if args.codec_out:
         codec.save(args.codec_out, arrays)
     out: dict = {"codec": to_dict(cfg), "vocab_size": codec.vocab_size, "train": codec.stats,
                  "holdout_speaker": args.holdout}
 
+    stage("codec trained; encoding everything", t_start)
     # tokens for everything (timed: encode RTF)
     toks, enc_time, enc_audio = {}, 0.0, 0.0
     for u in casia + esd:
@@ -317,6 +357,7 @@ def main(argv=None) -> int:
                        "spectral_perplexity": ppl(s, cfg.spectral_clusters),
                        "pitch_perplexity": ppl(p, cfg.pitch_bins + 1), "energy_perplexity": ppl(e, cfg.energy_bins)}
 
+    stage("encoded; resynthesis metrics", t_start)
     # resynthesis metrics
     rng = np.random.default_rng(0)
     rec = Recognizer()
@@ -350,6 +391,7 @@ def main(argv=None) -> int:
         out[name] = res
     out["decode_rtf"] = round(dec_audio / dec_time, 1)
 
+    stage("resynthesis done; emotion probes", t_start)
     # emotion probe: tokens vs continuous frames
     lab = {c: i for i, c in enumerate(CLASSES)}
     five = [u for u in casia if u["emotion"] in lab]
@@ -373,6 +415,7 @@ def main(argv=None) -> int:
             else:
                 a, b = sets(lambda u: conts[u["id"]])
                 runs.append(train_probe(a, b, in_dim=82, seed=seed, epochs=args.epochs))
+            stage(f"probe {kind} seed {seed}: {runs[-1]}", t_start)
         probe[kind] = {k: {"ua_mean": round(float(np.mean([r[k] for r in runs])), 1), "ua_runs": [r[k] for r in runs]}
                        for k in runs[0]}
     out["emotion_probe"] = probe

@@ -23,6 +23,10 @@ product of three factors::
 
 Timing is kept by the frame rate itself (one token per 40 ms, no de-duplication).
 
+Measured (docs/codec.md): with the probe of bench/codec.py, 512 spectral clusters beat 128 on
+cross-lingual emotion (English UA 34 vs 28), finer prosody bins did not help, and absolute pitch or
+level bins helped in-language only; hence the defaults below.
+
 The quantiser is plain k-means for the spectral factor and quantile bins for the two prosodic
 factors; every token also has a descriptor in this feature space (:meth:`token_features`), so a
 token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lingual transfer).
@@ -30,7 +34,7 @@ token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lin
 Decoding is WORLD synthesis (``pyworld``): each token gives its cluster's mean log envelope and
 aperiodicity, F0 = ``decode_f0_hz`` (by default the median F0 of the training utterances) shifted
 by the pitch bin's centre, and a level = ``decode_level_db`` plus the energy bin's centre. The
-per-token parameters are interpolated to a 5 ms synthesis grid, then a smooth gain makes every
+per-token parameters are interpolated to a 10 ms synthesis grid, then a smooth gain makes every
 token's frame energy match its level. The absolute pitch and level of the speaker are not in the
 tokens (by design, see above): ``decode(ids)`` uses the codec's defaults, and
 ``decode(ids, f0_hz=..., level_db=...)`` takes a speaker's own.
@@ -61,7 +65,7 @@ VERSION = 1
 
 _EPS = 1e-10
 _SUB_PERIOD_MS = 10.0   # F0 tracking period inside a token frame
-_SYN_PERIOD_MS = 10.0   # synthesis grid (5 ms measured no better; 10 ms is twice as fast)
+_SYN_PERIOD_MS = 10.0   # synthesis grid (parameters interpolated from the 40 ms tokens)
 _DIO_SPEED = 2          # DIO decimation: 2 doubles its speed (78x -> 170x real time) at equal voicing
 _AP_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 4000.0, None)  # None: Nyquist
 
@@ -72,13 +76,15 @@ class BuiltinCodecConfig:
 
     sampling_rate: int = option(16000, "rate the codec reads and writes (audio is resampled to it)")
     frame_rate: float = option(25.0, "tokens per second")
-    spectral_clusters: int = option(128, "k-means clusters of the spectral-envelope shape")
+    spectral_clusters: int = option(512, "k-means clusters of the spectral-envelope shape")
     pitch_bins: int = option(8, "voiced relative-pitch bins (one unvoiced bin is added)")
     energy_bins: int = option(4, "relative-energy bins")
     mel_bands: int = option(32, "mel bands of the envelope shape used for clustering")
     aperiodicity_weight: float = option(1.0, "weight of the 4 band-aperiodicity features in k-means")
     f0_floor: float = option(60.0, "lowest F0 tracked (Hz)")
     f0_ceil: float = option(600.0, "highest F0 tracked (Hz)")
+    pitch_reference: str = option("utterance", "pitch bins relative to the 'utterance' median F0 or to the codec's 'absolute' base F0")
+    level_reference: str = option("utterance", "energy bins relative to the 'utterance' reference level or the codec's 'absolute' base level")
     level_percentile: float = option(95.0, "utterance reference level: this percentile of frame dB")
     max_train_frames: int = option(200000, "frames sampled for k-means (all if fewer)")
     kmeans_iters: int = option(100, "k-means iterations")
@@ -96,6 +102,8 @@ class BuiltinCodecConfig:
         check(self.energy_bins >= 1, "energy_bins", "must be at least 1")
         check(self.mel_bands >= 4, "mel_bands", "must be at least 4")
         check(0 < self.f0_floor < self.f0_ceil < self.sampling_rate / 2, "f0_floor", "need 0 < f0_floor < f0_ceil < Nyquist")
+        check(self.pitch_reference in ("utterance", "absolute"), "pitch_reference", "must be 'utterance' or 'absolute'")
+        check(self.level_reference in ("utterance", "absolute"), "level_reference", "must be 'utterance' or 'absolute'")
         check(0 < self.level_percentile <= 100, "level_percentile", "must be in (0, 100]")
         check(self.max_train_frames >= 100, "max_train_frames", "must be at least 100")
         check(self.kmeans_iters >= 1, "kmeans_iters", "must be at least 1")
@@ -208,6 +216,21 @@ def relative_level(level_db: np.ndarray, percentile: float) -> np.ndarray:
     return level_db - np.percentile(level_db, percentile)
 
 
+def _pitch_values(f0: np.ndarray, reference: str, base_f0: float) -> np.ndarray:
+    if reference == "utterance":
+        return relative_pitch(f0)
+    out = np.full(len(f0), np.nan)
+    v = f0 > 0
+    out[v] = 12 * np.log2(f0[v] / base_f0)
+    return out
+
+
+def _level_values(level_db: np.ndarray, cfg: "BuiltinCodecConfig", base_db: float) -> np.ndarray:
+    if cfg.level_reference == "utterance":
+        return relative_level(level_db, cfg.level_percentile)
+    return level_db - base_db
+
+
 class _Features:
     """Spectral-shape + aperiodicity features for clustering, from :class:`Frames`."""
 
@@ -255,8 +278,9 @@ class BuiltinCodec:
         self.energy_centres = arrays["energy_centres"].astype(np.float64)  # (E,)
         self.env_shape = arrays["env_shape"].astype(np.float64)        # (S, K) mean log envelope shape
         self.env_ap = arrays["env_ap"].astype(np.float64)              # (S, K) mean aperiodicity
-        self.base_f0 = float(cfg.decode_f0_hz or arrays["base"][0])
-        self.base_level_db = float(cfg.decode_level_db or arrays["base"][1])
+        self.base_f0_train, self.base_level_train = float(arrays["base"][0]), float(arrays["base"][1])
+        self.base_f0 = float(cfg.decode_f0_hz or self.base_f0_train)
+        self.base_level_db = float(cfg.decode_level_db or self.base_level_train)
         self._features = _Features(cfg, self.env_shape.shape[1])
         # Synthesis uses every other bin (a 512-point FFT at 16 kHz): the envelopes are smooth, and
         # WORLD synthesis runs ~2x faster (measured 52x -> 105x real time).
@@ -298,10 +322,18 @@ class BuiltinCodec:
         feats = (self._features(fr) - self.feat_mean) / self.feat_std                  # (T, F)
         d = ((feats[:, None, :] - self.centroids[None]) ** 2).sum(-1)                 # (T, S)
         s = d.argmin(axis=1)
-        rp = relative_pitch(fr.f0)
+        rp = self.pitch_values(fr.f0)
         p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(self.pitch_edges, np.nan_to_num(rp)))
-        e = np.searchsorted(self.energy_edges, relative_level(fr.level_db, self.cfg.level_percentile))
+        e = np.searchsorted(self.energy_edges, self.level_values(fr.level_db))
         return self.compose(s, p, e)
+
+    def pitch_values(self, f0: np.ndarray) -> np.ndarray:
+        """Semitones the pitch bins quantise (NaN unvoiced): re the utterance median or the base F0."""
+        return _pitch_values(f0, self.cfg.pitch_reference, self.base_f0_train)
+
+    def level_values(self, level_db: np.ndarray) -> np.ndarray:
+        """dB the energy bins quantise: re the utterance reference level or the base level."""
+        return _level_values(level_db, self.cfg, self.base_level_train)
 
     def encode_with_energy(self, audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
         fr = analyse(self._prepare(audio, sr), self.cfg)
@@ -466,37 +498,44 @@ def train_builtin(cfg: BuiltinCodecConfig, audios: Iterable[tuple[np.ndarray, in
     Utterances shorter than one frame are skipped. Raises when fewer than ``spectral_clusters``
     frames are left.
     """
-    from sklearn.cluster import KMeans
-
     from rrpo.data.audio import resample
+
+    def frames():
+        for audio, sr in audios:
+            audio = np.asarray(audio, np.float32)
+            if sr != cfg.sampling_rate:
+                audio = resample(audio, sr, cfg.sampling_rate)
+            if n_tokens(len(audio), cfg.hop) == 0:
+                continue
+            yield analyse(audio, cfg)
+            if progress is not None:
+                progress(1)
+
+    return train_from_frames(cfg, frames())
+
+
+def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[Frames]) -> tuple[BuiltinCodec, dict[str, np.ndarray]]:
+    """Fit the quantiser (k-means, quantile bins) and the decoder tables on analysed utterances."""
+    from sklearn.cluster import KMeans
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     feats_all, lshape_all, ap_all, rel_p, rel_e, med_f0, ref_db = [], [], [], [], [], [], []
     featurise = None
     n_utt = n_sec = 0
-    for audio, sr in audios:
-        audio = np.asarray(audio, np.float32)
-        if sr != cfg.sampling_rate:
-            audio = resample(audio, sr, cfg.sampling_rate)
-        if n_tokens(len(audio), cfg.hop) == 0:
-            continue
-        fr = analyse(audio, cfg)
+    for fr in frames:
         if featurise is None:
             featurise = _Features(cfg, fr.sp.shape[1])
         feats_all.append(featurise(fr))
         lshape_all.append(log_shape(fr.sp).astype(np.float32))
         ap_all.append(fr.ap.astype(np.float32))
-        rp = relative_pitch(fr.f0)
-        rel_p.append(rp[~np.isnan(rp)])
-        rel_e.append(relative_level(fr.level_db, cfg.level_percentile))
+        rel_p.append(fr.f0[fr.f0 > 0])
+        rel_e.append(fr.level_db)
         if (fr.f0 > 0).any():
             med_f0.append(float(np.median(fr.f0[fr.f0 > 0])))
         ref_db.append(float(np.percentile(fr.level_db, cfg.level_percentile)))
         n_utt += 1
-        n_sec += len(audio) / cfg.sampling_rate
-        if progress is not None:
-            progress(1)
+        n_sec += len(fr.f0) / cfg.frame_rate
     if featurise is None:
         raise RrpoError("no training audio of at least one frame")
     X = np.concatenate(feats_all)                                                        # (N, F)
@@ -525,10 +564,12 @@ def train_builtin(cfg: BuiltinCodecConfig, audios: Iterable[tuple[np.ndarray, in
     env_ap[~empty] /= counts[~empty, None]
     env_shape[empty] = L.mean(0)
     env_ap[empty] = A.mean(0)
-    rp_all = np.concatenate(rel_p) if rel_p and sum(len(r) for r in rel_p) else np.zeros(1)
-    p_edges, p_centres = _quantile_bins(rp_all, cfg.pitch_bins)
-    e_edges, e_centres = _quantile_bins(np.concatenate(rel_e), cfg.energy_bins)
     base = np.array([float(np.median(med_f0)) if med_f0 else 120.0, float(np.median(ref_db))])
+    pv = [_pitch_values(f, cfg.pitch_reference, base[0]) for f in rel_p]
+    rp_all = np.concatenate(pv) if sum(len(v) for v in pv) else np.zeros(1)
+    p_edges, p_centres = _quantile_bins(rp_all, cfg.pitch_bins)
+    e_edges, e_centres = _quantile_bins(np.concatenate([_level_values(l, cfg, base[1]) for l in rel_e]),
+                                        cfg.energy_bins)
     arrays = {"centroids": centroids.astype(np.float32), "feat_mean": mean.astype(np.float32),
               "feat_std": std.astype(np.float32), "pitch_edges": p_edges, "pitch_centres": p_centres,
               "energy_edges": e_edges, "energy_centres": e_centres,
