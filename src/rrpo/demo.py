@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class DemoConfig:
     synth: list[str] = option([], "overrides for `rrpo synth` (SynthConfig keys)")
-    codec: list[str] = option(["max_train_frames=60000", "kmeans_iters=40"], "overrides for `rrpo codec train`")
+    codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=60000",
+                               "kmeans_iters=40"],
+                              "overrides for `rrpo codec train` (a 4,608-token codec keeps the demo's models small)")
     rm_pretrain: list[str] = option(
         ["train.steps=150", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=10", "data.max_tokens=300",
          "model.embedding=free+features"],

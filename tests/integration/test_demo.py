@@ -17,7 +17,8 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    summary = json.loads(printed[printed.index("{"):printed.rindex("}") + 1])
+    start = printed.rindex("\n{\n") + 1  # the indented summary printed last; stages print one-line JSON
+    summary = json.loads(printed[start:printed.index("\n}\n", start) + 2])
     page = Path(summary["report"])
     assert page.exists()
     html = page.read_text()
