@@ -25,6 +25,10 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
     for src in [s.split("'")[0] for s in html.split("src='")[1:]]:
         assert (page.parent / src).exists(), src
     assert "DiffRO (vanilla RM)" in html and "RRPO (robust RM)" in html
+    from tests.browser_check import CHROMIUM, assert_page_ok
+    if CHROMIUM is not None:  # the report of real optimisation runs, checked in the browser
+        pytest.importorskip("playwright.sync_api")
+        assert_page_ok(page, tmp_path / "report.png")
     for name in ("diffro", "rrpo"):
         audit = json.loads((out / name / "audit" / "audit.json").read_text())
         assert [p["step"] for p in audit["points"]] == [0, 1, 2]

@@ -1,7 +1,6 @@
 """The HTML report renders offline in headless Chromium: no console errors, every audio element
 can play, every image renders; a screenshot is taken and checked."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from rrpo.data.audio import save_audio
 from rrpo.report.html import AudioExample, Curve, ReportInput, build_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.browser_check import CHROMIUM, assert_page_ok
 
 
 def make_report(tmp_path) -> Path:
@@ -44,34 +43,5 @@ def test_report_files(tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 def test_report_in_headless_chromium(tmp_path):
-    pw = pytest.importorskip("playwright.sync_api")
-    page_path = make_report(tmp_path)
-    errors = []
-    with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri())
-            page.wait_for_load_state("load")
-            # every image decoded with a real size
-            sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-            assert sizes and all(c and w > 0 for c, w in sizes), sizes
-            # every audio element loads its data and can play
-            states = page.eval_on_selector_all("audio", """async els => Promise.all(els.map(a => new Promise(res => {
-                a.muted = true;
-                a.addEventListener('error', () => res('error'));
-                a.play().then(() => { a.pause(); res(a.duration > 0 ? 'ok' : 'noduration'); }).catch(e => res('play:' + e));
-            })))""")
-            assert states == ["ok"] * 6, states
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
-    assert errors == []
-    from PIL import Image
-    img = np.asarray(Image.open(shot).convert("RGB")).astype(float)
-    assert img.shape[0] > 600 and img.std() > 10  # rendered content, not a blank page
+    pytest.importorskip("playwright.sync_api")
+    assert_page_ok(make_report(tmp_path), tmp_path / "report.png", n_audio=6)
