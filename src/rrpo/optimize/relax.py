@@ -21,6 +21,13 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
+def vdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_k a_k b_k over the last axis without a product tensor, in the inputs' precision (autocast
+    would run ``vecdot`` in bf16)."""
+    with torch.autocast(a.device.type, enabled=False):
+        return torch.linalg.vecdot(a, b)
+
+
 def sample_gumbel(shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
     """Standard Gumbel(0, 1) noise: -log(-log U), U ~ Uniform(0, 1)."""
     u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
@@ -73,7 +80,7 @@ class _StraightThrough(torch.autograd.Function):
         soft, valid = ctx.saved_tensors
         W = ctx.width
         g = grad.to(soft.dtype) * valid.unsqueeze(-1).to(soft.dtype)  # (B, T, W): masked rows get nothing
-        inner = torch.linalg.vecdot(g, soft[..., :W]).unsqueeze(-1)  # (B, T, 1) = Σ_k g_k s_k
+        inner = vdot(g, soft[..., :W]).unsqueeze(-1)  # (B, T, 1) = Σ_k g_k s_k
         out = soft * inner.neg_()  # (B, T, V) = −s·⟨g, s⟩
         out[..., :W].addcmul_(soft[..., :W], g)  # + s·g on the columns the reward reads
         out.div_(ctx.tau)
@@ -116,13 +123,13 @@ class _TokenKL(torch.autograd.Function):
     def forward(ctx, logits, ref_logits):
         ctx.save_for_backward(logits, ref_logits)
         p, d = _TokenKL._parts(logits.detach(), ref_logits.detach())
-        return torch.linalg.vecdot(p, d)  # (B, T)
+        return vdot(p, d)  # (B, T)
 
     @staticmethod
     def backward(ctx, grad):
         logits, ref_logits = ctx.saved_tensors
         p, d = _TokenKL._parts(logits, ref_logits)
-        kl = torch.linalg.vecdot(p, d).unsqueeze(-1)  # (B, T, 1)
+        kl = vdot(p, d).unsqueeze(-1)  # (B, T, 1)
         out = d.sub_(kl).mul_(p).mul_(grad.to(d.dtype).unsqueeze(-1))  # (B, T, V), in d's buffer
         return out.to(logits.dtype), None
 
@@ -143,7 +150,7 @@ def token_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor)
 def token_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-sequence mean entropy of the policy over valid positions (B,), in nats (no gradient)."""
     logp = F.log_softmax(upcast(logits), dim=-1)
-    h = -torch.linalg.vecdot(logp.exp(), logp)  # (B, T)
+    h = -vdot(logp.exp(), logp)  # (B, T)
     m = mask.to(h.dtype)
     return (h * m).sum(-1) / m.sum(-1).clamp_min(1.0)
 
