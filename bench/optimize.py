@@ -1,6 +1,6 @@
 """Benchmark of ``rrpo optimize``: DiffRO vs GRPO, and the cost of a DiffRO step; prints one JSON object.
 
-    PYTHONPATH=src python bench/optimize.py [--budget 40] [--seeds 0 1] [--plot curves.png]
+    PYTHONPATH=src python bench/optimize.py [--budget 30] [--seeds 0 1] [--plot curves.png]
         [--sft-run RUN --rm-run RUN]  [--lengths 50 100 200] [--vocabs 61 1021 6561] [--device cpu]
 
 Everything is measured side by side in one run, and reported as ratios where the machine's speed
