@@ -41,7 +41,8 @@ def _rewards(terms: Sequence[RewardTerm], y: torch.Tensor, lens: torch.Tensor, t
     total = torch.zeros(y.shape[0], device=y.device, dtype=upcast(y).dtype)
     metrics = {}
     for t in terms:
-        r = upcast(t.fn(y[..., :t.vocab], lens, target))  # (B,)
+        x = y if t.vocab == y.shape[-1] else y[..., :t.vocab]  # no slice view (and copy) when widths agree
+        r = upcast(t.fn(x, lens, target))  # (B,)
         total = total + t.weight * r
         metrics[f"reward/{t.name}"] = r.detach().mean().item()
     return total, metrics
@@ -57,9 +58,9 @@ def diffro_loss(logits: torch.Tensor, ref_logits: torch.Tensor, tokens: torch.Te
     emotion index per reward model; noise (B, T, V) the sampling noise or None.
     """
     mask = lengths_to_mask(lens, tokens.shape[1])
-    safe = tokens.masked_fill(~mask, 0)
-    y = straight_through(logits, safe, noise, tau)  # (B, T, V), forward exactly one-hot
-    y = y * mask.unsqueeze(-1).to(y.dtype)
+    width = max(t.vocab for t in terms)  # the columns the reward models read (speech ids)
+    # (B, T, W) forward exactly one-hot, zero past lens; the only copy of the relaxed tensor
+    y = straight_through(logits, tokens, noise, tau, width=width, mask=mask)
     reward, metrics = _rewards(terms, y, lens, target)
     kl = token_kl(logits, ref_logits, mask)
     loss = (-reward + beta * kl).mean()
