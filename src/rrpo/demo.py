@@ -33,25 +33,25 @@ class DemoConfig:
                                "kmeans_iters=40"],
                               "overrides for `rrpo codec train` (a 4,608-token codec keeps the demo's models small)")
     rm_pretrain: list[str] = option(
-        ["train.steps=150", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=10", "data.max_tokens=300",
+        ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",
          "model.embedding=free+features"],
         "overrides for the reward model's pre-training on the whole synthetic train split (both languages)")
     rm_finetune: list[str] = option(
-        ["train.steps=80", "train.batch_size=16", "train.lr=3e-4", "data.max_tokens=300", "data.languages=[zh]"],
+        ["train.steps=150", "train.batch_size=16", "train.lr=3e-4", "data.max_tokens=300", "data.languages=[zh]"],
         "overrides for both fine-tunings (Mandarin only, as in the paper)")
     robust: list[str] = option(
         ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
         "what makes the robust reward model robust (METHOD §4)")
     sft: list[str] = option(
         ["model.hidden_size=128", "model.layers=2", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=256",
-         "train.steps=200", "train.batch_size=16", "train.lr=2e-3", "train.warmup_steps=20", "train.eval_every=0"],
+         "train.steps=600", "train.batch_size=16", "train.lr=2e-3", "train.warmup_steps=30", "train.eval_every=0"],
         "overrides for `rrpo policy sft` of the tiny policy")
     judge: list[str] = option(["splits=[train]", "c_grid=[0.1]"], "overrides for `rrpo judge train`")
     optimize: list[str] = option(
-        ["train.steps=20", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=10", "train.schedule=constant",
+        ["train.steps=60", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=15", "train.schedule=constant",
          "beta=0.1", "sampling.max_ratio=8", "prompts.split=[train]"],
         "overrides for both `rrpo optimize` runs (DiffRO and RRPO get the same budget)")
-    audit: list[str] = option(["prompts.split=[test]", "prompts.max_texts=2", "sampling.max_ratio=8"],
+    audit: list[str] = option(["prompts.split=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
                               "overrides for `rrpo audit` of both runs")
 
 
