@@ -154,33 +154,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_tokenize(args) -> int:
-    from tqdm import tqdm
+    from rrpo.codec.tokenize import tokenize_manifest
 
-    from rrpo.codec import codec_description, load_codec
-    from rrpo.codec.shards import ShardWriter, file_sha256
-    from rrpo.data.audio import load_audio
-    from rrpo.data.manifest import read_manifest
-
-    if args.shard_size < 1:
-        raise RrpoError("--shard-size must be at least 1")
-    codec = load_codec(args.codec)
-    man = read_manifest(args.manifest)
-    writer = ShardWriter(args.out, {"vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
-                                    "codec": codec_description(codec), "manifest": str(man.path),
-                                    "manifest_sha256": file_sha256(man.path)}, shard_size=args.shard_size)
-    todo = [u for u in man if u.id not in writer.done]
-    skipped = len(man) - len(todo)
-    try:
-        for u in tqdm(todo, desc="tokenize", unit="utt"):
-            path = man.audio_path(u)
-            audio, sr = load_audio(path)
-            try:
-                tokens, energy = codec.encode_with_energy(audio, sr)
-            except RrpoError as e:
-                raise RrpoError(f"utterance '{u.id}': {e.reason}", path) from None
-            writer.add(u.id, tokens, energy)
-    finally:
-        writer.close()  # whatever was encoded is kept; a re-run resumes after it
-    print(json.dumps({"shards": str(args.out), "utterances": len(man), "encoded": len(todo),
-                      "resumed_past": skipped, "vocab_size": codec.vocab_size}))
+    print(json.dumps(tokenize_manifest(args.codec, args.manifest, args.out, args.shard_size)))
     return 0

@@ -107,31 +107,8 @@ def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool =
 
 
 def tokenize_manifest(codec_dir: str, manifest: str, out: str, shard_size: int = 500) -> str:
-    """Tokenize every utterance of ``manifest`` with the codec in ``codec_dir`` into shards ``out``
-    (resumable: utterances already in finished shards are skipped). Needs ``rrpo.codec.load_codec``."""
-    try:
-        from rrpo.codec import load_codec
-    except ImportError:
-        raise RrpoError("this rrpo has no codec loader (rrpo.codec.load_codec); tokenize with `rrpo tokenize`",
-                        codec_dir) from None
-    from rrpo.codec.shards import ShardWriter
-    from rrpo.data.audio import load_audio
-    from rrpo.data.manifest import read_manifest
+    """Tokenize ``manifest`` into shards ``out`` (resumable), as ``rrpo tokenize`` does; returns ``out``."""
+    from rrpo.codec.tokenize import tokenize_manifest as tokenize
 
-    try:
-        from rrpo.codec import codec_description
-    except ImportError:  # older codec package
-        def codec_description(c):
-            return {"kind": type(c).__name__, "vocab_size": c.vocab_size, "frame_rate": c.frame_rate}
-    codec = load_codec(codec_dir)
-    man = read_manifest(manifest)
-    w = ShardWriter(out, {"vocab_size": int(codec.vocab_size), "frame_rate": float(codec.frame_rate),
-                          "codec": codec_description(codec), "manifest": str(manifest)}, shard_size)
-    for u in man:
-        if u.id in w.done:
-            continue
-        audio, _ = load_audio(man.audio_path(u), codec.sampling_rate)
-        tok, en = codec.encode_with_energy(audio, codec.sampling_rate)
-        w.add(u.id, tok, en)
-    w.close()
+    tokenize(codec_dir, manifest, out, shard_size, progress=False)
     return str(out)
