@@ -75,7 +75,7 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequenc
         emo, pid = p["emotion"], p["id"]
         rid = ref_ids.get(emo)
         if rid in by_id:
-            examples.append(AudioExample("real recording", emo, text0, str(man.audio_path(by_id[rid]))))
+            examples.append(AudioExample("reference recording", emo, text0, str(man.audio_path(by_id[rid]))))
         start_wav = runs[0] / "audit" / "audio" / "step_0" / f"{pid}.wav"
         if start_wav.exists():
             examples.append(AudioExample("start (SFT)", emo, text0, str(start_wav)))
