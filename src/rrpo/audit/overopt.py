@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from rrpo.config import check, option, section
+from rrpo.data.manifest import ManifestFilter
 from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
 
@@ -34,12 +35,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class AuditPrompts:
-    manifest: str = option("", "manifest of held-out texts (and their real recordings); default: the run's prompts.manifest")
-    split: list[str] = option([], "splits to take texts from (empty = all)")
-    speakers: list[str] = option([], "speakers to take texts from (empty = all)")
-    exclude_speakers: list[str] = option([], "speakers to leave out")
-    emotions: list[str] = option([], "target emotions (empty = all the run's reward model and the judge know)")
+class AuditPrompts(ManifestFilter):
+    """Held-out texts (default manifest: the run's prompts.manifest), each spoken in every target
+    emotion; the manifest's recordings of the same text, speaker and emotion are the references."""
     max_texts: int = option(4, "distinct (text, speaker) pairs; each is spoken in every target emotion")
 
     def __post_init__(self):
@@ -101,8 +99,7 @@ def hacking_flags(proxy: Sequence[float], judge: Sequence[float], margin: float)
 # ---------------------------------------------------------------------------- the audit
 
 def _prompt_set(cfg: AuditConfig, man, emotions: list[str]) -> list[dict]:
-    sel = man.select(split=cfg.prompts.split or None, speakers=cfg.prompts.speakers or None,
-                     exclude_speakers=cfg.prompts.exclude_speakers or None)
+    sel = cfg.prompts.apply(man)
     pairs = []
     for u in sel:
         key = (u.text, u.language, u.speaker)

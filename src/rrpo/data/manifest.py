@@ -102,6 +102,24 @@ class Manifest(list):
         return Manifest(out, self.path)
 
 
+@dataclass
+class ManifestFilter:
+    """Config fields that pick utterances of a manifest; :meth:`apply` selects them.
+
+    Shared by every config that reads prompts or held-out texts from a manifest."""
+    manifest: str = dataclasses.field(default="", metadata={"help": "manifest (JSONL) to read"})
+    split: list[str] = dataclasses.field(default_factory=list, metadata={"help": "splits to keep (empty = all)"})
+    speakers: list[str] = dataclasses.field(default_factory=list, metadata={"help": "speakers to keep (empty = all)"})
+    exclude_speakers: list[str] = dataclasses.field(default_factory=list,
+                                                    metadata={"help": "speakers to leave out (e.g. a held-out one)"})
+    emotions: list[str] = dataclasses.field(default_factory=list,
+                                            metadata={"help": "target emotions (empty = every emotion all models know)"})
+
+    def apply(self, man: "Manifest", emotions: Iterable[str] | None = None) -> "Manifest":
+        return man.select(split=self.split or None, speakers=self.speakers or None,
+                          exclude_speakers=self.exclude_speakers or None, emotions=emotions)
+
+
 def read_manifest(path: str | os.PathLike) -> Manifest:
     """Read and validate a manifest; every problem names the file and line."""
     path = Path(path)

@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 
 from rrpo.config import check, option, section, to_dict
+from rrpo.data.manifest import ManifestFilter
 from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
 from rrpo.train.loop import TrainConfig
@@ -42,12 +43,9 @@ class RewardSpec:
 
 
 @dataclass
-class PromptConfig:
-    manifest: str = option("", "manifest whose texts (and languages, speakers) become prompts")
-    split: list[str] = option([], "manifest splits to use (empty = all)")
-    speakers: list[str] = option([], "speakers to use (empty = all)")
-    exclude_speakers: list[str] = option([], "speakers to leave out (e.g. a held-out speaker)")
-    emotions: list[str] = option([], "target emotions (empty = every emotion the policy and all reward models know)")
+class PromptConfig(ManifestFilter):
+    """Where texts and target emotions come from: every (text, language, speaker) of the filtered
+    manifest, times every target emotion."""
     shards: str = option("", "token shards of the manifest (algo=sft only: the real recordings' tokens)")
 
 
@@ -115,9 +113,7 @@ def _prompt_rows(cfg: OptimizeConfig, policy, rms) -> list[dict]:
 
     if not cfg.prompts.manifest:
         raise RrpoError("config: prompts.manifest is required")
-    man = read_manifest(cfg.prompts.manifest).select(
-        split=cfg.prompts.split or None, speakers=cfg.prompts.speakers or None,
-        exclude_speakers=cfg.prompts.exclude_speakers or None)
+    man = cfg.prompts.apply(read_manifest(cfg.prompts.manifest))
     known = set(policy.emotions) if policy.emotions else None
     for rm in rms:
         known = set(rm.classes) if known is None else known & set(rm.classes)
@@ -247,10 +243,7 @@ def _sft_examples(cfg: OptimizeConfig, policy):
     if not cfg.prompts.shards:
         raise RrpoError("config: algo=sft needs prompts.shards (token shards of prompts.manifest)")
     shards = TokenShards(cfg.prompts.shards)
-    man = read_manifest(cfg.prompts.manifest).select(
-        split=cfg.prompts.split or None, speakers=cfg.prompts.speakers or None,
-        exclude_speakers=cfg.prompts.exclude_speakers or None,
-        emotions=cfg.prompts.emotions or (policy.emotions or None))
+    man = cfg.prompts.apply(read_manifest(cfg.prompts.manifest), cfg.prompts.emotions or (policy.emotions or None))
     out = []
     for u in man:
         if u.id in shards:
