@@ -28,6 +28,7 @@ VERB_MODULES: tuple[str, ...] = (
     "rrpo.audit.commands",
     "rrpo.report.commands",
     "rrpo.demo",
+    "rrpo.experiment",
 )
 
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rrpo.config import option
-from rrpo.errors import RrpoError
 
 log = logging.getLogger(__name__)
 
@@ -107,31 +106,12 @@ def _stage_dir(out: Path, stage: str) -> Path:
 
 
 def run_demo(cfg: DemoConfig, out: Path, force: set[str] = frozenset()) -> dict:
-    from rrpo.cli import main
+    from rrpo.stages import Stage, run_stages
 
     out.mkdir(parents=True, exist_ok=True)
     cmds = stage_commands(cfg, out)
-    bad = sorted(set(force) - set(STAGES))
-    if bad:
-        raise RrpoError(f"unknown demo stage(s) {bad} (stages: {', '.join(STAGES)})")
-    times = {}
     t_all = time.perf_counter()
-    for n, stage in enumerate(STAGES, 1):
-        marker = _stage_dir(out, stage) / ".done"
-        if marker.exists() and stage not in force:
-            print(f"[demo {n}/{len(STAGES)}] {stage}: done earlier, skipped", flush=True)
-            times[stage] = 0.0
-            continue
-        print(f"[demo {n}/{len(STAGES)}] {stage}: rrpo {' '.join(cmds[stage])}", flush=True)
-        t0 = time.perf_counter()
-        rc = main(cmds[stage])
-        if rc != 0:
-            raise RrpoError(f"demo stage '{stage}' failed (exit {rc}); fix the cause and run the demo again: "
-                            "finished stages are kept")
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("ok\n")
-        times[stage] = round(time.perf_counter() - t0, 1)
-        print(f"[demo {n}/{len(STAGES)}] {stage}: {times[stage]} s", flush=True)
+    times = run_stages([Stage(s, _stage_dir(out, s), cmds[s]) for s in STAGES], force, tag="demo")
     summary = {"report": str((out / "report" / "index.html").resolve()), "stage_seconds": times,
                "total_seconds": round(time.perf_counter() - t_all, 1)}
     for name in ("diffro", "rrpo"):

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--speakers", default=None, help="comma-separated speakers to keep")
     e.add_argument("--split", default=None, help="comma-separated splits to keep")
     e.add_argument("--language", default=None, help="comma-separated languages to keep")
+    e.add_argument("--out", default=None, help="also write the JSON to this file")
     add_config_args(e, EvalConfig)
     e.set_defaults(func=cmd_eval)
 
@@ -84,6 +85,9 @@ def cmd_eval(args) -> int:
     out = {"rm": str(args.rm), "manifest": str(args.manifest)}
     out.update(evaluate_items(model, items, model.classes, cfg, _csv(args.classes) or None,
                               dropped=summary["dropped_other_emotions"]))
+    if args.out:
+        from rrpo.io import write_json
+        write_json(args.out, out)
     print(json.dumps(out, ensure_ascii=False))
     return 0
 

@@ -1,0 +1,441 @@
+"""``rrpo experiment``: the paper's comparison on real speech (SFT vs DiffRO vs RRPO).
+
+    rrpo experiment --config configs/casia_rrpo.yaml --data ../shared/data --out runs/casia_rrpo
+
+One held-out CASIA speaker (``heldout_speaker``) is never heard by the codec, the reward models or the
+judge, and a few CASIA sentences (``heldout_sentences``) are never read by the policy or the reward
+models. The pipeline:
+
+prepare CASIA and ESD (and mark the held-out sentences as split ``test``) → synthesise the built-in
+bilingual corpus (the reward models' pre-training data and extra unlabelled codec audio) → learn the
+codec on CASIA's other speakers and the synthetic corpus → tokenise → pre-train the reward model on
+the synthetic corpus, fine-tune it on CASIA's other speakers twice (vanilla; robust: LS + EAM + FGM)
+→ evaluate both on the held-out speaker and on ESD English (cross-lingual) → train the eGeMAPS judge
+on CASIA's other speakers and measure it on the held-out speaker's real speech (the ceiling) → SFT
+the tiny policy → for every seed, optimise with DiffRO against the vanilla RM and with RRPO against
+the robust RM (identical budgets) and audit both on the held-out sentences spoken as the held-out
+speaker → the HTML report and ``results/`` (``results.json``, ``table.md``, ``results.png``).
+
+The SFT row is the audit's step 0 (the starting policy, sampled with the same seeds). Every stage
+is an ordinary ``rrpo`` command run in-process and is skipped when it finished earlier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rrpo.config import option
+from rrpo.errors import RrpoError
+
+CLASSES = ["neutral", "happy", "angry", "sad", "surprise"]
+
+
+@dataclass
+class ExperimentConfig:
+    heldout_speaker: str = option("ZhaoZuoxiang", "CASIA speaker no codec, reward model or judge hears; the audit "
+                                                  "speaks as this speaker")
+    heldout_sentences: list[int] = option([246, 247, 248, 249, 250],
+                                          "CASIA sentence ids the policy and reward models never read (split "
+                                          "'test'); the audit speaks them")
+    seeds: list[int] = option([0, 1, 2], "optimisation seeds (each audited with its own sampling seeds)")
+    synth: list[str] = option([], "overrides for `rrpo synth` (the reward models' pre-training corpus)")
+    codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=80000",
+                               "kmeans_iters=30"], "overrides for `rrpo codec train`")
+    rm_pretrain: list[str] = option(
+        ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",
+         "model.embedding=free+features", "model.dropout=0.3"],
+        "overrides for the reward model's pre-training on the synthetic corpus (both languages)")
+    rm_finetune: list[str] = option(
+        ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
+        "overrides for both fine-tunings on CASIA's training speakers")
+    robust: list[str] = option(["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
+                               "what makes the robust reward model robust (METHOD §4)")
+    rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
+    judge: list[str] = option([], "overrides for `rrpo judge train`")
+    sft: list[str] = option(
+        ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
+         "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
+         "data.bucket=20"],
+        "overrides for `rrpo policy sft`")
+    optimize: list[str] = option(
+        ["train.steps=120", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=30", "train.schedule=constant",
+         "beta=0.1", "sampling.max_ratio=8"],
+        "overrides for every `rrpo optimize` run (DiffRO and RRPO get the same budget)")
+    audit: list[str] = option(["prompts.max_texts=5", "sampling.max_ratio=8"], "overrides for every `rrpo audit`")
+    tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
+                                    "relative excess (the issue's 10 %)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from rrpo.cli import add_config_args
+
+    p = sub.add_parser("experiment", help="the paper's comparison on real CASIA speech: SFT vs DiffRO vs RRPO, "
+                                          "several seeds, audited")
+    p.add_argument("--data", required=True, help="folder holding casia/ and esd/ (e.g. ../shared/data)")
+    p.add_argument("--out", default="runs/casia_rrpo", help="folder for every stage's outputs")
+    p.add_argument("--force", default="", help="comma-separated stages to redo even if done")
+    add_config_args(p, ExperimentConfig)
+    p.set_defaults(func=cmd_experiment)
+
+
+# --------------------------------------------------------------------------------------------- data
+def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
+    """Prepare CASIA and ESD, mark the held-out sentences as split 'test', write the codec's manifest."""
+    from rrpo.cli import main
+    from rrpo.data.manifest import read_manifest, write_manifest
+
+    for corpus in ("casia", "esd"):
+        if not (data / corpus).is_dir():
+            raise RrpoError(f"no {corpus}/ folder here (expected the shared corpora, e.g. ../shared/data)", data)
+    out.mkdir(parents=True, exist_ok=True)
+    for corpus in ("casia", "esd"):
+        if main(["prepare", corpus, "--root", str(data / corpus), "--out", str(out / f"{corpus}_raw.jsonl")]) != 0:
+            raise RrpoError(f"could not prepare {corpus}", data / corpus)
+    raw = read_manifest(out / "casia_raw.jsonl")
+    speakers = sorted({u.speaker for u in raw})
+    if cfg.heldout_speaker not in speakers:
+        raise RrpoError(f"held-out speaker '{cfg.heldout_speaker}' is not in CASIA (speakers: {', '.join(speakers)})",
+                        out / "casia_raw.jsonl")
+    sentences = {u.extra.get("sentence") for u in raw}
+    missing = sorted(set(cfg.heldout_sentences) - sentences)
+    if missing:
+        raise RrpoError(f"held-out sentence id(s) {missing} are not in CASIA", out / "casia_raw.jsonl")
+    held = set(cfg.heldout_sentences)
+    recs = []
+    for u in raw:
+        u.audio = str(raw.audio_path(u).resolve())
+        u.split = "test" if u.extra.get("sentence") in held else "train"
+        recs.append(u)
+    write_manifest(out / "casia.jsonl", recs)
+    write_manifest(out / "casia_codec.jsonl", [u for u in recs if u.speaker != cfg.heldout_speaker])
+    esd = read_manifest(out / "esd_raw.jsonl")
+    for u in esd:
+        u.audio = str(esd.audio_path(u).resolve())
+    write_manifest(out / "esd.jsonl", esd)
+
+
+# ------------------------------------------------------------------------------------------- stages
+def seed_runs(cfg: ExperimentConfig) -> list[tuple[str, str, int]]:
+    """(run name, method, seed) of every optimisation run, seeds interleaved."""
+    return [(f"{m}_s{s}", m, s) for s in cfg.seeds for m in ("diffro", "rrpo")]
+
+
+def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
+    from rrpo.stages import Stage
+
+    if not cfg.seeds:
+        raise RrpoError("seeds is empty: give at least one optimisation seed")
+    o = out.resolve()
+    d = o / "data"
+    casia, esd, synth = d / "casia.jsonl", d / "esd.jsonl", o / "synth" / "manifest.jsonl"
+    tok = {"casia": o / "tokens" / "casia", "esd": o / "tokens" / "esd", "synth": o / "tokens" / "synth"}
+    h = cfg.heldout_speaker
+    cls = f"classes=[{', '.join(CLASSES)}]"
+    ft = ["rm", "train", f"data.manifests=[{casia}]", f"data.tokens=[{tok['casia']}]", "data.splits=[train]",
+          f"data.exclude_speakers=[{h}]", f"init_from={o / 'rm' / 'pretrain'}", "train.progress=true", cls,
+          *cfg.rm_finetune]
+
+    def rm_eval() -> None:
+        """rrpo rm eval: both reward models on the held-out speaker and on ESD English"""
+        from rrpo.cli import main
+        for rm in ("vanilla", "robust"):
+            for name, man, shards, extra in (("casia_heldout", casia, tok["casia"], ["--speakers", h]),
+                                             ("esd", esd, tok["esd"], [])):
+                args = ["rm", "eval", "--rm", str(o / "rm" / rm), "--manifest", str(man), "--tokens", str(shards),
+                        *extra, "--out", str(o / "rm" / "eval" / f"{rm}_{name}.json"), *cfg.rm_eval]
+                if main(args) != 0:
+                    raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
+
+    def judge_eval() -> None:
+        """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
+        from rrpo.cli import main
+        for name, args in (("casia_heldout", ["--manifest", str(casia), "--speakers", h]),
+                           ("casia_heldout_test_sentences", ["--manifest", str(casia), "--speakers", h,
+                                                             "--splits", "test"]),
+                           ("esd", ["--manifest", str(esd)])):
+            if main(["judge", "eval", "--judge", str(o / "judge"), *args,
+                     "--out", str(o / "judge" / "eval" / f"{name}.json")]) != 0:
+                raise RrpoError(f"judge eval on {name} failed")
+
+    stages = [
+        Stage("data", d, lambda: prepare_data(data, d, cfg)),
+        Stage("synth", o / "synth", ["synth", "--out", str(o / "synth"), *cfg.synth]),
+        Stage("codec", o / "codec", ["codec", "train", "--manifest", str(d / "casia_codec.jsonl"), "--manifest",
+                                     str(synth), "--out", str(o / "codec"), *cfg.codec]),
+        *[Stage(f"tokens_{k}", tok[k], ["tokenize", "--codec", str(o / "codec"), "--manifest", str(man),
+                                        "--out", str(tok[k])])
+          for k, man in (("casia", casia), ("esd", esd), ("synth", synth))],
+        Stage("rm_pretrain", o / "rm" / "pretrain",
+              ["rm", "train", "--out", str(o / "rm" / "pretrain"), f"data.manifests=[{synth}]",
+               f"data.tokens=[{tok['synth']}]", f"model.token_features={o / 'codec'}", "train.progress=true", cls,
+               *cfg.rm_pretrain]),
+        Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], "--out", str(o / "rm" / "vanilla"), *ft[2:]]),
+        Stage("rm_robust", o / "rm" / "robust", [*ft[:2], "--out", str(o / "rm" / "robust"), *ft[2:], *cfg.robust]),
+        Stage("rm_eval", o / "rm" / "eval", rm_eval),
+        Stage("judge", o / "judge", ["judge", "train", "--manifest", str(casia), "--out", str(o / "judge"),
+                                     f"exclude_speakers=[{h}]", cls, *cfg.judge]),
+        Stage("judge_eval", o / "judge" / "eval", judge_eval),
+        Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
+                                 f"data.shards={tok['casia']}", "data.heldout_by=split", "data.heldout=[test]",
+                                 *cfg.sft]),
+    ]
+    for run, method, seed in seed_runs(cfg):
+        rm = "vanilla" if method == "diffro" else "robust"
+        stages.append(Stage(run, o / "runs" / run, [
+            "optimize", f"out={o / 'runs' / run}", "algo=diffro", f"policy={o / 'sft'}",
+            f"rewards=[{{name: emotion, path: {o / 'rm' / rm}}}]", f"prompts.manifest={casia}",
+            "prompts.split=[train]", f"prompts.exclude_speakers=[{h}]", f"train.seed={seed}", *cfg.optimize]))
+        stages.append(Stage(f"audit_{run}", o / "runs" / run / "audit", [
+            "audit", "--run", str(o / "runs" / run), "--codec", str(o / "codec"), "--judge", str(o / "judge"),
+            f"prompts.manifest={casia}", "prompts.split=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
+            *cfg.audit]))
+    runs = seed_runs(cfg)
+    stages.append(Stage("report", o / "report", [
+        "report", "--runs", *[str(o / "runs" / r) for r, _, _ in runs],
+        "--names", *[f"{'DiffRO (vanilla RM)' if m == 'diffro' else 'RRPO (robust RM)'} seed {s}" for _, m, s in runs],
+        "--out", str(o / "report")]))
+    stages.append(Stage("results", o / "results", lambda: write_results(o, cfg)))
+    return stages
+
+
+# ------------------------------------------------------------------------------------------ results
+#: (key, label, lower is better) of the audited figures in the table.
+METRICS = [
+    ("proxy", "proxy p(target)", False),
+    ("judge_acc", "judge accuracy", False),
+    ("judge_p", "judge p(target)", False),
+    ("artifacts", "artifacts /s", True),
+    ("mcd_db", "MCD dB", True),
+    ("f0_rmse_cents", "F0 RMSE cents", True),
+    ("voicing_error", "voicing error", True),
+    ("frechet_egemaps", "Fréchet eGeMAPS", True),
+    ("token_repetition", "token repetition", True),
+    ("sqrt_kl", "√KL to SFT", True),
+]
+QUALITY = ["artifacts", "mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps"]
+
+
+def point_metrics(p: dict) -> dict[str, float]:
+    """The table's figures from one audited checkpoint of ``audit.json``."""
+    return {
+        "proxy": p["proxy_prob"], "judge_acc": p["judge"]["accuracy"], "judge_p": p["judge"]["target_prob"],
+        "artifacts": sum(a["events_per_s"] for a in p["artifacts"].values()),
+        **{k: p["distances"][k] for k in ("mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps")},
+        "token_repetition": p["token_repetition"], "sqrt_kl": p["sqrt_kl"],
+        "mean_len_s": p["mean_len_s"], "hacking_flag": float(bool(p.get("hacking_flag", False))),
+    }
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value); NaNs are left out."""
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    if not xs:
+        return math.nan, math.nan
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
+    """The issue's two goals, decided on the seed means.
+
+    hacking (DiffRO): its proxy above SFT's (under the vanilla RM) and every artifact rate / distance
+    above SFT's by more than ``tol`` (relative; for a zero SFT artifact rate, any rise counts).
+    rrpo: judge accuracy above SFT's and at least DiffRO's, and every artifact rate / distance at most
+    ``(1 + tol)`` × SFT's."""
+    sft, dif, rr = means["sft"], means["diffro"], means["rrpo"]
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else (math.inf if a > 0 else 1.0)
+
+    worse = {k: ratio(dif[k], sft[k]) for k in QUALITY}
+    within = {k: ratio(rr[k], sft[k]) for k in QUALITY}
+    hack = {"proxy_up": dif["proxy"] > sft["proxy_vanilla"], "quality_ratios_vs_sft": worse,
+            "quality_clearly_worse": all(r > 1 + tol for r in worse.values())}
+    hack["met"] = hack["proxy_up"] and hack["quality_clearly_worse"]
+    good = {"judge_above_sft": rr["judge_acc"] > sft["judge_acc"], "judge_at_least_diffro": rr["judge_acc"] >= dif["judge_acc"],
+            "quality_ratios_vs_sft": within, "quality_within_tol": all(r <= 1 + tol for r in within.values())}
+    good["met"] = good["judge_above_sft"] and good["judge_at_least_diffro"] and good["quality_within_tol"]
+    return {"diffro_hacks": hack, "rrpo_goal": good}
+
+
+def collect(o: Path, cfg: ExperimentConfig) -> dict:
+    """Per-seed figures of SFT (step 0), DiffRO and RRPO (last step) from the audits."""
+    from rrpo.io import read_json
+
+    per_seed: dict[str, list[dict]] = {"sft": [], "diffro": [], "rrpo": []}
+    for s in cfg.seeds:
+        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in ("diffro", "rrpo")}
+        sft = point_metrics(aud["diffro"]["start"])
+        sft["proxy_vanilla"] = aud["diffro"]["start"]["proxy_prob"]
+        sft["proxy_robust"] = aud["rrpo"]["start"]["proxy_prob"]
+        per_seed["sft"].append({"seed": s, **sft})
+        for m in ("diffro", "rrpo"):
+            fin = point_metrics(aud[m]["final"])
+            fin["step"] = aud[m]["final"]["step"]
+            fin["flagged_steps"] = aud[m]["flagged_steps"]
+            per_seed[m].append({"seed": s, **fin})
+    keys = [k for k, _, _ in METRICS] + ["proxy_vanilla", "proxy_robust", "mean_len_s", "hacking_flag"]
+    summary = {m: {k: mean_std([r[k] for r in rows if k in r]) for k in keys if any(k in r for r in rows)}
+               for m, rows in per_seed.items()}
+    means = {m: {k: v[0] for k, v in d.items()} for m, d in summary.items()}
+    rm = {}
+    for name in ("vanilla", "robust"):
+        for ev in ("casia_heldout", "esd"):
+            p = o / "rm" / "eval" / f"{name}_{ev}.json"
+            if p.exists():
+                rm[f"{name}_{ev}"] = read_json(p)
+    judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
+    return {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
+            "reward_models": rm, "judge": judge}
+
+
+def _fmt(m: float, s: float, pct: bool = False) -> str:
+    if m is None or math.isnan(m):
+        return "n/a"
+    if pct:
+        return f"{100 * m:.1f} ± {100 * s:.1f}"
+    digits = 1 if abs(m) >= 100 else 3 if abs(m) < 10 else 2
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _acc(d: dict, key: str) -> float:
+    v = d.get(key)
+    return math.nan if v is None else float(v)
+
+
+def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
+    """The results as Markdown: the main table, the ceiling, the reward models and the goal verdicts."""
+    s = res["summary"]
+    n = len(cfg.seeds)
+    lines = [f"Means ± sample std over {n} seed(s) ({', '.join(map(str, cfg.seeds))}); held-out speaker "
+             f"`{cfg.heldout_speaker}`, held-out sentences {cfg.heldout_sentences} × 5 target emotions. "
+             "Proxy = p(target) under the reward model the run optimised (SFT: vanilla / robust).", "",
+             "| method | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |",
+             "| --- |" + " --- |" * len(METRICS)]
+    names = {"sft": "SFT (start)", "diffro": "DiffRO (vanilla RM)", "rrpo": "RRPO (robust RM)"}
+    for m in ("sft", "diffro", "rrpo"):
+        cells = []
+        for k, _, _ in METRICS:
+            if m == "sft" and k == "proxy":
+                cells.append(f"{_fmt(*s['sft']['proxy_vanilla'])} / {_fmt(*s['sft']['proxy_robust'])}")
+            elif m == "sft" and k == "sqrt_kl":
+                cells.append("0")
+            else:
+                cells.append(_fmt(*s[m][k], pct=k == "judge_acc"))
+        lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
+    j = res["judge"]
+    if "casia_heldout" in j:
+        ceil = j["casia_heldout"]
+        row = ["n/a"] * len(METRICS)
+        row[1] = f"{100 * _acc(ceil, 'wa'):.1f}"
+        lines.append("| judge on real held-out speech (ceiling) | " + " | ".join(row) + " |")
+    lines += ["", "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
+              "second. Distances are to the real recording of the same sentence, speaker and emotion.", ""]
+    if j:
+        lines += ["| judge (eGeMAPS, trained without the held-out speaker) | n | accuracy | UA |", "| --- | --- | --- | --- |"]
+        for k, v in j.items():
+            lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
+        lines.append("")
+    rm = res["reward_models"]
+    if rm:
+        lines += ["| reward model | held-out speaker UA | held-out speaker WA | ESD English UA (cross-lingual) |",
+                  "| --- | --- | --- | --- |"]
+        for name in ("vanilla", "robust"):
+            a, b = rm.get(f"{name}_casia_heldout", {}), rm.get(f"{name}_esd", {})
+            lines.append(f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | {100 * _acc(b, 'ua'):.1f} |")
+        lines.append("")
+    v = res["verdicts"]
+    h, g = v["diffro_hacks"], v["rrpo_goal"]
+    tol = cfg.tolerance
+
+    def ratios(d: dict) -> str:
+        return ", ".join(f"{k} {r:.2f}×" for k, r in d.items())
+    lines += [
+        f"- **DiffRO hacks** (proxy up and every artifact rate / distance > {1 + tol:.2f}× SFT's): "
+        f"{'met' if h['met'] else 'not met'}. Proxy up: {h['proxy_up']}; ratios to SFT: {ratios(h['quality_ratios_vs_sft'])}.",
+        f"- **RRPO goal** (judge accuracy > SFT's and ≥ DiffRO's; every artifact rate / distance ≤ {1 + tol:.2f}× SFT's): "
+        f"{'met' if g['met'] else 'not met'}. Judge above SFT: {g['judge_above_sft']}; at least DiffRO: "
+        f"{g['judge_at_least_diffro']}; ratios to SFT: {ratios(g['quality_ratios_vs_sft'])}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(res: dict, path: Path) -> None:
+    """Bars of judge accuracy and of the quality ratios to SFT, per method (mean ± std over seeds)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = res["summary"]
+    methods = [("sft", "SFT"), ("diffro", "DiffRO\n(vanilla RM)"), ("rrpo", "RRPO\n(robust RM)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax = axes[0]
+    ax.bar(range(3), [100 * s[m]["judge_acc"][0] for m, _ in methods],
+           yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods], color=["#888", "#d62728", "#2ca02c"], capsize=4)
+    ceil = res["judge"].get("casia_heldout", {}).get("wa")
+    if ceil is not None:
+        ax.axhline(100 * ceil, ls="--", c="k", lw=1, label="judge on real held-out speech")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.axhline(20, ls=":", c="grey", lw=1)
+    ax.set_xticks(range(3), [n for _, n in methods])
+    ax.set_ylabel("judge accuracy (%)")
+    ax.set_title("emotion as the independent judge hears it")
+    ax = axes[1]
+    ax.bar(range(3), [s[m]["proxy"][0] if m != "sft" else s["sft"]["proxy_vanilla"][0] for m, _ in methods],
+           yerr=[s[m]["proxy"][1] if m != "sft" else s["sft"]["proxy_vanilla"][1] for m, _ in methods],
+           color=["#888", "#d62728", "#2ca02c"], capsize=4)
+    ax.set_xticks(range(3), [n for _, n in methods])
+    ax.set_ylabel("proxy p(target)")
+    ax.set_title("reward the run optimised (SFT: vanilla RM)")
+    ax = axes[2]
+    w = 0.38
+    for i, (m, lbl, c) in enumerate((("diffro", "DiffRO", "#d62728"), ("rrpo", "RRPO", "#2ca02c"))):
+        vals = [s[m][k][0] / s["sft"][k][0] if s["sft"][k][0] > 0 else math.nan for k in QUALITY]
+        ax.bar([x + (i - 0.5) * w for x in range(len(QUALITY))], vals, w, color=c, label=lbl)
+    ax.axhline(1.0, c="k", lw=1)
+    ax.axhline(1.1, ls="--", c="grey", lw=1, label="SFT + 10 %")
+    ax.set_xticks(range(len(QUALITY)), ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet"], fontsize=8)
+    ax.set_ylabel("ratio to SFT (lower is better)")
+    ax.set_title("artifacts and distances to real speech")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(o: Path, cfg: ExperimentConfig) -> dict:
+    """Collect the audits into results/results.json, results/table.md and results/results.png."""
+    from rrpo.io import atomic_open, write_json
+
+    res = collect(o, cfg)
+    out = o / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", res)
+    with atomic_open(out / "table.md") as f:
+        f.write(table_markdown(res, cfg))
+    plot_results(res, out / "results.png")
+    return res
+
+
+def cmd_experiment(args) -> int:
+    from rrpo.cli import config_from_args
+    from rrpo.stages import run_stages
+
+    cfg = config_from_args(ExperimentConfig, args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    force = {s.strip() for s in args.force.split(",") if s.strip()}
+    t0 = time.perf_counter()
+    times = run_stages(build_stages(cfg, Path(args.data), out), force, tag="experiment")
+    (out / "results" / "stage_seconds.json").write_text(json.dumps(
+        {"stage_seconds": times, "total_seconds": round(time.perf_counter() - t0, 1)}, indent=2) + "\n")
+    print((out / "results" / "table.md").read_text())
+    print(f"results: {(out / 'results').resolve()}\nreport: {(out / 'report' / 'index.html').resolve()}")
+    return 0

@@ -1,0 +1,63 @@
+"""Run a pipeline of named stages, skipping those finished earlier (``rrpo demo``, ``rrpo experiment``).
+
+A stage is an ``rrpo`` argument list run in-process (so a pipeline is also a worked example of the
+commands) or a Python callable. Each stage owns a folder; a ``.done`` marker written there after
+success makes a rerun skip it, so an interrupted pipeline resumes at the stage that failed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+from rrpo.errors import RrpoError
+
+Action = Union[Sequence[str], Callable[[], None]]
+
+
+@dataclass
+class Stage:
+    name: str
+    folder: Path
+    action: Action
+
+    def describe(self) -> str:
+        if callable(self.action):
+            return (self.action.__doc__ or self.name).strip().splitlines()[0]
+        return "rrpo " + " ".join(self.action)
+
+
+def run_stages(stages: Sequence[Stage], force: set[str] = frozenset(), tag: str = "stage") -> dict[str, float]:
+    """Run ``stages`` in order; returns seconds per stage (0.0 for a skipped one).
+
+    ``force`` names stages to redo even when their ``.done`` marker exists."""
+    from rrpo.cli import main
+
+    names = [s.name for s in stages]
+    bad = sorted(set(force) - set(names))
+    if bad:
+        raise RrpoError(f"unknown {tag} stage(s) {bad} (stages: {', '.join(names)})")
+    times: dict[str, float] = {}
+    for n, st in enumerate(stages, 1):
+        head = f"[{tag} {n}/{len(stages)}] {st.name}"
+        marker = st.folder / ".done"
+        if marker.exists() and st.name not in force:
+            print(f"{head}: done earlier, skipped", flush=True)
+            times[st.name] = 0.0
+            continue
+        print(f"{head}: {st.describe()}", flush=True)
+        t0 = time.perf_counter()
+        if callable(st.action):
+            st.action()
+        else:
+            rc = main(list(st.action))
+            if rc != 0:
+                raise RrpoError(f"{tag} stage '{st.name}' failed (exit {rc}); fix the cause and run the same "
+                                "command again: finished stages are kept")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("ok\n")
+        times[st.name] = round(time.perf_counter() - t0, 1)
+        print(f"{head}: {times[st.name]} s", flush=True)
+    return times
