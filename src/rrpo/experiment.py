@@ -293,7 +293,26 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
                 rm[f"{name}_{ev}"] = read_json(p)
     judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
     return {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
-            "reward_models": rm, "judge": judge}
+            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge}
+
+
+def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
+    """Per method, every audited step with the seed mean ± std of proxy, judge accuracy and √KL.
+
+    The table reads the last step only; over-optimisation shows in the path (the judge peaks, then
+    falls while the proxy keeps rising)."""
+    from rrpo.io import read_json
+
+    out = {}
+    for m in ("diffro", "rrpo"):
+        by_step: dict[int, list[dict]] = {}
+        for s in cfg.seeds:
+            for p in read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json").get("points", []):
+                by_step.setdefault(int(p["step"]), []).append(point_metrics(p))
+        steps = sorted(by_step)
+        out[m] = {"step": steps, **{k: [mean_std([r[k] for r in by_step[t]]) for t in steps]
+                                    for k in ("proxy", "judge_acc", "judge_p", "sqrt_kl")}}
+    return out
 
 
 def _fmt(m: float, s: float, pct: bool = False) -> str:
@@ -351,6 +370,16 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
             a, b = rm.get(f"{name}_casia_heldout", {}), rm.get(f"{name}_esd", {})
             lines.append(f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | {100 * _acc(b, 'ua'):.1f} |")
         lines.append("")
+    tr = res.get("trajectories", {})
+    if tr:
+        lines += ["Along the way (seed means at every audited step; the table above is the last step):", "",
+                  "| method | step | " + " | ".join(str(t) for t in tr["diffro"]["step"]) + " |",
+                  "| --- | --- |" + " --- |" * len(tr["diffro"]["step"])]
+        for m in ("diffro", "rrpo"):
+            for k, lbl in (("proxy", "proxy p(target)"), ("judge_acc", "judge accuracy %")):
+                vals = [(f"{100 * a:.1f}" if k == "judge_acc" else f"{a:.3f}") for a, _ in tr[m][k]]
+                lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
+        lines.append("")
     v = res["verdicts"]
     h, g = v["diffro_hacks"], v["rrpo_goal"]
     tol = cfg.tolerance
@@ -375,7 +404,7 @@ def plot_results(res: dict, path: Path) -> None:
 
     s = res["summary"]
     methods = [("sft", "SFT"), ("diffro", "DiffRO\n(vanilla RM)"), ("rrpo", "RRPO\n(robust RM)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     ax = axes[0]
     ax.bar(range(3), [100 * s[m]["judge_acc"][0] for m, _ in methods],
            yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods], color=["#888", "#d62728", "#2ca02c"], capsize=4)
@@ -405,6 +434,18 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_ylabel("ratio to SFT (lower is better)")
     ax.set_title("artifacts and distances to real speech")
     ax.legend(fontsize=8)
+    ax = axes[3]
+    for m, lbl, c in (("diffro", "DiffRO", "#d62728"), ("rrpo", "RRPO", "#2ca02c")):
+        tr = res.get("trajectories", {}).get(m)
+        if not tr:
+            continue
+        ax.errorbar(tr["step"], [100 * a for a, _ in tr["judge_acc"]], yerr=[100 * b for _, b in tr["judge_acc"]],
+                    color=c, marker="o", capsize=3, label=f"{lbl}: judge accuracy (%)")
+        ax.plot(tr["step"], [100 * a for a, _ in tr["proxy"]], color=c, ls="--", marker="x",
+                label=f"{lbl}: proxy p(target) (×100)")
+    ax.set_xlabel("optimisation step")
+    ax.set_title("proxy vs judge along training")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,54 @@
+"""``rrpo experiment`` end to end on the real CASIA and ESD files, with every model shrunk to a few
+steps (about two minutes), then a rerun that skips every finished stage."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rrpo.cli import main
+
+TINY = """
+seeds: [0]
+synth: [sentences_per_language=4, voices_per_language=2]
+codec: [spectral_clusters=16, pitch_bins=4, energy_bins=2, kmeans_iters=5, max_train_frames=20000]
+rm_pretrain: [train.steps=4, train.batch_size=8, model.d_model=32, model.n_layers=1, model.d_ff=64,
+              model.embedding=free+features]
+rm_finetune: [train.steps=4, train.batch_size=8]
+judge: ["c_grid=[0.1]"]
+sft: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,
+      train.steps=4, train.batch_size=8]
+optimize: [train.steps=2, train.batch_size=2, train.ckpt_every=1, sampling.max_ratio=4]
+audit: [prompts.max_texts=1, sampling.max_ratio=4]
+"""
+
+
+@pytest.mark.slow
+def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    out = tmp_path / "exp"
+    args = ["experiment", "--config", str(cfg), "--data", str(shared_data), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| SFT (start) |" in printed and "| judge on real held-out speech (ceiling) |" in printed
+    res = json.loads((out / "results" / "results.json").read_text())
+    assert set(res["per_seed"]) == {"sft", "diffro", "rrpo"} and len(res["per_seed"]["rrpo"]) == 1
+    assert res["per_seed"]["diffro"][0]["step"] == 2
+    # the judge never heard the held-out speaker; its accuracy on that speaker's real speech is the ceiling
+    ceiling = res["judge"]["casia_heldout"]
+    assert ceiling["speakers"] == ["ZhaoZuoxiang"] and ceiling["n"] == 250
+    assert set(res["reward_models"]) == {"vanilla_casia_heldout", "vanilla_esd", "robust_casia_heldout", "robust_esd"}
+    assert res["reward_models"]["robust_esd"]["n"] == 350
+    audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
+    assert [p["step"] for p in audit["points"]] == [0, 1, 2]
+    # the audit speaks held-out sentences (246-250) as the held-out speaker, with the real recording as reference
+    assert {p["speaker"] for p in audit["prompts"]} == {"ZhaoZuoxiang"}
+    assert all(int(p["ref_id"].rsplit("_", 1)[1]) >= 246 for p in audit["prompts"])
+    assert (out / "report" / "index.html").exists() and (out / "results" / "results.png").exists()
+    stage_count = len(json.loads((out / "results" / "stage_seconds.json").read_text())["stage_seconds"])
+
+    assert main(args + ["--force", "results"]) == 0
+    second = capsys.readouterr().out
+    assert second.count("done earlier, skipped") == stage_count - 1
+    assert "[experiment 19/19] results: results" in second

@@ -1,0 +1,191 @@
+"""``rrpo experiment``: its config file, the data split, the stage list, the aggregation (worked by
+hand) and the goal verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from rrpo.cli import build_parser, main
+from rrpo.config import load_config
+from rrpo.data.manifest import read_manifest
+from rrpo.errors import RrpoError
+from rrpo.experiment import (ExperimentConfig, build_stages, mean_std, point_metrics, prepare_data, verdicts,
+                             write_results)
+from tests.unit.test_corpora import casia_tree, esd_tree
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_config_file_spells_out_the_defaults():
+    assert load_config(ExperimentConfig, REPO / "configs" / "casia_rrpo.yaml", []) == ExperimentConfig()
+
+
+def test_mean_std_by_hand():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # sample std: sqrt((1 + 0 + 1) / 2)
+    assert mean_std([0.2, 0.4]) == pytest.approx((0.3, math.sqrt(0.02)))
+    assert mean_std([5.0]) == (5.0, 0.0)
+    assert mean_std([1.0, float("nan"), 3.0]) == (2.0, math.sqrt(2.0))
+    m, s = mean_std([float("nan")])
+    assert math.isnan(m) and math.isnan(s)
+
+
+def point(proxy=0.3, acc=0.4, p=0.35, clicks=0.1, bursts=0.05, mcd=10.0, f0=300.0, vo=0.2, fr=50.0, rep=0.01,
+          kl=0.0, step=0, flag=False) -> dict:
+    det = {"clicks": clicks, "bursts": bursts, "clipping": 0.0, "silence": 0.0, "repetition": 0.0}
+    return {"proxy_prob": proxy, "judge": {"accuracy": acc, "target_prob": p},
+            "artifacts": {k: {"events_per_s": v, "frame_fraction": 0.0, "utterances_with": 0} for k, v in det.items()},
+            "distances": {"mcd_db": mcd, "f0_rmse_cents": f0, "voicing_error": vo, "frechet_egemaps": fr},
+            "token_repetition": rep, "sqrt_kl": kl, "mean_len_s": 2.0, "step": step, "hacking_flag": flag}
+
+
+def test_point_metrics_sums_artifact_rates():
+    m = point_metrics(point(clicks=0.25, bursts=0.5))
+    assert m["artifacts"] == pytest.approx(0.75)
+    assert (m["proxy"], m["judge_acc"], m["judge_p"], m["mcd_db"], m["hacking_flag"]) == (0.3, 0.4, 0.35, 10.0, 0.0)
+
+
+def _means(**over):
+    sft = {"proxy": 0.3, "proxy_vanilla": 0.3, "judge_acc": 0.4, "artifacts": 0.1, "mcd_db": 10.0,
+           "f0_rmse_cents": 300.0, "voicing_error": 0.2, "frechet_egemaps": 50.0}
+    dif = {**sft, "proxy": 0.6, "judge_acc": 0.45, "artifacts": 0.2, "mcd_db": 12.0, "f0_rmse_cents": 400.0,
+           "voicing_error": 0.25, "frechet_egemaps": 80.0}
+    rr = {**sft, "proxy": 0.5, "judge_acc": 0.5, "artifacts": 0.105, "mcd_db": 10.9, "f0_rmse_cents": 320.0,
+          "voicing_error": 0.21, "frechet_egemaps": 54.0}
+    means = {"sft": sft, "diffro": dif, "rrpo": rr}
+    for k, v in over.items():
+        m, key = k.split("__")
+        means[m][key] = v
+    return means
+
+
+def test_verdicts_both_goals_met():
+    v = verdicts(_means(), 0.10)
+    h, g = v["diffro_hacks"], v["rrpo_goal"]
+    assert h["met"] and h["proxy_up"]
+    assert h["quality_ratios_vs_sft"]["mcd_db"] == pytest.approx(1.2)  # 12 / 10
+    assert h["quality_ratios_vs_sft"]["artifacts"] == pytest.approx(2.0)
+    assert g["met"] and g["judge_above_sft"] and g["judge_at_least_diffro"]
+    assert g["quality_ratios_vs_sft"]["mcd_db"] == pytest.approx(1.09)  # 10.9 / 10: inside 10 %
+
+
+@pytest.mark.parametrize("over, goal", [
+    ({"rrpo__mcd_db": 11.1}, "rrpo_goal"),            # 1.11x SFT: outside 10 %
+    ({"rrpo__judge_acc": 0.44}, "rrpo_goal"),         # below DiffRO's 0.45
+    ({"rrpo__judge_acc": 0.4}, "rrpo_goal"),          # not above SFT's 0.4
+    ({"diffro__proxy": 0.3}, "diffro_hacks"),          # proxy did not rise
+    ({"diffro__voicing_error": 0.21}, "diffro_hacks"),  # 1.05x: not clearly worse
+])
+def test_verdicts_fail_where_worked_by_hand(over, goal):
+    assert not verdicts(_means(**over), 0.10)[goal]["met"]
+
+
+def test_zero_sft_artifact_rate():
+    v = verdicts(_means(sft__artifacts=0.0, rrpo__artifacts=0.0, diffro__artifacts=0.1), 0.10)
+    assert v["rrpo_goal"]["quality_ratios_vs_sft"]["artifacts"] == 1.0  # none before, none after
+    assert v["diffro_hacks"]["quality_ratios_vs_sft"]["artifacts"] == math.inf  # any rise from zero counts
+    assert not verdicts(_means(sft__artifacts=0.0, rrpo__artifacts=0.01), 0.10)["rrpo_goal"]["met"]
+
+
+def _fake_run(o: Path, seeds=(0, 1)):
+    """Audit files of a finished experiment, figures chosen so the means are easy to check."""
+    for s in seeds:
+        for m in ("diffro", "rrpo"):
+            start = point(proxy=0.3 if m == "diffro" else 0.25, acc=0.4 + 0.1 * s)
+            final = point(proxy=0.6 + 0.2 * s, acc=(0.4 if m == "diffro" else 0.6) + 0.1 * s,
+                          mcd=(14.0 if m == "diffro" else 10.5) + 2 * s, kl=0.5, step=8)
+            d = o / "runs" / f"{m}_s{s}" / "audit"
+            d.mkdir(parents=True)
+            (d / "audit.json").write_text(json.dumps({"start": start, "final": final, "points": [start, final],
+                                                    "flagged_steps": [8] * s}))
+    (o / "judge" / "eval").mkdir(parents=True)
+    (o / "judge" / "eval" / "casia_heldout.json").write_text(json.dumps({"n": 250, "wa": 0.592, "ua": 0.59}))
+    (o / "rm" / "eval").mkdir(parents=True)
+    for name in ("vanilla", "robust"):
+        for ev, ua in (("casia_heldout", 0.4), ("esd", 0.3)):
+            (o / "rm" / "eval" / f"{name}_{ev}.json").write_text(json.dumps({"ua": ua, "wa": ua + 0.01}))
+
+
+def test_write_results_means_table_and_plot(tmp_path):
+    _fake_run(tmp_path)
+    cfg = ExperimentConfig(seeds=[0, 1])
+    res = write_results(tmp_path, cfg)
+    s = res["summary"]
+    assert s["diffro"]["proxy"] == pytest.approx((0.7, math.sqrt(0.02)))  # 0.6 and 0.8
+    assert s["rrpo"]["judge_acc"] == pytest.approx((0.65, math.sqrt(0.005)))  # 0.6 and 0.7
+    assert s["sft"]["proxy_robust"] == pytest.approx((0.25, 0.0))
+    assert s["sft"]["mcd_db"][0] == pytest.approx(10.0) and s["diffro"]["mcd_db"][0] == pytest.approx(15.0)
+    assert res["per_seed"]["diffro"][1]["flagged_steps"] == [8]
+    tr = res["trajectories"]["rrpo"]
+    assert tr["step"] == [0, 8] and tr["judge_acc"][0] == pytest.approx((0.45, math.sqrt(0.005)))
+    assert tr["proxy"][1] == pytest.approx((0.7, math.sqrt(0.02)))
+    # DiffRO: proxy up but only the MCD worsened (artifacts equal): not "clearly worse" on every figure
+    assert not res["verdicts"]["diffro_hacks"]["met"]
+    # RRPO: judge 0.65 > SFT 0.45 and > DiffRO 0.45; MCD 11.5 / 10 = 1.15 > 1.10: goal not met
+    g = res["verdicts"]["rrpo_goal"]
+    assert g["judge_above_sft"] and g["judge_at_least_diffro"] and not g["quality_within_tol"] and not g["met"]
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| RRPO (robust RM) | 0.700 ± 0.141 | 65.0 ± 7.1 |" in table
+    assert "| judge on real held-out speech (ceiling) | n/a | 59.2 |" in table
+    assert "| vanilla | 40.0 | 41.0 | 30.0 |" in table
+    assert "| RRPO (robust RM) | judge accuracy % | 45.0 | 65.0 |" in table
+    assert "**RRPO goal**" in table and "not met" in table
+    assert (tmp_path / "results" / "results.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "results" / "results.json").read_text())["summary"]["rrpo"]["proxy"][0] == 0.7
+
+
+def test_prepare_data_marks_heldout_sentences(tmp_path):
+    data = tmp_path / "data"
+    casia_tree(data / "casia")
+    esd_tree(data / "esd")
+    cfg = ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202])
+    prepare_data(data, tmp_path / "out", cfg)
+    casia = read_manifest(tmp_path / "out" / "casia.jsonl")
+    assert {u.split for u in casia if u.extra["sentence"] == 202} == {"test"}
+    assert {u.split for u in casia if u.extra["sentence"] == 201} == {"train"}
+    assert all(Path(u.audio).is_absolute() for u in casia)
+    codec = read_manifest(tmp_path / "out" / "casia_codec.jsonl")
+    assert {u.speaker for u in codec} == {"liuchanhg"} and len(codec) == 4
+    assert len(read_manifest(tmp_path / "out" / "esd.jsonl")) == 6
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"heldout_speaker": "nobody"}, "held-out speaker 'nobody' is not in CASIA"),
+    ({"heldout_speaker": "wangzhe", "heldout_sentences": [299]}, "held-out sentence id(s) [299] are not in CASIA"),
+])
+def test_prepare_data_errors(tmp_path, over, message):
+    data = tmp_path / "data"
+    casia_tree(data / "casia")
+    esd_tree(data / "esd")
+    with pytest.raises(RrpoError, match=re.escape(message)):
+        prepare_data(data, tmp_path / "out", dataclasses.replace(ExperimentConfig(), **over))
+
+
+def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "casia").mkdir()
+    assert main(["experiment", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "seeds=[0]"]) == 2
+    err = capsys.readouterr().err
+    assert "no esd/ folder here" in err and "Traceback" not in err
+
+
+def test_stages_parse_and_interleave_seeds(tmp_path):
+    stages = build_stages(ExperimentConfig(seeds=[3, 4]), tmp_path, tmp_path / "o")
+    names = [s.name for s in stages]
+    assert names[-6:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "report", "results"]
+    assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
+    assert names[-2:] == ["report", "results"] and names[0] == "data"
+    parser = build_parser()
+    for st in stages:
+        if not callable(st.action):
+            parser.parse_args(list(st.action))  # every command line is one the CLI accepts
+    opt = {s.name: s.action for s in stages}
+    assert "train.seed=4" in opt["rrpo_s4"] and any("rm/robust" in a for a in opt["rrpo_s4"])
+    assert any("rm/vanilla" in a for a in opt["diffro_s4"])
+    assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
+    with pytest.raises(RrpoError, match="seeds is empty"):
+        build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o")
