@@ -90,6 +90,11 @@ def test_frechet_hand_values():
     assert feature_frechet(b * s, a * s) == pytest.approx(feature_frechet(b, a), rel=1e-6)
     with pytest.raises(ValueError):
         frechet_distance(a[:1], a)
+    # a feature constant in the reference: pooled std of [1, -1, 0, 0] is sqrt(0.5), so the generated
+    # values become +-sqrt(2); sample variance 4, reference variance 0, equal means -> distance 4
+    assert feature_frechet(np.array([[1.0], [-1.0]]), np.array([[0.0], [0.0]])) == pytest.approx(4.0)
+    # a feature constant in both sets adds nothing
+    assert feature_frechet(np.array([[1.0, 7.0], [-1.0, 7.0]]), np.array([[0.0, 7.0], [0.0, 7.0]])) == pytest.approx(4.0)
 
 
 def test_wer_hand_values():

@@ -12,7 +12,9 @@
   ``voicing_error`` = the fraction of path pairs whose voiced/unvoiced decisions differ.
 * **Fréchet distance** between two sets of feature vectors (eGeMAPS, as FID does with Inception
   features): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½). :func:`feature_frechet` z-scores both sets with
-  the reference set's mean and standard deviation first, so that no feature dominates by its unit.
+  the reference set's mean and the standard deviation of both sets pooled, so that no feature
+  dominates by its unit (the reference's own deviation alone let a feature that is nearly constant
+  in 25 real recordings blow the distance up ten-thousandfold).
 * **WER**: words are normalised (:func:`normalise_words`), then WER = (S + D + I) / N_ref by
   Levenshtein alignment. :class:`PocketsphinxRecognizer` transcribes English with the model that
   pocketsphinx 5 ships.
@@ -207,10 +209,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def feature_frechet(gen: np.ndarray, ref: np.ndarray) -> float:
-    """Fréchet distance after z-scoring both (N, D) sets with the reference set's mean and std."""
-    ref = np.asarray(ref, dtype=np.float64)
-    mu, sd = ref.mean(0), np.maximum(ref.std(0), 1e-8)
-    return frechet_distance((np.asarray(gen, dtype=np.float64) - mu) / sd, (ref - mu) / sd)
+    """Fréchet distance after z-scoring both (N, D) sets: the reference set's mean, the standard
+    deviation of both sets pooled (a feature constant in both contributes nothing)."""
+    ref, gen = np.asarray(ref, dtype=np.float64), np.asarray(gen, dtype=np.float64)
+    mu = ref.mean(0)
+    sd = np.concatenate([gen, ref]).std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    return frechet_distance((gen - mu) / sd, (ref - mu) / sd)
 
 
 # -- WER ------------------------------------------------------------------------------------------
