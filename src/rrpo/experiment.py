@@ -404,14 +404,14 @@ def plot_results(res: dict, path: Path) -> None:
 
     s = res["summary"]
     methods = [("sft", "SFT"), ("diffro", "DiffRO\n(vanilla RM)"), ("rrpo", "RRPO\n(robust RM)")]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
     ax = axes[0]
     ax.bar(range(3), [100 * s[m]["judge_acc"][0] for m, _ in methods],
            yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods], color=["#888", "#d62728", "#2ca02c"], capsize=4)
     ceil = res["judge"].get("casia_heldout", {}).get("wa")
     if ceil is not None:
         ax.axhline(100 * ceil, ls="--", c="k", lw=1, label="judge on real held-out speech")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left")
     ax.axhline(20, ls=":", c="grey", lw=1)
     ax.set_xticks(range(3), [n for _, n in methods])
     ax.set_ylabel("judge accuracy (%)")
@@ -424,16 +424,18 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_ylabel("proxy p(target)")
     ax.set_title("reward the run optimised (SFT: vanilla RM)")
     ax = axes[2]
-    w = 0.38
+    w, top = 0.38, 1.3
     for i, (m, lbl, c) in enumerate((("diffro", "DiffRO", "#d62728"), ("rrpo", "RRPO", "#2ca02c"))):
         vals = [s[m][k][0] / s["sft"][k][0] if s["sft"][k][0] > 0 else math.nan for k in QUALITY]
         ax.bar([x + (i - 0.5) * w for x in range(len(QUALITY))], vals, w, color=c, label=lbl)
+        top = max([top] + [1.25 * v for v in vals if math.isfinite(v)])
+    ax.set_ylim(0, top)
     ax.axhline(1.0, c="k", lw=1)
     ax.axhline(1.1, ls="--", c="grey", lw=1, label="SFT + 10 %")
     ax.set_xticks(range(len(QUALITY)), ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet"], fontsize=8)
     ax.set_ylabel("ratio to SFT (lower is better)")
     ax.set_title("artifacts and distances to real speech")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
     ax = axes[3]
     for m, lbl, c in (("diffro", "DiffRO", "#d62728"), ("rrpo", "RRPO", "#2ca02c")):
         tr = res.get("trajectories", {}).get(m)
@@ -445,7 +447,7 @@ def plot_results(res: dict, path: Path) -> None:
                 label=f"{lbl}: proxy p(target) (×100)")
     ax.set_xlabel("optimisation step")
     ax.set_title("proxy vs judge along training")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
