@@ -368,7 +368,8 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                   "| --- | --- | --- | --- |"]
         for name in ("vanilla", "robust"):
             a, b = rm.get(f"{name}_casia_heldout", {}), rm.get(f"{name}_esd", {})
-            lines.append(f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | {100 * _acc(b, 'ua'):.1f} |")
+            lines.append(f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | "
+                         f"{100 * _acc(b, 'ua'):.1f} |")
         lines.append("")
     tr = res.get("trajectories", {})
     if tr:
@@ -477,8 +478,11 @@ def cmd_experiment(args) -> int:
     force = {s.strip() for s in args.force.split(",") if s.strip()}
     t0 = time.perf_counter()
     times = run_stages(build_stages(cfg, Path(args.data), out), force, tag="experiment")
-    (out / "results" / "stage_seconds.json").write_text(json.dumps(
-        {"stage_seconds": times, "total_seconds": round(time.perf_counter() - t0, 1)}, indent=2) + "\n")
+    rec = out / "results" / "stage_seconds.json"
+    earlier = json.loads(rec.read_text())["stage_seconds"] if rec.exists() else {}
+    merged = {k: (v if v > 0 or k not in earlier else earlier[k]) for k, v in times.items()}
+    rec.write_text(json.dumps({"stage_seconds": merged, "total_seconds": round(sum(merged.values()), 1),
+                               "this_invocation_seconds": round(time.perf_counter() - t0, 1)}, indent=2) + "\n")
     print((out / "results" / "table.md").read_text())
     print(f"results: {(out / 'results').resolve()}\nreport: {(out / 'report' / 'index.html').resolve()}")
     return 0

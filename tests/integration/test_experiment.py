@@ -52,3 +52,6 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     second = capsys.readouterr().out
     assert second.count("done earlier, skipped") == stage_count - 1
     assert "[experiment 19/19] results: results" in second
+    times = json.loads((out / "results" / "stage_seconds.json").read_text())
+    assert times["stage_seconds"]["codec"] > 0  # a skipped stage keeps the time it took when it ran
+    assert times["this_invocation_seconds"] < times["total_seconds"]
