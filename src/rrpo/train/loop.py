@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import re
 import shutil
@@ -61,6 +62,8 @@ class TrainConfig:
     seed: int = option(0, "seed for data order, initialisation and in-loss randomness")
     device: str = option("auto", "cpu, cuda, cuda:1, ... or auto")
     progress: bool = option(True, "show a progress bar")
+    deterministic: bool = option(True, "deterministic kernels (torch.use_deterministic_algorithms): without them two "
+                                       "runs on a multi-threaded CPU differ in the last bits, then in results")
 
     def __post_init__(self):
         check(self.steps >= 0, "train.steps", "must be >= 0")
@@ -215,6 +218,9 @@ def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any],
     (a checkpoint is written first). With ``resume``, the newest checkpoint of ``run`` is loaded.
     """
     rank, world_size = world()
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     device = resolve_device(cfg.device)
     model.to(device)
     if params is None:
