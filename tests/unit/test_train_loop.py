@@ -142,3 +142,14 @@ def test_bf16_autocast_trains(tmp_path):
     model = Net()
     out = train(model, objective(model), EpochBatches(len(X), 8, collate), cfg, RunDir.create(tmp_path, cfg, ["t"]))
     assert out["toy/loss"] > 0
+
+
+def test_deterministic_kernels_follow_the_config(tmp_path):
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        run(tmp_path / "on", 1, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        run(tmp_path / "off", 1, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)
