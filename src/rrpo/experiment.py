@@ -1,6 +1,6 @@
 """``rrpo experiment``: the paper's comparison on real speech (SFT vs DiffRO vs RRPO).
 
-    rrpo experiment --config configs/casia_rrpo.yaml --data ../shared/data --out runs/casia_rrpo
+    rrpo experiment --config configs/paper_comparison.yaml --data ../shared/data --out runs/comparison
 
 One held-out CASIA speaker (``heldout_speaker``) is never heard by the codec, the reward models or the
 judge, and a few CASIA sentences (``heldout_sentences``) are never read by the policy or the reward
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from rrpo.config import option
 from rrpo.errors import RrpoError
+from rrpo.stats import mean_std
 
 CLASSES = ["neutral", "happy", "angry", "sad", "surprise"]
 
@@ -77,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="the paper's comparison on real CASIA speech: SFT vs DiffRO vs RRPO, "
                                           "several seeds, audited")
     p.add_argument("--data", required=True, help="folder holding casia/ and esd/ (e.g. ../shared/data)")
-    p.add_argument("--out", default="runs/casia_rrpo", help="folder for every stage's outputs")
+    p.add_argument("--out", default="runs/comparison", help="folder for every stage's outputs")
     p.add_argument("--force", default="", help="comma-separated stages to redo even if done")
     add_config_args(p, ExperimentConfig)
     p.set_defaults(func=cmd_experiment)
@@ -86,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------------- data
 def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
     """Prepare CASIA and ESD, mark the held-out sentences as split 'test', write the codec's manifest."""
-    from rrpo.cli import main
+    from rrpo.data.corpora import prepare_corpus
     from rrpo.data.manifest import read_manifest, write_manifest
 
     for corpus in ("casia", "esd"):
@@ -94,8 +95,7 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
             raise RrpoError(f"no {corpus}/ folder here (expected the shared corpora, e.g. ../shared/data)", data)
     out.mkdir(parents=True, exist_ok=True)
     for corpus in ("casia", "esd"):
-        if main(["prepare", corpus, "--root", str(data / corpus), "--out", str(out / f"{corpus}_raw.jsonl")]) != 0:
-            raise RrpoError(f"could not prepare {corpus}", data / corpus)
+        prepare_corpus(corpus, data / corpus, out / f"{corpus}_raw.jsonl")
     raw = read_manifest(out / "casia_raw.jsonl")
     speakers = sorted({u.speaker for u in raw})
     if cfg.heldout_speaker not in speakers:
@@ -229,17 +229,6 @@ def point_metrics(p: dict) -> dict[str, float]:
         "token_repetition": p["token_repetition"], "sqrt_kl": p["sqrt_kl"],
         "mean_len_s": p["mean_len_s"], "hacking_flag": float(bool(p.get("hacking_flag", False))),
     }
-
-
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1; 0 for one value); NaNs are left out."""
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    if not xs:
-        return math.nan, math.nan
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:

@@ -15,21 +15,23 @@ from rrpo.cli import build_parser, main
 from rrpo.config import load_config
 from rrpo.data.manifest import read_manifest
 from rrpo.errors import RrpoError
-from rrpo.experiment import (ExperimentConfig, build_stages, mean_std, point_metrics, prepare_data, verdicts,
+from rrpo.experiment import (ExperimentConfig, build_stages, point_metrics, prepare_data, verdicts,
                              write_results)
+from rrpo.stats import mean_std
 from tests.unit.test_corpora import casia_tree, esd_tree
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_config_file_spells_out_the_defaults():
-    assert load_config(ExperimentConfig, REPO / "configs" / "casia_rrpo.yaml", []) == ExperimentConfig()
+    assert load_config(ExperimentConfig, REPO / "configs" / "paper_comparison.yaml", []) == ExperimentConfig()
 
 
 def test_mean_std_by_hand():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # sample std: sqrt((1 + 0 + 1) / 2)
     assert mean_std([0.2, 0.4]) == pytest.approx((0.3, math.sqrt(0.02)))
     assert mean_std([5.0]) == (5.0, 0.0)
+    assert mean_std([None, 4.0, 6.0]) == (5.0, math.sqrt(2.0))  # None (a missing figure) is left out
     assert mean_std([1.0, float("nan"), 3.0]) == (2.0, math.sqrt(2.0))
     m, s = mean_std([float("nan")])
     assert math.isnan(m) and math.isnan(s)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import statistics
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,11 +209,10 @@ def _get(rec: dict, path: str):
 
 
 def _mean_std(vals: list[float]) -> str:
-    vals = [v for v in vals if v is not None]
-    if not vals:
+    from rrpo.stats import mean_std
+    m, s = mean_std(vals)
+    if math.isnan(m):
         return "–"
-    m = statistics.fmean(vals)
-    s = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
