@@ -60,6 +60,7 @@ class RewardEnsemble:
         self.std_weight = float(std_weight)
         self.classes = tuple(first.classes)
         self.vocab_size = first.vocab_size
+        self.training = False
 
     def member_rewards(self, x: torch.Tensor, lens: torch.Tensor, target) -> torch.Tensor:
         """(M, B) rewards of every member."""
@@ -86,8 +87,12 @@ class RewardEnsemble:
         return self
 
     def eval(self):
+        return self.train(False)
+
+    def train(self, mode: bool = True):
         for m in self.models:
-            m.eval()
+            m.train(mode)
+        self.training = mode
         return self
 
 
