@@ -182,3 +182,20 @@ def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
     assert main(common[:6] + ["--tokens", shards] + common[6:]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a == b and a["n"] == 8 and a["classes"] == ["neutral", "happy", "angry", "sad"]
+
+
+@pytest.mark.slow
+def test_ablation_jobs_in_processes_equal_one_process(tmp_path, capsys):
+    """jobs=2 (two spawned one-thread processes) gives the same evaluations as jobs=1."""
+    casia, casia_tok = make_corpus(tmp_path, "casia", per_class=2)
+    esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=2, language="en", seed=1)
+    tiny = [f"finetune.{o}" for o in TINY] + [f"pretrain.{o}" for o in TINY]
+    base = ["rm", "ablation", f"casia_manifest={casia}", f"casia_tokens={casia_tok}", f"esd_manifest={esd}",
+            f"esd_tokens={esd_tok}", "seeds=[0, 1]", "finetune.train.steps=2", "heldout_speakers=[s4]",
+            "variants={vanilla: []}", "ensemble_of=", "eval.robustness=false", "silence_pad_s=0", *tiny]
+    assert main([*base[:2], "--out", str(tmp_path / "one"), *base[2:], "jobs=1"]) == 0
+    assert main([*base[:2], "--out", str(tmp_path / "two"), *base[2:], "jobs=2"]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
+    assert [r["esd"]["confusion"] for r in one] == [r["esd"]["confusion"] for r in two]
+    assert [r["casia"]["ua"] for r in one] == pytest.approx([r["casia"]["ua"] for r in two])

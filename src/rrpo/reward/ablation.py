@@ -83,6 +83,11 @@ class AblationConfig:
     table_budgets: list[float] = option([0.02, 0.05, 0.1], "token-attack budgets shown in the table")
     table_eps: float = option(0.1, "FGM/PGD ε shown in the table (one of eval.attack.eps)")
     baseline: str = option("vanilla", "variant the paired differences are taken against")
+    jobs: int = option(1, "fine-tune/evaluate this many runs at once, in processes of one thread each")
+
+    def __post_init__(self):
+        from rrpo.config import check
+        check(self.jobs >= 1, "jobs", "must be >= 1")
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
@@ -204,9 +209,6 @@ def prediction_agreement(model, items_a, items_b) -> float:
 
 
 def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) -> dict:
-    from rrpo.reward.data import load_items
-    from rrpo.reward.ensemble import RewardEnsemble
-    from rrpo.reward.model import load_reward_model
     from rrpo.reward.train import train_rm
     from rrpo.runs import RunDir
     from rrpo.train.loop import latest_checkpoint
@@ -248,59 +250,20 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
         if cfg.pretrain_languages:
             pretrain_note += f" ({', '.join(cfg.pretrain_languages)})"
 
-    def test_sets(h: str, classes) -> dict:
-        sets = {}
-        for name, man, tok, spk in (("casia", cfg.casia_manifest, cfg.casia_tokens, [h]),
-                                    ("esd", cfg.esd_manifest, cfg.esd_tokens, []),
-                                    ("casia_pad", cfg.casia_pad_manifest, cfg.casia_pad_tokens, [h]),
-                                    ("esd_pad", cfg.esd_pad_manifest, cfg.esd_pad_tokens, [])):
-            if man and tok:
-                sets[name], _ = load_items(DataConfig(manifests=[man], tokens=[tok], speakers=spk, max_tokens=0),
-                                           classes, what=f"{name} test")
-        return sets
-
+    ens_on = bool(cfg.ensemble_of) and len(cfg.ensemble_seeds) >= 2
+    # phase 1: every (held-out speaker, variant, seed) run, trained then evaluated (ensemble members
+    # outside `seeds` trained only); phase 2: the ensembles. Jobs run in `jobs` processes.
+    phase1 = [(h, v, s, True) for h in held for v in cfg.variants for s in cfg.seeds]
+    if ens_on:
+        phase1 += [(h, cfg.ensemble_of, s, False) for h in held for s in cfg.ensemble_seeds if s not in cfg.seeds]
+    phase2 = [(h, "ensemble", -1, True) for h in held] if ens_on else []
     results = []
-    for h in held:
-        sets = None
-
-        def run_dir(vname: str, seed: int) -> Path:
-            return out / "runs" / h / _safe(vname) / f"seed{seed}"
-
-        def trained(vname: str, seed: int) -> Path:
-            rdir = run_dir(vname, seed)
-            base = dataclasses.replace(cfg.finetune, classes=list(cfg.classes), init_from=init,
-                                       data=dataclasses.replace(cfg.finetune.data, manifests=[cfg.casia_manifest],
-                                                                tokens=[cfg.casia_tokens], exclude_speakers=[h],
-                                                                speakers=[]))
-            fcfg = _with_overrides(base, list(cfg.variants[vname]) + [f"train.seed={seed}"])
-            if latest_checkpoint(rdir) is None or _steps_done(rdir) < fcfg.train.steps:
-                train_rm(fcfg, rdir, resume=True)
-            return rdir
-
-        for vname in cfg.variants:
-            for seed in cfg.seeds:
-                ev_path = run_dir(vname, seed) / "eval.json"
-                if ev_path.exists():
-                    results.append(json.loads(ev_path.read_text(encoding="utf-8")))
-                    continue
-                model = load_reward_model(trained(vname, seed))
-                sets = sets or test_sets(h, model.classes)
-                rec = {"heldout": h, "variant": vname, "seed": seed, **_evaluate(model, sets, cfg)}
-                write_json(ev_path, rec)
-                results.append(rec)
-        if cfg.ensemble_of and len(cfg.ensemble_seeds) >= 2:
-            ev_path = out / "runs" / h / "ensemble" / "eval.json"
-            if ev_path.exists():
-                results.append(json.loads(ev_path.read_text(encoding="utf-8")))
-            else:
-                members = [load_reward_model(trained(cfg.ensemble_of, s)) for s in cfg.ensemble_seeds]
-                ens = RewardEnsemble(members, cfg.ensemble_aggregate)
-                sets = sets or test_sets(h, ens.classes)
-                rec = {"heldout": h, "variant": "ensemble", "seed": -1,
-                       "members": f"{cfg.ensemble_of} seeds {cfg.ensemble_seeds}", **_evaluate(ens, sets, cfg)}
-                write_json(ev_path, rec)
-                results.append(rec)
-    variants = list(cfg.variants) + (["ensemble"] if cfg.ensemble_of and len(cfg.ensemble_seeds) >= 2 else [])
+    for phase in (phase1, phase2):
+        recs = _run_jobs([(cfg, str(out), init, job) for job in phase], cfg.jobs)
+        results += [r for r in recs if r is not None]
+    variants = list(cfg.variants) + (["ensemble"] if ens_on else [])
+    order = {v: i for i, v in enumerate(variants)}
+    results.sort(key=lambda r: (held.index(r["heldout"]), order[r["variant"]], r["seed"]))
     write_json(out / "results.json", {"pretrain": pretrain_note, "results": results})
     table = make_table(results, variants, cfg, pretrain_note)
     with atomic_open(out / "table.md") as f:
@@ -308,6 +271,85 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     plot = make_plot(results, variants, out / "plot.png", cfg)
     return {"out": str(out), "table": str(out / "table.md"), "plot": plot, "pretrain": pretrain_note,
             "results": results}
+
+
+def _run_jobs(jobs: list[tuple], n: int) -> list:
+    """``_job`` over ``jobs``, in this process (n <= 1) or in ``n`` spawned processes of one thread each."""
+    if n <= 1 or len(jobs) <= 1:
+        return [_job(*j) for j in jobs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
+        return list(pool.map(_job_star, jobs))
+
+
+def _one_thread() -> None:
+    import torch
+    torch.set_num_threads(1)
+
+
+def _job_star(args: tuple):
+    return _job(*args)
+
+
+def _test_sets(cfg: AblationConfig, h: str, classes) -> dict:
+    from rrpo.reward.data import load_items
+
+    sets = {}
+    for name, man, tok, spk in (("casia", cfg.casia_manifest, cfg.casia_tokens, [h]),
+                                ("esd", cfg.esd_manifest, cfg.esd_tokens, []),
+                                ("casia_pad", cfg.casia_pad_manifest, cfg.casia_pad_tokens, [h]),
+                                ("esd_pad", cfg.esd_pad_manifest, cfg.esd_pad_tokens, [])):
+        if man and tok:
+            sets[name], _ = load_items(DataConfig(manifests=[man], tokens=[tok], speakers=spk, max_tokens=0),
+                                       classes, what=f"{name} test")
+    return sets
+
+
+def _trained(cfg: AblationConfig, out: Path, init: str, h: str, vname: str, seed: int) -> Path:
+    """The fine-tuned run of (held-out speaker, variant, seed), trained (or finished) if needed."""
+    from rrpo.reward.train import train_rm
+    from rrpo.train.loop import latest_checkpoint
+
+    rdir = out / "runs" / h / _safe(vname) / f"seed{seed}"
+    base = dataclasses.replace(cfg.finetune, classes=list(cfg.classes), init_from=init,
+                               data=dataclasses.replace(cfg.finetune.data, manifests=[cfg.casia_manifest],
+                                                        tokens=[cfg.casia_tokens], exclude_speakers=[h], speakers=[]))
+    fcfg = _with_overrides(base, list(cfg.variants[vname]) + [f"train.seed={seed}"])
+    if latest_checkpoint(rdir) is None or _steps_done(rdir) < fcfg.train.steps:
+        train_rm(fcfg, rdir, resume=True)
+    return rdir
+
+
+def _job(cfg: AblationConfig, out: str, init: str, job: tuple) -> dict | None:
+    """One ablation job: train and evaluate a run, train an ensemble member only, or evaluate an
+    ensemble. Returns the evaluation record (None for a member trained only); ``eval.json`` caches it."""
+    from rrpo.reward.ensemble import RewardEnsemble
+    from rrpo.reward.model import load_reward_model
+
+    h, vname, seed, evaluate = job
+    out = Path(out)
+    if vname == "ensemble":
+        ev_path = out / "runs" / h / "ensemble" / "eval.json"
+    else:
+        ev_path = out / "runs" / h / _safe(vname) / f"seed{seed}" / "eval.json"
+    if evaluate and ev_path.exists():
+        return json.loads(ev_path.read_text(encoding="utf-8"))
+    if vname == "ensemble":
+        members = [load_reward_model(_trained(cfg, out, init, h, cfg.ensemble_of, s)) for s in cfg.ensemble_seeds]
+        model = RewardEnsemble(members, cfg.ensemble_aggregate)
+        head = {"heldout": h, "variant": "ensemble", "seed": -1,
+                "members": f"{cfg.ensemble_of} seeds {list(cfg.ensemble_seeds)}"}
+    else:
+        rdir = _trained(cfg, out, init, h, vname, seed)
+        if not evaluate:
+            return None
+        model = load_reward_model(rdir)
+        head = {"heldout": h, "variant": vname, "seed": seed}
+    rec = {**head, **_evaluate(model, _test_sets(cfg, h, model.classes), cfg)}
+    write_json(ev_path, rec)
+    return rec
 
 
 def _steps_done(run: Path) -> int:
