@@ -84,10 +84,13 @@ class AblationConfig:
     table_eps: float = option(0.1, "FGM/PGD ε shown in the table (one of eval.attack.eps)")
     baseline: str = option("vanilla", "variant the paired differences are taken against")
     jobs: int = option(1, "fine-tune/evaluate this many runs at once, in processes of one thread each")
+    threads: int = option(0, "torch threads of this process (pre-training, jobs=1); 0 = torch's default. "
+                             "On a loaded machine 1 avoids threads spinning against each other")
 
     def __post_init__(self):
         from rrpo.config import check
         check(self.jobs >= 1, "jobs", "must be >= 1")
+        check(self.threads >= 0, "threads", "must be >= 0")
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
@@ -214,6 +217,9 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     from rrpo.train.loop import latest_checkpoint
 
     out = Path(out)
+    if cfg.threads:
+        import torch
+        torch.set_num_threads(cfg.threads)
     RunDir.create(out, cfg)
     if data:
         cfg = _prepare(cfg, data, out)
