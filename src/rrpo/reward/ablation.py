@@ -385,6 +385,11 @@ def _mean_std(vals: list[float]) -> str:
     return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
+def _mean_only(vals: list) -> str:
+    vals = [v for v in vals if v is not None]
+    return f"{100 * sum(vals) / len(vals):.1f}" if vals else "–"
+
+
 def table_columns(cfg: AblationConfig) -> list[tuple[str, str]]:
     e = str(cfg.table_eps)
     cols = [("CASIA held-out UA", "casia/ua"), ("ESD en UA", "esd/ua"), ("CASIA ECE", "casia/ece"),
@@ -468,6 +473,19 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
                 xs = [x for x in xs if x is not None]
                 vals.append(f"{100 * sum(xs) / len(xs):.0f}" if xs else "–")
             lines.append(f"| {v} | " + " | ".join(vals) + " |")
+    eps_grid = sorted({e for r in results for e in ((r.get("casia") or {}).get("pgd_acc") or {})}, key=float)
+    if eps_grid:
+        lines += ["", "Accuracy–robustness trade-off on the held-out speaker: accuracy of the attacked subset "
+                      "clean and under PGD at each relative ε (×100, mean over runs):", "",
+                  "| variant | clean | " + " | ".join(f"PGD ε={e}" for e in eps_grid) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in eps_grid) + " |"]
+        for v in variants:
+            rs = [r for r in results if r["variant"] == v and (r.get("casia") or {}).get("pgd_acc")]
+            if not rs:
+                continue
+            cells = [_mean_only([_get(r, "casia/h_attack_clean_acc") for r in rs])]
+            cells += [_mean_only([(r["casia"]["pgd_acc"] or {}).get(e) for r in rs]) for e in eps_grid]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
     diff_keys = [("ESD en UA", "esd/ua"), ("CASIA held-out UA", "casia/ua"), ("CASIA ECE", "casia/ece")]
     if cfg.eval.robustness:
         diff_keys += [(f"token attack success @{cfg.table_budgets[len(cfg.table_budgets) // 2]:g}",
