@@ -183,13 +183,13 @@ def _casia_speakers(cfg: AblationConfig) -> list[str]:
 
 
 def _evaluate(model, sets: dict, cfg: AblationConfig) -> dict:
-    """Every test set of ``sets`` (name -> items); padded sets without attacks, plus the agreement of
-    their predictions with the unpadded set's."""
+    """Every test set of ``sets`` (name -> items); the attacks on the held-out CASIA speaker only, plus
+    the agreement of the padded sets' predictions with the unpadded set's."""
     from rrpo.reward.evaluate import evaluate_items
 
     out = {}
     for name, items in sets.items():
-        ecfg = cfg.eval if not name.endswith("_pad") else dataclasses.replace(cfg.eval, robustness=False)
+        ecfg = cfg.eval if name == "casia" else dataclasses.replace(cfg.eval, robustness=False)
         out[name] = evaluate_items(model, items, model.classes, ecfg)
         if name.endswith("_pad") and name[:-4] in sets:
             out[name]["agreement"] = prediction_agreement(model, sets[name[:-4]], items)
