@@ -382,6 +382,8 @@ def _mean_std(vals: list[float]) -> str:
     m, s = mean_std(vals)
     if math.isnan(m):
         return "–"
+    if sum(v is not None for v in vals) < 2:  # one run: no spread to show
+        return f"{100 * m:.1f}"
     return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
