@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rrpo.config import check, option, section
 from rrpo.errors import RrpoError
@@ -37,7 +38,8 @@ class GenerateConfig:
 @dataclass
 class ExportConfig:
     policy: str = option("", "policy to export (loaded from a CosyVoice2 directory, or made here without speakers)")
-    out: str = option("", "folder to write llm.pt into (a CosyVoice2 source's other files are copied beside it)")
+    out: str = option("", "folder to write into: llm.pt (a CosyVoice2 source's other files are copied beside it) or the HF folder")
+    layout: Literal["cosyvoice2", "hf"] = option("cosyvoice2", "cosyvoice2 = llm.pt; hf = a Qwen2ForCausalLM folder with speech ids appended to the text vocabulary (CosyVoice's GRPO/veRL layout)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(g, GenerateConfig)
     g.set_defaults(func=cmd_generate)
 
-    e = psub.add_parser("export", help="write a policy as CosyVoice2's llm.pt")
+    e = psub.add_parser("export", help="write a policy as CosyVoice2's llm.pt or in the HF/GRPO layout")
     add_config_args(e, ExportConfig)
     e.set_defaults(func=cmd_export)
 
@@ -158,6 +160,12 @@ def cmd_export(args) -> int:
     cfg = config_from_args(ExportConfig, args)
     if not cfg.policy or not cfg.out:
         raise RrpoError("set policy=PATH and out=FOLDER")
+    if cfg.layout == "hf":
+        from rrpo.policy.hf import save_hf_layout
+
+        path = save_hf_layout(load_policy(cfg.policy), Path(cfg.out))
+        print(json.dumps({"hf": str(path)}))
+        return 0
     path = save_cosyvoice2(load_policy(cfg.policy), Path(cfg.out))
     print(json.dumps({"llm.pt": str(path)}))
     return 0

@@ -204,17 +204,91 @@ class TTSPolicy(nn.Module):
         return tgt
 
 
+def _qwen2_config_class():
+    from transformers import Qwen2Config
+
+    return Qwen2Config
+
+
+def _reads_rope_parameters(cls) -> bool:
+    """True where this transformers spells the RoPE base ``rope_parameters["rope_theta"]`` (5.x);
+    False where it reads ``rope_theta`` and keeps an unknown ``rope_parameters`` as an inert
+    attribute (4.x)."""
+    import inspect
+
+    return "rope_parameters" in inspect.signature(cls.__init__).parameters
+
+
+def rope_base(cfg) -> float:
+    """The RoPE base this transformers will actually use for ``cfg``."""
+    if _reads_rope_parameters(type(cfg)):
+        return float((cfg.rope_parameters or {}).get("rope_theta", 10000.0))
+    return float(cfg.rope_theta)
+
+
+def declared_rope(d: dict, where=None) -> tuple[float | None, str | None]:
+    """(RoPE base, rope type) a config dict declares under either spelling (``rope_theta`` of
+    transformers 4.x, ``rope_parameters`` of 5.x); (None, None) if neither. Two different
+    values are an error: the folder would mean different models under different versions."""
+    top = d.get("rope_theta")
+    params = d.get("rope_parameters") or {}
+    nested = params.get("rope_theta") if isinstance(params, dict) else None
+    if top is not None and nested is not None and float(top) != float(nested):
+        raise RrpoError(f"config declares two RoPE bases (rope_theta {top}, rope_parameters.rope_theta {nested})",
+                        where)
+    base = nested if nested is not None else top
+    rtype = params.get("rope_type", "default") if isinstance(params, dict) and params else \
+        ((d.get("rope_scaling") or {}).get("rope_type", (d.get("rope_scaling") or {}).get("type", "default")))
+    return (None if base is None else float(base)), rtype
+
+
+def qwen2_config(d: dict, where=None):
+    """A Qwen2 config from a dict in either transformers spelling, meaning the same under 4.x and
+    5.x: the RoPE base is passed in both spellings and the base the installed version will use is
+    checked against the declared one (a mismatch is refused, never silently used)."""
+    cls = _qwen2_config_class()
+    d = {k: v for k, v in d.items() if k not in ("transformers_version", "architectures")}
+    base, rtype = declared_rope(d, where)
+    if base is not None:
+        if rtype not in (None, "default"):
+            if not _reads_rope_parameters(cls):
+                raise RrpoError(f"RoPE type '{rtype}' needs transformers >= 5 here", where)
+        else:
+            d["rope_theta"] = base
+            params = dict(d.get("rope_parameters") or {})
+            params.update({"rope_theta": base, "rope_type": "default"})
+            d["rope_parameters"] = params
+    try:
+        cfg = cls(**d)
+    except (TypeError, ValueError) as e:
+        raise RrpoError(f"invalid Qwen2 config ({e})", where) from None
+    if base is not None and rope_base(cfg) != base:
+        raise RrpoError(f"this transformers reads RoPE base {rope_base(cfg):g}, the config says {base:g}; "
+                        "refusing a silently different model", where)
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+def qwen2_config_dict(cfg) -> dict:
+    """``cfg.to_dict()`` with the RoPE base written in both spellings (``rope_theta`` for 4.x,
+    ``rope_parameters`` for 5.x), so a folder saved under one version reads the same under the other."""
+    d = cfg.to_dict()
+    base = rope_base(cfg)
+    d["rope_theta"] = base
+    params = dict(d.get("rope_parameters") or {"rope_type": "default"})
+    params["rope_theta"] = base
+    d["rope_parameters"] = params
+    return d
+
+
 def build_qwen_config(hidden_size: int, layers: int, heads: int, kv_heads: int, intermediate_size: int,
                       text_vocab_size: int, max_positions: int = 4096, rope_theta: float = 10000.0):
     """A small Qwen2 config (tied text embedding; sdpa attention)."""
-    from transformers import Qwen2Config
-
-    cfg = Qwen2Config(vocab_size=text_vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                      max_position_embeddings=max_positions, tie_word_embeddings=True,
-                      rope_parameters={"rope_theta": rope_theta, "rope_type": "default"})
-    cfg._attn_implementation = "sdpa"
-    return cfg
+    return qwen2_config(dict(vocab_size=text_vocab_size, hidden_size=hidden_size,
+                             intermediate_size=intermediate_size, num_hidden_layers=layers,
+                             num_attention_heads=heads, num_key_value_heads=kv_heads,
+                             max_position_embeddings=max_positions, tie_word_embeddings=True,
+                             rope_theta=rope_theta))
 
 
 def tiny_policy(tokenizer: CharTokenizer, speech_vocab_size: int, *, hidden_size: int = 256, layers: int = 4,
