@@ -197,6 +197,7 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
         seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()  # global RNG: re-seeded per step
         gen = generate(policy, prompts, cfg.sampling, seeds, return_noise=cfg.algo == "diffro",
                        bf16=cfg.train.bf16)
+        gen = gen.to(policy.llm_embedding.weight.device)  # sampled ids come back on the CPU
         policy.train()
         T = gen.ids.shape[1]
         if T == 0:

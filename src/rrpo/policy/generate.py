@@ -158,6 +158,13 @@ def _sample_row(z: torch.Tensor, history: list[int], step: int, min_len: int, eo
     return tok, noise
 
 
+def _bf16(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device``, or no context at all when off."""
+    import contextlib
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
 @torch.no_grad()
 def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = None,
              seeds: int | Sequence[int] = 0, *, return_noise: bool = True, bf16: bool = False,
@@ -182,7 +189,7 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
     maxs = (torch.full((b,), max_len) if max_len is not None else torch.ceil(n * cfg.max_ratio)).long().clamp(min=1).tolist()
     eos, s_vocab = policy.eos_id, policy.speech_vocab_size
     dev = policy.llm_embedding.weight.device
-    dtype_ctx = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
+    dtype_ctx = _bf16(dev, bf16)
 
     with dtype_ctx:
         emb, mask = policy.prompt_embeddings(prompts)  # (B, P, D), (B, P)
@@ -261,7 +268,7 @@ def replay_logits(policy: TTSPolicy, gen: Generation, bf16: bool = False) -> tor
     / tau)`` relaxes the very sample drawn).
     """
     dev = policy.llm_embedding.weight.device
-    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with _bf16(dev, bf16):
         return policy(gen.prompts, gen.ids.to(dev), gen.lens.to(dev))
 
 
