@@ -99,6 +99,17 @@ def test_adapter_decode_says_encode_only(tmp_path):
         codec.decode(np.array([1, 6561]))
 
 
+def test_adapter_profile_calls_fail_in_one_line(tmp_path):
+    """Until the adapter decodes with a prompt recording, every profile call is one clear RrpoError."""
+    codec = load_codec(fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx"))
+    with pytest.raises(RrpoError, match="cannot decode with a speaker profile"):
+        codec.decode(np.array([1, 2, 3]), profile=object())
+    with pytest.raises(RrpoError, match="cannot build a speaker profile"):
+        codec.profile_from_audio([(np.zeros(16000, np.float32), 16000)])
+    with pytest.raises(RrpoError, match="no speaker profiles .speaker 'spk1'"):
+        codec.speaker_profile("spk1")
+
+
 def test_tokenize_with_adapter(tmp_path, capsys):
     from rrpo.codec.shards import TokenShards
     from rrpo.data.manifest import Utterance, write_manifest

@@ -105,7 +105,8 @@ class CosyVoice2Tokenizer:
     def can_decode(self) -> bool:
         return _cosyvoice_available() and all((self.onnx_path.parent / f).exists() for f in ("flow.pt", "hift.pt"))
 
-    def encode_with_energy(self, audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_with_energy(self, audio: np.ndarray, sr: int, profile=None) -> tuple[np.ndarray, np.ndarray]:
+        # CosyVoice2's tokens do not depend on the speaker's profile: ``profile`` is accepted and unused
         from rrpo.data.audio import resample
 
         audio = np.asarray(audio, dtype=np.float32)
@@ -128,10 +129,18 @@ class CosyVoice2Tokenizer:
             raise RrpoError(f"the tokenizer returned ids outside [0, {VOCAB_SIZE})", self.onnx_path)
         return tokens, frame_energy(audio, SAMPLING_RATE, FRAME_RATE, len(tokens))
 
-    def encode(self, audio: np.ndarray, sr: int) -> np.ndarray:
+    def encode(self, audio: np.ndarray, sr: int, profile=None) -> np.ndarray:
         return self.encode_with_energy(audio, sr)[0]
 
-    def decode(self, tokens: np.ndarray) -> np.ndarray:
+    def profile_from_audio(self, audios, speaker: str = ""):
+        # CosyVoice2's equivalent of a profile is a prompt recording and its speaker embedding
+        raise RrpoError("the CosyVoice2 adapter cannot build a speaker profile from reference audio yet",
+                        self.onnx_path)
+
+    def speaker_profile(self, speaker: str):
+        raise RrpoError(f"the CosyVoice2 adapter stores no speaker profiles (speaker '{speaker}')", self.onnx_path)
+
+    def decode(self, tokens: np.ndarray, profile=None) -> np.ndarray:
         t = np.asarray(tokens).astype(np.int64).reshape(-1)
         if len(t) == 0:
             raise RrpoError("no tokens to decode")
@@ -139,6 +148,8 @@ class CosyVoice2Tokenizer:
         if bad.any():
             i = int(np.argmax(bad))
             raise RrpoError(f"token id {int(t[i])} at position {i} is out of range [0, {VOCAB_SIZE})")
+        if profile is not None:
+            raise RrpoError("the CosyVoice2 adapter cannot decode with a speaker profile yet", self.onnx_path)
         if not self.can_decode:
             raise RrpoError("this CosyVoice2 codec encodes only: decoding needs the `cosyvoice` package and "
                             "flow.pt + hift.pt beside the tokenizer", self.onnx_path)
