@@ -25,6 +25,7 @@ class GenerateConfig:
     language: str = option("zh", "language of the texts (picks the instruction wording)")
     speaker: str = option("", "speaker (policies trained with speakers); empty = the first known speaker")
     codec: str = option("", "codec folder to decode tokens to WAV (empty = tokens only)")
+    reference: list[str] = option([], "reference recordings (WAV) of the target speaker: the codec's speaker profile for decoding (CosyVoice2 needs one)")
     seed: int = option(0, "sampling seed (row i of the run uses seed + i)")
     batch_size: int = option(8, "prompts per batch")
     bf16: bool = option(False, "bf16 autocast for the decoder")
@@ -86,9 +87,8 @@ def cmd_generate(args) -> int:
 
 
 def run_generate(cfg, argv: list[str] | None = None) -> dict:
-    """Sample every (text, emotion) pair; write tokens.jsonl and, with a decoding codec, WAVs."""
-    import numpy as np
-
+    """Sample every (text, emotion) pair; write tokens.jsonl (line by line as samples come) and,
+    with a decoding codec, WAVs."""
     from rrpo.io import atomic_open
     from rrpo.policy.generate import generate
     from rrpo.policy.io import load_policy
@@ -106,9 +106,15 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
     speaker = None
     if policy.speaker_embedding is not None:
         speaker = cfg.speaker or policy.speakers[0]
-    codec = None
+    codec, profile = None, None
     if cfg.codec:
         codec = _load_codec(cfg.codec)
+        if not codec.can_decode:
+            problem = getattr(codec, "decode_problem", lambda: None)() or "it encodes only"
+            raise RrpoError(f"this codec cannot decode ({problem}); drop codec= for tokens only", cfg.codec)
+        profile = _profile(codec, cfg.reference)
+    elif cfg.reference:
+        raise RrpoError("reference=[...] needs codec= (the codec builds the speaker profile)")
     rows = [(t, e) for t in cfg.texts for e in emotions]
     # validate every prompt before any sampling (one clear line on bad input)
     prompts_all = policy.encode_prompts([t for t, _ in rows], [e for _, e in rows], cfg.language,
@@ -117,32 +123,63 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
     policy.to(device)
     run = RunDir.create(cfg.out, cfg, argv)
     records = []
-    for a in range(0, len(rows), cfg.batch_size):
-        idx = list(range(a, min(a + cfg.batch_size, len(rows))))
-        gen = generate(policy, prompts_all.select(idx), cfg.sampling, seeds=[cfg.seed + i for i in idx],
-                       return_noise=False, bf16=cfg.bf16)
-        for j, i in enumerate(idx):
-            text, emo = rows[i]
-            toks = gen.tokens(j).tolist()
-            rec = {"index": i, "text": text, "emotion": emo, "speaker": speaker, "tokens": toks,
-                   "n_tokens": len(toks), "ended": bool(gen.ended[j])}
-            if codec is not None and codec.can_decode and toks:
-                import soundfile as sf
-
-                from rrpo.io import atomic_path
-                audio = codec.decode(np.asarray(toks, dtype=np.int64))
-                wav = run.path / f"{i:04d}_{emo}.wav"
-                with atomic_path(wav) as tmp:
-                    sf.write(str(tmp), audio, codec.sampling_rate, format="WAV")
-                rec["wav"] = wav.name
-                rec["seconds"] = round(len(audio) / codec.sampling_rate, 3)
-            records.append(rec)
-    with atomic_open(run.path / "tokens.jsonl") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tokens_path = run.path / "tokens.jsonl"
+    with open(tokens_path, "w", encoding="utf-8") as tokens_file:  # one line per sample as it comes
+        for a in range(0, len(rows), cfg.batch_size):
+            idx = list(range(a, min(a + cfg.batch_size, len(rows))))
+            gen = generate(policy, prompts_all.select(idx), cfg.sampling, seeds=[cfg.seed + i for i in idx],
+                           return_noise=False, bf16=cfg.bf16)
+            batch = []
+            for j, i in enumerate(idx):
+                text, emo = rows[i]
+                toks = gen.tokens(j).tolist()
+                rec = {"index": i, "text": text, "emotion": emo, "speaker": speaker, "tokens": toks,
+                       "n_tokens": len(toks), "ended": bool(gen.ended[j])}
+                tokens_file.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                batch.append(rec)
+            tokens_file.flush()  # a decode failure below loses no sampled tokens
+            for rec in batch:
+                if codec is not None and rec["tokens"]:
+                    _decode_to_wav(codec, profile, rec, run.path)
+            records += batch
+    if codec is not None:  # rewrite with the WAV names (atomic: the streamed file stays valid until then)
+        with atomic_open(tokens_path) as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return {"run": str(run.path), "samples": len(records),
             "mean_tokens": round(sum(r["n_tokens"] for r in records) / len(records), 2),
             "ended": sum(r["ended"] for r in records)}
+
+
+def _profile(codec, references: list[str]):
+    """The codec's speaker profile from reference recordings; None (the codec's default voice) where
+    none are given and the codec has one."""
+    from rrpo.data.audio import load_audio
+
+    if not references:
+        if getattr(codec, "needs_profile", False):
+            raise RrpoError("this codec speaks in the voice of a reference recording: set reference=[WAV, ...] "
+                            "(recordings of the target speaker)")
+        return None
+    audios = []
+    for r in references:
+        audios.append(load_audio(r))
+    return codec.profile_from_audio(audios)
+
+
+def _decode_to_wav(codec, profile, rec: dict, folder) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from rrpo.io import atomic_path
+
+    ids = np.asarray(rec["tokens"], dtype=np.int64)
+    audio = codec.decode(ids) if profile is None else codec.decode(ids, profile=profile)
+    wav = folder / f"{rec['index']:04d}_{rec['emotion']}.wav"
+    with atomic_path(wav) as tmp:
+        sf.write(str(tmp), audio, codec.sampling_rate, format="WAV")
+    rec["wav"] = wav.name
+    rec["seconds"] = round(len(audio) / codec.sampling_rate, 3)
 
 
 def _load_codec(path: str):

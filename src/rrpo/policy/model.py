@@ -36,6 +36,19 @@ IGNORE = -100
 N_SPECIAL = 3  # eos and two special rows after the speech vocabulary
 
 
+_CACHE_ARG: dict = {}
+
+
+def _cache_arg(cls) -> str:
+    """The KV-cache argument of the installed transformers' Qwen2Model.forward: ``cache`` (5.x from
+    about 5.2x; ``past_key_values`` is deprecated there) or ``past_key_values`` (4.x)."""
+    if cls not in _CACHE_ARG:
+        import inspect
+
+        _CACHE_ARG[cls] = "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+    return _CACHE_ARG[cls]
+
+
 class _Qwen2Holder(nn.Module):
     """Holds ``model`` = Qwen2ForCausalLM, mirroring CosyVoice2's ``Qwen2Encoder`` attribute path."""
 
@@ -188,10 +201,12 @@ class TTSPolicy(nn.Module):
         if position_ids is None:
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
         attn = None if bool(mask.all()) else mask.long()  # no padding: plain causal attention, less overhead
-        out = self.llm.model.model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
-                                   past_key_values=past, use_cache=past is not None)
+        qwen = self.llm.model.model
+        name = _cache_arg(type(qwen))
+        out = qwen(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
+                   use_cache=past is not None, **{name: past})
         if past is not None:
-            return out.last_hidden_state, out.past_key_values
+            return out.last_hidden_state, getattr(out, name)
         return out.last_hidden_state
 
     def targets(self, speech: torch.Tensor, speech_lens: torch.Tensor) -> torch.Tensor:
