@@ -28,12 +28,14 @@ class GenerateConfig:
     reference: list[str] = option([], "reference recordings (WAV) of the target speaker: the codec's speaker profile for decoding (CosyVoice2 needs one)")
     seed: int = option(0, "sampling seed (row i of the run uses seed + i)")
     batch_size: int = option(8, "prompts per batch")
+    max_text_tokens: int = option(80, "split each text into pieces of at most this many text tokens at sentence ends, one sample per piece, as CosyVoice does (0 = never; policies without a text frontend are never split)")
     bf16: bool = option(False, "bf16 autocast for the decoder")
     device: str = option("auto", "cpu, cuda, ... or auto")
     sampling: SamplingConfig = section(SamplingConfig, "sampling settings")
 
     def __post_init__(self):
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        check(self.max_text_tokens >= 0, "max_text_tokens", "must be >= 0")
 
 
 @dataclass
@@ -115,9 +117,10 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
         profile = _profile(codec, cfg.reference)
     elif cfg.reference:
         raise RrpoError("reference=[...] needs codec= (the codec builds the speaker profile)")
-    rows = [(t, e) for t in cfg.texts for e in emotions]
+    pieces = {t: _pieces(policy, t, cfg) for t in cfg.texts}
+    rows = [(t, e, k, p) for t in cfg.texts for e in emotions for k, p in enumerate(pieces[t])]
     # validate every prompt before any sampling (one clear line on bad input)
-    prompts_all = policy.encode_prompts([t for t, _ in rows], [e for _, e in rows], cfg.language,
+    prompts_all = policy.encode_prompts([p for _, _, _, p in rows], [e for _, e, _, _ in rows], cfg.language,
                                         [speaker] * len(rows) if speaker is not None else None)
     device = resolve_device(cfg.device)
     policy.to(device)
@@ -131,10 +134,12 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
                            return_noise=False, bf16=cfg.bf16)
             batch = []
             for j, i in enumerate(idx):
-                text, emo = rows[i]
+                text, emo, k, piece = rows[i]
                 toks = gen.tokens(j).tolist()
                 rec = {"index": i, "text": text, "emotion": emo, "speaker": speaker, "tokens": toks,
                        "n_tokens": len(toks), "ended": bool(gen.ended[j])}
+                if len(pieces[text]) > 1 or piece != text:
+                    rec.update({"piece": k, "pieces": len(pieces[text]), "spoken": piece})
                 tokens_file.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 batch.append(rec)
             tokens_file.flush()  # a decode failure below loses no sampled tokens
@@ -149,6 +154,20 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
     return {"run": str(run.path), "samples": len(records),
             "mean_tokens": round(sum(r["n_tokens"] for r in records) / len(records), 2),
             "ended": sum(r["ended"] for r in records)}
+
+
+def _pieces(policy, text: str, cfg) -> list[str]:
+    """``text`` as the policy's frontend writes it, cut at sentence ends into pieces of at most
+    ``cfg.max_text_tokens`` tokens of the policy's tokenizer (rrpo.policy.frontend)."""
+    from rrpo.policy.frontend import normalize, split_sentences
+
+    if policy.text_frontend == "none" or policy.tokenizer is None:
+        return [text]
+    spoken = normalize(text, cfg.language, policy.text_frontend)
+    if not cfg.max_text_tokens:
+        return [spoken]
+    count = lambda s: len(policy.tokenizer.encode(s))  # noqa: E731
+    return split_sentences(spoken, cfg.language, cfg.max_text_tokens, count=count) or [spoken]
 
 
 def _profile(codec, references: list[str]):

@@ -194,7 +194,8 @@ def load_hf_layout(folder: str | os.PathLike, speech_offset: int | None = None,
         with safe_open(str(folder / EXTRA), framework="pt", device="cpu") as f:
             rows = f.get_tensor("text_rows")
         text[offset:offset + rows.shape[0]] = rows
-    info = dict(meta.get("info") or {"emotions": [], "speakers": [], "languages": ["zh", "en"]})
+    info = dict(meta.get("info") or {"emotions": [], "speakers": [], "languages": ["zh", "en"],
+                                     "text_frontend": "basic"})
     info["hf_speech_offset"] = int(offset)
     if info.get("tokenizer") == "char":
         tok = CharTokenizer.load(folder)

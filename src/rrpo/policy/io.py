@@ -195,7 +195,7 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
     if text_tokenizer is None:
         text_tokenizer = any((qwen_dir / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json"))
     info = {"tokenizer": "qwen" if text_tokenizer else "none", "tokenizer_path": str(qwen_dir.resolve()),
-            "emotions": [], "speakers": [], "languages": ["zh", "en"],
+            "emotions": [], "speakers": [], "languages": ["zh", "en"], "text_frontend": "basic",
             "cosyvoice2": {"source": str(folder.resolve()), "keys": [k for k in state],
                            "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in state.items()
                                       if isinstance(v, torch.Tensor)},

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rrpo.errors import RrpoError
+from rrpo.policy.frontend import normalize
 from rrpo.policy.text import ENDOFPROMPT, CharTokenizer, TextTokenizer, instruction_for
 
 SOS, TASK_ID = 0, 1
@@ -116,6 +117,12 @@ class TTSPolicy(nn.Module):
         return list(self.info.get("emotions", []))
 
     @property
+    def text_frontend(self) -> str:
+        """``basic`` (numbers and symbols spelled out, rrpo.policy.frontend) or ``none``; policy
+        folders written before the frontend existed read as ``none``, so they mean what they meant."""
+        return str(self.info.get("text_frontend", "none"))
+
+    @property
     def speakers(self) -> list[str]:
         return list(self.info.get("speakers", []))
 
@@ -127,7 +134,9 @@ class TTSPolicy(nn.Module):
     # ------------------------------------------------------------------ prompts
     def encode_prompts(self, texts: Sequence[str], emotions: Sequence[str], languages: Sequence[str] | str,
                        speakers: Sequence[str] | None = None) -> Prompts:
-        """Tokenise ``instruction(emotion) <|endofprompt|> text`` per row (errors are one line)."""
+        """Tokenise ``instruction(emotion) <|endofprompt|> normalize(text)`` per row (errors are one
+        line); the text goes through the policy's text frontend (:attr:`text_frontend`), so SFT,
+        optimisation and generation see the same normalised text."""
         if self.tokenizer is None:
             raise RrpoError("this policy has no text tokenizer")
         if isinstance(languages, str):
@@ -137,7 +146,7 @@ class TTSPolicy(nn.Module):
         rows, content = [], []
         for text, emo, lang in zip(texts, emotions, languages):
             instr = self.tokenizer.encode(self.instruction(emo, lang) + ENDOFPROMPT)
-            body = self.tokenizer.encode(text)
+            body = self.tokenizer.encode(normalize(text, lang, self.text_frontend))
             if not body:
                 raise RrpoError(f"empty text to speak (emotion {emo})")
             rows.append(instr + body)
