@@ -6,7 +6,9 @@ versions (``sampling.ras``):
 ``current`` (FunAudioLLM/CosyVoice ace7c47, the sampler since Feb 2026; the default):
 
 1. scores ``z / temperature`` over all ``S + 3`` ids (speech, end-of-speech, the two special rows);
-2. below the minimum length end-of-speech is masked (score ``-inf``) *before* the filter;
+2. below the minimum length end-of-speech is masked (score ``-inf``) *before* the filter; rrpo
+   masks the two special rows there too (upstream does not, and would let a draw of one end a
+   sample below the minimum, even empty, which the objectives cannot score);
 3. nucleus filter on the softmax of those scores: keep the most likely ids while the probability
    mass before them is < ``top_p`` and fewer than ``top_k`` are kept; draw from the kept set;
 4. repetition-aware sampling: if the drawn id occurs at least ``ras_window * ras_tau`` times among
@@ -118,7 +120,7 @@ def _sample_row(z: torch.Tensor, history: list[int], step: int, min_len: int, eo
     zs = z[:n] / t
     base = torch.ones(n, dtype=torch.bool)
     if step < min_len:
-        base[eos] = False
+        base[eos:] = False  # every stop id (upstream's current sampler masks eos only; see the docstring)
     scores = torch.where(base, zs, neg)
     window = history[-cfg.ras_window:] if cfg.ras_window else []
 
