@@ -27,6 +27,7 @@ def test_config_is_cosyvoice2_0_5b():
     assert b.SPEECH_VOCAB == 6561
 
 
+@pytest.mark.slow
 def test_cpu_mode_runs_every_step(capsys):
     b = _bench()
     res = b.main(["--cpu", "--layers", "1", "--batch", "2", "--tokens", "3", "--text-rows", "64", "--text-len", "4",
