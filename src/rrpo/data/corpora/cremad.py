@@ -13,7 +13,7 @@ import csv
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, make_utterance, preparer
+from rrpo.data.corpora.common import audio_files, emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -66,7 +66,6 @@ def read_demographics(path: Path) -> dict[str, dict]:
     return out
 
 
-@preparer("crema-d")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every ``AudioWAV/*.wav`` (language en, split train)."""
     wav_dir = _audio_dir(root)

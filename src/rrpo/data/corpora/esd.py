@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, find_layout_root, make_utterance, preparer, read_text_file
+from rrpo.data.corpora.common import audio_files, emotion_of, find_layout_root, make_utterance, read_text_file
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -89,7 +89,6 @@ def _is_esd_root(d: Path) -> bool:
         return False
 
 
-@preparer("esd")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every ESD utterance with audio, all speakers, official split."""
     base = find_layout_root(root, _is_esd_root, "ESD corpus folder (<speaker>/<speaker>.txt)")

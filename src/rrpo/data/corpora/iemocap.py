@@ -19,7 +19,7 @@ import logging
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import emotion_of, find_layout_root, make_utterance, preparer, read_text_file
+from rrpo.data.corpora.common import emotion_of, find_layout_root, make_utterance, read_text_file
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -66,7 +66,6 @@ def read_transcriptions(path: Path) -> dict[str, str]:
     return out
 
 
-@preparer("iemocap")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for the 4-class IEMOCAP utterances with audio (language en, split train, fold = session)."""
     base = find_layout_root(root, lambda d: bool(_session_dirs(d)), "IEMOCAP folder of Session1..5")

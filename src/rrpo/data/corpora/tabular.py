@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from rrpo.data.corpora import emotion_of, make_utterance, preparer
+from rrpo.data.corpora.common import emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -120,13 +120,11 @@ def import_table(path: Path, language: str | None, rows: Iterator[tuple[int, dic
     return records
 
 
-@preparer("csv")
 def prepare_csv(root: Path, language: str | None = None) -> list[Utterance]:
     """Records from a CSV (or ``.tsv``) list with a header row."""
     return import_table(root, language, _csv_rows(root))
 
 
-@preparer("jsonl")
 def prepare_jsonl(root: Path, language: str | None = None) -> list[Utterance]:
     """Records from a JSON-lines list, one object per line."""
     return import_table(root, language, _jsonl_rows(root))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, find_layout_root, make_utterance, preparer, read_text_file
+from rrpo.data.corpora.common import audio_files, emotion_of, find_layout_root, make_utterance, read_text_file
 from rrpo.data.emotions import CORPUS_MAPPINGS
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
@@ -77,7 +77,6 @@ def read_transcripts(folder: Path) -> dict[int, str]:
     return texts
 
 
-@preparer("casia")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every ``<speaker>/<emotion>/<id>.wav`` (language zh, split train)."""
     base = find_layout_root(root, _is_casia_root, "CASIA corpus folder (<speaker>/<emotion>/<id>.wav)")

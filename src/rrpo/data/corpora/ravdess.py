@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, make_utterance, preparer
+from rrpo.data.corpora.common import audio_files, emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -49,7 +49,6 @@ def parse_name(path: Path) -> dict:
             "gender": "M" if n_actor % 2 else "F"}
 
 
-@preparer("ravdess")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every RAVDESS ``*.wav`` below ``root`` (language en, split train)."""
     records = []
