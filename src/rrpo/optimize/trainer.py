@@ -1,6 +1,7 @@
 """``rrpo optimize``: DiffRO / RRPO and the sampled-RL baselines under one trainer.
 
-One config, one loop (:func:`rrpo.train.loop.train`), four objectives chosen by ``algo``:
+One config, one loop (:func:`rrpo.train.loop.train`), four objectives chosen by ``algo``
+(:data:`rrpo.optimize.objectives.OBJECTIVES`, shared with ``bench/optimize.py``):
 
 - ``diffro``: sample without gradient, replay teacher-forced with gradient, relax with
   straight-through Gumbel-Softmax (reusing the sampling noise), score with the frozen reward
@@ -143,8 +144,7 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
     verb that reads a policy reads an optimisation run too."""
     import copy
 
-    from rrpo.optimize.objectives import diffro_loss, grpo_loss, reinforce_loss
-    from rrpo.policy.generate import generate
+    from rrpo.optimize.objectives import OBJECTIVES, StepContext
     from rrpo.policy.io import load_policy, save_policy
     from rrpo.runs import RunDir
     from rrpo.train.loop import EpochBatches, resolve_device, train, world
@@ -187,44 +187,12 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
     n_items = len(sft_examples) if sft_examples is not None else len(rows)
     batches = EpochBatches(n_items, cfg.train.batch_size, collate, seed=cfg.train.seed)
 
+    ctx = StepContext(policy, ref, terms, cfg.sampling, beta=cfg.beta, tau=cfg.tau, group=cfg.group,
+                      clip=cfg.clip, bf16=cfg.train.bf16)
+    step_objective = OBJECTIVES[cfg.algo]
+
     def objective(batch, step):
-        if cfg.algo == "sft":
-            from rrpo.policy.sft import token_loss
-            loss, correct, n = token_loss(policy, batch)
-            return loss, {"policy/loss": loss.item(), "budget/samples": float(len(batch["speech_lens"])),
-                          "budget/tokens": float(batch["speech_lens"].sum())}
-        prompts, emotions = batch["prompts"], batch["emotions"]
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()  # global RNG: re-seeded per step
-        gen = generate(policy, prompts, cfg.sampling, seeds, return_noise=cfg.algo == "diffro",
-                       bf16=cfg.train.bf16)
-        policy.train()
-        T = gen.ids.shape[1]
-        if T == 0:
-            raise RrpoError("the policy produced only empty samples; check sampling.min_ratio")
-        logits = policy(gen.prompts, gen.ids, gen.lens)[:, :T]  # (B, T, V_out)
-        with torch.no_grad():
-            ref_logits = ref(gen.prompts, gen.ids, gen.lens)[:, :T]
-        if cfg.algo == "diffro":
-            loss, metrics = diffro_loss(logits, ref_logits, gen.ids.to(logits.device), gen.lens.to(logits.device),
-                                        emotions, terms, beta=cfg.beta, tau=cfg.tau,
-                                        noise=gen.noise[:, :T].to(logits.device))
-        else:
-            with torch.no_grad():
-                reward = torch.zeros(len(emotions), device=logits.device)
-                metrics = {}
-                for t in terms:
-                    r = t.fn(gen.ids.to(logits.device), gen.lens.to(logits.device), emotions).float()
-                    reward += t.weight * r
-                    metrics[f"reward/{t.name}"] = r.mean().item()
-            if cfg.algo == "grpo":
-                loss, m2 = grpo_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, cfg.group,
-                                     beta=cfg.beta, clip=cfg.clip)
-            else:
-                loss, m2 = reinforce_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, beta=cfg.beta)
-            metrics.update(m2)
-        metrics["budget/samples"] = float(len(emotions))
-        metrics["budget/tokens"] = float(gen.lens.sum())
-        return loss, metrics
+        return step_objective(ctx, batch)
 
     meta = {"optimize": {"algo": cfg.algo, "policy": cfg.policy, "rewards": [to_dict(r) for r in cfg.rewards],
                          "n_prompts": len(rows)}}
