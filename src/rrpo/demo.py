@@ -59,7 +59,7 @@ STAGES = ("corpus", "codec", "tokens", "rm_pretrain", "rm_vanilla", "rm_robust",
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
 
     p = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic corpus (no data needed)")
     p.add_argument("--out", default="demo_out", help="folder for every stage's outputs")
@@ -105,13 +105,14 @@ def _stage_dir(out: Path, stage: str) -> Path:
     return out / {"audit_diffro": "diffro/audit", "audit_rrpo": "rrpo/audit"}.get(stage, stage)
 
 
-def run_demo(cfg: DemoConfig, out: Path, force: set[str] = frozenset()) -> dict:
+def run_demo(cfg: DemoConfig, out: Path, run_verb, force: set[str] = frozenset()) -> dict:
+    """Run the stages (``run_verb``: :func:`rrpo.cli.main`); return the summary printed by ``rrpo demo``."""
     from rrpo.stages import Stage, run_stages
 
     out.mkdir(parents=True, exist_ok=True)
     cmds = stage_commands(cfg, out)
     t_all = time.perf_counter()
-    times = run_stages([Stage(s, _stage_dir(out, s), cmds[s]) for s in STAGES], force, tag="demo")
+    times = run_stages([Stage(s, _stage_dir(out, s), cmds[s]) for s in STAGES], run_verb, force, tag="demo")
     summary = {"report": str((out / "report" / "index.html").resolve()), "stage_seconds": times,
                "total_seconds": round(time.perf_counter() - t_all, 1)}
     for name in ("diffro", "rrpo"):
@@ -127,11 +128,11 @@ def run_demo(cfg: DemoConfig, out: Path, force: set[str] = frozenset()) -> dict:
 
 
 def cmd_demo(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
 
     cfg = config_from_args(DemoConfig, args)
     force = {s.strip() for s in args.force.split(",") if s.strip()}
-    summary = run_demo(cfg, Path(args.out), force)
+    summary = run_demo(cfg, Path(args.out), args.dispatch, force)
     print(json.dumps(summary, indent=2))
     print(f"\nreport: {summary['report']}")
     return 0

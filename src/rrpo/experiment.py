@@ -73,7 +73,7 @@ class ExperimentConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
 
     p = sub.add_parser("experiment", help="the paper's comparison on real CASIA speech: SFT vs DiffRO vs RRPO, "
                                           "several seeds, audited")
@@ -125,7 +125,8 @@ def seed_runs(cfg: ExperimentConfig) -> list[tuple[str, str, int]]:
     return [(f"{m}_s{s}", m, s) for s in cfg.seeds for m in ("diffro", "rrpo")]
 
 
-def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
+def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list:
+    """The experiment's stages; ``run_verb(argv) -> status`` is the ``rrpo`` dispatcher (:func:`rrpo.cli.main`)."""
     from rrpo.stages import Stage
 
     if not cfg.seeds:
@@ -142,23 +143,21 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
 
     def rm_eval() -> None:
         """rrpo rm eval: both reward models on the held-out speaker and on ESD English"""
-        from rrpo.cli import main
         for rm in ("vanilla", "robust"):
             for name, man, shards, extra in (("casia_heldout", casia, tok["casia"], ["--speakers", h]),
                                              ("esd", esd, tok["esd"], [])):
                 args = ["rm", "eval", "--rm", str(o / "rm" / rm), "--manifest", str(man), "--tokens", str(shards),
                         *extra, "--out", str(o / "rm" / "eval" / f"{rm}_{name}.json"), *cfg.rm_eval]
-                if main(args) != 0:
+                if run_verb(args) != 0:
                     raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
 
     def judge_eval() -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
-        from rrpo.cli import main
         for name, args in (("casia_heldout", ["--manifest", str(casia), "--speakers", h]),
                            ("casia_heldout_test_sentences", ["--manifest", str(casia), "--speakers", h,
                                                              "--splits", "test"]),
                            ("esd", ["--manifest", str(esd)])):
-            if main(["judge", "eval", "--judge", str(o / "judge"), *args,
+            if run_verb(["judge", "eval", "--judge", str(o / "judge"), *args,
                      "--out", str(o / "judge" / "eval" / f"{name}.json")]) != 0:
                 raise RrpoError(f"judge eval on {name} failed")
 
@@ -458,7 +457,7 @@ def write_results(o: Path, cfg: ExperimentConfig) -> dict:
 
 
 def cmd_experiment(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.stages import run_stages
 
     cfg = config_from_args(ExperimentConfig, args)
@@ -466,7 +465,8 @@ def cmd_experiment(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     force = {s.strip() for s in args.force.split(",") if s.strip()}
     t0 = time.perf_counter()
-    times = run_stages(build_stages(cfg, Path(args.data), out), force, tag="experiment")
+    times = run_stages(build_stages(cfg, Path(args.data), out, args.dispatch), args.dispatch, force,
+                       tag="experiment")
     rec = out / "results" / "stage_seconds.json"
     earlier = json.loads(rec.read_text())["stage_seconds"] if rec.exists() else {}
     merged = {k: (v if v > 0 or k not in earlier else earlier[k]) for k, v in times.items()}

@@ -29,12 +29,14 @@ class Stage:
         return "rrpo " + " ".join(self.action)
 
 
-def run_stages(stages: Sequence[Stage], force: set[str] = frozenset(), tag: str = "stage") -> dict[str, float]:
+def run_stages(stages: Sequence[Stage], run_verb: Callable[[list[str]], int], force: set[str] = frozenset(),
+               tag: str = "stage") -> dict[str, float]:
     """Run ``stages`` in order; returns seconds per stage (0.0 for a skipped one).
 
-    ``force`` names stages to redo even when their ``.done`` marker exists."""
-    from rrpo.cli import main
-
+    ``run_verb(argv) -> exit status`` runs an argument-list stage: the ``rrpo`` dispatcher
+    (:func:`rrpo.cli.main`), handed in by the pipeline verb as ``args.dispatch`` because the
+    dispatcher imports the pipeline verbs. ``force`` names stages to redo even when their
+    ``.done`` marker exists."""
     names = [s.name for s in stages]
     bad = sorted(set(force) - set(names))
     if bad:
@@ -52,7 +54,7 @@ def run_stages(stages: Sequence[Stage], force: set[str] = frozenset(), tag: str 
         if callable(st.action):
             st.action()
         else:
-            rc = main(list(st.action))
+            rc = run_verb(list(st.action))
             if rc != 0:
                 raise RrpoError(f"{tag} stage '{st.name}' failed (exit {rc}); fix the cause and run the same "
                                 "command again: finished stages are kept")

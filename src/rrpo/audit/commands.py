@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.audit.judge import JudgeConfig
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
 
     p = sub.add_parser("judge", help="train or evaluate the independent emotion judge (eGeMAPS + logistic)")
     jsub = p.add_subparsers(dest="judge_verb", metavar="ACTION", required=True)
@@ -57,7 +57,7 @@ def load_items(selected, sr: int = 16000):
 
 def cmd_train(args) -> int:
     from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_utterances
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.data.manifest import read_manifest
     from rrpo.errors import RrpoError
     from rrpo.runs import RunDir

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
     from rrpo.codec.builtin import BuiltinCodecConfig
 
     c = sub.add_parser("codec", help="train the built-in speech codec, encode audio, decode tokens")
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.codec.builtin import BuiltinCodecConfig, train_builtin
     from rrpo.data.audio import load_audio
     from rrpo.data.manifest import read_manifest

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
     from rrpo.data.corpora import PREPARERS
 
     p = sub.add_parser("prepare", help="write a manifest for a corpus in its own on-disk layout")
@@ -48,7 +48,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.data.synth import SynthConfig, synthesize
 
     cfg = config_from_args(SynthConfig, args)

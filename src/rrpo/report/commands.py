@@ -8,7 +8,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.audit.overopt import AuditConfig
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
 
     a = sub.add_parser("audit", help="proxy vs judge, artifacts and distances for every checkpoint of an optimisation run")
     a.add_argument("--run", required=True, help="optimisation run folder")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_audit(args) -> int:
     from rrpo.audit.overopt import AuditConfig, run_audit
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
 
     cfg = config_from_args(AuditConfig, args, [f"run={args.run}", f"codec={args.codec}", f"judge={args.judge}"])
     res = run_audit(cfg)

@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
     from rrpo.reward.ablation import AblationConfig
     from rrpo.reward.evaluate import EvalConfig
     from rrpo.reward.train import RMTrainConfig
@@ -49,7 +49,7 @@ def _csv(s):
 def cmd_train(args) -> int:
     import torch
 
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.reward.train import RMTrainConfig, train_rm
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.errors import RrpoError
     from rrpo.reward.data import DataConfig, load_items
     from rrpo.reward.evaluate import EvalConfig, evaluate_items
@@ -93,7 +93,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_ablation(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.reward.ablation import AblationConfig, run_ablation
 
     cfg = config_from_args(AblationConfig, args)
