@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if getattr(args, "old_spelling", None):  # a retired flag (rrpo.args): one line, the key to write instead
+        print(f"rrpo: error: {args.old_spelling}", file=sys.stderr)
+        return 2
     func: Callable[[Any], int | None] = args.func
     args.dispatch = main  # verbs that run other verbs in-process (demo, experiment) call this
     try:

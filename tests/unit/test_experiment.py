@@ -170,7 +170,7 @@ def test_prepare_data_errors(tmp_path, over, message):
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "casia").mkdir()
-    assert main(["experiment", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "seeds=[0]"]) == 2
+    assert main(["experiment", f"data={tmp_path}", f"out={tmp_path / 'o'}", "seeds=[0]"]) == 2
     err = capsys.readouterr().err
     assert "no esd/ folder here" in err and "Traceback" not in err
 

@@ -1,4 +1,4 @@
-"""The over-optimisation view of one optimisation run (``rrpo audit --run DIR``).
+"""The over-optimisation view of one optimisation run (``rrpo audit run=DIR``).
 
 For the starting policy (step 0) and every saved checkpoint of the run, on a fixed prompt set
 with fixed sampling seeds: generate, score the tokens with the run's own reward models (the

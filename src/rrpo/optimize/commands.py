@@ -64,7 +64,7 @@ def judge_watch(cfg):
         history: list[tuple[float, float]] = []
         scorer = None
         if state.rank == 0:
-            prompts = AuditPrompts(split=list(w.split), max_texts=w.max_texts)
+            prompts = AuditPrompts(splits=list(w.splits), max_texts=w.max_texts)
             man = read_manifest(w.manifest or cfg.prompts.manifest)
             scorer = Scorer(state.start, state.reward_models, [r.name for r in cfg.rewards], load_codec(w.codec),
                             load_judge(w.judge), man, prompts=prompts, sampling=cfg.sampling, recognizer=False,

@@ -23,7 +23,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 
@@ -57,10 +57,12 @@ class JudgeWatch:
     judge: str = option("", "judge folder (rrpo judge train)")
     codec: str = option("", "codec folder that decodes the policy's tokens")
     manifest: str = option("", "held-out texts for the watch (default: prompts.manifest)")
-    split: list[str] = option([], "splits of that manifest to take texts from")
+    splits: list[str] = option([], "splits of that manifest to take texts from ([] = all)")
     max_texts: int = option(2, "distinct texts, each spoken in every target emotion")
     flag_margin: float = option(0.05, "proxy up and judge down by more than this since the judge's best = hacking flag")
     stop_on_flag: bool = option(False, "stop the run (after a checkpoint) when the hacking flag rises")
+
+    RENAMED: ClassVar[dict[str, str]] = {"split": "splits"}
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""``rrpo report --runs A B C --out DIR``: the comparison page of audited optimisation runs.
+"""``rrpo report 'runs=[A, B, C]' out=DIR``: the comparison page of audited optimisation runs.
 
-Each run must have been audited (``rrpo audit --run A`` writes ``A/audit/audit.json``); the page is
+Each run must have been audited (``rrpo audit run=A`` writes ``A/audit/audit.json``); the page is
 built from the audits and the runs' metrics alone (no verb's config is read). The page
 shows one row per system — the starting policy (from the first run's step 0) and the final
 checkpoint of every run — the audio of each emotion side by side with the real recording, the
@@ -50,7 +50,7 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequenc
     for r in runs:
         path = r / "audit" / "audit.json"
         if not path.exists():
-            raise RrpoError("run has not been audited (run `rrpo audit --run` first)", r)
+            raise RrpoError("run has not been audited (run `rrpo audit run=RUN` first)", r)
         audits.append(read_json(path))
 
     first = audits[0]

@@ -5,7 +5,7 @@ Layout (the corpus' own)::
     <root>/<speaker>/<emotion>/<id>.wav        e.g. liuchanhg/angry/201.wav
     <root>/相同的文本201--250.txt               GBK, one line per sentence: "201. <text>"
 
-``--root`` may be the folder holding the speaker folders or any folder up to three levels above it.
+``root`` may be the folder holding the speaker folders or any folder up to three levels above it.
 The sentences are parallel (the same text in every emotion and for every speaker), so the sentence
 id is kept in ``extra.sentence``. CASIA has no official split: every record gets split ``train``;
 hold out a speaker with ``Manifest.select(exclude_speakers=...)``.

@@ -97,7 +97,7 @@ def find_layout_root(root: Path, is_root: Callable[[Path], bool], what: str, max
         raise RrpoError(f"no {what} found here or up to {max_depth} folders below", root)
     if len(found) > 1:
         names = ", ".join(str(p) for p in found[:4])
-        raise RrpoError(f"found more than one {what}: {names}; pass one of them as --root", root)
+        raise RrpoError(f"found more than one {what}: {names}; pass one of them as root=", root)
     return found[0]
 
 

@@ -1,6 +1,6 @@
 """CREMA-D, the Crowd-sourced Emotional Multimodal Actors Dataset (91 actors, 12 sentences, English).
 
-Layout: ``<root>/AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav`` (``--root`` may also be the
+Layout: ``<root>/AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav`` (``root`` may also be the
 ``AudioWAV`` folder itself), e.g. ``1001_DFA_ANG_XX.wav``. Emotions ANG DIS FEA HAP NEU SAD;
 levels LO, MD, HI or XX (unspecified) are kept in ``extra``. If ``VideoDemographics.csv`` lies in
 the root (ActorID, Age, Sex, ...), the actor's sex and age are added to ``extra``. CREMA-D has no

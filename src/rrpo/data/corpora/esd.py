@@ -1,6 +1,6 @@
 """ESD, the Emotional Speech Dataset (Zhou et al., ICASSP 2021): 10 Mandarin + 10 English speakers.
 
-Layout (the corpus' own; ``--root`` may be this folder or a folder up to three levels above)::
+Layout (the corpus' own; ``root`` may be this folder or a folder up to three levels above)::
 
     Emotion Speech Dataset/<spk>/<spk>.txt                      id <TAB> text <TAB> emotion label
     Emotion Speech Dataset/<spk>/<Emotion>/<spk>_<NNNNNN>.wav   flat, or

@@ -1,6 +1,6 @@
 """IEMOCAP (Busso et al., 2008): five sessions of dyadic English conversation, two actors each.
 
-Layout (``--root`` holds ``Session1`` ... ``Session5``, or lies up to three levels above them)::
+Layout (``root`` holds ``Session1`` ... ``Session5``, or lies up to three levels above them)::
 
     SessionN/sentences/wav/<dialog>/<utt>.wav
     SessionN/dialog/EmoEvaluation/<dialog>.txt     "[start - end]<TAB><utt><TAB><emo><TAB>[V, A, D]"

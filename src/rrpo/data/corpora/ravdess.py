@@ -5,7 +5,7 @@ modality (01 full-AV, 02 video-only, 03 audio-only), vocal channel (01 speech, 0
 (01 neutral, 02 calm, 03 happy, 04 sad, 05 angry, 06 fearful, 07 disgust, 08 surprised), intensity
 (01 normal, 02 strong), statement (01 "Kids are talking by the door", 02 "Dogs are sitting by the
 door"), repetition (01, 02) and actor (01-24; odd male, even female). The usual layout is
-``Actor_NN/<name>.wav`` (speech and song archives alike); every ``*.wav`` below ``--root`` is read.
+``Actor_NN/<name>.wav`` (speech and song archives alike); every ``*.wav`` below ``root`` is read.
 RAVDESS has no official split: split ``train``; hold actors out by filter.
 """
 
