@@ -149,3 +149,33 @@ def test_the_trainer_does_not_import_the_audit_and_audit_report_do_not_import_op
               "rrpo.audit.commands"):
         assert "rrpo.optimize.trainer" not in graph[m], m
     assert not any(m.endswith(".commands") or m == "rrpo.cli" for m in graph["rrpo.audit.scorer"])
+
+
+#: The verb layer: modules that compose the libraries into commands (they may import any package).
+VERB_LAYER = ("rrpo.cli", "rrpo.args", "rrpo.stages", "rrpo.demo", "rrpo.experiment")
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Imports between rrpo's top-level packages (``rrpo.audit``, ``rrpo.optimize``, ...), leaving out
+    the verb layer (``*.commands`` and :data:`VERB_LAYER`)."""
+    def top(m):
+        return ".".join(m.split(".")[:2])
+
+    def verb(m):
+        return m.endswith(".commands") or m in VERB_LAYER
+
+    out: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        if not verb(m):
+            out.setdefault(top(m), set()).update(top(d) for d in deps if not verb(d) and top(d) != top(m))
+    return out
+
+
+def test_packages_below_the_verbs_form_layers():
+    """Below the verbs the packages import one way only (data < codec < reward, policy < optimize <
+    audit < report): e.g. the judge watch, which scores with rrpo.audit, is composed in
+    rrpo.optimize.commands, so rrpo.optimize itself never imports rrpo.audit."""
+    pg = package_graph(import_graph())
+    assert not find_cycles(pg), find_cycles(pg)
+    assert "rrpo.audit" not in pg["rrpo.optimize"] and "rrpo.optimize" in pg["rrpo.audit"]
+    assert not pg["rrpo.data"] & {"rrpo.codec", "rrpo.reward", "rrpo.policy", "rrpo.optimize", "rrpo.audit"}
