@@ -120,3 +120,46 @@ def test_old_selection_spellings_name_the_new_key():
     with pytest.raises(ConfigError, match=r"config key 'splits': expected a list, got null \(write \[\]"):
         load_config(JudgeConfig, None, ["splits=null"])
     assert load_config(JudgeConfig, None, ["splits=[]"]).splits == []
+
+
+def test_pipeline_stage_commands_use_the_grammar(tmp_path):
+    """Every argument-list stage of the demo and the experiment parses, with no retired flag."""
+    from rrpo.demo import DemoConfig, stage_commands
+    from rrpo.experiment import ExperimentConfig, build_stages
+
+    parser = build_parser()
+    cmds = list(stage_commands(DemoConfig(), tmp_path).values())
+    cmds += [s.action for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)
+             if not callable(s.action)]
+    for argv in cmds:
+        args = parser.parse_args(list(argv))
+        assert not getattr(args, "old_spelling", None), argv
+        assert all("=" in w for w in args.overrides), argv
+
+
+def test_experiment_eval_stages_call_verbs_in_the_grammar(tmp_path):
+    """The experiment's rm_eval and judge_eval stages run `rrpo rm eval` / `rrpo judge eval` through
+    the dispatcher they are given; every call parses and builds its config."""
+    from rrpo.args import config_from_args
+    from rrpo.audit.commands import JudgeEvalArgs
+    from rrpo.experiment import ExperimentConfig, build_stages
+    from rrpo.reward.commands import RMEvalArgs
+    from rrpo.reward.evaluate import EvalConfig
+
+    parser, calls = build_parser(), []
+
+    def run_verb(argv):
+        args = parser.parse_args(argv)
+        assert not getattr(args, "old_spelling", None), argv
+        if argv[:2] == ["rm", "eval"]:
+            calls.append(config_from_args(EvalConfig, args, io=RMEvalArgs)[1])
+        else:
+            calls.append(config_from_args(JudgeEvalArgs, args))
+        return 0
+
+    for st in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", run_verb):
+        if st.name in ("rm_eval", "judge_eval"):
+            st.action()
+    assert len(calls) == 7
+    assert calls[0].speakers == ["ZhaoZuoxiang"] and calls[0].out.endswith("vanilla_casia_heldout.json")
+    assert calls[-2].splits == ["test"] and calls[-1].manifests[0].endswith("esd.jsonl")
