@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PrepareArgs:
     """``rrpo prepare``: a corpus in its own layout -> a manifest."""
-    corpus: str = option("", "corpus layout (rrpo.data.corpora.PREPARERS: casia, esd, ravdess, crema-d, iemocap, csv, jsonl)")
+    corpus: str = option("", "corpus layout: a name in rrpo.data.corpora.PREPARERS (casia, esd, csv, ...; a wrong one lists them)")
     root: str = option("", "the corpus' root folder (or file, for csv/jsonl)")
     out: str = option("", "manifest to write (JSONL)")
     language: str = option("", "language code for csv/jsonl rows that lack one")
