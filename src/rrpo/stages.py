@@ -7,6 +7,7 @@ success makes a rerun skip it, so an interrupted pipeline resumes at the stage t
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ class Stage:
     def describe(self) -> str:
         if callable(self.action):
             return (self.action.__doc__ or self.name).strip().splitlines()[0]
-        return "rrpo " + " ".join(self.action)
+        return "rrpo " + shlex.join(self.action)  # quoted: a printed stage pastes into a shell as is
 
 
 def run_stages(stages: Sequence[Stage], run_verb: Callable[[list[str]], int], force: set[str] = frozenset(),
