@@ -46,14 +46,14 @@ def test_sampled_objectives_run_with_the_policy_on_another_device(setup, tmp_pat
     assert "reward/emo" in out and torch.isfinite(torch.tensor(out["policy/kl_ref"]))
 
 
-def test_auditor_scores_a_policy_on_another_device(monkeypatch):
-    """Auditor.score (rrpo audit and the judge watch) with the policy, the start policy and the
+def test_scorer_scores_a_policy_on_another_device(monkeypatch):
+    """Scorer.score (rrpo audit and the judge watch) with the policy, the start policy and the
     reward model on the second device: the KL mask and the reward model's ids are moved; the
     codec gets CPU ids. Judge and codec are stand-ins (the device question ends at the tokens)."""
     import numpy as np
 
-    import rrpo.audit.summary as summary
-    from rrpo.audit.overopt import AuditConfig, Auditor
+    import rrpo.audit.scorer as scorer
+    from rrpo.audit.scorer import AuditPrompts, Scorer
     from rrpo.policy.settings import SamplingConfig
     from rrpo.reward.model import ModelConfig, TokenRewardModel
     from tests.unit.test_policy import small_policy
@@ -71,22 +71,22 @@ def test_auditor_scores_a_policy_on_another_device(monkeypatch):
         seen["n"] = len(generated)
         return {"judge": {"target_prob": 0.5, "accuracy": 0.5}}
 
-    monkeypatch.setattr(summary, "audit_audio", fake_audit_audio)
+    monkeypatch.setattr(scorer, "audit_audio", fake_audit_audio)
     pol, start = small_policy(), small_policy(seed=1)
     rm = TokenRewardModel(20, ["angry", "happy"], ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32,
                                                               pool_dim=8, dropout=0.0)).eval()
-    aud = Auditor.__new__(Auditor)
-    aud.cfg = AuditConfig(sampling=SamplingConfig(max_ratio=2), recognizer=False)
-    aud.start, aud.rms, aud.rm_names, aud.codec, aud.judge = start, [rm], ["emo"], Codec(), object()
-    aud.rows = [{"id": f"r{i}", "text": t, "language": "zh", "speaker": "s1", "emotion": e, "ref_id": None}
-                for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])]
-    aud.references, aud.stats, aud.emotions = {}, None, ["angry", "happy"]
-    on_cpu = aud.score(pol)
+    sc = Scorer.__new__(Scorer)
+    sc.start, sc.rms, sc.rm_names, sc.codec, sc.judge = start, [rm], ["emo"], Codec(), object()
+    sc.prompts, sc.sampling, sc.seed, sc.recognizer, sc.bf16 = AuditPrompts(), SamplingConfig(max_ratio=2), 1234, False, False
+    sc.rows = [{"id": f"r{i}", "text": t, "language": "zh", "speaker": "s1", "emotion": e, "ref_id": None}
+               for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])]
+    sc.references, sc.stats, sc.emotions = {}, None, ["angry", "happy"]
+    on_cpu = sc.score(pol)
     with OtherDevice():
         for m in (pol, start, rm):
             m.to(DEVICE)
         assert isinstance(pol.llm_decoder.weight, Elsewhere)
-        away = aud.score(pol)
+        away = sc.score(pol)
     assert seen["n"] == 2
     assert away["kl"] == pytest.approx(on_cpu["kl"], rel=1e-5)
     assert away["proxy"]["emo"] == pytest.approx(on_cpu["proxy"]["emo"], rel=1e-5)
