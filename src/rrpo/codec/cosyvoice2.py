@@ -161,6 +161,9 @@ class CosyVoice2Tokenizer:
     sampling_rate = SAMPLING_RATE
     #: decoding needs a speaker profile (a reference recording); there is no default voice
     needs_profile = True
+    #: takes profiles (built from reference recordings; none stored: ``profiles`` stays empty)
+    uses_profiles = True
+    profiles: dict = {}
 
     def __init__(self, onnx_path: str | os.PathLike):
         import onnxruntime as ort
