@@ -10,7 +10,7 @@ predictions). Variants are config overrides of the fine-tuning config
 ``ensemble_seeds`` of that variant scored as one model (mean probability; the h' attacks do not
 apply to an ensemble and are left blank).
 
-Outputs under ``--out``: ``pretrain/`` (run), ``runs/<heldout>/<variant>/seed<k>/`` (run +
+Outputs under ``out``: ``pretrain/`` (run), ``runs/<heldout>/<variant>/seed<k>/`` (run +
 ``eval.json``), ``runs/<heldout>/ensemble/eval.json``, ``results.json`` (every evaluation),
 ``table.md`` (mean ± std over seeds and held-out speakers, per-class recall, paired differences to
 vanilla with 95 % intervals) and ``plot.png``. Finished runs are skipped, so an interrupted
@@ -43,7 +43,7 @@ DEFAULT_VARIANTS = {
     "+LS+EAM+FGM": ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
 }
 
-#: the multilingual pre-training corpora of ../shared/data that --data prepares
+#: the multilingual pre-training corpora of ../shared/data that data= prepares
 PRETRAIN_CORPORA = ("ased", "nemo", "urdu")
 
 
@@ -57,15 +57,15 @@ class AblationConfig:
     pretrain_manifests: list[str] = option([], "pre-training manifests ([] = fine-tune from scratch)")
     pretrain_tokens: list[str] = option([], "their token shards (one per manifest, or one for all)")
     pretrain_languages: list[str] = option([], "languages of the pre-training manifests to use ([] = all)")
-    pretrain_corpora: list[str] = option(list(PRETRAIN_CORPORA), "with --data: corpora of the data folder to "
+    pretrain_corpora: list[str] = option(list(PRETRAIN_CORPORA), "with data=: corpora of the data folder to "
                                                                   "pre-train on (ased, nemo, urdu)")
-    pretrain_synth: bool = option(False, "with --data: also pre-train on the synthetic corpus' Mandarin part")
-    codec: str = option("", "codec folder, used with --data to tokenize the corpora")
-    synth_sentences: int = option(32, "with --data: sentences of the synthetic Mandarin pre-training corpus")
-    synth_voices: int = option(4, "with --data: voices of the synthetic Mandarin pre-training corpus")
-    silence_pad_s: float = option(1.0, "with --data: also evaluate on both test sets padded with this much "
+    pretrain_synth: bool = option(False, "with data=: also pre-train on the synthetic corpus' Mandarin part")
+    codec: str = option("", "codec folder, used with data= to tokenize the corpora")
+    synth_sentences: int = option(32, "with data=: sentences of the synthetic Mandarin pre-training corpus")
+    synth_voices: int = option(4, "with data=: voices of the synthetic Mandarin pre-training corpus")
+    silence_pad_s: float = option(1.0, "with data=: also evaluate on both test sets padded with this much "
                                        "low-level noise (-70 dBFS) before and after each clip, at 22.05 kHz (0 = off)")
-    casia_pad_manifest: str = option("", "padded CASIA manifest (made by --data when silence_pad_s > 0)")
+    casia_pad_manifest: str = option("", "padded CASIA manifest (made by data= when silence_pad_s > 0)")
     casia_pad_tokens: str = option("", "its token shards")
     esd_pad_manifest: str = option("", "padded ESD manifest")
     esd_pad_tokens: str = option("", "its token shards")
@@ -138,7 +138,7 @@ def _prepare(cfg: AblationConfig, data_root: str, out: Path) -> AblationConfig:
 
     root = Path(data_root)
     if not cfg.codec:
-        raise RrpoError("--data needs a codec to tokenize with (set codec=FOLDER)")
+        raise RrpoError("data= needs a codec to tokenize with (set codec=FOLDER)")
     d = out / "data"
     d.mkdir(parents=True, exist_ok=True)
     upd = {}
@@ -225,7 +225,7 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
         cfg = _prepare(cfg, data, out)
     for k in ("casia_manifest", "casia_tokens", "esd_manifest", "esd_tokens"):
         if not getattr(cfg, k):
-            raise RrpoError(f"config key '{k}' is empty (give the path, or --data with a codec)")
+            raise RrpoError(f"config key '{k}' is empty (give the path, or data= with a codec)")
     if cfg.ensemble_of and cfg.ensemble_of not in cfg.variants:
         raise RrpoError(f"config key 'ensemble_of': '{cfg.ensemble_of}' is not a variant ({', '.join(cfg.variants)})")
     speakers = _casia_speakers(cfg)
