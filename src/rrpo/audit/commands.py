@@ -56,7 +56,7 @@ def load_items(selected, sr: int = 16000):
 
 
 def cmd_train(args) -> int:
-    from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_utterances
+    from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_corpora
     from rrpo.cli import config_from_args
     from rrpo.data.manifest import read_manifest
     from rrpo.errors import RrpoError
@@ -64,11 +64,12 @@ def cmd_train(args) -> int:
 
     cfg = config_from_args(JudgeConfig, args)
     mans = [read_manifest(m) for m in args.manifest]
-    sel = select_utterances(mans, cfg.classes, cfg.languages, cfg.speakers, cfg.exclude_speakers, cfg.splits)
+    sel, corpora, groups, dropped = select_corpora(mans, cfg)
     if not sel:
         raise RrpoError("no records pass the filters (classes, languages, speakers, splits)", args.manifest[0])
     feats = EgemapsJudge.features(load_items(sel), progress=True)
-    judge, info = fit_judge(feats, [u.emotion for _, u in sel], [u.speaker for _, u in sel], cfg)
+    judge, info = fit_judge(feats, [u.emotion for _, u in sel], groups, cfg, corpora=corpora)
+    info.update(dropped)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in args.manifest]
     run = RunDir.create(args.out, cfg)
     judge.save(run.path)
