@@ -70,6 +70,10 @@ class ExperimentConfig:
     audit: list[str] = option(["prompts.max_texts=5", "sampling.max_ratio=8"], "overrides for every `rrpo audit`")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
                                     "relative excess (the issue's 10 %)")
+    n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
+    n_perm: int = option(5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs "
+                               "is at most 65,536)")
+    stats_seed: int = option(0, "seed of the bootstrap and permutation draws")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -281,8 +285,11 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
             if p.exists():
                 rm[f"{name}_{ev}"] = read_json(p)
     judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
+    from rrpo.experiment_stats import comparison_stats, system_points
+
+    stats = comparison_stats(system_points(o, list(cfg.seeds)), cfg.n_boot, cfg.n_perm, cfg.stats_seed)
     return {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
-            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge}
+            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
 
 
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
@@ -370,6 +377,9 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                 vals = [(f"{100 * a:.1f}" if k == "judge_acc" else f"{a:.3f}") for a, _ in tr[m][k]]
                 lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
         lines.append("")
+    from rrpo.experiment_stats import stats_markdown
+
+    lines += stats_markdown(res.get("stats", {}), names)
     v = res["verdicts"]
     h, g = v["diffro_hacks"], v["rrpo_goal"]
     tol = cfg.tolerance
