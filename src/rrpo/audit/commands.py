@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.audit.judge import JudgeConfig
     from rrpo.cli import add_config_args
 
-    p = sub.add_parser("judge", help="train or evaluate the independent emotion judge (eGeMAPS + logistic)")
+    p = sub.add_parser("judge", help="train or evaluate the independent emotion judges (eGeMAPS + logistic; "
+                                      "log-mel network)")
     jsub = p.add_subparsers(dest="judge_verb", metavar="ACTION", required=True)
 
     t = jsub.add_parser("train", help="fit the judge on real recordings")
@@ -34,6 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, help="judge folder to write (a run directory)")
     add_config_args(t, JudgeConfig)
     t.set_defaults(func=cmd_train)
+
+    from rrpo.audit.mel_judge import MelJudgeConfig
+
+    m = jsub.add_parser("train-mel", help="fit the second judge (a small network on log-mel frames) on real recordings")
+    m.add_argument("--manifest", action="append", required=True, help="training manifest, one per corpus (repeatable)")
+    m.add_argument("--out", required=True, help="judge folder to write (a run directory; resumes if interrupted)")
+    add_config_args(m, MelJudgeConfig)
+    m.set_defaults(func=cmd_train_mel)
 
     e = jsub.add_parser("eval", help="held-out accuracy, per-class recall and calibration as JSON")
     e.add_argument("--judge", required=True, help="judge folder")
@@ -75,6 +84,20 @@ def cmd_train(args) -> int:
     judge.save(run.path)
     run.log({f"judge/cv_ua_C{c}": v for c, v in info["cv_ua"].items()} | {"judge/C": info["C"]})
     print(json.dumps({"judge": str(run.path), **info}, ensure_ascii=False))
+    return 0
+
+
+def cmd_train_mel(args) -> int:
+    from rrpo.audit.mel_judge import MelJudgeConfig, train_mel_judge
+    from rrpo.cli import config_from_args
+    from rrpo.data.manifest import read_manifest
+
+    cfg = config_from_args(MelJudgeConfig, args)
+    judge, info = train_mel_judge(cfg, [read_manifest(m) for m in args.manifest], args.out)
+    judge.meta["manifests"] = [str(Path(m).resolve()) for m in args.manifest]
+    judge.save(args.out)
+    print(json.dumps({"judge": str(args.out), **{k: v for k, v in info.items() if k != "last"},
+                      "last": {k: round(v, 4) for k, v in info["last"].items()}}, ensure_ascii=False))
     return 0
 
 

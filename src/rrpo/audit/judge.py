@@ -203,7 +203,13 @@ class EgemapsJudge:
                    min_group=meta.get("min_group", 10), meta=meta, **arrays)
 
 
-_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load}
+def _load_logmel(folder: Path, meta: dict) -> Judge:
+    from rrpo.audit.mel_judge import MelJudge
+
+    return MelJudge.load(folder, meta)
+
+
+_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load, "logmel-cnn": _load_logmel}
 
 
 def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
