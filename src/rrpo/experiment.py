@@ -28,6 +28,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rrpo.config import option
 from rrpo.errors import RrpoError
@@ -58,6 +59,12 @@ class ExperimentConfig:
                                "what makes the robust reward model robust (METHOD §4)")
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
+    second_judge: Literal["logmel-cnn", "none"] = option(
+        "logmel-cnn", "a second, differently built judge that re-judges the audited audio (none: only eGeMAPS)")
+    second_judge_train: list[str] = option(
+        ["train.steps=800", "train.batch_size=32", "train.lr=2e-3", "train.warmup_steps=50", "train.bf16=false",
+         "train.log_every=50", "train.ckpt_every=200", "train.keep_checkpoints=1"],
+        "overrides for `rrpo judge train-mel` (the second judge; same speakers as the first)")
     sft: list[str] = option(
         ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
          "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
@@ -155,16 +162,20 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
                 if main(args) != 0:
                     raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
 
-    def judge_eval() -> None:
+    def judge_eval(folder: str = "judge") -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
         from rrpo.cli import main
         for name, args in (("casia_heldout", ["--manifest", str(casia), "--speakers", h]),
                            ("casia_heldout_test_sentences", ["--manifest", str(casia), "--speakers", h,
                                                              "--splits", "test"]),
                            ("esd", ["--manifest", str(esd)])):
-            if main(["judge", "eval", "--judge", str(o / "judge"), *args,
-                     "--out", str(o / "judge" / "eval" / f"{name}.json")]) != 0:
+            if main(["judge", "eval", "--judge", str(o / folder), *args,
+                     "--out", str(o / folder / "eval" / f"{name}.json")]) != 0:
                 raise RrpoError(f"judge eval on {name} failed")
+
+    def judge2_eval() -> None:
+        """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
+        judge_eval("judge2")
 
     stages = [
         Stage("data", d, lambda: prepare_data(data, d, cfg)),
@@ -184,6 +195,9 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
         Stage("judge", o / "judge", ["judge", "train", "--manifest", str(casia), "--out", str(o / "judge"),
                                      f"exclude_speakers=[{h}]", cls, *cfg.judge]),
         Stage("judge_eval", o / "judge" / "eval", judge_eval),
+        *([Stage("judge2", o / "judge2", ["judge", "train-mel", "--manifest", str(casia), "--out", str(o / "judge2"),
+                                          f"exclude_speakers=[{h}]", cls, *cfg.second_judge_train]),
+           Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
         Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
                                  f"data.shards={tok['casia']}", "data.heldout_by=split", "data.heldout=[test]",
                                  *cfg.sft]),
@@ -199,6 +213,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
             f"prompts.manifest={casia}", "prompts.split=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
             *cfg.audit]))
     runs = seed_runs(cfg)
+    if cfg.second_judge != "none":
+        def rejudge() -> None:
+            """the second judge on every run's audited audio (start and last step)"""
+            from rrpo.experiment_judges import rejudge_all
+            rejudge_all(o, [r for r, _, _ in runs])
+        stages.append(Stage("judges", o / "judges", rejudge))
     stages.append(Stage("report", o / "report", [
         "report", "--runs", *[str(o / "runs" / r) for r, _, _ in runs],
         "--names", *[f"{'DiffRO (vanilla RM)' if m == 'diffro' else 'RRPO (robust RM)'} seed {s}" for _, m, s in runs],
@@ -288,8 +308,17 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
     from rrpo.experiment_stats import comparison_stats, system_points
 
     stats = comparison_stats(system_points(o, list(cfg.seeds)), cfg.n_boot, cfg.n_perm, cfg.stats_seed)
-    return {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
-            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
+    res = {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
+           "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
+    if cfg.second_judge != "none" and (o / "judges").is_dir():
+        from rrpo.experiment_judges import second_judge_results
+
+        proxy_up = {"diffro": means["diffro"]["proxy"] > means["sft"]["proxy_vanilla"],
+                    "rrpo": means["rrpo"]["proxy"] > means["sft"]["proxy_robust"]}
+        res["second_judge"] = second_judge_results(o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm,
+                                                   cfg.stats_seed)
+        res["second_judge"]["eval"] = {p.stem: read_json(p) for p in sorted((o / "judge2" / "eval").glob("*.json"))}
+    return res
 
 
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
@@ -377,9 +406,18 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                 vals = [(f"{100 * a:.1f}" if k == "judge_acc" else f"{a:.3f}") for a, _ in tr[m][k]]
                 lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
         lines.append("")
+    from rrpo.experiment_judges import judges_markdown
     from rrpo.experiment_stats import stats_markdown
 
     lines += stats_markdown(res.get("stats", {}), names)
+    j2 = res.get("second_judge", {})
+    if j2.get("eval"):
+        lines += ["| second judge (log-mel network, trained without the held-out speaker) | n | accuracy | UA |",
+                  "| --- | --- | --- | --- |"]
+        for k, v in j2["eval"].items():
+            lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
+        lines.append("")
+    lines += judges_markdown(j2, names)
     v = res["verdicts"]
     h, g = v["diffro_hacks"], v["rrpo_goal"]
     tol = cfg.tolerance

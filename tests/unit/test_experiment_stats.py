@@ -82,3 +82,69 @@ def test_results_carry_intervals_and_paired_differences(tmp_path):
     assert "σ² optimiser seed" in table
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
     assert saved["stats"]["intervals"]["sft"]["judge_acc"]["hi"] == 0.75
+
+
+class LoudnessJudge:
+    """A stand-in second judge: peak amplitude ≥ 0.3 → angry, else neutral (never sad)."""
+
+    classes = ("neutral", "angry", "sad")
+
+    def group_stats(self, items, groups=None):
+        return {"*": (0.0, 1.0)}
+
+    def predict_proba(self, items, groups=None, stats=None):
+        import numpy as np
+        return np.array([[0.1, 0.9, 0.0] if np.abs(a).max() >= 0.3 else [0.9, 0.1, 0.0] for a, _ in items])
+
+
+def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
+    """Two seeds, utterances t0_neutral and t1_angry. First judge (audit rows): SFT and DiffRO label both 'sad'
+    (wrong), RRPO labels both right → RRPO − DiffRO = 1 [1, 1]: 'up', supports 'RRPO beats DiffRO'.
+    Second judge on the WAVs: SFT and DiffRO are quiet (0.1) → both 'neutral' → accuracy 1/2; RRPO says
+    t1 loud (0.5) → both right → 1. RRPO − DiffRO per pair (0, 1) in both seeds: +1/2; a hierarchical draw is
+    0 when both drawn seeds resample to (0, 0) (P 1/16 > 2.5 %), so its interval holds 0: 'unclear' → the claim
+    is single-judge and flagged. Label agreement on RRPO: identical labels → 1, kappa 1; on SFT: (sad, sad)
+    vs (neutral, neutral) → 0, and p_e = 0 → kappa 0."""
+    import numpy as np
+
+    from rrpo.audit.judge import register_judge_kind
+    from rrpo.data.audio import save_audio
+    from rrpo.experiment import build_stages
+
+    register_judge_kind("loudness-test", lambda folder, meta: LoudnessJudge())
+    _fake_run(tmp_path)
+    (tmp_path / "judge2" / "eval").mkdir(parents=True)
+    (tmp_path / "judge2" / "judge.json").write_text(json.dumps({"kind": "loudness-test",
+                                                                "classes": ["neutral", "angry", "sad"]}))
+    (tmp_path / "judge2" / "eval" / "casia_heldout.json").write_text(json.dumps({"n": 250, "wa": 0.5, "ua": 0.5}))
+    sr = 16000
+    for s in (0, 1):
+        for m in ("diffro", "rrpo"):
+            d = tmp_path / "runs" / f"{m}_s{s}" / "audit"
+            aud = json.loads((d / "audit.json").read_text())
+            for key, step in (("start", 0), ("final", 8)):
+                right = m == "rrpo" and key == "final"
+                aud[key]["utterances"] = [{"id": f"t{i}_{e}", "emotion": e, "judge_pred": e if right else "sad",
+                                           "judge_correct": right, "judge_target_prob": 0.5}
+                                          for i, e in enumerate(("neutral", "angry"))]
+                for i, e in enumerate(("neutral", "angry")):
+                    amp = 0.5 if (right and e == "angry") else 0.1
+                    save_audio(d / "audio" / f"step_{step}" / f"t{i}_{e}.wav",
+                               (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32), sr)
+            (d / "audit.json").write_text(json.dumps(aud))
+    cfg = ExperimentConfig(seeds=[0, 1], n_boot=300, n_perm=100)
+    stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path)}
+    stages["judges"].action()
+    res = write_results(tmp_path, cfg)
+    j2 = res["second_judge"]
+    assert j2["intervals"]["sft"]["judge_acc"]["stat"] == 0.5 and j2["intervals"]["rrpo"]["judge_acc"]["stat"] == 1.0
+    assert j2["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 0.5
+    assert j2["paired"]["rrpo-diffro"]["judge_acc"]["lo"] == 0.0
+    assert j2["label_agreement"]["rrpo"] == {"n": 4, "agreement": 1.0, "kappa": 1.0}
+    assert j2["label_agreement"]["sft"]["agreement"] == 0.0 and j2["label_agreement"]["sft"]["kappa"] == 0.0
+    c = j2["claims"]["rrpo_beats_diffro"]
+    assert c["verdicts"] == {"egemaps": "supports", "logmel": "unclear"} and c["status"] == "single-judge"
+    assert c["flagged"]
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| RRPO beats DiffRO | RRPO (robust RM) − DiffRO (vanilla RM) | supports | unclear | single-judge (**flagged**) |" in table
+    assert "| casia_heldout | 250 | 50.0 | 50.0 |" in table
