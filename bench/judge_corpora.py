@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="judge config key=value")
     args = ap.parse_args()
 
+    from rrpo.audit.commands import ua_interval
     from rrpo.audit.judge import JudgeConfig, fit_judge, select_corpora, select_utterances
     from rrpo.audit.metrics import classification_metrics
     from rrpo.config import load_config
@@ -73,14 +74,15 @@ def main() -> None:
         xt = cached_features([str(p) for p, _ in selected], cache)
         proba = judge.proba_from_features(xt, [u.speaker for _, u in selected])
         m = classification_metrics([u.emotion for _, u in selected], proba, judge.classes)
-        return {k: m[k] for k in ("n", "wa", "ua", "ece", "recall", "confusion")}
+        return {**{k: m[k] for k in ("n", "wa", "ua", "ece", "recall", "confusion")},
+                "ua_ci95": ua_interval([u.emotion for _, u in selected], proba, judge.classes)}
 
     held = select_utterances(mans, cfg.classes, cfg.languages, speakers=[args.heldout_speaker])
     out = {"config": {k: getattr(cfg, k) for k in ("classes", "normalization", "min_group", "c_grid", "class_weight",
-                                                   "class_masking", "small_groups")},
+                                                   "class_masking", "small_groups", "min_group_classes")},
            "train": [str(m) for m in args.train], "n_train": info["n_train"], "C": info["C"],
            "cv_ua": info["cv_ua"], "corpora": info.get("corpora"), "train_counts": info["train_counts"],
-           "dropped_speakers": dropped["dropped_speakers"], "heldout_speaker": args.heldout_speaker,
+           "dropped_speakers": dropped["dropped_speakers"], "narrow_speakers": dropped["narrow_speakers"], "heldout_speaker": args.heldout_speaker,
            "heldout": score(held)}
     for c in args.cross:
         out[f"cross:{Path(c).stem}"] = score(select_utterances([read_manifest(c)], cfg.classes))

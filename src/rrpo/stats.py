@@ -313,3 +313,44 @@ def design_half_width(sigma2: dict, n_rm: int, n_opt: int, n_utt: int, z: float 
     s = {k: (0.0 if v is None or math.isnan(v) else v) for k, v in sigma2.items()}
     var = s["rm"] / n_rm + s["opt"] / (n_rm * n_opt) + s["utt"] / (n_rm * n_opt * n_utt)
     return float(z * math.sqrt(var))
+
+
+def unweighted_accuracy_ci(labels: Sequence, predictions: Sequence, level: float = 0.95, n_boot: int = 10000,
+                           seed: int = 0) -> dict:
+    """Stratified percentile bootstrap of unweighted accuracy (the mean of per-class recalls).
+
+    Utterances are resampled with replacement within each true class (class sizes fixed), so the
+    number correct in class k is Binomial(n_k, c_k/n_k) and UA* = mean_k of those counts over n_k. Exact
+    (the distribution enumerated) when Π(n_k + 1) ≤ 200,000, else ``n_boot`` seeded draws.
+    Example (exact): class a with (right, wrong), class b with (right): recall_a* is 0, 1/2, 1 w.p. 1/4,
+    1/2, 1/4 and recall_b* = 1, so UA* is 1/2, 3/4, 1 w.p. 1/4, 1/2, 1/4; the 50 % interval is (1/2, 3/4)."""
+    from math import comb
+
+    y = list(labels)
+    p = list(predictions)
+    if len(y) != len(p):
+        raise ValueError(f"{len(y)} labels but {len(p)} predictions")
+    classes = sorted(set(y))
+    out = {"ua": math.nan, "lo": math.nan, "hi": math.nan, "exact": False}
+    if not classes:
+        return out
+    n = [sum(1 for t in y if t == k) for k in classes]
+    c = [sum(1 for t, q in zip(y, p) if t == k and q == k) for k in classes]
+    K = len(classes)
+    out["ua"] = sum(ci / ni for ci, ni in zip(c, n)) / K
+    if math.prod(m + 1 for m in n) <= 200000:
+        vals, probs = np.zeros(1), np.ones(1)
+        for ni, ci in zip(n, c):
+            q = ci / ni
+            pk = np.array([comb(ni, j) * q ** j * (1 - q) ** (ni - j) for j in range(ni + 1)])
+            vk = np.arange(ni + 1) / ni / K
+            vals = (vals[:, None] + vk[None]).ravel()
+            probs = (probs[:, None] * pk[None]).ravel()
+        keep = probs > 0
+        out["lo"], out["hi"] = _interval(np.round(vals[keep], 12), probs[keep], level)
+        out["exact"] = True
+        return out
+    rng = np.random.default_rng(seed)
+    draws = sum(rng.binomial(ni, ci / ni, size=n_boot) / ni for ni, ci in zip(n, c)) / K
+    out["lo"], out["hi"] = _interval(draws, np.ones(n_boot), level)
+    return out

@@ -115,7 +115,10 @@ def test_select_corpora_groups_and_drops(tmp_path, tone_sets):
     mans = [read_manifest(p) for p in _manifests(tmp_path, tone_sets)]
     cfg = JudgeConfig(classes=CLASSES, exclude_speakers=["s3"], min_group=13, small_groups="drop")
     sel, corpora, groups, dropped = select_corpora(mans, cfg)
-    assert sorted(set(groups)) == ["ca/s1"] and dropped == {"dropped_speakers": {"cb/s1": 12}}
+    assert sorted(set(groups)) == ["ca/s1"] and dropped == {"dropped_speakers": {"cb/s1": 12}, "narrow_speakers": {}}
+    cfg = JudgeConfig(classes=CLASSES, exclude_speakers=["s3"], min_group=5, min_group_classes=3)
+    _, _, groups, dropped = select_corpora(mans, cfg)  # cb/s1 covers neutral and angry only
+    assert sorted(set(groups)) == ["ca/s1"] and dropped["narrow_speakers"] == {"cb/s1": 2}
     assert len(sel) == 18 and set(corpora) == {"ca"}
 
 

@@ -127,3 +127,19 @@ def test_variance_components_one_rm_seed_and_negative_estimates():
     v = variance_components({(0, 0): [0, 1], (0, 1): [0, 1]})
     assert v["raw"]["opt"] == pytest.approx(-0.25) and v["sigma2"]["opt"] == 0.0
     assert math.isnan(v["sigma2"]["rm"]) and v["sigma2"]["utt"] == 0.5
+
+
+def test_unweighted_accuracy_interval_by_hand():
+    """Class a: (right, wrong); class b: (right). recall_a* ~ Binomial(2, 1/2)/2: 0, 1/2, 1 w.p. 1/4, 1/2, 1/4;
+    recall_b* = 1; UA* = (recall_a* + 1)/2: 1/2, 3/4, 1 w.p. 1/4, 1/2, 1/4 → 50 % interval (1/2, 3/4), 95 % (1/2, 1).
+    Large classes (5 × 50, recall 0.6) use seeded draws: ± about 1.96·sqrt(.24/50)/sqrt(5) = 0.061."""
+    from rrpo.stats import unweighted_accuracy_ci
+
+    r = unweighted_accuracy_ci(["a", "a", "b"], ["a", "b", "b"], level=0.5)
+    assert r["exact"] and r["ua"] == 0.75 and (r["lo"], r["hi"]) == (0.5, 0.75)
+    assert unweighted_accuracy_ci(["a", "a", "b"], ["a", "b", "b"])["hi"] == 1.0
+    y = [k for k in "abcde" for _ in range(50)]
+    p = [k if i % 5 < 3 else "z" for i, k in enumerate(y)]
+    r = unweighted_accuracy_ci(y, p, n_boot=4000)
+    assert not r["exact"] and r["ua"] == pytest.approx(0.6)
+    assert r["lo"] == pytest.approx(0.6 - 0.061, abs=0.012) and r["hi"] == pytest.approx(0.6 + 0.061, abs=0.012)

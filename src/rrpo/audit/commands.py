@@ -9,7 +9,8 @@ that is also a judge folder (``judge.json``, ``weights.npz``, ``config.yaml``, `
 ``rrpo judge eval --judge DIR --manifest M [...] [--speakers ...] [--exclude-speakers ...]
 [--languages ...] [--splits ...] [--out FILE]`` prints one JSON object: n, wa, ua, per-class
 recall, ECE and the confusion matrix on the selected records (emotions outside the judge's classes
-are skipped). Speaker groups for normalisation are the manifests' ``speaker`` fields.
+are skipped), and ``ua_ci95``, a 95 % stratified bootstrap interval of UA. Speaker groups for
+normalisation are the manifests' ``speaker`` fields.
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ def cmd_train_mel(args) -> int:
     return 0
 
 
+def ua_interval(labels, proba, classes) -> list[float]:
+    """95 % stratified bootstrap interval of UA (seed 0; rrpo.stats.unweighted_accuracy_ci)."""
+    from rrpo.stats import unweighted_accuracy_ci
+
+    r = unweighted_accuracy_ci(labels, [classes[int(i)] for i in proba.argmax(1)])
+    return [r["lo"], r["hi"]]
+
+
 def cmd_eval(args) -> int:
     from rrpo.audit.judge import load_judge, select_utterances
     from rrpo.audit.metrics import classification_metrics
@@ -118,6 +127,7 @@ def cmd_eval(args) -> int:
     out = {"judge": str(args.judge), "manifests": list(args.manifest),
            "speakers": sorted({u.speaker for _, u in sel}),
            **classification_metrics([u.emotion for _, u in sel], proba, judge.classes)}
+    out["ua_ci95"] = ua_interval([u.emotion for _, u in sel], proba, judge.classes)
     if args.out:
         write_json(args.out, out)
     print(json.dumps(out, ensure_ascii=False))

@@ -83,11 +83,15 @@ class JudgeConfig:
                                        "corpus has (a corpus without 'surprise' teaches nothing about surprise)")
     small_groups: Literal["error", "drop"] = option("error", "a training speaker with fewer than min_group utterances: "
                                                              "stop with an error, or leave that speaker out")
+    min_group_classes: int = option(1, "with speaker normalisation, leave out training speakers whose utterances "
+                                       "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
+                                       "emotion and teaches the classifier noise)")
 
     def __post_init__(self):
         check(len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid), "c_grid", "needs positive values")
         check(self.min_group >= 2, "min_group", "must be at least 2")
         check(self.max_iter > 0, "max_iter", "must be positive")
+        check(self.min_group_classes >= 1, "min_group_classes", "must be at least 1")
         try:
             check_classes(self.classes)
         except RrpoError as e:
@@ -379,8 +383,9 @@ def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, "objec
 
     A manifest is one corpus (named by its records' ``extra['corpus']`` when set, else the file's
     stem). Speaker groups are ``corpus/speaker`` when there are several corpora (speaker ids of two
-    corpora may coincide). With ``small_groups: drop`` and speaker normalisation, speakers with
-    fewer than ``min_group`` records are left out (listed in the returned dict)."""
+    corpora may coincide). With speaker normalisation, speakers with fewer than ``min_group`` records
+    (``small_groups: drop``) and speakers whose records cover fewer than ``min_group_classes`` classes
+    are left out (listed in the returned dict)."""
     sel, corpora, groups = [], [], []
     for man in manifests:
         name = Path(man.path).stem if man.path is not None else "manifest"
@@ -391,11 +396,18 @@ def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, "objec
     several = len(set(corpora)) > 1
     groups = [f"{c}/{u.speaker}" if several else u.speaker for c, (_, u) in zip(corpora, sel)]
     dropped: dict[str, int] = {}
-    if cfg.normalization == "speaker" and cfg.small_groups == "drop":
+    narrow: dict[str, int] = {}
+    if cfg.normalization == "speaker":
         from collections import Counter
 
-        n = Counter(groups)
-        dropped = {g: k for g, k in sorted(n.items()) if k < cfg.min_group}
-        keep = [i for i, g in enumerate(groups) if g not in dropped]
+        if cfg.small_groups == "drop":
+            n = Counter(groups)
+            dropped = {g: k for g, k in sorted(n.items()) if k < cfg.min_group}
+        covered: dict[str, set] = {}
+        for g, (_, u) in zip(groups, sel):
+            covered.setdefault(g, set()).add(u.emotion)
+        min_classes = getattr(cfg, "min_group_classes", 1)
+        narrow = {g: len(c) for g, c in sorted(covered.items()) if len(c) < min_classes and g not in dropped}
+        keep = [i for i, g in enumerate(groups) if g not in dropped and g not in narrow]
         sel, corpora, groups = [sel[i] for i in keep], [corpora[i] for i in keep], [groups[i] for i in keep]
-    return sel, corpora, groups, {"dropped_speakers": dropped}
+    return sel, corpora, groups, {"dropped_speakers": dropped, "narrow_speakers": narrow}

@@ -56,6 +56,7 @@ class MelJudgeConfig:
     small_groups: Literal["error", "drop"] = option("drop", "a training speaker with fewer than min_group "
                                                             "utterances: stop with an error, or leave it out")
     class_masking: bool = option(True, "an utterance's softmax runs only over the classes its corpus has")
+    min_group_classes: int = option(1, "leave out training speakers whose utterances cover fewer classes than this")
     n_mels: int = option(40, "log-mel bands")
     max_frames: int = option(300, "training crop in 10 ms frames (judging uses the whole utterance)")
     channels: int = option(64, "convolution channels")
