@@ -9,8 +9,9 @@ only one of them supports is flagged by the experiment (:mod:`rrpo.audit.agreeme
 * **Per-speaker normalisation**: each band is z-scored with the mean and std over all frames of
   the speaker's utterances (the batch's groups, or fixed ``stats`` from ``group_stats``), exactly
   the contract of the eGeMAPS judge, so ``rrpo audit`` calibrates it on the starting policy too.
-* **Network**: three 1-D convolutions over time (kernel 5, dilations 1, 2, 4, ReLU), mean and
-  standard deviation pooled over the valid frames, dropout, a linear layer to the classes.
+* **Network**: three 1-D convolutions over time (kernel 5; the first with stride 2, the others
+  with dilations 2 and 4; ReLU), mean and standard deviation pooled over the valid frames, dropout,
+  a linear layer to the classes.
 * **Training** (``rrpo judge train-mel``): the project's training loop (:mod:`rrpo.train.loop`;
   checkpoints, exact resume); random crops of ``max_frames``; class-balanced cross-entropy whose
   softmax runs only over the classes the utterance's corpus has (``class_masking``). Judging uses
@@ -133,7 +134,7 @@ class MelCNN(nn.Module):
 
     def __init__(self, n_mels: int, n_classes: int, channels: int = 64, dropout: float = 0.3):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv1d(n_mels, channels, 5, padding=2),
+        self.convs = nn.ModuleList([nn.Conv1d(n_mels, channels, 5, padding=2, stride=2),
                                     nn.Conv1d(channels, channels, 5, padding=4, dilation=2),
                                     nn.Conv1d(channels, channels, 5, padding=8, dilation=4)])
         self.drop = nn.Dropout(dropout)
@@ -141,9 +142,13 @@ class MelCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         h = x.transpose(1, 2)  # (B, M, T)
-        mask = (torch.arange(h.shape[-1], device=h.device)[None] < lens[:, None]).to(h.dtype)[:, None]  # (B, 1, T)
+        lens = (lens + 1) // 2  # the first convolution has stride 2: ceil(T / 2) output frames
+        mask = None
         for conv in self.convs:
-            h = torch.relu(conv(h)) * mask
+            h = conv(h)
+            if mask is None:
+                mask = (torch.arange(h.shape[-1], device=h.device)[None] < lens[:, None]).to(h.dtype)[:, None]
+            h = torch.relu(h) * mask
         n = mask.sum(-1).clamp_min(1.0)
         mean = h.sum(-1) / n
         var = ((h - mean[..., None]) ** 2 * mask).sum(-1) / n
