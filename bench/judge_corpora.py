@@ -85,7 +85,16 @@ def main() -> None:
            "dropped_speakers": dropped["dropped_speakers"], "narrow_speakers": dropped["narrow_speakers"], "heldout_speaker": args.heldout_speaker,
            "heldout": score(held)}
     for c in args.cross:
-        out[f"cross:{Path(c).stem}"] = score(select_utterances([read_manifest(c)], cfg.classes))
+        # a held-out corpus is judged with each speaker's own batch statistics: speakers with fewer than
+        # min_group records (or covering fewer than min_group_classes classes) cannot be normalised and are skipped
+        from collections import Counter
+
+        sel_c = select_utterances([read_manifest(c)], cfg.classes)
+        n = Counter(u.speaker for _, u in sel_c)
+        cov = {s: len({u.emotion for _, u in sel_c if u.speaker == s}) for s in n}
+        ok = {s for s in n if n[s] >= cfg.min_group and cov[s] >= cfg.min_group_classes}
+        out[f"cross:{Path(c).stem}"] = {**score([(p, u) for p, u in sel_c if u.speaker in ok]),
+                                        "speakers": len(ok), "skipped_speakers": len(n) - len(ok)}
     out["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(out))
 

@@ -13,7 +13,7 @@ only one of them supports is flagged by the experiment (:mod:`rrpo.audit.agreeme
   with dilations 2 and 4; ReLU), mean and standard deviation pooled over the valid frames, dropout,
   a linear layer to the classes.
 * **Training** (``rrpo judge train-mel``): the project's training loop (:mod:`rrpo.train.loop`;
-  checkpoints, exact resume); random crops of ``max_frames``; class-balanced cross-entropy whose
+  checkpoints, exact resume); random crops of ``max_frames`` with SpecAugment masks; class-balanced cross-entropy whose
   softmax runs only over the classes the utterance's corpus has (``class_masking``). Judging uses
   the whole utterance.
 
@@ -62,6 +62,9 @@ class MelJudgeConfig:
     max_frames: int = option(300, "training crop in 10 ms frames (judging uses the whole utterance)")
     channels: int = option(64, "convolution channels")
     dropout: float = option(0.3, "dropout before the output layer")
+    freq_masks: int = option(2, "SpecAugment while training: this many bands of up to 8 log-mel bins set to 0 "
+                                "(the normalised mean)")
+    time_masks: int = option(2, "SpecAugment while training: this many spans of up to 20 frames set to 0")
     train: TrainConfig = section(TrainConfig, "the training loop (settings used: configs/judge_mel.yaml)")
 
     def __post_init__(self):
@@ -270,6 +273,16 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
             if len(f) > cfg.max_frames:  # torch's RNG is seeded per micro-batch by the loop: resumable
                 s = int(torch.randint(0, len(f) - cfg.max_frames + 1, ()).item())
                 f = f[s:s + cfg.max_frames]
+            if cfg.freq_masks or cfg.time_masks:
+                f = f.copy()
+                for _ in range(cfg.freq_masks):
+                    w = int(torch.randint(0, 9, ()).item())
+                    s = int(torch.randint(0, max(1, f.shape[1] - w) + 1, ()).item())
+                    f[:, s:s + w] = 0.0
+                for _ in range(cfg.time_masks):
+                    w = int(torch.randint(0, min(21, len(f) // 4 + 1), ()).item())
+                    s = int(torch.randint(0, max(1, len(f) - w) + 1, ()).item())
+                    f[s:s + w] = 0.0
             crops.append(f)
         x, lens = pad(crops)
         return {"x": x, "lens": lens, "y": y[idx], "mask": mask[idx]}
