@@ -57,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from rrpo.audit.commands import ua_interval
-    from rrpo.audit.judge import JudgeConfig, fit_judge, select_corpora, select_utterances
+    from rrpo.audit.judge import JudgeConfig, fit_judge, select_corpora
     from rrpo.audit.metrics import classification_metrics
     from rrpo.config import load_config
     from rrpo.data.manifest import read_manifest
@@ -77,7 +77,11 @@ def main() -> None:
         return {**{k: m[k] for k in ("n", "wa", "ua", "ece", "recall", "confusion")},
                 "ua_ci95": ua_interval([u.emotion for _, u in selected], proba, judge.classes)}
 
-    held = select_utterances(mans, cfg.classes, cfg.languages, speakers=[args.heldout_speaker])
+    def select(manifests, speakers=None):
+        return [(m.audio_path(u), u) for m in manifests
+                for u in m.select(emotions=cfg.classes, language=cfg.languages or None, speakers=speakers)]
+
+    held = select(mans, [args.heldout_speaker])
     out = {"config": {k: getattr(cfg, k) for k in ("classes", "normalization", "min_group", "c_grid", "class_weight",
                                                    "class_masking", "small_groups", "min_group_classes")},
            "train": [str(m) for m in args.train], "n_train": info["n_train"], "C": info["C"],
@@ -89,7 +93,7 @@ def main() -> None:
         # min_group records (or covering fewer than min_group_classes classes) cannot be normalised and are skipped
         from collections import Counter
 
-        sel_c = select_utterances([read_manifest(c)], cfg.classes)
+        sel_c = select([read_manifest(c)])
         n = Counter(u.speaker for _, u in sel_c)
         cov = {s: len({u.emotion for _, u in sel_c if u.speaker == s}) for s in n}
         ok = {s for s in n if n[s] >= cfg.min_group and cov[s] >= cfg.min_group_classes}

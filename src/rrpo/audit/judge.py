@@ -389,9 +389,9 @@ def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, "objec
     sel, corpora, groups = [], [], []
     for man in manifests:
         name = Path(man.path).stem if man.path is not None else "manifest"
-        for p, u in select_utterances([man], cfg.classes, cfg.languages, cfg.speakers, cfg.exclude_speakers,
-                                      cfg.splits):
-            sel.append((p, u))
+        for u in man.select(split=cfg.splits or None, language=cfg.languages or None, emotions=cfg.classes,
+                            speakers=cfg.speakers or None, exclude_speakers=cfg.exclude_speakers or None):
+            sel.append((man.audio_path(u), u))
             corpora.append(str(u.extra.get("corpus", name)))
     several = len(set(corpora)) > 1
     groups = [f"{c}/{u.speaker}" if several else u.speaker for c, (_, u) in zip(corpora, sel)]
