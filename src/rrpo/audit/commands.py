@@ -77,7 +77,11 @@ def cmd_train(args) -> int:
     sel, corpora, groups, dropped = select_corpora(mans, cfg)
     if not sel:
         raise RrpoError("no records pass the filters (classes, languages, speakers, splits)", args.manifest[0])
-    feats = EgemapsJudge.features(load_items(sel), progress=True)
+    if cfg.features == "logmel-stats":
+        from rrpo.audit.mel_judge import MelStatsJudge
+        feats = MelStatsJudge.features(load_items(sel), progress=True)
+    else:
+        feats = EgemapsJudge.features(load_items(sel), progress=True)
     judge, info = fit_judge(feats, [u.emotion for _, u in sel], groups, cfg, corpora=corpora)
     info.update(dropped)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in args.manifest]

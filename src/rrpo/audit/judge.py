@@ -83,6 +83,9 @@ class JudgeConfig:
                                        "corpus has (a corpus without 'surprise' teaches nothing about surprise)")
     small_groups: Literal["error", "drop"] = option("error", "a training speaker with fewer than min_group utterances: "
                                                              "stop with an error, or leave that speaker out")
+    features: Literal["egemaps", "logmel-stats"] = option(
+        "egemaps", "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
+                   "second judge, rrpo.audit.mel_judge.MelStatsJudge)")
     min_group_classes: int = option(1, "with speaker normalisation, leave out training speakers whose utterances "
                                        "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
                                        "emotion and teaches the classifier noise)")
@@ -213,7 +216,14 @@ def _load_logmel(folder: Path, meta: dict) -> Judge:
     return MelJudge.load(folder, meta)
 
 
-_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load, "logmel-cnn": _load_logmel}
+def _load_melstats(folder: Path, meta: dict) -> Judge:
+    from rrpo.audit.mel_judge import MelStatsJudge
+
+    return MelStatsJudge.load(folder, meta)
+
+
+_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load, "logmel-cnn": _load_logmel,
+                                                      "logmel-stats": _load_melstats}
 
 
 def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
@@ -330,8 +340,11 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
                                "classes": [c for c in classes if ((corp == k) & (labels == c)).any()]}
                            for k in sorted(set(corp.tolist()))}
         info["class_masking"] = mask is not None
-    judge = EgemapsJudge(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
-                         meta={"training": info})
+    judge_cls = EgemapsJudge
+    if getattr(cfg, "features", "egemaps") == "logmel-stats":
+        from rrpo.audit.mel_judge import MelStatsJudge as judge_cls
+    judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
+                      meta={"training": info})
     return judge, info
 
 

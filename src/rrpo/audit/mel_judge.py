@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rrpo.audit.judge import EgemapsJudge
 from rrpo.config import check, option, section
 from rrpo.data.emotions import ESD_CLASSES, check_classes
 from rrpo.errors import RrpoError
@@ -39,6 +40,7 @@ from rrpo.train.loop import TrainConfig
 log = logging.getLogger(__name__)
 
 KIND_LOGMEL = "logmel-cnn"
+KIND_MELSTATS = "logmel-stats"
 RATE = 16000
 FLOOR_DB = 80.0
 
@@ -306,3 +308,48 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
     judge = MelJudge(classes, model, cfg.n_mels, cfg.min_group, meta={"training": {**info, "last": last}})
     judge.save(run.path)
     return judge, {**info, "last": last}
+
+
+# -- the linear variant: statistics of the log-mel bands ---------------------------------------------
+
+#: Frames quieter than this below the utterance's loudest frame are left out of the statistics.
+ACTIVE_DB = 40.0
+
+
+def mel_statistics(items: Sequence[tuple[np.ndarray, int]], n_mels: int = 40, progress: bool = False) -> np.ndarray:
+    """(N, 6·n_mels) per-band statistics of each utterance's log-mel frames (dB): mean, std, 10th, 50th
+    and 90th percentile over the active frames (frame level within ``ACTIVE_DB`` of the loudest), and the
+    std of the frame-to-frame difference (how fast each band moves).
+
+    Example: a band constant at −20 dB gives mean −20, std 0, percentiles −20, delta std 0."""
+    out = np.zeros((len(items), 6 * n_mels))
+    it = items
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(items, desc="log-mel statistics", unit="utt", leave=False)
+    for i, (a, sr) in enumerate(it):
+        m = log_mel_frames(a, sr, n_mels).astype(np.float64)
+        level = 10 * np.log10(np.mean(10 ** (m / 10), axis=1) + 1e-20)
+        act = m[level >= level.max() - ACTIVE_DB]
+        d = np.diff(m, axis=0) if len(m) > 1 else np.zeros((1, n_mels))
+        out[i] = np.concatenate([act.mean(0), act.std(0), *np.percentile(act, [10, 50, 90], axis=0), d.std(0)])
+    return out
+
+
+class MelStatsJudge(EgemapsJudge):
+    """Log-mel band statistics → (per-speaker z-score) → standardiser → multinomial logistic.
+
+    Trained by ``rrpo judge train features=logmel-stats`` (the eGeMAPS judge's trainer: C by
+    leave-one-speaker-out CV, class masking); only the features differ."""
+
+    @staticmethod
+    def features(items, progress: bool = False) -> np.ndarray:
+        return mel_statistics(items, progress=progress)
+
+    def save(self, folder: str | Path) -> None:
+        from rrpo.io import read_json, write_json
+
+        super().save(folder)
+        meta = read_json(Path(folder) / "judge.json")
+        meta.update({"kind": KIND_MELSTATS, "features": "log-mel band statistics (6 x 40)"})
+        write_json(Path(folder) / "judge.json", meta)
