@@ -59,12 +59,14 @@ class ExperimentConfig:
                                "what makes the robust reward model robust (METHOD §4)")
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
-    second_judge: Literal["logmel-cnn", "none"] = option(
-        "logmel-cnn", "a second, differently built judge that re-judges the audited audio (none: only eGeMAPS)")
-    second_judge_train: list[str] = option(
+    second_judge: Literal["logmel-stats", "logmel-cnn", "none"] = option(
+        "logmel-stats", "a second, differently built judge that re-judges the audited audio: logistic regression on "
+                        "log-mel band statistics, or a small network on log-mel frames (none: only eGeMAPS)")
+    second_judge_stats: list[str] = option([], "overrides for `rrpo judge train features=logmel-stats`")
+    second_judge_cnn: list[str] = option(
         ["train.steps=800", "train.batch_size=32", "train.lr=2e-3", "train.warmup_steps=50", "train.bf16=false",
          "train.log_every=50", "train.ckpt_every=200", "train.keep_checkpoints=1"],
-        "overrides for `rrpo judge train-mel` (the second judge; same speakers as the first)")
+        "overrides for `rrpo judge train-mel` (second_judge: logmel-cnn)")
     sft: list[str] = option(
         ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
          "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
@@ -195,8 +197,11 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
         Stage("judge", o / "judge", ["judge", "train", "--manifest", str(casia), "--out", str(o / "judge"),
                                      f"exclude_speakers=[{h}]", cls, *cfg.judge]),
         Stage("judge_eval", o / "judge" / "eval", judge_eval),
-        *([Stage("judge2", o / "judge2", ["judge", "train-mel", "--manifest", str(casia), "--out", str(o / "judge2"),
-                                          f"exclude_speakers=[{h}]", cls, *cfg.second_judge_train]),
+        *([Stage("judge2", o / "judge2",
+                 ["judge", "train-mel", "--manifest", str(casia), "--out", str(o / "judge2"), f"exclude_speakers=[{h}]",
+                  cls, *cfg.second_judge_cnn] if cfg.second_judge == "logmel-cnn" else
+                 ["judge", "train", "--manifest", str(casia), "--out", str(o / "judge2"), f"exclude_speakers=[{h}]",
+                  cls, "features=logmel-stats", *cfg.second_judge_stats]),
            Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
         Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
                                  f"data.shards={tok['casia']}", "data.heldout_by=split", "data.heldout=[test]",

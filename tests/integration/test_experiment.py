@@ -16,7 +16,7 @@ rm_pretrain: [train.steps=4, train.batch_size=8, model.d_model=32, model.n_layer
               model.embedding=free+features]
 rm_finetune: [train.steps=4, train.batch_size=8]
 judge: ["c_grid=[0.1]"]
-second_judge_train: [train.steps=4, train.batch_size=8, channels=8, train.bf16=false]
+second_judge_stats: ["c_grid=[0.1]"]
 n_boot: 200
 n_perm: 200
 sft: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,

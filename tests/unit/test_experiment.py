@@ -192,5 +192,10 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert "train.seed=4" in opt["rrpo_s4"] and any("rm/robust" in a for a in opt["rrpo_s4"])
     assert any("rm/vanilla" in a for a in opt["diffro_s4"])
     assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
+    assert "features=logmel-stats" in opt["judge2"]
+    cnn = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path,
+                                                  tmp_path / "o")}
+    assert cnn["judge2"][:2] == ["judge", "train-mel"] and "train.steps=800" in cnn["judge2"]
+    parser.parse_args(list(cnn["judge2"]))
     with pytest.raises(RrpoError, match="seeds is empty"):
         build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o")
