@@ -323,6 +323,7 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
         res["second_judge"] = second_judge_results(o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm,
                                                    cfg.stats_seed)
         res["second_judge"]["eval"] = {p.stem: read_json(p) for p in sorted((o / "judge2" / "eval").glob("*.json"))}
+        res["second_judge"]["kind"] = cfg.second_judge
     return res
 
 
@@ -417,7 +418,7 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     lines += stats_markdown(res.get("stats", {}), names)
     j2 = res.get("second_judge", {})
     if j2.get("eval"):
-        lines += ["| second judge (log-mel network, trained without the held-out speaker) | n | accuracy | UA |",
+        lines += [f"| second judge ({cfg.second_judge}, trained without the held-out speaker) | n | accuracy | UA |",
                   "| --- | --- | --- | --- |"]
         for k, v in j2["eval"].items():
             lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")

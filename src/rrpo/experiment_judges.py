@@ -2,7 +2,7 @@
 
 The audit judges every checkpoint with the eGeMAPS judge and keeps the WAVs of the starting policy
 (``audio/step_0``) and of the last checkpoint. This stage judges those same WAVs with the second
-judge (``rrpo judge train-mel``), normalised as the audit does (per-band statistics of the starting
+judge (``rrpo judge train features=logmel-stats`` or ``rrpo judge train-mel``), normalised as the audit does (per-band statistics of the starting
 policy's outputs of the same run, kept fixed for the last checkpoint), and writes
 ``judges/<run>.json`` with both judges' label per utterance. The results then carry, for the second
 judge, the same intervals and paired differences as for the first, the two judges' label agreement
@@ -101,7 +101,9 @@ def judges_markdown(res: dict, names: dict[str, str]) -> list[str]:
     def pct(v: float) -> str:
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
-    lines = ["Second judge (log-mel network, trained on the same speakers), on the same WAVs: judge accuracy % "
+    kind = {"logmel-stats": "logistic regression on log-mel band statistics",
+            "logmel-cnn": "a network on log-mel frames"}.get(res.get("kind"), res.get("kind", "?"))
+    lines = [f"Second judge ({kind}, trained on the same speakers), on the same WAVs: judge accuracy % "
              "[95 % hierarchical bootstrap]; label agreement with the eGeMAPS judge (Cohen's kappa):", "",
              "| method | log-mel judge accuracy % | agreement | kappa |", "| --- | --- | --- | --- |"]
     for m, d in res["intervals"].items():
