@@ -57,6 +57,7 @@ def rejudge_run(run_dir: Path, judge) -> dict:
 
 def rejudge_all(o: Path, runs: list[str]) -> None:
     """The second judge on every run's audited audio → ``judges/<run>.json``."""
+    import rrpo.audit.mel_judge  # noqa: F401  (registers the 'logmel-cnn' kind)
     from rrpo.audit.judge import load_judge
     from rrpo.io import write_json
 

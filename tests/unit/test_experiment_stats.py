@@ -133,7 +133,9 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
                                (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32), sr)
             (d / "audit.json").write_text(json.dumps(aud))
     cfg = ExperimentConfig(seeds=[0, 1], n_boot=300, n_perm=100)
-    stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path)}
+    from rrpo.cli import main
+
+    stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
     stages["judges"].action()
     res = write_results(tmp_path, cfg)
     j2 = res["second_judge"]

@@ -158,13 +158,13 @@ def test_mel_judge_learns_tones_cli_and_storage(tmp_path, tone_sets, capsys):
     above chance (1/3); the folder opens with load_judge and fixed statistics give the same probabilities."""
     paths = _manifests(tmp_path, tone_sets)
     out = tmp_path / "mel"
-    rc = main(["judge", "train-mel", "--manifest", str(paths[0]), "--manifest", str(paths[1]), "--out", str(out),
-               "--config", "configs/judge_mel.yaml", "classes=[neutral, angry, sad]", "exclude_speakers=[s3]",
+    rc = main(["judge", "train-mel", "--config", "configs/judge_mel.yaml", f"manifests=[{paths[0]}, {paths[1]}]",
+               f"out={out}", "classes=[neutral, angry, sad]", "exclude_speakers=[s3]",
                "min_group=5", "channels=16", "train.steps=150", "train.progress=false"])
     assert rc == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["corpora"] == {"ca": 18, "cb": 12}
-    rc = main(["judge", "eval", "--judge", str(out), "--manifest", str(paths[0]), "--speakers", "s3"])
+    rc = main(["judge", "eval", f"judge={out}", f"manifests=[{paths[0]}]", "speakers=[s3]"])
     assert rc == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["n"] == 18 and ev["ua"] > 0.5
@@ -178,7 +178,7 @@ def test_mel_statistics_of_a_steady_tone():
     """A steady sine: every band is constant after the first frames, so per band the 10th, 50th and 90th
     percentiles are equal to within a fraction of a dB, and the frame-to-frame difference is ~0 (its std
     small); 6 statistics × 40 bands."""
-    from rrpo.audit.mel_judge import mel_statistics
+    from rrpo.audit.features import mel_statistics
 
     x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
     f = mel_statistics([(x, 16000)])[0].reshape(6, 40)
@@ -191,13 +191,13 @@ def test_logmel_stats_judge_trains_with_the_egemaps_trainer(tmp_path, tone_sets,
     opens and that judges the unseen tone speaker above chance."""
     paths = _manifests(tmp_path, tone_sets)
     out = tmp_path / "ms"
-    assert main(["judge", "train", "--manifest", str(paths[0]), "--out", str(out), "exclude_speakers=[s3]",
+    assert main(["judge", "train", f"manifests=[{paths[0]}]", f"out={out}", "exclude_speakers=[s3]",
                  "classes=[neutral, angry, sad]", "min_group=5", "c_grid=[0.1]", "features=logmel-stats"]) == 0
     meta = json.loads((out / "judge.json").read_text())
     assert meta["kind"] == "logmel-stats"
     j = load_judge(out)
     assert type(j).__name__ == "MelStatsJudge" and j.coef.shape == (3, 240)
     capsys.readouterr()
-    assert main(["judge", "eval", "--judge", str(out), "--manifest", str(paths[0]), "--speakers", "s3"]) == 0
+    assert main(["judge", "eval", f"judge={out}", f"manifests=[{paths[0]}]", "speakers=[s3]"]) == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["n"] == 18 and ev["ua"] > 0.5

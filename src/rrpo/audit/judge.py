@@ -15,7 +15,7 @@ judge as well. Nothing here may ever feed a gradient to the policy.
 A stronger judge (for instance an emotion2vec checkpoint the user has on disk) plugs in by
 writing a class with these two members and a loader ``fn(folder: Path, meta: dict) -> Judge``
 registered with :func:`register_judge_kind`; its folder holds a ``judge.json`` whose ``kind``
-names the loader. :func:`load_judge` then serves ``--judge DIR`` for both.
+names the loader. :func:`load_judge` then serves ``judge=DIR`` for both.
 
 **Speaker normalisation.** With ``normalization: speaker`` (the default) each feature is
 standardised per speaker before the classifier, the usual practice in cross-speaker emotion
@@ -45,6 +45,7 @@ import numpy as np
 
 from rrpo.config import check, option
 from rrpo.data.emotions import ESD_CLASSES, check_classes
+from rrpo.data.manifest import Selection
 from rrpo.errors import RrpoError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 Item = tuple[np.ndarray, int]
 JUDGE_FORMAT = 1
 KIND_EGEMAPS = "egemaps-logreg"
+KIND_MELSTATS = "logmel-stats"
 
 
 @runtime_checkable
@@ -65,14 +67,11 @@ class Judge(Protocol):
 
 
 @dataclass
-class JudgeConfig:
-    """Training settings of the eGeMAPS judge (``rrpo judge train --config``)."""
+class JudgeConfig(Selection):
+    """Training settings of the eGeMAPS judge (``rrpo judge train``) and the
+    :class:`~rrpo.data.manifest.Selection` of its training records."""
 
     classes: list[str] = option(list(ESD_CLASSES), "emotion classes (others in the manifests are dropped)")
-    languages: list[str] | None = option(None, "keep only these languages (null: all)")
-    speakers: list[str] | None = option(None, "keep only these speakers (null: all)")
-    exclude_speakers: list[str] | None = option(None, "drop these speakers (hold one out for testing)")
-    splits: list[str] | None = option(None, "keep only these manifest splits (null: all)")
     normalization: Literal["speaker", "none"] = option("speaker", "per-speaker feature standardisation or none")
     min_group: int = option(10, "fewest utterances a speaker group needs for batch normalisation statistics")
     c_grid: list[float] = option([0.01, 0.1, 1.0], "inverse L2 strengths tried; picked by leave-one-speaker-out CV")
@@ -85,7 +84,7 @@ class JudgeConfig:
                                                              "stop with an error, or leave that speaker out")
     features: Literal["egemaps", "logmel-stats"] = option(
         "egemaps", "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
-                   "second judge, rrpo.audit.mel_judge.MelStatsJudge)")
+                   "second judge, MelStatsJudge)")
     min_group_classes: int = option(1, "with speaker normalisation, leave out training speakers whose utterances "
                                        "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
                                        "emotion and teaches the classifier noise)")
@@ -210,20 +209,29 @@ class EgemapsJudge:
                    min_group=meta.get("min_group", 10), meta=meta, **arrays)
 
 
-def _load_logmel(folder: Path, meta: dict) -> Judge:
-    from rrpo.audit.mel_judge import MelJudge
+class MelStatsJudge(EgemapsJudge):
+    """The second judge's linear form: statistics of log-mel bands
+    (:func:`rrpo.audit.features.mel_statistics`, 240 per utterance) → (per-speaker z-score) →
+    standardiser → multinomial logistic. Trained by ``rrpo judge train features=logmel-stats`` (the
+    eGeMAPS judge's trainer: C by leave-one-speaker-out CV, class masking); only the features differ."""
 
-    return MelJudge.load(folder, meta)
+    @staticmethod
+    def features(items: Sequence[Item], progress: bool = False) -> np.ndarray:
+        from rrpo.audit.features import mel_statistics
+
+        return mel_statistics(items, progress=progress)
+
+    def save(self, folder: str | Path) -> None:
+        from rrpo.io import read_json, write_json
+
+        super().save(folder)
+        meta = read_json(Path(folder) / "judge.json")
+        meta.update({"kind": KIND_MELSTATS, "features": "log-mel band statistics (6 x 40)"})
+        write_json(Path(folder) / "judge.json", meta)
 
 
-def _load_melstats(folder: Path, meta: dict) -> Judge:
-    from rrpo.audit.mel_judge import MelStatsJudge
-
-    return MelStatsJudge.load(folder, meta)
-
-
-_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load, "logmel-cnn": _load_logmel,
-                                                      "logmel-stats": _load_melstats}
+_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load,
+                                                      KIND_MELSTATS: MelStatsJudge.load}
 
 
 def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
@@ -246,20 +254,19 @@ def load_judge(folder: str | Path) -> Judge:
     loader = _LOADERS.get(meta["kind"])
     if loader is None:
         raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted(_LOADERS))}; "
-                        "register others with rrpo.audit.judge.register_judge_kind)", meta_path)
+                        "register others with rrpo.audit.judge.register_judge_kind; 'logmel-cnn' registers "
+                        "when rrpo.audit.mel_judge is imported)", meta_path)
     check_classes(meta["classes"])
     return loader(folder, meta)
 
 
 # -- training -----------------------------------------------------------------------------------
 
-def select_utterances(manifests, classes: Sequence[str], languages=None, speakers=None,
-                      exclude_speakers=None, splits=None) -> list[tuple[Path, "object"]]:
-    """(audio path, utterance) of every record in ``manifests`` that passes the filters."""
+def select_utterances(manifests, classes: Sequence[str], selection: Selection) -> list[tuple[Path, "object"]]:
+    """(audio path, utterance) of every record in ``manifests`` of one of ``classes`` that ``selection`` keeps."""
     out = []
     for man in manifests:
-        for u in man.select(split=splits, language=languages, emotions=classes, speakers=speakers,
-                            exclude_speakers=exclude_speakers):
+        for u in selection.apply(man, emotions=classes):
             out.append((man.audio_path(u), u))
     return out
 
@@ -340,9 +347,7 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
                                "classes": [c for c in classes if ((corp == k) & (labels == c)).any()]}
                            for k in sorted(set(corp.tolist()))}
         info["class_masking"] = mask is not None
-    judge_cls = EgemapsJudge
-    if getattr(cfg, "features", "egemaps") == "logmel-stats":
-        from rrpo.audit.mel_judge import MelStatsJudge as judge_cls
+    judge_cls = MelStatsJudge if getattr(cfg, "features", "egemaps") == "logmel-stats" else EgemapsJudge
     judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
                       meta={"training": info})
     return judge, info
