@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--codec", required=True, help="codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
     e.add_argument("--audio", required=True, help="audio file")
     e.add_argument("--out", required=True, help="token file: .npy (int64) or .txt (space-separated ids)")
+    _speaker_args(e)
     e.set_defaults(func=cmd_encode)
 
     d = csub.add_parser("decode", help="decode tokens (a token file, or one utterance of token shards) to WAV")
@@ -39,8 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--tokens", required=True, help="token file (.npy / .txt) or a token-shard folder")
     d.add_argument("--id", default=None, help="utterance id, when --tokens is a shard folder")
     d.add_argument("--out", required=True, help="WAV file to write")
-    d.add_argument("--f0-hz", type=float, default=None, help="speaker's median F0 for the built-in codec")
+    _speaker_args(d)
     d.set_defaults(func=cmd_decode)
+
+    p = csub.add_parser("profile", help="a speaker profile from a few recordings of the speaker (JSON)")
+    p.add_argument("--codec", required=True, help="codec directory")
+    p.add_argument("--reference", nargs="+", required=True, metavar="WAV", help="recordings of the speaker")
+    p.add_argument("--speaker", default="", help="the speaker's name, recorded in the profile")
+    p.add_argument("--out", required=True, help="profile JSON to write")
+    p.set_defaults(func=cmd_profile)
 
     k = sub.add_parser("tokenize", help="tokens and per-token energies of a whole manifest, into token shards")
     k.add_argument("--codec", required=True, help="codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
@@ -48,6 +56,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--out", required=True, help="shard folder; an interrupted run resumes where it stopped")
     k.add_argument("--shard-size", type=int, default=500, help="utterances per shard file")
     k.set_defaults(func=cmd_tokenize)
+
+
+def _speaker_args(p) -> None:
+    g = p.add_argument_group("speaker (default: the codec's pooled profile of its training audio)")
+    g.add_argument("--speaker", default=None,
+                   help="a speaker whose profile the codec (or, with a shard folder, its meta.json) holds")
+    g.add_argument("--profile", default=None,
+                   help="a profile JSON (`rrpo codec profile`), or a profiles.json / shard meta.json with --speaker")
+    g.add_argument("--reference", nargs="+", default=None, metavar="WAV",
+                   help="recordings of a speaker the codec does not know: its profile is computed from them")
+
+
+def resolve_profile(codec, args, tokens_path: str | None = None):
+    """The profile the CLI's --speaker / --profile / --reference ask for (None: the codec's default)."""
+    given = [n for n in ("speaker", "profile", "reference") if getattr(args, n, None)]
+    if not given:
+        return None
+    if args.reference:
+        if args.profile:
+            raise RrpoError("give --reference or --profile, not both")
+        from rrpo.data.audio import load_audio
+
+        audios = []
+        for w in args.reference:
+            audios.append(load_audio(w))
+        try:
+            return codec.profile_from_audio(audios, speaker=args.speaker or "reference")
+        except RrpoError as e:
+            raise RrpoError(e.reason, e.path or args.reference[0]) from None
+    if not getattr(codec, "uses_profiles", False):
+        raise RrpoError(f"{type(codec).__name__} takes no speaker profile files; give --reference recordings")
+    n_mel, n_log = codec.cfg.mel_bands, codec.n_syn_bins
+    from rrpo.codec.profile import read_profile_file
+
+    if args.profile:
+        return read_profile_file(args.profile, n_mel, n_log, args.speaker)
+    if tokens_path is not None and Path(tokens_path).is_dir() and (Path(tokens_path) / "meta.json").exists():
+        meta = json.loads((Path(tokens_path) / "meta.json").read_text(encoding="utf-8"))
+        if args.speaker in (meta.get("profiles") or {}):
+            return read_profile_file(Path(tokens_path) / "meta.json", n_mel, n_log, args.speaker)
+    return codec.speaker_profile(args.speaker)
+
+
+def cmd_profile(args) -> int:
+    from rrpo.codec import load_codec
+    from rrpo.io import write_json
+
+    codec = load_codec(args.codec)
+    args.profile = None
+    prof = resolve_profile(codec, args)
+    if not hasattr(prof, "to_dict"):
+        raise RrpoError(f"{type(codec).__name__} profiles cannot be written to a file", args.codec)
+    write_json(args.out, prof.to_dict())
+    print(json.dumps({"profile": str(args.out), "speaker": prof.speaker, "recordings": prof.recordings,
+                      "f0_hz": round(prof.f0_hz, 2), "level_db": round(prof.level_db, 2)}))
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -68,11 +132,15 @@ def cmd_train(args) -> int:
 
     def audios():
         for man, u in items:
-            yield load_audio(man.audio_path(u), cfg.sampling_rate)
+            yield (*load_audio(man.audio_path(u), cfg.sampling_rate), u.speaker)
 
-    codec, arrays = train_builtin(cfg, audios(), progress=bar.update)
+    dbar = tqdm(total=cfg.decoder_steps, desc="codec decoder", unit="step", disable=cfg.decoder != "learned")
+    codec, arrays, state = train_builtin(cfg, audios(), progress=bar.update, checkpoint=out / "decoder.ckpt",
+                                         decoder_progress=dbar.update)
     bar.close()
-    codec.save(out, arrays)
+    dbar.close()
+    codec.save(out, arrays, state)
+    (out / "decoder.ckpt").unlink(missing_ok=True)
     run.log({f"codec/{k}": v for k, v in codec.stats.items() if isinstance(v, (int, float))})
     print(json.dumps({"codec": str(out), "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
                       **codec.stats}))
@@ -126,9 +194,10 @@ def cmd_encode(args) -> int:
     from rrpo.data.audio import load_audio
 
     codec = load_codec(args.codec)
+    profile = resolve_profile(codec, args)
     audio, sr = load_audio(args.audio)
     try:
-        tokens = codec.encode(audio, sr)
+        tokens = codec.encode(audio, sr, profile=profile)
     except RrpoError as e:
         raise RrpoError(e.reason, args.audio) from None
     _write_tokens(Path(args.out), tokens)
@@ -142,9 +211,9 @@ def cmd_decode(args) -> int:
 
     codec = load_codec(args.codec)
     tokens = read_tokens(args.tokens, args.id)
-    kwargs = {} if args.f0_hz is None else {"f0_hz": args.f0_hz}
+    profile = resolve_profile(codec, args, args.tokens)
     try:
-        audio = codec.decode(tokens, **kwargs)
+        audio = codec.decode(tokens, profile=profile)
     except RrpoError as e:
         raise RrpoError(e.reason, e.path or args.tokens) from None
     save_audio(args.out, audio, codec.sampling_rate)
