@@ -57,9 +57,11 @@ class AuditConfig:
     flag_margin: float = option(0.05, "a rise of the proxy and a fall of the judge larger than this flags hacking")
     recognizer: bool = option(True, "word error rate with pocketsphinx for English prompts")
     bf16: bool = option(False, "bf16 autocast while generating")
+    profile_recordings: int = option(10, "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings")
 
     def __post_init__(self):
         check(self.every >= 1, "every", "must be >= 1")
+        check(self.profile_recordings >= 1, "profile_recordings", "must be >= 1")
         check(self.flag_margin >= 0, "flag_margin", "must be >= 0")
 
 
@@ -145,6 +147,14 @@ class Auditor:
                 u = by_id[r["ref_id"]]
                 self.references[r["ref_id"]] = load_audio(man.audio_path(u))
         self.stats = None
+        # each sample is decoded as the speaker it was asked to speak as: the codec's stored
+        # profile, or (a speaker the codec never heard) one from that speaker's recordings here
+        from rrpo.codec import profile_for
+
+        self.profiles = {}
+        for spk in dict.fromkeys(r["speaker"] for r in self.rows):
+            recs = [u for u in man if u.speaker == spk][:cfg.profile_recordings]
+            self.profiles[spk] = profile_for(codec, spk, lambda recs=recs: (load_audio(man.audio_path(u)) for u in recs))
 
     def _encode(self, policy):
         use_spk = policy.speaker_embedding is not None
@@ -176,7 +186,8 @@ class Auditor:
         generated = []
         for i, r in enumerate(self.rows):
             ids = gen.tokens(i).numpy()
-            audio = self.codec.decode(ids) if len(ids) else np.zeros(160, np.float32)
+            audio = (self.codec.decode(ids, profile=self.profiles.get(r["speaker"])) if len(ids)
+                     else np.zeros(160, np.float32))
             generated.append((audio, self.codec.sampling_rate, {**r, "speaker": "*", "tokens": ids}))
             if audio_dir is not None:
                 from rrpo.data.audio import save_audio

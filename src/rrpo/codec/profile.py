@@ -28,6 +28,8 @@ PROFILE_FORMAT = "rrpo-speaker-profile"
 PROFILE_VERSION = 1
 #: frames within this many dB of their recording's reference level enter the mean envelope
 SPEECH_DB = 30.0
+#: fewer voiced frames (0.4 s at 25 Hz) than this give no usable F0 median
+MIN_VOICED_FRAMES = 10
 
 
 @dataclass
@@ -104,12 +106,13 @@ class ProfileAccumulator:
         self.n_speech += int(speech.sum())
 
     def finish(self, speaker: str, pooled: "SpeakerProfile | None" = None, min_recordings: int = 10,
-               source=None) -> SpeakerProfile:
-        """The profile; RrpoError naming the speaker when none of its frames is voiced."""
+               source=None, min_voiced: int = MIN_VOICED_FRAMES) -> SpeakerProfile:
+        """The profile; RrpoError naming the speaker when fewer than ``min_voiced`` of its frames
+        are voiced."""
         st = np.concatenate(self.semitones) if self.semitones else np.zeros(0)
-        if len(st) == 0:
-            raise RrpoError(f"speaker '{speaker}' has no voiced frames in its {len(self.refs)} recording(s): "
-                            "no speaker profile (F0 median) can be computed", source)
+        if len(st) < min_voiced:
+            raise RrpoError(f"speaker '{speaker}' has {len(st)} voiced frame(s) in its {len(self.refs)} recording(s) "
+                            f"(needs {min_voiced}): no speaker profile (F0 median) can be computed", source)
         env_mel = self.sum_mel / self.n_speech
         env_log = self.sum_log / self.n_speech
         n = len(self.refs)

@@ -24,6 +24,7 @@ class GenerateConfig:
     language: str = option("zh", "language of the texts (picks the instruction wording)")
     speaker: str = option("", "speaker (policies trained with speakers); empty = the first known speaker")
     codec: str = option("", "codec folder to decode tokens to WAV (empty = tokens only)")
+    reference: list[str] = option([], "recordings of the speaker to decode as, for a speaker the codec has no profile of")
     seed: int = option(0, "sampling seed (row i of the run uses seed + i)")
     batch_size: int = option(8, "prompts per batch")
     bf16: bool = option(False, "bf16 autocast for the decoder")
@@ -104,9 +105,15 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
     speaker = None
     if policy.speaker_embedding is not None:
         speaker = cfg.speaker or policy.speakers[0]
-    codec = None
+    codec = profile = None
     if cfg.codec:
         codec = _load_codec(cfg.codec)
+        from rrpo.codec import profile_for
+        from rrpo.data.audio import load_audio
+
+        # decode as the speaker asked for: the codec's profile of it, or one from --reference recordings
+        refs = (lambda: (load_audio(w) for w in cfg.reference)) if cfg.reference else None
+        profile = profile_for(codec, cfg.speaker or speaker, refs)
     rows = [(t, e) for t in cfg.texts for e in emotions]
     # validate every prompt before any sampling (one clear line on bad input)
     prompts_all = policy.encode_prompts([t for t, _ in rows], [e for _, e in rows], cfg.language,
@@ -128,7 +135,7 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
                 import soundfile as sf
 
                 from rrpo.io import atomic_path
-                audio = codec.decode(np.asarray(toks, dtype=np.int64))
+                audio = codec.decode(np.asarray(toks, dtype=np.int64), profile=profile)
                 wav = run.path / f"{i:04d}_{emo}.wav"
                 with atomic_path(wav) as tmp:
                     sf.write(str(tmp), audio, codec.sampling_rate, format="WAV")
