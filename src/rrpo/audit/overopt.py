@@ -212,7 +212,6 @@ def build_auditor(cfg: AuditConfig, run_cfg) -> Auditor:
     from rrpo.codec import load_codec
     from rrpo.data.manifest import read_manifest
     from rrpo.policy.io import load_policy
-    from rrpo.reward.model import load_reward_model
 
     if not cfg.codec or not cfg.judge:
         raise RrpoError("config: the audit needs 'codec' (to decode tokens) and 'judge'")
@@ -221,7 +220,7 @@ def build_auditor(cfg: AuditConfig, run_cfg) -> Auditor:
         raise RrpoError("this codec encodes only; the audit needs audio", cfg.codec)
     judge = load_judge(cfg.judge)
     start = load_policy(run_cfg.policy)
-    rms = [load_reward_model(r.path) for r in run_cfg.rewards]
+    rms = [r.load() for r in run_cfg.rewards]
     man = read_manifest(cfg.prompts.manifest or run_cfg.prompts.manifest)
     return Auditor(cfg, start, rms, [r.name for r in run_cfg.rewards], codec, judge, man)
 

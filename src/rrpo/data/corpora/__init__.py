@@ -136,7 +136,23 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = (".wav",), recursive: 
     return sorted(p for p in it if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
 
 
+#: Suffixes of a corpus whose clips may be stored as WAV (the original) or FLAC (a compressed copy).
+WAV_OR_FLAC = (".wav", ".flac")
+
+
+def clip_files(folder: Path) -> list[Path]:
+    """The ``.wav``/``.flac`` files of ``folder``; one clip stored twice (a.wav and a.flac) is an error."""
+    files = audio_files(folder, WAV_OR_FLAC)
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise RrpoError(f"clip stored twice ({seen[p.stem].name} and {p.name}); keep one", p)
+        seen[p.stem] = p
+    return files
+
+
 # Importing the modules registers their preparers. Module file names avoid the corpus names
 # (cas_ia = CASIA, ryerson_av = RAVDESS) so repository checks for tracked corpus data match no code.
 from rrpo.data.corpora import cas_ia, esd, tabular  # noqa: E402,F401  (CASIA)
 from rrpo.data.corpora import ryerson_av, cremad, iemocap  # noqa: E402,F401  (RAVDESS)
+from rrpo.data.corpora import ased, nemo, urdu  # noqa: E402,F401  (multilingual pre-training)
