@@ -59,11 +59,17 @@ def test_fallback_for_few_recordings_by_hand(caplog):
     assert "speaker 'few' has only 2 recording(s)" in caplog.text
 
 
-def test_no_voiced_frames_names_the_speaker():
+def test_no_voiced_frames_names_the_speaker_or_falls_back():
+    """No pooled profile or enough recordings: an error naming the speaker; one recording (< 4)
+    with a pooled profile: the pooled F0 median (120 Hz)."""
     acc = ProfileAccumulator(95.0)
     acc.add(np.zeros(3), np.array([-10.0, -20, -30]), np.zeros((3, 2)), np.zeros((3, 1)))
     with pytest.raises(RrpoError, match=r"speaker 'mute' has 0 voiced frame\(s\) in its 1 recording"):
         acc.finish("mute", None)
+    pooled = SpeakerProfile("*", 10, 10, st(120), -30.0, np.zeros(2), np.zeros(1))
+    with pytest.raises(RrpoError, match="speaker 'mute' has 0 voiced"):
+        acc.finish("mute", pooled, min_recordings=1)
+    assert acc.finish("mute", pooled, min_recordings=4).f0_hz == pytest.approx(120)
 
 
 def test_relative_values_by_hand():
@@ -218,7 +224,7 @@ def test_speaker_without_voiced_frames_is_one_line(tmp_path, capsys):
                                   speaker=spk, language="en", emotion="neutral", split="train"))
     man = write_manifest(tmp_path / "m.jsonl", recs)
     rc = main(["codec", "train", "--manifest", str(man.path), "--out", str(tmp_path / "c"), "spectral_clusters=4",
-               "pitch_bins=2", "energy_bins=2", "decoder=cluster"])
+               "pitch_bins=2", "energy_bins=2", "decoder=cluster", "min_speaker_recordings=3"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "speaker 'hiss' has" in line and "voiced frame(s)" in line
@@ -226,12 +232,15 @@ def test_speaker_without_voiced_frames_is_one_line(tmp_path, capsys):
 
 
 def test_tokenize_speaker_without_voiced_frames_is_one_line(codec_dir, tmp_path, capsys):  # noqa: F811
+    """4 recordings of noise (the codec's min_speaker_recordings is 3): no fallback, an error."""
     rng = np.random.default_rng(1)
-    p = tmp_path / "n.wav"
-    sf.write(p, 0.2 * rng.standard_normal(SR).astype(np.float32), SR)
-    man = write_manifest(tmp_path / "m.jsonl", [Utterance(id="n", audio=p.name, sampling_rate=SR, duration=1.0,
-                                                          text="", speaker="hiss", language="en",
-                                                          emotion="neutral", split="train")])
+    recs = []
+    for i in range(4):
+        p = tmp_path / f"n{i}.wav"
+        sf.write(p, 0.2 * rng.standard_normal(SR // 2).astype(np.float32), SR)
+        recs.append(Utterance(id=f"n{i}", audio=p.name, sampling_rate=SR, duration=0.5, text="", speaker="hiss",
+                              language="en", emotion="neutral", split="train"))
+    man = write_manifest(tmp_path / "m.jsonl", recs)
     rc = main(["tokenize", "--codec", str(codec_dir), "--manifest", str(man.path), "--out", str(tmp_path / "s")])
     assert rc == 2
     line = _one_error_line(capsys)

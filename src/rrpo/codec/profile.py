@@ -10,7 +10,9 @@ adds the profile back.
 Fallback: a speaker with fewer than ``min_recordings`` recordings keeps its own F0 and level (a
 median over a few recordings is already stable) but its mean envelope, which depends on what the
 few recordings say, is shrunk toward the codec's pooled profile: ``w * own + (1 - w) * pooled`` with
-``w = recordings / min_recordings``; a warning names the speaker.
+``w = recordings / min_recordings``; a warning names the speaker. If such a speaker also has fewer
+than ``MIN_VOICED_FRAMES`` voiced frames, its F0 median is the pooled one (warning); a speaker with
+``min_recordings`` or more recordings and too few voiced frames is an error naming it.
 """
 
 from __future__ import annotations
@@ -110,12 +112,17 @@ class ProfileAccumulator:
         """The profile; RrpoError naming the speaker when fewer than ``min_voiced`` of its frames
         are voiced."""
         st = np.concatenate(self.semitones) if self.semitones else np.zeros(0)
-        if len(st) < min_voiced:
+        n = len(self.refs)
+        f0_st = float(np.median(st)) if len(st) else float("nan")
+        if len(st) < min_voiced and pooled is not None and n < min_recordings:
+            log.warning("speaker '%s' has only %d voiced frame(s) in %d recording(s): its F0 median is the codec's "
+                        "pooled one", speaker, len(st), n)
+            f0_st = pooled.f0_st
+        elif len(st) < min_voiced:
             raise RrpoError(f"speaker '{speaker}' has {len(st)} voiced frame(s) in its {len(self.refs)} recording(s) "
                             f"(needs {min_voiced}): no speaker profile (F0 median) can be computed", source)
         env_mel = self.sum_mel / self.n_speech
         env_log = self.sum_log / self.n_speech
-        n = len(self.refs)
         w = 1.0
         if pooled is not None and n < min_recordings:
             w = n / min_recordings
@@ -125,7 +132,7 @@ class ProfileAccumulator:
                         "toward the codec's pooled one (%.0f %% its own); F0 and level are its own",
                         speaker, n, min_recordings, 100 * w)
         return SpeakerProfile(speaker=speaker, recordings=n, voiced_frames=int(len(st)),
-                              f0_st=float(np.median(st)), level_db=float(np.median(self.refs)),
+                              f0_st=f0_st, level_db=float(np.median(self.refs)),
                               env_mel=np.asarray(env_mel, np.float64), env_log=np.asarray(env_log, np.float64),
                               own_weight=w)
 
