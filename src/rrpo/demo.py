@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     synth: list[str] = option([], "overrides for `rrpo synth` (SynthConfig keys)")
     codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=60000",
-                               "kmeans_iters=40"],
+                               "kmeans_iters=40", "decoder_steps=300"],
                               "overrides for `rrpo codec train` (a 4,608-token codec keeps the demo's models small)")
     rm_pretrain: list[str] = option(
         ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",

@@ -12,32 +12,30 @@ product of three factors::
   aperiodicity (D4C) of four bands. This is what is said and the voice quality (breathiness,
   spectral tilt = vocal effort), but neither pitch (CheapTrick removes the harmonics) nor loudness.
 * **relative pitch bin** (``pitch_bins`` voiced bins + one unvoiced bin): log-F0 in semitones
-  *relative to the utterance's median voiced F0*, binned at quantiles of the training data.
-  CALIBRATION.md measured that absolute-F0 bins carry the speaker (a low-pitched English male)
-  rather than the emotion, and that per-speaker normalisation is the strongest lever; a token
-  model cannot normalise at reward time, so the normalisation is done here, per utterance, and
-  the contour (range, rises, falls) is what the token keeps.
-* **relative energy bin** (``energy_bins``): frame level in dB relative to the utterance's 95th
-  percentile frame level, also at training quantiles, so a recording's gain does not matter but
-  the dynamics within the utterance do.
+  relative to the speaker's median F0 (``reference=speaker``, the default: the speaker's profile,
+  see :mod:`rrpo.codec.profile`), to the utterance's median (``utterance``) or to the codec's pooled
+  median (``absolute``), binned at quantiles of the training data.
+* **relative energy bin** (``energy_bins``): frame level in dB relative to the speaker's level
+  reference (``speaker``), the utterance's 95th-percentile frame (``utterance``) or the pooled
+  level (``absolute``), also at training quantiles.
+* with ``reference=speaker`` the spectral shape is also taken relative to the speaker's mean
+  envelope, so clusters hold what is said and how, not who says it.
 
 Timing is kept by the frame rate itself (one token per 40 ms, no de-duplication).
 
-Measured (docs/codec.md): with the probe of bench/codec.py, 512 spectral clusters beat 128 on
-cross-lingual emotion (English UA 34 vs 28), finer prosody bins did not help, and absolute pitch or
-level bins helped in-language only; hence the defaults below.
+An angry utterance is higher and louder *than its speaker usually is*: utterance-relative bins
+delete that cue, speaker-relative ones keep it. The figures of each reference are in docs/codec.md.
 
 The quantiser is plain k-means for the spectral factor and quantile bins for the two prosodic
 factors; every token also has a descriptor in this feature space (:meth:`token_features`), so a
-token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lingual transfer).
+token model can tie its embeddings to it.
 
-Decoding is WORLD synthesis (``pyworld``): each token gives its cluster's mean log envelope and
-aperiodicity, F0 = ``decode_f0_hz`` (by default the median F0 of the training utterances) shifted
-by the pitch bin's centre, and a level = ``decode_level_db`` plus the energy bin's centre. The
-per-token parameters are interpolated to a 10 ms synthesis grid, then a smooth gain makes every
-token's frame energy match its level. The absolute pitch and level of the speaker are not in the
-tokens (by design, see above): ``decode(ids)`` uses the codec's defaults, and
-``decode(ids, f0_hz=..., level_db=...)`` takes a speaker's own.
+Decoding (``decode(ids, profile)``) is WORLD synthesis (``pyworld``) that puts the speaker back:
+F0 = the profile's median shifted by the pitch bin's centre, level = its level reference plus the
+energy bin's centre, and the envelope either from a small learned convolutional decoder
+(``decoder=learned``, :mod:`rrpo.codec.decoder`: tokens + profile -> 10 ms mel-cepstra and band
+aperiodicity, with +-240 ms of context) or from each cluster's mean envelope plus the profile's mean
+(``decoder=cluster``). A smooth gain then makes every token's frame energy match its level.
 """
 
 from __future__ import annotations

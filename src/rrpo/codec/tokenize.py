@@ -73,7 +73,8 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
             path = man.audio_path(u)
             audio, sr = load_audio(path)
             try:
-                tokens, energy = codec.encode_with_energy(audio, sr, profile=profiles.get(u.speaker))
+                kw = {"profile": profiles[u.speaker]} if profiles else {}
+                tokens, energy = codec.encode_with_energy(audio, sr, **kw)
             except RrpoError as e:
                 raise RrpoError(f"utterance '{u.id}': {e.reason}", path) from None
             writer.add(u.id, tokens, energy)
