@@ -355,7 +355,7 @@ class BuiltinCodec:
             from rrpo.codec.decoder import LearnedDecoder
 
             self.net = LearnedDecoder(self.decoder_shape(), decoder_state)
-        self._coded_cache: dict[int, np.ndarray] = {}
+        self._coded_cache: dict[bytes, np.ndarray] = {}
 
     @property
     def spectral_relative(self) -> bool:
@@ -443,18 +443,17 @@ class BuiltinCodec:
                                 (profile.level_db - self.pooled.level_db) / 20.0], c]).astype(np.float32)
 
     def _coded(self, profile) -> np.ndarray:
+        """Mel-cepstrum (decoder_dims,) of the profile's mean envelope (cached by its content)."""
         import pyworld as pw
 
-        key = id(profile)
-        if key not in self._coded_cache:
-            env = np.exp(profile.env_log)[None]
-            self._coded_cache[key] = pw.code_spectral_envelope(np.ascontiguousarray(env), self.sampling_rate,
-                                                               self.cfg.decoder_dims)[0]
+        key = profile.env_log.tobytes()
+        got = self._coded_cache.get(key)
+        if got is None:
             if len(self._coded_cache) > 256:
                 self._coded_cache.clear()
-                self._coded_cache[key] = pw.code_spectral_envelope(np.ascontiguousarray(env), self.sampling_rate,
-                                                                   self.cfg.decoder_dims)[0]
-        return self._coded_cache[key]
+            env = np.ascontiguousarray(np.exp(profile.env_log)[None])
+            got = self._coded_cache[key] = pw.code_spectral_envelope(env, self.sampling_rate, self.cfg.decoder_dims)[0]
+        return got
 
     def _refs(self, profile) -> tuple[float, float]:
         """(semitones, dB) the pitch and energy bins of ``profile``'s speaker are relative to."""
