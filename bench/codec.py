@@ -405,15 +405,16 @@ def main(argv=None) -> int:
     # training audio), reused by every reference's codec
     rng = np.random.default_rng([base_cfg.seed, 7])
     frames, t0 = {}, time.perf_counter()
-    for u in train_utts:
+    for u in (train_utts if refs else []):               # --reference '' --continuous: the frame probe only
         dense = rng.random() < base_cfg.decoder_fraction
         frames[u["id"]] = _f32(analyse(load(u["path"]), base_cfg, dense=dense))
     t_analysis_train = time.perf_counter() - t0
     audio = {u["id"]: load(u["path"]) for u in holdout + esd}
-    for u in holdout + esd:
+    for u in (holdout + esd if refs else []):
         frames[u["id"]] = _f32(analyse(audio[u["id"]], base_cfg))
     out["analysis_seconds"] = {"train": round(t_analysis_train, 1),
-                               "train_audio_seconds": round(sum(len(frames[u["id"]].f0) for u in train_utts) / 25, 1)}
+                               "train_audio_seconds": round(sum(len(frames[u["id"]].f0) for u in train_utts
+                                                                if u["id"] in frames) / 25, 1)}
     stage("analysed", t_start)
 
     lab = {c: i for i, c in enumerate(CLASSES)}
@@ -423,7 +424,7 @@ def main(argv=None) -> int:
     hold_pick = [holdout[i] for i in sorted(np.random.default_rng(1).choice(len(holdout), min(args.resynth, len(holdout)), replace=False))]
     rec = Recognizer()
     orig_words = {}
-    for u in esd_pick:
+    for u in (esd_pick if refs else []):
         orig_words[u["id"]] = rec(audio[u["id"]])
 
     for ref in refs:
