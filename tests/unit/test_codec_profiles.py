@@ -160,22 +160,22 @@ def test_decode_verbs_with_speaker_profile_and_reference(codec_dir, tmp_path, ca
     wav = tmp_path / "a.wav"
     sf.write(wav, glide(1.0, 150, 200), SR)
     toks = tmp_path / "t.npy"
-    assert main(["codec", "encode", "--codec", str(codec_dir), "--audio", str(wav), "--out", str(toks),
-                 "--speaker", "lo"]) == 0
-    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(toks), "--speaker", "hi",
-                 "--out", str(tmp_path / "hi.wav")]) == 0
+    assert main(["codec", "encode", f"codec={codec_dir}", f"audio={wav}", f"out={toks}", "speaker=lo"]) == 0
+    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", "speaker=hi",
+                 f"out={tmp_path / 'hi.wav'}"]) == 0
+    reflist = "[" + ", ".join(str(tmp_path / f"r{i}.wav") for i in range(2)) + "]"
     refs = []
     for i in range(2):
         refs.append(tmp_path / f"r{i}.wav")
         sf.write(refs[-1], glide(1.1, 250 + 20 * i, 300, seed=i), SR)
-    assert main(["codec", "profile", "--codec", str(codec_dir), "--reference", *map(str, refs), "--speaker", "new",
-                 "--out", str(tmp_path / "new.json")]) == 0
+    assert main(["codec", "profile", f"codec={codec_dir}", f"reference={reflist}", "speaker=new",
+                 f"out={tmp_path / 'new.json'}"]) == 0
     prof = json.loads((tmp_path / "new.json").read_text())
     assert prof["speaker"] == "new" and prof["recordings"] == 2 and 240 < prof["f0_hz"] < 320
-    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(toks), "--profile",
-                 str(tmp_path / "new.json"), "--out", str(tmp_path / "new.wav")]) == 0
-    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(toks), "--reference",
-                 *map(str, refs), "--out", str(tmp_path / "ref.wav")]) == 0
+    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", f"profile={tmp_path / 'new.json'}",
+                 f"out={tmp_path / 'new.wav'}"]) == 0
+    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", f"reference={reflist}",
+                 f"out={tmp_path / 'ref.wav'}"]) == 0
     a, _ = sf.read(tmp_path / "new.wav")
     b, _ = sf.read(tmp_path / "ref.wav")
     assert len(a) == len(b) == 25 * 640 and np.allclose(a, b, atol=1e-4)   # same profile, same audio
@@ -183,8 +183,8 @@ def test_decode_verbs_with_speaker_profile_and_reference(codec_dir, tmp_path, ca
 
 def test_unknown_speaker_at_decode_is_one_line(codec_dir, tmp_path, capsys):  # noqa: F811
     (tmp_path / "t.txt").write_text("1 2 3\n")
-    rc = main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(tmp_path / "t.txt"),
-               "--speaker", "nobody", "--out", str(tmp_path / "y.wav")])
+    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}", "speaker=nobody",
+               f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "no profile of speaker 'nobody'" in line and "profiles.json" in line
@@ -202,8 +202,8 @@ def test_bad_profile_file_is_one_line(codec_dir, tmp_path, capsys, edit, msg):  
     edit(d)
     (tmp_path / "p.json").write_text(json.dumps(d))
     (tmp_path / "t.txt").write_text("1 2 3\n")
-    rc = main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(tmp_path / "t.txt"),
-               "--profile", str(tmp_path / "p.json"), "--out", str(tmp_path / "y.wav")])
+    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}",
+               f"profile={tmp_path / 'p.json'}", f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert msg in line and "p.json" in line
@@ -223,7 +223,7 @@ def test_speaker_without_voiced_frames_is_one_line(tmp_path, capsys):
             recs.append(Utterance(id=f"{spk}{i}", audio=p.name, sampling_rate=SR, duration=1.0, text="",
                                   speaker=spk, language="en", emotion="neutral", split="train"))
     man = write_manifest(tmp_path / "m.jsonl", recs)
-    rc = main(["codec", "train", "--manifest", str(man.path), "--out", str(tmp_path / "c"), "spectral_clusters=4",
+    rc = main(["codec", "train", f"manifests=[{man.path}]", f"out={tmp_path / 'c'}", "spectral_clusters=4",
                "pitch_bins=2", "energy_bins=2", "decoder=cluster", "min_speaker_recordings=3"])
     assert rc == 2
     line = _one_error_line(capsys)
@@ -241,7 +241,7 @@ def test_tokenize_speaker_without_voiced_frames_is_one_line(codec_dir, tmp_path,
         recs.append(Utterance(id=f"n{i}", audio=p.name, sampling_rate=SR, duration=0.5, text="", speaker="hiss",
                               language="en", emotion="neutral", split="train"))
     man = write_manifest(tmp_path / "m.jsonl", recs)
-    rc = main(["tokenize", "--codec", str(codec_dir), "--manifest", str(man.path), "--out", str(tmp_path / "s")])
+    rc = main(["tokenize", f"codec={codec_dir}", f"manifest={man.path}", f"out={tmp_path / 's'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "speaker 'hiss' has" in line and "voiced frame(s)" in line and "m.jsonl" in line

@@ -170,13 +170,13 @@ def test_prepare_data_errors(tmp_path, over, message):
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "casia").mkdir()
-    assert main(["experiment", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "seeds=[0]"]) == 2
+    assert main(["experiment", f"data={tmp_path}", f"out={tmp_path / 'o'}", "seeds=[0]"]) == 2
     err = capsys.readouterr().err
     assert "no esd/ folder here" in err and "Traceback" not in err
 
 
 def test_stages_parse_and_interleave_seeds(tmp_path):
-    stages = build_stages(ExperimentConfig(seeds=[3, 4]), tmp_path, tmp_path / "o")
+    stages = build_stages(ExperimentConfig(seeds=[3, 4]), tmp_path, tmp_path / "o", main)
     names = [s.name for s in stages]
     assert names[-6:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "report", "results"]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
@@ -190,22 +190,22 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert any("rm/vanilla" in a for a in opt["diffro_s4"])
     assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
     with pytest.raises(RrpoError, match="seeds is empty"):
-        build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o")
+        build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o", main)
 
 
 def test_reward_models_pretrain_on_the_multilingual_corpora(tmp_path):
-    stages = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o")}
+    stages = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)}
     assert {"tokens_ased", "tokens_nemo", "tokens_urdu"} <= set(stages)
     pre = " ".join(stages["rm_pretrain"])
     for c in ("ased", "nemo", "urdu"):
         assert f"data/{c}.jsonl" in pre and f"tokens/{c}" in pre
-    assert "synth/manifest.jsonl" in pre
-    no_synth = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False),
-                                                       tmp_path, tmp_path / "o")}
-    assert "synth/manifest.jsonl" not in " ".join(no_synth["rm_pretrain"])
+    assert "synth/manifest.jsonl" not in pre
+    synth = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=True),
+                                                    tmp_path, tmp_path / "o", main)}
+    assert "synth/manifest.jsonl" in " ".join(synth["rm_pretrain"])
     with pytest.raises(RrpoError, match="no pre-training data"):
         build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False, rm_pretrain_corpora=[]), tmp_path,
-                     tmp_path / "o")
+                     tmp_path / "o", main)
 
 
 def test_missing_pretraining_corpus_is_an_error(tmp_path):

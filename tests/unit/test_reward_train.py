@@ -84,14 +84,14 @@ def test_objective_adds_alpha_times_adversarial_loss(corpus):
 def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
     man, tok, _ = corpus
     base = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", *TINY]
-    assert main(["rm", "train", "--out", str(tmp_path / "pre")] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
+    assert main(["rm", "train", f"out={tmp_path / 'pre'}"] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
     capsys.readouterr()
-    assert main(["rm", "train", "--out", str(tmp_path / "ft")] + base + ["train.steps=2", f"init_from={tmp_path / 'pre'}",
+    assert main(["rm", "train", f"out={tmp_path / 'ft'}"] + base + ["train.steps=2", f"init_from={tmp_path / 'pre'}",
                         "classes=[neutral, happy, angry, sad]", *ALLREG]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["init"]["head_reinitialised"] is True
-    assert main(["rm", "eval", "--rm", str(tmp_path / "pre"), "--manifest", str(man), "--tokens", str(tok),
-                 "--speakers", "s4", "--classes", "happy,sad", "attack.token_steps=2", "attack.max_utterances=4",
+    assert main(["rm", "eval", f"rm={tmp_path / 'pre'}", f"manifest={man}", f"tokens={tok}",
+                 "speakers=[s4]", "classes=[happy, sad]", "attack.token_steps=2", "attack.max_utterances=4",
                  "attack.eps=[0.5]", "attack.pgd_steps=2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["restricted_logits"] is True and out["classes"] == ["happy", "sad"] and out["n"] == 8
@@ -100,8 +100,8 @@ def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
         assert k in out
     assert len(out["confusion"]) == 2 and set(out["token_attack"]["success"]) == {"0.02", "0.05", "0.1", "0.2"}
     # a bad class is a one-line error
-    assert main(["rm", "eval", "--rm", str(tmp_path / "ft"), "--manifest", str(man), "--tokens", str(tok),
-                 "--classes", "surprise,happy"]) == 2
+    assert main(["rm", "eval", f"rm={tmp_path / 'ft'}", f"manifest={man}", f"tokens={tok}",
+                 "classes=[surprise, happy]"]) == 2
 
 
 def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
@@ -112,7 +112,7 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     pre2, pre2_tok = make_corpus(tmp_path, "ur", speakers=("u1",), per_class=3, seed=3,
                                  classes=("neutral", "happy", "angry", "sad"))
     tiny = [f"{sec}.{o}" for sec in ("pretrain", "finetune") for o in TINY]
-    args = ["rm", "ablation", "--out", str(tmp_path / "abl"), f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
+    args = ["rm", "ablation", f"out={tmp_path / 'abl'}", f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
             f"esd_manifest={esd}", f"esd_tokens={esd_tok}", f"pretrain_manifests=[{pre}, {pre2}]",
             f"pretrain_tokens=[{pre_tok}, {pre2_tok}]", f"casia_pad_manifest={casia}", f"casia_pad_tokens={casia_tok}",
             "seeds=[0, 1]", "pretrain.train.steps=2", "finetune.train.steps=2", "heldout_speakers=[s3, s4]",
@@ -125,6 +125,7 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     table = (tmp_path / "abl" / "table.md").read_text()
     assert "| vanilla |" in table and "| full |" in table and "| ensemble |" in table and "±" in table
     assert "Per-class recall, ESD English" in table and "Paired differences to vanilla" in table
+    assert "| full | " in table.split("trade-off")[1]
     assert (tmp_path / "abl" / "plot.png").stat().st_size > 1000
     results = json.loads((tmp_path / "abl" / "results.json").read_text())["results"]
     assert len(results) == 2 * 2 * 2 + 2 and {r["heldout"] for r in results} == {"s3", "s4"}
@@ -176,10 +177,10 @@ def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
     cfg = load_config(RMTrainConfig, None, [f"data.manifests=[{man}]", f"data.tokens=[{shards}]", *TINY, "train.steps=2"])
     train_rm(cfg, tmp_path / "rm")
     capsys.readouterr()
-    common = ["rm", "eval", "--rm", str(tmp_path / "rm"), "--manifest", str(man), "robustness=false"]
-    assert main(common[:6] + ["--codec", "fake"] + common[6:]) == 0
+    common = ["rm", "eval", f"rm={tmp_path / 'rm'}", f"manifest={man}", "robustness=false"]
+    assert main(common + ["codec=fake"]) == 0
     a = json.loads(capsys.readouterr().out)
-    assert main(common[:6] + ["--tokens", shards] + common[6:]) == 0
+    assert main(common + [f"tokens={shards}"]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a == b and a["n"] == 8 and a["classes"] == ["neutral", "happy", "angry", "sad"]
 
@@ -193,8 +194,8 @@ def test_ablation_jobs_in_processes_equal_one_process(tmp_path, capsys):
     base = ["rm", "ablation", f"casia_manifest={casia}", f"casia_tokens={casia_tok}", f"esd_manifest={esd}",
             f"esd_tokens={esd_tok}", "seeds=[0, 1]", "finetune.train.steps=2", "heldout_speakers=[s4]",
             "variants={vanilla: []}", "ensemble_of=", "eval.robustness=false", "silence_pad_s=0", *tiny]
-    assert main([*base[:2], "--out", str(tmp_path / "one"), *base[2:], "jobs=1"]) == 0
-    assert main([*base[:2], "--out", str(tmp_path / "two"), *base[2:], "jobs=2"]) == 0
+    assert main([*base, f"out={tmp_path / 'one'}", "jobs=1"]) == 0
+    assert main([*base, f"out={tmp_path / 'two'}", "jobs=2"]) == 0
     one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
     assert [r["esd"]["confusion"] for r in one] == [r["esd"]["confusion"] for r in two]

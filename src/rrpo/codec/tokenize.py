@@ -30,7 +30,7 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
     from rrpo.data.manifest import read_manifest
 
     if shard_size < 1:
-        raise RrpoError("--shard-size must be at least 1")
+        raise RrpoError("shard_size must be at least 1")
     codec = load_codec(codec_dir)
     man = read_manifest(manifest)
     sha = file_sha256(man.path)

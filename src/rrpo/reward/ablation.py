@@ -10,7 +10,7 @@ predictions). Variants are config overrides of the fine-tuning config
 ``ensemble_seeds`` of that variant scored as one model (mean probability; the h' attacks do not
 apply to an ensemble and are left blank).
 
-Outputs under ``--out``: ``pretrain/`` (run), ``runs/<heldout>/<variant>/seed<k>/`` (run +
+Outputs under ``out``: ``pretrain/`` (run), ``runs/<heldout>/<variant>/seed<k>/`` (run +
 ``eval.json``), ``runs/<heldout>/ensemble/eval.json``, ``results.json`` (every evaluation),
 ``table.md`` (mean ± std over seeds and held-out speakers, per-class recall, paired differences to
 vanilla with 95 % intervals) and ``plot.png``. Finished runs are skipped, so an interrupted
@@ -43,7 +43,7 @@ DEFAULT_VARIANTS = {
     "+LS+EAM+FGM": ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
 }
 
-#: the multilingual pre-training corpora of ../shared/data that --data prepares
+#: the multilingual pre-training corpora of ../shared/data that data= prepares
 PRETRAIN_CORPORA = ("ased", "nemo", "urdu")
 
 
@@ -57,15 +57,15 @@ class AblationConfig:
     pretrain_manifests: list[str] = option([], "pre-training manifests ([] = fine-tune from scratch)")
     pretrain_tokens: list[str] = option([], "their token shards (one per manifest, or one for all)")
     pretrain_languages: list[str] = option([], "languages of the pre-training manifests to use ([] = all)")
-    pretrain_corpora: list[str] = option(list(PRETRAIN_CORPORA), "with --data: corpora of the data folder to "
+    pretrain_corpora: list[str] = option(list(PRETRAIN_CORPORA), "with data=: corpora of the data folder to "
                                                                   "pre-train on (ased, nemo, urdu)")
-    pretrain_synth: bool = option(False, "with --data: also pre-train on the synthetic corpus' Mandarin part")
-    codec: str = option("", "codec folder, used with --data to tokenize the corpora")
-    synth_sentences: int = option(32, "with --data: sentences of the synthetic Mandarin pre-training corpus")
-    synth_voices: int = option(4, "with --data: voices of the synthetic Mandarin pre-training corpus")
-    silence_pad_s: float = option(1.0, "with --data: also evaluate on both test sets padded with this much "
+    pretrain_synth: bool = option(False, "with data=: also pre-train on the synthetic corpus' Mandarin part")
+    codec: str = option("", "codec folder, used with data= to tokenize the corpora")
+    synth_sentences: int = option(32, "with data=: sentences of the synthetic Mandarin pre-training corpus")
+    synth_voices: int = option(4, "with data=: voices of the synthetic Mandarin pre-training corpus")
+    silence_pad_s: float = option(1.0, "with data=: also evaluate on both test sets padded with this much "
                                        "low-level noise (-70 dBFS) before and after each clip, at 22.05 kHz (0 = off)")
-    casia_pad_manifest: str = option("", "padded CASIA manifest (made by --data when silence_pad_s > 0)")
+    casia_pad_manifest: str = option("", "padded CASIA manifest (made by data= when silence_pad_s > 0)")
     casia_pad_tokens: str = option("", "its token shards")
     esd_pad_manifest: str = option("", "padded ESD manifest")
     esd_pad_tokens: str = option("", "its token shards")
@@ -84,10 +84,13 @@ class AblationConfig:
     table_eps: float = option(0.1, "FGM/PGD ε shown in the table (one of eval.attack.eps)")
     baseline: str = option("vanilla", "variant the paired differences are taken against")
     jobs: int = option(1, "fine-tune/evaluate this many runs at once, in processes of one thread each")
+    threads: int = option(0, "torch threads of this process (pre-training, jobs=1); 0 = torch's default. "
+                             "On a loaded machine 1 avoids threads spinning against each other")
 
     def __post_init__(self):
         from rrpo.config import check
         check(self.jobs >= 1, "jobs", "must be >= 1")
+        check(self.threads >= 0, "threads", "must be >= 0")
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
@@ -135,7 +138,7 @@ def _prepare(cfg: AblationConfig, data_root: str, out: Path) -> AblationConfig:
 
     root = Path(data_root)
     if not cfg.codec:
-        raise RrpoError("--data needs a codec to tokenize with (set codec=FOLDER)")
+        raise RrpoError("data= needs a codec to tokenize with (set codec=FOLDER)")
     d = out / "data"
     d.mkdir(parents=True, exist_ok=True)
     upd = {}
@@ -180,13 +183,13 @@ def _casia_speakers(cfg: AblationConfig) -> list[str]:
 
 
 def _evaluate(model, sets: dict, cfg: AblationConfig) -> dict:
-    """Every test set of ``sets`` (name -> items); padded sets without attacks, plus the agreement of
-    their predictions with the unpadded set's."""
+    """Every test set of ``sets`` (name -> items); the attacks on the held-out CASIA speaker only, plus
+    the agreement of the padded sets' predictions with the unpadded set's."""
     from rrpo.reward.evaluate import evaluate_items
 
     out = {}
     for name, items in sets.items():
-        ecfg = cfg.eval if not name.endswith("_pad") else dataclasses.replace(cfg.eval, robustness=False)
+        ecfg = cfg.eval if name == "casia" else dataclasses.replace(cfg.eval, robustness=False)
         out[name] = evaluate_items(model, items, model.classes, ecfg)
         if name.endswith("_pad") and name[:-4] in sets:
             out[name]["agreement"] = prediction_agreement(model, sets[name[:-4]], items)
@@ -214,12 +217,15 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     from rrpo.train.loop import latest_checkpoint
 
     out = Path(out)
+    if cfg.threads:
+        import torch
+        torch.set_num_threads(cfg.threads)
     RunDir.create(out, cfg)
     if data:
         cfg = _prepare(cfg, data, out)
     for k in ("casia_manifest", "casia_tokens", "esd_manifest", "esd_tokens"):
         if not getattr(cfg, k):
-            raise RrpoError(f"config key '{k}' is empty (give the path, or --data with a codec)")
+            raise RrpoError(f"config key '{k}' is empty (give the path, or data= with a codec)")
     if cfg.ensemble_of and cfg.ensemble_of not in cfg.variants:
         raise RrpoError(f"config key 'ensemble_of': '{cfg.ensemble_of}' is not a variant ({', '.join(cfg.variants)})")
     speakers = _casia_speakers(cfg)
@@ -376,7 +382,14 @@ def _mean_std(vals: list[float]) -> str:
     m, s = mean_std(vals)
     if math.isnan(m):
         return "–"
+    if sum(v is not None for v in vals) < 2:  # one run: no spread to show
+        return f"{100 * m:.1f}"
     return f"{100 * m:.1f} ± {100 * s:.1f}"
+
+
+def _mean_only(vals: list) -> str:
+    vals = [v for v in vals if v is not None]
+    return f"{100 * sum(vals) / len(vals):.1f}" if vals else "–"
 
 
 def table_columns(cfg: AblationConfig) -> list[tuple[str, str]]:
@@ -462,6 +475,19 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
                 xs = [x for x in xs if x is not None]
                 vals.append(f"{100 * sum(xs) / len(xs):.0f}" if xs else "–")
             lines.append(f"| {v} | " + " | ".join(vals) + " |")
+    eps_grid = sorted({e for r in results for e in ((r.get("casia") or {}).get("pgd_acc") or {})}, key=float)
+    if eps_grid:
+        lines += ["", "Accuracy–robustness trade-off on the held-out speaker: accuracy of the attacked subset "
+                      "clean and under PGD at each relative ε (×100, mean over runs):", "",
+                  "| variant | clean | " + " | ".join(f"PGD ε={e}" for e in eps_grid) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in eps_grid) + " |"]
+        for v in variants:
+            rs = [r for r in results if r["variant"] == v and (r.get("casia") or {}).get("pgd_acc")]
+            if not rs:
+                continue
+            cells = [_mean_only([_get(r, "casia/h_attack_clean_acc") for r in rs])]
+            cells += [_mean_only([(r["casia"]["pgd_acc"] or {}).get(e) for r in rs]) for e in eps_grid]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
     diff_keys = [("ESD en UA", "esd/ua"), ("CASIA held-out UA", "casia/ua"), ("CASIA ECE", "casia/ece")]
     if cfg.eval.robustness:
         diff_keys += [(f"token attack success @{cfg.table_budgets[len(cfg.table_budgets) // 2]:g}",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import clip_files, emotion_of, find_layout_root, make_utterance, preparer
+from rrpo.data.corpora.common import clip_files, emotion_of, find_layout_root, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -44,7 +44,6 @@ def _is_ased_root(d: Path) -> bool:
     return False
 
 
-@preparer("ased")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every clip of every ``<NN><Emotion>`` folder (language am, split train)."""
     base = find_layout_root(root, _is_ased_root, "ASED corpus folder (<NN><Emotion>/a5-01-02-02-50.wav)")

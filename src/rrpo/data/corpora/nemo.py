@@ -18,7 +18,7 @@ import csv
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import clip_files, emotion_of, find_layout_root, make_utterance, preparer
+from rrpo.data.corpora.common import clip_files, emotion_of, find_layout_root, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -62,7 +62,6 @@ def _is_nemo_root(d: Path) -> bool:
     return (d / "data.tsv").is_file() and (d / "samples").is_dir()
 
 
-@preparer("nemo")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every clip of ``samples/`` with its ``data.tsv`` row (language pl, split train)."""
     base = find_layout_root(root, _is_nemo_root, "nEMO corpus folder (data.tsv beside samples/)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import clip_files, emotion_of, find_layout_root, make_utterance, preparer
+from rrpo.data.corpora.common import clip_files, emotion_of, find_layout_root, make_utterance
 from rrpo.data.emotions import CORPUS_MAPPINGS
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
@@ -42,7 +42,6 @@ def _is_urdu_root(d: Path) -> bool:
     return False
 
 
-@preparer("urdu")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every clip of every emotion folder (language ur, split train)."""
     base = find_layout_root(root, _is_urdu_root, "URDU corpus folder (<Emotion>/SM1_F10_A010.wav)")
