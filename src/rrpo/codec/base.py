@@ -16,7 +16,9 @@ speakers it was trained on (``speaker_profile``); callers pass it through unchan
     tokens = codec.encode(audio, sr, profile=profile)
     audio = codec.decode(tokens, profile=profile)
 
-``profile=None`` means the codec's own default speaker. A codec that cannot use a profile raises a
+``profile=None`` means the codec's own default speaker. A codec whose *tokens* depend on the
+speaker's profile says so with ``profile_in_tokens = True`` (``rrpo tokenize`` then computes one
+profile per speaker of the manifest and encodes with it). A codec that cannot use a profile raises a
 one-line :class:`rrpo.errors.RrpoError` when given one.
 """
 

@@ -317,6 +317,8 @@ class BuiltinCodec:
 
     can_decode = True
     uses_profiles = True
+    #: tokens are encoded relative to the speaker's profile (``rrpo tokenize`` computes one per speaker)
+    profile_in_tokens = True
 
     def __init__(self, cfg: BuiltinCodecConfig, arrays: dict[str, np.ndarray], stats: dict | None = None,
                  profiles: dict | None = None, pooled=None, decoder_state: dict | None = None,

@@ -14,7 +14,7 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
     Resumable: utterances already in finished shards are skipped, and whatever was encoded before an
     error is kept. Returns counts (utterances, encoded now, resumed past, vocab size).
 
-    A codec that encodes relative to the speaker (``uses_profiles``) first computes one profile per
+    A codec whose tokens are relative to the speaker (``profile_in_tokens``) first computes one profile per
     speaker of the manifest from all of that speaker's recordings (a second pass over the audio),
     records them in the shards' ``meta.json`` (``profiles``), and encodes each utterance with its
     speaker's profile. A resumed run reuses the profiles of its meta.json.
@@ -37,7 +37,7 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
     meta = {"vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
             "codec": codec_description(codec), "manifest": str(man.path), "manifest_sha256": sha}
     profiles = {}
-    if getattr(codec, "uses_profiles", False):
+    if getattr(codec, "profile_in_tokens", False):
         from rrpo.codec.profile import SpeakerProfile
 
         old_meta = Path(out) / "meta.json"
