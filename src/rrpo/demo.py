@@ -53,6 +53,25 @@ class DemoConfig:
     audit: list[str] = option(["prompts.split=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
                               "overrides for `rrpo audit` of both runs")
 
+    def __post_init__(self):
+        from rrpo.stages import check_stage_overrides
+
+        check_stage_overrides(self, OVERRIDE_TARGETS)
+
+
+#: The verb config class each override list of :class:`DemoConfig` is given to.
+OVERRIDE_TARGETS = {
+    "synth": "rrpo.data.synth:SynthConfig",
+    "codec": "rrpo.codec.builtin:BuiltinCodecConfig",
+    "rm_pretrain": "rrpo.reward.train:RMTrainConfig",
+    "rm_finetune": "rrpo.reward.train:RMTrainConfig",
+    "robust": "rrpo.reward.train:RMTrainConfig",
+    "sft": "rrpo.policy.sft:SFTConfig",
+    "judge": "rrpo.audit.judge:JudgeConfig",
+    "optimize": "rrpo.optimize.trainer:OptimizeConfig",
+    "audit": "rrpo.audit.overopt:AuditConfig",
+}
+
 
 STAGES = ("corpus", "codec", "tokens", "rm_pretrain", "rm_vanilla", "rm_robust", "sft", "judge",
           "diffro", "rrpo", "audit_diffro", "audit_rrpo", "report")

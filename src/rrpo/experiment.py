@@ -71,6 +71,12 @@ class ExperimentConfig:
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
                                     "relative excess (the issue's 10 %)")
 
+    def __post_init__(self):
+        from rrpo.demo import OVERRIDE_TARGETS
+        from rrpo.stages import check_stage_overrides
+
+        check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig"})
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.cli import add_config_args

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rrpo.config import option, section
 from rrpo.data.emotions import ESD_CLASSES
-from rrpo.errors import RrpoError
+from rrpo.errors import ConfigError, RrpoError
 from rrpo.io import atomic_open, write_json
 from rrpo.reward.data import DataConfig
 from rrpo.reward.evaluate import EvalConfig
@@ -60,6 +60,13 @@ class AblationConfig:
     eval: EvalConfig = section(EvalConfig, "evaluation config")
     table_budget: float = option(0.05, "token-attack budget shown in the table")
     table_eps: float = option(0.5, "FGM ε shown in the table")
+
+    def __post_init__(self):
+        for name, overrides in self.variants.items():
+            try:
+                _with_overrides(self.finetune, overrides)
+            except ConfigError as e:
+                raise ConfigError(f"config key 'variants.{name}': {e.reason}") from None
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
