@@ -169,7 +169,9 @@ def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig) -> Frames:
     token at its centre. (Harvest tracks better but runs at ~8x real time on this CPU; DIO keeps
     encoding above 50x.)
     """
-    import pyworld as pw
+    from rrpo.system import require
+
+    pw = require("pyworld")
 
     sr, hop = cfg.sampling_rate, cfg.hop
     x = np.ascontiguousarray(audio, dtype=np.float64)
@@ -367,7 +369,9 @@ class BuiltinCodec:
         ``f0_hz`` / ``level_db`` set the speaker's median pitch and reference level (defaults:
         the codec's, learned from its training audio).
         """
-        import pyworld as pw
+        from rrpo.system import require
+
+        pw = require("pyworld")
 
         t = self.check_tokens(tokens)
         s, p, e = self.factors(t)
