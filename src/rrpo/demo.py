@@ -40,7 +40,7 @@ class DemoConfig:
         "overrides for both fine-tunings (Mandarin only, as in the paper)")
     robust: list[str] = option(
         ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-        "what makes the robust reward model robust (METHOD §4)")
+        "what makes the robust reward model robust (docs/method.md §3)")
     sft: list[str] = option(
         ["model.hidden_size=128", "model.layers=2", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=256",
          "train.steps=600", "train.batch_size=16", "train.lr=2e-3", "train.warmup_steps=30", "train.eval_every=0"],

@@ -55,7 +55,7 @@ class ExperimentConfig:
         ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
         "overrides for both fine-tunings on CASIA's training speakers")
     robust: list[str] = option(["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-                               "what makes the robust reward model robust (METHOD §4)")
+                               "what makes the robust reward model robust (docs/method.md §3)")
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
     sft: list[str] = option(
@@ -69,7 +69,7 @@ class ExperimentConfig:
         "overrides for every `rrpo optimize` run (DiffRO and RRPO get the same budget)")
     audit: list[str] = option(["prompts.max_texts=5", "sampling.max_ratio=8"], "overrides for every `rrpo audit`")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
-                                    "relative excess (the issue's 10 %)")
+                                    "relative excess (10 %: the comparison's goal, docs/RESULTS.md)")
 
     def __post_init__(self):
         from rrpo.demo import OVERRIDE_TARGETS
@@ -238,7 +238,7 @@ def point_metrics(p: dict) -> dict[str, float]:
 
 
 def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
-    """The issue's two goals, decided on the seed means.
+    """The comparison's two goals (docs/RESULTS.md, "Against the goals"), decided on the seed means.
 
     hacking (DiffRO): its proxy above SFT's (under the vanilla RM) and every artifact rate / distance
     above SFT's by more than ``tol`` (relative; for a zero SFT artifact rate, any rise counts).

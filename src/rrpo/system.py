@@ -21,13 +21,13 @@ REINSTALL = "bash scripts/install.sh in a checkout"
 #: module -> what to do when it cannot be imported.
 HINTS = {
     "pyworld": "pyworld (WORLD vocoder) is missing or failed to build; run " + REINSTALL + ", or: "
-               "pip install numpy Cython && pip install --no-build-isolation pyworld",
+    "pip install numpy Cython && pip install --no-build-isolation pyworld",
     "opensmile": "opensmile (eGeMAPS features for the judge and the Fréchet distance) cannot be loaded; "
-                 "pip install --force-reinstall opensmile",
+    "pip install --force-reinstall opensmile",
     "pocketsphinx": "pocketsphinx (the audit's English word error rate) cannot be loaded; "
-                    "pip install --force-reinstall pocketsphinx, or audit with recognizer=false",
+    "pip install --force-reinstall pocketsphinx, or audit with recognizer=false",
     "espeakng_loader": "espeakng-loader (the espeak-ng library behind rrpo synth) is not installed; "
-                       "pip install espeakng-loader",
+    "pip install espeakng-loader",
 }
 
 
@@ -47,8 +47,11 @@ def espeak_data_dir(path: str | Path) -> Path:
     p = Path(path)
     missing = [f for f in ("phontab", "phonindex", "phondata") if not (p / f).is_file()]
     if missing:
-        raise RrpoError(f"espeak-ng's data folder is missing or incomplete (no {', '.join(missing)}); "
-                        "reinstall it: pip install --force-reinstall espeakng-loader", p)
+        raise RrpoError(
+            f"espeak-ng's data folder is missing or incomplete (no {', '.join(missing)}); "
+            "reinstall it: pip install --force-reinstall espeakng-loader",
+            p,
+        )
     return p
 
 
@@ -59,6 +62,9 @@ def pocketsphinx_model() -> Path:
     need = [root / "en-us", root / "cmudict-en-us.dict", root / "en-us.lm.bin"]
     missing = [str(p.relative_to(root.parent)) for p in need if not p.exists()]
     if missing:
-        raise RrpoError(f"pocketsphinx's English model is incomplete (no {', '.join(missing)}); "
-                        "pip install --force-reinstall pocketsphinx, or audit with recognizer=false", root)
+        raise RrpoError(
+            f"pocketsphinx's English model is incomplete (no {', '.join(missing)}); "
+            "pip install --force-reinstall pocketsphinx, or audit with recognizer=false",
+            root,
+        )
     return root

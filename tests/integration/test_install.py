@@ -41,8 +41,9 @@ def test_wheel_runs_demo_help_and_loads_every_shipped_config(tmp_path):
             shutil.copy(REPO / f, src / f)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     run = dict(capture_output=True, text=True, timeout=600)
-    r = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(src)],
-                       **run)
+    r = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(src)], **run
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = (tmp_path / "wheels").glob("rrpo-*.whl")
     site = tmp_path / "site"

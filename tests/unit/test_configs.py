@@ -25,6 +25,7 @@ SHIPPED = {
 
 def _cls(target):
     import importlib
+
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -49,8 +50,9 @@ def _list_fields(cls):
     return {f.name for f in dataclasses.fields(cls) if hints[f.name] == list[str]}
 
 
-@pytest.mark.parametrize("cls_path,extra", [("rrpo.demo:DemoConfig", set()),
-                                            ("rrpo.experiment:ExperimentConfig", set())])
+@pytest.mark.parametrize(
+    "cls_path,extra", [("rrpo.demo:DemoConfig", set()), ("rrpo.experiment:ExperimentConfig", set())]
+)
 def test_every_stage_list_has_a_target(cls_path, extra):
     """A new stage override list must say which verb config it is checked against."""
     from rrpo.demo import OVERRIDE_TARGETS
@@ -97,4 +99,5 @@ def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path, monkeypatch):
     assert find_config("demo_tiny.yaml").resolve() == tmp_path / "demo_tiny.yaml"  # a local file wins
     with pytest.raises(ConfigError, match=r"config file not found \(shipped configs, usable by name: demo_tiny"):
         from rrpo.demo import DemoConfig
+
         load_config(DemoConfig, "no_such_config")

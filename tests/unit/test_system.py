@@ -39,8 +39,17 @@ def test_espeak_data_missing_is_one_line_from_the_cli(tmp_path, monkeypatch, cap
     empty.mkdir()
     monkeypatch.setattr(espeak, "_library", None)  # force a fresh load (restored after the test)
     monkeypatch.setattr(espeakng_loader, "get_data_path", lambda: str(empty))
-    rc = main(["synth", "--out", str(tmp_path / "out"), "languages=[zh]", "sentences_per_language=1",
-               "voices_per_language=1", "emotions=[neutral]"])
+    rc = main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "out"),
+            "languages=[zh]",
+            "sentences_per_language=1",
+            "voices_per_language=1",
+            "emotions=[neutral]",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "Traceback" not in err
     assert err.startswith(f"rrpo: error: {empty}: espeak-ng's data folder is missing or incomplete (no phontab")

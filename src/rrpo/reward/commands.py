@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(e, EvalConfig)
     e.set_defaults(func=cmd_eval)
 
-    a = rsub.add_parser("ablation", help="the regulariser ablation (METHOD §4 table) over one config")
+    a = rsub.add_parser("ablation", help="the regulariser ablation (docs/method.md §3) over one config")
     a.add_argument("--out", required=True, help="output folder (runs, results.json, table.md, plot.png)")
     a.add_argument("--data", default=None, help="folder of the shared corpora (casia/, esd/) to prepare and tokenize")
     add_config_args(a, AblationConfig)
