@@ -27,13 +27,13 @@ def main() -> None:
     from rrpo.audit.commands import load_items
     from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_utterances
     from rrpo.audit.metrics import classification_metrics
-    from rrpo.data.manifest import read_manifest
+    from rrpo.data.manifest import Selection, read_manifest
 
     t0 = time.time()
     cfg = JudgeConfig(normalization=args.normalization)
 
     def load(path):
-        sel = select_utterances([read_manifest(path)], cfg.classes)
+        sel = select_utterances([read_manifest(path)], cfg.classes, Selection())
         feats = EgemapsJudge.features(load_items(sel), progress=True)
         return feats, np.array([u.emotion for _, u in sel]), np.array([u.speaker for _, u in sel])
 

@@ -16,8 +16,10 @@ matters (the machine may be shared):
    their ratio (goal: DiffRO ≤ ¼ of GRPO's time; also to 50 % and 90 % of GRPO's gain over the start), and the gradient variance across sampling seeds:
    at the starting policy, the gradient of the first step's objective over ``--var-seeds`` sampling
    seeds on the same prompts, ``mean_s ||g_s − ḡ||² / ||ḡ||²`` (lower = less noisy), for both.
-   The loop mirrors ``rrpo.optimize.trainer``'s objective (same ``generate``, ``diffro_loss``,
-   ``grpo_loss``, AdamW + clipping, bf16 autocast) without the run-folder bookkeeping.
+   Each step calls the trainer's own objective (``rrpo.optimize.objectives.OBJECTIVES[algo]``, under
+   the training loop's bf16 autocast); the loop around it (AdamW + clipping as in
+   ``rrpo.train.loop``) is this script's, because it stops on a wall-clock budget and evaluates
+   between steps, without the run-folder bookkeeping.
 2. **Step cost.** On one sampled batch (sampling excluded), a DiffRO step (teacher-forced policy
    forward, frozen reference forward, straight-through relaxation, RM forward, KL, backward, AdamW)
    over a teacher-forced SFT step (forward, cross-entropy, backward, AdamW) on the same ids: median
@@ -162,25 +164,17 @@ class Setup:
                                           [r["speaker"] for r in rows] if self.use_spk else None)
 
     def loss(self, algo: str, rows: list[dict], seeds: list[int], bf16: bool):
-        """The objective of ``rrpo.optimize.trainer`` for ``algo`` on ``rows`` (already repeated per group)."""
-        from rrpo.optimize.objectives import diffro_loss, grpo_loss
-        from rrpo.policy.generate import generate
+        """The trainer's objective for ``algo`` (``rrpo.optimize.objectives.OBJECTIVES``) on ``rows``
+        (already repeated per group), under the training loop's autocast."""
+        from rrpo.optimize.objectives import OBJECTIVES, StepContext
+        from rrpo.train.loop import autocast
 
         a = self.args
-        emotions = [r["emotion"] for r in rows]
-        gen = generate(self.policy, self.prompts(rows), self.sampling, seeds, return_noise=algo == "diffro", bf16=bf16)
-        self.policy.train()
-        T = gen.ids.shape[1]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = self.policy(gen.prompts, gen.ids, gen.lens)[:, :T]
-            with torch.no_grad():
-                ref_logits = self.ref(gen.prompts, gen.ids, gen.lens)[:, :T]
-            if algo == "diffro":
-                return diffro_loss(logits, ref_logits, gen.ids, gen.lens, emotions, self.terms, beta=a.beta,
-                                   tau=a.tau, noise=gen.noise[:, :T])
-            with torch.no_grad():
-                reward = self.rm.reward(gen.ids, gen.lens, emotions).float()
-            return grpo_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, a.group, beta=a.beta, clip=0.2)
+        ctx = StepContext(self.policy, self.ref, self.terms, self.sampling, beta=a.beta, tau=a.tau, group=a.group,
+                          clip=0.2, bf16=bf16)
+        batch = {"prompts": self.prompts(rows), "emotions": [r["emotion"] for r in rows], "seeds": seeds}
+        with autocast(torch.device("cpu"), bf16):
+            return OBJECTIVES[algo](ctx, batch)
 
     @torch.no_grad()
     def evaluate(self, rows: list[dict], bf16: bool) -> float:

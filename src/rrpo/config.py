@@ -1,7 +1,8 @@
 """Configs: YAML files loaded into nested dataclasses, with ``section.key=value`` overrides.
 
 Every config is a dataclass whose fields are declared with :func:`option`, which carries a one-line
-help text. Loading checks every key against the dataclass: an unknown key or a value of the wrong
+help text. A class attribute ``RENAMED = {"old": "new"}`` turns an earlier spelling of a key into an
+error naming the new one. Loading checks every key against the dataclass: an unknown key or a value of the wrong
 type raises :class:`~rrpo.errors.ConfigError` naming the dotted key, and ``__post_init__`` checks
 ranges. The resolved config is written back with :func:`dump_config` into each run directory.
 
@@ -89,6 +90,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}': expected a section (mapping), got {value!r}")
         return _build(tp, value, key + ".")
     if origin in (list, tuple):
+        if value is None:
+            raise ConfigError(f"config key '{key}': expected a list, got null (write [] for an empty list)")
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
         args = get_args(tp)
@@ -136,12 +139,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type[T], data: dict, prefix: str = "") -> T:
+def _build(cls: type[T], data: dict, prefix: str = "", also_known: tuple[str, ...] = ()) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed = getattr(cls, "RENAMED", {})
     for k in data:
+        if k not in fields and k in renamed:
+            raise ConfigError(f"config key '{prefix}{k}' is now '{prefix}{renamed[k]}'")
         if k not in fields:
-            known = ", ".join(sorted(fields))
+            known = ", ".join(sorted([*fields, *also_known]))
             raise ConfigError(f"unknown config key '{prefix}{k}' (known at this level: {known})")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     try:
@@ -221,8 +227,13 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple = ()) -> T:
-    """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides applied on top."""
+def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple = (),
+                io: type | None = None) -> Any:
+    """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides applied on top.
+
+    With ``io`` (a dataclass of a verb's inputs and outputs, e.g. ``out``), the top-level keys that
+    are fields of ``io`` build an ``io`` instance and the rest build ``cls``: one key space on the
+    command line and in the file, two objects; returns ``(cfg, io)``."""
     path = find_config(path) if path else None
     data = read_yaml(path) if path else {}
     override_keys = []
@@ -231,7 +242,12 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         _set_dotted(data, key, value)
         override_keys.append(key)
     try:
-        return _build(cls, data)
+        if io is None:
+            return _build(cls, data)
+        io_keys = tuple(f.name for f in dataclasses.fields(io) if f.init)
+        io_data = {k: data.pop(k) for k in list(data) if k in io_keys}
+        cfg = _build(cls, data, also_known=io_keys)
+        return cfg, _build(io, io_data)
     except ConfigError as e:
         if path is not None and e.path is None:
             if _from_override(e.reason, override_keys):

@@ -7,8 +7,8 @@ the robust RM (same budget) → audit both → write the report.
 
 Every stage is an ordinary ``rrpo`` verb run in-process with the overrides listed in
 :class:`DemoConfig` (so the demo doubles as a worked example of the commands), writes its own
-folder under ``--out``, and is skipped when that folder holds a ``.done`` marker from an earlier
-run. ``rrpo demo --config configs/demo_tiny.yaml`` runs a shrunken version in a minute or two.
+folder under ``out``, and is skipped when that folder holds a ``.done`` marker from an earlier
+run. ``rrpo demo --config configs/demo_tiny.yaml [out=demo_out] ['force=[report]']`` runs a shrunken version in a minute or two.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rrpo.args import yaml_list
 from rrpo.config import option
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,9 @@ class DemoConfig:
     judge: list[str] = option(["splits=[train]", "c_grid=[0.1]"], "overrides for `rrpo judge train`")
     optimize: list[str] = option(
         ["train.steps=60", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=15", "train.schedule=constant",
-         "beta=0.1", "sampling.max_ratio=8", "prompts.split=[train]"],
+         "beta=0.1", "sampling.max_ratio=8", "prompts.splits=[train]"],
         "overrides for both `rrpo optimize` runs (DiffRO and RRPO get the same budget)")
-    audit: list[str] = option(["prompts.split=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
+    audit: list[str] = option(["prompts.splits=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
                               "overrides for `rrpo audit` of both runs")
 
     def __post_init__(self):
@@ -77,14 +78,17 @@ STAGES = ("corpus", "codec", "tokens", "rm_pretrain", "rm_vanilla", "rm_robust",
           "diffro", "rrpo", "audit_diffro", "audit_rrpo", "report")
 
 
+@dataclass
+class DemoArgs:
+    out: str = option("demo_out", "folder for every stage's outputs")
+    force: list[str] = option([], f"stages to redo even if done ({', '.join(STAGES)})")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
 
     p = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic corpus (no data needed)")
-    p.add_argument("--out", default="demo_out", help="folder for every stage's outputs")
-    p.add_argument("--force", default="", help="comma-separated stages to redo even if done "
-                                               f"({', '.join(STAGES)})")
-    add_config_args(p, DemoConfig)
+    add_config_args(p, DemoConfig, io=DemoArgs, old={"--out": ("out", "value"), "--force": ("force", "list")})
     p.set_defaults(func=cmd_demo)
 
 
@@ -94,29 +98,29 @@ def stage_commands(cfg: DemoConfig, out: Path) -> dict[str, list[str]]:
     man, tok = o / "corpus" / "manifest.jsonl", o / "tokens"
     data = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", "train.progress=true"]
     opt = [f"policy={o / 'sft'}", f"prompts.manifest={man}", f"watch.judge={o / 'judge'}",
-           f"watch.codec={o / 'codec'}", "watch.split=[test]", *cfg.optimize]
-    audit = [f"--codec={o / 'codec'}", f"--judge={o / 'judge'}", *cfg.audit]
+           f"watch.codec={o / 'codec'}", "watch.splits=[test]", *cfg.optimize]
+    audit = [f"codec={o / 'codec'}", f"judge={o / 'judge'}", *cfg.audit]
     return {
-        "corpus": ["synth", "--out", str(o / "corpus"), *cfg.synth],
-        "codec": ["codec", "train", "--manifest", str(man), "--out", str(o / "codec"), *cfg.codec],
-        "tokens": ["tokenize", "--codec", str(o / "codec"), "--manifest", str(man), "--out", str(tok)],
-        "rm_pretrain": ["rm", "train", "--out", str(o / "rm_pretrain"), *data, "data.splits=[train]",
+        "corpus": ["synth", f"out={o / 'corpus'}", *cfg.synth],
+        "codec": ["codec", "train", f"manifests={yaml_list([man])}", f"out={o / 'codec'}", *cfg.codec],
+        "tokens": ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok}"],
+        "rm_pretrain": ["rm", "train", f"out={o / 'rm_pretrain'}", *data, "data.splits=[train]",
                         f"model.token_features={o / 'codec'}", *cfg.rm_pretrain],
-        "rm_vanilla": ["rm", "train", "--out", str(o / "rm_vanilla"), *data, "data.splits=[train]",
+        "rm_vanilla": ["rm", "train", f"out={o / 'rm_vanilla'}", *data, "data.splits=[train]",
                        f"init_from={o / 'rm_pretrain'}", *cfg.rm_finetune],
-        "rm_robust": ["rm", "train", "--out", str(o / "rm_robust"), *data, "data.splits=[train]",
+        "rm_robust": ["rm", "train", f"out={o / 'rm_robust'}", *data, "data.splits=[train]",
                       f"init_from={o / 'rm_pretrain'}", *cfg.rm_finetune, *cfg.robust],
         "sft": ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={man}", f"data.shards={tok}",
                 "data.heldout_by=split", "data.heldout=[test]", *cfg.sft],
-        "judge": ["judge", "train", "--manifest", str(man), "--out", str(o / "judge"), *cfg.judge],
+        "judge": ["judge", "train", f"manifests={yaml_list([man])}", f"out={o / 'judge'}", *cfg.judge],
         "diffro": ["optimize", f"out={o / 'diffro'}", "algo=diffro",
                    f"rewards=[{{name: emotion, path: {o / 'rm_vanilla'}}}]", *opt],
         "rrpo": ["optimize", f"out={o / 'rrpo'}", "algo=diffro",
                  f"rewards=[{{name: emotion, path: {o / 'rm_robust'}}}]", *opt],
-        "audit_diffro": ["audit", "--run", str(o / "diffro"), *audit],
-        "audit_rrpo": ["audit", "--run", str(o / "rrpo"), *audit],
-        "report": ["report", "--runs", str(o / "diffro"), str(o / "rrpo"),
-                   "--names", "DiffRO (vanilla RM)", "RRPO (robust RM)", "--out", str(o / "report")],
+        "audit_diffro": ["audit", f"run={o / 'diffro'}", *audit],
+        "audit_rrpo": ["audit", f"run={o / 'rrpo'}", *audit],
+        "report": ["report", f"runs={yaml_list([o / 'diffro', o / 'rrpo'])}",
+                   f"names={yaml_list(['DiffRO (vanilla RM)', 'RRPO (robust RM)'])}", f"out={o / 'report'}"],
     }
 
 
@@ -124,13 +128,14 @@ def _stage_dir(out: Path, stage: str) -> Path:
     return out / {"audit_diffro": "diffro/audit", "audit_rrpo": "rrpo/audit"}.get(stage, stage)
 
 
-def run_demo(cfg: DemoConfig, out: Path, force: set[str] = frozenset()) -> dict:
+def run_demo(cfg: DemoConfig, out: Path, run_verb, force: set[str] = frozenset()) -> dict:
+    """Run the stages (``run_verb``: :func:`rrpo.cli.main`); return the summary printed by ``rrpo demo``."""
     from rrpo.stages import Stage, run_stages
 
     out.mkdir(parents=True, exist_ok=True)
     cmds = stage_commands(cfg, out)
     t_all = time.perf_counter()
-    times = run_stages([Stage(s, _stage_dir(out, s), cmds[s]) for s in STAGES], force, tag="demo")
+    times = run_stages([Stage(s, _stage_dir(out, s), cmds[s]) for s in STAGES], run_verb, force, tag="demo")
     summary = {"report": str((out / "report" / "index.html").resolve()), "stage_seconds": times,
                "total_seconds": round(time.perf_counter() - t_all, 1)}
     for name in ("diffro", "rrpo"):
@@ -146,11 +151,10 @@ def run_demo(cfg: DemoConfig, out: Path, force: set[str] = frozenset()) -> dict:
 
 
 def cmd_demo(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
 
-    cfg = config_from_args(DemoConfig, args)
-    force = {s.strip() for s in args.force.split(",") if s.strip()}
-    summary = run_demo(cfg, Path(args.out), force)
+    cfg, io = config_from_args(DemoConfig, args, io=DemoArgs)
+    summary = run_demo(cfg, Path(io.out), args.dispatch, set(io.force))
     print(json.dumps(summary, indent=2))
     print(f"\nreport: {summary['report']}")
     return 0

@@ -1,6 +1,6 @@
 """``rrpo experiment``: the paper's comparison on real speech (SFT vs DiffRO vs RRPO).
 
-    rrpo experiment --config configs/paper_comparison.yaml --data ../shared/data --out runs/comparison
+    rrpo experiment --config configs/paper_comparison.yaml data=../shared/data out=runs/comparison
 
 One held-out CASIA speaker (``heldout_speaker``) is never heard by the codec, the reward models or the
 judge, and a few CASIA sentences (``heldout_sentences``) are never read by the policy or the reward
@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rrpo.config import option
+from rrpo.args import yaml_list
+from rrpo.config import check, option
 from rrpo.errors import RrpoError
 from rrpo.stats import mean_std
 
@@ -78,15 +79,23 @@ class ExperimentConfig:
         check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig"})
 
 
+@dataclass
+class ExperimentArgs:
+    data: str = option("", "folder holding casia/ and esd/ (e.g. ../shared/data)")
+    out: str = option("runs/comparison", "folder for every stage's outputs")
+    force: list[str] = option([], "stages to redo even if done")
+
+    def __post_init__(self):
+        check(bool(self.data), "data", "is required (the folder holding casia/ and esd/)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
 
     p = sub.add_parser("experiment", help="the paper's comparison on real CASIA speech: SFT vs DiffRO vs RRPO, "
                                           "several seeds, audited")
-    p.add_argument("--data", required=True, help="folder holding casia/ and esd/ (e.g. ../shared/data)")
-    p.add_argument("--out", default="runs/comparison", help="folder for every stage's outputs")
-    p.add_argument("--force", default="", help="comma-separated stages to redo even if done")
-    add_config_args(p, ExperimentConfig)
+    add_config_args(p, ExperimentConfig, io=ExperimentArgs, old={"--data": ("data", "value"), "--out": ("out", "value"),
+                                                                 "--force": ("force", "list")})
     p.set_defaults(func=cmd_experiment)
 
 
@@ -131,7 +140,8 @@ def seed_runs(cfg: ExperimentConfig) -> list[tuple[str, str, int]]:
     return [(f"{m}_s{s}", m, s) for s in cfg.seeds for m in ("diffro", "rrpo")]
 
 
-def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
+def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list:
+    """The experiment's stages; ``run_verb(argv) -> status`` is the ``rrpo`` dispatcher (:func:`rrpo.cli.main`)."""
     from rrpo.stages import Stage
 
     if not cfg.seeds:
@@ -148,42 +158,39 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
 
     def rm_eval() -> None:
         """rrpo rm eval: both reward models on the held-out speaker and on ESD English"""
-        from rrpo.cli import main
         for rm in ("vanilla", "robust"):
-            for name, man, shards, extra in (("casia_heldout", casia, tok["casia"], ["--speakers", h]),
+            for name, man, shards, extra in (("casia_heldout", casia, tok["casia"], [f"speakers={yaml_list([h])}"]),
                                              ("esd", esd, tok["esd"], [])):
-                args = ["rm", "eval", "--rm", str(o / "rm" / rm), "--manifest", str(man), "--tokens", str(shards),
-                        *extra, "--out", str(o / "rm" / "eval" / f"{rm}_{name}.json"), *cfg.rm_eval]
-                if main(args) != 0:
+                args = ["rm", "eval", f"rm={o / 'rm' / rm}", f"manifest={man}", f"tokens={shards}",
+                        *extra, f"out={o / 'rm' / 'eval' / f'{rm}_{name}.json'}", *cfg.rm_eval]
+                if run_verb(args) != 0:
                     raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
 
     def judge_eval() -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
-        from rrpo.cli import main
-        for name, args in (("casia_heldout", ["--manifest", str(casia), "--speakers", h]),
-                           ("casia_heldout_test_sentences", ["--manifest", str(casia), "--speakers", h,
-                                                             "--splits", "test"]),
-                           ("esd", ["--manifest", str(esd)])):
-            if main(["judge", "eval", "--judge", str(o / "judge"), *args,
-                     "--out", str(o / "judge" / "eval" / f"{name}.json")]) != 0:
+        for name, args in (("casia_heldout", [f"manifests={yaml_list([casia])}", f"speakers={yaml_list([h])}"]),
+                           ("casia_heldout_test_sentences", [f"manifests={yaml_list([casia])}",
+                                                             f"speakers={yaml_list([h])}", "splits=[test]"]),
+                           ("esd", [f"manifests={yaml_list([esd])}"])):
+            if run_verb(["judge", "eval", f"judge={o / 'judge'}", *args,
+                         f"out={o / 'judge' / 'eval' / f'{name}.json'}"]) != 0:
                 raise RrpoError(f"judge eval on {name} failed")
 
     stages = [
         Stage("data", d, lambda: prepare_data(data, d, cfg)),
-        Stage("synth", o / "synth", ["synth", "--out", str(o / "synth"), *cfg.synth]),
-        Stage("codec", o / "codec", ["codec", "train", "--manifest", str(d / "casia_codec.jsonl"), "--manifest",
-                                     str(synth), "--out", str(o / "codec"), *cfg.codec]),
-        *[Stage(f"tokens_{k}", tok[k], ["tokenize", "--codec", str(o / "codec"), "--manifest", str(man),
-                                        "--out", str(tok[k])])
+        Stage("synth", o / "synth", ["synth", f"out={o / 'synth'}", *cfg.synth]),
+        Stage("codec", o / "codec", ["codec", "train", f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
+                                     f"out={o / 'codec'}", *cfg.codec]),
+        *[Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
           for k, man in (("casia", casia), ("esd", esd), ("synth", synth))],
         Stage("rm_pretrain", o / "rm" / "pretrain",
-              ["rm", "train", "--out", str(o / "rm" / "pretrain"), f"data.manifests=[{synth}]",
+              ["rm", "train", f"out={o / 'rm' / 'pretrain'}", f"data.manifests=[{synth}]",
                f"data.tokens=[{tok['synth']}]", f"model.token_features={o / 'codec'}", "train.progress=true", cls,
                *cfg.rm_pretrain]),
-        Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], "--out", str(o / "rm" / "vanilla"), *ft[2:]]),
-        Stage("rm_robust", o / "rm" / "robust", [*ft[:2], "--out", str(o / "rm" / "robust"), *ft[2:], *cfg.robust]),
+        Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], f"out={o / 'rm' / 'vanilla'}", *ft[2:]]),
+        Stage("rm_robust", o / "rm" / "robust", [*ft[:2], f"out={o / 'rm' / 'robust'}", *ft[2:], *cfg.robust]),
         Stage("rm_eval", o / "rm" / "eval", rm_eval),
-        Stage("judge", o / "judge", ["judge", "train", "--manifest", str(casia), "--out", str(o / "judge"),
+        Stage("judge", o / "judge", ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge'}",
                                      f"exclude_speakers=[{h}]", cls, *cfg.judge]),
         Stage("judge_eval", o / "judge" / "eval", judge_eval),
         Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
@@ -195,16 +202,16 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path) -> list:
         stages.append(Stage(run, o / "runs" / run, [
             "optimize", f"out={o / 'runs' / run}", "algo=diffro", f"policy={o / 'sft'}",
             f"rewards=[{{name: emotion, path: {o / 'rm' / rm}}}]", f"prompts.manifest={casia}",
-            "prompts.split=[train]", f"prompts.exclude_speakers=[{h}]", f"train.seed={seed}", *cfg.optimize]))
+            "prompts.splits=[train]", f"prompts.exclude_speakers=[{h}]", f"train.seed={seed}", *cfg.optimize]))
         stages.append(Stage(f"audit_{run}", o / "runs" / run / "audit", [
-            "audit", "--run", str(o / "runs" / run), "--codec", str(o / "codec"), "--judge", str(o / "judge"),
-            f"prompts.manifest={casia}", "prompts.split=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
+            "audit", f"run={o / 'runs' / run}", f"codec={o / 'codec'}", f"judge={o / 'judge'}",
+            f"prompts.manifest={casia}", "prompts.splits=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
             *cfg.audit]))
     runs = seed_runs(cfg)
+    names = [f"{'DiffRO (vanilla RM)' if m == 'diffro' else 'RRPO (robust RM)'} seed {s}" for _, m, s in runs]
     stages.append(Stage("report", o / "report", [
-        "report", "--runs", *[str(o / "runs" / r) for r, _, _ in runs],
-        "--names", *[f"{'DiffRO (vanilla RM)' if m == 'diffro' else 'RRPO (robust RM)'} seed {s}" for _, m, s in runs],
-        "--out", str(o / "report")]))
+        "report", f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}", f"names={yaml_list(names)}",
+        f"out={o / 'report'}"]))
     stages.append(Stage("results", o / "results", lambda: write_results(o, cfg)))
     return stages
 
@@ -464,15 +471,16 @@ def write_results(o: Path, cfg: ExperimentConfig) -> dict:
 
 
 def cmd_experiment(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.stages import run_stages
 
-    cfg = config_from_args(ExperimentConfig, args)
-    out = Path(args.out)
+    cfg, io = config_from_args(ExperimentConfig, args, io=ExperimentArgs)
+    out = Path(io.out)
     out.mkdir(parents=True, exist_ok=True)
-    force = {s.strip() for s in args.force.split(",") if s.strip()}
+    force = set(io.force)
     t0 = time.perf_counter()
-    times = run_stages(build_stages(cfg, Path(args.data), out), force, tag="experiment")
+    times = run_stages(build_stages(cfg, Path(io.data), out, args.dispatch), args.dispatch, force,
+                       tag="experiment")
     rec = out / "results" / "stage_seconds.json"
     earlier = json.loads(rec.read_text())["stage_seconds"] if rec.exists() else {}
     merged = {k: (v if v > 0 or k not in earlier else earlier[k]) for k, v in times.items()}

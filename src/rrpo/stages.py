@@ -7,6 +7,7 @@ success makes a rerun skip it, so an interrupted pipeline resumes at the stage t
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ class Stage:
     def describe(self) -> str:
         if callable(self.action):
             return (self.action.__doc__ or self.name).strip().splitlines()[0]
-        return "rrpo " + " ".join(self.action)
+        return "rrpo " + shlex.join(self.action)  # quoted: a printed stage pastes into a shell as is
 
 
 def check_stage_overrides(cfg: object, targets: dict[str, str]) -> None:
@@ -51,12 +52,14 @@ def check_stage_overrides(cfg: object, targets: dict[str, str]) -> None:
             raise ConfigError(f"config key '{field}' (overrides for {name}): {e.reason}") from None
 
 
-def run_stages(stages: Sequence[Stage], force: set[str] = frozenset(), tag: str = "stage") -> dict[str, float]:
+def run_stages(stages: Sequence[Stage], run_verb: Callable[[list[str]], int], force: set[str] = frozenset(),
+               tag: str = "stage") -> dict[str, float]:
     """Run ``stages`` in order; returns seconds per stage (0.0 for a skipped one).
 
-    ``force`` names stages to redo even when their ``.done`` marker exists."""
-    from rrpo.cli import main
-
+    ``run_verb(argv) -> exit status`` runs an argument-list stage: the ``rrpo`` dispatcher
+    (:func:`rrpo.cli.main`), handed in by the pipeline verb as ``args.dispatch`` because the
+    dispatcher imports the pipeline verbs. ``force`` names stages to redo even when their
+    ``.done`` marker exists."""
     names = [s.name for s in stages]
     bad = sorted(set(force) - set(names))
     if bad:
@@ -74,7 +77,7 @@ def run_stages(stages: Sequence[Stage], force: set[str] = frozenset(), tag: str 
         if callable(st.action):
             st.action()
         else:
-            rc = main(list(st.action))
+            rc = run_verb(list(st.action))
             if rc != 0:
                 raise RrpoError(f"{tag} stage '{st.name}' failed (exit {rc}); fix the cause and run the same "
                                 "command again: finished stages are kept")

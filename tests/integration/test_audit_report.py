@@ -36,28 +36,96 @@ def world(tmp_path_factory):
         f0 = (220 if u.emotion == "angry" else 160) * (0.8 if u.speaker == "s2" else 1.0)
         sf.write(root / "data" / u.audio, voice(f0, 0.5 if u.emotion == "angry" else 0.15, 0.5, i), SR)
     # 4 spectral clusters x (1 pitch bin + unvoiced) x 2 energy bins = 16 tokens, the toy policy's vocabulary
-    assert main(["codec", "train", "--manifest", str(man), "--out", str(root / "codec"), "spectral_clusters=4",
-                 "pitch_bins=1", "energy_bins=2", "kmeans_iters=5"]) == 0
+    assert (
+        main(
+            [
+                "codec",
+                "train",
+                f"manifests=[{man}]",
+                f"out={root / 'codec'}",
+                "spectral_clusters=4",
+                "pitch_bins=1",
+                "energy_bins=2",
+                "kmeans_iters=5",
+            ]
+        )
+        == 0
+    )
     assert json.loads((root / "codec" / "codec.json").read_text())["vocab_size"] == 16
-    assert main(["judge", "train", "--manifest", str(man), "--out", str(root / "judge"), "classes=[angry, happy]",
-                 "min_group=4", "c_grid=[0.1]"]) == 0
+    assert (
+        main(
+            [
+                "judge",
+                "train",
+                f"manifests=[{man}]",
+                f"out={root / 'judge'}",
+                "classes=[angry, happy]",
+                "min_group=4",
+                "c_grid=[0.1]",
+            ]
+        )
+        == 0
+    )
     assert main(["policy", "sft", *sft_overrides(root / "data", root / "sft", steps=2)]) == 0
-    assert main(["rm", "train", "--out", str(root / "rm"), f"data.manifests=[{man}]", f"data.tokens=[{shards}]",
-                 "classes=[angry, happy]", "model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.d_ff=32",
-                 "model.pool_dim=8", "train.steps=2", "train.batch_size=4", "train.progress=false",
-                 "data.max_tokens=0"]) == 0
-    assert main(["optimize", f"out={root / 'opt'}", f"policy={root / 'sft'}",
-                 f"rewards=[{{name: emo, path: {root / 'rm'}}}]", f"prompts.manifest={man}", "train.steps=2",
-                 "train.batch_size=2", "train.ckpt_every=0", "train.progress=false", "train.bf16=false",
-                 "sampling.max_ratio=3", "sampling.min_ratio=1"]) == 0
+    assert (
+        main(
+            [
+                "rm",
+                "train",
+                f"out={root / 'rm'}",
+                f"data.manifests=[{man}]",
+                f"data.tokens=[{shards}]",
+                "classes=[angry, happy]",
+                "model.d_model=16",
+                "model.n_layers=1",
+                "model.n_heads=2",
+                "model.d_ff=32",
+                "model.pool_dim=8",
+                "train.steps=2",
+                "train.batch_size=4",
+                "train.progress=false",
+                "data.max_tokens=0",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "optimize",
+                f"out={root / 'opt'}",
+                f"policy={root / 'sft'}",
+                f"rewards=[{{name: emo, path: {root / 'rm'}}}]",
+                f"prompts.manifest={man}",
+                "train.steps=2",
+                "train.batch_size=2",
+                "train.ckpt_every=0",
+                "train.progress=false",
+                "train.bf16=false",
+                "sampling.max_ratio=3",
+                "sampling.min_ratio=1",
+            ]
+        )
+        == 0
+    )
     return root, man
 
 
 def test_audit_then_report(world, capsys):
     root, man = world
-    rc = main(["audit", "--run", str(root / "opt"), "--codec", str(root / "codec"), "--judge", str(root / "judge"),
-               f"prompts.manifest={man}", "prompts.max_texts=1", "sampling.max_ratio=3", "sampling.min_ratio=1",
-               "recognizer=false"])
+    rc = main(
+        [
+            "audit",
+            f"run={root / 'opt'}",
+            f"codec={root / 'codec'}",
+            f"judge={root / 'judge'}",
+            f"prompts.manifest={man}",
+            "prompts.max_texts=1",
+            "sampling.max_ratio=3",
+            "sampling.min_ratio=1",
+            "recognizer=false",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     audit = json.loads((root / "opt" / "audit" / "audit.json").read_text())
     steps = [p["step"] for p in audit["points"]]
@@ -69,7 +137,7 @@ def test_audit_then_report(world, capsys):
         assert p["distances"]["mcd_db"] > 0 and set(p["artifacts"]) >= {"clicks", "clipping"}
     assert audit["flagged_steps"] == [s for s, p in zip(steps, audit["points"]) if p["hacking_flag"]]
 
-    assert main(["report", "--runs", str(root / "opt"), "--names", "toy DiffRO", "--out", str(root / "report")]) == 0
+    assert main(["report", f"runs=[{root / 'opt'}]", "names=[toy DiffRO]", f"out={root / 'report'}"]) == 0
     page = (root / "report" / "index.html").read_text(encoding="utf-8")
     assert "toy DiffRO" in page
     audio = sorted((root / "report").rglob("*.wav"))

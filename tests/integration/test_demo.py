@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), "--out", str(out)]) == 0
+    assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), f"out={out}"]) == 0
     printed = capsys.readouterr().out
     start = printed.rindex("\n{\n") + 1  # the indented summary printed last; stages print one-line JSON
     summary = json.loads(printed[start:printed.index("\n}\n", start) + 2])
@@ -37,11 +37,11 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
         assert len(watched) == 3  # the judge watch logged step 0 and both steps
     assert all(s in summary["stage_seconds"] for s in STAGES)
 
-    assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), "--out", str(out)]) == 0
+    assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), f"out={out}"]) == 0
     second = capsys.readouterr().out
     assert second.count("done earlier, skipped") == len(STAGES)
 
 
 def test_unknown_stage_is_a_clear_error(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--force", "codex"]) == 2
+    assert main(["demo", f"out={tmp_path}", "force=[codex]"]) == 2
     assert "unknown demo stage" in capsys.readouterr().err

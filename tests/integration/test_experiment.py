@@ -28,7 +28,7 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
     out = tmp_path / "exp"
-    args = ["experiment", "--config", str(cfg), "--data", str(shared_data), "--out", str(out)]
+    args = ["experiment", "--config", str(cfg), f"data={shared_data}", f"out={out}"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| SFT (start) |" in printed and "| judge on real held-out speech (ceiling) |" in printed
@@ -48,7 +48,7 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     assert (out / "report" / "index.html").exists() and (out / "results" / "results.png").exists()
     stage_count = len(json.loads((out / "results" / "stage_seconds.json").read_text())["stage_seconds"])
 
-    assert main(args + ["--force", "results"]) == 0
+    assert main(args + ["force=[results]"]) == 0
     second = capsys.readouterr().out
     assert second.count("done earlier, skipped") == stage_count - 1
     assert "[experiment 19/19] results: results" in second

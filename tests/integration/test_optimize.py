@@ -18,7 +18,8 @@ from rrpo.optimize.trainer import OptimizeConfig, run_optimize
 from rrpo.policy.io import load_policy
 from rrpo.policy.sft import SFTConfig, run_sft
 from rrpo.reward.train import RMTrainConfig, train_rm
-from rrpo.runs import RunDir
+from rrpo.errors import RrpoError
+from rrpo.runs import OptimizeRunInfo, RunDir
 from rrpo.train.loop import latest_checkpoint
 from tests.unit.policy_fixtures import make_corpus, sft_overrides
 
@@ -58,6 +59,15 @@ def test_every_algorithm_runs_and_logs_namespaced_metrics(setup, tmp_path, algo)
         assert {"reward/emo", "policy/kl_ref", "policy/entropy", "policy/reward"} <= keys
     assert latest_checkpoint(tmp_path / algo).name == "step_2"
     load_policy(tmp_path / algo)  # the run folder reads back as a policy
+    info = OptimizeRunInfo.read(tmp_path / algo)  # what audit and report read of the run
+    assert (info.algo, info.policy, info.manifest) == (algo, str(setup[0] / "sft"), str(setup[1]))
+    assert info.rewards == [{"name": "emo", "path": str(setup[0] / "rm"), "weight": 1.0}]
+
+
+def test_watch_without_its_hook_is_refused(setup, tmp_path):
+    """The judge watch is composed by the verb (rrpo.optimize.commands), not the trainer."""
+    with pytest.raises(RrpoError, match="watch.every needs the judge watch"):
+        run_optimize(cfg_for(setup, tmp_path / "w", "watch.every=1"))
 
 
 def test_diffro_moves_every_trainable_parameter_in_one_step(setup, tmp_path):

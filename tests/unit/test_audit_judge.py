@@ -138,20 +138,20 @@ def test_judge_cli_train_and_eval(tone_sets, tmp_path, capsys):
     man = tmp_path / "m.jsonl"
     write_manifest(man, recs)
     out = tmp_path / "judge"
-    rc = main(["judge", "train", "--manifest", str(man), "--out", str(out), "exclude_speakers=[s3]",
+    rc = main(["judge", "train", f"manifests=[{man}]", f"out={out}", "exclude_speakers=[s3]",
                "classes=[neutral, angry, sad]", "min_group=5", "c_grid=[0.1, 1.0]"])
     assert rc == 0
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert trained["train_speakers"] == ["s1", "s2"] and trained["n_train"] == 36
     for f in ("judge.json", "weights.npz", "config.yaml", "command.txt", "metrics.jsonl"):
         assert (out / f).exists()
-    rc = main(["judge", "eval", "--judge", str(out), "--manifest", str(man), "--speakers", "s3",
-               "--out", str(tmp_path / "eval.json")])
+    rc = main(["judge", "eval", f"judge={out}", f"manifests=[{man}]", "speakers=[s3]",
+               f"out={tmp_path / 'eval.json'}"])
     assert rc == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["n"] == 18 and ev["speakers"] == ["s3"] and ev["wa"] > 0.6
     assert set(ev["recall"]) == set(CLASSES) and 0 <= ev["ece"] <= 1
     assert json.loads((tmp_path / "eval.json").read_text())["wa"] == ev["wa"]
     # a user error is one line and exit status 2
-    assert main(["judge", "eval", "--judge", str(tmp_path / "nope"), "--manifest", str(man)]) == 2
+    assert main(["judge", "eval", f"judge={tmp_path / 'nope'}", f"manifests=[{man}]"]) == 2
     assert "no judge.json" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def fails(capsys, argv: list[str], *fragments: str) -> str:
 
 def prepare_fails(capsys, earlier: Path, argv: list[str], *fragments: str) -> str:
     before = earlier.read_bytes()
-    line = fails(capsys, ["prepare", *argv, "--out", earlier], *fragments)
+    line = fails(capsys, ["prepare", *argv, f"out={earlier}"], *fragments)
     assert earlier.read_bytes() == before
     assert [p.name for p in earlier.parent.iterdir()] == [earlier.name]  # no temporary file left behind
     return line
@@ -64,12 +64,12 @@ def csv_list(tmp_path: Path, rows: list[str], header: str = "audio,text,speaker,
 
 def test_missing_audio(tmp_path, capsys, earlier):
     lst = csv_list(tmp_path, ["clips/gone.wav,hello,s1,happy,en"])
-    prepare_fails(capsys, earlier, ["csv", "--root", lst],
+    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}"],
                   tmp_path / "clips" / "gone.wav", "audio file not found", "line 2 of list.csv")
 
 
 def test_missing_corpus_root(tmp_path, capsys, earlier):
-    prepare_fails(capsys, earlier, ["casia", "--root", tmp_path / "nowhere"], tmp_path / "nowhere", "corpus root not found")
+    prepare_fails(capsys, earlier, ["corpus=casia", f"root={tmp_path / 'nowhere'}"], tmp_path / "nowhere", "corpus root not found")
 
 
 def test_empty_audio(tmp_path, capsys, earlier):
@@ -77,21 +77,21 @@ def test_empty_audio(tmp_path, capsys, earlier):
     bad = tmp_path / "casia" / "spk" / "angry" / "202.wav"
     bad.write_bytes(b"")
     (tmp_path / "casia" / "相同的文本201--250.txt").write_bytes("201. 一。\n202. 二。\n".encode("gbk"))
-    prepare_fails(capsys, earlier, ["casia", "--root", tmp_path / "casia"], f"{bad}: audio file is empty (0 bytes)")
+    prepare_fails(capsys, earlier, ["corpus=casia", f"root={tmp_path / 'casia'}"], f"{bad}: audio file is empty (0 bytes)")
 
 
 def test_truncated_audio(tmp_path, capsys, earlier):
     good = tone(tmp_path / "Actor_01" / "03-01-05-01-01-01-01.wav")
     bad = tmp_path / "Actor_01" / "03-01-05-01-01-02-01.wav"
     bad.write_bytes(good.read_bytes()[:3000])
-    prepare_fails(capsys, earlier, ["ravdess", "--root", tmp_path / "Actor_01"], f"{bad}: audio file is truncated")
+    prepare_fails(capsys, earlier, ["corpus=ravdess", f"root={tmp_path / 'Actor_01'}"], f"{bad}: audio file is truncated")
 
 
 def test_non_audio_file(tmp_path, capsys, earlier):
     tone(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     bad = tmp_path / "AudioWAV" / "1001_IEO_HAP_HI.wav"
     bad.write_text("<html>this download failed</html>\n")
-    prepare_fails(capsys, earlier, ["crema-d", "--root", tmp_path], f"{bad}: not a readable audio file")
+    prepare_fails(capsys, earlier, ["corpus=crema-d", f"root={tmp_path}"], f"{bad}: not a readable audio file")
 
 
 def test_nan_audio_with_check_audio(tmp_path, capsys, earlier):
@@ -100,20 +100,20 @@ def test_nan_audio_with_check_audio(tmp_path, capsys, earlier):
     tone(tmp_path / "nan.wav", x, subtype="FLOAT")
     lst = csv_list(tmp_path, ["nan.wav,hello,s1,happy,en"])
     # the header is fine, so only --check-audio opens the samples
-    assert main(["prepare", "csv", "--root", str(lst), "--out", str(tmp_path / "ok.jsonl")]) == 0
+    assert main(["prepare", "corpus=csv", f"root={lst}", f"out={tmp_path / 'ok.jsonl'}"]) == 0
     capsys.readouterr()
-    prepare_fails(capsys, earlier, ["csv", "--root", lst, "--check-audio"],
+    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}", "check_audio=true"],
                   f"{tmp_path / 'nan.wav'}: audio holds NaN or infinite samples")
-    fails(capsys, ["manifest", tmp_path / "ok.jsonl", "--check-audio"], f"{tmp_path / 'nan.wav'}: audio holds NaN")
+    fails(capsys, ["manifest", f"manifest={tmp_path / 'ok.jsonl'}", "check_audio=true"], f"{tmp_path / 'nan.wav'}: audio holds NaN")
 
 
 def test_silent_audio_with_check_audio(tmp_path, capsys, earlier):
     tone(tmp_path / "quiet.wav", np.zeros(4000, np.float32))
     lst = csv_list(tmp_path, ["quiet.wav,hello,s1,happy,en"])
-    prepare_fails(capsys, earlier, ["csv", "--root", lst, "--check-audio"], f"{tmp_path / 'quiet.wav'}: audio is silent")
-    assert main(["prepare", "csv", "--root", str(lst), "--out", str(tmp_path / "ok.jsonl")]) == 0
+    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}", "check_audio=true"], f"{tmp_path / 'quiet.wav'}: audio is silent")
+    assert main(["prepare", "corpus=csv", f"root={lst}", f"out={tmp_path / 'ok.jsonl'}"]) == 0
     capsys.readouterr()
-    fails(capsys, ["manifest", tmp_path / "ok.jsonl", "--check-audio"], f"{tmp_path / 'quiet.wav'}: audio is silent")
+    fails(capsys, ["manifest", f"manifest={tmp_path / 'ok.jsonl'}", "check_audio=true"], f"{tmp_path / 'quiet.wav'}: audio is silent")
 
 
 def test_manifest_check_audio_truncated_flac(tmp_path, capsys, earlier):
@@ -123,7 +123,7 @@ def test_manifest_check_audio_truncated_flac(tmp_path, capsys, earlier):
         id="a", audio="a.flac", sampling_rate=16000, duration=1.0, text="", speaker="s", language="en",
         emotion="calm", split="train")])
     flac.write_bytes(flac.read_bytes()[:2000])
-    fails(capsys, ["manifest", man.path, "--check-audio"], f"{flac}: not a readable audio file, or truncated")
+    fails(capsys, ["manifest", f"manifest={man.path}", "check_audio=true"], f"{flac}: not a readable audio file, or truncated")
 
 
 # ----------------------------------------------------------------------------- labels, ids
@@ -132,7 +132,7 @@ def test_label_outside_mapping_in_folder_name(tmp_path, capsys, earlier):
     tone(tmp_path / "casia" / "spk" / "angry" / "201.wav")
     tone(tmp_path / "casia" / "spk" / "bored" / "201.wav")
     (tmp_path / "casia" / "相同的文本201--250.txt").write_bytes("201. 一。\n".encode("gbk"))
-    prepare_fails(capsys, earlier, ["casia", "--root", tmp_path],
+    prepare_fails(capsys, earlier, ["corpus=casia", f"root={tmp_path}"],
                   f"{tmp_path / 'casia' / 'spk' / 'bored'}: emotion label 'bored' is not in the casia mapping")
 
 
@@ -140,7 +140,7 @@ def test_label_outside_mapping_in_list(tmp_path, capsys, earlier):
     tone(tmp_path / "a.wav")
     lst = csv_list(tmp_path, ["u1,a.wav,hi,s1,happy,en", "u2,a.wav,hi,s1,bored,en"],
                    header="id,audio,text,speaker,emotion,language")
-    prepare_fails(capsys, earlier, ["csv", "--root", lst], f"{lst}:3: emotion label 'bored' is not in the generic mapping")
+    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}"], f"{lst}:3: emotion label 'bored' is not in the generic mapping")
 
 
 def test_duplicate_id_in_list(tmp_path, capsys, earlier):
@@ -148,34 +148,34 @@ def test_duplicate_id_in_list(tmp_path, capsys, earlier):
     lst = tmp_path / "list.jsonl"
     row = {"id": "x", "audio": "a.wav", "text": "hi", "speaker": "s", "emotion": "sad", "language": "en"}
     lst.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
-    prepare_fails(capsys, earlier, ["jsonl", "--root", lst], f"{lst}:2: duplicate id 'x' (first on line 1)")
+    prepare_fails(capsys, earlier, ["corpus=jsonl", f"root={lst}"], f"{lst}:2: duplicate id 'x' (first on line 1)")
 
 
 def test_duplicate_id_in_manifest(tmp_path, capsys, earlier):
     bad = tmp_path / "dup.jsonl"
     line = earlier.read_text().strip()
     bad.write_text(line + "\n" + line.replace('"old"', '"new"') + "\n" + line + "\n")
-    fails(capsys, ["manifest", bad], f"{bad}:3: duplicate id 'old' (first on line 1)")
+    fails(capsys, ["manifest", f"manifest={bad}"], f"{bad}:3: duplicate id 'old' (first on line 1)")
 
 
 def test_malformed_manifest_line(tmp_path, capsys, earlier):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(earlier.read_text() + '{"id": "x", "audio": \n')
-    fails(capsys, ["manifest", bad], f"{bad}:2: malformed manifest line")
+    fails(capsys, ["manifest", f"manifest={bad}"], f"{bad}:2: malformed manifest line")
     lst = tmp_path / "list.jsonl"
     lst.write_text('{"audio": "a.wav"\n')
-    prepare_fails(capsys, earlier, ["jsonl", "--root", lst], f"{lst}:1: malformed JSON line")
+    prepare_fails(capsys, earlier, ["corpus=jsonl", f"root={lst}"], f"{lst}:1: malformed JSON line")
 
 
 def test_invalid_manifest_record(tmp_path, capsys, earlier):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(earlier.read_text().replace('"sad"', '"melancholy"'))
-    fails(capsys, ["manifest", bad], f"{bad}:1: invalid record: emotion 'melancholy' is not in the vocabulary")
-    fails(capsys, ["manifest", tmp_path / "none.jsonl"], f"{tmp_path / 'none.jsonl'}: manifest not found")
+    fails(capsys, ["manifest", f"manifest={bad}"], f"{bad}:1: invalid record: emotion 'melancholy' is not in the vocabulary")
+    fails(capsys, ["manifest", f"manifest={tmp_path / 'none.jsonl'}"], f"{tmp_path / 'none.jsonl'}: manifest not found")
 
 
 def test_good_manifest_prints_stats(capsys, earlier):
-    assert main(["manifest", str(earlier), "--check-audio"]) == 0
+    assert main(["manifest", f"manifest={earlier}", "check_audio=true"]) == 0
     out, err = capsys.readouterr()
     stats = json.loads(out)
     assert stats["utterances"] == 1 and stats["emotions"] == {"sad": 1} and err == ""
@@ -188,8 +188,8 @@ def test_unknown_config_key_through_cli(tmp_path, capsys):
     cfg = tmp_path / "synth.yaml"
     cfg.write_text("no_such_key_anywhere: 1\n")
     out = tmp_path / "corpus"
-    fails(capsys, ["synth", "--out", out, "--config", cfg], f"{cfg}: unknown config key 'no_such_key_anywhere'")
-    fails(capsys, ["synth", "--out", out, "no_such_section.key=1"], "unknown config key 'no_such_section'")
+    fails(capsys, ["synth", f"out={out}", "--config", cfg], f"{cfg}: unknown config key 'no_such_key_anywhere'")
+    fails(capsys, ["synth", f"out={out}", "no_such_section.key=1"], "unknown config key 'no_such_section'")
     assert not out.exists()
 
 

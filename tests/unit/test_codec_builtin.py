@@ -51,7 +51,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def codec_dir(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("codec") / "c"
-    rc = main(["codec", "train", "--manifest", str(corpus.path), "--out", str(out),
+    rc = main(["codec", "train", f"manifests=[{corpus.path}]", f"out={out}",
                "spectral_clusters=8", "pitch_bins=4", "energy_bins=3"])
     assert rc == 0
     return out
@@ -152,11 +152,11 @@ def test_train_writes_versioned_codec_dir(codec_dir):
 def test_encode_decode_verbs(codec_dir, tmp_path, capsys):
     wav = tmp_path / "a.wav"
     sf.write(wav, glide(1.0, 150, 200), SR)
-    assert main(["codec", "encode", "--codec", str(codec_dir), "--audio", str(wav), "--out", str(tmp_path / "t.txt")]) == 0
+    assert main(["codec", "encode", f"codec={codec_dir}", f"audio={wav}", f"out={tmp_path / 't.txt'}"]) == 0
     toks = [int(v) for v in (tmp_path / "t.txt").read_text().split()]
     assert len(toks) == 25
-    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(tmp_path / "t.txt"),
-                 "--out", str(tmp_path / "y.wav")]) == 0
+    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}",
+                 f"out={tmp_path / 'y.wav'}"]) == 0
     y, sr = sf.read(tmp_path / "y.wav")
     assert sr == SR and len(y) == 25 * 640
 
@@ -165,7 +165,7 @@ def test_tokenize_shards_resume(codec_dir, corpus, tmp_path, capsys):
     from rrpo.data.audio import load_audio
 
     out = tmp_path / "shards"
-    args = ["tokenize", "--codec", str(codec_dir), "--manifest", str(corpus.path), "--out", str(out), "--shard-size", "2"]
+    args = ["tokenize", f"codec={codec_dir}", f"manifest={corpus.path}", f"out={out}", "shard_size=2"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["encoded"] == 6 and first["resumed_past"] == 0
@@ -187,8 +187,8 @@ def test_tokenize_shards_resume(codec_dir, corpus, tmp_path, capsys):
     assert sorted(shards.ids()) == [f"u{i}" for i in range(6)]
     assert np.array_equal(shards.get("u4")[0], t_ref)
     # decode one utterance straight from the shards
-    assert main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(out), "--id", "u4",
-                 "--out", str(tmp_path / "u4.wav")]) == 0
+    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={out}", "id=u4",
+                 f"out={tmp_path / 'u4.wav'}"]) == 0
     assert len(sf.read(tmp_path / "u4.wav")[0]) == len(t_ref) * 640
 
 
@@ -201,7 +201,7 @@ def _one_error_line(capsys) -> str:
 def test_too_short_audio_is_one_line(codec_dir, tmp_path, capsys):
     wav = tmp_path / "short.wav"
     sf.write(wav, 0.1 * np.sin(np.arange(500) / 5.0), SR)       # 31 ms < one 40 ms frame
-    rc = main(["codec", "encode", "--codec", str(codec_dir), "--audio", str(wav), "--out", str(tmp_path / "t.npy")])
+    rc = main(["codec", "encode", f"codec={codec_dir}", f"audio={wav}", f"out={tmp_path / 't.npy'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "short.wav" in line and "shorter than one token frame" in line
@@ -210,8 +210,8 @@ def test_too_short_audio_is_one_line(codec_dir, tmp_path, capsys):
 
 def test_token_out_of_range_is_one_line(codec_dir, tmp_path, capsys):
     (tmp_path / "t.txt").write_text("1 2 120 3\n")
-    rc = main(["codec", "decode", "--codec", str(codec_dir), "--tokens", str(tmp_path / "t.txt"),
-               "--out", str(tmp_path / "y.wav")])
+    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}",
+               f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "token id 120 at position 2 is out of range [0, 120)" in line
@@ -227,7 +227,7 @@ def test_codec_of_another_version_is_one_line(codec_dir, tmp_path, capsys):
     meta["version"] = 99
     (old / "codec.json").write_text(json.dumps(meta))
     (tmp_path / "t.txt").write_text("1 2 3\n")
-    rc = main(["codec", "decode", "--codec", str(old), "--tokens", str(tmp_path / "t.txt"), "--out", str(tmp_path / "y.wav")])
+    rc = main(["codec", "decode", f"codec={old}", f"tokens={tmp_path / 't.txt'}", f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "codec version 99" in line and "reads version 1" in line
@@ -235,6 +235,6 @@ def test_codec_of_another_version_is_one_line(codec_dir, tmp_path, capsys):
 
 def test_not_a_codec_dir_is_one_line(tmp_path, capsys):
     (tmp_path / "t.txt").write_text("1\n")
-    rc = main(["codec", "decode", "--codec", str(tmp_path), "--tokens", str(tmp_path / "t.txt"), "--out", str(tmp_path / "y.wav")])
+    rc = main(["codec", "decode", f"codec={tmp_path}", f"tokens={tmp_path / 't.txt'}", f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     assert "not a codec directory" in _one_error_line(capsys)

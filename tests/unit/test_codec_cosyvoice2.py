@@ -106,8 +106,8 @@ def test_tokenize_with_adapter(tmp_path, capsys):
     fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx")
     sf.write(tmp_path / "a.wav", tone(0.8), SR)
     man = write_manifest(tmp_path / "m.jsonl", [Utterance("a", "a.wav", SR, 0.8, "", "s", "en", "neutral", "train")])
-    assert main(["tokenize", "--codec", str(tmp_path / "speech_tokenizer_v2.onnx"), "--manifest", str(man.path),
-                 "--out", str(tmp_path / "sh")]) == 0
+    assert main(["tokenize", f"codec={tmp_path / 'speech_tokenizer_v2.onnx'}", f"manifest={man.path}",
+                 f"out={tmp_path / 'sh'}"]) == 0
     t, e = TokenShards(tmp_path / "sh").get("a")
     assert len(t) == 20 and len(e) == 20
 
@@ -115,7 +115,7 @@ def test_tokenize_with_adapter(tmp_path, capsys):
 def test_wrong_signature_is_one_line(tmp_path, capsys):
     bad = wrong_tokenizer(tmp_path / "bad.onnx")
     sf.write(tmp_path / "a.wav", tone(0.5), SR)
-    rc = main(["codec", "encode", "--codec", str(bad), "--audio", str(tmp_path / "a.wav"), "--out", str(tmp_path / "t.npy")])
+    rc = main(["codec", "encode", f"codec={bad}", f"audio={tmp_path / 'a.wav'}", f"out={tmp_path / 't.npy'}"])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a CosyVoice2 speech tokenizer" in err[0] and "bad.onnx" in err[0]
@@ -125,8 +125,8 @@ def test_wrong_signature_is_one_line(tmp_path, capsys):
 def test_not_onnx_is_one_line(tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     sf.write(tmp_path / "a.wav", tone(0.5), SR)
-    rc = main(["codec", "encode", "--codec", str(tmp_path / "junk.onnx"), "--audio", str(tmp_path / "a.wav"),
-               "--out", str(tmp_path / "t.npy")])
+    rc = main(["codec", "encode", f"codec={tmp_path / 'junk.onnx'}", f"audio={tmp_path / 'a.wav'}",
+               f"out={tmp_path / 't.npy'}"])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a loadable ONNX model" in err[0]

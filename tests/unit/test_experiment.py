@@ -170,13 +170,13 @@ def test_prepare_data_errors(tmp_path, over, message):
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "casia").mkdir()
-    assert main(["experiment", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "seeds=[0]"]) == 2
+    assert main(["experiment", f"data={tmp_path}", f"out={tmp_path / 'o'}", "seeds=[0]"]) == 2
     err = capsys.readouterr().err
     assert "no esd/ folder here" in err and "Traceback" not in err
 
 
 def test_stages_parse_and_interleave_seeds(tmp_path):
-    stages = build_stages(ExperimentConfig(seeds=[3, 4]), tmp_path, tmp_path / "o")
+    stages = build_stages(ExperimentConfig(seeds=[3, 4]), tmp_path, tmp_path / "o", main)
     names = [s.name for s in stages]
     assert names[-6:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "report", "results"]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
@@ -190,4 +190,4 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert any("rm/vanilla" in a for a in opt["diffro_s4"])
     assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
     with pytest.raises(RrpoError, match="seeds is empty"):
-        build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o")
+        build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o", main)

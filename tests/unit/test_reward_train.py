@@ -84,14 +84,14 @@ def test_objective_adds_alpha_times_adversarial_loss(corpus):
 def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
     man, tok, _ = corpus
     base = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", *TINY]
-    assert main(["rm", "train", "--out", str(tmp_path / "pre")] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
+    assert main(["rm", "train", f"out={tmp_path / 'pre'}"] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
     capsys.readouterr()
-    assert main(["rm", "train", "--out", str(tmp_path / "ft")] + base + ["train.steps=2", f"init_from={tmp_path / 'pre'}",
+    assert main(["rm", "train", f"out={tmp_path / 'ft'}"] + base + ["train.steps=2", f"init_from={tmp_path / 'pre'}",
                         "classes=[neutral, happy, angry, sad]", *ALLREG]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["init"]["head_reinitialised"] is True
-    assert main(["rm", "eval", "--rm", str(tmp_path / "pre"), "--manifest", str(man), "--tokens", str(tok),
-                 "--speakers", "s4", "--classes", "happy,sad", "attack.token_steps=2", "attack.max_utterances=4",
+    assert main(["rm", "eval", f"rm={tmp_path / 'pre'}", f"manifest={man}", f"tokens={tok}",
+                 "speakers=[s4]", "classes=[happy, sad]", "attack.token_steps=2", "attack.max_utterances=4",
                  "attack.eps=[0.5]", "attack.pgd_steps=2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["restricted_logits"] is True and out["classes"] == ["happy", "sad"] and out["n"] == 8
@@ -100,8 +100,8 @@ def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
         assert k in out
     assert len(out["confusion"]) == 2 and set(out["token_attack"]["success"]) == {"0.02", "0.05", "0.1", "0.2"}
     # a bad class is a one-line error
-    assert main(["rm", "eval", "--rm", str(tmp_path / "ft"), "--manifest", str(man), "--tokens", str(tok),
-                 "--classes", "surprise,happy"]) == 2
+    assert main(["rm", "eval", f"rm={tmp_path / 'ft'}", f"manifest={man}", f"tokens={tok}",
+                 "classes=[surprise, happy]"]) == 2
 
 
 def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
@@ -109,7 +109,7 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=3, language="en", seed=1)
     pre, pre_tok = make_corpus(tmp_path, "synth", speakers=("v1",), per_class=3, seed=2)
     tiny = [f"{sec}.{o}" for sec in ("pretrain", "finetune") for o in TINY]
-    args = ["rm", "ablation", "--out", str(tmp_path / "abl"), f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
+    args = ["rm", "ablation", f"out={tmp_path / 'abl'}", f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
             f"esd_manifest={esd}", f"esd_tokens={esd_tok}", f"pretrain_manifest={pre}", f"pretrain_tokens={pre_tok}",
             "seeds=[0, 1]", "pretrain.train.steps=2", "finetune.train.steps=2", "heldout_speakers=[s3, s4]",
             "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true]}",
@@ -163,9 +163,9 @@ def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
     cfg = load_config(RMTrainConfig, None, [f"data.manifests=[{man}]", f"data.tokens=[{shards}]", *TINY, "train.steps=2"])
     train_rm(cfg, tmp_path / "rm")
     capsys.readouterr()
-    common = ["rm", "eval", "--rm", str(tmp_path / "rm"), "--manifest", str(man), "robustness=false"]
-    assert main(common[:6] + ["--codec", "fake"] + common[6:]) == 0
+    common = ["rm", "eval", f"rm={tmp_path / 'rm'}", f"manifest={man}", "robustness=false"]
+    assert main(common + ["codec=fake"]) == 0
     a = json.loads(capsys.readouterr().out)
-    assert main(common[:6] + ["--tokens", shards] + common[6:]) == 0
+    assert main(common + [f"tokens={shards}"]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a == b and a["n"] == 8 and a["classes"] == ["neutral", "happy", "angry", "sad"]

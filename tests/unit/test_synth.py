@@ -313,17 +313,17 @@ def test_cli_synth(tmp_path, capsys):
     from rrpo.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["synth", "--out", str(out), "languages=[zh]", "sentences_per_language=1",
+    rc = main(["synth", f"out={out}", "languages=[zh]", "sentences_per_language=1",
                "voices_per_language=1", "emotions=[neutral, angry]"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["utterances"] == 2 and printed["languages"] == {"zh": 2}
     assert len(read_manifest(out / "manifest.jsonl")) == 2
     before = _tree(out)
-    assert main(["synth", "--out", str(out), "languages=[zh]", "sentences_per_language=1",
+    assert main(["synth", f"out={out}", "languages=[zh]", "sentences_per_language=1",
                  "voices_per_language=1", "emotions=[neutral, angry]", "seed=3"]) == 2
     assert "meta.json" in capsys.readouterr().err
     assert _tree(out) == before
-    assert main(["synth", "--out", str(tmp_path / "x"), "nosuchkey=1"]) == 2
+    assert main(["synth", f"out={tmp_path / 'x'}", "nosuchkey=1"]) == 2
     assert "nosuchkey" in capsys.readouterr().err
     shutil.rmtree(out)

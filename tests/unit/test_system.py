@@ -42,8 +42,7 @@ def test_espeak_data_missing_is_one_line_from_the_cli(tmp_path, monkeypatch, cap
     rc = main(
         [
             "synth",
-            "--out",
-            str(tmp_path / "out"),
+            f"out={tmp_path / 'out'}",
             "languages=[zh]",
             "sentences_per_language=1",
             "voices_per_language=1",

@@ -1,15 +1,18 @@
-"""Verbs of the audit: ``rrpo judge train`` and ``rrpo judge eval``.
+"""Verbs of the audit: ``rrpo judge train``, ``rrpo judge eval`` and ``rrpo audit``.
 
-``rrpo judge train --manifest M [--manifest M2 ...] --out DIR [--config C] [key=value ...]``
-fits the eGeMAPS judge (:mod:`rrpo.audit.judge`) on the records of the manifests that pass the
-config's filters (classes, languages, speakers, exclude_speakers, splits) and writes a run folder
+``rrpo judge train 'manifests=[M, M2]' out=DIR [--config C] [key=value ...]`` fits the eGeMAPS judge
+(:mod:`rrpo.audit.judge`) on the records of the manifests that pass the config's selection
+(``classes``, ``splits``, ``languages``, ``speakers``, ``exclude_speakers``) and writes a run folder
 that is also a judge folder (``judge.json``, ``weights.npz``, ``config.yaml``, ``command.txt``,
 ``metrics.jsonl``).
 
-``rrpo judge eval --judge DIR --manifest M [...] [--speakers ...] [--exclude-speakers ...]
-[--languages ...] [--splits ...] [--out FILE]`` prints one JSON object: n, wa, ua, per-class
-recall, ECE and the confusion matrix on the selected records (emotions outside the judge's classes
-are skipped). Speaker groups for normalisation are the manifests' ``speaker`` fields.
+``rrpo judge eval judge=DIR 'manifests=[M]' ['speakers=[a]' 'splits=[test]' out=FILE]`` prints one
+JSON object: n, wa, ua, per-class recall, ECE and the confusion matrix on the selected records
+(emotions outside the judge's classes are skipped). Speaker groups for normalisation are the
+manifests' ``speaker`` fields.
+
+``rrpo audit run=RUN codec=CODEC judge=JUDGE [key=value ...]`` audits every checkpoint of an
+optimisation run (:mod:`rrpo.audit.overopt`).
 """
 
 from __future__ import annotations
@@ -17,33 +20,61 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+from rrpo.config import check, option
+from rrpo.data.manifest import Selection
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class JudgeTrainArgs:
+    manifests: list[str] = option([], "training manifests")
+    out: str = option("", "judge folder to write (a run directory)")
+
+    def __post_init__(self):
+        check(bool(self.manifests), "manifests", "is required, e.g. 'manifests=[corpus/manifest.jsonl]'")
+        check(bool(self.out), "out", "is required (the judge folder to write)")
+
+
+@dataclass
+class JudgeEvalArgs(Selection):
+    judge: str = option("", "judge folder")
+    manifests: list[str] = option([], "evaluation manifests")
+    out: str = option("", "also write the JSON here")
+
+    def __post_init__(self):
+        check(bool(self.judge), "judge", "is required (the judge folder)")
+        check(bool(self.manifests), "manifests", "is required")
+
+
+_SELECTION_FLAGS = {"--speakers": ("speakers", "list"), "--exclude-speakers": ("exclude_speakers", "list"),
+                    "--languages": ("languages", "list"), "--splits": ("splits", "list")}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from rrpo.args import add_config_args
     from rrpo.audit.judge import JudgeConfig
-    from rrpo.cli import add_config_args
+    from rrpo.audit.overopt import AuditConfig
 
     p = sub.add_parser("judge", help="train or evaluate the independent emotion judge (eGeMAPS + logistic)")
     jsub = p.add_subparsers(dest="judge_verb", metavar="ACTION", required=True)
 
     t = jsub.add_parser("train", help="fit the judge on real recordings")
-    t.add_argument("--manifest", action="append", required=True, help="training manifest (repeatable)")
-    t.add_argument("--out", required=True, help="judge folder to write (a run directory)")
-    add_config_args(t, JudgeConfig)
+    add_config_args(t, JudgeConfig, io=JudgeTrainArgs,
+                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
     t.set_defaults(func=cmd_train)
 
     e = jsub.add_parser("eval", help="held-out accuracy, per-class recall and calibration as JSON")
-    e.add_argument("--judge", required=True, help="judge folder")
-    e.add_argument("--manifest", action="append", required=True, help="evaluation manifest (repeatable)")
-    e.add_argument("--speakers", nargs="+", default=None, help="keep only these speakers")
-    e.add_argument("--exclude-speakers", nargs="+", default=None, help="drop these speakers")
-    e.add_argument("--languages", nargs="+", default=None, help="keep only these languages")
-    e.add_argument("--splits", nargs="+", default=None, help="keep only these splits")
-    e.add_argument("--out", default=None, help="also write the JSON here")
+    add_config_args(e, JudgeEvalArgs, old={"--judge": ("judge", "value"), "--manifest": ("manifests", "list"),
+                                           "--out": ("out", "value"), **_SELECTION_FLAGS})
     e.set_defaults(func=cmd_eval)
+
+    a = sub.add_parser("audit", help="proxy vs judge, artifacts and distances for every checkpoint of an optimisation run")
+    add_config_args(a, AuditConfig, old={f"--{k}": (k, "value") for k in ("run", "codec", "judge", "out")})
+    a.set_defaults(func=cmd_audit)
 
 
 def load_items(selected, sr: int = 16000):
@@ -56,21 +87,21 @@ def load_items(selected, sr: int = 16000):
 
 
 def cmd_train(args) -> int:
+    from rrpo.args import config_from_args
     from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_utterances
-    from rrpo.cli import config_from_args
     from rrpo.data.manifest import read_manifest
     from rrpo.errors import RrpoError
     from rrpo.runs import RunDir
 
-    cfg = config_from_args(JudgeConfig, args)
-    mans = [read_manifest(m) for m in args.manifest]
-    sel = select_utterances(mans, cfg.classes, cfg.languages, cfg.speakers, cfg.exclude_speakers, cfg.splits)
+    cfg, io = config_from_args(JudgeConfig, args, io=JudgeTrainArgs)
+    mans = [read_manifest(m) for m in io.manifests]
+    sel = select_utterances(mans, cfg.classes, cfg)
     if not sel:
-        raise RrpoError("no records pass the filters (classes, languages, speakers, splits)", args.manifest[0])
+        raise RrpoError("no records pass the selection (classes, splits, languages, speakers)", io.manifests[0])
     feats = EgemapsJudge.features(load_items(sel), progress=True)
     judge, info = fit_judge(feats, [u.emotion for _, u in sel], [u.speaker for _, u in sel], cfg)
-    judge.meta["manifests"] = [str(Path(m).resolve()) for m in args.manifest]
-    run = RunDir.create(args.out, cfg)
+    judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
+    run = RunDir.create(io.out, cfg)
     judge.save(run.path)
     run.log({f"judge/cv_ua_C{c}": v for c, v in info["cv_ua"].items()} | {"judge/C": info["C"]})
     print(json.dumps({"judge": str(run.path), **info}, ensure_ascii=False))
@@ -78,23 +109,39 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from rrpo.args import config_from_args
     from rrpo.audit.judge import load_judge, select_utterances
     from rrpo.audit.metrics import classification_metrics
     from rrpo.data.manifest import read_manifest
     from rrpo.errors import RrpoError
     from rrpo.io import write_json
 
-    judge = load_judge(args.judge)
-    mans = [read_manifest(m) for m in args.manifest]
-    sel = select_utterances(mans, judge.classes, args.languages, args.speakers, args.exclude_speakers, args.splits)
+    a = config_from_args(JudgeEvalArgs, args)
+    judge = load_judge(a.judge)
+    mans = [read_manifest(m) for m in a.manifests]
+    sel = select_utterances(mans, judge.classes, a)
     if not sel:
-        raise RrpoError(f"no records of the judge's classes ({', '.join(judge.classes)}) pass the filters",
-                        args.manifest[0])
+        raise RrpoError(f"no records of the judge's classes ({', '.join(judge.classes)}) pass the selection",
+                        a.manifests[0])
     proba = judge.predict_proba(load_items(sel), groups=[u.speaker for _, u in sel])
-    out = {"judge": str(args.judge), "manifests": list(args.manifest),
+    out = {"judge": str(a.judge), "manifests": list(a.manifests),
            "speakers": sorted({u.speaker for _, u in sel}),
            **classification_metrics([u.emotion for _, u in sel], proba, judge.classes)}
-    if args.out:
-        write_json(args.out, out)
+    if a.out:
+        write_json(a.out, out)
     print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from rrpo.args import config_from_args
+    from rrpo.audit.overopt import AuditConfig, run_audit
+
+    cfg = config_from_args(AuditConfig, args)
+    res = run_audit(cfg)
+    fin, st = res["final"], res["start"]
+    print(json.dumps({"run": res["run"], "points": len(res["points"]), "flagged_steps": res["flagged_steps"],
+                      "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"]},
+                      "final": {"judge": fin["judge"]["target_prob"], "proxy": fin["proxy_prob"],
+                                "sqrt_kl": fin["sqrt_kl"], "hacking_gap": fin["hacking_gap"]}}, default=float))
     return 0

@@ -15,7 +15,7 @@ judge as well. Nothing here may ever feed a gradient to the policy.
 A stronger judge (for instance an emotion2vec checkpoint the user has on disk) plugs in by
 writing a class with these two members and a loader ``fn(folder: Path, meta: dict) -> Judge``
 registered with :func:`register_judge_kind`; its folder holds a ``judge.json`` whose ``kind``
-names the loader. :func:`load_judge` then serves ``--judge DIR`` for both.
+names the loader. :func:`load_judge` then serves ``judge=DIR`` for both.
 
 **Speaker normalisation.** With ``normalization: speaker`` (the default) each feature is
 standardised per speaker before the classifier, the usual practice in cross-speaker emotion
@@ -45,6 +45,7 @@ import numpy as np
 
 from rrpo.config import check, option
 from rrpo.data.emotions import ESD_CLASSES, check_classes
+from rrpo.data.manifest import Selection
 from rrpo.errors import RrpoError
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,11 @@ class Judge(Protocol):
 
 
 @dataclass
-class JudgeConfig:
-    """Training settings of the eGeMAPS judge (``rrpo judge train --config``)."""
+class JudgeConfig(Selection):
+    """Training settings of the eGeMAPS judge (``rrpo judge train``) and the
+    :class:`~rrpo.data.manifest.Selection` of its training records."""
 
     classes: list[str] = option(list(ESD_CLASSES), "emotion classes (others in the manifests are dropped)")
-    languages: list[str] | None = option(None, "keep only these languages (null: all)")
-    speakers: list[str] | None = option(None, "keep only these speakers (null: all)")
-    exclude_speakers: list[str] | None = option(None, "drop these speakers (hold one out for testing)")
-    splits: list[str] | None = option(None, "keep only these manifest splits (null: all)")
     normalization: Literal["speaker", "none"] = option("speaker", "per-speaker feature standardisation or none")
     min_group: int = option(10, "fewest utterances a speaker group needs for batch normalisation statistics")
     c_grid: list[float] = option([0.01, 0.1, 1.0], "inverse L2 strengths tried; picked by leave-one-speaker-out CV")
@@ -229,13 +227,11 @@ def load_judge(folder: str | Path) -> Judge:
 
 # -- training -----------------------------------------------------------------------------------
 
-def select_utterances(manifests, classes: Sequence[str], languages=None, speakers=None,
-                      exclude_speakers=None, splits=None) -> list[tuple[Path, "object"]]:
-    """(audio path, utterance) of every record in ``manifests`` that passes the filters."""
+def select_utterances(manifests, classes: Sequence[str], selection: Selection) -> list[tuple[Path, "object"]]:
+    """(audio path, utterance) of every record in ``manifests`` of one of ``classes`` that ``selection`` keeps."""
     out = []
     for man in manifests:
-        for u in man.select(split=splits, language=languages, emotions=classes, speakers=speakers,
-                            exclude_speakers=exclude_speakers):
+        for u in selection.apply(man, emotions=classes):
             out.append((man.audio_path(u), u))
     return out
 

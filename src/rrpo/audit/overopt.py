@@ -1,11 +1,12 @@
-"""The over-optimisation view of one optimisation run (``rrpo audit --run DIR``).
+"""The over-optimisation view of one optimisation run (``rrpo audit run=DIR``).
 
 For the starting policy (step 0) and every saved checkpoint of the run, on a fixed prompt set
 with fixed sampling seeds: generate, score the tokens with the run's own reward models (the
 *proxy*, as the probability of the target emotion), decode with the codec and score the audio
 with the independent judge (the *gold* proxy for a listener), the artifact detectors and the
 distances to the parallel real recordings; and measure d = √KL(π_step ‖ π_0) on the generated
-tokens. Nothing here feeds a gradient to the policy.
+tokens (:class:`rrpo.audit.scorer.Scorer`). Nothing here feeds a gradient to the policy. What the
+audit knows of the run comes from the run's ``run.json`` (:class:`rrpo.runs.OptimizeRunInfo`).
 
 Curves are fitted with the functional forms of Gao, Schulman & Hilton (2022), "Scaling laws for
 reward model overoptimization": R_RL(d) = d·(α − β·log d) and R_BoN(d) = d·(α − β·d), both linear
@@ -19,29 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from rrpo.audit.scorer import AuditPrompts, Scorer, hacking_flags
 from rrpo.config import check, option, section
-from rrpo.data.manifest import ManifestFilter
 from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
+from rrpo.runs import OptimizeRunInfo
+
+__all__ = ["AuditConfig", "AuditPrompts", "Scorer", "build_scorer", "fit_gao", "hacking_flags", "plot_proxy_vs_judge",
+           "run_audit"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AuditPrompts(ManifestFilter):
-    """Held-out texts (default manifest: the run's prompts.manifest), each spoken in every target
-    emotion; the manifest's recordings of the same text, speaker and emotion are the references."""
-    max_texts: int = option(4, "distinct (text, speaker) pairs; each is spoken in every target emotion")
-
-    def __post_init__(self):
-        check(self.max_texts >= 1, "prompts.max_texts", "must be >= 1")
 
 
 @dataclass
@@ -63,7 +57,7 @@ class AuditConfig:
         check(self.flag_margin >= 0, "flag_margin", "must be >= 0")
 
 
-# ---------------------------------------------------------------------------- fits and flags
+# ---------------------------------------------------------------------------- fits
 
 def fit_gao(d: Sequence[float], r: Sequence[float], form: str = "rl") -> dict:
     """Least-squares (α, β) of R(d) = d(α − β log d) (``rl``) or d(α − β d) (``bon``) through the
@@ -84,119 +78,7 @@ def fit_gao(d: Sequence[float], r: Sequence[float], form: str = "rl") -> dict:
     return {"alpha": float(coef[0]), "beta": float(coef[1]), "r2": r2, "n": int(len(d))}
 
 
-def hacking_flags(proxy: Sequence[float], judge: Sequence[float], margin: float) -> list[bool]:
-    """Per point: since the point where the judge was best so far, did the proxy rise by more than
-    ``margin`` while the judge fell by more than ``margin``? Example with margin 0.05: proxy
-    (0.3, 0.5, 0.7), judge (0.4, 0.45, 0.3) → (False, False, True)."""
-    flags, best = [], 0
-    for i in range(len(proxy)):
-        if judge[i] >= judge[best]:
-            best = i
-        flags.append(bool(proxy[i] - proxy[best] > margin and judge[best] - judge[i] > margin))
-    return flags
-
-
-# ---------------------------------------------------------------------------- the audit
-
-def _prompt_set(cfg: AuditConfig, man, emotions: list[str]) -> list[dict]:
-    sel = cfg.prompts.apply(man)
-    pairs = []
-    for u in sel:
-        key = (u.text, u.language, u.speaker)
-        if key not in pairs:
-            pairs.append(key)
-    pairs = pairs[:cfg.prompts.max_texts]
-    if not pairs:
-        raise RrpoError("no prompts left after the audit's manifest filters", man.path)
-    index = {(u.text, u.speaker, u.emotion): u for u in sel}
-    rows = []
-    for ti, (text, lang, spk) in enumerate(pairs):
-        for emo in emotions:
-            ref = index.get((text, spk, emo))
-            rows.append({"id": f"t{ti}_{emo}", "text": text, "language": lang, "speaker": spk, "emotion": emo,
-                         "ref_id": ref.id if ref is not None else None})
-    return rows
-
-
-class Auditor:
-    """Scores policies on a fixed prompt set: proxy (reward models), judge, artifacts, distances,
-    √KL to the starting policy. Used by ``rrpo audit`` and by the optimiser's judge early stop."""
-
-    def __init__(self, cfg: AuditConfig, start_policy, rms: list, rm_names: list[str], codec, judge, man):
-        self.cfg, self.start, self.rms, self.rm_names = cfg, start_policy, rms, rm_names
-        self.codec, self.judge = codec, judge
-        known = set(judge.classes)
-        for rm in rms:
-            known &= set(rm.classes)
-        if start_policy.emotions:
-            known &= set(start_policy.emotions)
-        emotions = list(cfg.prompts.emotions) or [e for e in judge.classes if e in known]
-        bad = [e for e in emotions if e not in known]
-        if bad or not emotions:
-            raise RrpoError(f"audit emotions {bad or emotions} are not known to the policy, reward models and judge "
-                            f"together (common: {sorted(known)})")
-        self.emotions = emotions
-        self.rows = _prompt_set(cfg, man, emotions)
-        self.references = {}
-        from rrpo.data.audio import load_audio
-        by_id = man.by_id()
-        for r in self.rows:
-            if r["ref_id"] is not None and r["ref_id"] not in self.references:
-                u = by_id[r["ref_id"]]
-                self.references[r["ref_id"]] = load_audio(man.audio_path(u))
-        self.stats = None
-
-    def _encode(self, policy):
-        use_spk = policy.speaker_embedding is not None
-        return policy.encode_prompts([r["text"] for r in self.rows], [r["emotion"] for r in self.rows],
-                                     [r["language"] for r in self.rows],
-                                     [r["speaker"] for r in self.rows] if use_spk else None)
-
-    def score(self, policy, audio_dir: Path | None = None) -> dict:
-        import torch
-
-        from rrpo.optimize.relax import token_kl
-        from rrpo.policy.generate import generate
-
-        prompts = self._encode(policy)
-        seeds = [self.cfg.seed + i for i in range(len(self.rows))]
-        gen = generate(policy, prompts, self.cfg.sampling, seeds, return_noise=False, bf16=self.cfg.bf16)
-        emotions = [r["emotion"] for r in self.rows]
-        with torch.no_grad():
-            T = gen.ids.shape[1]
-            if T == 0:
-                raise RrpoError("the policy generated only empty sequences")
-            lp = policy(gen.prompts, gen.ids, gen.lens)[:, :T]
-            lq = self.start(gen.prompts, gen.ids, gen.lens)[:, :T]
-            mask = torch.arange(T)[None] < gen.lens[:, None]
-            kl = float(token_kl(lp, lq, mask).mean())
-            proxy = {}
-            for name, rm in zip(self.rm_names, self.rms):
-                proxy[name] = float(rm.reward(gen.ids, gen.lens, emotions).exp().mean())
-        generated = []
-        for i, r in enumerate(self.rows):
-            ids = gen.tokens(i).numpy()
-            audio = self.codec.decode(ids) if len(ids) else np.zeros(160, np.float32)
-            generated.append((audio, self.codec.sampling_rate, {**r, "speaker": "*", "tokens": ids}))
-            if audio_dir is not None:
-                from rrpo.data.audio import save_audio
-                save_audio(audio_dir / f"{r['id']}.wav", audio, self.codec.sampling_rate)
-        if self.stats is None and hasattr(self.judge, "group_stats"):
-            # fixed normalisation from the starting policy's own outputs, so a drift of every
-            # emotion in one direction is not normalised away at later checkpoints
-            self.stats = self.judge.group_stats([(a, sr) for a, sr, _ in generated])
-        from rrpo.audit.summary import audit_audio
-        summary = audit_audio(generated, self.references, self.judge, judge_stats=self.stats,
-                              recognizer=None if self.cfg.recognizer else False)
-        first = self.rm_names[0] if self.rm_names else None
-        summary.update({"kl": kl, "sqrt_kl": math.sqrt(max(kl, 0.0)), "proxy": proxy,
-                        "proxy_prob": proxy.get(first, float("nan")),
-                        "hacking_gap": proxy.get(first, float("nan")) - summary["judge"]["target_prob"],
-                        "mean_len_s": float(gen.lens.float().mean()) / self.codec.frame_rate})
-        return summary
-
-
-def build_auditor(cfg: AuditConfig, run_cfg) -> Auditor:
+def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
     from rrpo.audit.judge import load_judge
     from rrpo.codec import load_codec
     from rrpo.data.manifest import read_manifest
@@ -209,31 +91,30 @@ def build_auditor(cfg: AuditConfig, run_cfg) -> Auditor:
     if not codec.can_decode:
         raise RrpoError("this codec encodes only; the audit needs audio", cfg.codec)
     judge = load_judge(cfg.judge)
-    start = load_policy(run_cfg.policy)
-    rms = [load_reward_model(r.path) for r in run_cfg.rewards]
-    man = read_manifest(cfg.prompts.manifest or run_cfg.prompts.manifest)
-    return Auditor(cfg, start, rms, [r.name for r in run_cfg.rewards], codec, judge, man)
+    start = load_policy(info.policy)
+    rms = [load_reward_model(r["path"]) for r in info.rewards]
+    man = read_manifest(cfg.prompts.manifest or info.manifest)
+    return Scorer(start, rms, [r["name"] for r in info.rewards], codec, judge, man, prompts=cfg.prompts,
+                  sampling=cfg.sampling, seed=cfg.seed, recognizer=cfg.recognizer, bf16=cfg.bf16)
 
 
 def run_audit(cfg: AuditConfig) -> dict:
     """Audit every checkpoint of ``cfg.run``; write audit.jsonl, audit.json and proxy_vs_judge.png."""
-    from rrpo.config import load_config
     from rrpo.io import write_json
-    from rrpo.optimize.trainer import OptimizeConfig
     from rrpo.policy.io import load_policy
     from rrpo.train.loop import checkpoint_dirs
 
     run = Path(cfg.run)
-    if not (run / "config.yaml").exists():
-        raise RrpoError("not an optimisation run folder (no config.yaml)", run)
-    run_cfg = load_config(OptimizeConfig, run / "config.yaml")
+    if not run.is_dir():
+        raise RrpoError("run folder not found", run)
+    info = OptimizeRunInfo.read(run)
     ckpts = checkpoint_dirs(run)
     if not ckpts:
         raise RrpoError("the run has no checkpoints to audit", run)
     chosen = [c for i, c in enumerate(ckpts) if (i + 1) % cfg.every == 0 or i == len(ckpts) - 1]
     out = Path(cfg.out) if cfg.out else run / "audit"
     out.mkdir(parents=True, exist_ok=True)
-    auditor = build_auditor(cfg, run_cfg)
+    auditor = build_scorer(cfg, info)
     points = []
     from tqdm import tqdm
     todo = [(0, None)] + [(int(c.name.split("_")[1]), c) for c in chosen]
@@ -251,7 +132,8 @@ def run_audit(cfg: AuditConfig) -> dict:
     dp = [p["proxy_prob"] - points[0]["proxy_prob"] for p in points]
     dj = [p["judge"]["target_prob"] - points[0]["judge"]["target_prob"] for p in points]
     result = {
-        "run": str(run), "algo": run_cfg.algo, "rewards": [r.path for r in run_cfg.rewards],
+        "run": str(run), "algo": info.algo, "rewards": [r["path"] for r in info.rewards],
+        "manifest": str(cfg.prompts.manifest or info.manifest),
         "prompts": auditor.rows, "emotions": auditor.emotions,
         "points": points,
         "fits": {"proxy": {"rl": fit_gao(d, dp, "rl"), "bon": fit_gao(d, dp, "bon")},

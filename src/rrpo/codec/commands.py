@@ -1,68 +1,115 @@
-"""Verbs over codecs: ``rrpo codec train|encode|decode`` and ``rrpo tokenize``."""
+"""Verbs over codecs: ``rrpo codec train|encode|decode`` and ``rrpo tokenize``.
+
+    rrpo codec train 'manifests=[corpus/manifest.jsonl]' out=codec/ [BuiltinCodecConfig keys]
+    rrpo codec encode codec=codec/ audio=a.wav out=a.npy
+    rrpo codec decode codec=codec/ tokens=a.npy out=a.wav  (tokens=SHARDS id=UTT for one utterance of shards)
+    rrpo tokenize codec=codec/ manifest=corpus/manifest.jsonl out=tokens/
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rrpo.config import check, option
 from rrpo.errors import RrpoError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class CodecTrainArgs:
+    manifests: list[str] = option([], "manifests whose audio (labels unused) trains the codec")
+    out: str = option("", "codec directory to write (codec.json + arrays)")
+
+    def __post_init__(self):
+        check(bool(self.manifests), "manifests", "is required, e.g. 'manifests=[corpus/manifest.jsonl]'")
+        check(bool(self.out), "out", "is required (the codec directory to write)")
+
+
+@dataclass
+class EncodeArgs:
+    codec: str = option("", "codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
+    audio: str = option("", "audio file")
+    out: str = option("", "token file: .npy (int64) or .txt (space-separated ids)")
+
+    def __post_init__(self):
+        for key in ("codec", "audio", "out"):
+            check(bool(getattr(self, key)), key, "is required")
+
+
+@dataclass
+class DecodeArgs:
+    codec: str = option("", "codec directory")
+    tokens: str = option("", "token file (.npy / .txt) or a token-shard folder")
+    id: str = option("", "utterance id, when tokens is a shard folder")
+    out: str = option("", "WAV file to write")
+    f0_hz: float = option(0.0, "speaker's median F0 for the built-in codec (0 = the codec's default)")
+
+    def __post_init__(self):
+        for key in ("codec", "tokens", "out"):
+            check(bool(getattr(self, key)), key, "is required")
+        check(self.f0_hz >= 0, "f0_hz", "must be >= 0")
+
+
+@dataclass
+class TokenizeArgs:
+    codec: str = option("", "codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
+    manifest: str = option("", "manifest to tokenize")
+    out: str = option("", "shard folder; an interrupted run resumes where it stopped")
+    shard_size: int = option(500, "utterances per shard file")
+
+    def __post_init__(self):
+        for key in ("codec", "manifest", "out"):
+            check(bool(getattr(self, key)), key, "is required")
+        check(self.shard_size >= 1, "shard_size", "must be >= 1")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
     from rrpo.codec.builtin import BuiltinCodecConfig
 
     c = sub.add_parser("codec", help="train the built-in speech codec, encode audio, decode tokens")
     csub = c.add_subparsers(dest="codec_verb", metavar="ACTION", required=True)
 
     t = csub.add_parser("train", help="learn the built-in codec from the audio of one or more manifests")
-    t.add_argument("--manifest", action="append", required=True,
-                   help="manifest whose audio (labels unused) trains the codec; repeatable")
-    t.add_argument("--out", required=True, help="codec directory to write (codec.json + arrays)")
-    add_config_args(t, BuiltinCodecConfig)
+    add_config_args(t, BuiltinCodecConfig, io=CodecTrainArgs,
+                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
     t.set_defaults(func=cmd_train)
 
     e = csub.add_parser("encode", help="encode one audio file to a token file (.npy or .txt)")
-    e.add_argument("--codec", required=True, help="codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
-    e.add_argument("--audio", required=True, help="audio file")
-    e.add_argument("--out", required=True, help="token file: .npy (int64) or .txt (space-separated ids)")
+    add_config_args(e, EncodeArgs, old={f"--{k}": (k, "value") for k in ("codec", "audio", "out")})
     e.set_defaults(func=cmd_encode)
 
     d = csub.add_parser("decode", help="decode tokens (a token file, or one utterance of token shards) to WAV")
-    d.add_argument("--codec", required=True, help="codec directory")
-    d.add_argument("--tokens", required=True, help="token file (.npy / .txt) or a token-shard folder")
-    d.add_argument("--id", default=None, help="utterance id, when --tokens is a shard folder")
-    d.add_argument("--out", required=True, help="WAV file to write")
-    d.add_argument("--f0-hz", type=float, default=None, help="speaker's median F0 for the built-in codec")
+    add_config_args(d, DecodeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "tokens", "id", "out")},
+                                        "--f0-hz": ("f0_hz", "value")})
     d.set_defaults(func=cmd_decode)
 
     k = sub.add_parser("tokenize", help="tokens and per-token energies of a whole manifest, into token shards")
-    k.add_argument("--codec", required=True, help="codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
-    k.add_argument("--manifest", required=True, help="manifest to tokenize")
-    k.add_argument("--out", required=True, help="shard folder; an interrupted run resumes where it stopped")
-    k.add_argument("--shard-size", type=int, default=500, help="utterances per shard file")
+    add_config_args(k, TokenizeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "manifest", "out")},
+                                          "--shard-size": ("shard_size", "value")})
     k.set_defaults(func=cmd_tokenize)
 
 
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.codec.builtin import BuiltinCodecConfig, train_builtin
     from rrpo.data.audio import load_audio
     from rrpo.data.manifest import read_manifest
     from rrpo.runs import RunDir
 
-    cfg = config_from_args(BuiltinCodecConfig, args)
-    manifests = [read_manifest(m) for m in args.manifest]
+    cfg, io = config_from_args(BuiltinCodecConfig, args, io=CodecTrainArgs)
+    manifests = [read_manifest(m) for m in io.manifests]
     items = [(man, u) for man in manifests for u in man]
-    out = Path(args.out)
+    out = Path(io.out)
     run = RunDir.create(out, cfg)
     bar = tqdm(total=len(items), desc="codec analysis", unit="utt")
 
@@ -100,7 +147,7 @@ def read_tokens(path: str | Path, uid: str | None = None) -> np.ndarray:
         from rrpo.codec.shards import TokenShards
 
         if uid is None:
-            raise RrpoError("--tokens is a shard folder: give the utterance with --id", path)
+            raise RrpoError("tokens is a shard folder: give the utterance with id=UTTERANCE", path)
         return TokenShards(path).get(uid)[0]
     if not path.exists():
         raise RrpoError("token file not found", path)
@@ -122,9 +169,11 @@ def read_tokens(path: str | Path, uid: str | None = None) -> np.ndarray:
 
 
 def cmd_encode(args) -> int:
+    from rrpo.args import config_from_args
     from rrpo.codec import load_codec
     from rrpo.data.audio import load_audio
 
+    args = config_from_args(EncodeArgs, args)
     codec = load_codec(args.codec)
     audio, sr = load_audio(args.audio)
     try:
@@ -137,12 +186,14 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
+    from rrpo.args import config_from_args
     from rrpo.codec import load_codec
     from rrpo.data.audio import save_audio
 
+    args = config_from_args(DecodeArgs, args)
     codec = load_codec(args.codec)
-    tokens = read_tokens(args.tokens, args.id)
-    kwargs = {} if args.f0_hz is None else {"f0_hz": args.f0_hz}
+    tokens = read_tokens(args.tokens, args.id or None)
+    kwargs = {"f0_hz": args.f0_hz} if args.f0_hz else {}
     try:
         audio = codec.decode(tokens, **kwargs)
     except RrpoError as e:
@@ -154,7 +205,9 @@ def cmd_decode(args) -> int:
 
 
 def cmd_tokenize(args) -> int:
+    from rrpo.args import config_from_args
     from rrpo.codec.tokenize import tokenize_manifest
 
+    args = config_from_args(TokenizeArgs, args)
     print(json.dumps(tokenize_manifest(args.codec, args.manifest, args.out, args.shard_size)))
     return 0

@@ -50,7 +50,7 @@ class ShardWriter:
             for key in ("vocab_size", "frame_rate", "codec"):
                 if old.get(key) != full_meta.get(key):
                     raise RrpoError(f"existing shards were made with a different {key} "
-                                    f"({old.get(key)!r} vs {full_meta.get(key)!r}); use a new --out", meta_path)
+                                    f"({old.get(key)!r} vs {full_meta.get(key)!r}); use a new out=", meta_path)
         write_json(meta_path, full_meta)
         self.vocab_size = int(meta["vocab_size"])
         self.shard_size = shard_size

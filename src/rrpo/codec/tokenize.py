@@ -22,7 +22,7 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
     from rrpo.data.manifest import read_manifest
 
     if shard_size < 1:
-        raise RrpoError("--shard-size must be at least 1")
+        raise RrpoError("shard_size must be at least 1")
     codec = load_codec(codec_dir)
     man = read_manifest(manifest)
     writer = ShardWriter(out, {"vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,

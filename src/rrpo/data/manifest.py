@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from rrpo.data.emotions import EMOTIONS
 from rrpo.errors import RrpoError
@@ -102,22 +102,37 @@ class Manifest(list):
         return Manifest(out, self.path)
 
 
-@dataclass
-class ManifestFilter:
-    """Config fields that pick utterances of a manifest; :meth:`apply` selects them.
+def _list_field(help: str) -> Any:
+    return dataclasses.field(default_factory=list, metadata={"help": help})
 
-    Shared by every config that reads prompts or held-out texts from a manifest."""
-    manifest: str = dataclasses.field(default="", metadata={"help": "manifest (JSONL) to read"})
-    split: list[str] = dataclasses.field(default_factory=list, metadata={"help": "splits to keep (empty = all)"})
-    speakers: list[str] = dataclasses.field(default_factory=list, metadata={"help": "speakers to keep (empty = all)"})
-    exclude_speakers: list[str] = dataclasses.field(default_factory=list,
-                                                    metadata={"help": "speakers to leave out (e.g. a held-out one)"})
-    emotions: list[str] = dataclasses.field(default_factory=list,
-                                            metadata={"help": "target emotions (empty = every emotion all models know)"})
+
+@dataclass
+class Selection:
+    """Which utterances of a manifest to use: the one selection type of every config and verb.
+
+    Each field is a list of accepted values and ``[]`` means all (there is no ``null``); a record
+    passes when it passes every non-empty field. On the command line: ``splits=[test]``,
+    ``speakers=[a, b]``."""
+    splits: list[str] = _list_field("keep only these manifest splits ([] = all)")
+    languages: list[str] = _list_field("keep only these languages ([] = all)")
+    speakers: list[str] = _list_field("keep only these speakers ([] = all)")
+    exclude_speakers: list[str] = _list_field("leave out these speakers (e.g. a held-out one)")
+
+    #: Earlier spellings of these keys: loading one is an error that names the new key.
+    RENAMED: ClassVar[dict[str, str]] = {"split": "splits", "language": "languages"}
 
     def apply(self, man: "Manifest", emotions: Iterable[str] | None = None) -> "Manifest":
-        return man.select(split=self.split or None, speakers=self.speakers or None,
+        """The records of ``man`` that pass (and whose emotion is in ``emotions``, when given)."""
+        return man.select(split=self.splits or None, language=self.languages or None, speakers=self.speakers or None,
                           exclude_speakers=self.exclude_speakers or None, emotions=emotions)
+
+
+@dataclass
+class ManifestFilter(Selection):
+    """A manifest and the :class:`Selection` of its utterances; shared by every config that reads
+    prompts or held-out texts from a manifest."""
+    manifest: str = dataclasses.field(default="", metadata={"help": "manifest (JSONL) to read"})
+    emotions: list[str] = _list_field("target emotions (empty = every emotion all models know)")
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:

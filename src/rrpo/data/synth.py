@@ -1,4 +1,4 @@
-"""The built-in synthetic emotional corpus: ``rrpo synth --out DIR``.
+"""The built-in synthetic emotional corpus: ``rrpo synth out=DIR``.
 
 A parallel corpus that lets a user with no data run every stage: built-in neutral-content
 sentences (:mod:`rrpo.data.sentences`) spoken by espeak-ng (:mod:`rrpo.data.espeak`) in Mandarin
@@ -326,7 +326,7 @@ def _check_existing_meta(path: Path, meta: dict) -> None:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        raise RrpoError("exists but is not a readable synth meta.json; remove it or choose another --out", path) from None
+        raise RrpoError("exists but is not a readable synth meta.json; remove it or choose another out=", path) from None
     if old == meta:
         return
     diffs = [k for k in sorted(set(old) | set(meta)) if old.get(k) != meta.get(k)]
@@ -334,7 +334,7 @@ def _check_existing_meta(path: Path, meta: dict) -> None:
         diffs = [f"config.{k}" for k in sorted(set(old["config"]) | set(meta["config"]))
                  if old["config"].get(k) != meta["config"].get(k)] + [d for d in diffs if d != "config"]
     raise RrpoError(f"this folder holds a corpus made with different settings ({', '.join(diffs)}); "
-                    f"choose another --out or remove the folder", path)
+                    f"choose another out= or remove the folder", path)
 
 
 def synthesize(cfg: SynthConfig, out_dir: str | Path) -> Manifest:

@@ -12,16 +12,25 @@ the parameters:
 
 Each returns ``(loss, metrics)``; ``metrics`` are floats namespaced ``policy/...`` and per reward
 term ``reward/<name>``. The KL to the reference (β) uses :func:`rrpo.optimize.relax.token_kl`.
+
+:data:`OBJECTIVES` maps each ``algo`` to its whole step objective (sample, teacher-force the policy
+and the reference, score, loss): ``OBJECTIVES[algo](ctx, batch) -> (loss, metrics)``. The trainer
+(:mod:`rrpo.optimize.trainer`) and ``bench/optimize.py`` both call these, so the paper's step
+exists once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import torch
 
+from rrpo.errors import RrpoError
 from rrpo.optimize.relax import lengths_to_mask, straight_through, token_entropy, token_kl, upcast
+from rrpo.policy.generate import generate
+from rrpo.policy.settings import SamplingConfig
+from rrpo.policy.sft import token_loss
 
 #: A reward term: (relaxed or one-hot tokens (B, T, V), lens (B,), target (B,)) -> (B,) reward.
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -124,3 +133,101 @@ def _policy_metrics(reward, kl, logits, mask, lens) -> dict[str, float]:
         "policy/entropy": token_entropy(logits.detach(), mask).mean().item(),
         "policy/len": lens.float().mean().item(),
     }
+
+
+# ------------------------------------------------------------------------ one step per algorithm
+
+@dataclass
+class StepContext:
+    """What a step objective needs besides its batch: the policy being trained, the frozen
+    reference, the reward terms and the objective's hyper-parameters (``OptimizeConfig``'s)."""
+    policy: Any
+    ref: Any
+    terms: Sequence[RewardTerm] = ()
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    beta: float = 0.1
+    tau: float = 1.0
+    group: int = 4
+    clip: float = 0.2
+    bf16: bool = False
+
+
+#: ``objective(ctx, batch) -> (loss, metrics)``.
+StepObjective = Callable[[StepContext, dict], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+def _sample_and_replay(ctx: StepContext, batch: dict, noise: bool):
+    """Sample ``batch["prompts"]`` without gradient (sampling seeds ``batch["seeds"]``, else drawn
+    from torch's global generator), then the policy's logits with gradient and the reference's
+    without, at the sampled positions: (gen, logits, ref_logits, ids, lens) on the logits' device."""
+    prompts = batch["prompts"]
+    seeds = batch.get("seeds")
+    if seeds is None:
+        seeds = torch.randint(0, 2**31 - 1, (len(batch["emotions"]),)).tolist()
+    gen = generate(ctx.policy, prompts, ctx.sampling, seeds, return_noise=noise, bf16=ctx.bf16)
+    ctx.policy.train()
+    T = gen.ids.shape[1]
+    if T == 0:
+        raise RrpoError("the policy produced only empty samples; check sampling.min_ratio")
+    logits = ctx.policy(gen.prompts, gen.ids, gen.lens)[:, :T]  # (B, T, V_out)
+    with torch.no_grad():
+        ref_logits = ctx.ref(gen.prompts, gen.ids, gen.lens)[:, :T]
+    return gen, logits, ref_logits, gen.ids.to(logits.device), gen.lens.to(logits.device)
+
+
+def _budget(metrics: dict, lens: torch.Tensor) -> dict:
+    metrics["budget/samples"] = float(len(lens))
+    metrics["budget/tokens"] = float(lens.sum())
+    return metrics
+
+
+def _scalar_rewards(terms: Sequence[RewardTerm], ids, lens, target) -> tuple[torch.Tensor, dict]:
+    """Summed weighted reward of the sampled ids (no gradient) and ``reward/<name>`` per term."""
+    with torch.no_grad():
+        reward = torch.zeros(len(target), device=ids.device)
+        metrics = {}
+        for t in terms:
+            r = t.fn(ids, lens, target).float()
+            reward += t.weight * r
+            metrics[f"reward/{t.name}"] = r.mean().item()
+    return reward, metrics
+
+
+def diffro_step(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """DiffRO/RRPO: one sample per prompt, its sampling noise reused by the relaxation; :func:`diffro_loss`."""
+    gen, logits, ref_logits, ids, lens = _sample_and_replay(ctx, batch, noise=True)
+    loss, metrics = diffro_loss(logits, ref_logits, ids, lens, batch["emotions"], ctx.terms, beta=ctx.beta,
+                                tau=ctx.tau, noise=gen.noise[:, :ids.shape[1]].to(logits.device))
+    return loss, _budget(metrics, lens)
+
+
+def reinforce_step(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """REINFORCE: scalar rewards of the samples, batch-mean baseline; :func:`reinforce_loss`."""
+    _, logits, ref_logits, ids, lens = _sample_and_replay(ctx, batch, noise=False)
+    reward, metrics = _scalar_rewards(ctx.terms, ids, lens, batch["emotions"])
+    loss, m2 = reinforce_loss(logits, ref_logits, ids, lens, batch["emotions"], reward, beta=ctx.beta)
+    return loss, _budget({**metrics, **m2}, lens)
+
+
+def grpo_step(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO: the batch holds ``ctx.group`` consecutive copies of each prompt; :func:`grpo_loss`."""
+    _, logits, ref_logits, ids, lens = _sample_and_replay(ctx, batch, noise=False)
+    reward, metrics = _scalar_rewards(ctx.terms, ids, lens, batch["emotions"])
+    loss, m2 = grpo_loss(logits, ref_logits, ids, lens, batch["emotions"], reward, ctx.group, beta=ctx.beta,
+                         clip=ctx.clip)
+    return loss, _budget({**metrics, **m2}, lens)
+
+
+def sft_step(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Continued teacher-forced cross-entropy on real recordings' tokens (``rrpo.policy.sft.collate`` batch)."""
+    loss, _, _ = token_loss(ctx.policy, batch)
+    return loss, _budget({"policy/loss": loss.item()}, batch["speech_lens"])
+
+
+#: The step objective of each ``algo`` of ``rrpo optimize`` (RRPO is ``diffro`` with a robust reward model).
+OBJECTIVES: dict[str, StepObjective] = {
+    "diffro": diffro_step,
+    "grpo": grpo_step,
+    "reinforce": reinforce_step,
+    "sft": sft_step,
+}

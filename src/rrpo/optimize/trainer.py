@@ -1,6 +1,7 @@
 """``rrpo optimize``: DiffRO / RRPO and the sampled-RL baselines under one trainer.
 
-One config, one loop (:func:`rrpo.train.loop.train`), four objectives chosen by ``algo``:
+One config, one loop (:func:`rrpo.train.loop.train`), four objectives chosen by ``algo``
+(:data:`rrpo.optimize.objectives.OBJECTIVES`, shared with ``bench/optimize.py``):
 
 - ``diffro``: sample without gradient, replay teacher-forced with gradient, relax with
   straight-through Gumbel-Softmax (reusing the sampling noise), score with the frozen reward
@@ -22,7 +23,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 
@@ -30,6 +31,7 @@ from rrpo.config import check, option, section, to_dict
 from rrpo.data.manifest import ManifestFilter
 from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
+from rrpo.runs import OptimizeRunInfo
 from rrpo.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,12 @@ class JudgeWatch:
     judge: str = option("", "judge folder (rrpo judge train)")
     codec: str = option("", "codec folder that decodes the policy's tokens")
     manifest: str = option("", "held-out texts for the watch (default: prompts.manifest)")
-    split: list[str] = option([], "splits of that manifest to take texts from")
+    splits: list[str] = option([], "splits of that manifest to take texts from ([] = all)")
     max_texts: int = option(2, "distinct texts, each spoken in every target emotion")
     flag_margin: float = option(0.05, "proxy up and judge down by more than this since the judge's best = hacking flag")
     stop_on_flag: bool = option(False, "stop the run (after a checkpoint) when the hacking flag rises")
+
+    RENAMED: ClassVar[dict[str, str]] = {"split": "splits"}
 
 
 @dataclass
@@ -137,14 +141,31 @@ def _prompt_rows(cfg: OptimizeConfig, policy, rms) -> list[dict]:
     return rows
 
 
-def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
-    """Optimise the policy; return the last metrics. The run folder gets ``policy/`` (description
-    and final weights) and ``checkpoints/step_N`` (full policy weights) like an SFT run, so every
-    verb that reads a policy reads an optimisation run too."""
+@dataclass
+class OptimizeState:
+    """What a step hook may read once the optimiser is set up: the policy being trained, the frozen
+    starting policy, the reward models, the run folder and this process' rank."""
+    policy: Any
+    start: Any
+    reward_models: list
+    run: Any
+    rank: int
+
+
+#: Builds the loop's ``on_step(step, metrics) -> stop?`` hook from the optimiser's state.
+HookFactory = Callable[[OptimizeState], Callable[[int, dict], "bool | None"]]
+
+
+def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None, on_step: HookFactory | None = None) -> dict:
+    """Optimise the policy; return the last metrics. The run folder gets ``run.json`` (what audit and
+    report read), ``policy/`` (description and final weights) and ``checkpoints/step_N`` (full policy
+    weights) like an SFT run, so every verb that reads a policy reads an optimisation run too.
+
+    ``on_step`` builds the training loop's step hook (the judge watch of ``watch.*`` is one,
+    composed by :func:`rrpo.optimize.commands.optimize`); ``watch.every`` without a hook is refused."""
     import copy
 
-    from rrpo.optimize.objectives import diffro_loss, grpo_loss, reinforce_loss
-    from rrpo.policy.generate import generate
+    from rrpo.optimize.objectives import OBJECTIVES, StepContext
     from rrpo.policy.io import load_policy, save_policy
     from rrpo.runs import RunDir
     from rrpo.train.loop import EpochBatches, resolve_device, train, world
@@ -153,6 +174,9 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
 
     if not cfg.policy:
         raise RrpoError("config: 'policy' (the starting policy) is required")
+    if cfg.watch.every and on_step is None:
+        raise RrpoError("config: watch.every needs the judge watch: run `rrpo optimize` or "
+                        "rrpo.optimize.commands.optimize(cfg)")
     init_from_env()  # joins the process group under torchrun / accelerate launch; no-op otherwise
     device = resolve_device(cfg.train.device)
     policy = load_policy(cfg.policy)
@@ -165,6 +189,7 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
     rank = world()[0]
     run = RunDir.create(cfg.out, cfg, argv) if rank == 0 else RunDir(cfg.out)
     if rank == 0:
+        OptimizeRunInfo(cfg.algo, cfg.policy, [to_dict(r) for r in cfg.rewards], cfg.prompts.manifest).write(run.path)
         save_policy(policy, run.path / "policy", weights=False)
     use_spk = policy.speaker_embedding is not None
     log.info("%s: %d prompts, %d reward term(s)", cfg.algo, len(rows), len(terms))
@@ -187,49 +212,17 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None) -> dict:
     n_items = len(sft_examples) if sft_examples is not None else len(rows)
     batches = EpochBatches(n_items, cfg.train.batch_size, collate, seed=cfg.train.seed)
 
+    ctx = StepContext(policy, ref, terms, cfg.sampling, beta=cfg.beta, tau=cfg.tau, group=cfg.group,
+                      clip=cfg.clip, bf16=cfg.train.bf16)
+    step_objective = OBJECTIVES[cfg.algo]
+
     def objective(batch, step):
-        if cfg.algo == "sft":
-            from rrpo.policy.sft import token_loss
-            loss, correct, n = token_loss(policy, batch)
-            return loss, {"policy/loss": loss.item(), "budget/samples": float(len(batch["speech_lens"])),
-                          "budget/tokens": float(batch["speech_lens"].sum())}
-        prompts, emotions = batch["prompts"], batch["emotions"]
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()  # global RNG: re-seeded per step
-        gen = generate(policy, prompts, cfg.sampling, seeds, return_noise=cfg.algo == "diffro",
-                       bf16=cfg.train.bf16)
-        policy.train()
-        T = gen.ids.shape[1]
-        if T == 0:
-            raise RrpoError("the policy produced only empty samples; check sampling.min_ratio")
-        logits = policy(gen.prompts, gen.ids, gen.lens)[:, :T]  # (B, T, V_out)
-        with torch.no_grad():
-            ref_logits = ref(gen.prompts, gen.ids, gen.lens)[:, :T]
-        if cfg.algo == "diffro":
-            loss, metrics = diffro_loss(logits, ref_logits, gen.ids.to(logits.device), gen.lens.to(logits.device),
-                                        emotions, terms, beta=cfg.beta, tau=cfg.tau,
-                                        noise=gen.noise[:, :T].to(logits.device))
-        else:
-            with torch.no_grad():
-                reward = torch.zeros(len(emotions), device=logits.device)
-                metrics = {}
-                for t in terms:
-                    r = t.fn(gen.ids.to(logits.device), gen.lens.to(logits.device), emotions).float()
-                    reward += t.weight * r
-                    metrics[f"reward/{t.name}"] = r.mean().item()
-            if cfg.algo == "grpo":
-                loss, m2 = grpo_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, cfg.group,
-                                     beta=cfg.beta, clip=cfg.clip)
-            else:
-                loss, m2 = reinforce_loss(logits, ref_logits, gen.ids, gen.lens, emotions, reward, beta=cfg.beta)
-            metrics.update(m2)
-        metrics["budget/samples"] = float(len(emotions))
-        metrics["budget/tokens"] = float(gen.lens.sum())
-        return loss, metrics
+        return step_objective(ctx, batch)
 
     meta = {"optimize": {"algo": cfg.algo, "policy": cfg.policy, "rewards": [to_dict(r) for r in cfg.rewards],
                          "n_prompts": len(rows)}}
-    on_step = _judge_watch(cfg, policy, ref, rms, run, rank) if cfg.watch.every else None
-    last = train(policy, objective, batches, cfg.train, run, meta=meta, on_step=on_step)
+    hook = on_step(OptimizeState(policy, ref, rms, run, rank)) if on_step is not None else None
+    last = train(policy, objective, batches, cfg.train, run, meta=meta, on_step=hook)
     if rank == 0:
         save_policy(policy, run.path / "policy")
     return {**last, "run": str(run.path)}
@@ -251,60 +244,3 @@ def _sft_examples(cfg: OptimizeConfig, policy):
     if not out:
         raise RrpoError("no utterance of prompts.manifest is in prompts.shards", cfg.prompts.shards)
     return out
-
-
-def _judge_watch(cfg: OptimizeConfig, policy, start_policy, rms, run, rank: int):
-    """``on_step`` hook: every ``watch.every`` steps score the policy with the judge (rank 0),
-    log ``judge/*`` and ``proxy/*``, and return True to stop when the hacking flag rises and
-    ``watch.stop_on_flag`` is set. Never feeds a gradient: it only reads the policy."""
-    import torch.distributed as dist
-
-    from rrpo.audit.judge import load_judge
-    from rrpo.audit.overopt import AuditConfig, Auditor, hacking_flags
-    from rrpo.codec import load_codec
-    from rrpo.data.manifest import read_manifest
-    from rrpo.train.loop import world
-
-    w = cfg.watch
-    if not w.judge or not w.codec:
-        raise RrpoError("config: watch.every needs watch.judge and watch.codec")
-    history: list[tuple[float, float]] = []
-    auditor = None
-    if rank == 0:
-        acfg = AuditConfig(run=str(run.path), codec=w.codec, judge=w.judge, sampling=cfg.sampling,
-                           flag_margin=w.flag_margin, recognizer=False, bf16=cfg.train.bf16)
-        acfg.prompts.split = list(w.split)
-        acfg.prompts.max_texts = w.max_texts
-        man = read_manifest(w.manifest or cfg.prompts.manifest)
-        auditor = Auditor(acfg, start_policy, rms, [r.name for r in cfg.rewards], load_codec(w.codec),
-                          load_judge(w.judge), man)
-
-    def record(step, pol):
-        s = auditor.score(pol)
-        history.append((s["proxy_prob"], s["judge"]["target_prob"]))
-        flag = hacking_flags([h[0] for h in history], [h[1] for h in history], w.flag_margin)[-1]
-        run.log({"judge/target_prob": s["judge"]["target_prob"], "judge/acc": s["judge"]["accuracy"],
-                 "proxy/p_target": s["proxy_prob"], "audit/sqrt_kl": s["sqrt_kl"],
-                 "audit/hacking_gap": s["hacking_gap"], "audit/hacking_flag": float(flag)}, step)
-        return flag
-
-    state = {"started": False}
-
-    def on_step(step: int, metrics: dict) -> bool:
-        stop = False
-        if rank == 0:
-            if not state["started"]:
-                record(0, start_policy)
-                state["started"] = True
-            if step % w.every == 0:
-                flag = record(step, policy)
-                stop = bool(flag and w.stop_on_flag)
-                if stop:
-                    log.warning("hacking flag at step %d: the proxy rose while the judge fell; stopping", step)
-        if world()[1] > 1:
-            import torch
-            t = torch.tensor([float(stop)])
-            dist.broadcast(t, 0)
-            stop = bool(t.item())
-        return stop
-    return on_step

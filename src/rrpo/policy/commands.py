@@ -41,7 +41,7 @@ class ExportConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
     from rrpo.policy.sft import SFTConfig
 
     p = sub.add_parser("policy", help="the TTS policy: supervised fine-tuning, sampling, CosyVoice2 export")
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sft(args) -> int:
     import sys
 
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.policy.sft import SFTConfig, run_sft
 
     cfg = config_from_args(SFTConfig, args)
@@ -76,7 +76,7 @@ def cmd_sft(args) -> int:
 def cmd_generate(args) -> int:
     import sys
 
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
 
     cfg = config_from_args(GenerateConfig, args)
     print(json.dumps(run_generate(cfg, argv=sys.argv), ensure_ascii=False))
@@ -152,7 +152,7 @@ def _load_codec(path: str):
 
 
 def cmd_export(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.policy.io import load_policy, save_cosyvoice2
 
     cfg = config_from_args(ExportConfig, args)

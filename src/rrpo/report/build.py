@@ -1,6 +1,7 @@
-"""``rrpo report --runs A B C --out DIR``: the comparison page of audited optimisation runs.
+"""``rrpo report 'runs=[A, B, C]' out=DIR``: the comparison page of audited optimisation runs.
 
-Each run must have been audited (``rrpo audit --run A`` writes ``A/audit/audit.json``). The page
+Each run must have been audited (``rrpo audit run=A`` writes ``A/audit/audit.json``); the page is
+built from the audits and the runs' metrics alone (no verb's config is read). The page
 shows one row per system — the starting policy (from the first run's step 0) and the final
 checkpoint of every run — the audio of each emotion side by side with the real recording, the
 training curves and the proxy-vs-judge curves against √KL.
@@ -15,6 +16,7 @@ from typing import Sequence
 from rrpo.errors import RrpoError
 from rrpo.io import read_json
 from rrpo.report.html import AudioExample, Curve, ReportInput, build_report
+from rrpo.runs import OptimizeRunInfo
 
 COLUMNS = ["system", "algo", "judge acc", "judge p(target)", "proxy p(target)", "hacking gap", "√KL",
            "clicks/s", "bursts/s", "clipping/s", "silence/s", "repetition/s", "MCD dB", "F0 err cents",
@@ -48,7 +50,7 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequenc
     for r in runs:
         path = r / "audit" / "audit.json"
         if not path.exists():
-            raise RrpoError("run has not been audited (run `rrpo audit --run` first)", r)
+            raise RrpoError("run has not been audited (run `rrpo audit run=RUN` first)", r)
         audits.append(read_json(path))
 
     first = audits[0]
@@ -61,11 +63,9 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequenc
     text0 = prompts[0]["text"]
     ref_ids = {p["emotion"]: p.get("ref_id") for p in prompts if p["text"] == text0}
     man = None
-    try:
-        from rrpo.config import load_config
-        from rrpo.optimize.trainer import OptimizeConfig
-        cfg = load_config(OptimizeConfig, runs[0] / "config.yaml")
-        man = read_manifest(cfg.prompts.manifest)
+    try:  # the manifest the audit took its prompts and reference recordings from
+        manifest = first.get("manifest") or OptimizeRunInfo.read(runs[0]).manifest  # audits before 'manifest'
+        man = read_manifest(manifest) if manifest else None
     except RrpoError:
         man = None
     by_id = man.by_id() if man is not None else {}

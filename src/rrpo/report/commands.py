@@ -1,46 +1,39 @@
-"""``rrpo audit --run DIR`` and ``rrpo report --runs A B ... --out DIR``."""
+"""``rrpo report 'runs=[A, B]' ['names=[x, y]'] out=DIR``: one offline HTML page comparing audited runs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
+
+from rrpo.config import check, option
+
+
+@dataclass
+class ReportArgs:
+    runs: list[str] = option([], "audited optimisation run folders (rrpo audit)")
+    names: list[str] = option([], "display names, one per run ([] = the folder names)")
+    out: str = option("", "report folder (index.html + assets)")
+
+    def __post_init__(self):
+        check(bool(self.runs), "runs", "is required, e.g. 'runs=[runs/diffro, runs/rrpo]'")
+        check(bool(self.out), "out", "is required (the report folder to write)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.audit.overopt import AuditConfig
-    from rrpo.cli import add_config_args
-
-    a = sub.add_parser("audit", help="proxy vs judge, artifacts and distances for every checkpoint of an optimisation run")
-    a.add_argument("--run", required=True, help="optimisation run folder")
-    a.add_argument("--codec", required=True, help="codec folder that decodes the policy's tokens")
-    a.add_argument("--judge", required=True, help="judge folder (rrpo judge train)")
-    add_config_args(a, AuditConfig)
-    a.set_defaults(func=cmd_audit)
+    from rrpo.args import add_config_args
 
     r = sub.add_parser("report", help="one offline HTML page comparing audited runs")
-    r.add_argument("--runs", nargs="+", required=True, help="audited optimisation run folders")
-    r.add_argument("--names", nargs="*", default=None, help="display names, one per run")
-    r.add_argument("--out", required=True, help="report folder (index.html + assets)")
+    add_config_args(r, ReportArgs, old={"--runs": ("runs", "list"), "--names": ("names", "list"),
+                                        "--out": ("out", "value")})
     r.set_defaults(func=cmd_report)
 
 
-def cmd_audit(args) -> int:
-    from rrpo.audit.overopt import AuditConfig, run_audit
-    from rrpo.cli import config_from_args
-
-    cfg = config_from_args(AuditConfig, args, [f"run={args.run}", f"codec={args.codec}", f"judge={args.judge}"])
-    res = run_audit(cfg)
-    fin, st = res["final"], res["start"]
-    print(json.dumps({"run": res["run"], "points": len(res["points"]), "flagged_steps": res["flagged_steps"],
-                      "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"]},
-                      "final": {"judge": fin["judge"]["target_prob"], "proxy": fin["proxy_prob"],
-                                "sqrt_kl": fin["sqrt_kl"], "hacking_gap": fin["hacking_gap"]}}, default=float))
-    return 0
-
-
 def cmd_report(args) -> int:
+    from rrpo.args import config_from_args
     from rrpo.report.build import build_comparison
 
-    page = build_comparison(args.runs, args.out, args.names)
+    a = config_from_args(ReportArgs, args)
+    page = build_comparison(a.runs, a.out, a.names or None)
     print(json.dumps({"report": str(page)}))
     return 0

@@ -6,7 +6,7 @@ then evaluate on the held-out speaker (in-language) and on ESD English (cross-li
 are config overrides of the fine-tuning config (``variants: {name: [key=value, ...]}``). Settings
 are tuned on CASIA only; ESD is only ever evaluated.
 
-Outputs under ``--out``: ``pretrain/`` (run), ``runs/<heldout>/<variant>/seed<k>/`` (run +
+Outputs under ``out``: ``pretrain/`` (run), ``runs/<heldout>/<variant>/seed<k>/`` (run +
 ``eval.json``), ``results.json`` (every evaluation), ``table.md`` (mean ± std over seeds and held-out
 speakers) and ``plot.png``. Finished runs are skipped, so an interrupted ablation resumes.
 """
@@ -48,9 +48,9 @@ class AblationConfig:
     pretrain_manifest: str = option("", "pre-training manifest (synthetic corpus); '' = fine-tune from scratch")
     pretrain_tokens: str = option("", "pre-training token shards")
     pretrain_languages: list[str] = option(["zh"], "languages of the pre-training manifest to use")
-    codec: str = option("", "codec folder, used with --data to tokenize the corpora")
-    synth_sentences: int = option(32, "with --data: sentences of the synthetic Mandarin pre-training corpus")
-    synth_voices: int = option(4, "with --data: voices of the synthetic Mandarin pre-training corpus")
+    codec: str = option("", "codec folder, used with data= to tokenize the corpora")
+    synth_sentences: int = option(32, "with data=: sentences of the synthetic Mandarin pre-training corpus")
+    synth_voices: int = option(4, "with data=: voices of the synthetic Mandarin pre-training corpus")
     heldout_speakers: list[str] = option([], "CASIA speakers to hold out in turn ([] = the last one alone)")
     seeds: list[int] = option([0, 1, 2], "fine-tuning seeds")
     variants: dict[str, list[str]] = option(DEFAULT_VARIANTS, "variant name -> fine-tuning config overrides")
@@ -86,7 +86,7 @@ def _prepare(cfg: AblationConfig, data_root: str, out: Path) -> AblationConfig:
 
     root = Path(data_root)
     if not cfg.codec:
-        raise RrpoError("--data needs a codec to tokenize with (set codec=FOLDER)")
+        raise RrpoError("data= needs a codec to tokenize with (set codec=FOLDER)")
     d = out / "data"
     d.mkdir(parents=True, exist_ok=True)
     upd = {}
@@ -131,7 +131,7 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
         cfg = _prepare(cfg, data, out)
     for k in ("casia_manifest", "casia_tokens", "esd_manifest", "esd_tokens"):
         if not getattr(cfg, k):
-            raise RrpoError(f"config key '{k}' is empty (give the path, or --data with a codec)")
+            raise RrpoError(f"config key '{k}' is empty (give the path, or data= with a codec)")
     speakers = _casia_speakers(cfg)
     held = cfg.heldout_speakers or speakers[-1:]
     bad = [s for s in held if s not in speakers]

@@ -1,14 +1,55 @@
-"""Verbs of the reward model: ``rrpo rm train``, ``rrpo rm eval``, ``rrpo rm ablation``."""
+"""Verbs of the reward model: ``rrpo rm train``, ``rrpo rm eval``, ``rrpo rm ablation``.
+
+    rrpo rm train out=runs/rm [RMTrainConfig keys]
+    rrpo rm eval rm=runs/rm manifest=m.jsonl tokens=tokens/ ['speakers=[a]' 'splits=[test]' out=eval.json]
+    rrpo rm ablation out=runs/ablation [data=../shared/data] [AblationConfig keys]
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+
+from rrpo.config import check, option
+from rrpo.data.manifest import Selection
+
+
+@dataclass
+class RMTrainArgs:
+    out: str = option("", "run folder (resumed if it holds checkpoints)")
+    resume: bool = option(True, "resume from the run folder's last checkpoint (false: start over)")
+
+    def __post_init__(self):
+        check(bool(self.out), "out", "is required (the run folder to write)")
+
+
+@dataclass
+class RMEvalArgs(Selection):
+    rm: str = option("", "reward-model run folder or checkpoint folder")
+    manifest: str = option("", "labelled manifest")
+    tokens: str = option("", "token shards of the manifest")
+    codec: str = option("", "tokenize on the fly with this codec folder instead of tokens")
+    classes: list[str] = option([], "class subset the logits are restricted to ([] = the model's classes present)")
+    out: str = option("", "also write the JSON to this file")
+
+    def __post_init__(self):
+        check(bool(self.rm), "rm", "is required (the reward-model run folder)")
+        check(bool(self.manifest), "manifest", "is required")
+
+
+@dataclass
+class AblationArgs:
+    out: str = option("", "output folder (runs, results.json, table.md, plot.png)")
+    data: str = option("", "folder of the shared corpora (casia/, esd/) to prepare and tokenize")
+
+    def __post_init__(self):
+        check(bool(self.out), "out", "is required")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rrpo.cli import add_config_args
+    from rrpo.args import add_config_args
     from rrpo.reward.ablation import AblationConfig
     from rrpo.reward.evaluate import EvalConfig
     from rrpo.reward.train import RMTrainConfig
@@ -17,59 +58,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = rm.add_subparsers(dest="rm_verb", metavar="ACTION", required=True)
 
     t = rsub.add_parser("train", help="pre-train or fine-tune (init_from=...) a reward model")
-    t.add_argument("--out", required=True, help="run folder (resumed if it holds checkpoints)")
-    t.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
-    add_config_args(t, RMTrainConfig)
+    add_config_args(t, RMTrainConfig, io=RMTrainArgs, old={"--out": ("out", "value"), "--no-resume": ("resume", "false")})
     t.set_defaults(func=cmd_train)
 
     e = rsub.add_parser("eval", help="metrics, calibration and attacks; prints one JSON object")
-    e.add_argument("--rm", required=True, help="reward-model run folder or checkpoint folder")
-    e.add_argument("--manifest", required=True, help="labelled manifest")
-    e.add_argument("--tokens", default=None, help="token shards of the manifest")
-    e.add_argument("--codec", default=None, help="tokenize on the fly with this codec folder instead of --tokens")
-    e.add_argument("--classes", default=None, help="comma-separated class subset (logits restricted to it)")
-    e.add_argument("--speakers", default=None, help="comma-separated speakers to keep")
-    e.add_argument("--split", default=None, help="comma-separated splits to keep")
-    e.add_argument("--language", default=None, help="comma-separated languages to keep")
-    e.add_argument("--out", default=None, help="also write the JSON to this file")
-    add_config_args(e, EvalConfig)
+    add_config_args(e, EvalConfig, io=RMEvalArgs, old={
+        **{f"--{k}": (k, "value") for k in ("rm", "manifest", "tokens", "codec", "out")},
+        "--classes": ("classes", "list"), "--speakers": ("speakers", "list"), "--split": ("splits", "list"),
+        "--language": ("languages", "list")})
     e.set_defaults(func=cmd_eval)
 
     a = rsub.add_parser("ablation", help="the regulariser ablation (docs/method.md §3) over one config")
-    a.add_argument("--out", required=True, help="output folder (runs, results.json, table.md, plot.png)")
-    a.add_argument("--data", default=None, help="folder of the shared corpora (casia/, esd/) to prepare and tokenize")
-    add_config_args(a, AblationConfig)
+    add_config_args(a, AblationConfig, io=AblationArgs, old={"--out": ("out", "value"), "--data": ("data", "value")})
     a.set_defaults(func=cmd_ablation)
-
-
-def _csv(s):
-    return [x.strip() for x in s.split(",") if x.strip()] if s else []
 
 
 def cmd_train(args) -> int:
     import torch
 
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.reward.train import RMTrainConfig, train_rm
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    cfg = config_from_args(RMTrainConfig, args)
-    res = train_rm(cfg, args.out, resume=not args.no_resume, argv=sys.argv)
+    cfg, io = config_from_args(RMTrainConfig, args, io=RMTrainArgs)
+    res = train_rm(cfg, io.out, resume=io.resume, argv=sys.argv)
     print(json.dumps(res, ensure_ascii=False, default=str))
     return 0
 
 
 def cmd_eval(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.errors import RrpoError
     from rrpo.reward.data import DataConfig, load_items
     from rrpo.reward.evaluate import EvalConfig, evaluate_items
     from rrpo.reward.model import load_reward_model
 
-    cfg = config_from_args(EvalConfig, args)
+    cfg, args = config_from_args(EvalConfig, args, io=RMEvalArgs)
     model = load_reward_model(args.rm)
-    dc = DataConfig(manifests=[args.manifest], speakers=_csv(args.speakers), splits=_csv(args.split),
-                    languages=_csv(args.language), max_tokens=0)
+    dc = DataConfig(manifests=[args.manifest], splits=args.splits, languages=args.languages, speakers=args.speakers,
+                    exclude_speakers=args.exclude_speakers, max_tokens=0)
     if args.codec:
         import tempfile
 
@@ -81,9 +108,9 @@ def cmd_eval(args) -> int:
         dc.tokens = [args.tokens]
         items, summary = load_items(dc, model.classes, model.vocab_size, what="eval")
     else:
-        raise RrpoError("give --tokens SHARDS (from `rrpo tokenize`) or --codec DIR")
+        raise RrpoError("give tokens=SHARDS (from `rrpo tokenize`) or codec=DIR")
     out = {"rm": str(args.rm), "manifest": str(args.manifest)}
-    out.update(evaluate_items(model, items, model.classes, cfg, _csv(args.classes) or None,
+    out.update(evaluate_items(model, items, model.classes, cfg, args.classes or None,
                               dropped=summary["dropped_other_emotions"]))
     if args.out:
         from rrpo.io import write_json
@@ -93,10 +120,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_ablation(args) -> int:
-    from rrpo.cli import config_from_args
+    from rrpo.args import config_from_args
     from rrpo.reward.ablation import AblationConfig, run_ablation
 
-    cfg = config_from_args(AblationConfig, args)
-    res = run_ablation(cfg, args.out, data=args.data)
+    cfg, io = config_from_args(AblationConfig, args, io=AblationArgs)
+    res = run_ablation(cfg, io.out, data=io.data or None)
     print(json.dumps({k: res[k] for k in ("out", "table", "plot", "pretrain")}, ensure_ascii=False))
     return 0

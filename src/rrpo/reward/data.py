@@ -9,17 +9,15 @@ import numpy as np
 import torch
 
 from rrpo.config import check, option
+from rrpo.data.manifest import Selection
 from rrpo.errors import RrpoError
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Selection):
+    """Manifests, their token shards and the :class:`~rrpo.data.manifest.Selection` of utterances."""
     manifests: list[str] = option([], "manifests (JSONL) to read")
     tokens: list[str] = option([], "token-shard folders: one per manifest, or one for all")
-    languages: list[str] = option([], "keep only these languages (empty = all)")
-    splits: list[str] = option([], "keep only these splits (empty = all)")
-    speakers: list[str] = option([], "keep only these speakers (empty = all)")
-    exclude_speakers: list[str] = option([], "drop these speakers (e.g. the held-out one)")
     max_tokens: int = option(400, "crop longer utterances to a random window of this many tokens (0 = no crop)")
 
     def __post_init__(self):
@@ -58,9 +56,7 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
         shards = shard_cache[tpath]
         if vocab_size is not None and shards.vocab_size != vocab_size:
             raise RrpoError(f"token vocabulary {shards.vocab_size} differs from the model's {vocab_size}", tpath)
-        man = read_manifest(mpath).select(
-            split=cfg.splits or None, language=cfg.languages or None, speakers=cfg.speakers or None,
-            exclude_speakers=cfg.exclude_speakers or None)
+        man = cfg.apply(read_manifest(mpath))
         missing = shards.missing(u.id for u in man)
         if missing:
             raise RrpoError(f"{len(missing)} utterance(s) of {mpath} are not tokenized (e.g. '{missing[0]}'); "

@@ -2,28 +2,29 @@
 
 A preparer is ``prepare(root: Path, language: str | None) -> list[Utterance]``; records come back
 sorted by id so a run is idempotent. :func:`prepare_corpus` validates and writes atomically.
+:data:`PREPARERS` names every preparer ``rrpo prepare`` knows; a new corpus is a module beside
+these (helpers in :mod:`rrpo.data.corpora.common`) and one line in that dict.
 """
 
 from __future__ import annotations
 
-import codecs
-import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
 
-from rrpo.data.manifest import Manifest, Utterance, write_manifest
+from rrpo.data.corpora import casia, cremad, esd, iemocap, ravdess, tabular
+from rrpo.data.corpora.common import Preparer
+from rrpo.data.manifest import Manifest, write_manifest
 from rrpo.errors import RrpoError
 
-Preparer = Callable[[Path, "str | None"], list[Utterance]]
-
-PREPARERS: dict[str, Preparer] = {}
-
-
-def preparer(name: str):
-    def deco(fn: Preparer) -> Preparer:
-        PREPARERS[name] = fn
-        return fn
-    return deco
+#: Preparer by the corpus name ``rrpo prepare CORPUS`` takes.
+PREPARERS: dict[str, Preparer] = {
+    "casia": casia.prepare,
+    "crema-d": cremad.prepare,
+    "csv": tabular.prepare_csv,
+    "esd": esd.prepare,
+    "iemocap": iemocap.prepare,
+    "jsonl": tabular.prepare_jsonl,
+    "ravdess": ravdess.prepare,
+}
 
 
 def prepare_corpus(corpus: str, root: str | Path, out: str | Path, language: str | None = None,
@@ -42,101 +43,3 @@ def prepare_corpus(corpus: str, root: str | Path, out: str | Path, language: str
             load_audio(u.audio)
     records = sorted(records, key=lambda u: u.id)
     return write_manifest(out, records)
-
-
-def make_utterance(id: str, audio: Path, *, text: str, speaker: str, language: str, emotion: str,
-                   split: str, extra: dict[str, Any] | None = None) -> Utterance:
-    """A manifest record for ``audio``, its rate and duration read from the file's header.
-
-    The audio path is made absolute (symbolic links are kept as the user laid them out). A
-    missing, empty, truncated or non-audio file raises :class:`RrpoError` naming it.
-    """
-    from rrpo.data.audio import audio_info
-
-    sr, duration, _ = audio_info(audio)
-    return Utterance(id=id, audio=os.path.abspath(audio), sampling_rate=sr, duration=duration, text=text,
-                     speaker=speaker, language=language, emotion=emotion, split=split, extra=dict(extra or {}))
-
-
-def emotion_of(label: str, corpus: str, path: str | os.PathLike, line: int | None = None) -> str:
-    """The vocabulary label for a corpus label; an unknown one is an error naming ``path`` (and line)."""
-    from rrpo.data.emotions import normalise_emotion
-
-    try:
-        return normalise_emotion(label, corpus)
-    except RrpoError as e:
-        raise RrpoError(e.reason, path, line) from None
-
-
-def read_text_file(path: Path, fallback: str = "gb18030") -> str:
-    """Decode a transcript: a BOM (UTF-8/UTF-16) decides, else UTF-8, else ``fallback`` (GBK family).
-
-    Corpora from different sources ship their transcripts in different encodings, so the bytes
-    decide. Stray BOMs at the start of lines are removed.
-    """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RrpoError("transcript file not found", path) from None
-    except OSError as e:
-        raise RrpoError(f"cannot read transcript ({e.strerror})", path) from None
-    if raw.startswith(codecs.BOM_UTF8):
-        encodings = ["utf-8-sig"]
-    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encodings = ["utf-16"]
-    else:
-        encodings = ["utf-8", fallback]
-    for enc in encodings:
-        try:
-            text = raw.decode(enc)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise RrpoError(f"transcript is neither UTF-8 nor {fallback} text", path)
-    return text.replace("\ufeff", "")
-
-
-def walk_dirs(root: Path, max_depth: int) -> Iterator[tuple[int, Path]]:
-    """(depth, folder) for ``root`` and the folders below it, breadth first, sorted, hidden ones skipped."""
-    level = [root]
-    for depth in range(max_depth + 1):
-        nxt = []
-        for d in level:
-            yield depth, d
-            try:
-                entries = sorted(os.scandir(d), key=lambda e: e.name)
-            except OSError:
-                continue
-            nxt.extend(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
-        level = nxt
-
-
-def find_layout_root(root: Path, is_root: Callable[[Path], bool], what: str, max_depth: int = 3) -> Path:
-    """The shallowest folder at or below ``root`` for which ``is_root`` holds; one only, else an error."""
-    found: list[Path] = []
-    found_depth = None
-    for depth, d in walk_dirs(root, max_depth):
-        if found_depth is not None and depth > found_depth:
-            break
-        if is_root(d):
-            found.append(d)
-            found_depth = depth
-    if not found:
-        raise RrpoError(f"no {what} found here or up to {max_depth} folders below", root)
-    if len(found) > 1:
-        names = ", ".join(str(p) for p in found[:4])
-        raise RrpoError(f"found more than one {what}: {names}; pass one of them as --root", root)
-    return found[0]
-
-
-def audio_files(folder: Path, suffixes: tuple[str, ...] = (".wav",), recursive: bool = False) -> list[Path]:
-    """Audio files in ``folder`` (sorted; hidden files such as macOS ``._x.wav`` skipped)."""
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
-
-
-# Importing the modules registers their preparers. Module file names avoid the corpus names
-# (cas_ia = CASIA, ryerson_av = RAVDESS) so repository checks for tracked corpus data match no code.
-from rrpo.data.corpora import cas_ia, esd, tabular  # noqa: E402,F401  (CASIA)
-from rrpo.data.corpora import ryerson_av, cremad, iemocap  # noqa: E402,F401  (RAVDESS)

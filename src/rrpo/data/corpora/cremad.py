@@ -1,6 +1,6 @@
 """CREMA-D, the Crowd-sourced Emotional Multimodal Actors Dataset (91 actors, 12 sentences, English).
 
-Layout: ``<root>/AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav`` (``--root`` may also be the
+Layout: ``<root>/AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav`` (``root`` may also be the
 ``AudioWAV`` folder itself), e.g. ``1001_DFA_ANG_XX.wav``. Emotions ANG DIS FEA HAP NEU SAD;
 levels LO, MD, HI or XX (unspecified) are kept in ``extra``. If ``VideoDemographics.csv`` lies in
 the root (ActorID, Age, Sex, ...), the actor's sex and age are added to ``extra``. CREMA-D has no
@@ -13,7 +13,7 @@ import csv
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, make_utterance, preparer
+from rrpo.data.corpora.common import audio_files, emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -66,7 +66,6 @@ def read_demographics(path: Path) -> dict[str, dict]:
     return out
 
 
-@preparer("crema-d")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every ``AudioWAV/*.wav`` (language en, split train)."""
     wav_dir = _audio_dir(root)

@@ -1,6 +1,6 @@
 """ESD, the Emotional Speech Dataset (Zhou et al., ICASSP 2021): 10 Mandarin + 10 English speakers.
 
-Layout (the corpus' own; ``--root`` may be this folder or a folder up to three levels above)::
+Layout (the corpus' own; ``root`` may be this folder or a folder up to three levels above)::
 
     Emotion Speech Dataset/<spk>/<spk>.txt                      id <TAB> text <TAB> emotion label
     Emotion Speech Dataset/<spk>/<Emotion>/<spk>_<NNNNNN>.wav   flat, or
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, find_layout_root, make_utterance, preparer, read_text_file
+from rrpo.data.corpora.common import audio_files, emotion_of, find_layout_root, make_utterance, read_text_file
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -89,7 +89,6 @@ def _is_esd_root(d: Path) -> bool:
         return False
 
 
-@preparer("esd")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every ESD utterance with audio, all speakers, official split."""
     base = find_layout_root(root, _is_esd_root, "ESD corpus folder (<speaker>/<speaker>.txt)")

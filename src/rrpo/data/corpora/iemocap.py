@@ -1,6 +1,6 @@
 """IEMOCAP (Busso et al., 2008): five sessions of dyadic English conversation, two actors each.
 
-Layout (``--root`` holds ``Session1`` ... ``Session5``, or lies up to three levels above them)::
+Layout (``root`` holds ``Session1`` ... ``Session5``, or lies up to three levels above them)::
 
     SessionN/sentences/wav/<dialog>/<utt>.wav
     SessionN/dialog/EmoEvaluation/<dialog>.txt     "[start - end]<TAB><utt><TAB><emo><TAB>[V, A, D]"
@@ -19,7 +19,7 @@ import logging
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import emotion_of, find_layout_root, make_utterance, preparer, read_text_file
+from rrpo.data.corpora.common import emotion_of, find_layout_root, make_utterance, read_text_file
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -66,7 +66,6 @@ def read_transcriptions(path: Path) -> dict[str, str]:
     return out
 
 
-@preparer("iemocap")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for the 4-class IEMOCAP utterances with audio (language en, split train, fold = session)."""
     base = find_layout_root(root, lambda d: bool(_session_dirs(d)), "IEMOCAP folder of Session1..5")

@@ -1,4 +1,4 @@
-"""A generic importer for a corpus listed in a table: ``rrpo prepare csv|jsonl --root LIST``.
+"""A generic importer for a corpus listed in a table: ``rrpo prepare corpus=csv|jsonl root=LIST``.
 
 Each row (a CSV/TSV row with a header, or a JSON object per line) names one utterance:
 
@@ -10,7 +10,7 @@ text       yes      transcript (may be empty)
 speaker    yes      speaker name
 emotion    yes      emotion label: the vocabulary or a common synonym (see ``generic`` mapping)
 id         no       utterance id (default: the audio path relative to the list, without suffix)
-language   no       ``zh``, ``en``...; rows without one take ``--language``
+language   no       ``zh``, ``en``...; rows without one take ``language=``
 split      no       ``train`` (default), ``test``, ``evaluation``...
 (others)   no       kept in ``extra``
 ========== ======== =============================================================================
@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from rrpo.data.corpora import emotion_of, make_utterance, preparer
+from rrpo.data.corpora.common import emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -85,7 +85,7 @@ def _field(row: dict, key: str, path: Path, line: int, allow_empty: bool = False
 def import_table(path: Path, language: str | None, rows: Iterator[tuple[int, dict[str, Any]]]) -> list[Utterance]:
     """Records for the rows of a list file; ids must be unique (an error names both lines)."""
     if path.is_dir():
-        raise RrpoError("is a folder; csv/jsonl take the list file as --root", path)
+        raise RrpoError("is a folder; csv/jsonl take the list file as root=", path)
     records, seen = [], {}
     for line, row in rows:
         for key in REQUIRED:
@@ -104,7 +104,7 @@ def import_table(path: Path, language: str | None, rows: Iterator[tuple[int, dic
         seen[uid] = line
         lang = row.get("language") or language
         if not lang:
-            raise RrpoError("row has no language; add a 'language' column or pass --language", path, line)
+            raise RrpoError("row has no language; add a 'language' column or pass language=", path, line)
         emotion = emotion_of(_field(row, "emotion", path, line), "generic", path, line)
         extra = {k: v for k, v in row.items() if k not in REQUIRED + OPTIONAL + ("extra",) and v not in ("", None)}
         if isinstance(row.get("extra"), dict):
@@ -120,13 +120,11 @@ def import_table(path: Path, language: str | None, rows: Iterator[tuple[int, dic
     return records
 
 
-@preparer("csv")
 def prepare_csv(root: Path, language: str | None = None) -> list[Utterance]:
     """Records from a CSV (or ``.tsv``) list with a header row."""
     return import_table(root, language, _csv_rows(root))
 
 
-@preparer("jsonl")
 def prepare_jsonl(root: Path, language: str | None = None) -> list[Utterance]:
     """Records from a JSON-lines list, one object per line."""
     return import_table(root, language, _jsonl_rows(root))

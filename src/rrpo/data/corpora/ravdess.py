@@ -5,7 +5,7 @@ modality (01 full-AV, 02 video-only, 03 audio-only), vocal channel (01 speech, 0
 (01 neutral, 02 calm, 03 happy, 04 sad, 05 angry, 06 fearful, 07 disgust, 08 surprised), intensity
 (01 normal, 02 strong), statement (01 "Kids are talking by the door", 02 "Dogs are sitting by the
 door"), repetition (01, 02) and actor (01-24; odd male, even female). The usual layout is
-``Actor_NN/<name>.wav`` (speech and song archives alike); every ``*.wav`` below ``--root`` is read.
+``Actor_NN/<name>.wav`` (speech and song archives alike); every ``*.wav`` below ``root`` is read.
 RAVDESS has no official split: split ``train``; hold actors out by filter.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, make_utterance, preparer
+from rrpo.data.corpora.common import audio_files, emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
@@ -49,7 +49,6 @@ def parse_name(path: Path) -> dict:
             "gender": "M" if n_actor % 2 else "F"}
 
 
-@preparer("ravdess")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every RAVDESS ``*.wav`` below ``root`` (language en, split train)."""
     records = []

@@ -5,7 +5,7 @@ Layout (the corpus' own)::
     <root>/<speaker>/<emotion>/<id>.wav        e.g. liuchanhg/angry/201.wav
     <root>/相同的文本201--250.txt               GBK, one line per sentence: "201. <text>"
 
-``--root`` may be the folder holding the speaker folders or any folder up to three levels above it.
+``root`` may be the folder holding the speaker folders or any folder up to three levels above it.
 The sentences are parallel (the same text in every emotion and for every speaker), so the sentence
 id is kept in ``extra.sentence``. CASIA has no official split: every record gets split ``train``;
 hold out a speaker with ``Manifest.select(exclude_speakers=...)``.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rrpo.data.corpora import audio_files, emotion_of, find_layout_root, make_utterance, preparer, read_text_file
+from rrpo.data.corpora.common import audio_files, emotion_of, find_layout_root, make_utterance, read_text_file
 from rrpo.data.emotions import CORPUS_MAPPINGS
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
@@ -77,7 +77,6 @@ def read_transcripts(folder: Path) -> dict[int, str]:
     return texts
 
 
-@preparer("casia")
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     """Records for every ``<speaker>/<emotion>/<id>.wav`` (language zh, split train)."""
     base = find_layout_root(root, _is_casia_root, "CASIA corpus folder (<speaker>/<emotion>/<id>.wav)")
