@@ -28,6 +28,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rrpo.args import yaml_list
 from rrpo.config import check, option
@@ -59,6 +60,14 @@ class ExperimentConfig:
                                "what makes the robust reward model robust (docs/method.md §3)")
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
+    second_judge: Literal["logmel-stats", "logmel-cnn", "none"] = option(
+        "logmel-stats", "a second, differently built judge that re-judges the audited audio: logistic regression on "
+                        "log-mel band statistics, or a small network on log-mel frames (none: only eGeMAPS)")
+    second_judge_stats: list[str] = option([], "overrides for `rrpo judge train features=logmel-stats`")
+    second_judge_cnn: list[str] = option(
+        ["train.steps=800", "train.batch_size=32", "train.lr=2e-3", "train.warmup_steps=50", "train.bf16=false",
+         "train.log_every=50", "train.ckpt_every=200", "train.keep_checkpoints=1"],
+        "overrides for `rrpo judge train-mel` (second_judge: logmel-cnn)")
     sft: list[str] = option(
         ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
          "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
@@ -71,12 +80,18 @@ class ExperimentConfig:
     audit: list[str] = option(["prompts.max_texts=5", "sampling.max_ratio=8"], "overrides for every `rrpo audit`")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
                                     "relative excess (10 %: the comparison's goal, docs/RESULTS.md)")
+    n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
+    n_perm: int = option(5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs "
+                               "is at most 65,536)")
+    stats_seed: int = option(0, "seed of the bootstrap and permutation draws")
 
     def __post_init__(self):
         from rrpo.demo import OVERRIDE_TARGETS
         from rrpo.stages import check_stage_overrides
 
-        check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig"})
+        check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig",
+                                     "second_judge_stats": "rrpo.audit.judge:JudgeConfig",
+                                     "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig"})
 
 
 @dataclass
@@ -166,15 +181,19 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                 if run_verb(args) != 0:
                     raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
 
-    def judge_eval() -> None:
+    def judge_eval(folder: str = "judge") -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
         for name, args in (("casia_heldout", [f"manifests={yaml_list([casia])}", f"speakers={yaml_list([h])}"]),
                            ("casia_heldout_test_sentences", [f"manifests={yaml_list([casia])}",
                                                              f"speakers={yaml_list([h])}", "splits=[test]"]),
                            ("esd", [f"manifests={yaml_list([esd])}"])):
-            if run_verb(["judge", "eval", f"judge={o / 'judge'}", *args,
-                         f"out={o / 'judge' / 'eval' / f'{name}.json'}"]) != 0:
+            if run_verb(["judge", "eval", f"judge={o / folder}", *args,
+                         f"out={o / folder / 'eval' / f'{name}.json'}"]) != 0:
                 raise RrpoError(f"judge eval on {name} failed")
+
+    def judge2_eval() -> None:
+        """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
+        judge_eval("judge2")
 
     stages = [
         Stage("data", d, lambda: prepare_data(data, d, cfg)),
@@ -193,6 +212,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
         Stage("judge", o / "judge", ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge'}",
                                      f"exclude_speakers=[{h}]", cls, *cfg.judge]),
         Stage("judge_eval", o / "judge" / "eval", judge_eval),
+        *([Stage("judge2", o / "judge2",
+                 ["judge", "train-mel", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
+                  f"exclude_speakers=[{h}]", cls, *cfg.second_judge_cnn] if cfg.second_judge == "logmel-cnn" else
+                 ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
+                  f"exclude_speakers=[{h}]", cls, "features=logmel-stats", *cfg.second_judge_stats]),
+           Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
         Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
                                  f"data.shards={tok['casia']}", "data.heldout_by=split", "data.heldout=[test]",
                                  *cfg.sft]),
@@ -208,6 +233,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
             f"prompts.manifest={casia}", "prompts.splits=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
             *cfg.audit]))
     runs = seed_runs(cfg)
+    if cfg.second_judge != "none":
+        def rejudge() -> None:
+            """the second judge on every run's audited audio (start and last step)"""
+            from rrpo.experiment_judges import rejudge_all
+            rejudge_all(o, [r for r, _, _ in runs])
+        stages.append(Stage("judges", o / "judges", rejudge))
     names = [f"{'DiffRO (vanilla RM)' if m == 'diffro' else 'RRPO (robust RM)'} seed {s}" for _, m, s in runs]
     stages.append(Stage("report", o / "report", [
         "report", f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}", f"names={yaml_list(names)}",
@@ -294,8 +325,21 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
             if p.exists():
                 rm[f"{name}_{ev}"] = read_json(p)
     judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
-    return {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
-            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge}
+    from rrpo.experiment_stats import comparison_stats, system_points
+
+    stats = comparison_stats(system_points(o, list(cfg.seeds)), cfg.n_boot, cfg.n_perm, cfg.stats_seed)
+    res = {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
+           "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
+    if cfg.second_judge != "none" and (o / "judges").is_dir():
+        from rrpo.experiment_judges import second_judge_results
+
+        proxy_up = {"diffro": means["diffro"]["proxy"] > means["sft"]["proxy_vanilla"],
+                    "rrpo": means["rrpo"]["proxy"] > means["sft"]["proxy_robust"]}
+        res["second_judge"] = second_judge_results(o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm,
+                                                   cfg.stats_seed)
+        res["second_judge"]["eval"] = {p.stem: read_json(p) for p in sorted((o / "judge2" / "eval").glob("*.json"))}
+        res["second_judge"]["kind"] = cfg.second_judge
+    return res
 
 
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
@@ -383,6 +427,18 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                 vals = [(f"{100 * a:.1f}" if k == "judge_acc" else f"{a:.3f}") for a, _ in tr[m][k]]
                 lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
         lines.append("")
+    from rrpo.experiment_judges import judges_markdown
+    from rrpo.experiment_stats import stats_markdown
+
+    lines += stats_markdown(res.get("stats", {}), names)
+    j2 = res.get("second_judge", {})
+    if j2.get("eval"):
+        lines += [f"| second judge ({cfg.second_judge}, trained without the held-out speaker) | n | accuracy | UA |",
+                  "| --- | --- | --- | --- |"]
+        for k, v in j2["eval"].items():
+            lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
+        lines.append("")
+    lines += judges_markdown(j2, names)
     v = res["verdicts"]
     h, g = v["diffro_hacks"], v["rrpo_goal"]
     tol = cfg.tolerance

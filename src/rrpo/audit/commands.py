@@ -6,10 +6,18 @@
 that is also a judge folder (``judge.json``, ``weights.npz``, ``config.yaml``, ``command.txt``,
 ``metrics.jsonl``).
 
+One manifest per corpus: with several, speaker groups are ``corpus/speaker`` and, with
+``class_masking``, an utterance's softmax runs over its corpus' classes only
+(:func:`rrpo.audit.judge.select_corpora`). ``features=logmel-stats`` trains the second judge
+(statistics of log-mel bands, :mod:`rrpo.audit.mel_judge`) with the same trainer.
+
+``rrpo judge train-mel 'manifests=[M, M2]' out=DIR [--config C] [key=value ...]`` trains the
+second judge built as a small network on log-mel frames (:mod:`rrpo.audit.mel_judge`).
+
 ``rrpo judge eval judge=DIR 'manifests=[M]' ['speakers=[a]' 'splits=[test]' out=FILE]`` prints one
-JSON object: n, wa, ua, per-class recall, ECE and the confusion matrix on the selected records
-(emotions outside the judge's classes are skipped). Speaker groups for normalisation are the
-manifests' ``speaker`` fields.
+JSON object: n, wa, ua, ``ua_ci95`` (a 95 % stratified bootstrap interval of UA), per-class recall,
+ECE and the confusion matrix on the selected records (emotions outside the judge's classes are
+skipped). Speaker groups for normalisation are the manifests' ``speaker`` fields.
 
 ``rrpo audit run=RUN codec=CODEC judge=JUDGE [key=value ...]`` audits every checkpoint of an
 optimisation run (:mod:`rrpo.audit.overopt`).
@@ -67,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
     t.set_defaults(func=cmd_train)
 
+    from rrpo.audit.mel_judge import MelJudgeConfig
+
+    m = jsub.add_parser("train-mel", help="fit the second judge built as a small network on log-mel frames")
+    add_config_args(m, MelJudgeConfig, io=JudgeTrainArgs,
+                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
+    m.set_defaults(func=cmd_train_mel)
+
     e = jsub.add_parser("eval", help="held-out accuracy, per-class recall and calibration as JSON")
     add_config_args(e, JudgeEvalArgs, old={"--judge": ("judge", "value"), "--manifest": ("manifests", "list"),
                                            "--out": ("out", "value"), **_SELECTION_FLAGS})
@@ -88,24 +103,51 @@ def load_items(selected, sr: int = 16000):
 
 def cmd_train(args) -> int:
     from rrpo.args import config_from_args
-    from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_utterances
+    from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_corpora
     from rrpo.data.manifest import read_manifest
     from rrpo.errors import RrpoError
     from rrpo.runs import RunDir
 
     cfg, io = config_from_args(JudgeConfig, args, io=JudgeTrainArgs)
     mans = [read_manifest(m) for m in io.manifests]
-    sel = select_utterances(mans, cfg.classes, cfg)
+    sel, corpora, groups, dropped = select_corpora(mans, cfg)
     if not sel:
         raise RrpoError("no records pass the selection (classes, splits, languages, speakers)", io.manifests[0])
-    feats = EgemapsJudge.features(load_items(sel), progress=True)
-    judge, info = fit_judge(feats, [u.emotion for _, u in sel], [u.speaker for _, u in sel], cfg)
+    if cfg.features == "logmel-stats":
+        from rrpo.audit.judge import MelStatsJudge
+        feats = MelStatsJudge.features(load_items(sel), progress=True)
+    else:
+        feats = EgemapsJudge.features(load_items(sel), progress=True)
+    judge, info = fit_judge(feats, [u.emotion for _, u in sel], groups, cfg, corpora=corpora)
+    info.update(dropped)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
     run = RunDir.create(io.out, cfg)
     judge.save(run.path)
     run.log({f"judge/cv_ua_C{c}": v for c, v in info["cv_ua"].items()} | {"judge/C": info["C"]})
     print(json.dumps({"judge": str(run.path), **info}, ensure_ascii=False))
     return 0
+
+
+def cmd_train_mel(args) -> int:
+    from rrpo.args import config_from_args
+    from rrpo.audit.mel_judge import MelJudgeConfig, train_mel_judge
+    from rrpo.data.manifest import read_manifest
+
+    cfg, io = config_from_args(MelJudgeConfig, args, io=JudgeTrainArgs)
+    judge, info = train_mel_judge(cfg, [read_manifest(m) for m in io.manifests], io.out)
+    judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
+    judge.save(io.out)
+    print(json.dumps({"judge": str(io.out), **{k: v for k, v in info.items() if k != "last"},
+                      "last": {k: round(v, 4) for k, v in info["last"].items()}}, ensure_ascii=False))
+    return 0
+
+
+def ua_interval(labels, proba, classes) -> list[float]:
+    """95 % stratified bootstrap interval of UA (seed 0; rrpo.stats.unweighted_accuracy_ci)."""
+    from rrpo.stats import unweighted_accuracy_ci
+
+    r = unweighted_accuracy_ci(labels, [classes[int(i)] for i in proba.argmax(1)])
+    return [r["lo"], r["hi"]]
 
 
 def cmd_eval(args) -> int:
@@ -127,6 +169,7 @@ def cmd_eval(args) -> int:
     out = {"judge": str(a.judge), "manifests": list(a.manifests),
            "speakers": sorted({u.speaker for _, u in sel}),
            **classification_metrics([u.emotion for _, u in sel], proba, judge.classes)}
+    out["ua_ci95"] = ua_interval([u.emotion for _, u in sel], proba, judge.classes)
     if a.out:
         write_json(a.out, out)
     print(json.dumps(out, ensure_ascii=False))
