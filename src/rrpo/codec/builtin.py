@@ -28,7 +28,7 @@ delete that cue, speaker-relative ones keep it. The figures of each reference ar
 
 The quantiser is plain k-means for the spectral factor and quantile bins for the two prosodic
 factors; every token also has a descriptor in this feature space (:meth:`token_features`), so a
-token model can tie its embeddings to it.
+token model can tie its embeddings to it (``model.embedding=free+features``, docs/method.md §2).
 
 Decoding (``decode(ids, profile)``) is WORLD synthesis (``pyworld``) that puts the speaker back:
 F0 = the profile's median shifted by the pitch bin's centre, level = its level reference plus the
@@ -197,7 +197,9 @@ def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig, dense: bool = False) -> 
     token at its centre. (Harvest tracks better but runs at ~8x real time on this CPU; DIO keeps
     encoding above 50x.)
     """
-    import pyworld as pw
+    from rrpo.system import require
+
+    pw = require("pyworld")
 
     sr, hop = cfg.sampling_rate, cfg.hop
     x = np.ascontiguousarray(audio, dtype=np.float64)
@@ -530,7 +532,9 @@ class BuiltinCodec:
         ``decoder`` ('learned' / 'cluster', default the codec's ``decoder`` setting) picks the
         spectral decoder; F0 and level come from the tokens and the profile either way.
         """
-        import pyworld as pw
+        from rrpo.system import require
+
+        pw = require("pyworld")
 
         prof = self._profile(profile)
         which = decoder or self.cfg.decoder
