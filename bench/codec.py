@@ -70,7 +70,7 @@ def esd_files(root: Path) -> list[dict]:
         if len(parts) >= 2:
             texts[parts[0].strip()] = parts[1].strip()
     out = []
-    for emo, off in ESD_OFFSETS.items():
+    for emo in ESD_OFFSETS:
         for wav in sorted((base / emo).glob("*.wav")):
             out.append({"path": wav, "speaker": "0020", "emotion": emo.lower(), "id": wav.stem,
                         "text": texts.get(wav.stem, "")})
@@ -287,7 +287,7 @@ def speed_only(args) -> int:
         x = load(u["path"])
         tok = codec.encode(x, 16000)
         times = []
-        for f in (lambda: codec.encode(x, 16000), lambda: codec.decode(tok)):
+        for f in (lambda x=x: codec.encode(x, 16000), lambda tok=tok: codec.decode(tok)):
             best = float("inf")
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -303,10 +303,10 @@ def speed_only(args) -> int:
 def extra_files(root: Path, fraction: float, seed: int = 0) -> list[dict]:
     """ASED, nEMO and URDU clips (labels unused) through rrpo's own preparers; ``fraction`` of each
     corpus' clips, drawn at random."""
-    from rrpo.data.corpora import PREPARERS
     import rrpo.data.corpora.ased  # noqa: F401  (registers the preparers)
     import rrpo.data.corpora.nemo  # noqa: F401
     import rrpo.data.corpora.urdu  # noqa: F401
+    from rrpo.data.corpora import PREPARERS
 
     out = []
     rng = np.random.default_rng(seed)

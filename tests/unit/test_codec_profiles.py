@@ -17,6 +17,7 @@ from rrpo.codec.builtin import _level_values, _pitch_values
 from rrpo.codec.profile import ProfileAccumulator, SpeakerProfile
 from rrpo.data.manifest import Utterance, write_manifest
 from rrpo.errors import RrpoError
+
 from tests.unit.test_codec_builtin import SR, codec_dir, corpus, glide  # noqa: F401 (fixtures)
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rrpo.cli import main
+
 from tests.unit.policy_fixtures import TEXTS, make_corpus, sft_overrides
 
 

@@ -85,6 +85,7 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
     from rrpo.codec import load_codec
     from rrpo.data.manifest import read_manifest
     from rrpo.policy.io import load_policy
+    from rrpo.reward.ensemble import load_reward
 
     if not cfg.codec or not cfg.judge:
         raise RrpoError("config: the audit needs 'codec' (to decode tokens) and 'judge'")

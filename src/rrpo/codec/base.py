@@ -24,7 +24,8 @@ one-line :class:`rrpo.errors.RrpoError` when given one.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 

@@ -44,9 +44,9 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -641,7 +641,7 @@ class BuiltinCodec:
             "config": to_dict(self.cfg), "stats": self.stats})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, meta: dict) -> "BuiltinCodec":
+    def load(cls, path: str | os.PathLike, meta: dict) -> BuiltinCodec:
         from safetensors.numpy import load_file
 
         from rrpo.codec.profile import SpeakerProfile

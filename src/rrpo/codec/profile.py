@@ -58,7 +58,7 @@ class SpeakerProfile:
                 "env_log": [round(float(v), 5) for v in self.env_log]}
 
     @classmethod
-    def from_dict(cls, d, source, n_mel: int, n_log: int) -> "SpeakerProfile":
+    def from_dict(cls, d, source, n_mel: int, n_log: int) -> SpeakerProfile:
         """Read a profile written by :meth:`to_dict`; one-line RrpoError naming ``source`` when it is
         of another format or version or its envelopes do not have the codec's shapes."""
         if not isinstance(d, dict) or d.get("format") != PROFILE_FORMAT:
@@ -107,7 +107,7 @@ class ProfileAccumulator:
         self.sum_log = sl if self.sum_log is None else self.sum_log + sl
         self.n_speech += int(speech.sum())
 
-    def finish(self, speaker: str, pooled: "SpeakerProfile | None" = None, min_recordings: int = 10,
+    def finish(self, speaker: str, pooled: SpeakerProfile | None = None, min_recordings: int = 10,
                source=None, min_voiced: int = MIN_VOICED_FRAMES) -> SpeakerProfile:
         """The profile; RrpoError naming the speaker when fewer than ``min_voiced`` of its frames
         are voiced."""
