@@ -1,9 +1,15 @@
 """Benchmark of the built-in codec on the shared real corpora; prints one JSON object.
 
-    PYTHONPATH=src python bench/codec.py --data ../shared/data [--holdout SPEAKER] [--seeds 3]
+    PYTHONPATH=src python bench/codec.py --data ../shared/data [--holdout SPEAKER] [--seeds 3] \
+        [--reference speaker,utterance,absolute] [--continuous] [--out R.json]
+    PYTHONPATH=src python bench/codec.py --combine R1.json R2.json ...     # one table of several runs
 
-The codec is trained on CASIA only: the three speakers other than ``--holdout`` (all their audio,
-unlabelled). Measured on CASIA's held-out speaker and on ESD English speaker 0020:
+The codec is trained on the three CASIA speakers other than ``--holdout`` plus the audio of ASED,
+nEMO and URDU (``--extra-fraction`` of it; labels unused), never on the held-out speaker or ESD;
+the audio is analysed once and the codec is trained once per ``--reference`` (utterance / speaker /
+absolute), each with both decoders (``cluster``: cluster-mean envelopes; ``learned``: the small
+convolutional decoder). Test speakers' profiles come from their own recordings (as ``rrpo
+tokenize`` computes them). Measured on CASIA's held-out speaker and on ESD English speaker 0020:
 
 * prosody kept: Pearson correlation of original vs resynthesised F0 contours (DIO + StoneMask,
   10 ms, frames voiced in both; in semitones) and of frame-energy contours (dB, 10 ms frames);
@@ -11,9 +17,11 @@ unlabelled). Measured on CASIA's held-out speaker and on ESD English speaker 002
   resynthesised;
 * mel-cepstral distortion (24 mel-filterbank cepstra, c0 left out, DTW-aligned), in dB;
 * encode and decode real-time factors on one thread (seconds of audio per second of compute);
+* the median F0 of the decoded speech vs the original speaker's (semitones; all voiced frames of the
+  resynthesised set against all of the originals');
 * codebook use: distinct tokens used out of the vocabulary, and the perplexity of the factors;
 * emotion kept across languages: a 2-layer Transformer probe (d=128, attention pooling, 5 classes,
-  40 epochs, bf16) trained on CASIA tokens of the three training speakers and tested on the
+  ``--epochs`` epochs, bf16, ``--seeds`` seeds) trained on CASIA tokens of the three training speakers and tested on the
   held-out speaker and on ESD English, beside the same probe on continuous frames
   (80 log-mel + log-energy + log-F0 at 25 Hz). The token probe embeds each token by a learned
   linear map of the codec's ``token_features()`` (tied embeddings).
@@ -62,7 +70,7 @@ def esd_files(root: Path) -> list[dict]:
         if len(parts) >= 2:
             texts[parts[0].strip()] = parts[1].strip()
     out = []
-    for emo, off in ESD_OFFSETS.items():
+    for emo in ESD_OFFSETS:
         for wav in sorted((base / emo).glob("*.wav")):
             out.append({"path": wav, "speaker": "0020", "emotion": emo.lower(), "id": wav.stem,
                         "text": texts.get(wav.stem, "")})
@@ -279,7 +287,7 @@ def speed_only(args) -> int:
         x = load(u["path"])
         tok = codec.encode(x, 16000)
         times = []
-        for f in (lambda: codec.encode(x, 16000), lambda: codec.decode(tok)):
+        for f in (lambda x=x: codec.encode(x, 16000), lambda tok=tok: codec.decode(tok)):
             best = float("inf")
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -292,135 +300,224 @@ def speed_only(args) -> int:
     return 0
 
 
+def extra_files(root: Path, fraction: float, seed: int = 0) -> list[dict]:
+    """ASED, nEMO and URDU clips (labels unused) through rrpo's own preparers; ``fraction`` of each
+    corpus' clips, drawn at random."""
+    import rrpo.data.corpora.ased  # noqa: F401  (registers the preparers)
+    import rrpo.data.corpora.nemo  # noqa: F401
+    import rrpo.data.corpora.urdu  # noqa: F401
+    from rrpo.data.corpora import PREPARERS
+
+    out = []
+    rng = np.random.default_rng(seed)
+    for corpus in ("ased", "nemo", "urdu"):
+        if not (root / corpus).exists():
+            continue
+        recs = PREPARERS[corpus](root / corpus)
+        keep = rng.random(len(recs)) < fraction
+        out += [{"path": Path(u.audio), "speaker": f"{corpus}:{u.speaker}", "id": u.id}
+                for u, k in zip(recs, keep) if k]
+    return out
+
+
+def _f32(fr):
+    fr.sp = fr.sp.astype(np.float32)
+    fr.ap = fr.ap.astype(np.float32)
+    return fr
+
+
+def combine(paths: list[Path]) -> int:
+    """Merge the JSON of several runs (different --reference) into one object."""
+    merged: dict = {"runs": []}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        merged["runs"].append({k: d[k] for k in ("command", "bench_seconds", "analysis_seconds") if k in d})
+        for k, v in d.get("references", {}).items():
+            merged.setdefault("references", {})[k] = v
+        if "continuous_probe" in d:
+            merged["continuous_probe"] = d["continuous_probe"]
+    print(json.dumps(merged))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, type=Path, help="the shared data folder (casia/, esd/)")
+    ap.add_argument("--data", type=Path, help="the shared data folder (casia/, esd/, ased/, nemo/, urdu/)")
     ap.add_argument("--holdout", default="wangzhe", help="CASIA speaker held out of codec and probe training")
-    ap.add_argument("--resynth", type=int, default=40, help="utterances per set for resynthesis metrics")
-    ap.add_argument("--seeds", type=int, default=1, help="probe seeds (mean reported)")
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--codec-out", type=Path, default=None, help="also save the trained codec here")
+    ap.add_argument("--reference", default="speaker,utterance,absolute",
+                    help="comma-separated codec references to compare (one codec each)")
+    ap.add_argument("--extra-fraction", type=float, default=0.5,
+                    help="share of the ASED / nEMO / URDU clips added to the codec's training audio")
+    ap.add_argument("--resynth", type=int, default=20, help="CASIA held-out utterances resynthesised")
+    ap.add_argument("--resynth-esd", type=int, default=30, help="ESD utterances resynthesised (WER)")
+    ap.add_argument("--seeds", type=int, default=3, help="probe seeds (mean reported)")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--continuous", action="store_true", help="also the continuous-frame probe")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--limit", type=int, default=0, help="smoke test: at most this many utterances per speaker and emotion")
+    ap.add_argument("--codec-out", type=Path, default=None, help="save the trained codec(s) here (one folder per reference)")
+    ap.add_argument("--combine", nargs="+", type=Path, default=None, help="merge the JSON files of earlier runs")
     ap.add_argument("--speed-only", type=Path, default=None, metavar="CODEC",
                     help="only time encode/decode of this trained codec: best of 3 per utterance, 20 "
                          "utterances per set (less sensitive to other jobs on a shared machine)")
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
+    if args.data is None:
+        ap.error("--data is required")
 
     import torch
 
     torch.set_num_threads(1)
-    from rrpo.codec.builtin import BuiltinCodecConfig, train_builtin
+    from rrpo.codec.builtin import BuiltinCodecConfig, analyse, train_from_frames
     from rrpo.config import load_config, to_dict
 
     t_start = time.perf_counter()
     if args.speed_only:
         return speed_only(args)
-    cfg = load_config(BuiltinCodecConfig, None, args.overrides)
+    refs = [r.strip() for r in args.reference.split(",") if r.strip()]
+    base_cfg = load_config(BuiltinCodecConfig, None, args.overrides)
     casia = casia_files(args.data)
     esd = esd_files(args.data)
+    if args.limit:
+        def cap(utts):
+            seen: dict = {}
+            return [u for u in utts if seen.setdefault((u["speaker"], u.get("emotion")), []).append(1) or
+                    len(seen[(u["speaker"], u.get("emotion"))]) <= args.limit]
+        casia, esd = cap(casia), cap(esd)
     speakers = sorted({u["speaker"] for u in casia})
     if args.holdout not in speakers:
         raise SystemExit(f"--holdout must be one of {speakers}")
-    train_utts = [u for u in casia if u["speaker"] != args.holdout]
-    audio = {u["id"]: load(u["path"]) for u in casia + esd}
+    casia_train = [u for u in casia if u["speaker"] != args.holdout]
+    holdout = [u for u in casia if u["speaker"] == args.holdout]
+    extra = extra_files(args.data, args.extra_fraction)
+    if args.limit:
+        extra = extra[:: max(1, len(extra) // (3 * args.limit))]
+    train_utts = casia_train + extra
+    out: dict = {"command": " ".join(sys.argv), "holdout_speaker": args.holdout, "references": {},
+                 "codec_train_audio": {"casia_speakers": sorted({u["speaker"] for u in casia_train}),
+                                       "utterances": len(train_utts), "extra_utterances": len(extra),
+                                       "extra_fraction": args.extra_fraction}}
+    stage(f"analysing {len(train_utts)} training + {len(holdout) + len(esd)} test utterances", t_start)
 
-    stage(f"loaded {len(audio)} files; training the codec on {len(train_utts)}", t_start)
-    codec, arrays = train_builtin(cfg, ((audio[u["id"]], 16000) for u in train_utts))
-    if args.codec_out:
-        codec.save(args.codec_out, arrays)
-    out: dict = {"codec": to_dict(cfg), "vocab_size": codec.vocab_size, "train": codec.stats,
-                 "holdout_speaker": args.holdout}
+    # one WORLD analysis of everything (the learned decoder's dense targets for a share of the
+    # training audio), reused by every reference's codec
+    rng = np.random.default_rng([base_cfg.seed, 7])
+    frames, t0 = {}, time.perf_counter()
+    for u in (train_utts if refs else []):               # --reference '' --continuous: the frame probe only
+        dense = rng.random() < base_cfg.decoder_fraction
+        frames[u["id"]] = _f32(analyse(load(u["path"]), base_cfg, dense=dense))
+    t_analysis_train = time.perf_counter() - t0
+    audio = {u["id"]: load(u["path"]) for u in holdout + esd}
+    for u in (holdout + esd if refs else []):
+        frames[u["id"]] = _f32(analyse(audio[u["id"]], base_cfg))
+    out["analysis_seconds"] = {"train": round(t_analysis_train, 1),
+                               "train_audio_seconds": round(sum(len(frames[u["id"]].f0) for u in train_utts
+                                                                if u["id"] in frames) / 25, 1)}
+    stage("analysed", t_start)
 
-    stage("codec trained; encoding everything", t_start)
-    # tokens for everything (timed: encode RTF)
-    toks, enc_time, enc_audio = {}, 0.0, 0.0
-    for u in casia + esd:
-        x = audio[u["id"]]
-        t0 = time.perf_counter()
-        toks[u["id"]] = codec.encode(x, 16000)
-        enc_time += time.perf_counter() - t0
-        enc_audio += len(x) / 16000
-    out["encode_rtf"] = round(enc_audio / enc_time, 1)
-
-    # codebook use
-    all_t = np.concatenate([toks[u["id"]] for u in casia + esd])
-    s, p, e = codec.factors(all_t)
-
-    def ppl(v, n):
-        c = np.bincount(v, minlength=n) / len(v)
-        c = c[c > 0]
-        return round(float(np.exp(-(c * np.log(c)).sum())), 1)
-
-    out["codebook"] = {"used": int(len(np.unique(all_t))), "vocab": codec.vocab_size,
-                       "used_frac": round(len(np.unique(all_t)) / codec.vocab_size, 3),
-                       "token_perplexity": ppl(all_t, codec.vocab_size),
-                       "spectral_perplexity": ppl(s, cfg.spectral_clusters),
-                       "pitch_perplexity": ppl(p, cfg.pitch_bins + 1), "energy_perplexity": ppl(e, cfg.energy_bins)}
-
-    stage("encoded; resynthesis metrics", t_start)
-    # resynthesis metrics
-    rng = np.random.default_rng(0)
-    rec = Recognizer()
-    dec_time = dec_audio = 0.0
-    for name, utts in (("casia_holdout", [u for u in casia if u["speaker"] == args.holdout]), ("esd_en", esd)):
-        pick = [utts[i] for i in sorted(rng.choice(len(utts), min(args.resynth, len(utts)), replace=False))]
-        f0c, enc_c, mcd, errs_o, errs_r, nref = [], [], [], 0, 0, 0
-        for u in pick:
-            x = audio[u["id"]]
-            t0 = time.perf_counter()
-            y = codec.decode(toks[u["id"]])
-            dec_time += time.perf_counter() - t0
-            dec_audio += len(y) / 16000
-            fo, fr = f0_track(x, 16000), f0_track(y, 16000)
-            n = min(len(fo), len(fr))
-            both = (fo[:n] > 0) & (fr[:n] > 0)
-            f0c.append(contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both))
-            lo, lr = level_track(x, 16000), level_track(y, 16000)
-            enc_c.append(contour_corr(lo, lr))
-            mcd.append(mcd_dtw(x, y, 16000))
-            if name == "esd_en" and u.get("text"):
-                ref = norm_words(u["text"])
-                errs_o += wer(ref, rec(x))[0]
-                errs_r += wer(ref, rec(y))[0]
-                nref += len(ref)
-        res = {"utterances": len(pick), "f0_corr": round(float(np.nanmean(f0c)), 3),
-               "energy_corr": round(float(np.nanmean(enc_c)), 3), "mcd_dtw_db": round(float(np.mean(mcd)), 2)}
-        if nref:
-            res["wer_original"] = round(100 * errs_o / nref, 1)
-            res["wer_resynth"] = round(100 * errs_r / nref, 1)
-        out[name] = res
-    out["decode_rtf"] = round(dec_audio / dec_time, 1)
-
-    stage("resynthesis done; emotion probes", t_start)
-    # emotion probe: tokens vs continuous frames
     lab = {c: i for i, c in enumerate(CLASSES)}
-    five = [u for u in casia if u["emotion"] in lab]
-    tr = [u for u in five if u["speaker"] != args.holdout]
-    te_c = [u for u in five if u["speaker"] == args.holdout]
-    vf = codec.token_features()
-    conts = {u["id"]: continuous_frames(audio[u["id"]]) for u in five + esd}
+    five = [u for u in casia_train if u["emotion"] in lab]
+    te_c = [u for u in holdout if u["emotion"] in lab]
+    esd_pick = [esd[i] for i in sorted(np.random.default_rng(0).choice(len(esd), min(args.resynth_esd, len(esd)), replace=False))]
+    hold_pick = [holdout[i] for i in sorted(np.random.default_rng(1).choice(len(holdout), min(args.resynth, len(holdout)), replace=False))]
+    rec = Recognizer()
+    orig_words = {}
+    for u in (esd_pick if refs else []):
+        orig_words[u["id"]] = rec(audio[u["id"]])
 
-    def sets(get):
-        return ([(get(u), lab[u["emotion"]]) for u in tr],
-                {"casia_holdout": [(get(u), lab[u["emotion"]]) for u in te_c],
-                 "esd_en": [(get(u), lab[u["emotion"]]) for u in esd]})
+    for ref in refs:
+        cfg = load_config(BuiltinCodecConfig, None, [*args.overrides, f"reference={ref}"])
+        t0 = time.perf_counter()
+        codec, arrays, state = train_from_frames(cfg, ((u["speaker"], frames[u["id"]]) for u in train_utts))
+        t_train = time.perf_counter() - t0
+        if args.codec_out:
+            codec.save(args.codec_out / ref, arrays, state)
+        stage(f"[{ref}] codec trained in {t_train:.0f} s: {codec.stats}", t_start)
+        res: dict = {"codec": to_dict(cfg), "train": codec.stats,
+                     "codec_train_seconds": round(t_train + t_analysis_train, 1),
+                     "codec_train_seconds_without_analysis": round(t_train, 1)}
+        profiles = dict(codec.profiles)
+        profiles[args.holdout] = codec.profile_from_frames([frames[u["id"]] for u in holdout], args.holdout)
+        profiles["0020"] = codec.profile_from_frames([frames[u["id"]] for u in esd], "0020")
+        toks = {u["id"]: codec.quantise(frames[u["id"]], profiles[u["speaker"]]) for u in five + holdout + esd}
+        # encode real-time factor: full analysis + quantisation of 20 test utterances, one thread
+        enc_t = enc_a = 0.0
+        for u in hold_pick[:10] + esd_pick[:10]:
+            x = audio[u["id"]]
+            t1 = time.perf_counter()
+            codec.encode(x, 16000, profile=profiles[u["speaker"]])
+            enc_t += time.perf_counter() - t1
+            enc_a += len(x) / 16000
+        res["encode_rtf"] = round(enc_a / enc_t, 1)
+        all_t = np.concatenate([toks[u["id"]] for u in five + holdout + esd])
+        res["codebook"] = {"used": int(len(np.unique(all_t))), "vocab": codec.vocab_size}
 
-    probe = {}
-    for kind in ("tokens", "continuous"):
+        for dec in ("cluster", "learned"):
+            r: dict = {}
+            dec_time = dec_audio = 0.0
+            for name, pick in (("casia_holdout", hold_pick), ("esd_en", esd_pick)):
+                f0c, enc_c, mcd, errs_o, errs_r, nref, f0_o, f0_r = [], [], [], 0, 0, 0, [], []
+                for u in pick:
+                    x = audio[u["id"]]
+                    t1 = time.perf_counter()
+                    y = codec.decode(toks[u["id"]], profile=profiles[u["speaker"]], decoder=dec)
+                    dec_time += time.perf_counter() - t1
+                    dec_audio += len(y) / 16000
+                    fo, fr = f0_track(x, 16000), f0_track(y, 16000)
+                    f0_o.append(fo[fo > 0])
+                    f0_r.append(fr[fr > 0])
+                    n = min(len(fo), len(fr))
+                    both = (fo[:n] > 0) & (fr[:n] > 0)
+                    f0c.append(contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both))
+                    enc_c.append(contour_corr(level_track(x, 16000), level_track(y, 16000)))
+                    mcd.append(mcd_dtw(x, y, 16000))
+                    if name == "esd_en" and u.get("text"):
+                        ref_w = norm_words(u["text"])
+                        errs_o += wer(ref_w, orig_words[u["id"]])[0]
+                        errs_r += wer(ref_w, rec(y))[0]
+                        nref += len(ref_w)
+                fo_all, fr_all = np.concatenate(f0_o), np.concatenate(f0_r)
+                r[name] = {"utterances": len(pick), "f0_corr": round(float(np.nanmean(f0c)), 3),
+                           "energy_corr": round(float(np.nanmean(enc_c)), 3), "mcd_dtw_db": round(float(np.mean(mcd)), 2),
+                           "median_f0_offset_st": round(float(12 * np.log2(np.median(fr_all) / np.median(fo_all))), 2)}
+                if nref:
+                    r[name]["wer_original"] = round(100 * errs_o / nref, 1)
+                    r[name]["wer_resynth"] = round(100 * errs_r / nref, 1)
+            r["decode_rtf"] = round(dec_audio / dec_time, 1)
+            res[f"decoder_{dec}"] = r
+            stage(f"[{ref}] decoder {dec}: {r}", t_start)
+
+        vf = codec.token_features()
+        a = [(toks[u["id"]], lab[u["emotion"]]) for u in five]
+        b = {"casia_holdout": [(toks[u["id"]], lab[u["emotion"]]) for u in te_c],
+             "esd_en": [(toks[u["id"]], lab[u["emotion"]]) for u in esd]}
         runs = []
         for seed in range(args.seeds):
-            if kind == "tokens":
-                a, b = sets(lambda u: toks[u["id"]])
-                runs.append(train_probe(a, b, vocab_feats=vf, seed=seed, epochs=args.epochs))
-            else:
-                a, b = sets(lambda u: conts[u["id"]])
-                runs.append(train_probe(a, b, in_dim=82, seed=seed, epochs=args.epochs))
-            stage(f"probe {kind} seed {seed}: {runs[-1]}", t_start)
-        probe[kind] = {k: {"ua_mean": round(float(np.mean([r[k] for r in runs])), 1), "ua_runs": [r[k] for r in runs]}
-                       for k in runs[0]}
-    out["emotion_probe"] = probe
+            runs.append(train_probe(a, b, vocab_feats=vf, seed=seed, epochs=args.epochs))
+            stage(f"[{ref}] token probe seed {seed}: {runs[-1]}", t_start)
+        res["token_probe"] = {k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1),
+                                  "ua_runs": [q[k] for q in runs]} for k in runs[0]}
+        out["references"][ref] = res
+
+    if args.continuous:
+        conts = {u["id"]: continuous_frames(audio[u["id"]] if u["id"] in audio else load(u["path"]))
+                 for u in five + te_c + esd}
+        a = [(conts[u["id"]], lab[u["emotion"]]) for u in five]
+        b = {"casia_holdout": [(conts[u["id"]], lab[u["emotion"]]) for u in te_c],
+             "esd_en": [(conts[u["id"]], lab[u["emotion"]]) for u in esd]}
+        runs = []
+        for seed in range(args.seeds):
+            runs.append(train_probe(a, b, in_dim=82, seed=seed, epochs=args.epochs))
+            stage(f"continuous probe seed {seed}: {runs[-1]}", t_start)
+        out["continuous_probe"] = {k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1),
+                                       "ua_runs": [q[k] for q in runs]} for k in runs[0]}
     out["bench_seconds"] = round(time.perf_counter() - t_start, 1)
-    print(json.dumps(out))
+    text = json.dumps(out)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
     return 0
 
 

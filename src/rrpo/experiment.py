@@ -64,7 +64,7 @@ class ExperimentConfig:
         ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
         "overrides for both fine-tunings on CASIA's training speakers")
     robust: list[str] = option(["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-                               "what makes the robust reward model robust (METHOD §4)")
+                               "what makes the robust reward model robust (docs/method.md §3)")
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
     second_judge: Literal["logmel-stats", "logmel-cnn", "none"] = option(
@@ -86,11 +86,19 @@ class ExperimentConfig:
         "overrides for every `rrpo optimize` run (DiffRO and RRPO get the same budget)")
     audit: list[str] = option(["prompts.max_texts=5", "sampling.max_ratio=8"], "overrides for every `rrpo audit`")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
-                                    "relative excess (the issue's 10 %)")
+                                    "relative excess (10 %: the comparison's goal, docs/RESULTS.md)")
     n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
     n_perm: int = option(5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs "
                                "is at most 65,536)")
     stats_seed: int = option(0, "seed of the bootstrap and permutation draws")
+
+    def __post_init__(self):
+        from rrpo.demo import OVERRIDE_TARGETS
+        from rrpo.stages import check_stage_overrides
+
+        check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig",
+                                     "second_judge_stats": "rrpo.audit.judge:JudgeConfig",
+                                     "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig"})
 
 
 @dataclass
@@ -284,7 +292,7 @@ def point_metrics(p: dict) -> dict[str, float]:
 
 
 def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
-    """The issue's two goals, decided on the seed means.
+    """The comparison's two goals (docs/RESULTS.md, "Against the goals"), decided on the seed means.
 
     hacking (DiffRO): its proxy above SFT's (under the vanilla RM) and every artifact rate / distance
     above SFT's by more than ``tol`` (relative; for a zero SFT artifact rate, any rise counts).

@@ -37,14 +37,15 @@ def glide(seconds: float, f_start: float, f_end: float, seed: int = 0) -> np.nda
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Six generated utterances and their manifest."""
+    """Six generated utterances of two speakers (a low and a high voice) and their manifest."""
     root = tmp_path_factory.mktemp("corpus")
     recs = []
     for i, (a, b) in enumerate([(110, 180), (200, 140), (150, 260), (240, 170), (100, 130), (180, 300)]):
         p = root / f"u{i}.wav"
         sf.write(p, glide(1.2 + 0.1 * i, a, b, seed=i), SR)
         recs.append(Utterance(id=f"u{i}", audio=p.name, sampling_rate=SR, duration=1.2 + 0.1 * i, text="",
-                              speaker="s", language="en", emotion="neutral", split="train"))
+                              speaker="lo" if i in (0, 2, 4) else "hi", language="en", emotion="neutral",
+                              split="train"))
     return write_manifest(root / "m.jsonl", recs)
 
 
@@ -52,7 +53,8 @@ def corpus(tmp_path_factory):
 def codec_dir(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("codec") / "c"
     rc = main(["codec", "train", f"manifests=[{corpus.path}]", f"out={out}",
-               "spectral_clusters=8", "pitch_bins=4", "energy_bins=3"])
+               "spectral_clusters=8", "pitch_bins=4", "energy_bins=3", "min_speaker_recordings=3",
+               "decoder_steps=30", "decoder_channels=16", "decoder_dims=24"])
     assert rc == 0
     return out
 
@@ -116,10 +118,18 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
     # so), and follows the input's level up to the 3-bin quantisation
     lvl_in = 10 * np.log10(energy + 1e-10)
     lvl_out = 10 * np.log10(frame_energy(y, SR, 25.0, len(tokens)) + 1e-10)
-    assert np.allclose(lvl_out[1:-1], codec.base_level_db + codec.energy_centres[e][1:-1], atol=1.5)
+    assert np.allclose(lvl_out[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
     assert np.corrcoef(lvl_in, lvl_out)[0, 1] > 0.7
-    # decoding at another speaker pitch shifts F0 by that ratio
-    y2 = codec.decode(tokens, f0_hz=2 * codec.base_f0)
+    # the cluster decoder keeps length and level too
+    yc = codec.decode(tokens, decoder="cluster")
+    assert len(yc) == len(y)
+    lvl_c = 10 * np.log10(frame_energy(yc, SR, 25.0, len(tokens)) + 1e-10)
+    assert np.allclose(lvl_c[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
+    # decoding as a speaker one octave higher (a profile 12 semitones up) doubles F0
+    import dataclasses
+
+    up = dataclasses.replace(codec.pooled, f0_st=codec.pooled.f0_st + 12)
+    y2 = codec.decode(tokens, profile=up)
     f0b, _ = pw.dio(y2.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=800)
     m = min(len(f0b), len(f0))
     both = (f0b[:m] > 0) & (f0[:m] > 0)
@@ -143,10 +153,14 @@ def test_token_layout_and_features(codec_dir):
 
 def test_train_writes_versioned_codec_dir(codec_dir):
     meta = json.loads((codec_dir / "codec.json").read_text())
-    assert meta["format"] == "rrpo-codec" and meta["kind"] == "builtin" and meta["version"] == 1
+    assert meta["format"] == "rrpo-codec" and meta["kind"] == "builtin" and meta["version"] == 2
     assert meta["vocab_size"] == 120 and meta["config"]["spectral_clusters"] == 8
     assert (codec_dir / "codec.safetensors").exists() and (codec_dir / "config.yaml").exists()
     assert (codec_dir / "command.txt").exists()
+    assert (codec_dir / "decoder.safetensors").exists() and not (codec_dir / "decoder.ckpt").exists()
+    prof = json.loads((codec_dir / "profiles.json").read_text())
+    assert sorted(prof["profiles"]) == ["hi", "lo"] and prof["profiles"]["lo"]["recordings"] == 3
+    assert prof["profiles"]["hi"]["f0_hz"] > prof["profiles"]["lo"]["f0_hz"]
 
 
 def test_encode_decode_verbs(codec_dir, tmp_path, capsys):
@@ -172,8 +186,12 @@ def test_tokenize_shards_resume(codec_dir, corpus, tmp_path, capsys):
     shards = TokenShards(out)
     assert len(shards) == 6 and shards.vocab_size == 120
     codec = load_codec(codec_dir)
+    meta = json.loads((out / "meta.json").read_text())
+    assert sorted(meta["profiles"]) == ["hi", "lo"]
     x, _ = load_audio(corpus.audio_path(corpus[4]))
-    t_ref, e_ref = codec.encode_with_energy(x, SR)
+    # the shards' profile of 'lo' is the codec's (the same three recordings)
+    assert meta["profiles"]["lo"]["f0_st"] == pytest.approx(codec.speaker_profile("lo").f0_st, abs=1e-4)
+    t_ref, e_ref = codec.encode_with_energy(x, SR, profile=codec.speaker_profile("lo"))
     t, e = shards.get("u4")
     assert np.array_equal(t, t_ref) and np.allclose(e, e_ref)
     # an interrupted run lost its last shard: the re-run encodes only those two utterances
@@ -230,7 +248,7 @@ def test_codec_of_another_version_is_one_line(codec_dir, tmp_path, capsys):
     rc = main(["codec", "decode", f"codec={old}", f"tokens={tmp_path / 't.txt'}", f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     line = _one_error_line(capsys)
-    assert "codec version 99" in line and "reads version 1" in line
+    assert "codec version 99" in line and "reads version 2" in line
 
 
 def test_not_a_codec_dir_is_one_line(tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rrpo.cli import main
+
 from tests.unit.policy_fixtures import TEXTS, make_corpus, sft_overrides
 
 
@@ -82,17 +83,25 @@ def test_generate_writes_wavs_through_a_decoding_codec(trained, capsys, monkeypa
 
     import rrpo.policy.commands as commands
 
+    seen = []
+
     class ToyCodec:
         can_decode, sampling_rate, vocab_size, frame_rate = True, 4000, 16, 25.0
+        uses_profiles, profiles = True, {"s2": "profile of s2"}
 
-        def decode(self, tokens):
+        def speaker_profile(self, speaker):
+            return self.profiles[speaker]
+
+        def decode(self, tokens, profile=None):
+            seen.append(profile)
             return np.full(160 * len(tokens), 0.1, dtype=np.float32)
 
     monkeypatch.setattr(commands, "_load_codec", lambda path: ToyCodec())
     out = trained / "gen_wav"
     rc = main(["policy", "generate", f"policy={trained / 'run'}", f"out={out}", f"texts=[{TEXTS[0]}]",
-               "emotions=[happy]", "codec=toy", "sampling.max_ratio=3"])
+               "emotions=[happy]", "codec=toy", "sampling.max_ratio=3", "speaker=s2"])
     assert rc == 0
+    assert seen == ["profile of s2"]                  # decoded as the speaker asked for
     rec = json.loads((out / "tokens.jsonl").read_text(encoding="utf-8"))
     audio, sr = sf.read(out / rec["wav"])
     assert sr == 4000 and len(audio) == 160 * rec["n_tokens"]

@@ -50,11 +50,13 @@ class AuditConfig:
     every: int = option(1, "audit every N-th checkpoint (the last is always audited)")
     flag_margin: float = option(0.05, "a rise of the proxy and a fall of the judge larger than this flags hacking")
     recognizer: bool = option(True, "word error rate with pocketsphinx for English prompts")
+    profile_recordings: int = option(10, "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings")
     bf16: bool = option(False, "bf16 autocast while generating")
 
     def __post_init__(self):
         check(self.every >= 1, "every", "must be >= 1")
         check(self.flag_margin >= 0, "flag_margin", "must be >= 0")
+        check(self.profile_recordings >= 1, "profile_recordings", "must be >= 1")
 
 
 # ---------------------------------------------------------------------------- fits
@@ -96,7 +98,8 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
            for r in info.rewards]  # one model, or an ensemble term's members
     man = read_manifest(cfg.prompts.manifest or info.manifest)
     return Scorer(start, rms, [r["name"] for r in info.rewards], codec, judge, man, prompts=cfg.prompts,
-                  sampling=cfg.sampling, seed=cfg.seed, recognizer=cfg.recognizer, bf16=cfg.bf16)
+                  sampling=cfg.sampling, seed=cfg.seed, recognizer=cfg.recognizer, bf16=cfg.bf16,
+                  profile_recordings=cfg.profile_recordings)
 
 
 def run_audit(cfg: AuditConfig) -> dict:

@@ -77,10 +77,12 @@ class Scorer:
 
     ``prompts`` selects the held-out texts of ``man`` (a :class:`~rrpo.data.manifest.Manifest`);
     ``seed`` is the first sampling seed (one per prompt, the same for every policy scored);
-    ``recognizer`` False skips the word error rate."""
+    ``recognizer`` False skips the word error rate; ``profile_recordings`` recordings of ``man``
+    profile a speaker the codec has no profile of."""
 
     def __init__(self, start_policy, rms: list, rm_names: list[str], codec, judge, man, *, prompts: AuditPrompts,
-                 sampling: SamplingConfig, seed: int = 1234, recognizer: bool = True, bf16: bool = False):
+                 sampling: SamplingConfig, seed: int = 1234, recognizer: bool = True, bf16: bool = False,
+                 profile_recordings: int = 10):
         self.start, self.rms, self.rm_names = start_policy, rms, rm_names
         self.codec, self.judge = codec, judge
         self.prompts, self.sampling, self.seed, self.recognizer, self.bf16 = prompts, sampling, seed, recognizer, bf16
@@ -103,6 +105,15 @@ class Scorer:
                 u = by_id[r["ref_id"]]
                 self.references[r["ref_id"]] = load_audio(man.audio_path(u))
         self.stats = None
+        # each sample is decoded as the speaker it was asked to speak as: the codec's stored
+        # profile, or (a speaker the codec never heard) one from up to ``profile_recordings`` of that
+        # speaker's recordings in ``man``
+        from rrpo.codec import profile_for
+
+        self.profiles = {}
+        for spk in dict.fromkeys(r["speaker"] for r in self.rows):
+            recs = [u for u in man if u.speaker == spk][:profile_recordings]
+            self.profiles[spk] = profile_for(codec, spk, lambda recs=recs: (load_audio(man.audio_path(u)) for u in recs))
 
     def _encode(self, policy):
         use_spk = policy.speaker_embedding is not None
@@ -130,7 +141,9 @@ class Scorer:
         generated = []
         for i, r in enumerate(self.rows):
             ids = gen.tokens(i).numpy()
-            audio = self.codec.decode(ids) if len(ids) else np.zeros(160, np.float32)
+            prof = self.profiles.get(r["speaker"])
+            audio = ((self.codec.decode(ids) if prof is None else self.codec.decode(ids, profile=prof)) if len(ids)
+                     else np.zeros(160, np.float32))
             generated.append((audio, self.codec.sampling_rate, {**r, "speaker": "*", "tokens": ids}))
             if audio_dir is not None:
                 save_audio(audio_dir / f"{r['id']}.wav", audio, self.codec.sampling_rate)

@@ -66,4 +66,22 @@ def codec_description(codec: SpeechCodec) -> dict:
     return {"kind": type(codec).__name__, "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate}
 
 
-__all__ = ["SpeechCodec", "frame_energy", "load_codec", "codec_description"]
+def profile_for(codec: SpeechCodec, speaker: str | None, references=None):
+    """The profile to decode (or encode) ``speaker`` with: the codec's stored one when it knows the
+    speaker, else one computed from ``references`` (an iterable of ``(audio, sr)`` of that
+    speaker, or a callable returning one); None for a codec that takes no profiles or when
+    ``speaker`` is empty and no references are given. A speaker neither known nor given references
+    is a one-line RrpoError naming it."""
+    if not getattr(codec, "uses_profiles", False):
+        return None
+    if not speaker and references is None:
+        return None
+    if speaker and speaker in getattr(codec, "profiles", {}):
+        return codec.speaker_profile(speaker)
+    if references is not None:
+        refs = references() if callable(references) else references
+        return codec.profile_from_audio(refs, speaker=speaker or "reference")
+    return codec.speaker_profile(speaker)
+
+
+__all__ = ["SpeechCodec", "frame_energy", "load_codec", "codec_description", "profile_for"]

@@ -3,8 +3,8 @@
 A codec turns audio into discrete tokens at a fixed frame rate and, where it can, back into audio.
 It also reports the energy of the audio behind each token, which energy-adaptive mixup in the
 reward model needs, and optionally a per-token descriptor in its own feature space, which lets a
-token model tie its embeddings to where each token lies (see CALIBRATION.md: a free embedding row
-per token loses cross-lingual emotion; a learned map of the token's features keeps more).
+token model tie its embeddings to where each token lies (docs/method.md §7: tokens that sound alike
+then start out close together).
 
 Speakers. A token sequence need not say *who* speaks: the built-in codec encodes every frame relative
 to its speaker (register, level, timbre), and decoding puts a speaker back. What describes a speaker
@@ -16,13 +16,16 @@ speakers it was trained on (``speaker_profile``); callers pass it through unchan
     tokens = codec.encode(audio, sr, profile=profile)
     audio = codec.decode(tokens, profile=profile)
 
-``profile=None`` means the codec's own default speaker. A codec that cannot use a profile raises a
+``profile=None`` means the codec's own default speaker. A codec whose *tokens* depend on the
+speaker's profile says so with ``profile_in_tokens = True`` (``rrpo tokenize`` then computes one
+profile per speaker of the manifest and encodes with it). A codec that cannot use a profile raises a
 one-line :class:`rrpo.errors.RrpoError` when given one.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 

@@ -12,32 +12,30 @@ product of three factors::
   aperiodicity (D4C) of four bands. This is what is said and the voice quality (breathiness,
   spectral tilt = vocal effort), but neither pitch (CheapTrick removes the harmonics) nor loudness.
 * **relative pitch bin** (``pitch_bins`` voiced bins + one unvoiced bin): log-F0 in semitones
-  *relative to the utterance's median voiced F0*, binned at quantiles of the training data.
-  CALIBRATION.md measured that absolute-F0 bins carry the speaker (a low-pitched English male)
-  rather than the emotion, and that per-speaker normalisation is the strongest lever; a token
-  model cannot normalise at reward time, so the normalisation is done here, per utterance, and
-  the contour (range, rises, falls) is what the token keeps.
-* **relative energy bin** (``energy_bins``): frame level in dB relative to the utterance's 95th
-  percentile frame level, also at training quantiles, so a recording's gain does not matter but
-  the dynamics within the utterance do.
+  relative to the speaker's median F0 (``reference=speaker``, the default: the speaker's profile,
+  see :mod:`rrpo.codec.profile`), to the utterance's median (``utterance``) or to the codec's pooled
+  median (``absolute``), binned at quantiles of the training data.
+* **relative energy bin** (``energy_bins``): frame level in dB relative to the speaker's level
+  reference (``speaker``), the utterance's 95th-percentile frame (``utterance``) or the pooled
+  level (``absolute``), also at training quantiles.
+* with ``reference=speaker`` the spectral shape is also taken relative to the speaker's mean
+  envelope, so clusters hold what is said and how, not who says it.
 
 Timing is kept by the frame rate itself (one token per 40 ms, no de-duplication).
 
-Measured (docs/codec.md): with the probe of bench/codec.py, 512 spectral clusters beat 128 on
-cross-lingual emotion (English UA 34 vs 28), finer prosody bins did not help, and absolute pitch or
-level bins helped in-language only; hence the defaults below.
+An angry utterance is higher and louder *than its speaker usually is*: utterance-relative bins
+delete that cue, speaker-relative ones keep it. The figures of each reference are in docs/codec.md.
 
 The quantiser is plain k-means for the spectral factor and quantile bins for the two prosodic
 factors; every token also has a descriptor in this feature space (:meth:`token_features`), so a
-token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lingual transfer).
+token model can tie its embeddings to it (``model.embedding=free+features``, docs/method.md §2).
 
-Decoding is WORLD synthesis (``pyworld``): each token gives its cluster's mean log envelope and
-aperiodicity, F0 = ``decode_f0_hz`` (by default the median F0 of the training utterances) shifted
-by the pitch bin's centre, and a level = ``decode_level_db`` plus the energy bin's centre. The
-per-token parameters are interpolated to a 10 ms synthesis grid, then a smooth gain makes every
-token's frame energy match its level. The absolute pitch and level of the speaker are not in the
-tokens (by design, see above): ``decode(ids)`` uses the codec's defaults, and
-``decode(ids, f0_hz=..., level_db=...)`` takes a speaker's own.
+Decoding (``decode(ids, profile)``) is WORLD synthesis (``pyworld``) that puts the speaker back:
+F0 = the profile's median shifted by the pitch bin's centre, level = its level reference plus the
+energy bin's centre, and the envelope either from a small learned convolutional decoder
+(``decoder=learned``, :mod:`rrpo.codec.decoder`: tokens + profile -> 10 ms mel-cepstra and band
+aperiodicity, with +-240 ms of context) or from each cluster's mean envelope plus the profile's mean
+(``decoder=cluster``). A smooth gain then makes every token's frame energy match its level.
 """
 
 from __future__ import annotations
@@ -46,9 +44,9 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -61,7 +59,7 @@ log = logging.getLogger(__name__)
 FORMAT = "rrpo-codec"
 KIND = "builtin"
 #: Bump whenever analysis, token layout or saved arrays change: old codec dirs are then refused.
-VERSION = 1
+VERSION = 2   # 2: speaker profiles, learned decoder
 
 _EPS = 1e-10
 _SUB_PERIOD_MS = 10.0   # F0 tracking period inside a token frame
@@ -83,14 +81,22 @@ class BuiltinCodecConfig:
     aperiodicity_weight: float = option(1.0, "weight of the 4 band-aperiodicity features in k-means")
     f0_floor: float = option(60.0, "lowest F0 tracked (Hz)")
     f0_ceil: float = option(600.0, "highest F0 tracked (Hz)")
-    pitch_reference: str = option("utterance", "pitch bins relative to the 'utterance' median F0 or to the codec's 'absolute' base F0")
-    level_reference: str = option("utterance", "energy bins relative to the 'utterance' reference level or the codec's 'absolute' base level")
-    level_percentile: float = option(95.0, "utterance reference level: this percentile of frame dB")
+    reference: str = option("speaker", "what pitch, level and spectral shape are encoded relative to: 'speaker' (the speaker's profile), 'utterance' (the utterance's median F0 and reference level) or 'absolute' (the codec's pooled values)")
+    pitch_reference: str = option("", "override of `reference` for the pitch bins alone ('' = follow reference)")
+    level_reference: str = option("", "override of `reference` for the energy bins alone ('' = follow reference)")
+    level_percentile: float = option(95.0, "a recording's reference level: this percentile of its frame dB")
+    min_speaker_recordings: int = option(10, "a speaker with fewer recordings gets a warning and a mean envelope shrunk toward the pooled one")
     max_train_frames: int = option(200000, "frames sampled for k-means (all if fewer)")
     kmeans_iters: int = option(100, "k-means iterations")
-    seed: int = option(0, "random seed (frame sampling, k-means init)")
-    decode_f0_hz: float = option(0.0, "F0 the decoder gives relative pitch 0 (0: median of training utterances)")
-    decode_level_db: float = option(0.0, "frame dB the decoder gives relative level 0 (0: training median)")
+    seed: int = option(0, "random seed (frame sampling, k-means init, decoder)")
+    decoder: str = option("learned", "how tokens become audio: 'learned' (a small convolutional decoder) or 'cluster' (each cluster's mean envelope)")
+    decoder_fraction: float = option(1.0, "share of the training utterances (random) the learned decoder trains on")
+    decoder_steps: int = option(1500, "learned decoder: optimiser steps")
+    decoder_batch: int = option(16, "learned decoder: sequences per step")
+    decoder_crop: int = option(48, "learned decoder: tokens per training sequence")
+    decoder_channels: int = option(128, "learned decoder: channels")
+    decoder_dims: int = option(40, "learned decoder: mel-cepstral coefficients of the envelope")
+    decoder_lr: float = option(2e-3, "learned decoder: peak learning rate")
 
     def __post_init__(self):
         check(self.sampling_rate >= 8000, "sampling_rate", "must be at least 8000")
@@ -102,12 +108,32 @@ class BuiltinCodecConfig:
         check(self.energy_bins >= 1, "energy_bins", "must be at least 1")
         check(self.mel_bands >= 4, "mel_bands", "must be at least 4")
         check(0 < self.f0_floor < self.f0_ceil < self.sampling_rate / 2, "f0_floor", "need 0 < f0_floor < f0_ceil < Nyquist")
-        check(self.pitch_reference in ("utterance", "absolute"), "pitch_reference", "must be 'utterance' or 'absolute'")
-        check(self.level_reference in ("utterance", "absolute"), "level_reference", "must be 'utterance' or 'absolute'")
+        refs = ("utterance", "speaker", "absolute")
+        check(self.reference in refs, "reference", "must be 'utterance', 'speaker' or 'absolute'")
+        check(self.pitch_reference in ("",) + refs, "pitch_reference", "must be '', 'utterance', 'speaker' or 'absolute'")
+        check(self.level_reference in ("",) + refs, "level_reference", "must be '', 'utterance', 'speaker' or 'absolute'")
         check(0 < self.level_percentile <= 100, "level_percentile", "must be in (0, 100]")
+        check(self.min_speaker_recordings >= 1, "min_speaker_recordings", "must be at least 1")
         check(self.max_train_frames >= 100, "max_train_frames", "must be at least 100")
         check(self.kmeans_iters >= 1, "kmeans_iters", "must be at least 1")
-        check(self.decode_f0_hz >= 0, "decode_f0_hz", "must be >= 0 (0 = from training)")
+        check(self.decoder in ("learned", "cluster"), "decoder", "must be 'learned' or 'cluster'")
+        check(self.decoder == "cluster" or (100 / self.frame_rate).is_integer(), "decoder",
+              "the learned decoder renders 10 ms frames: 100 / frame_rate must be a whole number")
+        check(0 < self.decoder_fraction <= 1, "decoder_fraction", "must be in (0, 1]")
+        check(self.decoder_steps >= 1, "decoder_steps", "must be at least 1")
+        check(self.decoder_batch >= 1, "decoder_batch", "must be at least 1")
+        check(self.decoder_crop >= 4, "decoder_crop", "must be at least 4")
+        check(self.decoder_channels >= 8, "decoder_channels", "must be at least 8")
+        check(4 <= self.decoder_dims <= 60, "decoder_dims", "must be in [4, 60]")
+        check(self.decoder_lr > 0, "decoder_lr", "must be > 0")
+
+    @property
+    def pitch_ref(self) -> str:
+        return self.pitch_reference or self.reference
+
+    @property
+    def level_ref(self) -> str:
+        return self.level_reference or self.reference
 
     @property
     def vocab_size(self) -> int:
@@ -131,6 +157,8 @@ class Frames:
     ap: np.ndarray        # (T, n_fft/2+1) D4C aperiodicity in [0, 1]
     level_db: np.ndarray  # (T,) 10*log10 of the frame's mean squared amplitude
     energy: np.ndarray    # (T,) mean squared amplitude of each frame (linear)
+    dense: np.ndarray | None = None  # (T*up, dims + 4) every 10 ms: mel-cepstrum of the level-removed
+    #                                  envelope and band aperiodicity (the learned decoder's targets)
 
 
 def n_tokens(n_samples: int, hop: int) -> int:
@@ -161,7 +189,7 @@ def _band_matrix(sr: int, n_bins: int) -> np.ndarray:
     return m
 
 
-def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig) -> Frames:
+def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig, dense: bool = False) -> Frames:
     """WORLD analysis of ``audio`` (already at ``cfg.sampling_rate``) at the token frame centres.
 
     F0 is tracked by DIO + StoneMask every 10 ms; a token is voiced when at least half of its
@@ -169,7 +197,9 @@ def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig) -> Frames:
     token at its centre. (Harvest tracks better but runs at ~8x real time on this CPU; DIO keeps
     encoding above 50x.)
     """
-    import pyworld as pw
+    from rrpo.system import require
+
+    pw = require("pyworld")
 
     sr, hop = cfg.sampling_rate, cfg.hop
     x = np.ascontiguousarray(audio, dtype=np.float64)
@@ -195,7 +225,18 @@ def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig) -> Frames:
     ap = pw.d4c(x, f0, centres, sr)
     energy = frame_energy(x, sr, cfg.frame_rate, T)
     level_db = 10 * np.log10(energy.astype(np.float64) + _EPS)
-    return Frames(f0=f0, sp=sp, ap=ap, level_db=level_db, energy=energy)
+    d = None
+    if dense:
+        # every 10 ms sub-frame (the synthesis grid), for the learned decoder's training targets
+        up = int(round(100 / cfg.frame_rate))
+        sp_d = pw.cheaptrick(x, f0_sub, t_sub, sr, f0_floor=cfg.f0_floor)
+        ap_d = pw.d4c(x, f0_sub, t_sub, sr)
+        coded = pw.code_spectral_envelope(np.exp(log_shape(sp_d)), sr, cfg.decoder_dims)
+        d = np.concatenate([coded, ap_d @ _band_matrix(sr, ap_d.shape[1]).T], 1)
+        n = T * up
+        d = d[:n] if len(d) >= n else np.concatenate([d, np.repeat(d[-1:], n - len(d), 0)])
+        d = d.astype(np.float32)
+    return Frames(f0=f0, sp=sp, ap=ap, level_db=level_db, energy=energy, dense=d)
 
 
 def relative_pitch(f0: np.ndarray) -> np.ndarray:
@@ -216,35 +257,37 @@ def relative_level(level_db: np.ndarray, percentile: float) -> np.ndarray:
     return level_db - np.percentile(level_db, percentile)
 
 
-def _pitch_values(f0: np.ndarray, reference: str, base_f0: float) -> np.ndarray:
+def _pitch_values(f0: np.ndarray, reference: str, ref_st: float) -> np.ndarray:
+    """Semitones the pitch bins quantise (NaN unvoiced): re the utterance's median voiced F0
+    (``utterance``) or re ``ref_st`` (semitones re 1 Hz: the speaker's median for ``speaker``, the
+    pooled median for ``absolute``). Example: f0 [200, 0], ref_st = 12 log2 100 -> [12, nan]."""
     if reference == "utterance":
         return relative_pitch(f0)
     out = np.full(len(f0), np.nan)
     v = f0 > 0
-    out[v] = 12 * np.log2(f0[v] / base_f0)
+    out[v] = 12 * np.log2(f0[v]) - ref_st
     return out
 
 
-def _level_values(level_db: np.ndarray, cfg: "BuiltinCodecConfig", base_db: float) -> np.ndarray:
-    if cfg.level_reference == "utterance":
-        return relative_level(level_db, cfg.level_percentile)
-    return level_db - base_db
+def _level_values(level_db: np.ndarray, reference: str, percentile: float, ref_db: float) -> np.ndarray:
+    """dB the energy bins quantise: re the utterance's reference level (``utterance``) or ``ref_db``
+    (the speaker's level reference, or the pooled one for ``absolute``)."""
+    if reference == "utterance":
+        return relative_level(level_db, percentile)
+    return level_db - ref_db
 
 
 class _Features:
-    """Spectral-shape + aperiodicity features for clustering, from :class:`Frames`."""
+    """Level-removed log mel envelope (T, M) and band aperiodicity (T, 4) of :class:`Frames`."""
 
     def __init__(self, cfg: BuiltinCodecConfig, n_bins: int):
         n_fft = 2 * (n_bins - 1)
         self.mel = _mel_matrix(cfg.sampling_rate, n_fft, cfg.mel_bands)      # (M, K)
         self.bands = _band_matrix(cfg.sampling_rate, n_bins)                 # (4, K)
-        self.ap_weight = cfg.aperiodicity_weight
 
-    def __call__(self, fr: Frames) -> np.ndarray:
+    def __call__(self, fr: Frames) -> tuple[np.ndarray, np.ndarray]:
         logmel = np.log(fr.sp @ self.mel.T + _EPS)                           # (T, M)
-        shape = logmel - logmel.mean(axis=1, keepdims=True)                  # level removed
-        apb = fr.ap @ self.bands.T                                            # (T, 4)
-        return np.concatenate([shape, self.ap_weight * apb], axis=1)          # (T, M + 4)
+        return logmel - logmel.mean(axis=1, keepdims=True), fr.ap @ self.bands.T
 
 
 def log_shape(sp: np.ndarray) -> np.ndarray:
@@ -253,21 +296,44 @@ def log_shape(sp: np.ndarray) -> np.ndarray:
     return ls - ls.mean(axis=1, keepdims=True)
 
 
+def syn_shape(sp: np.ndarray) -> np.ndarray:
+    """Level-removed log envelope on the synthesis grid (every other bin: a 512-point FFT at 16 kHz)."""
+    return log_shape(sp)[:, ::2]
+
+
+def _unit_power(log_env: np.ndarray) -> np.ndarray:
+    """Shift each row of a log power envelope so that its mean power is 1."""
+    m = log_env.max(axis=-1, keepdims=True)
+    return log_env - (m + np.log(np.exp(log_env - m).mean(axis=-1, keepdims=True)))
+
+
 # ---------------------------------------------------------------------------------------------
 # the codec
+
+
+PROFILES_FORMAT = "rrpo-speaker-profiles"
 
 
 class BuiltinCodec:
     """A trained built-in codec (see the module docstring). Load with :func:`rrpo.codec.load_codec`."""
 
     can_decode = True
+    uses_profiles = True
+    #: tokens are encoded relative to the speaker's profile (``rrpo tokenize`` computes one per speaker)
+    profile_in_tokens = True
 
-    def __init__(self, cfg: BuiltinCodecConfig, arrays: dict[str, np.ndarray], stats: dict | None = None):
+    def __init__(self, cfg: BuiltinCodecConfig, arrays: dict[str, np.ndarray], stats: dict | None = None,
+                 profiles: dict | None = None, pooled=None, decoder_state: dict | None = None,
+                 path: Path | None = None):
+        from rrpo.codec.profile import SpeakerProfile
+
         self.cfg = cfg
+        self.path = path
         self.vocab_size = cfg.vocab_size
         self.frame_rate = float(cfg.frame_rate)
         self.sampling_rate = int(cfg.sampling_rate)
         self.hop = cfg.hop
+        self.up = int(round(100 / cfg.frame_rate))
         self.stats = dict(stats or {})
         self.centroids = arrays["centroids"].astype(np.float64)        # (S, F) standardised features
         self.feat_mean = arrays["feat_mean"].astype(np.float64)        # (F,)
@@ -276,21 +342,50 @@ class BuiltinCodec:
         self.pitch_centres = arrays["pitch_centres"].astype(np.float64)  # (P,)
         self.energy_edges = arrays["energy_edges"].astype(np.float64)  # (E-1,) dB
         self.energy_centres = arrays["energy_centres"].astype(np.float64)  # (E,)
-        self.env_shape = arrays["env_shape"].astype(np.float64)        # (S, K) mean log envelope shape
-        self.env_ap = arrays["env_ap"].astype(np.float64)              # (S, K) mean aperiodicity
-        self.base_f0_train, self.base_level_train = float(arrays["base"][0]), float(arrays["base"][1])
-        self.base_f0 = float(cfg.decode_f0_hz or self.base_f0_train)
-        self.base_level_db = float(cfg.decode_level_db or self.base_level_train)
-        self._features = _Features(cfg, self.env_shape.shape[1])
-        # Synthesis uses every other bin (a 512-point FFT at 16 kHz): the envelopes are smooth, and
-        # WORLD synthesis runs ~2x faster (measured 52x -> 105x real time).
-        syn = self.env_shape[:, ::2]
-        syn = syn - np.log(np.exp(syn).mean(axis=1, keepdims=True))                    # unit mean power
-        self._syn_shape = np.ascontiguousarray(syn)
-        self._syn_ap = np.ascontiguousarray(self.env_ap[:, ::2])
+        self.env_shape = arrays["env_shape"].astype(np.float64)        # (S, K') mean log envelope shape
+        self.env_ap = arrays["env_ap"].astype(np.float64)              # (S, K') mean aperiodicity
+        self.n_syn_bins = self.env_shape.shape[1]
+        self.profiles: dict[str, SpeakerProfile] = dict(profiles or {})
+        if pooled is None:
+            raise RrpoError("codec has no pooled speaker profile")
+        self.pooled: SpeakerProfile = pooled
+        self._features = _Features(cfg, 2 * (self.n_syn_bins - 1) + 1)
+        self._ap_interp = self._band_to_bins()
         S, P, E = cfg.spectral_clusters, cfg.pitch_bins, cfg.energy_bins
         if self.centroids.shape[0] != S or len(self.pitch_centres) != P or len(self.energy_centres) != E:
             raise RrpoError("codec arrays do not match codec.json (spectral_clusters / pitch_bins / energy_bins)")
+        self.net = None
+        if decoder_state is not None:
+            from rrpo.codec.decoder import LearnedDecoder
+
+            self.net = LearnedDecoder(self.decoder_shape(), decoder_state)
+        self._coded_cache: dict[bytes, np.ndarray] = {}
+
+    @property
+    def spectral_relative(self) -> bool:
+        """Whether the clustering features (and cluster envelopes) are relative to the speaker."""
+        return self.cfg.reference == "speaker"
+
+    def decoder_shape(self):
+        from rrpo.codec.decoder import DecoderShape
+
+        c = self.cfg
+        return DecoderShape(clusters=c.spectral_clusters, pitch_bins1=c.pitch_bins + 1, energy_bins=c.energy_bins,
+                            dims=c.decoder_dims, channels=c.decoder_channels, profile_dims=c.decoder_dims + 2,
+                            up=self.up)
+
+    def _band_to_bins(self) -> np.ndarray:
+        """(K', 4) linear interpolation of 4 band aperiodicities (at band centres) to the bins."""
+        sr = self.sampling_rate
+        edges = [e if e is not None else sr / 2 for e in _AP_BAND_EDGES_HZ]
+        centres = np.array([(edges[i] + edges[i + 1]) / 2 for i in range(4)])
+        freqs = np.linspace(0, sr / 2, self.n_syn_bins)
+        m = np.zeros((self.n_syn_bins, 4))
+        for b in range(4):
+            onehot = np.zeros(4)
+            onehot[b] = 1.0
+            m[:, b] = np.interp(freqs, centres, onehot)
+        return m
 
     # -- token layout -------------------------------------------------------------------------
 
@@ -305,6 +400,71 @@ class BuiltinCodec:
         P1, E = self.cfg.pitch_bins + 1, self.cfg.energy_bins
         return tokens // (P1 * E), (tokens // E) % P1, tokens % E
 
+    # -- profiles -----------------------------------------------------------------------------
+
+    def _profile(self, profile):
+        from rrpo.codec.profile import SpeakerProfile
+
+        if profile is None:
+            return self.pooled
+        if not isinstance(profile, SpeakerProfile):
+            raise RrpoError(f"not a speaker profile of the built-in codec: {type(profile).__name__}")
+        if profile.env_mel.shape != (self.cfg.mel_bands,) or profile.env_log.shape != (self.n_syn_bins,):
+            raise RrpoError(f"speaker profile '{profile.speaker}' has envelopes of shape {profile.env_mel.shape} / "
+                            f"{profile.env_log.shape}; this codec needs ({self.cfg.mel_bands},) / ({self.n_syn_bins},)")
+        return profile
+
+    def speaker_profile(self, speaker: str):
+        try:
+            return self.profiles[speaker]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles)[:8]) + (" ..." if len(self.profiles) > 8 else "")
+            raise RrpoError(f"no profile of speaker '{speaker}' in this codec (it has: {known or 'none'}); "
+                            "give a few of the speaker's recordings instead (--reference)",
+                            self.path / "profiles.json" if self.path else None) from None
+
+    def profile_from_frames(self, frames: Iterable[Frames], speaker: str = "", source=None):
+        """The profile of the speaker of these analysed recordings (see :mod:`rrpo.codec.profile`)."""
+        from rrpo.codec.profile import ProfileAccumulator
+
+        acc = ProfileAccumulator(self.cfg.level_percentile)
+        for fr in frames:
+            shape_mel, _ = self._features(fr)
+            acc.add(fr.f0, fr.level_db, shape_mel, syn_shape(fr.sp))
+        if not acc.refs:
+            raise RrpoError(f"speaker '{speaker}': no recordings to compute a profile from", source)
+        return acc.finish(speaker, self.pooled, self.cfg.min_speaker_recordings, source)
+
+    def profile_from_audio(self, audios, speaker: str = ""):
+        """Profile of the speaker of ``(audio, sr)`` recordings (any iterable; one pass)."""
+        return self.profile_from_frames((analyse(self._prepare(a, sr), self.cfg) for a, sr in audios), speaker)
+
+    def profile_vector(self, profile) -> np.ndarray:
+        """The learned decoder's view of a profile: its median F0 and level re the pooled ones
+        (/12 semitones, /20 dB) and its mean envelope's mel-cepstrum re the pooled one."""
+        c = self._coded(profile) - self._coded(self.pooled)
+        return np.concatenate([[(profile.f0_st - self.pooled.f0_st) / 12.0,
+                                (profile.level_db - self.pooled.level_db) / 20.0], c]).astype(np.float32)
+
+    def _coded(self, profile) -> np.ndarray:
+        """Mel-cepstrum (decoder_dims,) of the profile's mean envelope (cached by its content)."""
+        import pyworld as pw
+
+        key = profile.env_log.tobytes()
+        got = self._coded_cache.get(key)
+        if got is None:
+            if len(self._coded_cache) > 256:
+                self._coded_cache.clear()
+            env = np.ascontiguousarray(np.exp(profile.env_log)[None])
+            got = self._coded_cache[key] = pw.code_spectral_envelope(env, self.sampling_rate, self.cfg.decoder_dims)[0]
+        return got
+
+    def _refs(self, profile) -> tuple[float, float]:
+        """(semitones, dB) the pitch and energy bins of ``profile``'s speaker are relative to."""
+        st = self.pooled.f0_st if self.cfg.pitch_ref == "absolute" else profile.f0_st
+        db = self.pooled.level_db if self.cfg.level_ref == "absolute" else profile.level_db
+        return st, db
+
     # -- encode -------------------------------------------------------------------------------
 
     def _prepare(self, audio: np.ndarray, sr: int) -> np.ndarray:
@@ -317,30 +477,35 @@ class BuiltinCodec:
             raise RrpoError("audio holds NaN or infinite samples")
         return resample(audio, sr, self.sampling_rate) if sr != self.sampling_rate else audio
 
-    def quantise(self, fr: Frames) -> np.ndarray:
-        """WORLD frames of one utterance -> token ids (T,) int64."""
-        feats = (self._features(fr) - self.feat_mean) / self.feat_std                  # (T, F)
+    def features(self, fr: Frames, profile=None) -> np.ndarray:
+        """Standardised clustering features (T, M + 4) of ``fr`` (relative to the profile's mean
+        envelope when ``reference=speaker``)."""
+        prof = self._profile(profile)
+        shape_mel, apb = self._features(fr)
+        if self.spectral_relative:
+            shape_mel = shape_mel - prof.env_mel
+        x = np.concatenate([shape_mel, self.cfg.aperiodicity_weight * apb], axis=1)
+        return (x - self.feat_mean) / self.feat_std
+
+    def quantise(self, fr: Frames, profile=None) -> np.ndarray:
+        """WORLD frames of one utterance -> token ids (T,) int64, relative to ``profile``."""
+        prof = self._profile(profile)
+        feats = self.features(fr, prof)                                                # (T, F)
         d = ((feats[:, None, :] - self.centroids[None]) ** 2).sum(-1)                 # (T, S)
         s = d.argmin(axis=1)
-        rp = self.pitch_values(fr.f0)
+        st, db = self._refs(prof)
+        rp = _pitch_values(fr.f0, self.cfg.pitch_ref, st)
         p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(self.pitch_edges, np.nan_to_num(rp)))
-        e = np.searchsorted(self.energy_edges, self.level_values(fr.level_db))
+        e = np.searchsorted(self.energy_edges, _level_values(fr.level_db, self.cfg.level_ref,
+                                                              self.cfg.level_percentile, db))
         return self.compose(s, p, e)
 
-    def pitch_values(self, f0: np.ndarray) -> np.ndarray:
-        """Semitones the pitch bins quantise (NaN unvoiced): re the utterance median or the base F0."""
-        return _pitch_values(f0, self.cfg.pitch_reference, self.base_f0_train)
-
-    def level_values(self, level_db: np.ndarray) -> np.ndarray:
-        """dB the energy bins quantise: re the utterance reference level or the base level."""
-        return _level_values(level_db, self.cfg, self.base_level_train)
-
-    def encode_with_energy(self, audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_with_energy(self, audio: np.ndarray, sr: int, profile=None) -> tuple[np.ndarray, np.ndarray]:
         fr = analyse(self._prepare(audio, sr), self.cfg)
-        return self.quantise(fr), fr.energy.astype(np.float32)
+        return self.quantise(fr, profile), fr.energy.astype(np.float32)
 
-    def encode(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        return self.encode_with_energy(audio, sr)[0]
+    def encode(self, audio: np.ndarray, sr: int, profile=None) -> np.ndarray:
+        return self.encode_with_energy(audio, sr, profile)[0]
 
     # -- decode -------------------------------------------------------------------------------
 
@@ -360,26 +525,29 @@ class BuiltinCodec:
             raise RrpoError(f"token id {int(t[i])} at position {i} is out of range [0, {self.vocab_size})")
         return t
 
-    def decode(self, tokens: np.ndarray, *, f0_hz: float | None = None,
-               level_db: float | None = None) -> np.ndarray:
-        """Token ids (T,) -> float32 audio (T * hop,) at ``sampling_rate``.
+    def decode(self, tokens: np.ndarray, profile=None, *, decoder: str | None = None) -> np.ndarray:
+        """Token ids (T,) -> float32 audio (T * hop,) at ``sampling_rate``, as ``profile``'s
+        speaker (None: the pooled profile of the training audio).
 
-        ``f0_hz`` / ``level_db`` set the speaker's median pitch and reference level (defaults:
-        the codec's, learned from its training audio).
+        ``decoder`` ('learned' / 'cluster', default the codec's ``decoder`` setting) picks the
+        spectral decoder; F0 and level come from the tokens and the profile either way.
         """
-        import pyworld as pw
+        from rrpo.system import require
 
+        pw = require("pyworld")
+
+        prof = self._profile(profile)
+        which = decoder or self.cfg.decoder
+        if which not in ("learned", "cluster"):
+            raise RrpoError(f"unknown decoder {which!r} (learned or cluster)")
+        if which == "learned" and self.net is None:
+            raise RrpoError("this codec has no learned decoder (trained with decoder=cluster)", self.path)
         t = self.check_tokens(tokens)
         s, p, e = self.factors(t)
-        base_f0 = self.base_f0 if f0_hz is None else float(f0_hz)
-        base_db = self.base_level_db if level_db is None else float(level_db)
+        st, db = self._refs(prof)
         T, sr, hop = len(t), self.sampling_rate, self.hop
-        f0 = np.where(p > 0, base_f0 * 2.0 ** (self.pitch_centres[np.maximum(p - 1, 0)] / 12.0), 0.0)
-        target_db = base_db + self.energy_centres[e]                                    # (T,)
-        log_sp = self._syn_shape[s]                                                     # (T, K')
-        ap = self._syn_ap[s]
-        # interpolate token-centre parameters onto the synthesis grid; the envelope carries the
-        # token's level (each shape row has unit mean power, see __init__)
+        f0 = np.where(p > 0, 2.0 ** ((st + self.pitch_centres[np.maximum(p - 1, 0)]) / 12.0), 0.0)
+        target_db = db + self.energy_centres[e]                                         # (T,)
         n_out = T * hop
         period = _SYN_PERIOD_MS / 1000.0
         grid = np.arange(int(np.ceil(n_out / sr / period)) + 1) * period
@@ -388,8 +556,21 @@ class BuiltinCodec:
         i1 = np.minimum(i0 + 1, T - 1)
         w = (pos - i0)[:, None]
         level_g = np.log(10.0) / 10.0 * ((1 - w[:, 0]) * target_db[i0] + w[:, 0] * target_db[i1])
-        sp_g = np.exp((1 - w) * log_sp[i0] + w * log_sp[i1] + level_g[:, None])
-        ap_g = np.clip((1 - w) * ap[i0] + w * ap[i1], 0.0, 1.0)
+        if which == "cluster":
+            log_sp = self.env_shape[s] + (prof.env_log if self.spectral_relative else 0.0)
+            log_sp = _unit_power(log_sp)                                                 # (T, K')
+            ap = self.env_ap[s]
+            shape_g = (1 - w) * log_sp[i0] + w * log_sp[i1]
+            ap_g = np.clip((1 - w) * ap[i0] + w * ap[i1], 0.0, 1.0)
+        else:
+            out = self.net(s, p, e, self.profile_vector(prof))                          # (T*up, D + 4)
+            rows = np.minimum(np.arange(len(grid)), len(out) - 1)
+            out = out[rows]
+            coded = np.ascontiguousarray(out[:, :-4] + self._coded(prof))
+            env = pw.decode_spectral_envelope(coded, sr, 2 * (self.n_syn_bins - 1))
+            shape_g = _unit_power(np.log(env + _EPS))
+            ap_g = np.clip(out[:, -4:] @ self._ap_interp.T, 0.0, 1.0)
+        sp_g = np.exp(shape_g + level_g[:, None])
         both = (f0[i0] > 0) & (f0[i1] > 0)
         lf = (1 - w[:, 0]) * np.log(np.maximum(f0[i0], 1)) + w[:, 0] * np.log(np.maximum(f0[i1], 1))
         nearest = np.where(w[:, 0] < 0.5, i0, i1)
@@ -433,7 +614,10 @@ class BuiltinCodec:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save(self, out: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    def save(self, out: str | os.PathLike, arrays: dict[str, np.ndarray],
+             decoder_state: dict[str, np.ndarray] | None = None) -> None:
+        """Write codec.safetensors, decoder.safetensors (learned decoder), profiles.json, and last
+        codec.json (so a folder without codec.json is not mistaken for a finished codec)."""
         from safetensors.numpy import save_file
 
         from rrpo.io import atomic_path, write_json
@@ -442,18 +626,27 @@ class BuiltinCodec:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "codec.safetensors") as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        if decoder_state is not None:
+            with atomic_path(out / "decoder.safetensors") as tmp:
+                save_file({k: np.ascontiguousarray(v) for k, v in decoder_state.items()}, str(tmp))
+        write_json(out / "profiles.json", {
+            "format": PROFILES_FORMAT, "version": 1, "pooled": self.pooled.to_dict(),
+            "profiles": {k: v.to_dict() for k, v in sorted(self.profiles.items())}})
         write_json(out / "codec.json", {
             "format": FORMAT, "kind": KIND, "version": VERSION, "vocab_size": self.vocab_size,
             "frame_rate": self.frame_rate, "sampling_rate": self.sampling_rate,
             "token_layout": "(spectral_cluster * (pitch_bins + 1) + pitch_bin) * energy_bins + energy_bin; "
                             "pitch_bin 0 = unvoiced",
+            "decoder": self.decoder_shape().to_dict() if decoder_state is not None else None,
             "config": to_dict(self.cfg), "stats": self.stats})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, meta: dict) -> "BuiltinCodec":
+    def load(cls, path: str | os.PathLike, meta: dict) -> BuiltinCodec:
         from safetensors.numpy import load_file
 
+        from rrpo.codec.profile import SpeakerProfile
         from rrpo.config import _build
+        from rrpo.io import read_json
 
         path = Path(path)
         cfg = _build(BuiltinCodecConfig, dict(meta.get("config", {})), "config.")
@@ -465,10 +658,35 @@ class BuiltinCodec:
         except Exception as e:
             raise RrpoError(f"unreadable codec arrays ({str(e)[:100]})", arr_path) from None
         need = {"centroids", "feat_mean", "feat_std", "pitch_edges", "pitch_centres", "energy_edges",
-                "energy_centres", "env_shape", "env_ap", "base"}
+                "energy_centres", "env_shape", "env_ap"}
         if need - set(arrays):
             raise RrpoError(f"codec arrays lack {sorted(need - set(arrays))}", arr_path)
-        return cls(cfg, arrays, meta.get("stats"))
+        prof_path = path / "profiles.json"
+        if not prof_path.exists():
+            raise RrpoError("speaker profiles missing (profiles.json)", path)
+        try:
+            pj = read_json(prof_path)
+        except Exception as e:
+            raise RrpoError(f"unreadable speaker profiles ({str(e)[:80]})", prof_path) from None
+        if not isinstance(pj, dict) or pj.get("format") != PROFILES_FORMAT or pj.get("version") != 1:
+            raise RrpoError("not a speaker-profiles file of version 1", prof_path)
+        n_mel, n_log = cfg.mel_bands, arrays["env_shape"].shape[1]
+        pooled = SpeakerProfile.from_dict(pj.get("pooled"), prof_path, n_mel, n_log)
+        profiles = {k: SpeakerProfile.from_dict(v, prof_path, n_mel, n_log)
+                    for k, v in (pj.get("profiles") or {}).items()}
+        state = None
+        dec_path = path / "decoder.safetensors"
+        if dec_path.exists():
+            try:
+                state = load_file(str(dec_path))
+            except Exception as e:
+                raise RrpoError(f"unreadable decoder weights ({str(e)[:100]})", dec_path) from None
+        elif cfg.decoder == "learned":
+            raise RrpoError("learned decoder weights missing (decoder.safetensors)", path)
+        try:
+            return cls(cfg, arrays, meta.get("stats"), profiles, pooled, state, path)
+        except RrpoError as e:
+            raise RrpoError(e.reason, e.path or path) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,54 +709,67 @@ def _quantile_bins(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return edges, centres
 
 
-def train_builtin(cfg: BuiltinCodecConfig, audios: Iterable[tuple[np.ndarray, int]],
-                  progress=None) -> tuple[BuiltinCodec, dict[str, np.ndarray]]:
-    """Learn the codec from ``(audio, sr)`` pairs (unlabelled). Returns the codec and its arrays.
+def train_builtin(cfg: BuiltinCodecConfig, audios: Iterable[tuple], progress=None,
+                  checkpoint: Path | None = None, decoder_progress=None):
+    """Learn the codec from ``(audio, sr, speaker)`` triples (unlabelled; ``(audio, sr)`` pairs are
+    one speaker). Returns the codec, its arrays and the learned decoder's weights (or None).
 
     Utterances shorter than one frame are skipped. Raises when fewer than ``spectral_clusters``
-    frames are left.
+    frames are left, or a speaker has no voiced frame.
     """
     from rrpo.data.audio import resample
 
+    rng = np.random.default_rng([cfg.seed, 7])
+
     def frames():
-        for audio, sr in audios:
+        for item in audios:
+            audio, sr = item[0], item[1]
+            speaker = str(item[2]) if len(item) > 2 else "speaker"
             audio = np.asarray(audio, np.float32)
             if sr != cfg.sampling_rate:
                 audio = resample(audio, sr, cfg.sampling_rate)
+            dense = cfg.decoder == "learned" and rng.random() < cfg.decoder_fraction
             if n_tokens(len(audio), cfg.hop) == 0:
                 continue
-            yield analyse(audio, cfg)
+            yield speaker, analyse(audio, cfg, dense=dense)
             if progress is not None:
                 progress(1)
 
-    return train_from_frames(cfg, frames())
+    return train_from_frames(cfg, frames(), checkpoint=checkpoint, decoder_progress=decoder_progress)
 
 
-def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[Frames]) -> tuple[BuiltinCodec, dict[str, np.ndarray]]:
-    """Fit the quantiser (k-means, quantile bins) and the decoder tables on analysed utterances."""
+def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frames]],
+                      checkpoint: Path | None = None, decoder_progress=None):
+    """Fit profiles, the quantiser (k-means, quantile bins) and the decoders on analysed utterances
+    ``(speaker, Frames)``. Returns (codec, arrays, decoder weights or None)."""
     from sklearn.cluster import KMeans
+
+    from rrpo.codec.profile import ProfileAccumulator
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    feats_all, lshape_all, ap_all, rel_p, rel_e, med_f0, ref_db = [], [], [], [], [], [], []
+    utts = []          # (speaker, f0, level_db, shape_mel, apb, syn log shape, syn ap, dense)
     featurise = None
-    n_utt = n_sec = 0
-    for fr in frames:
+    accs: dict[str, ProfileAccumulator] = {}
+    pooled_acc = ProfileAccumulator(cfg.level_percentile)
+    n_sec = 0.0
+    for speaker, fr in frames:
         if featurise is None:
             featurise = _Features(cfg, fr.sp.shape[1])
-        feats_all.append(featurise(fr))
-        lshape_all.append(log_shape(fr.sp).astype(np.float32))
-        ap_all.append(fr.ap.astype(np.float32))
-        rel_p.append(fr.f0[fr.f0 > 0])
-        rel_e.append(fr.level_db)
-        if (fr.f0 > 0).any():
-            med_f0.append(float(np.median(fr.f0[fr.f0 > 0])))
-        ref_db.append(float(np.percentile(fr.level_db, cfg.level_percentile)))
-        n_utt += 1
+        shape_mel, apb = featurise(fr)
+        ls = syn_shape(fr.sp)
+        accs.setdefault(speaker, ProfileAccumulator(cfg.level_percentile)).add(fr.f0, fr.level_db, shape_mel, ls)
+        pooled_acc.add(fr.f0, fr.level_db, shape_mel, ls)
+        utts.append((speaker, fr.f0, fr.level_db, shape_mel.astype(np.float32), apb.astype(np.float32),
+                     ls.astype(np.float32), fr.ap[:, ::2].astype(np.float32), fr.dense))
         n_sec += len(fr.f0) / cfg.frame_rate
     if featurise is None:
         raise RrpoError("no training audio of at least one frame")
-    X = np.concatenate(feats_all)                                                        # (N, F)
+    pooled = pooled_acc.finish("*pooled*")
+    profiles = {spk: acc.finish(spk, pooled, cfg.min_speaker_recordings) for spk, acc in sorted(accs.items())}
+    rel = cfg.reference == "speaker"
+    X = np.concatenate([np.concatenate([u[3] - (profiles[u[0]].env_mel if rel else 0.0),
+                                        cfg.aperiodicity_weight * u[4]], 1) for u in utts])      # (N, F)
     if len(X) < cfg.spectral_clusters:
         raise RrpoError(f"only {len(X)} training frames for {cfg.spectral_clusters} spectral clusters; "
                         "give more audio or lower spectral_clusters")
@@ -548,12 +779,12 @@ def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[Frames]) -> tupl
     km = KMeans(n_clusters=cfg.spectral_clusters, n_init=1, max_iter=cfg.kmeans_iters,
                 random_state=cfg.seed).fit(sample)
     centroids = km.cluster_centers_
-    # assign every frame to accumulate decoder envelopes
+    # assign every frame to accumulate the cluster decoder's envelopes
     S = cfg.spectral_clusters
     labels = np.concatenate([((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
                              for z in np.array_split(Z, max(1, len(Z) // 4096))])
-    L = np.concatenate(lshape_all)
-    A = np.concatenate(ap_all)
+    L = np.concatenate([u[5] - (profiles[u[0]].env_log if rel else 0.0) for u in utts])
+    A = np.concatenate([u[6] for u in utts])
     counts = np.bincount(labels, minlength=S).astype(np.float64)
     env_shape = np.zeros((S, L.shape[1]))
     env_ap = np.zeros((S, L.shape[1]))
@@ -564,19 +795,60 @@ def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[Frames]) -> tupl
     env_ap[~empty] /= counts[~empty, None]
     env_shape[empty] = L.mean(0)
     env_ap[empty] = A.mean(0)
-    base = np.array([float(np.median(med_f0)) if med_f0 else 120.0, float(np.median(ref_db))])
-    pv = [_pitch_values(f, cfg.pitch_reference, base[0]) for f in rel_p]
-    rp_all = np.concatenate(pv) if sum(len(v) for v in pv) else np.zeros(1)
-    p_edges, p_centres = _quantile_bins(rp_all, cfg.pitch_bins)
-    e_edges, e_centres = _quantile_bins(np.concatenate([_level_values(l, cfg, base[1]) for l in rel_e]),
-                                        cfg.energy_bins)
+    del L, A
+
+    def refs(spk):
+        prof = profiles[spk]
+        return (pooled.f0_st if cfg.pitch_ref == "absolute" else prof.f0_st,
+                pooled.level_db if cfg.level_ref == "absolute" else prof.level_db)
+
+    pv = [_pitch_values(u[1], cfg.pitch_ref, refs(u[0])[0]) for u in utts]
+    pv = np.concatenate(pv)
+    pv = pv[~np.isnan(pv)]
+    p_edges, p_centres = _quantile_bins(pv if len(pv) else np.zeros(1), cfg.pitch_bins)
+    e_edges, e_centres = _quantile_bins(np.concatenate(
+        [_level_values(u[2], cfg.level_ref, cfg.level_percentile, refs(u[0])[1]) for u in utts]), cfg.energy_bins)
     arrays = {"centroids": centroids.astype(np.float32), "feat_mean": mean.astype(np.float32),
               "feat_std": std.astype(np.float32), "pitch_edges": p_edges, "pitch_centres": p_centres,
               "energy_edges": e_edges, "energy_centres": e_centres,
-              "env_shape": env_shape.astype(np.float32), "env_ap": env_ap.astype(np.float32),
-              "base": base}
-    stats = {"utterances": n_utt, "seconds": round(n_sec, 2), "frames": int(len(X)),
-             "empty_clusters": int(empty.sum()), "base_f0_hz": round(float(base[0]), 2),
-             "base_level_db": round(float(base[1]), 2), "train_seconds": round(time.perf_counter() - t0, 2),
-             "fingerprint": hashlib.sha256(centroids.astype(np.float32).tobytes()).hexdigest()[:16]}
-    return BuiltinCodec(cfg, arrays, stats), arrays
+              "env_shape": env_shape.astype(np.float32), "env_ap": env_ap.astype(np.float32)}
+    fingerprint = hashlib.sha256(centroids.astype(np.float32).tobytes() + p_edges.tobytes()
+                                 + e_edges.tobytes()).hexdigest()[:16]
+    spk_recs = [p.recordings for p in profiles.values()]
+    stats = {"utterances": len(utts), "seconds": round(n_sec, 2), "frames": int(len(X)),
+             "speakers": len(profiles), "speakers_fallback": sum(r < cfg.min_speaker_recordings for r in spk_recs),
+             "empty_clusters": int(empty.sum()), "pooled_f0_hz": round(pooled.f0_hz, 2),
+             "pooled_level_db": round(pooled.level_db, 2), "quantiser_seconds": round(time.perf_counter() - t0, 2),
+             "fingerprint": fingerprint}
+    codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled)
+    state = None
+    if cfg.decoder == "learned":
+        from rrpo.codec.decoder import TrainItem, train_decoder
+
+        items = []
+        for spk, f0, level_db, shape_mel, apb, _, _, dense in utts:
+            if dense is None:
+                continue
+            prof = profiles[spk]
+            fr = Frames(f0=f0, sp=None, ap=None, level_db=level_db, energy=None)
+            x = np.concatenate([shape_mel - (prof.env_mel if rel else 0.0), cfg.aperiodicity_weight * apb], 1)
+            z = (x - mean) / std
+            s = ((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+            st, db = refs(spk)
+            rp = _pitch_values(fr.f0, cfg.pitch_ref, st)
+            p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(p_edges, np.nan_to_num(rp)))
+            e = np.searchsorted(e_edges, _level_values(level_db, cfg.level_ref, cfg.level_percentile, db))
+            target = dense.astype(np.float64).copy()
+            target[:, :cfg.decoder_dims] -= codec._coded(prof)
+            items.append(TrainItem(s=s, p=p, e=e, prof=codec.profile_vector(prof), target=target.astype(np.float32)))
+        if not items:
+            raise RrpoError("no utterance was drawn for the learned decoder (raise decoder_fraction)")
+        state, dstats = train_decoder(codec.decoder_shape(), items, steps=cfg.decoder_steps, batch=cfg.decoder_batch,
+                                      crop=cfg.decoder_crop, lr=cfg.decoder_lr, seed=cfg.seed,
+                                      checkpoint=checkpoint, fingerprint=fingerprint, progress=decoder_progress)
+        stats.update(dstats)
+        stats["decoder_utterances"] = len(items)
+        codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled, state)
+    stats["train_seconds"] = round(time.perf_counter() - t0, 2)
+    codec.stats = stats
+    return codec, arrays, state

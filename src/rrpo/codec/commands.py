@@ -3,6 +3,8 @@
     rrpo codec train 'manifests=[corpus/manifest.jsonl]' out=codec/ [BuiltinCodecConfig keys]
     rrpo codec encode codec=codec/ audio=a.wav out=a.npy
     rrpo codec decode codec=codec/ tokens=a.npy out=a.wav  (tokens=SHARDS id=UTT for one utterance of shards)
+    rrpo codec decode ... speaker=NAME | profile=P.json | 'reference=[a.wav, b.wav]'   (decode as a speaker)
+    rrpo codec profile codec=codec/ 'reference=[a.wav, b.wav]' speaker=NAME out=P.json
     rrpo tokenize codec=codec/ manifest=corpus/manifest.jsonl out=tokens/
 """
 
@@ -32,15 +34,26 @@ class CodecTrainArgs:
         check(bool(self.out), "out", "is required (the codec directory to write)")
 
 
+_SPEAKER_HELP = {
+    "speaker": "speaker whose profile the codec (or, with a shard folder, its meta.json) holds; '' = the codec's pooled profile",
+    "profile": "profile JSON (rrpo codec profile), or a profiles.json / shard meta.json with speaker=",
+    "reference": "recordings of a speaker the codec does not know: its profile is computed from them",
+}
+
+
 @dataclass
 class EncodeArgs:
     codec: str = option("", "codec directory (or CosyVoice2 speech_tokenizer_v2.onnx)")
     audio: str = option("", "audio file")
     out: str = option("", "token file: .npy (int64) or .txt (space-separated ids)")
+    speaker: str = option("", _SPEAKER_HELP["speaker"])
+    profile: str = option("", _SPEAKER_HELP["profile"])
+    reference: list[str] = option([], _SPEAKER_HELP["reference"])
 
     def __post_init__(self):
         for key in ("codec", "audio", "out"):
             check(bool(getattr(self, key)), key, "is required")
+        check(not (self.profile and self.reference), "reference", "give reference or profile, not both")
 
 
 @dataclass
@@ -49,12 +62,26 @@ class DecodeArgs:
     tokens: str = option("", "token file (.npy / .txt) or a token-shard folder")
     id: str = option("", "utterance id, when tokens is a shard folder")
     out: str = option("", "WAV file to write")
-    f0_hz: float = option(0.0, "speaker's median F0 for the built-in codec (0 = the codec's default)")
+    speaker: str = option("", _SPEAKER_HELP["speaker"])
+    profile: str = option("", _SPEAKER_HELP["profile"])
+    reference: list[str] = option([], _SPEAKER_HELP["reference"])
 
     def __post_init__(self):
         for key in ("codec", "tokens", "out"):
             check(bool(getattr(self, key)), key, "is required")
-        check(self.f0_hz >= 0, "f0_hz", "must be >= 0")
+        check(not (self.profile and self.reference), "reference", "give reference or profile, not both")
+
+
+@dataclass
+class ProfileArgs:
+    codec: str = option("", "codec directory")
+    reference: list[str] = option([], "recordings of the speaker")
+    speaker: str = option("", "the speaker's name, recorded in the profile")
+    out: str = option("", "profile JSON to write")
+
+    def __post_init__(self):
+        for key in ("codec", "reference", "out"):
+            check(bool(getattr(self, key)), key, "is required")
 
 
 @dataclass
@@ -83,18 +110,69 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_train)
 
     e = csub.add_parser("encode", help="encode one audio file to a token file (.npy or .txt)")
-    add_config_args(e, EncodeArgs, old={f"--{k}": (k, "value") for k in ("codec", "audio", "out")})
+    add_config_args(e, EncodeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "audio", "out", "speaker",
+                                                                             "profile")},
+                                        "--reference": ("reference", "list")})
     e.set_defaults(func=cmd_encode)
 
     d = csub.add_parser("decode", help="decode tokens (a token file, or one utterance of token shards) to WAV")
-    add_config_args(d, DecodeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "tokens", "id", "out")},
-                                        "--f0-hz": ("f0_hz", "value")})
+    add_config_args(d, DecodeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "tokens", "id", "out",
+                                                                             "speaker", "profile")},
+                                        "--reference": ("reference", "list")})
     d.set_defaults(func=cmd_decode)
+
+    p = csub.add_parser("profile", help="a speaker profile from a few recordings of the speaker (JSON)")
+    add_config_args(p, ProfileArgs, old={"--reference": ("reference", "list"),
+                                         **{f"--{k}": (k, "value") for k in ("codec", "speaker", "out")}})
+    p.set_defaults(func=cmd_profile)
 
     k = sub.add_parser("tokenize", help="tokens and per-token energies of a whole manifest, into token shards")
     add_config_args(k, TokenizeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "manifest", "out")},
                                           "--shard-size": ("shard_size", "value")})
     k.set_defaults(func=cmd_tokenize)
+
+
+def resolve_profile(codec, args, tokens_path: str | None = None):
+    """The profile that speaker= / profile= / reference= ask for (None: the codec's default)."""
+    if not (args.speaker or args.profile or args.reference):
+        return None
+    if args.reference:
+        from rrpo.data.audio import load_audio
+
+        audios = [load_audio(w) for w in args.reference]
+        try:
+            return codec.profile_from_audio(audios, speaker=args.speaker or "reference")
+        except RrpoError as e:
+            raise RrpoError(e.reason, e.path or args.reference[0]) from None
+    if not getattr(codec, "uses_profiles", False):
+        raise RrpoError(f"{type(codec).__name__} takes no speaker profile files; give reference recordings")
+    from rrpo.codec.profile import read_profile_file
+
+    n_mel, n_log = codec.cfg.mel_bands, codec.n_syn_bins
+    if args.profile:
+        return read_profile_file(args.profile, n_mel, n_log, args.speaker or None)
+    if tokens_path is not None and (Path(tokens_path) / "meta.json").is_file():
+        meta = json.loads((Path(tokens_path) / "meta.json").read_text(encoding="utf-8"))
+        if args.speaker in (meta.get("profiles") or {}):
+            return read_profile_file(Path(tokens_path) / "meta.json", n_mel, n_log, args.speaker)
+    return codec.speaker_profile(args.speaker)
+
+
+def cmd_profile(args) -> int:
+    from rrpo.args import config_from_args
+    from rrpo.codec import load_codec
+    from rrpo.io import write_json
+
+    args = config_from_args(ProfileArgs, args)
+    codec = load_codec(args.codec)
+    args.profile = ""
+    prof = resolve_profile(codec, args)
+    if not hasattr(prof, "to_dict"):
+        raise RrpoError(f"{type(codec).__name__} profiles cannot be written to a file", args.codec)
+    write_json(args.out, prof.to_dict())
+    print(json.dumps({"profile": str(args.out), "speaker": prof.speaker, "recordings": prof.recordings,
+                      "f0_hz": round(prof.f0_hz, 2), "level_db": round(prof.level_db, 2)}))
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -115,11 +193,15 @@ def cmd_train(args) -> int:
 
     def audios():
         for man, u in items:
-            yield load_audio(man.audio_path(u), cfg.sampling_rate)
+            yield (*load_audio(man.audio_path(u), cfg.sampling_rate), u.speaker)
 
-    codec, arrays = train_builtin(cfg, audios(), progress=bar.update)
+    dbar = tqdm(total=cfg.decoder_steps, desc="codec decoder", unit="step", disable=cfg.decoder != "learned")
+    codec, arrays, state = train_builtin(cfg, audios(), progress=bar.update, checkpoint=out / "decoder.ckpt",
+                                         decoder_progress=dbar.update)
     bar.close()
-    codec.save(out, arrays)
+    dbar.close()
+    codec.save(out, arrays, state)
+    (out / "decoder.ckpt").unlink(missing_ok=True)
     run.log({f"codec/{k}": v for k, v in codec.stats.items() if isinstance(v, (int, float))})
     print(json.dumps({"codec": str(out), "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
                       **codec.stats}))
@@ -175,9 +257,10 @@ def cmd_encode(args) -> int:
 
     args = config_from_args(EncodeArgs, args)
     codec = load_codec(args.codec)
+    profile = resolve_profile(codec, args)
     audio, sr = load_audio(args.audio)
     try:
-        tokens = codec.encode(audio, sr)
+        tokens = codec.encode(audio, sr, profile=profile)
     except RrpoError as e:
         raise RrpoError(e.reason, args.audio) from None
     _write_tokens(Path(args.out), tokens)
@@ -193,9 +276,9 @@ def cmd_decode(args) -> int:
     args = config_from_args(DecodeArgs, args)
     codec = load_codec(args.codec)
     tokens = read_tokens(args.tokens, args.id or None)
-    kwargs = {"f0_hz": args.f0_hz} if args.f0_hz else {}
+    profile = resolve_profile(codec, args, args.tokens)
     try:
-        audio = codec.decode(tokens, **kwargs)
+        audio = codec.decode(tokens, profile=profile)
     except RrpoError as e:
         raise RrpoError(e.reason, e.path or args.tokens) from None
     save_audio(args.out, audio, codec.sampling_rate)

@@ -114,7 +114,7 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
         if not codec.can_decode:
             problem = getattr(codec, "decode_problem", lambda: None)() or "it encodes only"
             raise RrpoError(f"this codec cannot decode ({problem}); drop codec= for tokens only", cfg.codec)
-        profile = _profile(codec, cfg.reference)
+        profile = _profile(codec, cfg.reference, cfg.speaker or speaker)
     elif cfg.reference:
         raise RrpoError("reference=[...] needs codec= (the codec builds the speaker profile)")
     pieces = {t: _pieces(policy, t, cfg) for t in cfg.texts}
@@ -170,20 +170,22 @@ def _pieces(policy, text: str, cfg) -> list[str]:
     return split_sentences(spoken, cfg.language, cfg.max_text_tokens, count=count) or [spoken]
 
 
-def _profile(codec, references: list[str]):
-    """The codec's speaker profile from reference recordings; None (the codec's default voice) where
-    none are given and the codec has one."""
+def _profile(codec, references: list[str], speaker: str | None = None):
+    """The profile to decode as: one from reference recordings when given, else the codec's stored
+    profile of ``speaker`` (a one-line error when it has none), else None (the codec's default
+    voice) where the codec has one."""
+    from rrpo.codec import profile_for
     from rrpo.data.audio import load_audio
 
     if not references:
         if getattr(codec, "needs_profile", False):
             raise RrpoError("this codec speaks in the voice of a reference recording: set reference=[WAV, ...] "
                             "(recordings of the target speaker)")
-        return None
+        return profile_for(codec, speaker) if speaker else None
     audios = []
     for r in references:
         audios.append(load_audio(r))
-    return codec.profile_from_audio(audios)
+    return codec.profile_from_audio(audios, speaker=speaker or "reference")
 
 
 def _decode_to_wav(codec, profile, rec: dict, folder) -> None:
