@@ -6,10 +6,11 @@ One held-out CASIA speaker (``heldout_speaker``) is never heard by the codec, th
 judge, and a few CASIA sentences (``heldout_sentences``) are never read by the policy or the reward
 models. The pipeline:
 
-prepare CASIA and ESD (and mark the held-out sentences as split ``test``) → synthesise the built-in
-bilingual corpus (the reward models' pre-training data and extra unlabelled codec audio) → learn the
+prepare CASIA and ESD (and mark the held-out sentences as split ``test``) and the multilingual
+pre-training corpora (``rm_pretrain_corpora``: ASED, nEMO, URDU) → synthesise the built-in bilingual
+corpus (extra unlabelled codec audio, and pre-training data with ``rm_pretrain_synth``) → learn the
 codec on CASIA's other speakers and the synthetic corpus → tokenise → pre-train the reward model on
-the synthetic corpus, fine-tune it on CASIA's other speakers twice (vanilla; robust: LS + EAM + FGM)
+the pre-training corpora (classes a corpus lacks masked out of its loss), fine-tune it on CASIA's other speakers twice (vanilla; robust: LS + EAM + FGM)
 → evaluate both on the held-out speaker and on ESD English (cross-lingual) → train the eGeMAPS judge
 on CASIA's other speakers and measure it on the held-out speaker's real speech (the ceiling) → SFT
 the tiny policy → for every seed, optimise with DiffRO against the vanilla RM and with RRPO against
@@ -48,10 +49,14 @@ class ExperimentConfig:
     synth: list[str] = option([], "overrides for `rrpo synth` (the reward models' pre-training corpus)")
     codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=80000",
                                "kmeans_iters=30"], "overrides for `rrpo codec train`")
+    rm_pretrain_corpora: list[str] = option(
+        ["ased", "nemo", "urdu"], "real multilingual corpora of data= the reward models pre-train on (Amharic, "
+                                  "Polish, Urdu; classes a corpus lacks are masked out of its loss)")
+    rm_pretrain_synth: bool = option(True, "also pre-train the reward models on the synthetic corpus")
     rm_pretrain: list[str] = option(
         ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",
          "model.embedding=free+features", "model.dropout=0.3"],
-        "overrides for the reward model's pre-training on the synthetic corpus (both languages)")
+        "overrides for the reward model's pre-training (rm_pretrain_corpora and the synthetic corpus)")
     rm_finetune: list[str] = option(
         ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
         "overrides for both fine-tunings on CASIA's training speakers")
@@ -99,12 +104,14 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
     from rrpo.data.corpora import prepare_corpus
     from rrpo.data.manifest import read_manifest, write_manifest
 
-    for corpus in ("casia", "esd"):
+    for corpus in ("casia", "esd", *cfg.rm_pretrain_corpora):
         if not (data / corpus).is_dir():
             raise RrpoError(f"no {corpus}/ folder here (expected the shared corpora, e.g. ../shared/data)", data)
     out.mkdir(parents=True, exist_ok=True)
     for corpus in ("casia", "esd"):
         prepare_corpus(corpus, data / corpus, out / f"{corpus}_raw.jsonl")
+    for corpus in cfg.rm_pretrain_corpora:
+        prepare_corpus(corpus, data / corpus, out / f"{corpus}.jsonl")
     raw = read_manifest(out / "casia_raw.jsonl")
     speakers = sorted({u.speaker for u in raw})
     if cfg.heldout_speaker not in speakers:
@@ -143,7 +150,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     o = out.resolve()
     d = o / "data"
     casia, esd, synth = d / "casia.jsonl", d / "esd.jsonl", o / "synth" / "manifest.jsonl"
-    tok = {"casia": o / "tokens" / "casia", "esd": o / "tokens" / "esd", "synth": o / "tokens" / "synth"}
+    tok = {"casia": o / "tokens" / "casia", "esd": o / "tokens" / "esd", "synth": o / "tokens" / "synth",
+           **{c: o / "tokens" / c for c in cfg.rm_pretrain_corpora}}
+    pre_mans = ([synth] if cfg.rm_pretrain_synth else []) + [d / f"{c}.jsonl" for c in cfg.rm_pretrain_corpora]
+    pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
+    if not pre_mans:
+        raise RrpoError("the reward models have no pre-training data: set rm_pretrain_corpora or rm_pretrain_synth")
     h = cfg.heldout_speaker
     cls = f"classes=[{', '.join(CLASSES)}]"
     ft = ["rm", "train", f"data.manifests=[{casia}]", f"data.tokens=[{tok['casia']}]", "data.splits=[train]",
@@ -176,10 +188,11 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
         Stage("codec", o / "codec", ["codec", "train", f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
                                      f"out={o / 'codec'}", *cfg.codec]),
         *[Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
-          for k, man in (("casia", casia), ("esd", esd), ("synth", synth))],
+          for k, man in (("casia", casia), ("esd", esd), ("synth", synth),
+                         *[(c, d / f"{c}.jsonl") for c in cfg.rm_pretrain_corpora])],
         Stage("rm_pretrain", o / "rm" / "pretrain",
-              ["rm", "train", f"out={o / 'rm' / 'pretrain'}", f"data.manifests=[{synth}]",
-               f"data.tokens=[{tok['synth']}]", f"model.token_features={o / 'codec'}", "train.progress=true", cls,
+              ["rm", "train", f"out={o / 'rm' / 'pretrain'}", f"data.manifests={yaml_list(pre_mans)}",
+               f"data.tokens={yaml_list(pre_toks)}", f"model.token_features={o / 'codec'}", "train.progress=true", cls,
                *cfg.rm_pretrain]),
         Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], f"out={o / 'rm' / 'vanilla'}", *ft[2:]]),
         Stage("rm_robust", o / "rm" / "robust", [*ft[:2], f"out={o / 'rm' / 'robust'}", *ft[2:], *cfg.robust]),

@@ -123,3 +123,24 @@ def test_bad_configs_are_one_line_errors(setup, tmp_path, capsys):
     assert "sad" in err and "Traceback" not in err
     assert main(["optimize", "algo=ppo"]) == 2
     assert "algo" in capsys.readouterr().err
+
+
+def test_diffro_with_an_ensemble_term(setup, tmp_path):
+    """A `rewards` term with several folders and a pessimistic aggregate trains and logs like one model."""
+    root, man, shards = setup
+    rm2 = tmp_path / "rm2"
+    train_rm(load_config(RMTrainConfig, None, [
+        f"data.manifests=[{man}]", f"data.tokens=[{shards}]", "classes=[angry, happy]", "model.d_model=16",
+        "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8", "train.steps=2",
+        "train.batch_size=4", "train.progress=false", "data.max_tokens=0", "train.seed=7"]), rm2)
+    out = tmp_path / "ens"
+    cfg = load_config(OptimizeConfig, None, [
+        f"out={out}", f"policy={root / 'sft'}",
+        f"rewards=[{{name: emo, paths: [{root / 'rm'}, {rm2}], aggregate: mean_minus_std}}]",
+        f"prompts.manifest={man}", f"prompts.shards={shards}", "train.steps=2", "train.batch_size=2",
+        "train.lr=1e-2", "train.progress=false", "train.log_every=1", "train.bf16=false",
+        "train.schedule=constant", "sampling.max_ratio=3", "sampling.min_ratio=1", "algo=diffro"])
+    assert cfg.rewards[0].paths and cfg.rewards[0].aggregate == "mean_minus_std"
+    run_optimize(cfg)
+    logged = [m for m in RunDir(out).read_metrics() if "reward/emo" in m]
+    assert logged and all(torch.isfinite(torch.tensor(m["reward/emo"])) for m in logged)

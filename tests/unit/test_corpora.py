@@ -30,11 +30,12 @@ def by_id(records):
 def test_registry_names_every_preparer_module(tmp_path):
     """PREPARERS is the explicit list ``rrpo prepare`` offers: each entry is its module's function,
     and an unknown name is refused with the known ones listed."""
-    from rrpo.data.corpora import casia, cremad, esd, iemocap, ravdess, tabular
+    from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
 
-    assert PREPARERS == {"casia": casia.prepare, "crema-d": cremad.prepare, "csv": tabular.prepare_csv,
-                         "esd": esd.prepare, "iemocap": iemocap.prepare, "jsonl": tabular.prepare_jsonl,
-                         "ravdess": ravdess.prepare}
+    assert PREPARERS == {"ased": ased.prepare, "casia": casia.prepare, "crema-d": cremad.prepare,
+                         "csv": tabular.prepare_csv, "esd": esd.prepare, "iemocap": iemocap.prepare,
+                         "jsonl": tabular.prepare_jsonl, "nemo": nemo.prepare, "ravdess": ravdess.prepare,
+                         "urdu": urdu.prepare}
     with pytest.raises(RrpoError, match="unknown corpus 'nope' .*casia"):
         prepare_corpus("nope", tmp_path, tmp_path / "m.jsonl")
 

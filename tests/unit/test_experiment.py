@@ -145,7 +145,7 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     data = tmp_path / "data"
     casia_tree(data / "casia")
     esd_tree(data / "esd")
-    cfg = ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202])
+    cfg = ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[])
     prepare_data(data, tmp_path / "out", cfg)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
     assert {u.split for u in casia if u.extra["sentence"] == 202} == {"test"}
@@ -165,7 +165,7 @@ def test_prepare_data_errors(tmp_path, over, message):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     with pytest.raises(RrpoError, match=re.escape(message)):
-        prepare_data(data, tmp_path / "out", dataclasses.replace(ExperimentConfig(), **over))
+        prepare_data(data, tmp_path / "out", dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[]), **over))
 
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
@@ -191,3 +191,26 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
     with pytest.raises(RrpoError, match="seeds is empty"):
         build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o", main)
+
+
+def test_reward_models_pretrain_on_the_multilingual_corpora(tmp_path):
+    stages = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)}
+    assert {"tokens_ased", "tokens_nemo", "tokens_urdu"} <= set(stages)
+    pre = " ".join(stages["rm_pretrain"])
+    for c in ("ased", "nemo", "urdu"):
+        assert f"data/{c}.jsonl" in pre and f"tokens/{c}" in pre
+    assert "synth/manifest.jsonl" in pre
+    no_synth = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False),
+                                                       tmp_path, tmp_path / "o", main)}
+    assert "synth/manifest.jsonl" not in " ".join(no_synth["rm_pretrain"])
+    with pytest.raises(RrpoError, match="no pre-training data"):
+        build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False, rm_pretrain_corpora=[]), tmp_path,
+                     tmp_path / "o", main)
+
+
+def test_missing_pretraining_corpus_is_an_error(tmp_path):
+    data = tmp_path / "data"
+    casia_tree(data / "casia")
+    esd_tree(data / "esd")
+    with pytest.raises(RrpoError, match="no ased/ folder here"):
+        prepare_data(data, tmp_path / "out", ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202]))

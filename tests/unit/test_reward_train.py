@@ -108,21 +108,34 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     casia, casia_tok = make_corpus(tmp_path, "casia", per_class=3)
     esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=3, language="en", seed=1)
     pre, pre_tok = make_corpus(tmp_path, "synth", speakers=("v1",), per_class=3, seed=2)
+    # a second pre-training corpus without surprise: its loss masks that class
+    pre2, pre2_tok = make_corpus(tmp_path, "ur", speakers=("u1",), per_class=3, seed=3,
+                                 classes=("neutral", "happy", "angry", "sad"))
     tiny = [f"{sec}.{o}" for sec in ("pretrain", "finetune") for o in TINY]
     args = ["rm", "ablation", f"out={tmp_path / 'abl'}", f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
-            f"esd_manifest={esd}", f"esd_tokens={esd_tok}", f"pretrain_manifest={pre}", f"pretrain_tokens={pre_tok}",
+            f"esd_manifest={esd}", f"esd_tokens={esd_tok}", f"pretrain_manifests=[{pre}, {pre2}]",
+            f"pretrain_tokens=[{pre_tok}, {pre2_tok}]", f"casia_pad_manifest={casia}", f"casia_pad_tokens={casia_tok}",
             "seeds=[0, 1]", "pretrain.train.steps=2", "finetune.train.steps=2", "heldout_speakers=[s3, s4]",
             "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true]}",
-            "eval.attack.token_steps=1", "eval.attack.max_utterances=3", "eval.attack.eps=[0.5]",
-            "eval.attack.pgd_steps=1", "table_budget=0.05", *tiny]
+            "ensemble_of=full", "ensemble_seeds=[0, 1]",
+            "eval.attack.token_steps=1", "eval.attack.max_utterances=3", "eval.attack.eps=[0.1]", "table_eps=0.1",
+            "eval.attack.pgd_steps=1", "table_budgets=[0.05]", *tiny]
     assert main(args) == 0
     res = json.loads(capsys.readouterr().out)
     table = (tmp_path / "abl" / "table.md").read_text()
-    assert "| vanilla |" in table and "| full |" in table and "±" in table
+    assert "| vanilla |" in table and "| full |" in table and "| ensemble |" in table and "±" in table
+    assert "Per-class recall, ESD English" in table and "Paired differences to vanilla" in table
     assert (tmp_path / "abl" / "plot.png").stat().st_size > 1000
     results = json.loads((tmp_path / "abl" / "results.json").read_text())["results"]
-    assert len(results) == 2 * 2 * 2 and {r["heldout"] for r in results} == {"s3", "s4"}
-    assert res["pretrain"].startswith(str(pre))
+    assert len(results) == 2 * 2 * 2 + 2 and {r["heldout"] for r in results} == {"s3", "s4"}
+    ens = [r for r in results if r["variant"] == "ensemble"]
+    assert len(ens) == 2 and "pgd_acc" not in ens[0]["casia"] and "token_attack" in ens[0]["casia"]
+    van = next(r for r in results if r["variant"] == "vanilla")
+    # the "padded" set is the same set here: every prediction agrees
+    assert van["casia_pad"]["agreement"] == 1.0 and set(van["esd"]["recall"]) == set(van["esd"]["classes"])
+    assert res["pretrain"] == "synth.jsonl, ur.jsonl"
+    meta = json.loads(next((tmp_path / "abl" / "pretrain" / "checkpoints").iterdir()).joinpath("meta.json").read_text())
+    assert meta["data"]["masked_classes"] == {str(pre2): ["surprise"]}
     # rerun: every finished run is skipped, same table
     assert main(args) == 0
     assert (tmp_path / "abl" / "table.md").read_text() == table
@@ -169,3 +182,20 @@ def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
     assert main(common + [f"tokens={shards}"]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a == b and a["n"] == 8 and a["classes"] == ["neutral", "happy", "angry", "sad"]
+
+
+@pytest.mark.slow
+def test_ablation_jobs_in_processes_equal_one_process(tmp_path, capsys):
+    """jobs=2 (two spawned one-thread processes) gives the same evaluations as jobs=1."""
+    casia, casia_tok = make_corpus(tmp_path, "casia", per_class=2)
+    esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=2, language="en", seed=1)
+    tiny = [f"finetune.{o}" for o in TINY] + [f"pretrain.{o}" for o in TINY]
+    base = ["rm", "ablation", f"casia_manifest={casia}", f"casia_tokens={casia_tok}", f"esd_manifest={esd}",
+            f"esd_tokens={esd_tok}", "seeds=[0, 1]", "finetune.train.steps=2", "heldout_speakers=[s4]",
+            "variants={vanilla: []}", "ensemble_of=", "eval.robustness=false", "silence_pad_s=0", *tiny]
+    assert main([*base, f"out={tmp_path / 'one'}", "jobs=1"]) == 0
+    assert main([*base, f"out={tmp_path / 'two'}", "jobs=2"]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
+    assert [r["esd"]["confusion"] for r in one] == [r["esd"]["confusion"] for r in two]
+    assert [r["casia"]["ua"] for r in one] == pytest.approx([r["casia"]["ua"] for r in two])

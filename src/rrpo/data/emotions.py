@@ -24,6 +24,15 @@ CORPUS_MAPPINGS: dict[str, dict[str, str]] = {
                 "dis": "disgust"},
     # IEMOCAP: the usual 4-class setting merges excited into happy
     "iemocap": {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"},
+    # ASED (Amharic): folder names 01Neutral..05Angry and the file names' first letter (n f h s a)
+    "ased": {"neutral": "neutral", "fearful": "fear", "happy": "happy", "sad": "sad", "angry": "angry",
+             "n": "neutral", "f": "fear", "h": "happy", "s": "sad", "a": "angry"},
+    # nEMO (Polish): the labels of its data.tsv and file names
+    "nemo": {"anger": "angry", "fear": "fear", "happiness": "happy", "neutral": "neutral",
+             "sadness": "sad", "surprised": "surprise"},
+    # URDU: folder names and the file names' emotion letter (A H N S)
+    "urdu": {"angry": "angry", "happy": "happy", "neutral": "neutral", "sad": "sad",
+             "a": "angry", "h": "happy", "n": "neutral", "s": "sad"},
     # the generic importer accepts the vocabulary itself and common synonyms
     "generic": {**{e: e for e in EMOTIONS}, "joy": "happy", "happiness": "happy", "anger": "angry",
                 "sadness": "sad", "surprised": "surprise", "fearful": "fear", "afraid": "fear",

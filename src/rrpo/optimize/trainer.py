@@ -41,7 +41,29 @@ log = logging.getLogger(__name__)
 class RewardSpec:
     name: str = option("emotion", "name of this reward term in the logs (reward/<name>)")
     path: str = option("", "reward-model run folder or checkpoint (rrpo rm train)")
+    paths: list[str] = option([], "several reward-model folders scored as one ensemble term (instead of path)")
+    aggregate: Literal["mean", "min", "mean_minus_std"] = option(
+        "mean", "how an ensemble's member rewards combine: mean, min, or mean − std_weight·std (pessimistic)")
+    std_weight: float = option(1.0, "k of aggregate mean_minus_std")
     weight: float = option(1.0, "weight of this term in the summed reward")
+
+    def __post_init__(self):
+        check(not (self.path and self.paths), "rewards.path", "give path or paths, not both")
+        check(self.aggregate in ("mean", "min", "mean_minus_std"), "rewards.aggregate",
+              "must be mean, min or mean_minus_std")
+        check(self.std_weight >= 0, "rewards.std_weight", "must be >= 0")
+
+    def folders(self) -> list[str]:
+        """The reward-model folders of this term (one, or an ensemble's members)."""
+        return list(self.paths) or ([self.path] if self.path else [])
+
+    def load(self, device="cpu"):
+        """The frozen reward model, or a :class:`rrpo.reward.ensemble.RewardEnsemble` of ``paths``."""
+        from rrpo.reward.ensemble import load_reward
+
+        if not self.folders():
+            raise RrpoError(f"config: reward term '{self.name}' has no path (or paths)")
+        return load_reward(self.folders(), self.aggregate, self.std_weight, device=device)
 
 
 @dataclass
@@ -92,18 +114,16 @@ class OptimizeConfig:
 
 def _load_rewards(cfg: OptimizeConfig, speech_vocab: int, device):
     from rrpo.optimize.objectives import RewardTerm
-    from rrpo.reward.model import load_reward_model
-
     if cfg.algo != "sft" and not cfg.rewards:
         raise RrpoError(f"config: algo={cfg.algo} needs at least one reward model in 'rewards'")
     terms, models = [], []
     for spec in cfg.rewards:
-        rm = load_reward_model(spec.path, device=device)
+        rm = spec.load(device)
         for p in rm.parameters():
             p.requires_grad_(False)
         if rm.vocab_size != speech_vocab:
             raise RrpoError(f"reward model '{spec.name}' reads {rm.vocab_size} token ids but the policy "
-                            f"speaks {speech_vocab}: both must come from the same codec", spec.path)
+                            f"speaks {speech_vocab}: both must come from the same codec", spec.folders()[0])
 
         def fn(y, lens, target, rm=rm):
             return rm.reward(y, lens, target)

@@ -1,8 +1,9 @@
 """Stress tests of a reward model.
 
 - :func:`h_attack_accuracy`: accuracy when the encoder output h' is perturbed against the true label
-  by FGM (one step, δ = ε·g/‖g‖₂ per utterance) or PGD (``steps`` L2 steps of size 2.5·ε/steps,
-  projected onto the ε-ball per utterance).
+  by FGM (one step, δ = r·g/‖g‖₂ per utterance) or PGD (``steps`` L2 steps of size 2.5·r/steps,
+  projected onto the r-ball per utterance). The radius r is ε·‖h'_b‖ over the utterance's valid
+  positions (``eps_mode: relative``, the default, as in FGM training) or ε itself (``absolute``).
 - :func:`token_attack`: what a policy optimised against the reward would do. For each utterance the
   model classifies correctly, the target is a wrong emotion (the most probable wrong one); the
   attack ascends log p(target) through Gumbel-softmax relaxed token choices: logits A (T, V) start
@@ -23,12 +24,14 @@ from typing import Sequence
 import torch
 
 from rrpo.config import check, option
-from rrpo.reward.regularisers import fgm_delta, project_l2
+from rrpo.reward.regularisers import fgm_delta, perturbation_radius, project_l2
 
 
 @dataclass
 class AttackConfig:
-    eps: list[float] = option([0.5, 1.0, 2.0, 4.0], "L2 radii of FGM/PGD perturbations of h' (per utterance)")
+    eps: list[float] = option([0.05, 0.1, 0.2], "FGM/PGD radii: relative to ‖h'‖ per utterance (eps_mode "
+                                                 "relative) or absolute L2 norms")
+    eps_mode: str = option("relative", "relative: radius ε·‖h'_b‖ (as reg.fgm.eps_mode); absolute: radius ε")
     pgd_steps: int = option(10, "PGD steps")
     budgets: list[float] = option([0.02, 0.05, 0.1, 0.2], "token-attack budgets: fraction of tokens changed")
     token_steps: int = option(30, "token attack: Adam steps on the relaxed token logits")
@@ -42,6 +45,7 @@ class AttackConfig:
 
     def __post_init__(self):
         check(all(e >= 0 for e in self.eps), "attack.eps", "must be >= 0")
+        check(self.eps_mode in ("relative", "absolute"), "attack.eps_mode", "must be 'relative' or 'absolute'")
         check(all(0 < b <= 1 for b in self.budgets), "attack.budgets", "must be fractions in (0, 1]")
         check(self.pgd_steps >= 1 and self.token_steps >= 0, "attack.pgd_steps", "steps must be >= 1")
         check(self.batch_size >= 1 and self.max_utterances >= 0, "attack.batch_size", "must be >= 1")
@@ -76,9 +80,10 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
     correct = {k: {e: 0 for e in cfg.eps} for k in ("fgm", "pgd")}
     n = clean = 0
     for b in _batches(items, cfg):
-        x, lens, y = b["tokens"], b["lens"], _labels(b, columns)
+        x, y = b["tokens"], _labels(b, columns)
+        lens = model.input_mask(x, b["lens"])  # (B, T) mask: what the model reads
         with torch.no_grad():
-            h = model.hidden(x, lens).float()  # (B, T, d)
+            h = model.encode(model.embed(x), lens).float()  # (B, T, d)
 
         def loss_grad(hh):
             hh = hh.detach().requires_grad_(True)
@@ -91,10 +96,11 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
         g0 = loss_grad(h)
         with torch.no_grad():
             clean += int((_restricted(model.head(h, lens), columns).argmax(-1) == y).sum())
-        for e in cfg.eps:
+        for e_key in cfg.eps:
+            e = perturbation_radius(e_key, h, lens, cfg.eps_mode) if cfg.eps_mode == "relative" else e_key
             with torch.no_grad():
                 pred = _restricted(model.head(h + fgm_delta(g0, e), lens), columns).argmax(-1)
-            correct["fgm"][e] += int((pred == y).sum())
+            correct["fgm"][e_key] += int((pred == y).sum())
             delta = torch.zeros_like(h)
             step = 2.5 * e / cfg.pgd_steps
             for _ in range(cfg.pgd_steps):
@@ -102,7 +108,7 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
                 delta = project_l2(delta + fgm_delta(g, step), e)
             with torch.no_grad():
                 pred = _restricted(model.head(h + delta, lens), columns).argmax(-1)
-            correct["pgd"][e] += int((pred == y).sum())
+            correct["pgd"][e_key] += int((pred == y).sum())
         n += len(y)
     return ({k: {str(e): v / max(n, 1) for e, v in d.items()} for k, d in correct.items()}
             | {"n": n, "clean": clean / max(n, 1)})

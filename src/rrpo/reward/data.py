@@ -19,6 +19,8 @@ class DataConfig(Selection):
     manifests: list[str] = option([], "manifests (JSONL) to read")
     tokens: list[str] = option([], "token-shard folders: one per manifest, or one for all")
     max_tokens: int = option(400, "crop longer utterances to a random window of this many tokens (0 = no crop)")
+    mask_absent_classes: bool = option(
+        True, "leave the classes a manifest has no utterance of out of its utterances' loss (not negatives)")
 
     def __post_init__(self):
         check(self.max_tokens >= 0, "max_tokens", "must be >= 0")
@@ -32,6 +34,7 @@ class TokenItem:
     label: int
     speaker: str
     language: str
+    avail: tuple[bool, ...] | None = None  # classes the item's corpus (manifest) has; None = all
 
 
 def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None = None,
@@ -49,6 +52,7 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
     shard_cache: dict[str, TokenShards] = {}
     items: list[TokenItem] = []
     other_emotion = 0
+    masked: dict[str, list[str]] = {}
     for n, mpath in enumerate(cfg.manifests):
         tpath = cfg.tokens[0] if len(cfg.tokens) == 1 else cfg.tokens[n]
         if tpath not in shard_cache:
@@ -61,6 +65,10 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
         if missing:
             raise RrpoError(f"{len(missing)} utterance(s) of {mpath} are not tokenized (e.g. '{missing[0]}'); "
                             "run `rrpo tokenize` on this manifest", tpath)
+        present = {u.emotion for u in man}
+        avail = tuple(c in present for c in classes)
+        if not cfg.mask_absent_classes or all(avail):
+            avail = None
         for u in man:
             if u.emotion not in classes:
                 other_emotion += 1
@@ -68,17 +76,20 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
             tok, en = shards.get(u.id)
             if len(tok) == 0:
                 continue
-            items.append(TokenItem(u.id, tok, en, classes.index(u.emotion), u.speaker, u.language))
+            items.append(TokenItem(u.id, tok, en, classes.index(u.emotion), u.speaker, u.language, avail))
+        if avail is not None:
+            masked[str(mpath)] = [c for c, a in zip(classes, avail) if not a]
     if not items:
         raise RrpoError(f"{what}: no utterances left after filtering (classes {list(classes)})")
     vocab = next(iter(shard_cache.values())).vocab_size
     counts = {c: sum(1 for it in items if it.label == k) for k, c in enumerate(classes)}
     return items, {"utterances": len(items), "per_class": counts, "dropped_other_emotions": other_emotion,
-                   "speakers": sorted({it.speaker for it in items}), "vocab_size": vocab}
+                   "speakers": sorted({it.speaker for it in items}), "vocab_size": vocab, "masked_classes": masked}
 
 
 def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool = True) -> dict:
-    """Pad to the longest: ``tokens`` (B, T) int64 (pad 0), ``energy`` (B, T), ``lens`` (B,), ``labels`` (B,).
+    """Pad to the longest: ``tokens`` (B, T) int64 (pad 0), ``energy`` (B, T), ``lens`` (B,), ``labels`` (B,),
+    and ``avail`` (B, K) bool when some item's corpus lacks classes.
 
     Utterances longer than ``max_tokens`` are cropped to a window (random start from torch's RNG
     when ``random_crop``, else the first ``max_tokens``)."""
@@ -99,7 +110,12 @@ def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool =
         energy[i, :len(e)] = torch.from_numpy(np.asarray(e, dtype=np.float32))
         lens[i] = len(t)
     labels = torch.tensor([it.label for it in items], dtype=torch.long)
-    return {"tokens": tokens, "energy": energy, "lens": lens, "labels": labels}
+    out = {"tokens": tokens, "energy": energy, "lens": lens, "labels": labels}
+    if any(getattr(it, "avail", None) is not None for it in items):
+        K = len(next(it.avail for it in items if getattr(it, "avail", None) is not None))
+        out["avail"] = torch.tensor([list(it.avail) if getattr(it, "avail", None) is not None else [True] * K
+                                     for it in items], dtype=torch.bool)
+    return out
 
 
 def tokenize_manifest(codec_dir: str, manifest: str, out: str, shard_size: int = 500) -> str:

@@ -58,13 +58,18 @@ def evaluate_items(model, items, model_classes: Sequence[str], cfg: EvalConfig,
                     if restricted else "all model classes"),
            "dropped_other_emotions": dropped}
     out.update(classification_metrics(probs, labels, cfg.ece_bins))
+    cm = out["confusion"]
+    out["recall"] = {c: (cm[k][k] / sum(cm[k]) if sum(cm[k]) else None) for k, c in enumerate(chosen)}
+    out["predicted_share"] = {c: sum(row[k] for row in cm) / len(keep) for k, c in enumerate(chosen)}
     if cfg.robustness:
         torch.manual_seed(cfg.attack.seed)
-        h = h_attack_accuracy(model, keep, cfg.attack, columns)
-        out["fgm_acc"] = h["fgm"]
-        out["pgd_acc"] = h["pgd"]
-        out["h_attack_n"] = h["n"]
-        out["h_attack_clean_acc"] = h["clean"]
+        if hasattr(model, "encode"):  # one model; an ensemble has no single h' to perturb
+            h = h_attack_accuracy(model, keep, cfg.attack, columns)
+            out["fgm_acc"] = h["fgm"]
+            out["pgd_acc"] = h["pgd"]
+            out["h_attack_n"] = h["n"]
+            out["h_attack_clean_acc"] = h["clean"]
+            out["eps_mode"] = cfg.attack.eps_mode
         t = token_attack(model, keep, cfg.attack, columns)
         out["token_attack"] = t
     return out

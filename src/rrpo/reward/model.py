@@ -5,7 +5,19 @@ Speech tokens go in either as ids ``(B, T)`` int64 or as one probability vector 
 probability vector p is ``p · E`` and the embedding of an id is the row of the same table ``E``
 (equal to ``onehot(id) · E``), so gradients reach p.
 
-    x ─embed→ F (B, T, d) ─+pos, Transformer encoder→ h' (B, T, d) ─attention pooling→ logits (B, K)
+    x ─embed→ F (B, T, d) ─+pos, Transformer encoder→ h' (B, T, d) ─pooling→ logits (B, K)
+
+Pooling (``model.pooling``): ``attention`` (masked attention pooling) or ``attention+stats``
+(attention pooling concatenated with the masked mean and standard deviation of h' over time,
+x-vector style statistics pooling).
+
+Non-speech trimming (``model.trim_nonspeech``): the model keeps a (V,) flag per token id, "this
+token stands for non-speech", estimated from the per-token energies of its training data
+(:func:`estimate_nonspeech`). Leading and trailing runs of such tokens are masked out of the
+encoder and the pooling, and positions are counted from the first speech token, so a clip padded
+with silence before and after gives the same prediction as the clip itself. The decision is made
+on the hard token (the argmax of a relaxed input): it applies to corpus tokens and to a policy's
+samples alike, and the gradient still reaches every kept position.
 
 The embedding table is built by config (``model.embedding``):
 
@@ -49,6 +61,12 @@ class ModelConfig:
         "free", "token embedding: free table, Linear(codec token_features), or their sum")
     token_features: str = option(
         "", "where token_features() come from when the embedding uses them: a .npy (V, F) file or a codec folder")
+    pooling: Literal["attention", "attention+stats"] = option(
+        "attention", "attention pooling, or attention pooling + mean/std statistics pooling of h'")
+    trim_nonspeech: bool = option(
+        True, "mask leading/trailing non-speech tokens (flags estimated from the training data's token energies)")
+    nonspeech_db: float = option(-35.0, "a token occurrence is quiet below this level (dB re its utterance's loudest token)")
+    nonspeech_frac: float = option(0.5, "a token id is non-speech if at least this fraction of its occurrences are quiet")
 
     def __post_init__(self):
         check(self.d_model >= 1, "model.d_model", "must be >= 1")
@@ -58,6 +76,10 @@ class ModelConfig:
         check(self.d_ff >= 1, "model.d_ff", "must be >= 1")
         check(0 <= self.dropout < 1, "model.dropout", "must be in [0, 1)")
         check(self.pool_dim >= 1, "model.pool_dim", "must be >= 1")
+        check(self.pooling in ("attention", "attention+stats"), "model.pooling",
+              "must be 'attention' or 'attention+stats'")
+        check(self.nonspeech_db < 0, "model.nonspeech_db", "must be < 0")
+        check(0 < self.nonspeech_frac <= 1, "model.nonspeech_frac", "must be in (0, 1]")
 
 
 def lengths_to_mask(lens: torch.Tensor, T: int) -> torch.Tensor:
@@ -74,6 +96,22 @@ def sinusoidal(T: int, d: int, device=None) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
     return pe
+
+
+def as_mask(lens_or_mask: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) bool valid-position mask from (B,) lengths or an existing (B, T) bool mask."""
+    if lens_or_mask.dtype == torch.bool and lens_or_mask.ndim == 2:
+        return lens_or_mask
+    return lengths_to_mask(lens_or_mask, T)
+
+
+def stats_pool(h: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """[mean_t h_t, sqrt(var_t h_t + eps)] over the valid positions: (B, T, d) -> (B, 2d)."""
+    m = mask.to(h.dtype)[..., None]  # (B, T, 1)
+    n = m.sum(1).clamp_min(1.0)
+    mean = (h * m).sum(1) / n
+    var = (((h - mean[:, None]) ** 2) * m).sum(1) / n
+    return torch.cat([mean, torch.sqrt(var + eps)], -1)
 
 
 class AttentionPool(nn.Module):
@@ -133,7 +171,11 @@ class TokenRewardModel(nn.Module):
             self.encoder = None
         self.norm = nn.LayerNorm(d)
         self.pool = AttentionPool(d, cfg.pool_dim)
-        self.out = nn.Linear(d, len(self.classes))
+        self.out = nn.Linear(3 * d if cfg.pooling == "attention+stats" else d, len(self.classes))
+        if cfg.trim_nonspeech:  # set by estimate_nonspeech() before training; stored with the weights
+            self.register_buffer("nonspeech", torch.zeros(vocab_size, dtype=torch.bool))
+        else:
+            self.nonspeech = None
 
     @property
     def feature_dim(self) -> int:
@@ -158,27 +200,49 @@ class TokenRewardModel(nn.Module):
             raise ValueError(f"relaxed input must be (B, T, {self.vocab_size}), got {tuple(x.shape)}")
         return torch.matmul(x.to(E.dtype), E)  # (B, T, V)·(V, d) -> (B, T, d)
 
+    def input_mask(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool: the valid positions of ``x`` (ids or relaxed) without its leading and trailing
+        non-speech tokens (all valid positions when trimming is off or a row holds no speech token)."""
+        T = x.shape[1]
+        valid = lengths_to_mask(lens.to(x.device), T)
+        if self.nonspeech is None or not bool(self.nonspeech.any()):
+            return valid
+        ids = x if x.dtype in (torch.int64, torch.int32) else x.detach().argmax(-1)
+        speech = valid & ~self.nonspeech[ids.long()]
+        t = torch.arange(T, device=x.device)[None, :]
+        first = torch.where(speech, t, T).min(1).values[:, None]
+        last = torch.where(speech, t, -1).max(1).values[:, None]
+        kept = valid & (t >= first) & (t <= last)
+        return torch.where(speech.any(1, keepdim=True), kept, valid)
+
     def encode(self, F: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        """High-level sequence h' (B, T, d) from low-level features F (B, T, d)."""
+        """High-level sequence h' (B, T, d) from low-level features F (B, T, d); ``lens`` (B,) lengths or a
+        (B, T) bool mask (from :meth:`input_mask`). Positions count from the first valid position."""
         B, T, d = F.shape
-        mask = lengths_to_mask(lens, T)
-        h = self.emb_drop(F + sinusoidal(T, d, F.device).to(F.dtype))
+        mask = as_mask(lens, T)
+        pos = (mask.long().cumsum(1) - 1).clamp_min(0)  # (B, T): 0 at the first kept position
+        h = self.emb_drop(F + sinusoidal(T, d, F.device).to(F.dtype)[pos])
         if self.encoder is not None:
             h = self.encoder(h, src_key_padding_mask=~mask)
         return self.norm(h)
 
     def head(self, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K) from h' (B, T, d) (possibly perturbed): masked attention pooling + linear."""
-        mask = lengths_to_mask(lens, h.shape[1])
-        return self.out(self.pool(h, mask))
+        """Logits (B, K) from h' (B, T, d) (possibly perturbed): masked pooling + linear. ``lens`` as in
+        :meth:`encode` (pass the same mask)."""
+        mask = as_mask(lens, h.shape[1])
+        pooled = self.pool(h, mask)
+        if self.cfg.pooling == "attention+stats":
+            pooled = torch.cat([pooled, stats_pool(h, mask).to(pooled.dtype)], -1)
+        return self.out(pooled)
 
     def hidden(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        """h' (B, T, d) for ids or relaxed input."""
-        return self.encode(self.embed(x), lens)
+        """h' (B, T, d) for ids or relaxed input (use with ``head(h, input_mask(x, lens))``)."""
+        return self.encode(self.embed(x), self.input_mask(x, lens))
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         """Logits (B, K) for ids (B, T) or probability vectors (B, T, V); ``lens`` (B,)."""
-        return self.head(self.hidden(x, lens), lens)
+        mask = self.input_mask(x, lens)
+        return self.head(self.encode(self.embed(x), mask), mask)
 
     def class_index(self, target) -> torch.Tensor:
         """Emotion name(s) or index(es) -> LongTensor of class indices."""
@@ -233,13 +297,42 @@ def load_token_features(source: str) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
+# ---------------------------------------------------------------------------- non-speech tokens
+
+def estimate_nonspeech(tokens: Sequence, energies: Sequence, vocab_size: int, level_db: float = -35.0,
+                       frac: float = 0.5, min_count: int = 3) -> torch.Tensor:
+    """(V,) bool: token ids that stand for non-speech in this data.
+
+    An occurrence of a token is *quiet* when its energy (the mean squared amplitude of the audio
+    behind it) is below ``level_db`` dB relative to the loudest token of its utterance. A token id
+    is non-speech when it occurs at least ``min_count`` times and at least ``frac`` of its
+    occurrences are quiet. Only energies decide, so any codec whose shards carry token energies works.
+    """
+    import numpy as np
+
+    quiet = np.zeros(vocab_size, dtype=np.int64)
+    seen = np.zeros(vocab_size, dtype=np.int64)
+    for tok, en in zip(tokens, energies):
+        tok = np.asarray(tok, dtype=np.int64)
+        en = np.asarray(en, dtype=np.float64)
+        if len(tok) == 0:
+            continue
+        rel = 10 * np.log10(np.maximum(en, 1e-12) / max(float(en.max()), 1e-12))
+        np.add.at(seen, tok, 1)
+        np.add.at(quiet, tok, (rel < level_db).astype(np.int64))
+    flag = (seen >= min_count) & (quiet >= frac * np.maximum(seen, 1))
+    return torch.from_numpy(flag)
+
+
 # ---------------------------------------------------------------------------- loading
 
 def build_from_meta(info: dict) -> TokenRewardModel:
     """An untrained model of the architecture described by ``TokenRewardModel.describe()``."""
     from rrpo.config import _build  # same validation as a config file
 
-    cfg = _build(ModelConfig, dict(info["model"]), "model.")
+    model = dict(info["model"])
+    model.setdefault("trim_nonspeech", False)  # checkpoints from before trimming have no flags
+    cfg = _build(ModelConfig, model, "model.")
     fd = int(info.get("feature_dim", 0))
     phi = torch.zeros(int(info["vocab_size"]), fd) if fd else None
     if phi is not None:

@@ -21,9 +21,19 @@
 
   Label weight: λ_i = (l / l_i) · E'_j / (E_i + E'_j); loss
   L_emo = mean_i [(1−λ_i)·CE(ŷ_i, y'_i) + λ_i·CE(ŷ_i, y'_j)]  (:func:`mixup_loss`).
-- :func:`fgm_delta`: FGM on the encoder output h': δ = ε_adv · g / ‖g‖₂, g = ∇_{h'} L_emo, the norm
+- :func:`fgm_delta`: FGM on the encoder output h': δ = r_b · g / ‖g‖₂, g = ∇_{h'} L_emo, the norm
   taken per utterance over all its positions and channels; δ is a constant (detached).
   Total L_ser = L_emo + α·L_adv with L_adv = L_emo recomputed from h' + δ.
+
+  The radius r_b is scale-aware by default (``eps_mode: relative``): r_b = ε·‖h'_b‖₂ over the
+  utterance's valid positions, i.e. ε times the per-position RMS norm of h' times √T_b. At ε = 0.1
+  every position may move by 10 % of its own norm on average, whatever the utterance's length and
+  the model's width; h' is LayerNorm-ed, so a position's norm is about √d. ``absolute`` keeps a fixed
+  L2 radius ε per utterance (which shrinks relative to h' as T grows).
+- Classes a corpus lacks (``avail``, (B, K) bool): their logits are left out of the softmax of that
+  corpus' utterances (filled with −1e9 before log-softmax) and label smoothing spreads ε over the
+  available classes only, so an absent class is never pushed down as a negative. For a mixed pair
+  the classes available to either utterance count.
 """
 
 from __future__ import annotations
@@ -56,11 +66,15 @@ class EAMConfig:
 @dataclass
 class FGMConfig:
     enabled: bool = option(False, "adversarial training: FGM on the encoder output h'")
-    eps: float = option(0.5, "ε_adv: L2 norm of the perturbation per utterance")
+    eps: float = option(0.1, "ε_adv: perturbation radius, relative to ‖h'‖ per utterance (eps_mode relative) "
+                             "or an absolute L2 norm")
+    eps_mode: Literal["relative", "absolute"] = option(
+        "relative", "relative: radius ε·‖h'_b‖ (scale-aware); absolute: radius ε per utterance")
     alpha: float = option(0.5, "α: weight of L_adv in L_emo + α·L_adv")
 
     def __post_init__(self):
         check(self.eps >= 0, "reg.fgm.eps", "must be >= 0")
+        check(self.eps_mode in ("relative", "absolute"), "reg.fgm.eps_mode", "must be 'relative' or 'absolute'")
         check(self.alpha >= 0, "reg.fgm.alpha", "must be >= 0")
 
 
@@ -76,15 +90,23 @@ class RegConfig:
 
 # ---------------------------------------------------------------------------- label smoothing
 
-def smooth_labels(y: torch.Tensor, num_classes: int, eps: float) -> torch.Tensor:
-    """(B,) class ids -> (B, K) targets y' = (1−ε)·onehot(y) + ε/K."""
+def smooth_labels(y: torch.Tensor, num_classes: int, eps: float, avail: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) class ids -> (B, K) targets y' = (1−ε)·onehot(y) + ε/K; with ``avail`` (B, K) bool the ε is
+    spread over the K_b available classes of each row only (ε/K_b there, 0 elsewhere)."""
     onehot = torch.nn.functional.one_hot(y.long(), num_classes).float()
-    return (1.0 - eps) * onehot + eps / num_classes
+    if avail is None:
+        return (1.0 - eps) * onehot + eps / num_classes
+    a = avail.float()
+    return (1.0 - eps) * onehot + eps * a / a.sum(-1, keepdim=True).clamp_min(1.0)
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, K) logits, (B, K) target distributions -> (B,) CE = −Σ_k q_k·log softmax(logits)_k."""
-    return -(target * torch.log_softmax(logits.float(), -1)).sum(-1)
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, K) logits, (B, K) target distributions -> (B,) CE = −Σ_k q_k·log softmax(logits)_k; with
+    ``avail`` (B, K) bool the softmax runs over the available classes of each row only."""
+    logits = logits.float()
+    if avail is not None:
+        logits = logits.masked_fill(~avail, -1e9)
+    return -(target * torch.log_softmax(logits, -1)).sum(-1)
 
 
 # ---------------------------------------------------------------------------- EAM
@@ -179,29 +201,53 @@ def energy_adaptive_mixup(F: torch.Tensor, lens: torch.Tensor, energy: torch.Ten
 
 
 def mixup_loss(logits: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None, lam: torch.Tensor | None,
-               eps: float) -> torch.Tensor:
+               eps: float, avail: torch.Tensor | None = None) -> torch.Tensor:
     """mean_i [(1−λ_i)·CE(ŷ_i, y'_i) + λ_i·CE(ŷ_i, y'_{partner_i})] with y' smoothed by ε.
 
-    Without mixup (``partner``/``lam`` None) this is the label-smoothed cross-entropy."""
+    Without mixup (``partner``/``lam`` None) this is the label-smoothed cross-entropy. ``avail``
+    (B, K) bool: the classes each utterance's corpus has (see module doc); a mixed sample uses the
+    classes available to it or to its partner."""
     K = logits.shape[-1]
-    ce_i = soft_cross_entropy(logits, smooth_labels(y, K, eps))
+    if avail is not None and partner is not None and lam is not None:
+        avail = avail | avail[partner]
+    ce_i = soft_cross_entropy(logits, smooth_labels(y, K, eps, avail), avail)
     if partner is None or lam is None:
         return ce_i.mean()
-    ce_j = soft_cross_entropy(logits, smooth_labels(y[partner], K, eps))
+    ce_j = soft_cross_entropy(logits, smooth_labels(y[partner], K, eps, avail), avail)
     lam = lam.float()
     return ((1 - lam) * ce_i + lam * ce_j).mean()
 
 
 # ---------------------------------------------------------------------------- FGM
 
-def fgm_delta(grad: torch.Tensor, eps: float) -> torch.Tensor:
-    """δ = ε · g / ‖g‖₂ per utterance: ``grad`` (B, T, d) -> (B, T, d), detached, each ‖δ_b‖ = ε."""
+def perturbation_radius(eps: float, h: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                        mode: str = "relative") -> torch.Tensor | float:
+    """The L2 radius per utterance: ``relative``: ε·‖h_b‖₂ over the valid positions (``mask`` (B, T)),
+    (B,); ``absolute``: ε."""
+    if mode == "absolute":
+        return float(eps)
+    if mode != "relative":
+        raise ValueError(f"unknown eps mode {mode!r}")
+    hh = h.detach().float()
+    if mask is not None:
+        hh = hh * mask.to(hh.dtype)[..., None]
+    return eps * hh.flatten(1).norm(dim=1)
+
+
+def _per_row(r: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    return r[:, None, None].to(like.device) if isinstance(r, torch.Tensor) else r
+
+
+def fgm_delta(grad: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
+    """δ = r · g / ‖g‖₂ per utterance: ``grad`` (B, T, d) -> (B, T, d), detached, each ‖δ_b‖ = r_b
+    (``eps``: one radius, or (B,) radii from :func:`perturbation_radius`)."""
     g = grad.detach().float()
     norm = g.flatten(1).norm(dim=1).clamp_min(1e-12)  # (B,)
-    return eps * g / norm[:, None, None]
+    return _per_row(eps, g) * g / norm[:, None, None]
 
 
-def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Project each utterance's perturbation (B, T, d) onto the L2 ball of radius ε."""
+def project_l2(delta: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
+    """Project each utterance's perturbation (B, T, d) onto the L2 ball of radius ε (a float or (B,))."""
     norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return delta * torch.clamp(eps / norm, max=1.0)[:, None, None]
+    r = eps if isinstance(eps, torch.Tensor) else torch.full_like(norm, float(eps))
+    return delta * torch.clamp(r.to(norm.device) / norm, max=1.0)[:, None, None]

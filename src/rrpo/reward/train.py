@@ -22,7 +22,7 @@ from rrpo.data.emotions import ESD_CLASSES, check_classes
 from rrpo.errors import RrpoError
 from rrpo.reward.data import DataConfig, collate, load_items
 from rrpo.reward.model import ModelConfig, TokenRewardModel, load_token_features, resolve_checkpoint
-from rrpo.reward.regularisers import RegConfig, energy_adaptive_mixup, fgm_delta, mixup_loss
+from rrpo.reward.regularisers import RegConfig, energy_adaptive_mixup, fgm_delta, mixup_loss, perturbation_radius
 from rrpo.train.loop import TrainConfig
 
 
@@ -44,20 +44,23 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
     """``objective(batch, step) -> (loss, metrics)`` for the training loop."""
     def objective(batch: dict, step: int):
         x, lens, y = batch["tokens"], batch["lens"], batch["labels"]
+        avail = batch.get("avail")
+        mask = model.input_mask(x, lens)  # valid positions without leading/trailing non-speech
         F = model.embed(x)  # (B, T, d)
         partner = lam = None
         if reg.eam.enabled:
             F, draw = energy_adaptive_mixup(F, lens, batch["energy"], reg.eam)
             partner, lam = draw.partner, draw.lam
-        h = model.encode(F, lens)  # (B, T, d) h'
-        logits = model.head(h, lens)
-        l_emo = mixup_loss(logits, y, partner, lam, reg.label_smoothing)
+        h = model.encode(F, mask)  # (B, T, d) h'
+        logits = model.head(h, mask)
+        l_emo = mixup_loss(logits, y, partner, lam, reg.label_smoothing, avail)
         metrics = {"rm/l_emo": float(l_emo.detach()), "rm/acc": float((logits.argmax(-1) == y).float().mean())}
         loss = l_emo
         if reg.fgm.enabled and reg.fgm.alpha > 0:
             g, = torch.autograd.grad(l_emo, h, retain_graph=True)
-            delta = fgm_delta(g, reg.fgm.eps).to(h.dtype)  # constant
-            l_adv = mixup_loss(model.head(h + delta, lens), y, partner, lam, reg.label_smoothing)
+            radius = perturbation_radius(reg.fgm.eps, h, mask, reg.fgm.eps_mode)
+            delta = fgm_delta(g, radius).to(h.dtype)  # constant
+            l_adv = mixup_loss(model.head(h + delta, mask), y, partner, lam, reg.label_smoothing, avail)
             loss = l_emo + reg.fgm.alpha * l_adv
             metrics["rm/l_adv"] = float(l_adv.detach())
         if lam is not None:
@@ -113,6 +116,12 @@ def train_rm(cfg: RMTrainConfig, out: str | Path, resume: bool = True, argv: lis
     vocab = summary["vocab_size"]
     torch.manual_seed(cfg.train.seed)
     model, init = build_model(cfg, vocab)
+    if model.nonspeech is not None and init["init"] == "scratch":
+        from rrpo.reward.model import estimate_nonspeech
+        model.nonspeech.copy_(estimate_nonspeech([it.tokens for it in items], [it.energy for it in items], vocab,
+                                                 cfg.model.nonspeech_db, cfg.model.nonspeech_frac))
+    if model.nonspeech is not None:
+        summary["nonspeech_tokens"] = int(model.nonspeech.sum())
     run = RunDir.create(out, cfg, argv)
     batches = EpochBatches(len(items), cfg.train.batch_size,
                            lambda idx: collate([items[i] for i in idx], cfg.data.max_tokens), seed=cfg.train.seed)

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rrpo.data.corpora import casia, cremad, esd, iemocap, ravdess, tabular
+from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
 from rrpo.data.corpora.common import Preparer
 from rrpo.data.manifest import Manifest, write_manifest
 from rrpo.errors import RrpoError
 
 #: Preparer by the corpus name ``rrpo prepare CORPUS`` takes.
 PREPARERS: dict[str, Preparer] = {
+    "ased": ased.prepare,
     "casia": casia.prepare,
     "crema-d": cremad.prepare,
     "csv": tabular.prepare_csv,
     "esd": esd.prepare,
     "iemocap": iemocap.prepare,
     "jsonl": tabular.prepare_jsonl,
+    "nemo": nemo.prepare,
     "ravdess": ravdess.prepare,
+    "urdu": urdu.prepare,
 }
 
 

@@ -105,3 +105,18 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = (".wav",), recursive: 
     """Audio files in ``folder`` (sorted; hidden files such as macOS ``._x.wav`` skipped)."""
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+
+
+#: Suffixes of a corpus whose clips may be stored as WAV (the original) or FLAC (a compressed copy).
+WAV_OR_FLAC = (".wav", ".flac")
+
+
+def clip_files(folder: Path) -> list[Path]:
+    """The ``.wav``/``.flac`` files of ``folder``; one clip stored twice (a.wav and a.flac) is an error."""
+    files = audio_files(folder, WAV_OR_FLAC)
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise RrpoError(f"clip stored twice ({seen[p.stem].name} and {p.name}); keep one", p)
+        seen[p.stem] = p
+    return files
