@@ -122,6 +122,14 @@ class ExperimentConfig:
          "train.steps=3000", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=100", "train.eval_every=0",
          "train.keep_checkpoints=1", "train.ckpt_every=500", "data.bucket=20", "data.max_speech_tokens=400"],
         "overrides for `rrpo policy sft` of the pre-training (the model's size is set here; SFT starts from it)")
+    second_judge: Literal["logmel-stats", "logmel-cnn", "none"] = option(
+        "logmel-stats", "a second, differently built judge that re-judges the audited audio: logistic regression on "
+                        "log-mel band statistics, or a small network on log-mel frames (none: only eGeMAPS)")
+    second_judge_stats: list[str] = option([], "overrides for `rrpo judge train features=logmel-stats`")
+    second_judge_cnn: list[str] = option(
+        ["train.steps=800", "train.batch_size=32", "train.lr=2e-3", "train.warmup_steps=50", "train.bf16=false",
+         "train.log_every=50", "train.ckpt_every=200", "train.keep_checkpoints=1"],
+        "overrides for `rrpo judge train-mel` (second_judge: logmel-cnn)")
     sft: list[str] = option(
         ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
          "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
@@ -139,6 +147,10 @@ class ExperimentConfig:
                               "= 100 judged utterances per seed and checkpoint)")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
                                     "relative excess (the issue's 10 %)")
+    n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
+    n_perm: int = option(5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs "
+                               "is at most 65,536)")
+    stats_seed: int = option(0, "seed of the bootstrap and permutation draws")
 
     def __post_init__(self):
         systems = {}
@@ -357,15 +369,19 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                 if run_verb(args) != 0:
                     raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
 
-    def judge_eval() -> None:
+    def judge_eval(folder: str = "judge") -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
         for name, args in (("casia_heldout", [f"manifests={yaml_list([casia])}", f"speakers={yaml_list([h])}"]),
                            ("casia_heldout_test_sentences", [f"manifests={yaml_list([casia])}",
                                                              f"speakers={yaml_list([h])}", "splits=[test]"]),
                            ("esd", [f"manifests={yaml_list([esd])}"])):
-            if run_verb(["judge", "eval", f"judge={o / 'judge'}", *args,
-                         f"out={o / 'judge' / 'eval' / f'{name}.json'}"]) != 0:
+            if run_verb(["judge", "eval", f"judge={o / folder}", *args,
+                         f"out={o / folder / 'eval' / f'{name}.json'}"]) != 0:
                 raise RrpoError(f"judge eval on {name} failed")
+
+    def judge2_eval() -> None:
+        """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
+        judge_eval("judge2")
 
     def pretrain() -> None:
         """rrpo synth + tokenize + policy sft: pre-train the starting policy (cached under `cache`, reused when its key matches)"""
@@ -392,6 +408,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
         Stage("judge", o / "judge", ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge'}",
                                      f"exclude_speakers=[{h}]", cls, *cfg.judge]),
         Stage("judge_eval", o / "judge" / "eval", judge_eval),
+        *([Stage("judge2", o / "judge2",
+                 ["judge", "train-mel", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
+                  f"exclude_speakers=[{h}]", cls, *cfg.second_judge_cnn] if cfg.second_judge == "logmel-cnn" else
+                 ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}", f"exclude_speakers=[{h}]",
+                  cls, "features=logmel-stats", *cfg.second_judge_stats]),
+           Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
         *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)]
           if cfg.policy_pretrain_corpora else []),
         Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
@@ -414,6 +436,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
             *cfg.audit]))
     runs = seed_runs(cfg)
     names = [f"{cfg.systems[m].label} seed {s}" for _, m, s in runs]
+    if cfg.second_judge != "none":
+        def rejudge() -> None:
+            """the second judge on every run's audited audio (start and last step)"""
+            from rrpo.experiment_judges import rejudge_all
+            rejudge_all(o, [r for r, _, _ in runs])
+        stages.append(Stage("judges", o / "judges", rejudge))
     stages.append(Stage("report", o / "report", [
         "report", f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}", f"names={yaml_list(names)}",
         f"out={o / 'report'}"]))
@@ -500,11 +528,25 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
             if p.exists():
                 rm[f"{name}_{ev}"] = read_json(p)
     judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
+    from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
+
+    stats = comparison_stats(system_points(o, list(cfg.seeds), list(cfg.systems)), cfg.n_boot, cfg.n_perm,
+                             cfg.stats_seed, pairs=pairs_for(cfg.systems))
     pre = o / "policy_pretrain" / "pretrain.json"
-    return {"systems": {m: to_dict(sy) for m, sy in cfg.systems.items()},
-            "policy_pretrain": read_json(pre) if pre.exists() else None,
-            "per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
-            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge}
+    res = {"systems": {m: to_dict(sy) for m, sy in cfg.systems.items()},
+           "policy_pretrain": read_json(pre) if pre.exists() else None,
+           "per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
+           "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
+    if cfg.second_judge != "none" and (o / "judges").is_dir():
+        from rrpo.experiment_judges import second_judge_results
+
+        proxy_up = {"diffro": means["diffro"]["proxy"] > means["sft"]["proxy_vanilla"],
+                    "rrpo": means["rrpo"]["proxy"] > means["sft"]["proxy_robust"]}
+        res["second_judge"] = second_judge_results(o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm,
+                                                   cfg.stats_seed)
+        res["second_judge"]["eval"] = {p.stem: read_json(p) for p in sorted((o / "judge2" / "eval").glob("*.json"))}
+        res["second_judge"]["kind"] = cfg.second_judge
+    return res
 
 
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
@@ -596,6 +638,18 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                         for t in steps]
                 lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
         lines.append("")
+    from rrpo.experiment_judges import judges_markdown
+    from rrpo.experiment_stats import stats_markdown
+
+    lines += stats_markdown(res.get("stats", {}), names)
+    j2 = res.get("second_judge", {})
+    if j2.get("eval"):
+        lines += [f"| second judge ({cfg.second_judge}, trained without the held-out speaker) | n | accuracy | UA |",
+                  "| --- | --- | --- | --- |"]
+        for k, v in j2["eval"].items():
+            lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
+        lines.append("")
+    lines += judges_markdown(j2, names)
     v = res["verdicts"]
     h, g = v["diffro_hacks"], v["rrpo_goal"]
     tol = cfg.tolerance

@@ -17,6 +17,9 @@ rm_pretrain: [train.steps=4, train.batch_size=8, model.d_model=32, model.n_layer
               model.embedding=free+features]
 rm_finetune: [train.steps=4, train.batch_size=8]
 judge: ["c_grid=[0.1]"]
+second_judge_stats: ["c_grid=[0.1]"]
+n_boot: 200
+n_perm: 200
 sft: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,
       train.steps=4, train.batch_size=8]
 optimize: [train.steps=2, train.batch_size=2, train.ckpt_every=1, sampling.max_ratio=4]
@@ -62,6 +65,16 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     assert {p["speaker"] for p in audit["prompts"]} == {"ZhaoZuoxiang"}
     assert all(int(p["ref_id"].rsplit("_", 1)[1]) >= 246 for p in audit["prompts"])
     assert (out / "report" / "index.html").exists() and (out / "results" / "results.png").exists()
+    # intervals and paired differences over the 10 judged utterances (1 text x 5 emotions x 2 samples);
+    # the second judge re-judged the same WAVs
+    iv = res["stats"]["intervals"]["rrpo"]["judge_acc"]
+    assert iv["n"] == 10 and iv["clusters"] == 1 and iv["lo"] <= iv["stat"] <= iv["hi"]
+    assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["n"] == 10
+    assert res["stats"]["paired"]["grpo-diffro"]["judge_acc"]["n"] == 10
+    assert res["second_judge"]["eval"]["casia_heldout"]["n"] == 250
+    assert res["second_judge"]["label_agreement"]["sft"]["n"] == 10
+    assert set(res["second_judge"]["claims"]) == {"diffro_hacks", "rrpo_hacks", "rrpo_beats_diffro"}
+    assert "| claim | difference | eGeMAPS | log-mel | status |" in printed
     stage_count = len(json.loads((out / "results" / "stage_seconds.json").read_text())["stage_seconds"])
 
     assert main(args + ["force=[policy_pretrain, results]"]) == 0

@@ -182,7 +182,10 @@ def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
 def test_stages_parse_and_interleave_seeds(tmp_path):
     stages = build_stages(ExperimentConfig(seeds=[3, 4], systems=TWO), tmp_path, tmp_path / "o", main)
     names = [s.name for s in stages]
-    assert names[-6:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "report", "results"]
+    assert names[-7:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "judges", "report", "results"]
+    assert names.index("judge_eval") < names.index("judge2") < names.index("judge2_eval") < names.index("sft")
+    assert "judges" not in [s.name for s in build_stages(ExperimentConfig(seeds=[3], second_judge="none"), tmp_path,
+                                                         tmp_path / "o", main)]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
     assert names[-2:] == ["report", "results"] and names[0] == "data"
     parser = build_parser()
@@ -193,6 +196,11 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert "train.seed=4" in opt["rrpo_s4"] and any("rm/robust" in a for a in opt["rrpo_s4"])
     assert any("rm/vanilla" in a for a in opt["diffro_s4"])
     assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
+    assert "features=logmel-stats" in opt["judge2"]
+    cnn = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path,
+                                                  tmp_path / "o", main)}
+    assert cnn["judge2"][:2] == ["judge", "train-mel"] and "train.steps=800" in cnn["judge2"]
+    parser.parse_args(list(cnn["judge2"]))
     with pytest.raises(RrpoError, match="seeds is empty"):
         build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o", main)
 

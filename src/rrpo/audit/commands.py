@@ -8,8 +8,11 @@ that is also a judge folder (``judge.json``, ``weights.npz``, ``config.yaml``, `
 
 ``rrpo judge eval judge=DIR 'manifests=[M]' ['speakers=[a]' 'splits=[test]' out=FILE]`` prints one
 JSON object: n, wa, ua, per-class recall, ECE and the confusion matrix on the selected records
-(emotions outside the judge's classes are skipped). Speaker groups for normalisation are the
-manifests' ``speaker`` fields.
+(emotions outside the judge's classes are skipped), and ``ua_ci95``, a 95 % stratified bootstrap
+interval of UA. Speaker groups for normalisation are the manifests' ``speaker`` fields.
+
+``rrpo judge train-mel 'manifests=[M, ...]' out=DIR [key=value ...]`` trains the second judge, a small
+network on log-mel frames (:mod:`rrpo.audit.mel_judge`); one manifest per corpus.
 
 ``rrpo audit run=RUN codec=CODEC judge=JUDGE [key=value ...]`` audits every checkpoint of an
 optimisation run (:mod:`rrpo.audit.overopt`).
@@ -59,13 +62,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.audit.judge import JudgeConfig
     from rrpo.audit.overopt import AuditConfig
 
-    p = sub.add_parser("judge", help="train or evaluate the independent emotion judge (eGeMAPS + logistic)")
+    p = sub.add_parser("judge", help="train or evaluate the independent emotion judges (eGeMAPS + logistic; "
+                                      "log-mel network)")
     jsub = p.add_subparsers(dest="judge_verb", metavar="ACTION", required=True)
 
     t = jsub.add_parser("train", help="fit the judge on real recordings")
     add_config_args(t, JudgeConfig, io=JudgeTrainArgs,
                     old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
     t.set_defaults(func=cmd_train)
+
+    from rrpo.audit.mel_judge import MelJudgeConfig
+
+    m = jsub.add_parser("train-mel", help="fit the second judge (a small network on log-mel frames) on real recordings")
+    add_config_args(m, MelJudgeConfig, io=JudgeTrainArgs,
+                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
+    m.set_defaults(func=cmd_train_mel)
 
     e = jsub.add_parser("eval", help="held-out accuracy, per-class recall and calibration as JSON")
     add_config_args(e, JudgeEvalArgs, old={"--judge": ("judge", "value"), "--manifest": ("manifests", "list"),
@@ -77,35 +88,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=cmd_audit)
 
 
-def load_items(selected, sr: int = 16000):
-    """Load the audio of ``(path, utterance)`` pairs as ``(audio, sr)`` items (progress bar)."""
-    from tqdm import tqdm
-
-    from rrpo.data.audio import load_audio
-
-    return [load_audio(p, sr) for p, _ in tqdm(selected, desc="loading audio", unit="file", leave=False)]
+from rrpo.data.audio import load_items  # noqa: E402  (the judges' trainers and the benches read audio the same way)
 
 
 def cmd_train(args) -> int:
     from rrpo.args import config_from_args
-    from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_utterances
+    from rrpo.audit.judge import EgemapsJudge, JudgeConfig, fit_judge, select_corpora
     from rrpo.data.manifest import read_manifest
     from rrpo.errors import RrpoError
     from rrpo.runs import RunDir
 
     cfg, io = config_from_args(JudgeConfig, args, io=JudgeTrainArgs)
     mans = [read_manifest(m) for m in io.manifests]
-    sel = select_utterances(mans, cfg.classes, cfg)
+    sel, corpora, groups, dropped = select_corpora(mans, cfg)
     if not sel:
         raise RrpoError("no records pass the selection (classes, splits, languages, speakers)", io.manifests[0])
-    feats = EgemapsJudge.features(load_items(sel), progress=True)
-    judge, info = fit_judge(feats, [u.emotion for _, u in sel], [u.speaker for _, u in sel], cfg)
+    if cfg.features == "logmel-stats":
+        from rrpo.audit.mel_judge import MelStatsJudge
+        feats = MelStatsJudge.features(load_items(sel), progress=True)
+    else:
+        feats = EgemapsJudge.features(load_items(sel), progress=True)
+    judge, info = fit_judge(feats, [u.emotion for _, u in sel], groups, cfg, corpora=corpora)
+    info.update(dropped)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
     run = RunDir.create(io.out, cfg)
     judge.save(run.path)
     run.log({f"judge/cv_ua_C{c}": v for c, v in info["cv_ua"].items()} | {"judge/C": info["C"]})
     print(json.dumps({"judge": str(run.path), **info}, ensure_ascii=False))
     return 0
+
+
+def cmd_train_mel(args) -> int:
+    from rrpo.args import config_from_args
+    from rrpo.audit.mel_judge import MelJudgeConfig, train_mel_judge
+    from rrpo.data.manifest import read_manifest
+
+    cfg, io = config_from_args(MelJudgeConfig, args, io=JudgeTrainArgs)
+    judge, info = train_mel_judge(cfg, [read_manifest(m) for m in io.manifests], io.out)
+    judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
+    judge.save(io.out)
+    print(json.dumps({"judge": str(io.out), **{k: v for k, v in info.items() if k != "last"},
+                      "last": {k: round(v, 4) for k, v in info["last"].items()}}, ensure_ascii=False))
+    return 0
+
+
+def ua_interval(labels, proba, classes) -> list[float]:
+    """95 % stratified bootstrap interval of UA (seed 0; rrpo.stats.unweighted_accuracy_ci)."""
+    from rrpo.stats import unweighted_accuracy_ci
+
+    r = unweighted_accuracy_ci(labels, [classes[int(i)] for i in proba.argmax(1)])
+    return [r["lo"], r["hi"]]
 
 
 def cmd_eval(args) -> int:
@@ -127,6 +159,7 @@ def cmd_eval(args) -> int:
     out = {"judge": str(a.judge), "manifests": list(a.manifests),
            "speakers": sorted({u.speaker for _, u in sel}),
            **classification_metrics([u.emotion for _, u in sel], proba, judge.classes)}
+    out["ua_ci95"] = ua_interval([u.emotion for _, u in sel], proba, judge.classes)
     if a.out:
         write_json(a.out, out)
     print(json.dumps(out, ensure_ascii=False))

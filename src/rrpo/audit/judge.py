@@ -77,11 +77,22 @@ class JudgeConfig(Selection):
     class_weight: Literal["balanced", "none"] = option("balanced", "class weighting of the loss")
     max_iter: int = option(5000, "L-BFGS iterations")
     seed: int = option(0, "seed of the CV folds")
+    class_masking: bool = option(True, "with several corpora, an utterance's softmax runs only over the classes its "
+                                       "corpus has (a corpus without 'surprise' teaches nothing about surprise)")
+    small_groups: Literal["error", "drop"] = option("error", "a training speaker with fewer than min_group utterances: "
+                                                             "stop with an error, or leave that speaker out")
+    features: Literal["egemaps", "logmel-stats"] = option(
+        "egemaps", "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
+                   "second judge, rrpo.audit.mel_judge.MelStatsJudge)")
+    min_group_classes: int = option(1, "with speaker normalisation, leave out training speakers whose utterances "
+                                       "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
+                                       "emotion and teaches the classifier noise)")
 
     def __post_init__(self):
         check(len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid), "c_grid", "needs positive values")
         check(self.min_group >= 2, "min_group", "must be at least 2")
         check(self.max_iter > 0, "max_iter", "must be positive")
+        check(self.min_group_classes >= 1, "min_group_classes", "must be at least 1")
         try:
             check_classes(self.classes)
         except RrpoError as e:
@@ -197,12 +208,32 @@ class EgemapsJudge:
                    min_group=meta.get("min_group", 10), meta=meta, **arrays)
 
 
+#: Judge kinds defined beside this module: the module that registers each (with
+#: :func:`register_judge_kind` when imported). Named, not imported, here: those modules build on
+#: this one (as ``rrpo.cli.VERB_MODULES`` names the verb modules), so no import circle forms.
+KIND_MODULES: dict[str, str] = {"logmel-cnn": "rrpo.audit.mel_judge", "logmel-stats": "rrpo.audit.mel_judge"}
+
 _LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load}
 
 
-def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
-    """Make ``load_judge`` open folders whose ``judge.json`` says ``"kind": kind`` with ``loader``."""
+def judge_class(kind: str):
+    """The class of a registered judge kind (importing the module of :data:`KIND_MODULES` that defines it)."""
+    import importlib
+
+    if kind in KIND_MODULES:
+        importlib.import_module(KIND_MODULES[kind])
+    return _CLASSES[kind]
+
+
+_CLASSES: dict[str, type] = {KIND_EGEMAPS: EgemapsJudge}
+
+
+def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge], cls: type | None = None) -> None:
+    """Make ``load_judge`` open folders whose ``judge.json`` says ``"kind": kind`` with ``loader``
+    (``cls``: the judge class, for :func:`judge_class`)."""
     _LOADERS[kind] = loader
+    if cls is not None:
+        _CLASSES[kind] = cls
 
 
 def load_judge(folder: str | Path) -> Judge:
@@ -217,9 +248,13 @@ def load_judge(folder: str | Path) -> Judge:
         raise RrpoError(f"not valid JSON ({e.msg})", meta_path, e.lineno) from None
     if not isinstance(meta, dict) or "kind" not in meta or "classes" not in meta:
         raise RrpoError("judge.json needs 'kind' and 'classes'", meta_path)
+    if meta["kind"] not in _LOADERS and meta["kind"] in KIND_MODULES:
+        import importlib
+
+        importlib.import_module(KIND_MODULES[meta["kind"]])
     loader = _LOADERS.get(meta["kind"])
     if loader is None:
-        raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted(_LOADERS))}; "
+        raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted({*_LOADERS, *KIND_MODULES}))}; "
                         "register others with rrpo.audit.judge.register_judge_kind)", meta_path)
     check_classes(meta["classes"])
     return loader(folder, meta)
@@ -237,12 +272,15 @@ def select_utterances(manifests, classes: Sequence[str], selection: Selection) -
 
 
 def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
-              cfg: JudgeConfig) -> tuple[EgemapsJudge, dict]:
+              cfg: JudgeConfig, corpora: Sequence[str] | None = None) -> tuple[EgemapsJudge, dict]:
     """Fit the judge on (N, D) features; returns the judge and training info (chosen C, CV scores).
 
     With ``normalization: speaker`` each speaker's features are z-scored over that speaker's
     training utterances first. ``C`` is chosen from ``cfg.c_grid`` by unweighted accuracy under
     leave-one-speaker-out cross-validation (stratified 5-fold when there is one speaker).
+    ``corpora`` (one name per utterance) with ``cfg.class_masking``: an utterance's softmax runs only
+    over the classes its corpus has (:mod:`rrpo.audit.masked_logreg`); when every corpus has every
+    class this is the plain fit.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, StratifiedKFold
@@ -258,11 +296,17 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
         x = _standardise_groups(x, speakers, None, cfg.min_group)
     y = np.array([classes.index(l) for l in labels])
     weight = "balanced" if cfg.class_weight == "balanced" else None
+    mask = corpus_class_mask(labels, corpora, classes) if corpora is not None and cfg.class_masking else None
+    if mask is not None and mask.all():
+        mask = None
 
-    def fit(xtr, ytr, c):
+    def fit(xtr, ytr, c, mtr=None):
         mean, scale = xtr.mean(0), np.maximum(xtr.std(0), 1e-8)
-        clf = LogisticRegression(C=c, max_iter=cfg.max_iter, class_weight=weight)
-        clf.fit((xtr - mean) / scale, ytr)
+        if mtr is None:
+            clf = LogisticRegression(C=c, max_iter=cfg.max_iter, class_weight=weight)
+            clf.fit((xtr - mean) / scale, ytr)
+        else:
+            clf = _MaskedClassifier(c, cfg.max_iter, weight).fit((xtr - mean) / scale, ytr, mtr, len(classes))
         return mean, scale, clf
 
     n_spk = len(np.unique(speakers))
@@ -278,12 +322,15 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
             continue
         ua = []
         for tr, te in folds:
-            mean, scale, clf = fit(x[tr], y[tr], c)
-            pred = clf.classes_[clf.predict_proba((x[te] - mean) / scale).argmax(1)]
+            mean, scale, clf = fit(x[tr], y[tr], c, None if mask is None else mask[tr])
+            pb = clf.predict_proba((x[te] - mean) / scale)
+            if mask is not None:  # a test utterance is scored among its own corpus' classes
+                pb = np.where(mask[te][:, clf.classes_], pb, -1.0)
+            pred = clf.classes_[pb.argmax(1)]
             ua.append(np.mean([np.mean(pred[y[te] == k] == k) for k in np.unique(y[te])]))
         cv[c] = float(np.mean(ua))
     best = max(cfg.c_grid, key=lambda c: (np.nan_to_num(cv[c], nan=-1.0), -c))
-    mean, scale, clf = fit(x, y, best)
+    mean, scale, clf = fit(x, y, best, mask)
     coef = np.zeros((len(classes), x.shape[1]))
     intercept = np.zeros(len(classes))
     if clf.coef_.shape[0] == 1:  # binary: sklearn keeps one row w for class 1; softmax([-w/2, w/2]) = sigmoid(w)
@@ -294,6 +341,92 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
     info = {"C": best, "cv_ua": {str(c): v for c, v in cv.items()}, "n_train": int(len(y)),
             "train_speakers": sorted(np.unique(speakers).tolist()),
             "train_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)}}
-    judge = EgemapsJudge(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
-                         meta={"training": info})
+    if corpora is not None:
+        corp = np.asarray(corpora).astype(str)
+        info["corpora"] = {k: {"n": int((corp == k).sum()),
+                               "classes": [c for c in classes if ((corp == k) & (labels == c)).any()]}
+                           for k in sorted(set(corp.tolist()))}
+        info["class_masking"] = mask is not None
+    judge_cls = judge_class(getattr(cfg, "features", "egemaps") if getattr(cfg, "features", "egemaps") != "egemaps"
+                            else KIND_EGEMAPS)
+    judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
+                      meta={"training": info})
     return judge, info
+
+
+# -- several corpora ----------------------------------------------------------------------------
+
+def corpus_class_mask(labels: Sequence[str], corpora: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """(N, K) bool: utterance i may be any class that occurs among the labels of its corpus.
+
+    Example: labels (a, b, a, c), corpora (x, x, y, y), classes (a, b, c) → rows x: (1, 1, 0),
+    y: (1, 0, 1)."""
+    labels = np.asarray(labels).astype(str)
+    corpora = np.asarray(corpora).astype(str)
+    if len(labels) != len(corpora):
+        raise RrpoError(f"{len(labels)} labels but {len(corpora)} corpus names")
+    mask = np.zeros((len(labels), len(classes)), dtype=bool)
+    for k in np.unique(corpora):
+        m = corpora == k
+        mask[m] = [bool((labels[m] == c).any()) for c in classes]
+    return mask
+
+
+class _MaskedClassifier:
+    """The slice of scikit-learn's classifier interface ``fit_judge`` uses, over the masked fit."""
+
+    def __init__(self, c: float, max_iter: int, class_weight: str | None):
+        self.c, self.max_iter, self.class_weight = c, max_iter, class_weight
+
+    def fit(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, k: int) -> "_MaskedClassifier":
+        from rrpo.audit.masked_logreg import balanced_weights, fit_masked_logreg
+
+        present = np.unique(y)  # the classes of this (fold's) training set, as sklearn keeps them
+        remap = {int(c): i for i, c in enumerate(present)}
+        yy = np.array([remap[int(v)] for v in y])
+        w = balanced_weights(yy, len(present)) if self.class_weight == "balanced" else None
+        self.coef_, self.intercept_ = fit_masked_logreg(x, yy, mask[:, present], self.c, w, self.max_iter)
+        self.classes_ = present
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        z = x @ self.coef_.T + self.intercept_
+        z -= z.max(1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(1, keepdims=True)
+
+
+def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, "object"]], list[str], list[str], dict]:
+    """Training records of several manifests for ``fit_judge``: (audio path, utterance) pairs, their
+    corpus names and their speaker groups, and what was dropped.
+
+    A manifest is one corpus (named by its records' ``extra['corpus']`` when set, else the file's
+    stem). Speaker groups are ``corpus/speaker`` when there are several corpora (speaker ids of two
+    corpora may coincide). With speaker normalisation, speakers with fewer than ``min_group`` records
+    (``small_groups: drop``) and speakers whose records cover fewer than ``min_group_classes`` classes
+    are left out (listed in the returned dict)."""
+    sel, corpora, groups = [], [], []
+    for man in manifests:
+        name = Path(man.path).stem if man.path is not None else "manifest"
+        for u in man.select(split=cfg.splits or None, language=cfg.languages or None, emotions=cfg.classes,
+                            speakers=cfg.speakers or None, exclude_speakers=cfg.exclude_speakers or None):
+            sel.append((man.audio_path(u), u))
+            corpora.append(str(u.extra.get("corpus", name)))
+    several = len(set(corpora)) > 1
+    groups = [f"{c}/{u.speaker}" if several else u.speaker for c, (_, u) in zip(corpora, sel)]
+    dropped: dict[str, int] = {}
+    narrow: dict[str, int] = {}
+    if cfg.normalization == "speaker":
+        from collections import Counter
+
+        if cfg.small_groups == "drop":
+            n = Counter(groups)
+            dropped = {g: k for g, k in sorted(n.items()) if k < cfg.min_group}
+        covered: dict[str, set] = {}
+        for g, (_, u) in zip(groups, sel):
+            covered.setdefault(g, set()).add(u.emotion)
+        min_classes = getattr(cfg, "min_group_classes", 1)
+        narrow = {g: len(c) for g, c in sorted(covered.items()) if len(c) < min_classes and g not in dropped}
+        keep = [i for i, g in enumerate(groups) if g not in dropped and g not in narrow]
+        sel, corpora, groups = [sel[i] for i in keep], [corpora[i] for i in keep], [groups[i] for i in keep]
+    return sel, corpora, groups, {"dropped_speakers": dropped, "narrow_speakers": narrow}

@@ -141,7 +141,7 @@ class Scorer:
             # emotion in one direction is not normalised away at later checkpoints
             self.stats = self.judge.group_stats([(a, sr) for a, sr, _ in generated])
         summary = audit_audio(generated, self.references, self.judge, judge_stats=self.stats,
-                              recognizer=None if self.recognizer else False)
+                              recognizer=None if self.recognizer else False, per_utterance=True)
         first = self.rm_names[0] if self.rm_names else None
         summary.update({"kl": kl, "sqrt_kl": math.sqrt(max(kl, 0.0)), "proxy": proxy,
                         "proxy_prob": proxy.get(first, float("nan")),

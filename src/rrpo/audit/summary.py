@@ -65,7 +65,8 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
     generated = [(_mono(a), int(sr), m) for a, sr, m in generated]
     references = {k: (_mono(a), int(sr)) for k, (a, sr) in (references or {}).items()}
     metas = [dict(m or {}) for _, _, m in generated]
-    rows: list[dict] = [{"id": m.get("id", str(i)), "emotion": m.get("emotion")} for i, m in enumerate(metas)]
+    rows: list[dict] = [{"id": m.get("id", str(i)), "emotion": m.get("emotion"), "duration_s": len(a) / sr}
+                        for i, ((a, sr, _), m) in enumerate(zip(generated, metas))]
     out: dict[str, Any] = {"n": len(generated),
                            "duration_s": float(sum(len(a) / sr for a, sr, _ in generated))}
 

@@ -1,0 +1,189 @@
+"""Intervals, paired differences and variance components of ``rrpo experiment``'s audited systems.
+
+The audit of each run keeps every utterance's figures (``points[i]["utterances"]``): judge
+correctness and p(target), artifact events and duration, MCD / F0 / voicing against the parallel
+recording. A *system* (SFT = the audit's step 0, DiffRO and RRPO = their last step) is a list of
+clusters, one per trained run (seed), each holding its utterances. For each figure:
+
+* ``intervals[system][metric]``: the pooled value with a 95 % percentile bootstrap interval,
+  hierarchical (runs with replacement, then utterances within each; ``lo``/``hi``) and over
+  utterances only (``lo_utt``/``hi_utt``, which ignores the spread between seeds);
+* ``paired[B - A][metric]``: B − A on the same prompts and sampling seeds (a unit is one prompt in
+  one seed), with the hierarchical bootstrap interval (the same draw for both systems), the
+  utterance-level and the seed-level paired permutation p-values;
+* ``variance[system][metric]``: nested random-effects components (reward-model seed, optimiser
+  seed, utterance) and the 95 % half-width predicted for other designs.
+
+The Fréchet distance is a set-level figure (one value per run) and gets no interval here. An
+artifact rate is Σ events / Σ seconds, as the audit reports it; in the variance decomposition an
+utterance's value is its own rate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rrpo.stats import (bootstrap_ci, cluster_bootstrap_ci, design_half_width, paired_difference,
+                        variance_components)
+
+#: (key, label) of the figures with per-utterance values.
+UTT_METRICS = [("judge_acc", "judge accuracy"), ("judge_p", "judge p(target)"), ("artifacts", "artifacts /s"),
+               ("mcd_db", "MCD dB"), ("f0_rmse_cents", "F0 RMSE cents"), ("voicing_error", "voicing error")]
+#: (system B, system A): the paired differences B − A reported.
+PAIRS = [("rrpo", "diffro"), ("diffro", "sft"), ("rrpo", "sft")]
+#: (RM seeds, optimiser seeds, utterances) designs whose predicted half-width is reported.
+DESIGNS = [(1, 3, 25), (1, 3, 300), (3, 3, 300), (1, 9, 300)]
+ARTIFACT_KEYS = ("clicks", "bursts", "clipping", "silence", "repetition")
+
+
+def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]:
+    """``{utterance id: (x, w)}`` of one audited point: the statistic is Σx/Σw (w = 1 but for artifacts)."""
+    out = {}
+    for r in point.get("utterances") or []:
+        if metric == "judge_acc":
+            v = (float(r["judge_correct"]), 1.0) if "judge_correct" in r else (math.nan, 1.0)
+        elif metric == "judge_p":
+            v = (float(r.get("judge_target_prob", math.nan)), 1.0)
+        elif metric == "artifacts":
+            ev = [r.get(f"{k}_events") for k in ARTIFACT_KEYS]
+            v = (float(sum(ev)) if all(e is not None for e in ev) else math.nan, float(r.get("duration_s", math.nan)))
+        else:
+            x = r.get(metric)
+            v = (math.nan if x is None else float(x), 1.0)
+        out[str(r["id"])] = v
+    return out
+
+
+def _cluster(vals: dict[str, tuple[float, float]], ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([vals[i][0] for i in ids], dtype=np.float64), np.array([vals[i][1] for i in ids], dtype=np.float64))
+
+
+def system_points(o: Path, seeds: list[int], systems=("diffro", "rrpo")) -> dict[str, list[tuple[int, dict]]]:
+    """``{system: [(seed, audited point), ...]}`` from the runs' audit.json (SFT = DiffRO's step 0)."""
+    from rrpo.io import read_json
+
+    out: dict[str, list] = {"sft": [], **{m: [] for m in systems}}
+    for s in seeds:
+        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in systems}
+        out["sft"].append((s, aud["diffro"]["start"]))
+        for m in systems:
+            out[m].append((s, aud[m]["final"]))
+    return out
+
+
+def pairs_for(systems) -> list[tuple[str, str]]:
+    """:data:`PAIRS`, then every further system against DiffRO and against SFT."""
+    return PAIRS + [p for m in systems if m not in ("diffro", "rrpo") for p in ((m, "diffro"), (m, "sft"))]
+
+
+def comparison_stats(points: dict[str, list[tuple[int, dict]]], n_boot: int = 2000, n_perm: int = 5000,
+                     seed: int = 0, level: float = 0.95, rm_seed_of=lambda system, seed: 0, pairs=None) -> dict:
+    """``{"intervals", "paired", "variance"}`` (module docstring) from per-system audited points.
+
+    ``rm_seed_of(system, seed)`` names the reward-model seed of a run (one RM per method today: 0)."""
+    res: dict = {"level": level, "n_boot": n_boot, "n_perm": n_perm, "seed": seed,
+                 "intervals": {}, "paired": {}, "variance": {}}
+    for system, pts in points.items():
+        res["intervals"][system], res["variance"][system] = {}, {}
+        for key, _ in UTT_METRICS:
+            cl = []
+            cells = {}
+            for s, p in pts:
+                vals = utterance_values(p, key)
+                ids = sorted(vals)
+                x, w = _cluster(vals, ids)
+                cl.append((x, w))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cells[(rm_seed_of(system, s), s)] = x / w
+            if not any(np.isfinite(x).any() for x, _ in cl):
+                continue
+            h = cluster_bootstrap_ci(cl, level, n_boot, seed)
+            f = bootstrap_ci(np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl]), level, n_boot, seed)
+            res["intervals"][system][key] = {"stat": h["stat"], "lo": h["lo"], "hi": h["hi"], "lo_utt": f["lo"],
+                                             "hi_utt": f["hi"], "n": h["n"], "clusters": h["clusters"]}
+            vc = variance_components(cells)
+            vc["half_width"] = {f"{a}x{b}x{n}": design_half_width(vc["sigma2"], a, b, n) for a, b, n in DESIGNS}
+            vc["rm_estimated"] = not math.isnan(vc["sigma2"]["rm"])
+            res["variance"][system][key] = vc
+    for b_sys, a_sys in (PAIRS if pairs is None else pairs):
+        if b_sys not in points or a_sys not in points:
+            continue
+        name = f"{b_sys}-{a_sys}"
+        res["paired"][name] = {}
+        seeds_a = {s: p for s, p in points[a_sys]}
+        for key, _ in UTT_METRICS:
+            ca, cb = [], []
+            for s, pb in points[b_sys]:
+                if s not in seeds_a:
+                    continue
+                va, vb = utterance_values(seeds_a[s], key), utterance_values(pb, key)
+                ids = sorted(set(va) & set(vb))
+                ca.append(_cluster(va, ids))
+                cb.append(_cluster(vb, ids))
+            if not ca or not any(np.isfinite(x).any() for x, _ in ca):
+                continue
+            res["paired"][name][key] = paired_difference(ca, cb, level, n_boot, n_perm, seed)
+    return res
+
+
+def _f(key: str, v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if key == "judge_acc":
+        return f"{100 * v:.1f}"
+    return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
+    """Markdown lines: the intervals table, the paired differences and the variance components."""
+    if not st or not any(st.get("intervals", {}).values()):
+        return []
+    pct = round(100 * st["level"])
+    lines = [f"{pct} % intervals (percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}): the value "
+             "over every judged utterance of the system's runs, [hierarchical: runs, then utterances] and "
+             "(utterances only). Judge accuracy in %.", "",
+             "| method | n | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
+             "| --- | --- |" + " --- |" * len(UTT_METRICS)]
+    for m, row in st["intervals"].items():
+        n = max((v["n"] for v in row.values()), default=0)
+        cells = []
+        for k, _ in UTT_METRICS:
+            v = row.get(k)
+            cells.append("n/a" if v is None else f"{_f(k, v['stat'])} [{_f(k, v['lo'])}, {_f(k, v['hi'])}] "
+                                                 f"({_f(k, v['lo_utt'])}, {_f(k, v['hi_utt'])})")
+        lines.append(f"| {names.get(m, m)} | {n} | " + " | ".join(cells) + " |")
+    if st.get("paired"):
+        lines += ["", f"Paired differences on the same prompts and sampling seeds: B − A [{pct} % hierarchical "
+                  "bootstrap]; p = two-sided paired permutation p-value with utterances swapped independently / "
+                  "with whole seeds swapped (the seed-level p cannot go below 2/2^seeds).", "",
+                  "| B − A | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
+                  "| --- |" + " --- |" * len(UTT_METRICS)]
+        for pair, row in st["paired"].items():
+            b, a = pair.split("-")
+            cells = []
+            for k, _ in UTT_METRICS:
+                v = row.get(k)
+                cells.append("n/a" if v is None else f"{_f(k, v['diff'])} [{_f(k, v['lo'])}, {_f(k, v['hi'])}] "
+                                                     f"p {v['p_perm']:.3g} / {v['p_perm_cluster']:.3g}")
+            lines.append(f"| {names.get(b, b)} − {names.get(a, a)} | " + " | ".join(cells) + " |")
+    var = st.get("variance", {})
+    if var:
+        lines += ["", "Variance components of judge accuracy (nested random effects: reward-model seed, optimiser "
+                  "seed, utterance; n/a = not replicated in this run) and the 95 % half-width (points of "
+                  "accuracy) predicted for designs RM seeds × optimiser seeds × utterances (a missing component "
+                  "counted as 0):", "",
+                  "| method | σ² RM seed | σ² optimiser seed | σ² utterance | " +
+                  " | ".join(f"±{a}×{b}×{n}" for a, b, n in DESIGNS) + " |",
+                  "| --- | --- | --- | --- |" + " --- |" * len(DESIGNS)]
+        for m, row in var.items():
+            v = row.get("judge_acc")
+            if v is None:
+                continue
+            s2 = v["sigma2"]
+            hw = " | ".join(f"{100 * v['half_width'][f'{a}x{b}x{n}']:.1f}" for a, b, n in DESIGNS)
+            lines.append(f"| {names.get(m, m)} | " + " | ".join(
+                "n/a" if math.isnan(s2[k]) else f"{s2[k]:.4f}" for k in ("rm", "opt", "utt")) + f" | {hw} |")
+    return lines + [""]

@@ -1,0 +1,153 @@
+"""The experiment's intervals, paired differences and variance components from per-utterance audit rows,
+worked by hand on two seeds × two utterances."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from rrpo.experiment import DEFAULT_SYSTEMS, ExperimentConfig, write_results
+from rrpo.experiment_stats import comparison_stats, utterance_values
+from tests.unit.test_experiment import _fake_run
+
+DET = ("clicks", "bursts", "clipping", "silence", "repetition")
+
+
+def rows(correct, clicks=(0, 0), dur=(1.0, 1.0), mcd=(10.0, 12.0)):
+    return [{"id": f"t{i}_sad", "judge_correct": bool(c), "judge_target_prob": 0.5 * c + 0.1,
+             **{f"{k}_events": (clicks[i] if k == "clicks" else 0) for k in DET}, "duration_s": dur[i],
+             "mcd_db": mcd[i]} for i, c in enumerate(correct)]
+
+
+def points():
+    """seed 0: SFT (0, 0), DiffRO (0, 0), RRPO (1, 1); seed 1: SFT (0, 1), DiffRO (0, 0), RRPO (1, 1)."""
+    sft = {0: (0, 0), 1: (0, 1)}
+    return {"sft": [(s, {"utterances": rows(sft[s])}) for s in (0, 1)],
+            "diffro": [(s, {"utterances": rows((0, 0), clicks=(1, 1), dur=(1.0, 3.0))}) for s in (0, 1)],
+            "rrpo": [(s, {"utterances": rows((1, 1))}) for s in (0, 1)]}
+
+
+def test_utterance_values_artifacts_are_events_over_seconds():
+    v = utterance_values({"utterances": rows((0, 1), clicks=(2, 0), dur=(4.0, 2.0))}, "artifacts")
+    assert v == {"t0_sad": (2.0, 4.0), "t1_sad": (0.0, 2.0)}
+    assert utterance_values({"utterances": rows((0, 1))}, "judge_acc") == {"t0_sad": (0.0, 1.0), "t1_sad": (1.0, 1.0)}
+    assert utterance_values({}, "judge_acc") == {}
+
+
+def test_comparison_stats_by_hand():
+    """SFT judge accuracy: clusters A = (0, 0), B = (0, 1), pooled 1/4. One hierarchical draw's sum T is 0 w.p.
+    1/2 + 1/8 = 5/8, 1 w.p. 1/4, 2 w.p. 1/8; (T1 + T2)/4 is 0, 1/4, 1/2, 3/4, 1 w.p. (25, 20, 14, 4, 1)/64,
+    CDF at 3/4 = 63/64 ≥ .975 → 95 % interval [0, 3/4].
+    RRPO − DiffRO: every pair differs by 1 → diff 1, interval [1, 1]; unit-level p = 2/2^4 = 0.125, seed-level
+    2/2^2 = 0.5. DiffRO − SFT: one pair differs (by 1) → diff −1/4, every swap pattern gives |T*| = 1/4 → p = 1.
+    DiffRO artifacts: 2 events per seed in 4 s → 0.5 /s.
+    SFT variance (one RM seed; optimiser seeds (0, 0) and (0, 1)): MS_E = (0 + 0.5)/2 = 0.25, MS_B =
+    2·((0 − .25)² + (.5 − .25)²)/1 = 0.25 → σ²_opt = 0, σ²_utt = 0.25, σ²_rm n/a."""
+    st = comparison_stats(points(), n_boot=300, n_perm=100)
+    a = st["intervals"]["sft"]["judge_acc"]
+    assert (a["stat"], a["lo"], a["hi"], a["n"], a["clusters"]) == (0.25, 0.0, 0.75, 4, 2)
+    r = st["intervals"]["rrpo"]["judge_acc"]
+    assert (r["stat"], r["lo"], r["hi"], r["lo_utt"], r["hi_utt"]) == (1.0, 1.0, 1.0, 1.0, 1.0)
+    assert st["intervals"]["diffro"]["artifacts"]["stat"] == 0.5
+    d = st["paired"]["rrpo-diffro"]["judge_acc"]
+    assert (d["diff"], d["lo"], d["hi"]) == (1.0, 1.0, 1.0)
+    assert d["p_perm"] == pytest.approx(0.125) and d["p_perm_cluster"] == pytest.approx(0.5)
+    d = st["paired"]["diffro-sft"]["judge_acc"]
+    assert d["diff"] == -0.25 and d["p_perm"] == 1.0
+    v = st["variance"]["sft"]["judge_acc"]
+    assert v["sigma2"]["opt"] == 0.0 and v["sigma2"]["utt"] == pytest.approx(0.25)
+    assert math.isnan(v["sigma2"]["rm"]) and not v["rm_estimated"]
+    assert v["half_width"]["1x3x300"] == pytest.approx(1.96 * math.sqrt(0.25 / 900))
+
+
+def test_results_carry_intervals_and_paired_differences(tmp_path):
+    """The fake run of test_experiment with per-utterance rows added: results.json has 'stats' and table.md
+    the interval and paired-difference tables."""
+    _fake_run(tmp_path)
+    pts = points()
+    for s in (0, 1):
+        for m in ("diffro", "rrpo"):
+            f = tmp_path / "runs" / f"{m}_s{s}" / "audit" / "audit.json"
+            aud = json.loads(f.read_text())
+            aud["start"]["utterances"] = pts["sft"][s][1]["utterances"]
+            aud["final"]["utterances"] = pts[m][s][1]["utterances"]
+            f.write_text(json.dumps(aud))
+    res = write_results(tmp_path, ExperimentConfig(seeds=[0, 1], n_boot=200, n_perm=100,
+                                                   systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}))
+    assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 1.0
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| SFT (start) | 4 | 25.0 [0.0, 75.0]" in table
+    assert "| RRPO (robust RM) − DiffRO (vanilla RM) | 100.0 [100.0, 100.0] p 0.125 / 0.5 |" in table
+    assert "σ² optimiser seed" in table
+    saved = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert saved["stats"]["intervals"]["sft"]["judge_acc"]["hi"] == 0.75
+
+
+class LoudnessJudge:
+    """A stand-in second judge: peak amplitude ≥ 0.3 → angry, else neutral (never sad)."""
+
+    classes = ("neutral", "angry", "sad")
+
+    def group_stats(self, items, groups=None):
+        return {"*": (0.0, 1.0)}
+
+    def predict_proba(self, items, groups=None, stats=None):
+        import numpy as np
+        return np.array([[0.1, 0.9, 0.0] if np.abs(a).max() >= 0.3 else [0.9, 0.1, 0.0] for a, _ in items])
+
+
+def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
+    """Two seeds, utterances t0_neutral and t1_angry. First judge (audit rows): SFT and DiffRO label both 'sad'
+    (wrong), RRPO labels both right → RRPO − DiffRO = 1 [1, 1]: 'up', supports 'RRPO beats DiffRO'.
+    Second judge on the WAVs: SFT and DiffRO are quiet (0.1) → both 'neutral' → accuracy 1/2; RRPO says
+    t1 loud (0.5) → both right → 1. RRPO − DiffRO per pair (0, 1) in both seeds: +1/2; a hierarchical draw is
+    0 when both drawn seeds resample to (0, 0) (P 1/16 > 2.5 %), so its interval holds 0: 'unclear' → the claim
+    is single-judge and flagged. Label agreement on RRPO: identical labels → 1, kappa 1; on SFT: (sad, sad)
+    vs (neutral, neutral) → 0, and p_e = 0 → kappa 0."""
+    import numpy as np
+
+    from rrpo.audit.judge import register_judge_kind
+    from rrpo.data.audio import save_audio
+    from rrpo.cli import main
+    from rrpo.experiment import build_stages
+
+    register_judge_kind("loudness-test", lambda folder, meta: LoudnessJudge())
+    _fake_run(tmp_path)
+    (tmp_path / "judge2" / "eval").mkdir(parents=True)
+    (tmp_path / "judge2" / "judge.json").write_text(json.dumps({"kind": "loudness-test",
+                                                                "classes": ["neutral", "angry", "sad"]}))
+    (tmp_path / "judge2" / "eval" / "casia_heldout.json").write_text(json.dumps({"n": 250, "wa": 0.5, "ua": 0.5}))
+    sr = 16000
+    for s in (0, 1):
+        for m in ("diffro", "rrpo"):
+            d = tmp_path / "runs" / f"{m}_s{s}" / "audit"
+            aud = json.loads((d / "audit.json").read_text())
+            for key, step in (("start", 0), ("final", 8)):
+                right = m == "rrpo" and key == "final"
+                aud[key]["utterances"] = [{"id": f"t{i}_{e}", "emotion": e, "judge_pred": e if right else "sad",
+                                           "judge_correct": right, "judge_target_prob": 0.5}
+                                          for i, e in enumerate(("neutral", "angry"))]
+                for i, e in enumerate(("neutral", "angry")):
+                    amp = 0.5 if (right and e == "angry") else 0.1
+                    save_audio(d / "audio" / f"step_{step}" / f"t{i}_{e}.wav",
+                               (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32), sr)
+            (d / "audit.json").write_text(json.dumps(aud))
+    cfg = ExperimentConfig(seeds=[0, 1], n_boot=300, n_perm=100,
+                           systems={k: v for k, v in DEFAULT_SYSTEMS.items() if k in ("diffro", "rrpo")})
+    stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
+    stages["judges"].action()
+    res = write_results(tmp_path, cfg)
+    j2 = res["second_judge"]
+    assert j2["intervals"]["sft"]["judge_acc"]["stat"] == 0.5 and j2["intervals"]["rrpo"]["judge_acc"]["stat"] == 1.0
+    assert j2["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 0.5
+    assert j2["paired"]["rrpo-diffro"]["judge_acc"]["lo"] == 0.0
+    assert j2["label_agreement"]["rrpo"] == {"n": 4, "agreement": 1.0, "kappa": 1.0}
+    assert j2["label_agreement"]["sft"]["agreement"] == 0.0 and j2["label_agreement"]["sft"]["kappa"] == 0.0
+    c = j2["claims"]["rrpo_beats_diffro"]
+    assert c["verdicts"] == {"egemaps": "supports", "logmel": "unclear"} and c["status"] == "single-judge"
+    assert c["flagged"]
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| RRPO beats DiffRO | RRPO (robust RM) − DiffRO (vanilla RM) | supports | unclear | single-judge (**flagged**) |" in table
+    assert "| casia_heldout | 250 | 50.0 | 50.0 |" in table
