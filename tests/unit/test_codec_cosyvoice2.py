@@ -99,6 +99,18 @@ def test_adapter_decode_says_encode_only(tmp_path):
         codec.decode(np.array([1, 6561]))
 
 
+def test_adapter_profile_calls_fail_in_one_line(tmp_path):
+    """Without campplus.onnx and the decoder's files every profile call is one clear RrpoError
+    naming what is missing (tests/unit/test_codec_cosyvoice2_decode.py decodes with fakes)."""
+    codec = load_codec(fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx"))
+    with pytest.raises(RrpoError, match="encodes only: decoding needs cosyvoice2.yaml"):
+        codec.decode(np.array([1, 2, 3]), profile=object())
+    with pytest.raises(RrpoError, match="need CAM\\+\\+ \\(campplus.onnx\\)"):
+        codec.profile_from_audio([(np.zeros(16000, np.float32), 16000)])
+    with pytest.raises(RrpoError, match="no speaker profiles .speaker 'spk1'"):
+        codec.speaker_profile("spk1")
+
+
 def test_tokenize_with_adapter(tmp_path, capsys):
     from rrpo.codec.shards import TokenShards
     from rrpo.data.manifest import Utterance, write_manifest

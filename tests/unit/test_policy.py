@@ -120,16 +120,21 @@ def test_batched_equals_one_by_one_and_cache_equals_no_cache():
 
 
 def test_lengths_and_special_ids():
+    """Release sampler: eos only after the minimum, the special rows never drawn. Current sampler:
+    every stop id masked below the minimum, and a special row (S+1, S+2) stops a row, as upstream."""
     pol = small_policy()
     with torch.no_grad():
         pol.llm_decoder.bias[20:] += 8.0  # eos and the two special rows very likely
     pr = prompts_of(pol, 3)
-    g = generate(pol, pr, SamplingConfig(min_ratio=2, max_ratio=3), seeds=0)
+    g = generate(pol, pr, SamplingConfig(min_ratio=2, max_ratio=3, ras="release"), seeds=0)
     n = pr.content_lens
     assert (g.lens >= 2 * n).all() and (g.lens <= 3 * n).all()
     assert g.ended.all()  # eos allowed (and likely) right after the minimum
     assert (g.ids < 20).all()  # special rows 21, 22 never drawn
-    assert torch.equal(g.lens, 2 * n)
+    assert torch.equal(g.lens, 2 * n) and (g.stop == 20).all()
+    c = generate(pol, pr, SamplingConfig(min_ratio=2, max_ratio=3, ras="current"), seeds=0)
+    assert c.ended.all() and (c.ids < 20).all() and set(c.stop.tolist()) <= {20, 21, 22}
+    assert (c.stop > 20).any() and torch.equal(c.lens, 2 * n)  # special rows stop, never below the minimum
 
 
 def test_replayed_logits_plus_noise_give_the_sampled_ids():
@@ -140,6 +145,8 @@ def test_replayed_logits_plus_noise_give_the_sampled_ids():
     m = replay_mask(g)
     assert logits.requires_grad
     drawn = pol.targets(g.ids, g.lens)
+    ended = g.ended.nonzero().flatten()
+    drawn[ended, g.lens[ended]] = g.stop[ended]  # eos, or a special row (current sampler)
     assert torch.equal((logits.detach() + g.noise).argmax(-1)[m], drawn[m])
     assert torch.isinf(g.noise[m]).any()  # filtered ids carry -inf
 
@@ -152,13 +159,72 @@ def test_repetition_aware_resampling_breaks_repeats():
         pol.llm_decoder.weight.zero_()
         pol.llm_decoder.bias.zero_()
         pol.llm_decoder.bias[5] = 3.0
-        pol.llm_decoder.bias[20] = -30.0  # no early end
+        pol.llm_decoder.bias[20:] = -30.0  # no early end (eos and, for the current sampler, the special rows)
     pr = prompts_of(pol, 1)
     off = generate(pol, pr, SamplingConfig(top_k=1, ras_window=0, max_ratio=10), seeds=1, max_len=30)
     on = generate(pol, pr, SamplingConfig(top_k=1, ras_window=10, ras_tau=0.1, max_ratio=10), seeds=1, max_len=30)
     assert off.tokens(0).tolist() == [5] * 30
     ids = on.tokens(0).tolist()
     assert len(ids) == 30 and len(set(ids)) > 5 and ids[0] == 5
+
+
+def _draw_freqs(z, history, step, min_len, ras, n=20000, top_p=0.75):
+    """Frequencies of _sample_row's ids over n seeds for logits z (S = 3: ids 0..2, eos 3, specials 4, 5)."""
+    from rrpo.policy.generate import _sample_row
+
+    cfg = SamplingConfig(top_p=top_p, top_k=25, ras=ras)
+    counts = torch.zeros(6)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(n):
+        tok, noise = _sample_row(z, history, step, min_len, 3, 3, cfg, g)
+        counts[tok] += 1
+        assert int((z + noise).argmax()) == tok  # the replay contract holds draw by draw
+    return counts / n
+
+
+def _logits(*p):
+    return torch.log(torch.tensor(p, dtype=torch.float32).clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("ras,expect", [
+    # p = (0.5, 0.3, 0.1 | eos 0.1 | 0, 0), history ten 0s (window 10, tau 0.1: one 0 is a repeat).
+    # (top_p 0.75 in these tests: no mass lands exactly on the threshold) nucleus keeps {0, 1}: 0 with 0.625, 1 with 0.375. Drawing 0 triggers the re-draw:
+    # release: from the full (0.5, 0.3, 0.1, 0.1) -> P = (.625*.5, .375+.625*.3, .625*.1, .625*.1)
+    ("release", [0.3125, 0.5625, 0.0625, 0.0625, 0, 0]),
+    # current: 0 banned, from (0.3, 0.1, 0.1)/0.5 -> P = (0, .375+.625*.6, .625*.2, .625*.2)
+    ("current", [0.0, 0.75, 0.125, 0.125, 0, 0]),
+])
+def test_ras_fallback_hand_worked(ras, expect):
+    f = _draw_freqs(_logits(0.5, 0.3, 0.1, 0.1, 0, 0), [0] * 10, step=5, min_len=0, ras=ras)
+    assert torch.allclose(f, torch.tensor(expect), atol=0.012), f
+
+
+@pytest.mark.parametrize("ras,expect", [
+    # p = (0.5, 0.1, 0.1 | eos 0.3 | 0, 0), below the minimum length, no history.
+    # release: nucleus on all four keeps {0, eos} (mass before id 1 is 0.8 >= 0.75;
+    # ids 1 and 2 tie and are ordered by id, as upstream's stable sort); eos is re-drawn -> P(0) = 1
+    ("release", [1.0, 0, 0, 0, 0, 0]),
+    # current: eos masked first, (0.5, 0.1, 0.1)/0.7 -> nucleus keeps {0, 1} (before id 1: 0.714, before id 2: 0.857)
+    # -> P = (0.5/0.6, 0.1/0.6, 0) = (5/6, 1/6, 0)
+    ("current", [5 / 6, 1 / 6, 0, 0, 0, 0]),
+])
+def test_eos_below_min_len_hand_worked(ras, expect):
+    f = _draw_freqs(_logits(0.5, 0.1, 0.1, 0.3, 0, 0), [], step=0, min_len=3, ras=ras)
+    assert torch.allclose(f, torch.tensor(expect), atol=0.012), f
+
+
+@pytest.mark.parametrize("ras,expect", [
+    # p = (0.3, 0.2, 0.1 | eos 0.1 | 0.2, 0.1). current: all six ids; sorted (stable) 0, 1, 4, 2,
+    # 3, 5; nucleus keeps 0, 1, 4, 2 (masses before 0, .3, .5, .7; before id 3 .8) -> (.375, .25, .125, 0, .25, 0),
+    # and a draw of 4 stops the row.
+    ("current", [0.375, 0.25, 0.125, 0, 0.25, 0]),
+    # release: specials never drawn; softmax over (0.3, 0.2, 0.1, 0.1) = (3, 2, 1, 1)/7; nucleus
+    # keeps 0, 1, 2 (before id 2: 5/7 < 0.75; before eos: 6/7) -> (0.5, 1/3, 1/6, 0, 0, 0)
+    ("release", [0.5, 1 / 3, 1 / 6, 0, 0, 0]),
+])
+def test_special_rows_hand_worked(ras, expect):
+    f = _draw_freqs(_logits(0.3, 0.2, 0.1, 0.1, 0.2, 0.1), [], step=5, min_len=0, ras=ras)
+    assert torch.allclose(f, torch.tensor(expect), atol=0.012), f
 
 
 # ------------------------------------------------------------------------------------------ SFT

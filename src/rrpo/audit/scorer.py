@@ -123,12 +123,13 @@ class Scorer:
             if T == 0:
                 raise RrpoError("the policy generated only empty sequences")
             lp = policy(gen.prompts, gen.ids, gen.lens)[:, :T]
-            lq = self.start(gen.prompts, gen.ids, gen.lens)[:, :T]
-            mask = torch.arange(T)[None] < gen.lens[:, None]
+            lq = self.start(gen.prompts, gen.ids, gen.lens)[:, :T].to(lp.device)
+            mask = torch.arange(T, device=lp.device)[None] < gen.lens.to(lp.device)[:, None]
             kl = float(token_kl(lp, lq, mask).mean())
             proxy = {}
             for name, rm in zip(self.rm_names, self.rms):
-                proxy[name] = float(rm.reward(gen.ids, gen.lens, emotions).exp().mean())
+                d = next(rm.parameters()).device  # sampled ids are on the CPU; the reward model may not be
+                proxy[name] = float(rm.reward(gen.ids.to(d), gen.lens.to(d), emotions).exp().mean())
         generated = []
         for i, r in enumerate(self.rows):
             ids = gen.tokens(i).numpy()

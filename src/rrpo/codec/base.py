@@ -5,11 +5,24 @@ It also reports the energy of the audio behind each token, which energy-adaptive
 reward model needs, and optionally a per-token descriptor in its own feature space, which lets a
 token model tie its embeddings to where each token lies (see CALIBRATION.md: a free embedding row
 per token loses cross-lingual emotion; a learned map of the token's features keeps more).
+
+Speakers. A token sequence need not say *who* speaks: the built-in codec encodes every frame relative
+to its speaker (register, level, timbre), and decoding puts a speaker back. What describes a speaker
+is a *profile*, an object the codec itself builds (``profile_from_audio``) or has stored for the
+speakers it was trained on (``speaker_profile``); callers pass it through unchanged:
+
+    profile = codec.speaker_profile("spk1")                       # or
+    profile = codec.profile_from_audio([(a, sr), (b, sr)], speaker="new")
+    tokens = codec.encode(audio, sr, profile=profile)
+    audio = codec.decode(tokens, profile=profile)
+
+``profile=None`` means the codec's own default speaker. A codec that cannot use a profile raises a
+one-line :class:`rrpo.errors.RrpoError` when given one.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -25,18 +38,29 @@ class SpeechCodec(Protocol):
     #: whether :meth:`decode` works
     can_decode: bool
 
-    def encode(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        """(T_samples,) float audio at rate ``sr`` -> (T_tokens,) int64 token ids."""
+    def encode(self, audio: np.ndarray, sr: int, profile: Any = None) -> np.ndarray:
+        """(T_samples,) float audio at rate ``sr`` -> (T_tokens,) int64 token ids, relative to
+        ``profile``'s speaker where the codec encodes relative to a speaker."""
         ...
 
-    def encode_with_energy(self, audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_with_energy(self, audio: np.ndarray, sr: int, profile: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Token ids (T,) int64 and the energy of the audio behind each token (T,) float32,
         as mean squared amplitude of the token's frame (linear power, not dB)."""
         ...
 
-    def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """(T,) token ids -> (T_samples,) float32 audio at ``sampling_rate``. Raises RrpoError
-        where the codec encodes only."""
+    def decode(self, tokens: np.ndarray, profile: Any = None) -> np.ndarray:
+        """(T,) token ids -> (T_samples,) float32 audio at ``sampling_rate``, spoken as
+        ``profile``'s speaker (None: the codec's default). Raises RrpoError where the codec
+        encodes only."""
+        ...
+
+    def profile_from_audio(self, audios: Sequence[tuple[np.ndarray, int]], speaker: str = "") -> Any:
+        """A profile of the speaker of these ``(audio, sr)`` recordings, for :meth:`encode` and
+        :meth:`decode`. Raises RrpoError where the codec has no use for one."""
+        ...
+
+    def speaker_profile(self, speaker: str) -> Any:
+        """The stored profile of a speaker the codec knows; RrpoError naming it otherwise."""
         ...
 
     def token_features(self) -> np.ndarray | None:

@@ -24,7 +24,12 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
 def vdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Σ_k a_k b_k over the last axis without a product tensor, in the inputs' precision (autocast
     would run ``vecdot`` in bf16)."""
-    with torch.autocast(a.device.type, enabled=False):
+    try:
+        ctx = torch.autocast(a.device.type, enabled=False)
+    except RuntimeError:  # a device type autocast does not know: nothing to switch off
+        import contextlib
+        ctx = contextlib.nullcontext()
+    with ctx:
         return torch.linalg.vecdot(a, b)
 
 

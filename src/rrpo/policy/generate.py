@@ -1,16 +1,30 @@
 """Sampling speech tokens from the policy, with a KV cache, in batches.
 
-Per step and row the sampler follows CosyVoice2:
+Per step and row the sampler follows CosyVoice2's ``ras_sampling``, in one of two upstream
+versions (``sampling.ras``):
 
-1. scores ``z / temperature`` over the speech ids and end-of-speech (the two special rows are never
-   sampled);
-2. nucleus filter: keep the most likely ids while the probability mass before them is < ``top_p``
-   and fewer than ``top_k`` are kept;
-3. below the minimum length end-of-speech is removed from the kept set (CosyVoice2 re-draws until
-   it is not eos, which is the same distribution);
-4. draw from the kept set; if the drawn id occurs at least ``ras_window * ras_tau`` times among the
-   row's last ``ras_window`` ids (repetition-aware sampling), draw again from the whole
-   distribution instead;
+``current`` (FunAudioLLM/CosyVoice ace7c47, the sampler since Feb 2026; the default):
+
+1. scores ``z / temperature`` over all ``S + 3`` ids (speech, end-of-speech, the two special rows);
+2. below the minimum length end-of-speech is masked (score ``-inf``) *before* the filter; rrpo
+   masks the two special rows there too (upstream does not, and would let a draw of one end a
+   sample below the minimum, even empty, which the objectives cannot score);
+3. nucleus filter on the softmax of those scores: keep the most likely ids while the probability
+   mass before them is < ``top_p`` and fewer than ``top_k`` are kept; draw from the kept set;
+4. repetition-aware sampling: if the drawn id occurs at least ``ras_window * ras_tau`` times among
+   the row's last ``ras_window`` ids, ban it and draw again from the whole remaining distribution;
+5. stop when the drawn id is end-of-speech or either special row (``S``, ``S+1``, ``S+2``), or after
+   ``max_len`` ids.
+
+``release`` (77d8cf13, the release-era sampler):
+
+1. scores over the speech ids and end-of-speech only (rrpo never draws the two special rows;
+   upstream skips a step that draws one);
+2. nucleus filter and draw as above, end-of-speech included;
+3. repetition-aware sampling: on a repeat draw again from the whole distribution, the repeated id
+   included;
+4. below the minimum length a draw of end-of-speech is rejected and the whole step is drawn
+   again (up to 100 times, as upstream);
 5. stop at end-of-speech or after ``max_len`` ids.
 
 Lengths: ``min_len = floor(min_ratio * n_text)``, ``max_len = ceil(max_ratio * n_text)``, with
@@ -22,7 +36,7 @@ g_k)`` with ``g`` standard Gumbel noise from the row's own generator. :class:`Ge
 of a later teacher-forced :meth:`~rrpo.policy.model.TTSPolicy.forward` on the same sequence::
 
     argmax_k (z[b, t, k] + noise[b, t, k]) == ids[b, t]   for t < lens[b]
-    argmax_k (z[b, lens[b], k] + noise[b, lens[b], k]) == eos   where ended[b]
+    argmax_k (z[b, lens[b], k] + noise[b, lens[b], k]) == stop[b]   where ended[b]  (eos, or S+1/S+2)
 
 exactly, whenever the teacher-forced logits equal the sampling-time logits (same weights and
 dtype; the test checks it in fp32 — under bf16 autocast the two passes may differ in the last bits
@@ -30,7 +44,7 @@ and, rarely, flip a near-tie). ``softmax((z + noise) / tau)`` is then the Gumbel
 of the very sample drawn. Rows ``t > lens[b]`` (and ``t = lens[b]`` where not ended) hold zeros
 and must be masked.
 
-Each row draws two Gumbel vectors per step from its own ``torch.Generator`` seeded by
+Each row draws two Gumbel vectors per step (per trial, for the release sampler's eos re-draws) from its own ``torch.Generator`` seeded by
 ``seeds[b]``, whatever happens in other rows, so a batch and one-by-one generation with the same
 row seeds give the same ids.
 """
@@ -52,13 +66,21 @@ class Generation:
     """What :func:`generate` returns. ``ids`` (B, T) speech ids padded with 0; ``lens`` (B,);
     ``ended`` (B,) True where end-of-speech was drawn (else ``max_len`` was reached); ``noise``
     (B, T+1, V_out) float32 as described in the module docstring (None if not requested);
-    ``prompts`` the encoded prompts, for the teacher-forced replay."""
+    ``prompts`` the encoded prompts, for the teacher-forced replay; ``stop`` (B,) the id that ended
+    each row (eos, or with the current sampler possibly S+1/S+2; -1 where ``max_len`` was reached)."""
 
     ids: torch.Tensor
     lens: torch.Tensor
     ended: torch.Tensor
     noise: torch.Tensor | None
     prompts: Prompts
+    stop: torch.Tensor | None = None
+
+    def to(self, device) -> "Generation":
+        """The same generation with every tensor (and the prompts) on ``device``."""
+        mv = lambda x: None if x is None else x.to(device)  # noqa: E731
+        return Generation(mv(self.ids), mv(self.lens), mv(self.ended), mv(self.noise), self.prompts.to(device),
+                          mv(self.stop))
 
     def tokens(self, b: int) -> torch.Tensor:
         return self.ids[b, :int(self.lens[b])]
@@ -74,9 +96,11 @@ def nucleus_mask(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor
     """Bool mask of the ids CosyVoice2's nucleus filter keeps from ``scores`` (V,) (-inf = excluded):
     in order of probability, id i is kept while the mass before it is < ``top_p`` and fewer than
     ``top_k`` are kept. Example: probabilities (0.5, 0.3, 0.2), top_p 0.8 -> keeps the first two
-    (mass before them 0 and 0.5; before the third 0.8, not < 0.8)."""
+    (mass before them 0 and 0.5; before the third 0.8, not < 0.8). Equal probabilities are
+    ordered by id (upstream sorts stably)."""
     probs = torch.softmax(scores.float(), -1)
-    vals, order = probs.topk(min(top_k, probs.shape[0]))  # descending
+    vals, order = probs.sort(descending=True, stable=True)  # ties: lower id first, as upstream
+    vals, order = vals[:top_k], order[:top_k]
     before = vals.cumsum(-1) - vals
     keep_sorted = (before < top_p) & (vals > 0)
     keep_sorted[0] = True
@@ -87,28 +111,60 @@ def nucleus_mask(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor
 
 def _sample_row(z: torch.Tensor, history: list[int], step: int, min_len: int, eos: int, n_speech: int,
                 cfg: SamplingConfig, gen: torch.Generator) -> tuple[int, torch.Tensor]:
-    """One draw for one row from logits ``z`` (V_out,) float32; returns (id, noise row (V_out,))."""
+    """One draw for one row from logits ``z`` (V_out,) float32; returns (id, noise row (V_out,)).
+    An id >= ``eos`` ends the row (only eos in ``release`` mode)."""
     t = cfg.temperature
-    zs = z[:n_speech + 1] / t  # speech ids and eos; the special rows are never drawn
-    base = torch.ones(n_speech + 1, dtype=torch.bool)
-    if step < min_len:
-        base[eos] = False
     neg = torch.tensor(-math.inf)
+    current = getattr(cfg, "ras", "current") == "current"
+    n = z.shape[0] if current else n_speech + 1          # candidate ids
+    zs = z[:n] / t
+    base = torch.ones(n, dtype=torch.bool)
+    if step < min_len:
+        base[eos:] = False  # every stop id (upstream's current sampler masks eos only; see the docstring)
     scores = torch.where(base, zs, neg)
-    kept = nucleus_mask(zs, cfg.top_p, cfg.top_k) & base
-    if not kept.any():
-        kept[int(scores.argmax())] = True
-    g1, g2 = gumbel(n_speech + 1, gen), gumbel(n_speech + 1, gen)
-    used, g = kept, g1
-    tok = int(torch.where(kept, scores + g1, neg).argmax())
-    if cfg.ras_window and tok != eos:
-        window = history[-cfg.ras_window:]
-        if sum(1 for h in window if h == tok) >= cfg.ras_window * cfg.ras_tau:
-            used, g = base, g2
-            tok = int(torch.where(base, scores + g2, neg).argmax())
+    window = history[-cfg.ras_window:] if cfg.ras_window else []
+
+    def repeated(tok: int) -> bool:
+        return bool(cfg.ras_window) and tok < n_speech and \
+            sum(1 for h in window if h == tok) >= cfg.ras_window * cfg.ras_tau
+
+    if current:
+        kept = nucleus_mask(scores, cfg.top_p, cfg.top_k) & base
+        if not kept.any():
+            kept[int(scores.argmax())] = True
+        g1, g2 = gumbel(n, gen), gumbel(n, gen)
+        used, g = kept, g1
+        tok = int(torch.where(kept, scores + g1, neg).argmax())
+        if repeated(tok):
+            rest = base.clone()
+            rest[tok] = False
+            if rest.any():
+                used, g = rest, g2
+                tok = int(torch.where(rest, scores + g2, neg).argmax())
+    else:
+        kept = nucleus_mask(zs, cfg.top_p, cfg.top_k)
+        for _ in range(100):
+            g1, g2 = gumbel(n, gen), gumbel(n, gen)
+            used, g = kept, g1
+            tok = int(torch.where(kept, zs + g1, neg).argmax())
+            if repeated(tok):
+                used, g = torch.ones(n, dtype=torch.bool), g2
+                tok = int((zs + g2).argmax())
+            if tok != eos or step >= min_len:
+                break
+        else:  # upstream raises after 100 trials; take the best non-eos id instead
+            used, g = base, g1
+            tok = int(torch.where(base, zs + g1, neg).argmax())
     noise = torch.full_like(z, -math.inf)
-    noise[:n_speech + 1] = torch.where(used, t * g, neg)
+    noise[:n] = torch.where(used, t * g, neg)
     return tok, noise
+
+
+def _bf16(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device``, or no context at all when off."""
+    import contextlib
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -135,7 +191,7 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
     maxs = (torch.full((b,), max_len) if max_len is not None else torch.ceil(n * cfg.max_ratio)).long().clamp(min=1).tolist()
     eos, s_vocab = policy.eos_id, policy.speech_vocab_size
     dev = policy.llm_embedding.weight.device
-    dtype_ctx = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
+    dtype_ctx = _bf16(dev, bf16)
 
     with dtype_ctx:
         emb, mask = policy.prompt_embeddings(prompts)  # (B, P, D), (B, P)
@@ -151,6 +207,7 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
     history: list[list[int]] = [[] for _ in range(b)]
     done = [False] * b
     ended = [False] * b
+    stops = [-1] * b
     noises: list[torch.Tensor] = []
     seq_emb = emb
     step = 0
@@ -165,8 +222,9 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
                 continue
             tok, noise_row = _sample_row(logits[i].cpu(), history[i], step, mins[i], eos, s_vocab, cfg, gens[i])
             noise_t[i] = noise_row
-            if tok == eos:
+            if tok >= eos:  # eos, or (current sampler) either special row
                 done[i] = ended[i] = True
+                stops[i] = tok
             else:
                 history[i].append(tok)
                 toks[i] = tok
@@ -201,7 +259,7 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
         noise = noise.masked_fill(after[..., None], 0.0)
     if was_training:
         policy.train()
-    return Generation(ids, lens, torch.tensor(ended), noise, prompts)
+    return Generation(ids, lens, torch.tensor(ended), noise, prompts, torch.tensor(stops, dtype=torch.long))
 
 
 def replay_logits(policy: TTSPolicy, gen: Generation, bf16: bool = False) -> torch.Tensor:
@@ -212,7 +270,7 @@ def replay_logits(policy: TTSPolicy, gen: Generation, bf16: bool = False) -> tor
     / tau)`` relaxes the very sample drawn).
     """
     dev = policy.llm_embedding.weight.device
-    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with _bf16(dev, bf16):
         return policy(gen.prompts, gen.ids.to(dev), gen.lens.to(dev))
 
 

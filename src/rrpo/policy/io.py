@@ -28,7 +28,7 @@ import torch
 
 from rrpo.errors import RrpoError
 from rrpo.io import atomic_path, write_json
-from rrpo.policy.model import N_SPECIAL, TTSPolicy
+from rrpo.policy.model import N_SPECIAL, TTSPolicy, qwen2_config_dict
 
 FORMAT, VERSION = "rrpo-policy", 1
 QWEN_SUBDIR = "CosyVoice-BlankEN"
@@ -37,14 +37,9 @@ QWEN_SUBDIR = "CosyVoice-BlankEN"
 # ---------------------------------------------------------------------------- rrpo folders
 
 def _qwen_config_from_dict(d: dict, where):
-    from transformers import Qwen2Config
+    from rrpo.policy.model import qwen2_config
 
-    try:
-        cfg = Qwen2Config(**{k: v for k, v in d.items() if k not in ("transformers_version", "architectures")})
-    except (TypeError, ValueError) as e:
-        raise RrpoError(f"invalid Qwen2 config ({e})", where) from None
-    cfg._attn_implementation = "sdpa"
-    return cfg
+    return qwen2_config(d, where)
 
 
 def save_policy(policy: TTSPolicy, folder: str | os.PathLike, weights: bool = True) -> Path:
@@ -54,7 +49,7 @@ def save_policy(policy: TTSPolicy, folder: str | os.PathLike, weights: bool = Tr
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "policy.json", {
-        "format": FORMAT, "version": VERSION, "qwen": policy.qwen_config.to_dict(),
+        "format": FORMAT, "version": VERSION, "qwen": qwen2_config_dict(policy.qwen_config),
         "speech_vocab_size": policy.speech_vocab_size,
         "n_speakers": 0 if policy.speaker_embedding is None else policy.speaker_embedding.num_embeddings,
         "info": policy.info})
@@ -99,7 +94,17 @@ def load_policy(path: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     if not path.exists():
         raise RrpoError("policy not found", path)
     if (path / "llm.pt").exists():
-        return load_cosyvoice2(path)
+        policy = load_cosyvoice2(path)
+        if checkpoint is not None:
+            _load_checkpoint_into(policy, Path(checkpoint))
+        return policy
+    if (path / "config.json").exists() and (path / "model.safetensors").exists() and \
+            not (path / "policy.json").exists():
+        from rrpo.policy.hf import load_hf_layout
+        policy = load_hf_layout(path)
+        if checkpoint is not None:
+            _load_checkpoint_into(policy, Path(checkpoint))
+        return policy
     weights = None
     if (path / "policy" / "policy.json").exists():  # an SFT run folder
         ck = latest_checkpoint(path)
@@ -114,6 +119,38 @@ def load_policy(path: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     load_weights(policy, weights or path / "model.safetensors")
     policy.eval()
     return policy
+
+
+def _load_checkpoint_into(policy: TTSPolicy, ck: Path) -> None:
+    """Weights of ``ck`` (a ``checkpoints/step_N`` folder, its ``model.safetensors``, or an
+    ``llm.pt``) into ``policy``, strictly by name and shape."""
+    from rrpo.train.loop import load_weights
+
+    if ck.is_dir():
+        ck = ck / "model.safetensors" if (ck / "model.safetensors").exists() else ck / "llm.pt"
+    if not ck.exists():
+        raise RrpoError("checkpoint not found", ck)
+    if ck.suffix == ".pt":
+        try:
+            state = torch.load(ck, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise RrpoError(f"cannot read with weights_only=True ({' '.join(str(e).split())[:160]})", ck) from None
+        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+        if policy.qwen_config.tie_word_embeddings:
+            tensors.pop("llm.model.lm_head.weight", None)
+        own = policy.state_dict()
+        if policy.qwen_config.tie_word_embeddings:
+            own.pop("llm.model.lm_head.weight", None)
+        missing = [k for k in own if k not in tensors]
+        bad = [k for k in tensors if k not in own or tuple(tensors[k].shape) != tuple(own[k].shape)]
+        if missing or bad:
+            k = (missing or bad)[0]
+            raise RrpoError(f"checkpoint does not fit the policy ({len(missing)} missing, {len(bad)} unexpected or "
+                            f"misshaped; first: {k})", ck)
+        policy.load_state_dict(tensors, strict=False)
+    else:
+        load_weights(policy, ck)
+    policy.eval()
 
 
 # ---------------------------------------------------------------------------- CosyVoice2
@@ -158,7 +195,7 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
     if text_tokenizer is None:
         text_tokenizer = any((qwen_dir / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json"))
     info = {"tokenizer": "qwen" if text_tokenizer else "none", "tokenizer_path": str(qwen_dir.resolve()),
-            "emotions": [], "speakers": [], "languages": ["zh", "en"],
+            "emotions": [], "speakers": [], "languages": ["zh", "en"], "text_frontend": "basic",
             "cosyvoice2": {"source": str(folder.resolve()), "keys": [k for k in state],
                            "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in state.items()
                                       if isinstance(v, torch.Tensor)},

@@ -29,11 +29,25 @@ import torch
 from torch import nn
 
 from rrpo.errors import RrpoError
+from rrpo.policy.frontend import normalize
 from rrpo.policy.text import ENDOFPROMPT, CharTokenizer, TextTokenizer, instruction_for
 
 SOS, TASK_ID = 0, 1
 IGNORE = -100
 N_SPECIAL = 3  # eos and two special rows after the speech vocabulary
+
+
+_CACHE_ARG: dict = {}
+
+
+def _cache_arg(cls) -> str:
+    """The KV-cache argument of the installed transformers' Qwen2Model.forward: ``cache`` (5.x from
+    about 5.2x; ``past_key_values`` is deprecated there) or ``past_key_values`` (4.x)."""
+    if cls not in _CACHE_ARG:
+        import inspect
+
+        _CACHE_ARG[cls] = "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+    return _CACHE_ARG[cls]
 
 
 class _Qwen2Holder(nn.Module):
@@ -103,6 +117,12 @@ class TTSPolicy(nn.Module):
         return list(self.info.get("emotions", []))
 
     @property
+    def text_frontend(self) -> str:
+        """``basic`` (numbers and symbols spelled out, rrpo.policy.frontend) or ``none``; policy
+        folders written before the frontend existed read as ``none``, so they mean what they meant."""
+        return str(self.info.get("text_frontend", "none"))
+
+    @property
     def speakers(self) -> list[str]:
         return list(self.info.get("speakers", []))
 
@@ -114,7 +134,9 @@ class TTSPolicy(nn.Module):
     # ------------------------------------------------------------------ prompts
     def encode_prompts(self, texts: Sequence[str], emotions: Sequence[str], languages: Sequence[str] | str,
                        speakers: Sequence[str] | None = None) -> Prompts:
-        """Tokenise ``instruction(emotion) <|endofprompt|> text`` per row (errors are one line)."""
+        """Tokenise ``instruction(emotion) <|endofprompt|> normalize(text)`` per row (errors are one
+        line); the text goes through the policy's text frontend (:attr:`text_frontend`), so SFT,
+        optimisation and generation see the same normalised text."""
         if self.tokenizer is None:
             raise RrpoError("this policy has no text tokenizer")
         if isinstance(languages, str):
@@ -124,7 +146,7 @@ class TTSPolicy(nn.Module):
         rows, content = [], []
         for text, emo, lang in zip(texts, emotions, languages):
             instr = self.tokenizer.encode(self.instruction(emo, lang) + ENDOFPROMPT)
-            body = self.tokenizer.encode(text)
+            body = self.tokenizer.encode(normalize(text, lang, self.text_frontend))
             if not body:
                 raise RrpoError(f"empty text to speak (emotion {emo})")
             rows.append(instr + body)
@@ -188,10 +210,12 @@ class TTSPolicy(nn.Module):
         if position_ids is None:
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
         attn = None if bool(mask.all()) else mask.long()  # no padding: plain causal attention, less overhead
-        out = self.llm.model.model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
-                                   past_key_values=past, use_cache=past is not None)
+        qwen = self.llm.model.model
+        name = _cache_arg(type(qwen))
+        out = qwen(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
+                   use_cache=past is not None, **{name: past})
         if past is not None:
-            return out.last_hidden_state, out.past_key_values
+            return out.last_hidden_state, getattr(out, name)
         return out.last_hidden_state
 
     def targets(self, speech: torch.Tensor, speech_lens: torch.Tensor) -> torch.Tensor:
@@ -204,17 +228,91 @@ class TTSPolicy(nn.Module):
         return tgt
 
 
+def _qwen2_config_class():
+    from transformers import Qwen2Config
+
+    return Qwen2Config
+
+
+def _reads_rope_parameters(cls) -> bool:
+    """True where this transformers spells the RoPE base ``rope_parameters["rope_theta"]`` (5.x);
+    False where it reads ``rope_theta`` and keeps an unknown ``rope_parameters`` as an inert
+    attribute (4.x)."""
+    import inspect
+
+    return "rope_parameters" in inspect.signature(cls.__init__).parameters
+
+
+def rope_base(cfg) -> float:
+    """The RoPE base this transformers will actually use for ``cfg``."""
+    if _reads_rope_parameters(type(cfg)):
+        return float((cfg.rope_parameters or {}).get("rope_theta", 10000.0))
+    return float(cfg.rope_theta)
+
+
+def declared_rope(d: dict, where=None) -> tuple[float | None, str | None]:
+    """(RoPE base, rope type) a config dict declares under either spelling (``rope_theta`` of
+    transformers 4.x, ``rope_parameters`` of 5.x); (None, None) if neither. Two different
+    values are an error: the folder would mean different models under different versions."""
+    top = d.get("rope_theta")
+    params = d.get("rope_parameters") or {}
+    nested = params.get("rope_theta") if isinstance(params, dict) else None
+    if top is not None and nested is not None and float(top) != float(nested):
+        raise RrpoError(f"config declares two RoPE bases (rope_theta {top}, rope_parameters.rope_theta {nested})",
+                        where)
+    base = nested if nested is not None else top
+    rtype = params.get("rope_type", "default") if isinstance(params, dict) and params else \
+        ((d.get("rope_scaling") or {}).get("rope_type", (d.get("rope_scaling") or {}).get("type", "default")))
+    return (None if base is None else float(base)), rtype
+
+
+def qwen2_config(d: dict, where=None):
+    """A Qwen2 config from a dict in either transformers spelling, meaning the same under 4.x and
+    5.x: the RoPE base is passed in both spellings and the base the installed version will use is
+    checked against the declared one (a mismatch is refused, never silently used)."""
+    cls = _qwen2_config_class()
+    d = {k: v for k, v in d.items() if k not in ("transformers_version", "architectures")}
+    base, rtype = declared_rope(d, where)
+    if base is not None:
+        if rtype not in (None, "default"):
+            if not _reads_rope_parameters(cls):
+                raise RrpoError(f"RoPE type '{rtype}' needs transformers >= 5 here", where)
+        else:
+            d["rope_theta"] = base
+            params = dict(d.get("rope_parameters") or {})
+            params.update({"rope_theta": base, "rope_type": "default"})
+            d["rope_parameters"] = params
+    try:
+        cfg = cls(**d)
+    except (TypeError, ValueError) as e:
+        raise RrpoError(f"invalid Qwen2 config ({e})", where) from None
+    if base is not None and rope_base(cfg) != base:
+        raise RrpoError(f"this transformers reads RoPE base {rope_base(cfg):g}, the config says {base:g}; "
+                        "refusing a silently different model", where)
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+def qwen2_config_dict(cfg) -> dict:
+    """``cfg.to_dict()`` with the RoPE base written in both spellings (``rope_theta`` for 4.x,
+    ``rope_parameters`` for 5.x), so a folder saved under one version reads the same under the other."""
+    d = cfg.to_dict()
+    base = rope_base(cfg)
+    d["rope_theta"] = base
+    params = dict(d.get("rope_parameters") or {"rope_type": "default"})
+    params["rope_theta"] = base
+    d["rope_parameters"] = params
+    return d
+
+
 def build_qwen_config(hidden_size: int, layers: int, heads: int, kv_heads: int, intermediate_size: int,
                       text_vocab_size: int, max_positions: int = 4096, rope_theta: float = 10000.0):
     """A small Qwen2 config (tied text embedding; sdpa attention)."""
-    from transformers import Qwen2Config
-
-    cfg = Qwen2Config(vocab_size=text_vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                      max_position_embeddings=max_positions, tie_word_embeddings=True,
-                      rope_parameters={"rope_theta": rope_theta, "rope_type": "default"})
-    cfg._attn_implementation = "sdpa"
-    return cfg
+    return qwen2_config(dict(vocab_size=text_vocab_size, hidden_size=hidden_size,
+                             intermediate_size=intermediate_size, num_hidden_layers=layers,
+                             num_attention_heads=heads, num_key_value_heads=kv_heads,
+                             max_position_embeddings=max_positions, tie_word_embeddings=True,
+                             rope_theta=rope_theta))
 
 
 def tiny_policy(tokenizer: CharTokenizer, speech_vocab_size: int, *, hidden_size: int = 256, layers: int = 4,

@@ -56,6 +56,7 @@ class SFTModel:
     kv_heads: int = option(2, "tiny policy: key/value heads")
     intermediate_size: int = option(768, "tiny policy: MLP width")
     speakers: bool = option(True, "tiny policy: condition on the speaker (a learned speaker row after sos)")
+    text_frontend: Literal["basic", "none"] = option("basic", "tiny policy: text normalisation before tokenising (basic: numbers and symbols spelled out for zh/en; none: text as is). A policy loaded with init keeps its own")
 
     def __post_init__(self):
         for k in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size"):
@@ -216,6 +217,7 @@ def token_loss(policy, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.T
 def build_policy(cfg: SFTConfig, texts: list[str], train: list[Example], vocab_size: int, emotions: list[str]):
     from rrpo.policy.io import load_policy
     from rrpo.policy.model import tiny_policy
+    from rrpo.policy.frontend import normalize
     from rrpo.policy.text import CharTokenizer, INSTRUCTIONS, ENDOFPROMPT
 
     languages = sorted({e.language for e in train})
@@ -227,12 +229,16 @@ def build_policy(cfg: SFTConfig, texts: list[str], train: list[Example], vocab_s
         policy.info["emotions"] = sorted(set(policy.emotions) | set(emotions)) if policy.emotions else list(emotions)
         return policy
     instr = [INSTRUCTIONS[lang][e] + ENDOFPROMPT for lang in languages if lang in INSTRUCTIONS for e in emotions]
-    tok = CharTokenizer.build(list(texts) + instr)
+    # the characters of the texts as the frontend writes them, in every language of the corpus
+    spoken = [normalize(t, lang, cfg.model.text_frontend) for t in texts for lang in (languages or ["zh"])]
+    tok = CharTokenizer.build(spoken + instr)
     speakers = sorted({e.speaker for e in train}) if cfg.model.speakers else []
     m = cfg.model
-    return tiny_policy(tok, vocab_size, hidden_size=m.hidden_size, layers=m.layers, heads=m.heads,
-                       kv_heads=m.kv_heads, intermediate_size=m.intermediate_size, speakers=speakers,
-                       emotions=emotions, languages=languages, seed=cfg.train.seed)
+    policy = tiny_policy(tok, vocab_size, hidden_size=m.hidden_size, layers=m.layers, heads=m.heads,
+                         kv_heads=m.kv_heads, intermediate_size=m.intermediate_size, speakers=speakers,
+                         emotions=emotions, languages=languages, seed=cfg.train.seed)
+    policy.info["text_frontend"] = m.text_frontend
+    return policy
 
 
 def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
