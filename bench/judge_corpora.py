@@ -5,7 +5,7 @@ Prints one JSON object.
         --train urdu.jsonl --heldout-speaker ZhaoZuoxiang --cross esd.jsonl --cache /tmp/feats \\
         [small_groups=drop class_masking=true ...]
 
-Training is what ``rrpo judge train --manifest ... exclude_speakers=[SPEAKER]`` does
+Training is what ``rrpo judge train manifests=[...] exclude_speakers=[SPEAKER]`` does
 (``select_corpora`` then ``fit_judge``); scoring is what ``rrpo judge eval`` does (each test
 speaker's own batch statistics). The held-out speaker is taken from the ``--train`` manifests that
 have it; ``--cross`` manifests are never trained on. ``key=value`` arguments are judge config

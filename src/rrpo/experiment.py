@@ -411,8 +411,8 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
         *([Stage("judge2", o / "judge2",
                  ["judge", "train-mel", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
                   f"exclude_speakers=[{h}]", cls, *cfg.second_judge_cnn] if cfg.second_judge == "logmel-cnn" else
-                 ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}", f"exclude_speakers=[{h}]",
-                  cls, "features=logmel-stats", *cfg.second_judge_stats]),
+                 ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
+                  f"exclude_speakers=[{h}]", cls, "features=logmel-stats", *cfg.second_judge_stats]),
            Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
         *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)]
           if cfg.policy_pretrain_corpora else []),

@@ -25,8 +25,8 @@ def _wavs(folder: Path, ids: list[str]):
 
     missing = [i for i in ids if not (folder / f"{i}.wav").exists()]
     if missing:
-        raise RrpoError(f"the audit's audio is missing {len(missing)} file(s) (e.g. {missing[0]}.wav); rerun the "
-                        "run's audit stage with --force", folder)
+        raise RrpoError(f"the audit's audio is missing {len(missing)} file(s) (e.g. {missing[0]}.wav); redo the "
+                        "run's audit stage (rrpo experiment ... 'force=[audit_<run>]')", folder)
     return [load_audio(folder / f"{i}.wav") for i in ids]
 
 
@@ -41,8 +41,8 @@ def rejudge_run(run_dir: Path, judge) -> dict:
         pt = aud[key]
         rows = [r for r in pt.get("utterances") or [] if r.get("emotion") in judge.classes]
         if not rows:
-            raise RrpoError("the audit has no per-utterance rows (audited before they were kept); rerun the "
-                            "audit stage with --force", run_dir / "audit" / "audit.json")
+            raise RrpoError("the audit has no per-utterance rows (audited before they were kept); redo the run's "
+                            "audit stage (rrpo experiment ... 'force=[audit_<run>]')", run_dir / "audit" / "audit.json")
         items = _wavs(run_dir / "audit" / "audio" / f"step_{pt['step']}", [r["id"] for r in rows])
         if stats is None:  # the starting policy's outputs calibrate the normalisation, as in the audit
             stats = judge.group_stats(items)
@@ -57,6 +57,7 @@ def rejudge_run(run_dir: Path, judge) -> dict:
 
 def rejudge_all(o: Path, runs: list[str]) -> None:
     """The second judge on every run's audited audio → ``judges/<run>.json``."""
+    import rrpo.audit.mel_judge  # noqa: F401  (registers the 'logmel-cnn' kind)
     from rrpo.audit.judge import load_judge
     from rrpo.io import write_json
 

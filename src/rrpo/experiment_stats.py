@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rrpo.audit.artifacts import DETECTORS
 from rrpo.stats import (bootstrap_ci, cluster_bootstrap_ci, design_half_width, paired_difference,
                         variance_components)
 
@@ -36,7 +37,6 @@ UTT_METRICS = [("judge_acc", "judge accuracy"), ("judge_p", "judge p(target)"), 
 PAIRS = [("rrpo", "diffro"), ("diffro", "sft"), ("rrpo", "sft")]
 #: (RM seeds, optimiser seeds, utterances) designs whose predicted half-width is reported.
 DESIGNS = [(1, 3, 25), (1, 3, 300), (3, 3, 300), (1, 9, 300)]
-ARTIFACT_KEYS = ("clicks", "bursts", "clipping", "silence", "repetition")
 
 
 def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]:
@@ -48,7 +48,7 @@ def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]
         elif metric == "judge_p":
             v = (float(r.get("judge_target_prob", math.nan)), 1.0)
         elif metric == "artifacts":
-            ev = [r.get(f"{k}_events") for k in ARTIFACT_KEYS]
+            ev = [r.get(f"{k}_events") for k in DETECTORS]
             v = (float(sum(ev)) if all(e is not None for e in ev) else math.nan, float(r.get("duration_s", math.nan)))
         else:
             x = r.get(metric)

@@ -158,8 +158,8 @@ def test_mel_judge_learns_tones_cli_and_storage(tmp_path, tone_sets, capsys):
     above chance (1/3); the folder opens with load_judge and fixed statistics give the same probabilities."""
     paths = _manifests(tmp_path, tone_sets)
     out = tmp_path / "mel"
-    rc = main(["judge", "train-mel", f"manifests=[{paths[0]}, {paths[1]}]", f"out={out}",
-               "--config", "configs/judge_mel.yaml", "classes=[neutral, angry, sad]", "exclude_speakers=[s3]",
+    rc = main(["judge", "train-mel", "--config", "configs/judge_mel.yaml", f"manifests=[{paths[0]}, {paths[1]}]",
+               f"out={out}", "classes=[neutral, angry, sad]", "exclude_speakers=[s3]",
                "min_group=5", "channels=16", "train.steps=150", "train.progress=false"])
     assert rc == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -178,7 +178,7 @@ def test_mel_statistics_of_a_steady_tone():
     """A steady sine: every band is constant after the first frames, so per band the 10th, 50th and 90th
     percentiles are equal to within a fraction of a dB, and the frame-to-frame difference is ~0 (its std
     small); 6 statistics × 40 bands."""
-    from rrpo.audit.mel_judge import mel_statistics
+    from rrpo.audit.features import mel_statistics
 
     x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
     f = mel_statistics([(x, 16000)])[0].reshape(6, 40)

@@ -6,13 +6,18 @@
 that is also a judge folder (``judge.json``, ``weights.npz``, ``config.yaml``, ``command.txt``,
 ``metrics.jsonl``).
 
-``rrpo judge eval judge=DIR 'manifests=[M]' ['speakers=[a]' 'splits=[test]' out=FILE]`` prints one
-JSON object: n, wa, ua, per-class recall, ECE and the confusion matrix on the selected records
-(emotions outside the judge's classes are skipped), and ``ua_ci95``, a 95 % stratified bootstrap
-interval of UA. Speaker groups for normalisation are the manifests' ``speaker`` fields.
+One manifest per corpus: with several, speaker groups are ``corpus/speaker`` and, with
+``class_masking``, an utterance's softmax runs over its corpus' classes only
+(:func:`rrpo.audit.judge.select_corpora`). ``features=logmel-stats`` trains the second judge
+(statistics of log-mel bands, :mod:`rrpo.audit.mel_judge`) with the same trainer.
 
-``rrpo judge train-mel 'manifests=[M, ...]' out=DIR [key=value ...]`` trains the second judge, a small
-network on log-mel frames (:mod:`rrpo.audit.mel_judge`); one manifest per corpus.
+``rrpo judge train-mel 'manifests=[M, M2]' out=DIR [--config C] [key=value ...]`` trains the
+second judge built as a small network on log-mel frames (:mod:`rrpo.audit.mel_judge`).
+
+``rrpo judge eval judge=DIR 'manifests=[M]' ['speakers=[a]' 'splits=[test]' out=FILE]`` prints one
+JSON object: n, wa, ua, ``ua_ci95`` (a 95 % stratified bootstrap interval of UA), per-class recall,
+ECE and the confusion matrix on the selected records (emotions outside the judge's classes are
+skipped). Speaker groups for normalisation are the manifests' ``speaker`` fields.
 
 ``rrpo audit run=RUN codec=CODEC judge=JUDGE [key=value ...]`` audits every checkpoint of an
 optimisation run (:mod:`rrpo.audit.overopt`).
@@ -62,8 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.audit.judge import JudgeConfig
     from rrpo.audit.overopt import AuditConfig
 
-    p = sub.add_parser("judge", help="train or evaluate the independent emotion judges (eGeMAPS + logistic; "
-                                      "log-mel network)")
+    p = sub.add_parser("judge", help="train or evaluate the independent emotion judge (eGeMAPS + logistic)")
     jsub = p.add_subparsers(dest="judge_verb", metavar="ACTION", required=True)
 
     t = jsub.add_parser("train", help="fit the judge on real recordings")
@@ -73,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from rrpo.audit.mel_judge import MelJudgeConfig
 
-    m = jsub.add_parser("train-mel", help="fit the second judge (a small network on log-mel frames) on real recordings")
+    m = jsub.add_parser("train-mel", help="fit the second judge built as a small network on log-mel frames")
     add_config_args(m, MelJudgeConfig, io=JudgeTrainArgs,
                     old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
     m.set_defaults(func=cmd_train_mel)
@@ -88,7 +92,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=cmd_audit)
 
 
-from rrpo.data.audio import load_items  # noqa: E402  (the judges' trainers and the benches read audio the same way)
+def load_items(selected, sr: int = 16000):
+    """Load the audio of ``(path, utterance)`` pairs as ``(audio, sr)`` items (progress bar)."""
+    from tqdm import tqdm
+
+    from rrpo.data.audio import load_audio
+
+    return [load_audio(p, sr) for p, _ in tqdm(selected, desc="loading audio", unit="file", leave=False)]
 
 
 def cmd_train(args) -> int:
@@ -104,7 +114,7 @@ def cmd_train(args) -> int:
     if not sel:
         raise RrpoError("no records pass the selection (classes, splits, languages, speakers)", io.manifests[0])
     if cfg.features == "logmel-stats":
-        from rrpo.audit.mel_judge import MelStatsJudge
+        from rrpo.audit.judge import MelStatsJudge
         feats = MelStatsJudge.features(load_items(sel), progress=True)
     else:
         feats = EgemapsJudge.features(load_items(sel), progress=True)

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 Item = tuple[np.ndarray, int]
 JUDGE_FORMAT = 1
 KIND_EGEMAPS = "egemaps-logreg"
+KIND_MELSTATS = "logmel-stats"
 
 
 @runtime_checkable
@@ -83,7 +84,7 @@ class JudgeConfig(Selection):
                                                              "stop with an error, or leave that speaker out")
     features: Literal["egemaps", "logmel-stats"] = option(
         "egemaps", "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
-                   "second judge, rrpo.audit.mel_judge.MelStatsJudge)")
+                   "second judge, MelStatsJudge)")
     min_group_classes: int = option(1, "with speaker normalisation, leave out training speakers whose utterances "
                                        "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
                                        "emotion and teaches the classifier noise)")
@@ -208,32 +209,34 @@ class EgemapsJudge:
                    min_group=meta.get("min_group", 10), meta=meta, **arrays)
 
 
-#: Judge kinds defined beside this module: the module that registers each (with
-#: :func:`register_judge_kind` when imported). Named, not imported, here: those modules build on
-#: this one (as ``rrpo.cli.VERB_MODULES`` names the verb modules), so no import circle forms.
-KIND_MODULES: dict[str, str] = {"logmel-cnn": "rrpo.audit.mel_judge", "logmel-stats": "rrpo.audit.mel_judge"}
+class MelStatsJudge(EgemapsJudge):
+    """The second judge's linear form: statistics of log-mel bands
+    (:func:`rrpo.audit.features.mel_statistics`, 240 per utterance) → (per-speaker z-score) →
+    standardiser → multinomial logistic. Trained by ``rrpo judge train features=logmel-stats`` (the
+    eGeMAPS judge's trainer: C by leave-one-speaker-out CV, class masking); only the features differ."""
 
-_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load}
+    @staticmethod
+    def features(items: Sequence[Item], progress: bool = False) -> np.ndarray:
+        from rrpo.audit.features import mel_statistics
+
+        return mel_statistics(items, progress=progress)
+
+    def save(self, folder: str | Path) -> None:
+        from rrpo.io import read_json, write_json
+
+        super().save(folder)
+        meta = read_json(Path(folder) / "judge.json")
+        meta.update({"kind": KIND_MELSTATS, "features": "log-mel band statistics (6 x 40)"})
+        write_json(Path(folder) / "judge.json", meta)
 
 
-def judge_class(kind: str):
-    """The class of a registered judge kind (importing the module of :data:`KIND_MODULES` that defines it)."""
-    import importlib
-
-    if kind in KIND_MODULES:
-        importlib.import_module(KIND_MODULES[kind])
-    return _CLASSES[kind]
+_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load,
+                                                      KIND_MELSTATS: MelStatsJudge.load}
 
 
-_CLASSES: dict[str, type] = {KIND_EGEMAPS: EgemapsJudge}
-
-
-def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge], cls: type | None = None) -> None:
-    """Make ``load_judge`` open folders whose ``judge.json`` says ``"kind": kind`` with ``loader``
-    (``cls``: the judge class, for :func:`judge_class`)."""
+def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
+    """Make ``load_judge`` open folders whose ``judge.json`` says ``"kind": kind`` with ``loader``."""
     _LOADERS[kind] = loader
-    if cls is not None:
-        _CLASSES[kind] = cls
 
 
 def load_judge(folder: str | Path) -> Judge:
@@ -248,14 +251,11 @@ def load_judge(folder: str | Path) -> Judge:
         raise RrpoError(f"not valid JSON ({e.msg})", meta_path, e.lineno) from None
     if not isinstance(meta, dict) or "kind" not in meta or "classes" not in meta:
         raise RrpoError("judge.json needs 'kind' and 'classes'", meta_path)
-    if meta["kind"] not in _LOADERS and meta["kind"] in KIND_MODULES:
-        import importlib
-
-        importlib.import_module(KIND_MODULES[meta["kind"]])
     loader = _LOADERS.get(meta["kind"])
     if loader is None:
-        raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted({*_LOADERS, *KIND_MODULES}))}; "
-                        "register others with rrpo.audit.judge.register_judge_kind)", meta_path)
+        raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted(_LOADERS))}; "
+                        "register others with rrpo.audit.judge.register_judge_kind; 'logmel-cnn' registers "
+                        "when rrpo.audit.mel_judge is imported)", meta_path)
     check_classes(meta["classes"])
     return loader(folder, meta)
 
@@ -347,8 +347,7 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
                                "classes": [c for c in classes if ((corp == k) & (labels == c)).any()]}
                            for k in sorted(set(corp.tolist()))}
         info["class_masking"] = mask is not None
-    judge_cls = judge_class(getattr(cfg, "features", "egemaps") if getattr(cfg, "features", "egemaps") != "egemaps"
-                            else KIND_EGEMAPS)
+    judge_cls = MelStatsJudge if getattr(cfg, "features", "egemaps") == "logmel-stats" else EgemapsJudge
     judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
                       meta={"training": info})
     return judge, info

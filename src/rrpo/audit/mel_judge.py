@@ -4,8 +4,8 @@ The eGeMAPS judge (:mod:`rrpo.audit.judge`) reads 88 knowledge-based functionals
 model; this one reads the frame-level spectrum with a learnt non-linear model. A hacking claim that
 only one of them supports is flagged by the experiment (:mod:`rrpo.audit.agreement`).
 
-* **Features**: 40-band log-mel power (dB) on 25 ms frames every 10 ms at 16 kHz
-  (:func:`rrpo.audit.artifacts.log_mel`), floored 80 dB below the utterance's loudest band-frame.
+* **Features**: 40-band log-mel power (dB) on 25 ms frames every 10 ms at 16 kHz, floored 80 dB
+  below the utterance's loudest band-frame (:func:`rrpo.audit.features.log_mel_frames`).
 * **Per-speaker normalisation**: each band is z-scored with the mean and std over all frames of
   the speaker's utterances (the batch's groups, or fixed ``stats`` from ``group_stats``), exactly
   the contract of the eGeMAPS judge, so ``rrpo audit`` calibrates it on the starting policy too.
@@ -18,6 +18,8 @@ only one of them supports is flagged by the experiment (:mod:`rrpo.audit.agreeme
   the whole utterance.
 
 Stored as ``judge.json`` (``kind: logmel-cnn``, classes, network sizes) and ``model.safetensors``.
+Importing this module registers the kind with :func:`rrpo.audit.judge.register_judge_kind` (the
+``rrpo`` command line always does), so ``load_judge`` opens such folders.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rrpo.audit.judge import EgemapsJudge, register_judge_kind
+from rrpo.audit.features import log_mel_frames
+from rrpo.audit.judge import register_judge_kind
 from rrpo.config import check, option, section
 from rrpo.data.emotions import ESD_CLASSES, check_classes
 from rrpo.data.manifest import Selection
@@ -41,14 +44,11 @@ from rrpo.train.loop import TrainConfig
 log = logging.getLogger(__name__)
 
 KIND_LOGMEL = "logmel-cnn"
-KIND_MELSTATS = "logmel-stats"
-RATE = 16000
-FLOOR_DB = 80.0
 
 
 @dataclass
 class MelJudgeConfig(Selection):
-    """Training settings of the log-mel judge (``rrpo judge train-mel --config``) and the
+    """Training settings of the log-mel network judge (``rrpo judge train-mel``) and the
     :class:`~rrpo.data.manifest.Selection` of its training records."""
 
     classes: list[str] = option(list(ESD_CLASSES), "emotion classes (others in the manifests are dropped)")
@@ -77,18 +77,6 @@ class MelJudgeConfig(Selection):
             check_classes(self.classes)
         except RrpoError as e:
             check(False, "classes", e.reason)
-
-
-def log_mel_frames(audio: np.ndarray, sr: int, n_mels: int = 40) -> np.ndarray:
-    """(F, n_mels) float32 log-mel power in dB, floored ``FLOOR_DB`` below the maximum."""
-    from rrpo.audit.artifacts import ArtifactConfig, log_mel
-    from rrpo.data.audio import resample
-
-    x = resample(np.asarray(audio, dtype=np.float32).reshape(-1), int(sr), RATE)
-    if len(x) < RATE // 10:
-        x = np.pad(x, (0, RATE // 10 - len(x)))
-    m = log_mel(x, RATE, ArtifactConfig(), n_mels)
-    return np.maximum(m, m.max() - FLOOR_DB).astype(np.float32)
 
 
 def frames_of(items: Sequence[tuple[np.ndarray, int]], n_mels: int, progress: bool = False) -> list[np.ndarray]:
@@ -243,8 +231,8 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
     """Train the log-mel judge on the manifests' records that pass the filters into run folder ``out``.
 
     ``frames`` (the selected records' log-mel frames, in order) skips feature extraction (tests, benches)."""
-    from rrpo.data.audio import load_items
     from rrpo.audit.judge import corpus_class_mask, select_corpora
+    from rrpo.data.audio import load_audio
     from rrpo.runs import RunDir
     from rrpo.train.loop import EpochBatches, train
 
@@ -258,7 +246,7 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
     if missing:
         raise RrpoError(f"no training utterances for class(es) {missing}")
     if frames is None:
-        frames = frames_of(load_items(sel), cfg.n_mels, progress=True)
+        frames = frames_of([load_audio(p, 16000) for p, _ in sel], cfg.n_mels, progress=True)
     z = normalise(frames, groups, None, cfg.min_group)
     y = torch.tensor([classes.index(l) for l in labels])
     mask = torch.from_numpy(corpus_class_mask(labels, corpora, classes) if cfg.class_masking
@@ -308,50 +296,4 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
     return judge, {**info, "last": last}
 
 
-# -- the linear variant: statistics of the log-mel bands ---------------------------------------------
-
-#: Frames quieter than this below the utterance's loudest frame are left out of the statistics.
-ACTIVE_DB = 40.0
-
-
-def mel_statistics(items: Sequence[tuple[np.ndarray, int]], n_mels: int = 40, progress: bool = False) -> np.ndarray:
-    """(N, 6·n_mels) per-band statistics of each utterance's log-mel frames (dB): mean, std, 10th, 50th
-    and 90th percentile over the active frames (frame level within ``ACTIVE_DB`` of the loudest), and the
-    std of the frame-to-frame difference (how fast each band moves).
-
-    Example: a band constant at −20 dB gives mean −20, std 0, percentiles −20, delta std 0."""
-    out = np.zeros((len(items), 6 * n_mels))
-    it = items
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(items, desc="log-mel statistics", unit="utt", leave=False)
-    for i, (a, sr) in enumerate(it):
-        m = log_mel_frames(a, sr, n_mels).astype(np.float64)
-        level = 10 * np.log10(np.mean(10 ** (m / 10), axis=1) + 1e-20)
-        act = m[level >= level.max() - ACTIVE_DB]
-        d = np.diff(m, axis=0) if len(m) > 1 else np.zeros((1, n_mels))
-        out[i] = np.concatenate([act.mean(0), act.std(0), *np.percentile(act, [10, 50, 90], axis=0), d.std(0)])
-    return out
-
-
-class MelStatsJudge(EgemapsJudge):
-    """Log-mel band statistics → (per-speaker z-score) → standardiser → multinomial logistic.
-
-    Trained by ``rrpo judge train features=logmel-stats`` (the eGeMAPS judge's trainer: C by
-    leave-one-speaker-out CV, class masking); only the features differ."""
-
-    @staticmethod
-    def features(items, progress: bool = False) -> np.ndarray:
-        return mel_statistics(items, progress=progress)
-
-    def save(self, folder: str | Path) -> None:
-        from rrpo.io import read_json, write_json
-
-        super().save(folder)
-        meta = read_json(Path(folder) / "judge.json")
-        meta.update({"kind": KIND_MELSTATS, "features": "log-mel band statistics (6 x 40)"})
-        write_json(Path(folder) / "judge.json", meta)
-
-
-register_judge_kind(KIND_LOGMEL, MelJudge.load, MelJudge)
-register_judge_kind(KIND_MELSTATS, MelStatsJudge.load, MelStatsJudge)
+register_judge_kind(KIND_LOGMEL, MelJudge.load)

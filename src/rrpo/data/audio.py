@@ -134,9 +134,3 @@ def rms_db(audio: np.ndarray) -> float:
     r = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return 20 * math.log10(r) if r > 0 else -math.inf
 
-
-def load_items(selected, sr: int = 16000):
-    """Load the audio of ``(path, utterance)`` pairs as ``(audio, sr)`` items (progress bar)."""
-    from tqdm import tqdm
-
-    return [load_audio(p, sr) for p, _ in tqdm(selected, desc="loading audio", unit="file", leave=False)]
