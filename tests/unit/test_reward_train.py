@@ -125,6 +125,7 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     table = (tmp_path / "abl" / "table.md").read_text()
     assert "| vanilla |" in table and "| full |" in table and "| ensemble |" in table and "±" in table
     assert "Per-class recall, ESD English" in table and "Paired differences to vanilla" in table
+    assert "| full | " in table.split("trade-off")[1]
     assert (tmp_path / "abl" / "plot.png").stat().st_size > 1000
     results = json.loads((tmp_path / "abl" / "results.json").read_text())["results"]
     assert len(results) == 2 * 2 * 2 + 2 and {r["heldout"] for r in results} == {"s3", "s4"}

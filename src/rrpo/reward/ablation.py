@@ -84,10 +84,13 @@ class AblationConfig:
     table_eps: float = option(0.1, "FGM/PGD ε shown in the table (one of eval.attack.eps)")
     baseline: str = option("vanilla", "variant the paired differences are taken against")
     jobs: int = option(1, "fine-tune/evaluate this many runs at once, in processes of one thread each")
+    threads: int = option(0, "torch threads of this process (pre-training, jobs=1); 0 = torch's default. "
+                             "On a loaded machine 1 avoids threads spinning against each other")
 
     def __post_init__(self):
         from rrpo.config import check
         check(self.jobs >= 1, "jobs", "must be >= 1")
+        check(self.threads >= 0, "threads", "must be >= 0")
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
@@ -180,13 +183,13 @@ def _casia_speakers(cfg: AblationConfig) -> list[str]:
 
 
 def _evaluate(model, sets: dict, cfg: AblationConfig) -> dict:
-    """Every test set of ``sets`` (name -> items); padded sets without attacks, plus the agreement of
-    their predictions with the unpadded set's."""
+    """Every test set of ``sets`` (name -> items); the attacks on the held-out CASIA speaker only, plus
+    the agreement of the padded sets' predictions with the unpadded set's."""
     from rrpo.reward.evaluate import evaluate_items
 
     out = {}
     for name, items in sets.items():
-        ecfg = cfg.eval if not name.endswith("_pad") else dataclasses.replace(cfg.eval, robustness=False)
+        ecfg = cfg.eval if name == "casia" else dataclasses.replace(cfg.eval, robustness=False)
         out[name] = evaluate_items(model, items, model.classes, ecfg)
         if name.endswith("_pad") and name[:-4] in sets:
             out[name]["agreement"] = prediction_agreement(model, sets[name[:-4]], items)
@@ -214,6 +217,9 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     from rrpo.train.loop import latest_checkpoint
 
     out = Path(out)
+    if cfg.threads:
+        import torch
+        torch.set_num_threads(cfg.threads)
     RunDir.create(out, cfg)
     if data:
         cfg = _prepare(cfg, data, out)
@@ -376,7 +382,14 @@ def _mean_std(vals: list[float]) -> str:
     m, s = mean_std(vals)
     if math.isnan(m):
         return "–"
+    if sum(v is not None for v in vals) < 2:  # one run: no spread to show
+        return f"{100 * m:.1f}"
     return f"{100 * m:.1f} ± {100 * s:.1f}"
+
+
+def _mean_only(vals: list) -> str:
+    vals = [v for v in vals if v is not None]
+    return f"{100 * sum(vals) / len(vals):.1f}" if vals else "–"
 
 
 def table_columns(cfg: AblationConfig) -> list[tuple[str, str]]:
@@ -462,6 +475,19 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
                 xs = [x for x in xs if x is not None]
                 vals.append(f"{100 * sum(xs) / len(xs):.0f}" if xs else "–")
             lines.append(f"| {v} | " + " | ".join(vals) + " |")
+    eps_grid = sorted({e for r in results for e in ((r.get("casia") or {}).get("pgd_acc") or {})}, key=float)
+    if eps_grid:
+        lines += ["", "Accuracy–robustness trade-off on the held-out speaker: accuracy of the attacked subset "
+                      "clean and under PGD at each relative ε (×100, mean over runs):", "",
+                  "| variant | clean | " + " | ".join(f"PGD ε={e}" for e in eps_grid) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in eps_grid) + " |"]
+        for v in variants:
+            rs = [r for r in results if r["variant"] == v and (r.get("casia") or {}).get("pgd_acc")]
+            if not rs:
+                continue
+            cells = [_mean_only([_get(r, "casia/h_attack_clean_acc") for r in rs])]
+            cells += [_mean_only([(r["casia"]["pgd_acc"] or {}).get(e) for r in rs]) for e in eps_grid]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
     diff_keys = [("ESD en UA", "esd/ua"), ("CASIA held-out UA", "casia/ua"), ("CASIA ECE", "casia/ece")]
     if cfg.eval.robustness:
         diff_keys += [(f"token attack success @{cfg.table_budgets[len(cfg.table_budgets) // 2]:g}",
