@@ -10,7 +10,8 @@ prepare CASIA and ESD (and mark the held-out sentences as split ``test``) and th
 pre-training corpora (``rm_pretrain_corpora``: ASED, nEMO, URDU) → synthesise the built-in bilingual
 corpus (extra unlabelled codec audio, and pre-training data with ``rm_pretrain_synth``) → learn the
 codec on CASIA's other speakers and the synthetic corpus → tokenise → pre-train the reward model on
-the pre-training corpora (classes a corpus lacks masked out of its loss), fine-tune it on CASIA's other speakers twice (vanilla; robust: LS + EAM + FGM)
+the pre-training corpora (classes a corpus lacks masked out of its loss), fine-tune it on CASIA's
+other speakers twice (vanilla; robust: LS + EAM + FGM)
 → evaluate both on the held-out speaker and on ESD English (cross-lingual) → train the eGeMAPS judge
 on CASIA's other speakers and measure it on the held-out speaker's real speech (the ceiling) →
 pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
@@ -92,7 +93,8 @@ class ExperimentConfig:
     rm_pretrain_corpora: list[str] = option(
         ["ased", "nemo", "urdu"], "real multilingual corpora of data= the reward models pre-train on (Amharic, "
                                   "Polish, Urdu; classes a corpus lacks are masked out of its loss)")
-    rm_pretrain_synth: bool = option(True, "also pre-train the reward models on the synthetic corpus")
+    rm_pretrain_synth: bool = option(False, "also pre-train the reward models on the synthetic corpus (measured: "
+                                            "it did not help, docs/reward.md)")
     rm_pretrain: list[str] = option(
         ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",
          "model.embedding=free+features", "model.dropout=0.3"],

@@ -211,10 +211,10 @@ def test_reward_models_pretrain_on_the_multilingual_corpora(tmp_path):
     pre = " ".join(stages["rm_pretrain"])
     for c in ("ased", "nemo", "urdu"):
         assert f"data/{c}.jsonl" in pre and f"tokens/{c}" in pre
-    assert "synth/manifest.jsonl" in pre
-    no_synth = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False),
-                                                       tmp_path, tmp_path / "o", main)}
-    assert "synth/manifest.jsonl" not in " ".join(no_synth["rm_pretrain"])
+    assert "synth/manifest.jsonl" not in pre
+    synth = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=True),
+                                                    tmp_path, tmp_path / "o", main)}
+    assert "synth/manifest.jsonl" in " ".join(synth["rm_pretrain"])
     with pytest.raises(RrpoError, match="no pre-training data"):
         build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False, rm_pretrain_corpora=[]), tmp_path,
                      tmp_path / "o", main)
