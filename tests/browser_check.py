@@ -10,6 +10,18 @@ from pathlib import Path
 import numpy as np
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def missing() -> str | None:
+    """One actionable line when the browser test cannot run here, else None."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return ("chromium not found on PATH: apt-get install chromium (bash scripts/install.sh --dev does it "
+                "when run as root)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright not installed: bash scripts/install.sh --dev (or pip install -e '.[dev]')"
+    return None
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 

@@ -186,11 +186,33 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+#: The configs shipped inside the package; ``configs/`` at the repository root links here, so a
+#: checkout and an installed wheel read the same files.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name (``demo_tiny.yaml``) -> path of every config shipped with rrpo."""
+    return {p.name: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    """``path`` itself when it exists; else, for a bare name (``demo_tiny``, ``demo_tiny.yaml``) or
+    ``configs/NAME.yaml``, the shipped config of that name (so the README's commands work from an
+    installed wheel, outside a checkout). Anything else is returned unchanged."""
+    p = Path(path)
+    if p.exists() or p.parent not in (Path("."), Path("configs")):
+        return p
+    shipped = shipped_configs()
+    return shipped.get(p.name if p.suffix else p.name + ".yaml", p)
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("config file not found", path) from None
+        names = ", ".join(n.removesuffix(".yaml") for n in shipped_configs())
+        raise ConfigError(f"config file not found (shipped configs, usable by name: {names})", path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config ({e})", path) from None
     try:
@@ -212,6 +234,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     With ``io`` (a dataclass of a verb's inputs and outputs, e.g. ``out``), the top-level keys that
     are fields of ``io`` build an ``io`` instance and the rest build ``cls``: one key space on the
     command line and in the file, two objects; returns ``(cfg, io)``."""
+    path = find_config(path) if path else None
     data = read_yaml(path) if path else {}
     override_keys = []
     for text in overrides:
@@ -279,5 +302,5 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     return rows
 
 
-__all__ = ["option", "section", "check", "load_config", "dump_config", "to_dict", "describe",
+__all__ = ["option", "section", "check", "load_config", "find_config", "shipped_configs", "CONFIG_DIR", "dump_config", "to_dict", "describe",
            "parse_override", "read_yaml", "ConfigError", "RrpoError"]

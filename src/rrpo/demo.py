@@ -41,7 +41,7 @@ class DemoConfig:
         "overrides for both fine-tunings (Mandarin only, as in the paper)")
     robust: list[str] = option(
         ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-        "what makes the robust reward model robust (METHOD §4)")
+        "what makes the robust reward model robust (docs/method.md §3)")
     sft: list[str] = option(
         ["model.hidden_size=128", "model.layers=2", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=256",
          "train.steps=600", "train.batch_size=16", "train.lr=2e-3", "train.warmup_steps=30", "train.eval_every=0"],
@@ -53,6 +53,25 @@ class DemoConfig:
         "overrides for both `rrpo optimize` runs (DiffRO and RRPO get the same budget)")
     audit: list[str] = option(["prompts.splits=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
                               "overrides for `rrpo audit` of both runs")
+
+    def __post_init__(self):
+        from rrpo.stages import check_stage_overrides
+
+        check_stage_overrides(self, OVERRIDE_TARGETS)
+
+
+#: The verb config class each override list of :class:`DemoConfig` is given to.
+OVERRIDE_TARGETS = {
+    "synth": "rrpo.data.synth:SynthConfig",
+    "codec": "rrpo.codec.builtin:BuiltinCodecConfig",
+    "rm_pretrain": "rrpo.reward.train:RMTrainConfig",
+    "rm_finetune": "rrpo.reward.train:RMTrainConfig",
+    "robust": "rrpo.reward.train:RMTrainConfig",
+    "sft": "rrpo.policy.sft:SFTConfig",
+    "judge": "rrpo.audit.judge:JudgeConfig",
+    "optimize": "rrpo.optimize.trainer:OptimizeConfig",
+    "audit": "rrpo.audit.overopt:AuditConfig",
+}
 
 
 STAGES = ("corpus", "codec", "tokens", "rm_pretrain", "rm_vanilla", "rm_robust", "sft", "judge",

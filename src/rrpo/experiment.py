@@ -103,7 +103,7 @@ class ExperimentConfig:
         ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
         "overrides for both fine-tunings on CASIA's training speakers")
     robust: list[str] = option(["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-                               "what makes the robust reward model robust (METHOD §4)")
+                               "what makes the robust reward model robust (docs/method.md §3)")
     rm_ensemble_seeds: list[int] = option([1, 2], "train.seed of the robust RM's ensemble siblings (the ensemble is "
                                                   "the robust RM and these)")
     rm_ensemble_aggregate: Literal["mean", "min", "mean_minus_std"] = option(
@@ -148,7 +148,7 @@ class ExperimentConfig:
                               "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
                               "= 100 judged utterances per seed and checkpoint)")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
-                                    "relative excess (the issue's 10 %)")
+                                    "relative excess (10 %: the comparison's goal, docs/RESULTS.md)")
     n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
     n_perm: int = option(5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs "
                                "is at most 65,536)")
@@ -169,6 +169,15 @@ class ExperimentConfig:
             check(need in self.systems, "systems", f"needs '{need}' (the verdicts compare DiffRO and RRPO)")
         bad = sorted(set(self.policy_pretrain_corpora) - set(POLICY_CORPORA))
         check(not bad, "policy_pretrain_corpora", f"{bad} not among {list(POLICY_CORPORA)} (corpora with transcripts)")
+        from rrpo.demo import OVERRIDE_TARGETS
+        from rrpo.stages import check_stage_overrides
+
+        check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig",
+                                     "second_judge_stats": "rrpo.audit.judge:JudgeConfig",
+                                     "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig",
+                                     "policy_synth": "rrpo.data.synth:SynthConfig",
+                                     "policy_pretrain": "rrpo.policy.sft:SFTConfig",
+                                     "watch": "rrpo.optimize.trainer:OptimizeConfig"})
 
 
 @dataclass
@@ -480,7 +489,7 @@ def point_metrics(p: dict) -> dict[str, float]:
 
 
 def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
-    """The issue's two goals, decided on the seed means.
+    """The comparison's two goals (docs/RESULTS.md, "Against the goals"), decided on the seed means.
 
     hacking (DiffRO): its proxy above SFT's (under the vanilla RM) and every artifact rate / distance
     above SFT's by more than ``tol`` (relative; for a zero SFT artifact rate, any rise counts).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
-from rrpo.errors import RrpoError
+from rrpo.errors import ConfigError, RrpoError
 
 Action = Union[Sequence[str], Callable[[], None]]
 
@@ -28,6 +28,28 @@ class Stage:
         if callable(self.action):
             return (self.action.__doc__ or self.name).strip().splitlines()[0]
         return "rrpo " + shlex.join(self.action)  # quoted: a printed stage pastes into a shell as is
+
+
+def check_stage_overrides(cfg: object, targets: dict[str, str]) -> None:
+    """Build every stage's verb config from the pipeline's override list for it, so that a typo or a
+    wrong type in any list fails when the pipeline's config is loaded (one line naming the list),
+    not when that stage's turn comes hours later.
+
+    ``targets`` maps a field of ``cfg`` (a list of ``key=value``) to ``"module:ConfigClass"`` of the
+    verb the list is given to; the verb's defaults plus the list must make a valid config (keys,
+    types and ``__post_init__`` range checks). Paths the pipeline adds itself are not in the lists.
+    """
+    import importlib
+
+    from rrpo.config import load_config
+
+    for field, target in targets.items():
+        module, name = target.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        try:
+            load_config(cls, None, list(getattr(cfg, field)))
+        except ConfigError as e:
+            raise ConfigError(f"config key '{field}' (overrides for {name}): {e.reason}") from None
 
 
 def run_stages(stages: Sequence[Stage], run_verb: Callable[[list[str]], int], force: set[str] = frozenset(),

@@ -61,13 +61,13 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
     class Codec:
         sampling_rate, frame_rate = 16000, 25.0
 
-        def decode(self, ids):
+        def decode(self, ids, profile=None):
             assert isinstance(ids, np.ndarray)
             return np.zeros(640 * len(ids), np.float32)
 
     seen = {}
 
-    def fake_audit_audio(generated, references, judge, judge_stats=None, recognizer=None):
+    def fake_audit_audio(generated, references, judge, judge_stats=None, recognizer=None, per_utterance=False):
         seen["n"] = len(generated)
         return {"judge": {"target_prob": 0.5, "accuracy": 0.5}}
 

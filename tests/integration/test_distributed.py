@@ -20,6 +20,7 @@ def _run(args, env_extra=None):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+@pytest.mark.slow  # 36 s (two torchrun launches; measured with --durations on 2 shared cores)
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun not installed")
 def test_two_processes_equal_one_with_accumulation(tmp_path):

@@ -93,6 +93,7 @@ def test_resume_repeats_losses(setup, tmp_path):
     assert losses(tmp_path / "part") == pytest.approx(losses(tmp_path / "full"), rel=1e-6)
 
 
+@pytest.mark.slow  # 20 s (two torchrun launches; measured with --durations on 2 shared cores)
 def test_two_processes_equal_one_with_accumulation(setup, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():

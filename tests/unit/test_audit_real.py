@@ -32,6 +32,7 @@ def test_detectors_quiet_on_real_speech(shared_data):
     assert counts["clicks"] <= 4 and counts["silence"] <= 2
 
 
+@pytest.mark.slow  # 21 s (eGeMAPS of 450 real utterances; measured with --durations on 2 shared cores)
 def test_judge_on_held_out_casia_speaker(shared_data):
     """6 utterances per class and speaker (five classes) from three speakers; the fourth speaker's
     30 utterances are classified well above chance (0.2)."""

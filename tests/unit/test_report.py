@@ -9,7 +9,7 @@ import pytest
 from rrpo.data.audio import save_audio
 from rrpo.report.html import AudioExample, Curve, ReportInput, build_report
 
-from tests.browser_check import CHROMIUM, assert_page_ok
+from tests.browser_check import assert_page_ok, missing
 
 
 def make_report(tmp_path) -> Path:
@@ -41,7 +41,6 @@ def test_report_files(tmp_path):
     assert "http" not in text  # nothing fetched from the network
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.skipif(missing() is not None, reason=missing() or "")
 def test_report_in_headless_chromium(tmp_path):
-    pytest.importorskip("playwright.sync_api")
     assert_page_ok(make_report(tmp_path), tmp_path / "report.png", n_audio=6)

@@ -1,4 +1,4 @@
-"""Hybrid regularisers against hand-worked values (METHOD.md §4)."""
+"""Hybrid regularisers against hand-worked values (docs/method.md §3)."""
 
 import math
 

@@ -144,12 +144,69 @@ def test_bf16_autocast_trains(tmp_path):
     assert out["toy/loss"] > 0
 
 
-def test_deterministic_kernels_follow_the_config(tmp_path):
-    before = torch.are_deterministic_algorithms_enabled()
+def test_deterministic_kernels_follow_the_config_and_are_restored(tmp_path):
+    """Inside train() the mode follows train.deterministic; afterwards the caller's setting is back
+    (also after an error)."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    seen = []
+
+    def spy(step, metrics):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+
     try:
-        run(tmp_path / "on", 1, deterministic=True)
-        assert torch.are_deterministic_algorithms_enabled()
-        run(tmp_path / "off", 1, deterministic=False)
+        for caller in (False, True):
+            torch.use_deterministic_algorithms(caller)
+            seen.clear()
+            run(tmp_path / f"on{caller}", 1, deterministic=True, on_step=spy)
+            assert seen == [True] and torch.are_deterministic_algorithms_enabled() is caller
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+            seen.clear()
+            run(tmp_path / f"off{caller}", 1, deterministic=False, on_step=spy)
+            assert seen == [False] and torch.are_deterministic_algorithms_enabled() is caller
+
+        def boom(step, metrics):
+            raise KeyboardInterrupt
+
+        torch.use_deterministic_algorithms(False)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "err", 2, deterministic=True, on_step=boom)
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def test_resume_refuses_a_changed_schedule(tmp_path, capsys):
+    """A checkpoint at step 3 of a 6-step cosine run at lr 1e-2: resuming with another lr, step
+    count or schedule is refused with one line naming the checkpoint's meta.json, and nothing is
+    trained (no step-4 metrics, no new checkpoint)."""
+    run(tmp_path / "r", 3, ckpt_every=3)  # steps=3: checkpoint step_3 recorded with steps=3
+    meta = tmp_path / "r" / "checkpoints" / "step_3" / "meta.json"
+    for kw, text in (({"lr": 5e-3}, "train.lr 0.01 -> 0.005"), ({"steps": 6}, "train.steps 3 -> 6"),
+                     ({"schedule": "linear"}, "train.schedule 'cosine' -> 'linear'")):
+        cfg = TrainConfig(**{**dict(steps=3, batch_size=8, lr=1e-2, log_every=1, bf16=False, progress=False,
+                                    warmup_steps=2), **kw})
+        model = Net()
+        with pytest.raises(RrpoError) as e:
+            train(model, objective(model), EpochBatches(len(X), 8, collate), cfg, RunDir(tmp_path / "r"))
+        msg = e.value.format()
+        assert text in msg and str(meta) in msg and "\n" not in msg
+    assert [d.name for d in (tmp_path / "r" / "checkpoints").iterdir()] == ["step_3"]
+    assert max(m["step"] for m in RunDir(tmp_path / "r").read_metrics()) == 3
+
+
+def test_resume_extends_a_constant_schedule_and_warns_on_other_changes(tmp_path, caplog):
+    """Under schedule=constant, more steps extend the run (warned); a changed seed is allowed with a
+    warning that the run now differs from an uninterrupted one; log cadence changes say nothing."""
+    run(tmp_path / "c", 3, ckpt_every=3, schedule="constant")
+    with caplog.at_level("WARNING", logger="rrpo.train.loop"):
+        run(tmp_path / "c", 5, schedule="constant")
+    assert "train.steps 3 -> 5" in caplog.text
+    assert latest_checkpoint(tmp_path / "c").name == "step_5"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rrpo.train.loop"):
+        run(tmp_path / "c", 5, schedule="constant", seed=1)
+    assert "train.seed 0 -> 1" in caplog.text and "differ" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rrpo.train.loop"):
+        run(tmp_path / "c", 5, schedule="constant", ckpt_every=2)
+    assert caplog.text == ""

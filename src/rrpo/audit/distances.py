@@ -138,11 +138,9 @@ def mcd_dtw(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int,
 
 def world_f0(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> np.ndarray:
     """(F,) F0 in Hz (0 = unvoiced) from WORLD DIO + StoneMask every hop_ms, on the mel-cepstra grid."""
-    import warnings
+    from rrpo.system import require
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pyworld
+    pyworld = require("pyworld")
 
     cfg = cfg or DistanceConfig()
     x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate).astype(np.float64)
@@ -275,11 +273,18 @@ class PocketsphinxRecognizer:
     RATE = 16000
 
     def __init__(self):
-        from pocketsphinx import Config, Decoder
+        from rrpo.errors import RrpoError
+        from rrpo.system import pocketsphinx_model, require
 
-        config = Config()
+        root = pocketsphinx_model()
+        ps = require("pocketsphinx")
+        config = ps.Config()
         config["loglevel"] = "FATAL"
-        self._decoder = Decoder(config)
+        try:
+            self._decoder = ps.Decoder(config)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise RrpoError(f"pocketsphinx cannot load its English model ({e}); pip install --force-reinstall "
+                            "pocketsphinx, or audit with recognizer=false", root) from None
 
     def transcribe(self, audio: np.ndarray, sr: int) -> str:
         x = resample(np.asarray(audio, dtype=np.float32), sr, self.RATE)

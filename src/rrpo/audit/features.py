@@ -32,8 +32,9 @@ _SMILE = None
 def _smile():
     global _SMILE
     if _SMILE is None:
-        import opensmile
+        from rrpo.system import require
 
+        opensmile = require("opensmile")
         _SMILE = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                  feature_level=opensmile.FeatureLevel.Functionals)
     return _SMILE

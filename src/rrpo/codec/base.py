@@ -3,8 +3,8 @@
 A codec turns audio into discrete tokens at a fixed frame rate and, where it can, back into audio.
 It also reports the energy of the audio behind each token, which energy-adaptive mixup in the
 reward model needs, and optionally a per-token descriptor in its own feature space, which lets a
-token model tie its embeddings to where each token lies (see CALIBRATION.md: a free embedding row
-per token loses cross-lingual emotion; a learned map of the token's features keeps more).
+token model tie its embeddings to where each token lies (docs/method.md §7: tokens that sound alike
+then start out close together).
 
 Speakers. A token sequence need not say *who* speaks: the built-in codec encodes every frame relative
 to its speaker (register, level, timbre), and decoding puts a speaker back. What describes a speaker

@@ -13,10 +13,10 @@ product of three factors::
   spectral tilt = vocal effort), but neither pitch (CheapTrick removes the harmonics) nor loudness.
 * **relative pitch bin** (``pitch_bins`` voiced bins + one unvoiced bin): log-F0 in semitones
   *relative to the utterance's median voiced F0*, binned at quantiles of the training data.
-  CALIBRATION.md measured that absolute-F0 bins carry the speaker (a low-pitched English male)
-  rather than the emotion, and that per-speaker normalisation is the strongest lever; a token
-  model cannot normalise at reward time, so the normalisation is done here, per utterance, and
-  the contour (range, rises, falls) is what the token keeps.
+  Absolute-F0 bins carry the speaker (a low-pitched voice lands in low bins whatever its emotion)
+  rather than the emotion, and a token model cannot normalise per speaker at reward time, so the
+  normalisation is done here, per utterance, and the contour (range, rises, falls) is what the
+  token keeps (docs/method.md §7).
 * **relative energy bin** (``energy_bins``): frame level in dB relative to the utterance's 95th
   percentile frame level, also at training quantiles, so a recording's gain does not matter but
   the dynamics within the utterance do.
@@ -29,7 +29,7 @@ level bins helped in-language only; hence the defaults below.
 
 The quantiser is plain k-means for the spectral factor and quantile bins for the two prosodic
 factors; every token also has a descriptor in this feature space (:meth:`token_features`), so a
-token model can tie its embeddings to it (CALIBRATION.md: tying helped cross-lingual transfer).
+token model can tie its embeddings to it (``model.embedding=free+features``, docs/method.md §2).
 
 Decoding is WORLD synthesis (``pyworld``): each token gives its cluster's mean log envelope and
 aperiodicity, F0 = ``decode_f0_hz`` (by default the median F0 of the training utterances) shifted
@@ -169,7 +169,9 @@ def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig) -> Frames:
     token at its centre. (Harvest tracks better but runs at ~8x real time on this CPU; DIO keeps
     encoding above 50x.)
     """
-    import pyworld as pw
+    from rrpo.system import require
+
+    pw = require("pyworld")
 
     sr, hop = cfg.sampling_rate, cfg.hop
     x = np.ascontiguousarray(audio, dtype=np.float64)
@@ -367,7 +369,9 @@ class BuiltinCodec:
         ``f0_hz`` / ``level_db`` set the speaker's median pitch and reference level (defaults:
         the codec's, learned from its training audio).
         """
-        import pyworld as pw
+        from rrpo.system import require
+
+        pw = require("pyworld")
 
         t = self.check_tokens(tokens)
         s, p, e = self.factors(t)

@@ -111,14 +111,14 @@ class _Library:
     """
 
     def __init__(self):
-        try:
-            import espeakng_loader
-        except ImportError:  # pragma: no cover - a declared dependency
-            raise RrpoError("the 'espeakng-loader' package is not installed (pip install espeakng-loader)") from None
+        from rrpo.system import espeak_data_dir, require
+
+        espeakng_loader = require("espeakng_loader")
         src = Path(espeakng_loader.get_library_path())
-        self.data_path = espeakng_loader.get_data_path()
+        self.data_path = str(espeak_data_dir(espeakng_loader.get_data_path()))
         if not src.exists():
-            raise RrpoError("the espeak-ng library is missing from the espeakng-loader package", src)
+            raise RrpoError("the espeak-ng library is missing from the espeakng-loader package; reinstall it: "
+                            "pip install --force-reinstall espeakng-loader", src)
         self._chunks: list[np.ndarray] = []
         self._callback = _CALLBACK(self._on_samples)  # keep a reference: C holds the pointer
         self._tmp = tempfile.TemporaryDirectory(prefix="rrpo-espeak-")

@@ -32,7 +32,9 @@ class Prosody:
 
 def f0_track(audio: np.ndarray, sr: int, floor: float = 60.0, ceil: float = 600.0) -> np.ndarray:
     """F0 per 10 ms frame in Hz, 0 where unvoiced: ``(T,)`` float64."""
-    import pyworld
+    from rrpo.system import require
+
+    pyworld = require("pyworld")
 
     x = np.ascontiguousarray(audio, dtype=np.float64)
     f0, t = pyworld.dio(x, sr, f0_floor=floor, f0_ceil=ceil, frame_period=10.0)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from rrpo.config import option, section
 from rrpo.data.emotions import ESD_CLASSES
-from rrpo.errors import RrpoError
+from rrpo.errors import ConfigError, RrpoError
 from rrpo.io import atomic_open, write_json
 from rrpo.reward.data import DataConfig
 from rrpo.reward.evaluate import EvalConfig
@@ -91,6 +91,13 @@ class AblationConfig:
         from rrpo.config import check
         check(self.jobs >= 1, "jobs", "must be >= 1")
         check(self.threads >= 0, "threads", "must be >= 0")
+
+    def __post_init__(self):
+        for name, overrides in self.variants.items():
+            try:
+                _with_overrides(self.finetune, overrides)
+            except ConfigError as e:
+                raise ConfigError(f"config key 'variants.{name}': {e.reason}") from None
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:

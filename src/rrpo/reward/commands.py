@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--language": ("languages", "list")})
     e.set_defaults(func=cmd_eval)
 
-    a = rsub.add_parser("ablation", help="the regulariser ablation over one config")
+    a = rsub.add_parser("ablation", help="the regulariser ablation (docs/method.md §3) over one config")
     add_config_args(a, AblationConfig, io=AblationArgs, old={"--out": ("out", "value"), "--data": ("data", "value")})
     a.set_defaults(func=cmd_ablation)
 

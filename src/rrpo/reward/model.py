@@ -1,4 +1,4 @@
-"""The token-input emotion reward model (METHOD.md §3).
+"""The token-input emotion reward model (docs/method.md §2).
 
 Speech tokens go in either as ids ``(B, T)`` int64 or as one probability vector per position
 ``(B, T, V)`` float (relaxed samples from a policy). Both take ONE code path: the embedding of a
@@ -24,11 +24,11 @@ The embedding table is built by config (``model.embedding``):
 - ``free``: a learned row per token;
 - ``features``: ``E = Linear(Φ)`` with Φ the codec's ``token_features()`` (V, F), standardised per
   column, so a token's embedding is tied to where it lies in the codec's feature space;
-- ``free+features``: the sum of both (CALIBRATION.md: tying lifts cross-lingual accuracy).
+- ``free+features``: the sum of both (docs/method.md §7: tokens that sound alike start out close).
 
 Φ is kept in the model as a buffer, so a saved reward model loads without its codec.
 
-``reward(x, lens, target) = log_softmax(logits)[target]`` per utterance (METHOD.md §3, our
+``reward(x, lens, target) = log_softmax(logits)[target]`` per utterance (docs/method.md §2, our
 default), differentiable w.r.t. a relaxed ``x``. :func:`load_reward_model` gives a frozen model in
 eval mode from a run folder or one checkpoint folder.
 """

@@ -1,4 +1,4 @@
-"""The hybrid regularisers of the reward-model fine-tuning loss (METHOD.md §4).
+"""The hybrid regularisers of the reward-model fine-tuning loss (docs/method.md §3).
 
 - :func:`smooth_labels`: y' = (1−ε)·y + ε/K.
 - :func:`energy_adaptive_mixup` (EAM) on the low-level embedded features F. For each sample i (length
@@ -55,7 +55,7 @@ class EAMConfig:
     snr_max_db: float = option(10.0, "highest signal-to-noise ratio r (dB)")
     snr_convention: Literal["target_over_interferer", "interferer_over_target"] = option(
         "target_over_interferer", "r = 10·log10(E_i/E'_j) (target over interferer) or its inverse")
-    max_segment_frac: float = option(0.5, "segment length l ~ U[1, frac·l_i] (METHOD: half the utterance)")
+    max_segment_frac: float = option(0.5, "segment length l ~ U[1, frac·l_i] (the method: half the utterance)")
 
     def __post_init__(self):
         check(0 <= self.prob <= 1, "reg.eam.prob", "must be in [0, 1]")
@@ -80,7 +80,7 @@ class FGMConfig:
 
 @dataclass
 class RegConfig:
-    label_smoothing: float = option(0.0, "ε of label smoothing (METHOD: 0.1; 0 = off)")
+    label_smoothing: float = option(0.0, "ε of label smoothing (the robust model: 0.1; 0 = off)")
     eam: EAMConfig = section(EAMConfig, "energy-adaptive mixup")
     fgm: FGMConfig = section(FGMConfig, "FGM adversarial training on h'")
 

@@ -33,7 +33,7 @@ class RMTrainConfig:
     data: DataConfig = section(DataConfig, "training data")
     val: DataConfig = section(DataConfig, "optional validation data (evaluated at eval_every and the end)")
     model: ModelConfig = section(ModelConfig, "architecture (ignored when init_from is set)")
-    reg: RegConfig = section(RegConfig, "hybrid regularisation (METHOD.md §4)")
+    reg: RegConfig = section(RegConfig, "hybrid regularisation (docs/method.md §3)")
     train: TrainConfig = section(TrainConfig, "optimisation (the one training loop); RM settings in configs/rm_train.yaml")
 
     def __post_init__(self):

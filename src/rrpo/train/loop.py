@@ -206,6 +206,46 @@ def save_checkpoint(run: RunDir, step: int, model: nn.Module, optimizer, schedul
 
 # ---------------------------------------------------------------------------- the loop
 
+#: TrainConfig keys that shape the learning-rate schedule: a resumed run refuses a change of any of
+#: them (its optimizer and scheduler state were made under the old values; continuing silently would
+#: ignore a new lr or bend the decay curve mid-run). ``steps`` is allowed to change under
+#: ``schedule=constant``, where it only extends or shortens a flat run.
+SCHEDULE_KEYS = ("lr", "steps", "warmup_steps", "schedule", "min_lr_ratio")
+#: TrainConfig keys that change nothing a resumed run computes (cadence, display, placement).
+_NEUTRAL_KEYS = {"log_every", "eval_every", "ckpt_every", "keep_checkpoints", "progress", "device"}
+
+
+def check_resume(ck: Path, cfg: TrainConfig) -> None:
+    """Compare the checkpoint's ``train`` settings with ``cfg`` before resuming from ``ck``.
+
+    A changed schedule (:data:`SCHEDULE_KEYS`) is refused with one line naming the checkpoint, the
+    keys and both values; ``steps`` alone may change when the schedule is constant (a warning says
+    so). Any other changed setting that affects results (``seed``, ``batch_size``, ``bf16``, ...)
+    is allowed with a warning: the resumed run then differs from an uninterrupted one."""
+    meta_path = ck / "meta.json"
+    try:
+        old = json.loads(meta_path.read_text()).get("train")
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        log.warning("%s records no train settings; resuming without checking the schedule", meta_path)
+        return
+    new = to_dict(cfg)
+    changed = {k: (old[k], new[k]) for k in new if k in old and old[k] != new[k] and k not in _NEUTRAL_KEYS}
+    if set(changed) == {"steps"} and cfg.schedule == "constant" and old.get("schedule") == "constant":
+        log.warning("resuming %s with train.steps %s -> %s (constant schedule: the run is extended or cut)",
+                    ck, *changed["steps"])
+        return
+    sched = {k: v for k, v in changed.items() if k in SCHEDULE_KEYS}
+    if sched:
+        what = ", ".join(f"train.{k} {a!r} -> {b!r}" for k, (a, b) in sched.items())
+        raise RrpoError(f"resume would change the learning-rate schedule ({what}); put the old values back to "
+                        "resume, or give a new output folder to start a new run", meta_path)
+    if changed:
+        what = ", ".join(f"train.{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        log.warning("resuming %s with changed settings (%s): the run will differ from an uninterrupted one", ck, what)
+
+
 def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any], cfg: TrainConfig, run: RunDir,
           *, evaluate: Callable[[], dict[str, float]] | None = None, meta: dict | None = None,
           params: Sequence[nn.Parameter] | None = None, resume: bool = True,
@@ -215,12 +255,26 @@ def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any],
     ``batches(k)`` gives micro-batch k. ``evaluate()`` runs every ``eval_every`` steps and at the
     end (under no_grad, model in eval mode). ``meta`` goes into every checkpoint's meta.json
     (e.g. model config, manifest hashes). ``on_step(step, metrics)`` returning True stops early
-    (a checkpoint is written first). With ``resume``, the newest checkpoint of ``run`` is loaded.
+    (a checkpoint is written first). With ``resume``, the newest checkpoint of ``run`` is loaded
+    (after :func:`check_resume`). torch's deterministic-algorithms mode (``train.deterministic``)
+    holds only while ``train`` runs: the caller's setting is put back on return or error.
     """
-    rank, world_size = world()
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if cfg.deterministic and cublas is None:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # what deterministic cuBLAS needs
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    try:
+        return _train(model, objective, batches, cfg, run, evaluate=evaluate, meta=meta, params=params,
+                      resume=resume, on_step=on_step)
+    finally:
+        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+def _train(model, objective, batches, cfg, run, *, evaluate, meta, params, resume, on_step) -> dict[str, float]:
+    rank, world_size = world()
     device = resolve_device(cfg.device)
     model.to(device)
     if params is None:
@@ -237,6 +291,7 @@ def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any],
     start = 0
     ck = latest_checkpoint(run.path) if resume else None
     if ck is not None:
+        check_resume(ck, cfg)
         load_weights(model, ck / "model.safetensors")
         state = torch.load(ck / "trainer_state.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
