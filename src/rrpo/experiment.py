@@ -13,10 +13,14 @@ codec on CASIA's other speakers and the synthetic corpus → tokenise → pre-tr
 the pre-training corpora (classes a corpus lacks masked out of its loss), fine-tune it on CASIA's
 other speakers twice (vanilla; robust: LS + EAM + FGM)
 → evaluate both on the held-out speaker and on ESD English (cross-lingual) → train the eGeMAPS judge
-on CASIA's other speakers and measure it on the held-out speaker's real speech (the ceiling) → SFT
-the tiny policy → for every seed, optimise with DiffRO against the vanilla RM and with RRPO against
-the robust RM (identical budgets) and audit both on the held-out sentences spoken as the held-out
-speaker → the HTML report and ``results/`` (``results.json``, ``table.md``, ``results.png``).
+on CASIA's other speakers and measure it on the held-out speaker's real speech (the ceiling) →
+pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
+CASIA's training sentences; ``policy_pretrain_corpora``), cached outside the run folder under
+``cache`` and reused by any run with the same settings and inputs → SFT it on CASIA → for every
+system (``systems``: DiffRO with the vanilla RM, RRPO with the robust RM, RRPO with an ensemble of
+robust RMs, GRPO with the vanilla RM, DiffRO stopped online by the judge watch) and seed, optimise
+under one budget and audit on the held-out sentences spoken as the held-out speaker → the HTML
+report and ``results/`` (``results.json``, ``table.md``, ``results.png``).
 
 The SFT row is the audit's step 0 (the starting policy, sampled with the same seeds). Every stage
 is an ordinary ``rrpo`` command run in-process and is skipped when it finished earlier.
@@ -39,6 +43,39 @@ from rrpo.stats import mean_std
 
 CLASSES = ["neutral", "happy", "angry", "sad", "surprise"]
 
+#: Corpora the starting policy can pre-train on: they have transcripts (``synth`` is the large
+#: generated synthetic corpus of ``policy_synth``; the others are folders of ``data``).
+POLICY_CORPORA = ("synth", "casia", "esd", "nemo")
+
+#: The compared systems. ``reward``: which reward model the run optimises (``robust_ensemble``: the
+#: robust RM and its ``rm_ensemble_seeds`` siblings as one ensemble term); ``watch``: the judge watch
+#: stops the run online when its hacking flag rises (``watch`` overrides), so the audited final
+#: checkpoint is the one it chose; ``overrides``: extra ``rrpo optimize`` keys (after ``optimize``).
+DEFAULT_SYSTEMS = {
+    "diffro": {"label": "DiffRO (vanilla RM)", "algo": "diffro", "reward": "vanilla"},
+    "rrpo": {"label": "RRPO (robust RM)", "algo": "diffro", "reward": "robust"},
+    "rrpo_ensemble": {"label": "RRPO (robust RM ensemble)", "algo": "diffro", "reward": "robust_ensemble"},
+    "grpo": {"label": "GRPO (vanilla RM)", "algo": "grpo", "reward": "vanilla",
+             "overrides": ["train.batch_size=1", "group=4"]},
+    "diffro_watch": {"label": "DiffRO (vanilla RM), judge-watch stop", "algo": "diffro", "reward": "vanilla",
+                     "watch": True},
+}
+
+
+@dataclass
+class System:
+    """One compared system of ``systems`` (see :data:`DEFAULT_SYSTEMS`)."""
+    label: str = option("", "name in the table and the report")
+    algo: Literal["diffro", "grpo", "reinforce"] = option("diffro", "objective of `rrpo optimize`")
+    reward: Literal["vanilla", "robust", "robust_ensemble"] = option("vanilla", "reward model the run optimises")
+    watch: bool = option(False, "stop online when the judge watch flags hacking (the audited checkpoint is its pick)")
+    overrides: list[str] = option([], "extra `rrpo optimize` keys for this system (after `optimize`)")
+
+    def __post_init__(self):
+        check(self.algo in ("diffro", "grpo", "reinforce"), "systems.algo", "must be diffro, grpo or reinforce")
+        check(self.reward in ("vanilla", "robust", "robust_ensemble"), "systems.reward",
+              "must be vanilla, robust or robust_ensemble")
+
 
 @dataclass
 class ExperimentConfig:
@@ -48,11 +85,13 @@ class ExperimentConfig:
                                           "CASIA sentence ids the policy and reward models never read (split "
                                           "'test'); the audit speaks them")
     seeds: list[int] = option([0, 1, 2], "optimisation seeds (each audited with its own sampling seeds)")
+    systems: dict[str, dict] = option(DEFAULT_SYSTEMS, "compared systems: name -> {label, algo, reward, watch, "
+                                                       "overrides}; 'diffro' and 'rrpo' are required (the verdicts)")
     synth: list[str] = option([], "overrides for `rrpo synth` (the reward models' pre-training corpus)")
     codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=80000",
                                "kmeans_iters=30"], "overrides for `rrpo codec train`")
     rm_pretrain_corpora: list[str] = option(
-        ["ased", "nemo", "urdu"], "real multilingual corpora of --data the reward models pre-train on (Amharic, "
+        ["ased", "nemo", "urdu"], "real multilingual corpora of data= the reward models pre-train on (Amharic, "
                                   "Polish, Urdu; classes a corpus lacks are masked out of its loss)")
     rm_pretrain_synth: bool = option(False, "also pre-train the reward models on the synthetic corpus (measured: "
                                             "it did not help, docs/reward.md)")
@@ -65,8 +104,26 @@ class ExperimentConfig:
         "overrides for both fine-tunings on CASIA's training speakers")
     robust: list[str] = option(["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
                                "what makes the robust reward model robust (docs/method.md §3)")
+    rm_ensemble_seeds: list[int] = option([1, 2], "train.seed of the robust RM's ensemble siblings (the ensemble is "
+                                                  "the robust RM and these)")
+    rm_ensemble_aggregate: Literal["mean", "min", "mean_minus_std"] = option(
+        "mean_minus_std", "how the ensemble's member rewards combine")
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
+    cache: str = option("runs/cache", "folder outside the run folder for stages reused across runs (the policy's "
+                                      "pre-training), keyed by a hash of their settings and inputs; '' = no reuse")
+    policy_pretrain_corpora: list[str] = option(
+        ["synth", "esd", "nemo", "casia"], "corpora the starting policy pre-trains on before its CASIA SFT ([] = no "
+                                           "pre-training; casia: its training sentences only)")
+    policy_synth: list[str] = option(
+        ["sentences=generated", "sentences_per_language=1500", "renditions=5", "voices_per_language=6",
+         "pitch_bases=[0.85, 1.0, 1.2]"],
+        "overrides for `rrpo synth` of the policy's pre-training corpus (zh + en, generated sentences)")
+    policy_pretrain: list[str] = option(
+        ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
+         "train.steps=3000", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=100", "train.eval_every=0",
+         "train.keep_checkpoints=1", "train.ckpt_every=500", "data.bucket=20", "data.max_speech_tokens=400"],
+        "overrides for `rrpo policy sft` of the pre-training (the model's size is set here; SFT starts from it)")
     second_judge: Literal["logmel-stats", "logmel-cnn", "none"] = option(
         "logmel-stats", "a second, differently built judge that re-judges the audited audio: logistic regression on "
                         "log-mel band statistics, or a small network on log-mel frames (none: only eGeMAPS)")
@@ -79,12 +136,17 @@ class ExperimentConfig:
         ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
          "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
          "data.bucket=20"],
-        "overrides for `rrpo policy sft`")
+        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training)")
     optimize: list[str] = option(
         ["train.steps=120", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=30", "train.schedule=constant",
          "beta=0.1", "sampling.max_ratio=8"],
-        "overrides for every `rrpo optimize` run (DiffRO and RRPO get the same budget)")
-    audit: list[str] = option(["prompts.max_texts=5", "sampling.max_ratio=8"], "overrides for every `rrpo audit`")
+        "overrides for every `rrpo optimize` run (every system gets the same budget)")
+    watch: list[str] = option(
+        ["watch.every=30", "watch.splits=[train]", "watch.max_texts=4", "watch.stop_on_flag=true"],
+        "the judge watch of systems with watch: true (training sentences, never the audit's held-out ones)")
+    audit: list[str] = option(["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8"],
+                              "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
+                              "= 100 judged utterances per seed and checkpoint)")
     tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
                                     "relative excess (10 %: the comparison's goal, docs/RESULTS.md)")
     n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
@@ -93,12 +155,29 @@ class ExperimentConfig:
     stats_seed: int = option(0, "seed of the bootstrap and permutation draws")
 
     def __post_init__(self):
+        systems = {}
+        for name, spec in self.systems.items():
+            if not isinstance(spec, System):
+                check(isinstance(spec, dict), f"systems.{name}", "must be a mapping of label, algo, reward, ...")
+                unknown = sorted(set(spec) - {"label", "algo", "reward", "watch", "overrides"})
+                check(not unknown, f"systems.{name}", f"unknown key(s) {unknown}")
+                spec = System(**{"label": name, **spec})
+            check(str(name).replace("_", "").isalnum(), "systems", f"'{name}' is not a plain name (letters, digits, _)")
+            systems[str(name)] = spec
+        self.systems = systems
+        for need in ("diffro", "rrpo"):
+            check(need in self.systems, "systems", f"needs '{need}' (the verdicts compare DiffRO and RRPO)")
+        bad = sorted(set(self.policy_pretrain_corpora) - set(POLICY_CORPORA))
+        check(not bad, "policy_pretrain_corpora", f"{bad} not among {list(POLICY_CORPORA)} (corpora with transcripts)")
         from rrpo.demo import OVERRIDE_TARGETS
         from rrpo.stages import check_stage_overrides
 
         check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig",
                                      "second_judge_stats": "rrpo.audit.judge:JudgeConfig",
-                                     "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig"})
+                                     "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig",
+                                     "policy_synth": "rrpo.data.synth:SynthConfig",
+                                     "policy_pretrain": "rrpo.policy.sft:SFTConfig",
+                                     "watch": "rrpo.optimize.trainer:OptimizeConfig"})
 
 
 @dataclass
@@ -122,18 +201,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------- data
+def extra_corpora(cfg: ExperimentConfig) -> list[str]:
+    """Corpora of ``data`` besides CASIA and ESD: the reward models' and the policy's pre-training sets."""
+    out = []
+    for c in [*cfg.rm_pretrain_corpora, *cfg.policy_pretrain_corpora]:
+        if c not in ("synth", "casia", "esd") and c not in out:
+            out.append(c)
+    return out
+
+
 def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
-    """Prepare CASIA and ESD, mark the held-out sentences as split 'test', write the codec's manifest."""
+    """Prepare CASIA, ESD and the pre-training corpora, mark CASIA's held-out sentences as split 'test',
+    write the codec's manifest."""
     from rrpo.data.corpora import prepare_corpus
     from rrpo.data.manifest import read_manifest, write_manifest
 
-    for corpus in ("casia", "esd", *cfg.rm_pretrain_corpora):
+    for corpus in ("casia", "esd", *extra_corpora(cfg)):
         if not (data / corpus).is_dir():
             raise RrpoError(f"no {corpus}/ folder here (expected the shared corpora, e.g. ../shared/data)", data)
     out.mkdir(parents=True, exist_ok=True)
     for corpus in ("casia", "esd"):
         prepare_corpus(corpus, data / corpus, out / f"{corpus}_raw.jsonl")
-    for corpus in cfg.rm_pretrain_corpora:
+    for corpus in extra_corpora(cfg):
         prepare_corpus(corpus, data / corpus, out / f"{corpus}.jsonl")
     raw = read_manifest(out / "casia_raw.jsonl")
     speakers = sorted({u.speaker for u in raw})
@@ -160,8 +249,103 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
 
 # ------------------------------------------------------------------------------------------- stages
 def seed_runs(cfg: ExperimentConfig) -> list[tuple[str, str, int]]:
-    """(run name, method, seed) of every optimisation run, seeds interleaved."""
-    return [(f"{m}_s{s}", m, s) for s in cfg.seeds for m in ("diffro", "rrpo")]
+    """(run name, system, seed) of every optimisation run, seeds interleaved."""
+    return [(f"{m}_s{s}", m, s) for s in cfg.seeds for m in cfg.systems]
+
+
+def ensemble_members(o: Path, cfg: ExperimentConfig) -> list[Path]:
+    """The robust RM and its ``rm_ensemble_seeds`` siblings."""
+    return [o / "rm" / "robust", *[o / "rm" / f"robust_s{k}" for k in cfg.rm_ensemble_seeds]]
+
+
+def reward_term(o: Path, cfg: ExperimentConfig, system: System) -> str:
+    """The ``rewards`` value of a system's ``rrpo optimize`` run."""
+    if system.reward == "robust_ensemble":
+        return (f"rewards=[{{name: emotion, paths: {yaml_list(ensemble_members(o, cfg))}, "
+                f"aggregate: {cfg.rm_ensemble_aggregate}}}]")
+    return f"rewards=[{{name: emotion, path: {o / 'rm' / system.reward}}}]"
+
+
+# ------------------------------------------------------------------------------ policy pre-training
+def _sha256_files(paths: list[Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+#: Files of a run or codec folder that describe how it was made, not what it is (left out of keys).
+_DESCRIPTIVE = {"command.txt", "config.yaml", "run.json", ".done", "metrics.jsonl"}
+
+
+def pretrain_key(cfg: ExperimentConfig, codec: Path, manifests: dict[str, Path]) -> tuple[str, dict]:
+    """(hex key, what it hashes) of the policy's pre-training: its settings, the synthetic corpus'
+    settings, the codec's files and the bytes of the real corpora's manifests (their audio paths
+    included), and rrpo's version. The same key means the same pre-trained policy (training is
+    deterministic), so a run with the same settings and data reuses it."""
+    import hashlib
+
+    from rrpo import __version__
+
+    codec_files = sorted(p for p in codec.rglob("*") if p.is_file() and p.name not in _DESCRIPTIVE)
+    what = {"rrpo": __version__, "corpora": list(cfg.policy_pretrain_corpora), "policy_pretrain": list(cfg.policy_pretrain),
+            "policy_synth": list(cfg.policy_synth) if "synth" in cfg.policy_pretrain_corpora else None,
+            "codec": _sha256_files(codec_files),
+            "manifests": {k: _sha256_files([m]) for k, m in sorted(manifests.items())}}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20], what
+
+
+def policy_pretrain(cfg: ExperimentConfig, o: Path, tok: dict[str, Path], run_verb) -> None:
+    """Pre-train the starting policy on many text-speech pairs (cached under `cache`, reused across runs)."""
+    import os
+
+    from rrpo.io import read_json, write_json
+
+    d = o / "data"
+    real = {c: d / ("casia.jsonl" if c == "casia" else f"{c}.jsonl") for c in cfg.policy_pretrain_corpora if c != "synth"}
+    key, what = pretrain_key(cfg, o / "codec", real)
+    root = (Path(cfg.cache).resolve() / "policy_pretrain" / key) if cfg.cache else o / "policy_pretrain" / "cached"
+    reused = (root / ".done").exists()
+    t0 = time.perf_counter()
+    if not reused:
+        root.mkdir(parents=True, exist_ok=True)
+        mans, toks = [], []
+        if "synth" in cfg.policy_pretrain_corpora:
+            for args in (["synth", f"out={root / 'synth'}", *cfg.policy_synth],
+                         ["tokenize", f"codec={o / 'codec'}", f"manifest={root / 'synth' / 'manifest.jsonl'}",
+                          f"out={root / 'tokens_synth'}"]):
+                if run_verb(args) != 0:
+                    raise RrpoError(f"policy pre-training: `rrpo {args[0]}` failed", root)
+            mans.append(root / "synth" / "manifest.jsonl")
+            toks.append(root / "tokens_synth")
+        for c, m in real.items():
+            mans.append(m)
+            toks.append(tok[c])
+        # CASIA's held-out sentences (split test) stay out of training, like the synthetic test split
+        args = ["policy", "sft", f"out={root / 'run'}", f"data.manifests={yaml_list(mans)}",
+                f"data.tokens={yaml_list(toks)}", "data.heldout_by=split", "data.heldout=[test]", *cfg.policy_pretrain]
+        if run_verb(args) != 0:
+            raise RrpoError("policy pre-training failed; run the same command again to resume it", root)
+        write_json(root / "pretrain.json", {"key": key, "hashed": what, "command": args,
+                                            "seconds": round(time.perf_counter() - t0, 1)})
+        (root / ".done").write_text("ok\n")
+    made = read_json(root / "pretrain.json")
+    here = o / "policy_pretrain"
+    here.mkdir(parents=True, exist_ok=True)
+    link = here / "run"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(root / "run", link, target_is_directory=True)
+    write_json(here / "pretrain.json", {"key": key, "cache": str(root), "reused": reused,
+                                        "seconds_to_make": made["seconds"],
+                                        "seconds_this_run": round(time.perf_counter() - t0, 1),
+                                        "corpora": list(cfg.policy_pretrain_corpora), "command": made["command"],
+                                        "hashed": what})
 
 
 def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list:
@@ -174,12 +358,13 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     d = o / "data"
     casia, esd, synth = d / "casia.jsonl", d / "esd.jsonl", o / "synth" / "manifest.jsonl"
     tok = {"casia": o / "tokens" / "casia", "esd": o / "tokens" / "esd", "synth": o / "tokens" / "synth",
-           **{c: o / "tokens" / c for c in cfg.rm_pretrain_corpora}}
+           **{c: o / "tokens" / c for c in extra_corpora(cfg)}}
     pre_mans = ([synth] if cfg.rm_pretrain_synth else []) + [d / f"{c}.jsonl" for c in cfg.rm_pretrain_corpora]
     pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
     if not pre_mans:
         raise RrpoError("the reward models have no pre-training data: set rm_pretrain_corpora or rm_pretrain_synth")
     h = cfg.heldout_speaker
+    ensemble = any(sy.reward == "robust_ensemble" for sy in cfg.systems.values())
     cls = f"classes=[{', '.join(CLASSES)}]"
     ft = ["rm", "train", f"data.manifests=[{casia}]", f"data.tokens=[{tok['casia']}]", "data.splits=[train]",
           f"data.exclude_speakers=[{h}]", f"init_from={o / 'rm' / 'pretrain'}", "train.progress=true", cls,
@@ -209,6 +394,10 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
         """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
         judge_eval("judge2")
 
+    def pretrain() -> None:
+        """rrpo synth + tokenize + policy sft: pre-train the starting policy (cached under `cache`, reused when its key matches)"""
+        policy_pretrain(cfg, o, tok, run_verb)
+
     stages = [
         Stage("data", d, lambda: prepare_data(data, d, cfg)),
         Stage("synth", o / "synth", ["synth", f"out={o / 'synth'}", *cfg.synth]),
@@ -216,14 +405,16 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                                      f"out={o / 'codec'}", *cfg.codec]),
         *[Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
           for k, man in (("casia", casia), ("esd", esd), ("synth", synth),
-                         *[(c, d / f"{c}.jsonl") for c in cfg.rm_pretrain_corpora])],
+                         *[(c, d / f"{c}.jsonl") for c in extra_corpora(cfg)])],
         Stage("rm_pretrain", o / "rm" / "pretrain",
               ["rm", "train", f"out={o / 'rm' / 'pretrain'}", f"data.manifests={yaml_list(pre_mans)}",
-               f"data.tokens={yaml_list(pre_toks)}", f"model.token_features={o / 'codec'}", "train.progress=true",
-               cls,
+               f"data.tokens={yaml_list(pre_toks)}", f"model.token_features={o / 'codec'}", "train.progress=true", cls,
                *cfg.rm_pretrain]),
         Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], f"out={o / 'rm' / 'vanilla'}", *ft[2:]]),
         Stage("rm_robust", o / "rm" / "robust", [*ft[:2], f"out={o / 'rm' / 'robust'}", *ft[2:], *cfg.robust]),
+        *[Stage(f"rm_robust_s{k}", o / "rm" / f"robust_s{k}",
+                [*ft[:2], f"out={o / 'rm' / f'robust_s{k}'}", *ft[2:], *cfg.robust, f"train.seed={k}"])
+          for k in (cfg.rm_ensemble_seeds if ensemble else [])],
         Stage("rm_eval", o / "rm" / "eval", rm_eval),
         Stage("judge", o / "judge", ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge'}",
                                      f"exclude_speakers=[{h}]", cls, *cfg.judge]),
@@ -234,28 +425,34 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                  ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
                   f"exclude_speakers=[{h}]", cls, "features=logmel-stats", *cfg.second_judge_stats]),
            Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
+        *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)]
+          if cfg.policy_pretrain_corpora else []),
         Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
                                  f"data.shards={tok['casia']}", "data.heldout_by=split", "data.heldout=[test]",
-                                 *cfg.sft]),
+                                 *([f"model.init={o / 'policy_pretrain' / 'run'}"] if cfg.policy_pretrain_corpora
+                                   else []), *cfg.sft]),
     ]
-    for run, method, seed in seed_runs(cfg):
-        rm = "vanilla" if method == "diffro" else "robust"
+    for run, name, seed in seed_runs(cfg):
+        system = cfg.systems[name]
+        watch = ([f"watch.judge={o / 'judge'}", f"watch.codec={o / 'codec'}", f"watch.manifest={casia}", *cfg.watch]
+                 if system.watch else [])
         stages.append(Stage(run, o / "runs" / run, [
-            "optimize", f"out={o / 'runs' / run}", "algo=diffro", f"policy={o / 'sft'}",
-            f"rewards=[{{name: emotion, path: {o / 'rm' / rm}}}]", f"prompts.manifest={casia}",
-            "prompts.splits=[train]", f"prompts.exclude_speakers=[{h}]", f"train.seed={seed}", *cfg.optimize]))
+            "optimize", f"out={o / 'runs' / run}", f"algo={system.algo}", f"policy={o / 'sft'}",
+            reward_term(o, cfg, system), f"prompts.manifest={casia}",
+            "prompts.splits=[train]", f"prompts.exclude_speakers=[{h}]", f"train.seed={seed}", *cfg.optimize,
+            *watch, *system.overrides]))
         stages.append(Stage(f"audit_{run}", o / "runs" / run / "audit", [
             "audit", f"run={o / 'runs' / run}", f"codec={o / 'codec'}", f"judge={o / 'judge'}",
             f"prompts.manifest={casia}", "prompts.splits=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
             *cfg.audit]))
     runs = seed_runs(cfg)
+    names = [f"{cfg.systems[m].label} seed {s}" for _, m, s in runs]
     if cfg.second_judge != "none":
         def rejudge() -> None:
             """the second judge on every run's audited audio (start and last step)"""
             from rrpo.experiment_judges import rejudge_all
             rejudge_all(o, [r for r, _, _ in runs])
         stages.append(Stage("judges", o / "judges", rejudge))
-    names = [f"{'DiffRO (vanilla RM)' if m == 'diffro' else 'RRPO (robust RM)'} seed {s}" for _, m, s in runs]
     stages.append(Stage("report", o / "report", [
         "report", f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}", f"names={yaml_list(names)}",
         f"out={o / 'report'}"]))
@@ -316,16 +513,17 @@ def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
 
 def collect(o: Path, cfg: ExperimentConfig) -> dict:
     """Per-seed figures of SFT (step 0), DiffRO and RRPO (last step) from the audits."""
+    from rrpo.config import to_dict
     from rrpo.io import read_json
 
-    per_seed: dict[str, list[dict]] = {"sft": [], "diffro": [], "rrpo": []}
+    per_seed: dict[str, list[dict]] = {"sft": [], **{m: [] for m in cfg.systems}}
     for s in cfg.seeds:
-        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in ("diffro", "rrpo")}
+        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in cfg.systems}
         sft = point_metrics(aud["diffro"]["start"])
         sft["proxy_vanilla"] = aud["diffro"]["start"]["proxy_prob"]
         sft["proxy_robust"] = aud["rrpo"]["start"]["proxy_prob"]
         per_seed["sft"].append({"seed": s, **sft})
-        for m in ("diffro", "rrpo"):
+        for m in cfg.systems:
             fin = point_metrics(aud[m]["final"])
             fin["step"] = aud[m]["final"]["step"]
             fin["flagged_steps"] = aud[m]["flagged_steps"]
@@ -341,10 +539,14 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
             if p.exists():
                 rm[f"{name}_{ev}"] = read_json(p)
     judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
-    from rrpo.experiment_stats import comparison_stats, system_points
+    from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
 
-    stats = comparison_stats(system_points(o, list(cfg.seeds)), cfg.n_boot, cfg.n_perm, cfg.stats_seed)
-    res = {"per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
+    stats = comparison_stats(system_points(o, list(cfg.seeds), list(cfg.systems)), cfg.n_boot, cfg.n_perm,
+                             cfg.stats_seed, pairs=pairs_for(cfg.systems))
+    pre = o / "policy_pretrain" / "pretrain.json"
+    res = {"systems": {m: to_dict(sy) for m, sy in cfg.systems.items()},
+           "policy_pretrain": read_json(pre) if pre.exists() else None,
+           "per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
            "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
     if cfg.second_judge != "none" and (o / "judges").is_dir():
         from rrpo.experiment_judges import second_judge_results
@@ -366,7 +568,7 @@ def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
     from rrpo.io import read_json
 
     out = {}
-    for m in ("diffro", "rrpo"):
+    for m in cfg.systems:
         by_step: dict[int, list[dict]] = {}
         for s in cfg.seeds:
             for p in read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json").get("points", []):
@@ -400,8 +602,8 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
              "Proxy = p(target) under the reward model the run optimised (SFT: vanilla / robust).", "",
              "| method | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |",
              "| --- |" + " --- |" * len(METRICS)]
-    names = {"sft": "SFT (start)", "diffro": "DiffRO (vanilla RM)", "rrpo": "RRPO (robust RM)"}
-    for m in ("sft", "diffro", "rrpo"):
+    names = {"sft": "SFT (start)", **{m: sy.label for m, sy in cfg.systems.items()}}
+    for m in names:
         cells = []
         for k, _, _ in METRICS:
             if m == "sft" and k == "proxy":
@@ -435,12 +637,16 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         lines.append("")
     tr = res.get("trajectories", {})
     if tr:
-        lines += ["Along the way (seed means at every audited step; the table above is the last step):", "",
-                  "| method | step | " + " | ".join(str(t) for t in tr["diffro"]["step"]) + " |",
-                  "| --- | --- |" + " --- |" * len(tr["diffro"]["step"])]
-        for m in ("diffro", "rrpo"):
+        steps = sorted(set().union(*(tr[m]["step"] for m in tr)))
+        lines += ["Along the way (seed means at every audited step; the table above is the last step; a run "
+                  "stopped by the judge watch has no later steps):", "",
+                  "| method | step | " + " | ".join(str(t) for t in steps) + " |",
+                  "| --- | --- |" + " --- |" * len(steps)]
+        for m in cfg.systems:
             for k, lbl in (("proxy", "proxy p(target)"), ("judge_acc", "judge accuracy %")):
-                vals = [(f"{100 * a:.1f}" if k == "judge_acc" else f"{a:.3f}") for a, _ in tr[m][k]]
+                at = dict(zip(tr[m]["step"], tr[m][k]))
+                vals = [("" if t not in at else f"{100 * at[t][0]:.1f}" if k == "judge_acc" else f"{at[t][0]:.3f}")
+                        for t in steps]
                 lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
         lines.append("")
     from rrpo.experiment_judges import judges_markdown
@@ -471,38 +677,50 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Bar colours: SFT grey, then one per system in config order.
+COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
 def plot_results(res: dict, path: Path) -> None:
-    """Bars of judge accuracy and of the quality ratios to SFT, per method (mean ± std over seeds)."""
+    """Bars of judge accuracy, proxy and the quality ratios to SFT per system (mean ± std over seeds),
+    and the proxy and judge along training."""
+    import textwrap
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s = res["summary"]
-    methods = [("sft", "SFT"), ("diffro", "DiffRO\n(vanilla RM)"), ("rrpo", "RRPO\n(robust RM)")]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
+    systems = [m for m in res.get("systems", {"diffro": {}, "rrpo": {}}) if m in s]
+    label = {m: res.get("systems", {}).get(m, {}).get("label", m) for m in systems}
+    methods = [("sft", "SFT")] + [(m, textwrap.fill(label[m], 14)) for m in systems]
+    colour = {"sft": "#888", **{m: COLOURS[i % len(COLOURS)] for i, m in enumerate(systems)}}
+    n = len(methods)
+    fig, axes = plt.subplots(1, 4, figsize=(6 + 3.2 * n, 4.8))
     ax = axes[0]
-    ax.bar(range(3), [100 * s[m]["judge_acc"][0] for m, _ in methods],
-           yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods], color=["#888", "#d62728", "#2ca02c"], capsize=4)
+    ax.bar(range(n), [100 * s[m]["judge_acc"][0] for m, _ in methods],
+           yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods], color=[colour[m] for m, _ in methods], capsize=4)
     ceil = res["judge"].get("casia_heldout", {}).get("wa")
     if ceil is not None:
         ax.axhline(100 * ceil, ls="--", c="k", lw=1, label="judge on real held-out speech")
         ax.legend(fontsize=8, loc="upper left")
     ax.axhline(20, ls=":", c="grey", lw=1)
-    ax.set_xticks(range(3), [n for _, n in methods])
+    ax.set_xticks(range(n), [t for _, t in methods], fontsize=7)
     ax.set_ylabel("judge accuracy (%)")
     ax.set_title("emotion as the independent judge hears it")
     ax = axes[1]
-    ax.bar(range(3), [s[m]["proxy"][0] if m != "sft" else s["sft"]["proxy_vanilla"][0] for m, _ in methods],
+    ax.bar(range(n), [s[m]["proxy"][0] if m != "sft" else s["sft"]["proxy_vanilla"][0] for m, _ in methods],
            yerr=[s[m]["proxy"][1] if m != "sft" else s["sft"]["proxy_vanilla"][1] for m, _ in methods],
-           color=["#888", "#d62728", "#2ca02c"], capsize=4)
-    ax.set_xticks(range(3), [n for _, n in methods])
+           color=[colour[m] for m, _ in methods], capsize=4)
+    ax.set_xticks(range(n), [t for _, t in methods], fontsize=7)
     ax.set_ylabel("proxy p(target)")
     ax.set_title("reward the run optimised (SFT: vanilla RM)")
     ax = axes[2]
-    w, top = 0.38, 1.3
-    for i, (m, lbl, c) in enumerate((("diffro", "DiffRO", "#d62728"), ("rrpo", "RRPO", "#2ca02c"))):
+    w, top = 0.8 / max(1, len(systems)), 1.3
+    for i, m in enumerate(systems):
         vals = [s[m][k][0] / s["sft"][k][0] if s["sft"][k][0] > 0 else math.nan for k in QUALITY]
-        ax.bar([x + (i - 0.5) * w for x in range(len(QUALITY))], vals, w, color=c, label=lbl)
+        ax.bar([x + (i - (len(systems) - 1) / 2) * w for x in range(len(QUALITY))], vals, w, color=colour[m],
+               label=label[m])
         top = max([top] + [1.25 * v for v in vals if math.isfinite(v)])
     ax.set_ylim(0, top)
     ax.axhline(1.0, c="k", lw=1)
@@ -510,19 +728,19 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_xticks(range(len(QUALITY)), ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet"], fontsize=8)
     ax.set_ylabel("ratio to SFT (lower is better)")
     ax.set_title("artifacts and distances to real speech")
-    ax.legend(fontsize=7, loc="upper center", ncol=3)
+    ax.legend(fontsize=6, loc="upper center", ncol=2)
     ax = axes[3]
-    for m, lbl, c in (("diffro", "DiffRO", "#d62728"), ("rrpo", "RRPO", "#2ca02c")):
+    for m in systems:
         tr = res.get("trajectories", {}).get(m)
         if not tr:
             continue
         ax.errorbar(tr["step"], [100 * a for a, _ in tr["judge_acc"]], yerr=[100 * b for _, b in tr["judge_acc"]],
-                    color=c, marker="o", capsize=3, label=f"{lbl}: judge accuracy (%)")
-        ax.plot(tr["step"], [100 * a for a, _ in tr["proxy"]], color=c, ls="--", marker="x",
-                label=f"{lbl}: proxy p(target) (×100)")
+                    color=colour[m], marker="o", capsize=3, label=f"{label[m]}: judge accuracy (%)")
+        ax.plot(tr["step"], [100 * a for a, _ in tr["proxy"]], color=colour[m], ls="--", marker="x",
+                label=f"{label[m]}: proxy (×100)")
     ax.set_xlabel("optimisation step")
     ax.set_title("proxy vs judge along training")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

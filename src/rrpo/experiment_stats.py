@@ -61,21 +61,26 @@ def _cluster(vals: dict[str, tuple[float, float]], ids: list[str]) -> tuple[np.n
     return (np.array([vals[i][0] for i in ids], dtype=np.float64), np.array([vals[i][1] for i in ids], dtype=np.float64))
 
 
-def system_points(o: Path, seeds: list[int]) -> dict[str, list[tuple[int, dict]]]:
+def system_points(o: Path, seeds: list[int], systems=("diffro", "rrpo")) -> dict[str, list[tuple[int, dict]]]:
     """``{system: [(seed, audited point), ...]}`` from the runs' audit.json (SFT = DiffRO's step 0)."""
     from rrpo.io import read_json
 
-    out: dict[str, list] = {"sft": [], "diffro": [], "rrpo": []}
+    out: dict[str, list] = {"sft": [], **{m: [] for m in systems}}
     for s in seeds:
-        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in ("diffro", "rrpo")}
+        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in systems}
         out["sft"].append((s, aud["diffro"]["start"]))
-        out["diffro"].append((s, aud["diffro"]["final"]))
-        out["rrpo"].append((s, aud["rrpo"]["final"]))
+        for m in systems:
+            out[m].append((s, aud[m]["final"]))
     return out
 
 
+def pairs_for(systems) -> list[tuple[str, str]]:
+    """:data:`PAIRS`, then every further system against DiffRO and against SFT."""
+    return PAIRS + [p for m in systems if m not in ("diffro", "rrpo") for p in ((m, "diffro"), (m, "sft"))]
+
+
 def comparison_stats(points: dict[str, list[tuple[int, dict]]], n_boot: int = 2000, n_perm: int = 5000,
-                     seed: int = 0, level: float = 0.95, rm_seed_of=lambda system, seed: 0) -> dict:
+                     seed: int = 0, level: float = 0.95, rm_seed_of=lambda system, seed: 0, pairs=None) -> dict:
     """``{"intervals", "paired", "variance"}`` (module docstring) from per-system audited points.
 
     ``rm_seed_of(system, seed)`` names the reward-model seed of a run (one RM per method today: 0)."""
@@ -103,7 +108,7 @@ def comparison_stats(points: dict[str, list[tuple[int, dict]]], n_boot: int = 20
             vc["half_width"] = {f"{a}x{b}x{n}": design_half_width(vc["sigma2"], a, b, n) for a, b, n in DESIGNS}
             vc["rm_estimated"] = not math.isnan(vc["sigma2"]["rm"])
             res["variance"][system][key] = vc
-    for b_sys, a_sys in PAIRS:
+    for b_sys, a_sys in (PAIRS if pairs is None else pairs):
         if b_sys not in points or a_sys not in points:
             continue
         name = f"{b_sys}-{a_sys}"

@@ -101,7 +101,8 @@ class OptimizeRunInfo:
     ``OptimizeConfig`` field does not make earlier runs unreadable."""
     algo: str
     policy: str  # the starting policy (path as given to the optimiser)
-    rewards: list[dict] = field(default_factory=list)  # [{name, path, weight}] in the order of the sum
+    #: [{name, path, weight}] in the order of the sum; an ensemble term also has paths, aggregate, std_weight
+    rewards: list[dict] = field(default_factory=list)
     manifest: str = ""  # the prompts' manifest (prompts.manifest)
 
     def write(self, run: str | os.PathLike) -> None:
@@ -120,11 +121,26 @@ class OptimizeRunInfo:
             raise RrpoError(f"not an optimisation run folder (no {RUN_INFO})", run)
         try:
             return cls(algo=str(d["algo"]), policy=str(d["policy"]),
-                       rewards=[{"name": str(r["name"]), "path": str(r["path"]), "weight": float(r.get("weight", 1.0))}
-                                for r in d.get("rewards") or []],
+                       rewards=[_reward_term(r) for r in d.get("rewards") or []],
                        manifest=str(d.get("manifest") or ""))
         except (KeyError, TypeError, ValueError) as e:
             raise RrpoError(f"run description lacks or mangles {e}", run / RUN_INFO) from None
+
+
+def _reward_term(r: dict) -> dict:
+    """One ``rewards`` term of a run description: ``{name, path, weight}``, plus ``paths``, ``aggregate``
+    and ``std_weight`` for an ensemble term (``path`` is then its first member)."""
+    paths = [str(p) for p in r.get("paths") or []]
+    out = {"name": str(r["name"]), "path": str(r.get("path") or (paths[0] if paths else r["path"])),
+           "weight": float(r.get("weight", 1.0))}
+    if paths:
+        out.update(paths=paths, aggregate=str(r.get("aggregate", "mean")), std_weight=float(r.get("std_weight", 1.0)))
+    return out
+
+
+def reward_folders(term: dict) -> list[str]:
+    """The reward-model folders of a run description's term: an ensemble's members, or its one path."""
+    return list(term.get("paths") or [term["path"]])
 
 
 def read_run_info(run: str | os.PathLike, verb: str) -> dict:

@@ -1,5 +1,6 @@
 """``rrpo experiment`` end to end on the real CASIA and ESD files, with every model shrunk to a few
-steps (about two minutes), then a rerun that skips every finished stage."""
+steps, every system of the comparison and the policy's pre-training (cached), then a rerun that skips
+every finished stage and reuses the cached pre-trained policy."""
 
 import json
 from pathlib import Path
@@ -22,22 +23,36 @@ n_perm: 200
 sft: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,
       train.steps=4, train.batch_size=8]
 optimize: [train.steps=2, train.batch_size=2, train.ckpt_every=1, sampling.max_ratio=4]
-audit: [prompts.max_texts=1, sampling.max_ratio=4]
+audit: [prompts.max_texts=1, prompts.samples=2, sampling.max_ratio=4]
+rm_ensemble_seeds: [1]
+watch: [watch.every=1, "watch.splits=[train]", watch.max_texts=1, watch.stop_on_flag=true]
+policy_synth: [sentences=generated, sentences_per_language=6, renditions=2, voices_per_language=2]
+policy_pretrain: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,
+                  train.steps=3, train.batch_size=8, data.max_speech_tokens=400]
 """
 
 
 @pytest.mark.slow
 def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY)
+    cfg.write_text(TINY + f"cache: {tmp_path / 'cache'}\n")
     out = tmp_path / "exp"
     args = ["experiment", "--config", str(cfg), f"data={shared_data}", f"out={out}"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| SFT (start) |" in printed and "| judge on real held-out speech (ceiling) |" in printed
     res = json.loads((out / "results" / "results.json").read_text())
-    assert set(res["per_seed"]) == {"sft", "diffro", "rrpo"} and len(res["per_seed"]["rrpo"]) == 1
-    assert res["per_seed"]["diffro"][0]["step"] == 2
+    assert set(res["per_seed"]) == {"sft", "diffro", "rrpo", "rrpo_ensemble", "grpo", "diffro_watch"}
+    assert len(res["per_seed"]["rrpo"]) == 1
+    assert res["per_seed"]["diffro"][0]["step"] == 2 and res["per_seed"]["grpo"][0]["step"] == 2
+    assert res["per_seed"]["diffro_watch"][0]["step"] <= 2  # where the watch stopped it (or the end)
+    for label in ("RRPO (robust RM ensemble)", "GRPO (vanilla RM)", "judge-watch stop"):
+        assert label in printed
+    pre = res["policy_pretrain"]
+    assert pre["reused"] is False and pre["corpora"] == ["synth", "esd", "nemo", "casia"] and pre["seconds_to_make"] > 0
+    assert Path(pre["cache"]).parent == tmp_path / "cache" / "policy_pretrain"
+    sft_cfg = (out / "sft" / "config.yaml").read_text()
+    assert "policy_pretrain/run" in sft_cfg
     # the judge never heard the held-out speaker; its accuracy on that speaker's real speech is the ceiling
     ceiling = res["judge"]["casia_heldout"]
     assert ceiling["speakers"] == ["ZhaoZuoxiang"] and ceiling["n"] == 250
@@ -45,24 +60,29 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     assert res["reward_models"]["robust_esd"]["n"] == 350
     audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
     assert [p["step"] for p in audit["points"]] == [0, 1, 2]
+    assert len(audit["prompts"]) == 1 * 5 * 2  # 1 text x 5 emotions x 2 samples
     # the audit speaks held-out sentences (246-250) as the held-out speaker, with the real recording as reference
     assert {p["speaker"] for p in audit["prompts"]} == {"ZhaoZuoxiang"}
     assert all(int(p["ref_id"].rsplit("_", 1)[1]) >= 246 for p in audit["prompts"])
     assert (out / "report" / "index.html").exists() and (out / "results" / "results.png").exists()
-    # intervals and paired differences over the 5 judged utterances; the second judge re-judged the same WAVs
+    # intervals and paired differences over the 10 judged utterances (1 text x 5 emotions x 2 samples);
+    # the second judge re-judged the same WAVs
     iv = res["stats"]["intervals"]["rrpo"]["judge_acc"]
-    assert iv["n"] == 5 and iv["clusters"] == 1 and iv["lo"] <= iv["stat"] <= iv["hi"]
-    assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["n"] == 5
+    assert iv["n"] == 10 and iv["clusters"] == 1 and iv["lo"] <= iv["stat"] <= iv["hi"]
+    assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["n"] == 10
+    assert res["stats"]["paired"]["grpo-diffro"]["judge_acc"]["n"] == 10
     assert res["second_judge"]["eval"]["casia_heldout"]["n"] == 250
-    assert res["second_judge"]["label_agreement"]["sft"]["n"] == 5
+    assert res["second_judge"]["label_agreement"]["sft"]["n"] == 10
     assert set(res["second_judge"]["claims"]) == {"diffro_hacks", "rrpo_hacks", "rrpo_beats_diffro"}
     assert "| claim | difference | eGeMAPS | log-mel | status |" in printed
     stage_count = len(json.loads((out / "results" / "stage_seconds.json").read_text())["stage_seconds"])
 
-    assert main(args + ["force=[results]"]) == 0
+    assert main(args + ["force=[policy_pretrain, results]"]) == 0
     second = capsys.readouterr().out
-    assert second.count("done earlier, skipped") == stage_count - 1
-    assert "[experiment 25/25] results: results" in second
+    assert second.count("done earlier, skipped") == stage_count - 2
+    assert f"[experiment {stage_count}/{stage_count}] results: results" in second
+    again = json.loads((out / "results" / "results.json").read_text())["policy_pretrain"]
+    assert again["reused"] is True and again["key"] == pre["key"] and again["seconds_this_run"] < pre["seconds_to_make"]
     times = json.loads((out / "results" / "stage_seconds.json").read_text())
     assert times["stage_seconds"]["codec"] > 0  # a skipped stage keeps the time it took when it ran
     assert times["this_invocation_seconds"] < times["total_seconds"]

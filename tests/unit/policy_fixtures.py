@@ -24,15 +24,16 @@ def tokens_for(text: str, emotion: str, speaker: str, length: int | None = None)
     return (base + np.arange(n) * (1 + EMOTIONS.index(emotion))) % VOCAB
 
 
-def make_corpus(folder: Path, fixed_length: int | None = None, texts=TEXTS) -> tuple[Path, Path]:
-    """Write folder/manifest.jsonl and folder/shards; return their paths."""
+def make_corpus(folder: Path, fixed_length: int | None = None, texts=TEXTS, prefix: str = "",
+                vocab: int = VOCAB) -> tuple[Path, Path]:
+    """Write folder/manifest.jsonl and folder/shards (ids start with ``prefix``); return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    recs, w = [], ShardWriter(folder / "shards", {"vocab_size": VOCAB, "frame_rate": 25.0, "codec": {"name": "toy"},
+    recs, w = [], ShardWriter(folder / "shards", {"vocab_size": vocab, "frame_rate": 25.0, "codec": {"name": "toy"},
                                                   "manifest": "manifest.jsonl"}, shard_size=7)
     for ti, text in enumerate(texts):
         for emo in EMOTIONS:
             for spk in SPEAKERS:
-                uid = f"{spk}_{emo}_{ti}"
+                uid = f"{prefix}{spk}_{emo}_{ti}"
                 toks = tokens_for(text, emo, spk, fixed_length)
                 recs.append(Utterance(uid, f"{uid}.wav", 16000, len(toks) / 25.0, text, spk, "zh", emo, "train"))
                 w.add(uid, toks, np.ones(len(toks), np.float32))

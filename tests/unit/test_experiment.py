@@ -15,12 +15,14 @@ from rrpo.cli import build_parser, main
 from rrpo.config import load_config
 from rrpo.data.manifest import read_manifest
 from rrpo.errors import RrpoError
-from rrpo.experiment import (ExperimentConfig, build_stages, point_metrics, prepare_data, verdicts,
-                             write_results)
+from rrpo.experiment import (DEFAULT_SYSTEMS, ExperimentConfig, build_stages, point_metrics, prepare_data,
+                             verdicts, write_results)
 from rrpo.stats import mean_std
 from tests.unit.test_corpora import casia_tree, esd_tree
 
 REPO = Path(__file__).resolve().parents[2]
+#: The two systems the verdicts compare (the fake runs below have only these).
+TWO = {k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}
 
 
 def test_config_file_spells_out_the_defaults():
@@ -115,7 +117,7 @@ def _fake_run(o: Path, seeds=(0, 1)):
 
 def test_write_results_means_table_and_plot(tmp_path):
     _fake_run(tmp_path)
-    cfg = ExperimentConfig(seeds=[0, 1])
+    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO)
     res = write_results(tmp_path, cfg)
     s = res["summary"]
     assert s["diffro"]["proxy"] == pytest.approx((0.7, math.sqrt(0.02)))  # 0.6 and 0.8
@@ -145,7 +147,8 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     data = tmp_path / "data"
     casia_tree(data / "casia")
     esd_tree(data / "esd")
-    cfg = ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[])
+    cfg = ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[],
+                           policy_pretrain_corpora=[])
     prepare_data(data, tmp_path / "out", cfg)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
     assert {u.split for u in casia if u.extra["sentence"] == 202} == {"test"}
@@ -165,7 +168,8 @@ def test_prepare_data_errors(tmp_path, over, message):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     with pytest.raises(RrpoError, match=re.escape(message)):
-        prepare_data(data, tmp_path / "out", dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[]), **over))
+        prepare_data(data, tmp_path / "out",
+                     dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[]), **over))
 
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
@@ -176,7 +180,7 @@ def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_stages_parse_and_interleave_seeds(tmp_path):
-    stages = build_stages(ExperimentConfig(seeds=[3, 4]), tmp_path, tmp_path / "o", main)
+    stages = build_stages(ExperimentConfig(seeds=[3, 4], systems=TWO), tmp_path, tmp_path / "o", main)
     names = [s.name for s in stages]
     assert names[-7:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "judges", "report", "results"]
     assert names.index("judge_eval") < names.index("judge2") < names.index("judge2_eval") < names.index("sft")
@@ -222,3 +226,118 @@ def test_missing_pretraining_corpus_is_an_error(tmp_path):
     esd_tree(data / "esd")
     with pytest.raises(RrpoError, match="no ased/ folder here"):
         prepare_data(data, tmp_path / "out", ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202]))
+
+
+def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
+    """The default systems: DiffRO / GRPO / the watch variant on the vanilla RM, RRPO on the robust RM,
+    the ensemble on the robust RM and its rm_ensemble_seeds siblings (trained by their own stages);
+    every run gets the common optimize overrides, GRPO its own after them (1 prompt x group 4 = 4
+    samples per step, as DiffRO's 4 prompts); only the watch variant has a judge watch."""
+    cfg = ExperimentConfig(seeds=[0])
+    stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
+    opt = {s.name: s.action for s in stages}
+    o = (tmp_path / "o").resolve()
+    assert [s.name for s in stages if s.name.startswith("rm_robust")] == ["rm_robust", "rm_robust_s1", "rm_robust_s2"]
+    assert "train.seed=2" in opt["rm_robust_s2"] and f"out={o / 'rm' / 'robust_s2'}" in opt["rm_robust_s2"]
+    runs = [n for n in opt if n.endswith("_s0") and not n.startswith(("audit", "rm_"))]
+    assert runs == ["diffro_s0", "rrpo_s0", "rrpo_ensemble_s0", "grpo_s0", "diffro_watch_s0"]
+    for r in runs:
+        assert "train.steps=120" in opt[r] and f"audit_{r}" in opt
+    assert "algo=grpo" in opt["grpo_s0"] and opt["grpo_s0"][-2:] == ["train.batch_size=1", "group=4"]
+    assert f"path: {o / 'rm' / 'vanilla'}" in " ".join(opt["diffro_watch_s0"])
+    ens = " ".join(opt["rrpo_ensemble_s0"])
+    assert "aggregate: mean_minus_std" in ens and all(str(o / "rm" / m) in ens for m in ("robust", "robust_s1",
+                                                                                         "robust_s2"))
+    assert "watch.stop_on_flag=true" in opt["diffro_watch_s0"] and f"watch.judge={o / 'judge'}" in opt["diffro_watch_s0"]
+    assert not any(a.startswith("watch.") for r in runs if r != "diffro_watch_s0" for a in opt[r])
+    assert "prompts.samples=4" in opt["audit_grpo_s0"]
+    # the starting policy: pre-trained (a callable stage), then SFT from it
+    names = [s.name for s in stages]
+    assert names.index("policy_pretrain") == names.index("sft") - 1
+    assert f"model.init={o / 'policy_pretrain' / 'run'}" in opt["sft"]
+    # no pre-training, no ensemble system: neither stage
+    plain = build_stages(ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO), tmp_path, tmp_path / "o",
+                         main)
+    assert not {"policy_pretrain", "rm_robust_s1"} & {s.name for s in plain}
+    assert not any(a.startswith("model.init") for a in {s.name: s.action for s in plain}["sft"])
+
+
+@pytest.mark.parametrize("over, message", [
+    (["systems={diffro: {algo: diffro}}"], "needs 'rrpo'"),
+    (["systems={diffro: {}, rrpo: {reward: best}}"], "systems.reward"),
+    (["systems={diffro: {}, rrpo: {}, x: {colour: red}}"], "unknown key"),
+    (["policy_pretrain_corpora=[ased]"], "corpora with transcripts"),
+])
+def test_system_and_corpus_errors_name_the_key(over, message):
+    from rrpo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(ExperimentConfig, None, over)
+
+
+def test_pretrain_key_follows_settings_and_inputs(tmp_path):
+    """Same settings and inputs -> same key (whatever the run folder); a changed pre-training setting,
+    codec file or manifest byte -> another key; the codec's descriptive files do not count."""
+    from rrpo.experiment import pretrain_key
+
+    def make(root, weights=b"w", man=b"m"):
+        (root / "codec").mkdir(parents=True)
+        (root / "codec" / "codec.safetensors").write_bytes(weights)
+        (root / "codec" / "command.txt").write_text(f"rrpo codec train out={root}")
+        (root / "esd.jsonl").write_bytes(man)
+        return root / "codec", {"esd": root / "esd.jsonl"}
+
+    cfg = ExperimentConfig()
+    a = pretrain_key(cfg, *make(tmp_path / "a"))[0]
+    assert pretrain_key(cfg, *make(tmp_path / "b"))[0] == a
+    assert pretrain_key(cfg, *make(tmp_path / "c", weights=b"x"))[0] != a
+    assert pretrain_key(cfg, *make(tmp_path / "d", man=b"n"))[0] != a
+    other = dataclasses.replace(cfg, policy_pretrain=[*cfg.policy_pretrain, "train.lr=5e-4"])
+    assert pretrain_key(other, *make(tmp_path / "e"))[0] != a
+    assert len(a) == 20 and re.fullmatch("[0-9a-f]+", a)
+
+
+def test_policy_pretrain_is_cached_across_run_folders(tmp_path):
+    """The first run folder trains (synth, tokenize, policy sft into the cache); a second run folder with
+    the same settings and inputs reuses it: no command runs, its `run` link points at the same cached
+    policy and pretrain.json says reused, with the time it took to make."""
+    from rrpo.experiment import policy_pretrain
+    from rrpo.io import read_json
+
+    calls = []
+
+    def fake_verb(argv):
+        calls.append(argv[:2])
+        out = Path(next(a for a in argv if a.startswith("out="))[4:])
+        out.mkdir(parents=True, exist_ok=True)
+        return 0
+
+    cfg = ExperimentConfig(cache=str(tmp_path / "cache"), policy_pretrain_corpora=["synth", "esd", "casia"])
+
+    def run_folder(name):
+        o = tmp_path / name
+        (o / "codec").mkdir(parents=True)
+        (o / "codec" / "codec.safetensors").write_bytes(b"weights")
+        (o / "data").mkdir()
+        for c in ("esd", "casia"):
+            (o / "data" / f"{c}.jsonl").write_text(f"{c} records\n")
+        return o, {c: o / "tokens" / c for c in ("esd", "casia")}
+
+    o1, tok1 = run_folder("one")
+    policy_pretrain(cfg, o1, tok1, fake_verb)
+    assert calls == [["synth", f"out={tmp_path / 'cache' / 'policy_pretrain' / read_json(o1 / 'policy_pretrain' / 'pretrain.json')['key'] / 'synth'}"],
+                     ["tokenize", calls[1][1]], ["policy", "sft"]]
+    first = read_json(o1 / "policy_pretrain" / "pretrain.json")
+    assert first["reused"] is False and first["corpora"] == ["synth", "esd", "casia"]
+    assert "data.heldout=[test]" in first["command"] and str(tok1["esd"]) in " ".join(first["command"])
+    o2, tok2 = run_folder("two")
+    policy_pretrain(cfg, o2, tok2, fake_verb)
+    assert len(calls) == 3
+    second = read_json(o2 / "policy_pretrain" / "pretrain.json")
+    assert second["reused"] is True and second["key"] == first["key"]
+    assert second["seconds_to_make"] == first["seconds_to_make"]
+    assert (o2 / "policy_pretrain" / "run").resolve() == (o1 / "policy_pretrain" / "run").resolve()
+    # another codec: another key, trained afresh
+    (o2 / "codec" / "codec.safetensors").write_bytes(b"other weights")
+    policy_pretrain(cfg, o2, tok2, fake_verb)
+    assert len(calls) == 6 and read_json(o2 / "policy_pretrain" / "pretrain.json")["key"] != first["key"]

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from rrpo.experiment import ExperimentConfig, write_results
+from rrpo.experiment import DEFAULT_SYSTEMS, ExperimentConfig, write_results
 from rrpo.experiment_stats import comparison_stats, utterance_values
 from tests.unit.test_experiment import _fake_run
 
@@ -74,7 +74,8 @@ def test_results_carry_intervals_and_paired_differences(tmp_path):
             aud["start"]["utterances"] = pts["sft"][s][1]["utterances"]
             aud["final"]["utterances"] = pts[m][s][1]["utterances"]
             f.write_text(json.dumps(aud))
-    res = write_results(tmp_path, ExperimentConfig(seeds=[0, 1], n_boot=200, n_perm=100))
+    res = write_results(tmp_path, ExperimentConfig(seeds=[0, 1], n_boot=200, n_perm=100,
+                                                   systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}))
     assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 1.0
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| SFT (start) | 4 | 25.0 [0.0, 75.0]" in table
@@ -109,6 +110,7 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
 
     from rrpo.audit.judge import register_judge_kind
     from rrpo.data.audio import save_audio
+    from rrpo.cli import main
     from rrpo.experiment import build_stages
 
     register_judge_kind("loudness-test", lambda folder, meta: LoudnessJudge())
@@ -132,9 +134,8 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
                     save_audio(d / "audio" / f"step_{step}" / f"t{i}_{e}.wav",
                                (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32), sr)
             (d / "audit.json").write_text(json.dumps(aud))
-    cfg = ExperimentConfig(seeds=[0, 1], n_boot=300, n_perm=100)
-    from rrpo.cli import main
-
+    cfg = ExperimentConfig(seeds=[0, 1], n_boot=300, n_perm=100,
+                           systems={k: v for k, v in DEFAULT_SYSTEMS.items() if k in ("diffro", "rrpo")})
     stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
     stages["judges"].action()
     res = write_results(tmp_path, cfg)

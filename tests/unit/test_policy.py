@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from rrpo.config import load_config
-from rrpo.errors import RrpoError
+from rrpo.errors import ConfigError, RrpoError
 from rrpo.policy.generate import (Generation, generate, nucleus_mask, replay_logits, replay_mask)
 from rrpo.policy.model import IGNORE, Prompts, TTSPolicy, build_qwen_config, tiny_policy
 from rrpo.policy.settings import SamplingConfig
 from rrpo.policy.text import CharTokenizer, ENDOFPROMPT, INSTRUCTIONS
-from tests.unit.policy_fixtures import TEXTS, make_corpus, sft_overrides
+from tests.unit.policy_fixtures import TEXTS, VOCAB, make_corpus, sft_overrides, tokens_for
 
 
 def small_policy(speakers=("s1", "s2"), vocab=20, seed=0) -> TTSPolicy:
@@ -423,3 +423,36 @@ def test_cosyvoice2_with_qwen_tokenizer_generates(tmp_path):
     pr = pol.encode_prompts([TEXTS[0]], ["sad"], "zh")  # no emotion list: every emotion has an instruction
     g = generate(pol, pr, SamplingConfig(max_ratio=2), seeds=0)
     assert int(g.lens[0]) <= 2 * int(pr.content_lens[0])
+
+
+def test_sft_on_several_manifests_then_fine_tune_from_it(tmp_path):
+    """data.manifests/data.tokens read several corpora as one (each id from its own shards): the
+    examples equal the concatenation's; a policy pre-trained on them is fine-tuned by model.init
+    (the pre-training stage of `rrpo experiment`). Mismatches are one-line errors."""
+    from rrpo.policy.io import load_policy
+    from rrpo.policy.sft import SFTConfig, load_examples, run_sft
+
+    ma, ta = make_corpus(tmp_path / "a", texts=TEXTS[:2], prefix="a_")
+    mb, tb = make_corpus(tmp_path / "b", texts=TEXTS[2:], prefix="b_")
+    two = load_config(SFTConfig, None, [f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}, {tb}]",
+                                        "data.heldout_fraction=0"]).data
+    tr, held, texts, shards, emos = load_examples(two)
+    assert len(tr) == len(TEXTS) * 2 * 2 and held == [] and emos == ["angry", "happy"]
+    assert sorted(texts) == sorted(t for t in TEXTS for _ in range(4))
+    for e in tr:  # every example carries its own corpus' tokens
+        spk, emo = e.speaker, e.emotion
+        assert e.tokens.tolist() == tokens_for(e.text, emo, spk).tolist()
+    pre = ["data.manifest=", "data.shards=", f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}, {tb}]"]
+    run_sft(load_config(SFTConfig, None, sft_overrides(tmp_path / "a", tmp_path / "pre", steps=3) + pre))
+    out = run_sft(load_config(SFTConfig, None, sft_overrides(tmp_path / "a", tmp_path / "ft", steps=2)
+                              + [f"model.init={tmp_path / 'pre'}", f"data.heldout=[{TEXTS[1]}]"]))
+    assert out["n_train"] == 4 and load_policy(tmp_path / "ft").speech_vocab_size == VOCAB
+    with pytest.raises(ConfigError, match="data.tokens"):
+        load_config(SFTConfig, None, [f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}]"])
+    with pytest.raises(ConfigError, match="data.manifests"):
+        load_config(SFTConfig, None, [f"data.manifest={ma}", f"data.manifests=[{mb}]", f"data.tokens=[{tb}]"])
+    with pytest.raises(RrpoError, match="also in an earlier manifest"):
+        load_examples(load_config(SFTConfig, None, [f"data.manifests=[{ma}, {ma}]", f"data.tokens=[{ta}, {ta}]"]).data)
+    mc, tc = make_corpus(tmp_path / "c", texts=TEXTS[:1], prefix="c_", vocab=VOCAB + 1)
+    with pytest.raises(RrpoError, match="one codec"):
+        load_examples(load_config(SFTConfig, None, [f"data.manifests=[{ma}, {mc}]", f"data.tokens=[{ta}, {tc}]"]).data)

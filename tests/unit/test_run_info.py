@@ -51,3 +51,20 @@ def test_unreadable_descriptions_are_one_line_errors(tmp_path, files, message):
     with pytest.raises(RrpoError, match=message) as e:
         OptimizeRunInfo.read(tmp_path)
     assert "\n" not in e.value.format()
+
+
+def test_an_ensemble_term_keeps_its_members(tmp_path):
+    """The audit rebuilds an ensemble term from run.json: members, aggregate and k survive; a plain
+    term keeps name, path and weight only (what the optimiser wrote, to_dict with paths=[])."""
+    from rrpo.runs import reward_folders
+
+    cfg = load_config(OptimizeConfig, None, [
+        "policy=p", "rewards=[{name: e, paths: [rm/s0, rm/s1], aggregate: mean_minus_std, std_weight: 0.5}, "
+        "{name: f, path: rm/v}]"])
+    from rrpo.config import to_dict
+    OptimizeRunInfo("diffro", "p", [to_dict(r) for r in cfg.rewards], "m").write(tmp_path)
+    ens, plain = OptimizeRunInfo.read(tmp_path).rewards
+    assert ens == {"name": "e", "path": "rm/s0", "weight": 1.0, "paths": ["rm/s0", "rm/s1"],
+                   "aggregate": "mean_minus_std", "std_weight": 0.5}
+    assert plain == {"name": "f", "path": "rm/v", "weight": 1.0}
+    assert reward_folders(ens) == ["rm/s0", "rm/s1"] and reward_folders(plain) == ["rm/v"]

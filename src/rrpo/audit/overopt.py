@@ -30,7 +30,7 @@ from rrpo.audit.scorer import AuditPrompts, Scorer, hacking_flags
 from rrpo.config import check, option, section
 from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
-from rrpo.runs import OptimizeRunInfo
+from rrpo.runs import OptimizeRunInfo, reward_folders
 
 __all__ = ["AuditConfig", "AuditPrompts", "Scorer", "build_scorer", "fit_gao", "hacking_flags", "plot_proxy_vs_judge",
            "run_audit"]
@@ -94,8 +94,7 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
         raise RrpoError("this codec encodes only; the audit needs audio", cfg.codec)
     judge = load_judge(cfg.judge)
     start = load_policy(info.policy)
-    rms = [load_reward(r.get("paths") or r["path"], r.get("aggregate", "mean"), r.get("std_weight", 1.0))
-           for r in info.rewards]  # one model, or an ensemble term's members
+    rms = [load_reward(reward_folders(r), r.get("aggregate", "mean"), r.get("std_weight", 1.0)) for r in info.rewards]
     man = read_manifest(cfg.prompts.manifest or info.manifest)
     return Scorer(start, rms, [r["name"] for r in info.rewards], codec, judge, man, prompts=cfg.prompts,
                   sampling=cfg.sampling, seed=cfg.seed, recognizer=cfg.recognizer, bf16=cfg.bf16,
@@ -136,7 +135,7 @@ def run_audit(cfg: AuditConfig) -> dict:
     dp = [p["proxy_prob"] - points[0]["proxy_prob"] for p in points]
     dj = [p["judge"]["target_prob"] - points[0]["judge"]["target_prob"] for p in points]
     result = {
-        "run": str(run), "algo": info.algo, "rewards": [r["path"] for r in info.rewards],
+        "run": str(run), "algo": info.algo, "rewards": [p for r in info.rewards for p in reward_folders(r)],
         "manifest": str(cfg.prompts.manifest or info.manifest),
         "prompts": auditor.rows, "emotions": auditor.emotions,
         "points": points,

@@ -34,9 +34,11 @@ class AuditPrompts(ManifestFilter):
     """Held-out texts (default manifest: the run's prompts.manifest), each spoken in every target
     emotion; the manifest's recordings of the same text, speaker and emotion are the references."""
     max_texts: int = option(4, "distinct (text, speaker) pairs; each is spoken in every target emotion")
+    samples: int = option(1, "samples per (text, speaker, emotion), each with its own sampling seed")
 
     def __post_init__(self):
         check(self.max_texts >= 1, "prompts.max_texts", "must be >= 1")
+        check(self.samples >= 1, "prompts.samples", "must be >= 1")
 
 
 def hacking_flags(proxy: Sequence[float], judge: Sequence[float], margin: float) -> list[bool]:
@@ -66,8 +68,9 @@ def _prompt_set(prompts: AuditPrompts, man, emotions: list[str]) -> list[dict]:
     for ti, (text, lang, spk) in enumerate(pairs):
         for emo in emotions:
             ref = index.get((text, spk, emo))
-            rows.append({"id": f"t{ti}_{emo}", "text": text, "language": lang, "speaker": spk, "emotion": emo,
-                         "ref_id": ref.id if ref is not None else None})
+            for k in range(prompts.samples):
+                rows.append({"id": f"t{ti}_{emo}" + (f"_k{k}" if k else ""), "text": text, "language": lang,
+                             "speaker": spk, "emotion": emo, "ref_id": ref.id if ref is not None else None})
     return rows
 
 

@@ -133,3 +133,4 @@ def rms_db(audio: np.ndarray) -> float:
     """Root-mean-square level in dBFS (−inf for all-zero input)."""
     r = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return 20 * math.log10(r) if r > 0 else -math.inf
+

@@ -95,3 +95,93 @@ def count_syllables(text: str, language: str) -> int:
             k -= 1  # silent final e: "stone", "white"
         n += max(1, k)
     return n
+
+
+# ------------------------------------------------------------------------------------------------
+# Generated sentences: a small seeded grammar per language for corpora far larger than the lists
+# above. Same rule as the lists: everyday statements, no word that carries an emotion.
+
+#: (subject, when, place, verb phrase, object) slots per language; a sentence joins one choice of
+#: each (when and place may be left out) by the language's template (:func:`_join`).
+GRAMMAR: dict[str, dict[str, tuple[str, ...]]] = {
+    "zh": {
+        "subject": ("我", "他", "她", "我们", "他们", "我的邻居", "她的哥哥", "他的妹妹", "老师", "司机", "店员",
+                    "我的同事", "那位医生", "小王", "李师傅", "张老师", "孩子们", "楼下的大爷", "我的朋友", "新来的学生"),
+        "when": ("今天上午", "昨天下午", "星期一", "星期三晚上", "周末", "上个月", "前天", "早上八点", "中午",
+                 "下班以后", "春天的时候", "去年冬天", "每个星期五", "吃完饭以后", "开会之前"),
+        "place": ("在车站旁边", "在图书馆里", "在商店门口", "在厨房里", "在公园东边", "在二楼的办公室", "在市场上",
+                  "在学校对面", "在银行附近", "在河边", "在院子里", "在邮局", "在会议室", "在小区门口", "在书店里"),
+        "verb": ("买了", "看到了", "找到了", "带回了", "借来了", "搬走了", "放好了", "洗干净了", "拿出了", "收到了",
+                 "修好了", "整理了"),
+        "object": ("一把木头椅子", "两本旧书", "一张城市地图", "一个蓝色的杯子", "三个信封", "一台旧电脑",
+                   "一辆自行车", "几支铅笔", "一盏台灯", "一块手表", "一个纸箱", "两双鞋", "一条围巾", "一把雨伞",
+                   "一袋大米", "几个苹果", "一张桌子", "一件外套", "一本日历", "一个背包", "两把钥匙", "一盒茶叶",
+                   "一个花盆", "三张照片", "一份报纸"),
+    },
+    "en": {
+        "subject": ("I", "He", "She", "We", "They", "My neighbour", "Her brother", "His sister", "The teacher",
+                    "The driver", "The clerk", "My colleague", "The doctor", "Our friend", "The student",
+                    "The old man next door", "Her cousin", "The new tenant", "The postman", "My uncle"),
+        "when": ("this morning", "yesterday afternoon", "on Monday", "on Wednesday evening", "at the weekend",
+                 "last month", "two days ago", "at eight o'clock", "at noon", "after work", "in the spring",
+                 "last winter", "every Friday", "after lunch", "before the meeting"),
+        "place": ("near the station", "in the library", "outside the shop", "in the kitchen", "in the park",
+                  "in the office upstairs", "at the market", "across from the school", "near the bank",
+                  "by the river", "in the yard", "at the post office", "in the meeting room", "at the front gate",
+                  "in the bookshop"),
+        "verb": ("bought", "saw", "found", "brought home", "borrowed", "moved", "put away", "cleaned", "took out",
+                 "received", "fixed", "sorted"),
+        "object": ("a wooden chair", "two old books", "a map of the city", "a blue cup", "three envelopes",
+                   "an old computer", "a bicycle", "some pencils", "a desk lamp", "a watch", "a cardboard box",
+                   "two pairs of shoes", "a scarf", "an umbrella", "a bag of rice", "a few apples", "a table",
+                   "a coat", "a calendar", "a backpack", "two keys", "a box of tea", "a flower pot", "three photos",
+                   "a newspaper"),
+    },
+}
+
+
+def _join(language: str, subject: str, when: str, place: str, verb: str, obj: str) -> str:
+    """One sentence from its slots ('' = slot left out)."""
+    if language == "zh":
+        return f"{when}{subject}{place}{verb}{obj}。"
+    words = [subject, verb, obj, place, when]
+    return " ".join(w for w in words if w) + "."
+
+
+def grammar_size(language: str) -> int:
+    """How many distinct sentences :func:`generate_sentences` can make for ``language``."""
+    g = GRAMMAR[language]
+    return len(g["subject"]) * (len(g["when"]) + 1) * (len(g["place"]) + 1) * len(g["verb"]) * len(g["object"])
+
+
+def generate_sentences(language: str, n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct sentences of ``language`` from :data:`GRAMMAR`, reproducibly.
+
+    Sentence ``i`` is the ``i``-th distinct draw of a generator seeded by ``(seed, language)``, so the
+    first ``k`` sentences of ``n`` are those of ``k`` (a bigger corpus extends a smaller one). Each
+    slot is drawn uniformly; ``when`` and ``place`` are left out with probability 1/(size + 1)."""
+    import hashlib
+
+    import numpy as np
+
+    from rrpo.errors import RrpoError
+
+    if language not in GRAMMAR:
+        raise RrpoError(f"no sentence grammar for language '{language}' (known: {', '.join(GRAMMAR)})")
+    cap = grammar_size(language)
+    if not 0 <= n <= cap // 2:
+        raise RrpoError(f"asked for {n} generated {language} sentences; the grammar makes at most {cap // 2} "
+                        "without long searches for unused ones")
+    g = GRAMMAR[language]
+    digest = hashlib.sha256(f"{seed}\x1fsentences\x1f{language}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        pick = {k: ("",) + v if k in ("when", "place") else v for k, v in g.items()}
+        s = _join(language, *(pick[k][int(rng.integers(len(pick[k])))]
+                              for k in ("subject", "when", "place", "verb", "object")))
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out

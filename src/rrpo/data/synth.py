@@ -25,13 +25,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from rrpo.config import check, option, to_dict
 from rrpo.data.emotions import ESD_CLASSES
 from rrpo.data.manifest import Manifest, Utterance, write_manifest
-from rrpo.data.sentences import SENTENCES, count_syllables
+from rrpo.data.sentences import SENTENCES, count_syllables, generate_sentences, grammar_size
 from rrpo.errors import RrpoError
 from rrpo.io import write_json
 
@@ -105,8 +106,15 @@ class SynthConfig:
     """Size and make-up of the synthetic corpus (``rrpo synth --help-config``)."""
 
     languages: list[str] = option(["zh", "en"], "languages to synthesise (zh Mandarin, en English)")
-    sentences_per_language: int = option(12, "built-in sentences per language (at most 32)")
-    voices_per_language: int = option(4, "speakers per language: the first N of `voices`")
+    sentences: Literal["builtin", "generated"] = option(
+        "builtin", "builtin: the written lists (at most 32 per language); generated: distinct sentences from a "
+                   "seeded grammar (thousands per language)")
+    sentences_per_language: int = option(12, "sentences per language (builtin: at most 32)")
+    renditions: int = option(0, "0: every sentence by every speaker in every emotion (parallel); N: each sentence "
+                                "N times, in N different emotions (rotating), each by a seeded choice of speaker")
+    voices_per_language: int = option(4, "voices per language: the first N of `voices`")
+    pitch_bases: list[float] = option([1.0], "habitual-pitch factors; every voice speaks at each, as its own "
+                                             "speaker (e.g. [0.85, 1.0, 1.2] triples the speakers)")
     voices: dict[str, list[str]] = option(
         {"zh": ["m1", "f2", "m4", "f3", "m3", "f5"], "en": ["m3", "f1", "m2", "f4", "m1", "f2"]},
         "espeak-ng voice variants per language, in order of use")
@@ -123,9 +131,19 @@ class SynthConfig:
         for lang in self.languages:
             check(lang in LANGUAGE_VOICES, "languages", f"'{lang}' is not one of {sorted(LANGUAGE_VOICES)}")
         check(len(set(self.languages)) == len(self.languages), "languages", "a language repeats")
-        n_max = min(len(SENTENCES[lang]) for lang in self.languages)
+        check(self.sentences in ("builtin", "generated"), "sentences", "must be builtin or generated")
+        if self.sentences == "builtin":
+            n_max, what = min(len(SENTENCES[lang]) for lang in self.languages), "the built-in sentence lists"
+        else:
+            n_max, what = min(grammar_size(lang) // 2 for lang in self.languages), "the sentence grammar"
         check(1 <= self.sentences_per_language <= n_max, "sentences_per_language",
-              f"must be in [1, {n_max}] (the built-in sentence lists), got {self.sentences_per_language}")
+              f"must be in [1, {n_max}] ({what}), got {self.sentences_per_language}")
+        check(0 <= self.renditions <= len(self.emotions), "renditions",
+              f"must be in [0, {len(self.emotions)}] (one per emotion at most), got {self.renditions}")
+        check(len(self.pitch_bases) >= 1, "pitch_bases", "give at least one factor (1.0 = the voice's own pitch)")
+        check(len(set(self.pitch_bases)) == len(self.pitch_bases), "pitch_bases", "a factor repeats")
+        for b in self.pitch_bases:
+            check(0.7 <= b <= 1.4, "pitch_bases", f"{b} is outside [0.7, 1.4] (what espeak-ng renders cleanly)")
         check(self.voices_per_language >= 1, "voices_per_language", "must be at least 1")
         for lang in self.languages:
             vs = self.voices.get(lang)
@@ -203,24 +221,57 @@ class Job:
     sentence: int
     text: str
     split: str
+    pitch_base: float = 1.0
 
     @property
     def rel_path(self) -> str:
         return f"audio/{self.language}/{self.speaker}/{self.emotion}/{self.id}.wav"
 
 
+def sentence_texts(cfg: SynthConfig, language: str) -> list[str]:
+    """The corpus' sentences of ``language``: the built-in list's first N, or N generated ones."""
+    if cfg.sentences == "generated":
+        return generate_sentences(language, cfg.sentences_per_language, cfg.seed)
+    return list(SENTENCES[language][:cfg.sentences_per_language])
+
+
+def speakers_of(cfg: SynthConfig, language: str) -> list[tuple[str, str, float]]:
+    """(speaker name, espeak variant, pitch base) of every speaker of ``language``: each voice at each
+    pitch base; the name carries the base when it is not 1 (``zh-m1``, ``zh-m1-p120``)."""
+    out = []
+    for variant in cfg.voices[language][:cfg.voices_per_language]:
+        for b in cfg.pitch_bases:
+            name = f"{language}-{variant}" if b == 1.0 else f"{language}-{variant}-p{int(round(b * 100))}"
+            out.append((name, variant, float(b)))
+    return out
+
+
 def plan(cfg: SynthConfig) -> list[Job]:
-    """Every utterance of the corpus, in a fixed order (language, speaker, emotion, sentence)."""
+    """Every utterance of the corpus, in a fixed order (language, speaker, emotion, sentence).
+
+    Parallel (``renditions=0``): every sentence by every speaker in every emotion. Otherwise sentence
+    ``s`` is spoken in the emotions ``emotions[(s + j) % E]``, ``j < renditions`` (so every emotion gets
+    the same share of sentences), each by a speaker drawn from ``(seed, language, s, j)``."""
     jobs = []
+    width = max(3, len(str(cfg.sentences_per_language - 1)))
     for lang in cfg.languages:
+        texts = sentence_texts(cfg, lang)
         splits = assign_splits(cfg.sentences_per_language, cfg.splits, cfg.seed, lang)
-        for variant in cfg.voices[lang][:cfg.voices_per_language]:
-            speaker = f"{lang}-{variant}"
+        speakers = speakers_of(cfg, lang)
+        if cfg.renditions:
+            chosen = {}
+            for s in range(len(texts)):
+                for j in range(cfg.renditions):
+                    k = int(_rng(cfg.seed, "rendition", lang, str(s), str(j)).integers(len(speakers)))
+                    chosen[(speakers[k][0], cfg.emotions[(s + j) % len(cfg.emotions)], s)] = True
+        for speaker, variant, base in speakers:
             for emo in cfg.emotions:
-                for s in range(cfg.sentences_per_language):
-                    jobs.append(Job(id=f"{speaker}_{emo}_s{s:03d}", language=lang, speaker=speaker,
+                for s in range(len(texts)):
+                    if cfg.renditions and (speaker, emo, s) not in chosen:
+                        continue
+                    jobs.append(Job(id=f"{speaker}_{emo}_s{s:0{width}d}", language=lang, speaker=speaker,
                                     voice=f"{LANGUAGE_VOICES[lang]}+{variant}", emotion=emo, sentence=s,
-                                    text=SENTENCES[lang][s], split=splits[s]))
+                                    text=texts[s], split=splits[s], pitch_base=base))
     return jobs
 
 
@@ -241,7 +292,7 @@ def prosody_for(cfg: SynthConfig, job: Job) -> dict:
     spk_rate = math.exp(_clipped_normal(spk, 0.05 * j))
     spk_db = _clipped_normal(spk, 1.5 * j)
     # per utterance: no two renditions of an emotion are the same
-    f0 = rule.f0 ** k * spk_f0 * math.exp(_clipped_normal(utt, 0.03 * j))
+    f0 = rule.f0 ** k * spk_f0 * job.pitch_base * math.exp(_clipped_normal(utt, 0.03 * j))
     f0_range = rule.f0_range ** k * math.exp(_clipped_normal(utt, 0.08 * j))
     rate = rule.rate ** k * spk_rate * math.exp(_clipped_normal(utt, 0.04 * j))
     level_db = BASE_LEVEL_DB + rule.loudness_db * k + spk_db + _clipped_normal(utt, 1.0 * j)
@@ -312,11 +363,21 @@ def _meta(cfg: SynthConfig) -> dict:
         "engine": "espeak-ng",
         "engine_version": espeak.version(),
         "espeakng_loader_version": loader,
-        "config": to_dict(cfg),
+        "config": _config_record(cfg),
         "rules": {e: dataclasses.asdict(r) for e, r in RULES.items()},
         "base_rate_wpm": BASE_RATE,
         "base_level_db": BASE_LEVEL_DB,
     }
+
+
+#: Keys added after the first corpora were made, at their defaults: left out of meta.json when at the
+#: default, so a folder made before them is still recognised as made with the same settings.
+_LATER_KEYS = {"sentences": "builtin", "renditions": 0, "pitch_bases": [1.0]}
+
+
+def _config_record(cfg: SynthConfig) -> dict:
+    d = to_dict(cfg)
+    return {k: v for k, v in d.items() if not (k in _LATER_KEYS and v == _LATER_KEYS[k])}
 
 
 def _check_existing_meta(path: Path, meta: dict) -> None:
@@ -400,7 +461,8 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path) -> Manifest:
             extra={"synthetic": True, "engine": "espeak-ng", "engine_version": meta["engine_version"],
                    "voice": job.voice, "sentence": job.sentence,
                    "syllables": count_syllables(job.text, job.language),
-                   "rule": RULES[job.emotion].source, "prosody": pros}))
+                   "rule": RULES[job.emotion].source, "prosody": pros,
+                   **({"pitch_base": job.pitch_base} if job.pitch_base != 1.0 else {})}))
     man = write_manifest(man_path, utts)
     log.info("synthetic corpus: %d utterances (%d synthesised, %d kept) in %s", len(utts), made,
              len(utts) - made, out_dir)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 class SFTData:
     manifest: str = option("", "manifest (JSONL) of the training corpus")
     shards: str = option("", "token shards of that manifest (rrpo tokenize)")
+    manifests: list[str] = option([], "several manifests trained on together (instead of manifest; ids must differ)")
+    tokens: list[str] = option([], "their token shards, one folder per manifest, all from one codec")
     emotions: list[str] = option([], "emotions to train on (empty = every emotion in the manifest)")
     heldout_by: Literal["text", "speaker", "split"] = option("text", "what the held-out part shares: sentences, speakers or a manifest split")
     heldout: list[str] = option([], "held-out values (texts, speakers or split names); empty with heldout_by=text = a fraction of the sentences")
@@ -36,6 +38,10 @@ class SFTData:
     bucket: int = option(0, "length bucketing: sort groups of bucket x batch_size utterances by length before batching (0 = off)")
 
     def __post_init__(self):
+        check(not (self.manifest and self.manifests), "data.manifests", "give manifest or manifests, not both")
+        check(len(self.tokens) == len(self.manifests), "data.tokens",
+              f"needs one shard folder per manifest ({len(self.manifests)} manifests, {len(self.tokens)} folders)")
+        check(not (self.shards and self.tokens), "data.tokens", "give shards or tokens, not both")
         check(self.bucket >= 0, "data.bucket", "must be >= 0")
         check(0 <= self.heldout_fraction < 1, "data.heldout_fraction", "must be in [0, 1)")
         check(self.max_speech_tokens >= 0, "data.max_speech_tokens", "must be >= 0")
@@ -146,22 +152,36 @@ def load_examples(cfg: SFTData):
     from rrpo.codec.shards import TokenShards
     from rrpo.data.manifest import read_manifest
 
-    if not cfg.manifest or not cfg.shards:
-        raise RrpoError("set data.manifest and data.shards (a manifest and its token shards)")
-    man = read_manifest(cfg.manifest)
-    shards = TokenShards(cfg.shards)
+    pairs = list(zip(cfg.manifests, cfg.tokens)) or [(cfg.manifest, cfg.shards)]
+    if not all(m and t for m, t in pairs):
+        raise RrpoError("set data.manifest and data.shards (a manifest and its token shards), or data.manifests "
+                        "and data.tokens")
+    man, source, shards = [], {}, None
+    for mpath, spath in pairs:
+        part = read_manifest(mpath)
+        sh = TokenShards(spath)
+        if shards is not None and sh.vocab_size != shards.vocab_size:
+            raise RrpoError(f"these shards hold {sh.vocab_size} speech tokens, the first {shards.vocab_size}: "
+                            "tokenize every manifest with one codec", spath)
+        shards = shards or sh
+        if cfg.emotions:
+            part = [u for u in part if u.emotion in set(cfg.emotions)]
+        missing = sh.missing([u.id for u in part])
+        if missing:
+            raise RrpoError(f"{len(missing)} utterance(s) of the manifest are not in the shards (first: "
+                            f"{missing[0]}); run `rrpo tokenize` on this manifest", spath)
+        for u in part:
+            if u.id in source:
+                raise RrpoError(f"utterance id '{u.id}' is also in an earlier manifest (ids must differ)", mpath)
+            source[u.id] = sh
+        man += list(part)
     emotions = cfg.emotions or sorted({u.emotion for u in man})
-    man = [u for u in man if u.emotion in set(emotions)]
-    missing = shards.missing([u.id for u in man])
-    if missing:
-        raise RrpoError(f"{len(missing)} utterance(s) of the manifest are not in the shards (first: {missing[0]}); "
-                        "run `rrpo tokenize` on this manifest", cfg.shards)
     train_u, held_u = split_heldout(man, cfg)
     if not train_u:
         raise RrpoError("no training utterances left after holding out data.heldout", cfg.manifest)
 
     def ex(u):
-        tokens = torch.from_numpy(shards.get(u.id)[0].copy())
+        tokens = torch.from_numpy(source[u.id].get(u.id)[0].copy())
         return Example(u.id, u.text, u.emotion, u.language, u.speaker, tokens)
 
     keep = lambda e: len(e.tokens) > 0 and (not cfg.max_speech_tokens or len(e.tokens) <= cfg.max_speech_tokens)  # noqa
@@ -265,6 +285,7 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
     meta = {"policy": {"speech_vocab_size": policy.speech_vocab_size, "emotions": emotions,
                        "n_train": len(train_ex), "n_heldout": len(held_ex)},
             "data": {"manifest": cfg.data.manifest, "shards": cfg.data.shards,
+                     "manifests": list(cfg.data.manifests), "tokens": list(cfg.data.tokens),
                      "manifest_sha256": shards.meta.get("manifest_sha256")}}
     last = train(policy, objective, batches, cfg.train, run, evaluate=evaluate, meta=meta)
     save_policy(policy, run.path / "policy")

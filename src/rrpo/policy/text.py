@@ -31,6 +31,9 @@ INSTRUCTIONS: dict[str, dict[str, str]] = {
     "en": {"neutral": "Speak in a neutral tone.", "happy": "Speak happily.", "angry": "Speak angrily.",
            "sad": "Speak sadly.", "surprise": "Speak with surprise.", "fear": "Speak fearfully.",
            "disgust": "Speak with disgust.", "calm": "Speak calmly."},
+    "pl": {"neutral": "Mów neutralnym tonem.", "happy": "Mów radośnie.", "angry": "Mów ze złością.",
+           "sad": "Mów smutno.", "surprise": "Mów ze zdziwieniem.", "fear": "Mów ze strachem.",
+           "disgust": "Mów z obrzydzeniem.", "calm": "Mów spokojnie."},
 }
 
 #: The special tokens CosyVoice2's QwenTokenizer adds, in its order (their ids depend on it).

@@ -1,6 +1,6 @@
 """ASED, the Amharic Speech Emotion Dataset v1 (Retta et al., 2022): 65 speakers, five emotions.
 
-Layout (the corpus' own; ``--root`` may be this folder or a folder up to three levels above)::
+Layout (the corpus' own; ``root`` may be this folder or a folder up to three levels above)::
 
     <root>/0{1..5}{Neutral,Fearful,Happy,Sad,Angry}/<e><n>-<sentence>-<repetition>-<gender>-<speaker>.wav
 

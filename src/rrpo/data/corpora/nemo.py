@@ -1,6 +1,6 @@
 """nEMO, Polish acted emotional speech (Christop, LREC-COLING 2024): 9 actors, six emotions.
 
-Layout (the corpus' own; ``--root`` may be this folder or a folder up to three levels above)::
+Layout (the corpus' own; ``root`` may be this folder or a folder up to three levels above)::
 
     <root>/data.tsv                                   file_id, emotion, raw_text, normalized_text,
                                                       speaker_id, gender, age (tab-separated)

@@ -1,6 +1,6 @@
 """URDU, the semi-natural Urdu emotional speech dataset (Latif et al., 2018): talk-show clips.
 
-Layout (the corpus' own; ``--root`` may be this folder or a folder up to three levels above)::
+Layout (the corpus' own; ``root`` may be this folder or a folder up to three levels above)::
 
     <root>/{Angry,Happy,Neutral,Sad}/S<M|F><n>_F<m>_<E><k>.wav       e.g. Angry/SM1_F10_A010.wav
 
