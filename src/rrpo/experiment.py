@@ -77,6 +77,19 @@ class System:
               "must be vanilla, robust or robust_ensemble")
 
 
+# The experiment's stage override lists beyond the demo's, each checked at load against its verb's config.
+EXPERIMENT_OVERRIDE_TARGETS = {
+    "rm_eval": "rrpo.reward.evaluate:EvalConfig",
+    "second_judge_stats": "rrpo.audit.judge:JudgeConfig",
+    "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig",
+    "policy_synth": "rrpo.data.synth:SynthConfig",
+    "policy_pretrain": "rrpo.policy.sft:SFTConfig",
+    "watch": "rrpo.optimize.trainer:OptimizeConfig",
+}
+# Lists of strings that are not overrides (corpus names of data=).
+CORPUS_LISTS = ("rm_pretrain_corpora", "policy_pretrain_corpora")
+
+
 @dataclass
 class ExperimentConfig:
     heldout_speaker: str = option("ZhaoZuoxiang", "CASIA speaker no codec, reward model or judge hears; the audit "
@@ -172,12 +185,7 @@ class ExperimentConfig:
         from rrpo.demo import OVERRIDE_TARGETS
         from rrpo.stages import check_stage_overrides
 
-        check_stage_overrides(self, {**OVERRIDE_TARGETS, "rm_eval": "rrpo.reward.evaluate:EvalConfig",
-                                     "second_judge_stats": "rrpo.audit.judge:JudgeConfig",
-                                     "second_judge_cnn": "rrpo.audit.mel_judge:MelJudgeConfig",
-                                     "policy_synth": "rrpo.data.synth:SynthConfig",
-                                     "policy_pretrain": "rrpo.policy.sft:SFTConfig",
-                                     "watch": "rrpo.optimize.trainer:OptimizeConfig"})
+        check_stage_overrides(self, {**OVERRIDE_TARGETS, **EXPERIMENT_OVERRIDE_TARGETS})
 
 
 @dataclass
