@@ -52,13 +52,21 @@ ESD_OFFSETS = {"Neutral": 0, "Angry": 350, "Happy": 700, "Sad": 1050, "Surprise"
 
 # ------------------------------------------------------------------------------------------ data
 
+
 def casia_files(root: Path) -> list[dict]:
     out = []
     base = root / "casia" / "casia"
     for spk in sorted(p for p in base.iterdir() if p.is_dir()):
         for emo_dir in sorted(p for p in spk.iterdir() if p.is_dir()):
             for wav in sorted(emo_dir.glob("*.wav")):
-                out.append({"path": wav, "speaker": spk.name, "emotion": emo_dir.name, "id": f"{spk.name}_{emo_dir.name}_{wav.stem}"})
+                out.append(
+                    {
+                        "path": wav,
+                        "speaker": spk.name,
+                        "emotion": emo_dir.name,
+                        "id": f"{spk.name}_{emo_dir.name}_{wav.stem}",
+                    }
+                )
     return out
 
 
@@ -72,8 +80,15 @@ def esd_files(root: Path) -> list[dict]:
     out = []
     for emo in ESD_OFFSETS:
         for wav in sorted((base / emo).glob("*.wav")):
-            out.append({"path": wav, "speaker": "0020", "emotion": emo.lower(), "id": wav.stem,
-                        "text": texts.get(wav.stem, "")})
+            out.append(
+                {
+                    "path": wav,
+                    "speaker": "0020",
+                    "emotion": emo.lower(),
+                    "id": wav.stem,
+                    "text": texts.get(wav.stem, ""),
+                }
+            )
     return out
 
 
@@ -89,6 +104,7 @@ def load(path: Path, sr: int = 16000) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------- metrics
 
+
 def f0_track(x: np.ndarray, sr: int) -> np.ndarray:
     import pyworld as pw
 
@@ -101,7 +117,7 @@ def level_track(x: np.ndarray, sr: int, hop_s: float = 0.01) -> np.ndarray:
     hop = int(sr * hop_s)
     n = len(x) // hop
     fr = x[: n * hop].reshape(n, hop).astype(np.float64)
-    return 10 * np.log10((fr ** 2).mean(1) + 1e-10)
+    return 10 * np.log10((fr**2).mean(1) + 1e-10)
 
 
 def contour_corr(a: np.ndarray, b: np.ndarray, mask=None) -> float:
@@ -124,9 +140,9 @@ def mel_cepstra(x: np.ndarray, sr: int, n: int = 24) -> np.ndarray:
     # cepstra of the log-amplitude mel spectrum: log|X| = c0 + 2 sum_k c_k cos(k w), so c_k is the
     # unnormalised DCT-II divided by 2N
     c = dct(0.5 * np.log(mel + 1e-10), type=2, axis=0) / (2 * mel.shape[0])
-    frames = c[1:n + 1].T                                                    # (T, n), c0 dropped
+    frames = c[1 : n + 1].T  # (T, n), c0 dropped
     lvl = 10 * np.log10((S.sum(0)) + 1e-10)
-    return frames[lvl > lvl.max() - 40]                                       # speech frames only
+    return frames[lvl > lvl.max() - 40]  # speech frames only
 
 
 def mcd_dtw(x: np.ndarray, y: np.ndarray, sr: int) -> float:
@@ -170,6 +186,7 @@ class Recognizer:
 
 # ---------------------------------------------------------------------------------------- probe
 
+
 def continuous_frames(x: np.ndarray, sr: int = 16000) -> np.ndarray:
     """(T, 82): 80 log-mel, log-energy, log-F0 (0 when unvoiced) at 25 Hz."""
     import librosa
@@ -177,7 +194,7 @@ def continuous_frames(x: np.ndarray, sr: int = 16000) -> np.ndarray:
     hop = sr // 25
     mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=1024, hop_length=hop, n_mels=80, center=True)
     T = mel.shape[1]
-    logmel = np.log(mel + 1e-8).T                                            # (T, 80)
+    logmel = np.log(mel + 1e-8).T  # (T, 80)
     from rrpo.codec.base import frame_energy
 
     le = np.log(frame_energy(x, sr, 25, T) + 1e-8)[:, None]
@@ -217,10 +234,10 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
             self.att = nn.Linear(d, 1)
             self.out = nn.Linear(d, len(CLASSES))
 
-        def forward(self, x, mask):                                           # mask True = valid
+        def forward(self, x, mask):  # mask True = valid
             h = self.inp(x) + self.pos[: x.shape[1]]
             h = self.enc(h, src_key_padding_mask=~mask)
-            a = self.att(h).squeeze(-1).masked_fill(~mask, -1e4).softmax(-1)   # (B, T)
+            a = self.att(h).squeeze(-1).masked_fill(~mask, -1e4).softmax(-1)  # (B, T)
             return self.out((a.unsqueeze(-1) * h).sum(1))
 
     def batchify(items):
@@ -246,9 +263,10 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
         model.train()
         # length-bucketed batches (less padding), in random order
         order = rng.permutation(len(train))
-        chunks = [sorted(order[k:k + 8 * batch], key=lambda i: len(train[i][0]))
-                  for k in range(0, len(order), 8 * batch)]
-        batches = [c[k:k + batch] for c in chunks for k in range(0, len(c), batch)]
+        chunks = [
+            sorted(order[k : k + 8 * batch], key=lambda i: len(train[i][0])) for k in range(0, len(order), 8 * batch)
+        ]
+        batches = [c[k : k + batch] for c in chunks for k in range(0, len(c), batch)]
         for bi in rng.permutation(len(batches)):
             x, m, y = batchify([train[i] for i in batches[bi]])
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -264,8 +282,8 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
         for name, items in test_sets.items():
             preds = []
             for k in range(0, len(items), 64):
-                x, m, _ = batchify(items[k:k + 64])
-                preds.append(model(x, m).argmax(-1).numpy())          # fp32 (the eval fast path rejects bf16)
+                x, m, _ = batchify(items[k : k + 64])
+                preds.append(model(x, m).argmax(-1).numpy())  # fp32 (the eval fast path rejects bf16)
             p = np.concatenate(preds)
             y = np.array([l for _, l in items])
             res[name] = round(100 * float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)])), 1)
@@ -273,6 +291,7 @@ def train_probe(train, test_sets, *, vocab_feats=None, in_dim=None, seed=0, epoc
 
 
 # ----------------------------------------------------------------------------------------- main
+
 
 def speed_only(args) -> int:
     from rrpo.codec import load_codec
@@ -295,8 +314,16 @@ def speed_only(args) -> int:
                 best = min(best, time.perf_counter() - t0)
             times.append(best)
         enc, dec, dur = enc + times[0], dec + times[1], dur + len(x) / 16000
-    print(json.dumps({"utterances": len(utts), "audio_seconds": round(dur, 1),
-                      "encode_rtf_best_of_3": round(dur / enc, 1), "decode_rtf_best_of_3": round(dur / dec, 1)}))
+    print(
+        json.dumps(
+            {
+                "utterances": len(utts),
+                "audio_seconds": round(dur, 1),
+                "encode_rtf_best_of_3": round(dur / enc, 1),
+                "decode_rtf_best_of_3": round(dur / dec, 1),
+            }
+        )
+    )
     return 0
 
 
@@ -315,8 +342,9 @@ def extra_files(root: Path, fraction: float, seed: int = 0) -> list[dict]:
             continue
         recs = PREPARERS[corpus](root / corpus)
         keep = rng.random(len(recs)) < fraction
-        out += [{"path": Path(u.audio), "speaker": f"{corpus}:{u.speaker}", "id": u.id}
-                for u, k in zip(recs, keep) if k]
+        out += [
+            {"path": Path(u.audio), "speaker": f"{corpus}:{u.speaker}", "id": u.id} for u, k in zip(recs, keep) if k
+        ]
     return out
 
 
@@ -344,22 +372,38 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="the shared data folder (casia/, esd/, ased/, nemo/, urdu/)")
     ap.add_argument("--holdout", default="wangzhe", help="CASIA speaker held out of codec and probe training")
-    ap.add_argument("--reference", default="speaker,utterance,absolute",
-                    help="comma-separated codec references to compare (one codec each)")
-    ap.add_argument("--extra-fraction", type=float, default=0.5,
-                    help="share of the ASED / nEMO / URDU clips added to the codec's training audio")
+    ap.add_argument(
+        "--reference",
+        default="speaker,utterance,absolute",
+        help="comma-separated codec references to compare (one codec each)",
+    )
+    ap.add_argument(
+        "--extra-fraction",
+        type=float,
+        default=0.5,
+        help="share of the ASED / nEMO / URDU clips added to the codec's training audio",
+    )
     ap.add_argument("--resynth", type=int, default=20, help="CASIA held-out utterances resynthesised")
     ap.add_argument("--resynth-esd", type=int, default=30, help="ESD utterances resynthesised (WER)")
     ap.add_argument("--seeds", type=int, default=3, help="probe seeds (mean reported)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--continuous", action="store_true", help="also the continuous-frame probe")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    ap.add_argument("--limit", type=int, default=0, help="smoke test: at most this many utterances per speaker and emotion")
-    ap.add_argument("--codec-out", type=Path, default=None, help="save the trained codec(s) here (one folder per reference)")
+    ap.add_argument(
+        "--limit", type=int, default=0, help="smoke test: at most this many utterances per speaker and emotion"
+    )
+    ap.add_argument(
+        "--codec-out", type=Path, default=None, help="save the trained codec(s) here (one folder per reference)"
+    )
     ap.add_argument("--combine", nargs="+", type=Path, default=None, help="merge the JSON files of earlier runs")
-    ap.add_argument("--speed-only", type=Path, default=None, metavar="CODEC",
-                    help="only time encode/decode of this trained codec: best of 3 per utterance, 20 "
-                         "utterances per set (less sensitive to other jobs on a shared machine)")
+    ap.add_argument(
+        "--speed-only",
+        type=Path,
+        default=None,
+        metavar="CODEC",
+        help="only time encode/decode of this trained codec: best of 3 per utterance, 20 "
+        "utterances per set (less sensitive to other jobs on a shared machine)",
+    )
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
     if args.combine:
@@ -381,10 +425,16 @@ def main(argv=None) -> int:
     casia = casia_files(args.data)
     esd = esd_files(args.data)
     if args.limit:
+
         def cap(utts):
             seen: dict = {}
-            return [u for u in utts if seen.setdefault((u["speaker"], u.get("emotion")), []).append(1) or
-                    len(seen[(u["speaker"], u.get("emotion"))]) <= args.limit]
+            return [
+                u
+                for u in utts
+                if seen.setdefault((u["speaker"], u.get("emotion")), []).append(1)
+                or len(seen[(u["speaker"], u.get("emotion"))]) <= args.limit
+            ]
+
         casia, esd = cap(casia), cap(esd)
     speakers = sorted({u["speaker"] for u in casia})
     if args.holdout not in speakers:
@@ -395,36 +445,50 @@ def main(argv=None) -> int:
     if args.limit:
         extra = extra[:: max(1, len(extra) // (3 * args.limit))]
     train_utts = casia_train + extra
-    out: dict = {"command": " ".join(sys.argv), "holdout_speaker": args.holdout, "references": {},
-                 "codec_train_audio": {"casia_speakers": sorted({u["speaker"] for u in casia_train}),
-                                       "utterances": len(train_utts), "extra_utterances": len(extra),
-                                       "extra_fraction": args.extra_fraction}}
+    out: dict = {
+        "command": " ".join(sys.argv),
+        "holdout_speaker": args.holdout,
+        "references": {},
+        "codec_train_audio": {
+            "casia_speakers": sorted({u["speaker"] for u in casia_train}),
+            "utterances": len(train_utts),
+            "extra_utterances": len(extra),
+            "extra_fraction": args.extra_fraction,
+        },
+    }
     stage(f"analysing {len(train_utts)} training + {len(holdout) + len(esd)} test utterances", t_start)
 
     # one WORLD analysis of everything (the learned decoder's dense targets for a share of the
     # training audio), reused by every reference's codec
     rng = np.random.default_rng([base_cfg.seed, 7])
     frames, t0 = {}, time.perf_counter()
-    for u in (train_utts if refs else []):               # --reference '' --continuous: the frame probe only
+    for u in train_utts if refs else []:  # --reference '' --continuous: the frame probe only
         dense = rng.random() < base_cfg.decoder_fraction
         frames[u["id"]] = _f32(analyse(load(u["path"]), base_cfg, dense=dense))
     t_analysis_train = time.perf_counter() - t0
     audio = {u["id"]: load(u["path"]) for u in holdout + esd}
-    for u in (holdout + esd if refs else []):
+    for u in holdout + esd if refs else []:
         frames[u["id"]] = _f32(analyse(audio[u["id"]], base_cfg))
-    out["analysis_seconds"] = {"train": round(t_analysis_train, 1),
-                               "train_audio_seconds": round(sum(len(frames[u["id"]].f0) for u in train_utts
-                                                                if u["id"] in frames) / 25, 1)}
+    out["analysis_seconds"] = {
+        "train": round(t_analysis_train, 1),
+        "train_audio_seconds": round(sum(len(frames[u["id"]].f0) for u in train_utts if u["id"] in frames) / 25, 1),
+    }
     stage("analysed", t_start)
 
     lab = {c: i for i, c in enumerate(CLASSES)}
     five = [u for u in casia_train if u["emotion"] in lab]
     te_c = [u for u in holdout if u["emotion"] in lab]
-    esd_pick = [esd[i] for i in sorted(np.random.default_rng(0).choice(len(esd), min(args.resynth_esd, len(esd)), replace=False))]
-    hold_pick = [holdout[i] for i in sorted(np.random.default_rng(1).choice(len(holdout), min(args.resynth, len(holdout)), replace=False))]
+    esd_pick = [
+        esd[i]
+        for i in sorted(np.random.default_rng(0).choice(len(esd), min(args.resynth_esd, len(esd)), replace=False))
+    ]
+    hold_pick = [
+        holdout[i]
+        for i in sorted(np.random.default_rng(1).choice(len(holdout), min(args.resynth, len(holdout)), replace=False))
+    ]
     rec = Recognizer()
     orig_words = {}
-    for u in (esd_pick if refs else []):
+    for u in esd_pick if refs else []:
         orig_words[u["id"]] = rec(audio[u["id"]])
 
     for ref in refs:
@@ -435,9 +499,12 @@ def main(argv=None) -> int:
         if args.codec_out:
             codec.save(args.codec_out / ref, arrays, state)
         stage(f"[{ref}] codec trained in {t_train:.0f} s: {codec.stats}", t_start)
-        res: dict = {"codec": to_dict(cfg), "train": codec.stats,
-                     "codec_train_seconds": round(t_train + t_analysis_train, 1),
-                     "codec_train_seconds_without_analysis": round(t_train, 1)}
+        res: dict = {
+            "codec": to_dict(cfg),
+            "train": codec.stats,
+            "codec_train_seconds": round(t_train + t_analysis_train, 1),
+            "codec_train_seconds_without_analysis": round(t_train, 1),
+        }
         profiles = dict(codec.profiles)
         profiles[args.holdout] = codec.profile_from_frames([frames[u["id"]] for u in holdout], args.holdout)
         profiles["0020"] = codec.profile_from_frames([frames[u["id"]] for u in esd], "0020")
@@ -470,7 +537,9 @@ def main(argv=None) -> int:
                     f0_r.append(fr[fr > 0])
                     n = min(len(fo), len(fr))
                     both = (fo[:n] > 0) & (fr[:n] > 0)
-                    f0c.append(contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both))
+                    f0c.append(
+                        contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both)
+                    )
                     enc_c.append(contour_corr(level_track(x, 16000), level_track(y, 16000)))
                     mcd.append(mcd_dtw(x, y, 16000))
                     if name == "esd_en" and u.get("text"):
@@ -479,9 +548,13 @@ def main(argv=None) -> int:
                         errs_r += wer(ref_w, rec(y))[0]
                         nref += len(ref_w)
                 fo_all, fr_all = np.concatenate(f0_o), np.concatenate(f0_r)
-                r[name] = {"utterances": len(pick), "f0_corr": round(float(np.nanmean(f0c)), 3),
-                           "energy_corr": round(float(np.nanmean(enc_c)), 3), "mcd_dtw_db": round(float(np.mean(mcd)), 2),
-                           "median_f0_offset_st": round(float(12 * np.log2(np.median(fr_all) / np.median(fo_all))), 2)}
+                r[name] = {
+                    "utterances": len(pick),
+                    "f0_corr": round(float(np.nanmean(f0c)), 3),
+                    "energy_corr": round(float(np.nanmean(enc_c)), 3),
+                    "mcd_dtw_db": round(float(np.mean(mcd)), 2),
+                    "median_f0_offset_st": round(float(12 * np.log2(np.median(fr_all) / np.median(fo_all))), 2),
+                }
                 if nref:
                     r[name]["wer_original"] = round(100 * errs_o / nref, 1)
                     r[name]["wer_resynth"] = round(100 * errs_r / nref, 1)
@@ -491,28 +564,38 @@ def main(argv=None) -> int:
 
         vf = codec.token_features()
         a = [(toks[u["id"]], lab[u["emotion"]]) for u in five]
-        b = {"casia_holdout": [(toks[u["id"]], lab[u["emotion"]]) for u in te_c],
-             "esd_en": [(toks[u["id"]], lab[u["emotion"]]) for u in esd]}
+        b = {
+            "casia_holdout": [(toks[u["id"]], lab[u["emotion"]]) for u in te_c],
+            "esd_en": [(toks[u["id"]], lab[u["emotion"]]) for u in esd],
+        }
         runs = []
         for seed in range(args.seeds):
             runs.append(train_probe(a, b, vocab_feats=vf, seed=seed, epochs=args.epochs))
             stage(f"[{ref}] token probe seed {seed}: {runs[-1]}", t_start)
-        res["token_probe"] = {k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1),
-                                  "ua_runs": [q[k] for q in runs]} for k in runs[0]}
+        res["token_probe"] = {
+            k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1), "ua_runs": [q[k] for q in runs]}
+            for k in runs[0]
+        }
         out["references"][ref] = res
 
     if args.continuous:
-        conts = {u["id"]: continuous_frames(audio[u["id"]] if u["id"] in audio else load(u["path"]))
-                 for u in five + te_c + esd}
+        conts = {
+            u["id"]: continuous_frames(audio[u["id"]] if u["id"] in audio else load(u["path"]))
+            for u in five + te_c + esd
+        }
         a = [(conts[u["id"]], lab[u["emotion"]]) for u in five]
-        b = {"casia_holdout": [(conts[u["id"]], lab[u["emotion"]]) for u in te_c],
-             "esd_en": [(conts[u["id"]], lab[u["emotion"]]) for u in esd]}
+        b = {
+            "casia_holdout": [(conts[u["id"]], lab[u["emotion"]]) for u in te_c],
+            "esd_en": [(conts[u["id"]], lab[u["emotion"]]) for u in esd],
+        }
         runs = []
         for seed in range(args.seeds):
             runs.append(train_probe(a, b, in_dim=82, seed=seed, epochs=args.epochs))
             stage(f"continuous probe seed {seed}: {runs[-1]}", t_start)
-        out["continuous_probe"] = {k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1),
-                                       "ua_runs": [q[k] for q in runs]} for k in runs[0]}
+        out["continuous_probe"] = {
+            k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1), "ua_runs": [q[k] for q in runs]}
+            for k in runs[0]
+        }
     out["bench_seconds"] = round(time.perf_counter() - t_start, 1)
     text = json.dumps(out)
     if args.out:

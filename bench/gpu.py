@@ -36,10 +36,20 @@ import time
 import torch
 
 #: CosyVoice2-0.5B: CosyVoice-BlankEN/config.json (Qwen2-0.5B) and the speech vocabulary
-COSYVOICE2_0_5B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                       num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
-                       rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                       use_sliding_window=False, hidden_act="silu")
+COSYVOICE2_0_5B = dict(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    use_sliding_window=False,
+    hidden_act="silu",
+)
 SPEECH_VOCAB = 6561
 TEXT_IDS = 151663  # ids the tokenizer can produce (text + CosyVoice2's special tokens)
 
@@ -54,8 +64,13 @@ def build(layers: int, device, text_rows: int, seed: int = 0):
     ref = copy.deepcopy(policy).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
-    rm = TokenRewardModel(SPEECH_VOCAB, ["angry", "happy"], ModelConfig(d_model=512, n_layers=6, n_heads=8,
-                                                                        d_ff=2048, dropout=0.0)).to(device).eval()
+    rm = (
+        TokenRewardModel(
+            SPEECH_VOCAB, ["angry", "happy"], ModelConfig(d_model=512, n_layers=6, n_heads=8, d_ff=2048, dropout=0.0)
+        )
+        .to(device)
+        .eval()
+    )
     for p in rm.parameters():
         p.requires_grad_(False)
     return policy, ref, rm
@@ -83,9 +98,9 @@ class Meter:
 
     def peak_gib(self) -> float:
         if self.device.type == "cuda":
-            return round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
+            return round(torch.cuda.max_memory_allocated() / 2**30, 2)
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
-        return round(kib / 2 ** 20, 2)
+        return round(kib / 2**20, 2)
 
 
 def run_steps(args) -> dict:
@@ -109,8 +124,11 @@ def run_steps(args) -> dict:
 
     def sft(k):
         g = torch.Generator().manual_seed(k)
-        batch = {"prompts": prompts(B, args.text_len, k, text_ids), "speech": torch.randint(0, SPEECH_VOCAB, (B, T), generator=g),
-                 "speech_lens": torch.full((B,), T)}
+        batch = {
+            "prompts": prompts(B, args.text_len, k, text_ids),
+            "speech": torch.randint(0, SPEECH_VOCAB, (B, T), generator=g),
+            "speech_lens": torch.full((B,), T),
+        }
         t0 = time.perf_counter()
         with amp():
             loss, _, _ = token_loss(policy, batch)
@@ -123,8 +141,16 @@ def run_steps(args) -> dict:
     def sample(k):
         policy.eval()
         t0 = time.perf_counter()
-        gen = generate(policy, prompts(B, args.text_len, k, text_ids), cfg, seeds=k * 1000, bf16=True, min_len=T, max_len=T,
-                       return_noise=True)
+        gen = generate(
+            policy,
+            prompts(B, args.text_len, k, text_ids),
+            cfg,
+            seeds=k * 1000,
+            bf16=True,
+            min_len=T,
+            max_len=T,
+            return_noise=True,
+        )
         m.sync()
         policy.train()
         return gen.to(device), time.perf_counter() - t0
@@ -136,8 +162,9 @@ def run_steps(args) -> dict:
             logits = policy(gen.prompts, gen.ids, gen.lens)[:, :T]
             with torch.no_grad():
                 ref_logits = ref(gen.prompts, gen.ids, gen.lens)[:, :T]
-            loss, _ = diffro_loss(logits, ref_logits, gen.ids, gen.lens, emotions, [term], beta=0.1, tau=1.0,
-                                  noise=gen.noise[:, :T])
+            loss, _ = diffro_loss(
+                logits, ref_logits, gen.ids, gen.lens, emotions, [term], beta=0.1, tau=1.0, noise=gen.noise[:, :T]
+            )
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -168,29 +195,55 @@ def run_steps(args) -> dict:
             ts, tu = fn(r + 1)
             if best is None or ts + tu < best[0] + best[1]:
                 best = (ts, tu)
-        out[name] = {"sample_s": round(best[0], 3), "update_s": round(best[1], 3), "total_s": round(sum(best), 3),
-                     "peak_mem_gib": m.peak_gib()}
+        out[name] = {
+            "sample_s": round(best[0], 3),
+            "update_s": round(best[1], 3),
+            "total_s": round(sum(best), 3),
+            "peak_mem_gib": m.peak_gib(),
+        }
     n_params = sum(p.numel() for p in policy.parameters())
-    ratios = {f"{k}_over_sft_{part}": round(out[k][part] / out["sft"]["update_s"], 2)
-              for k in ("diffro", "grpo") for part in ("update_s", "total_s")}
-    return {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "dtype": "bf16 autocast, fp32 master weights",
-            "layers": args.layers, "text_rows": args.text_rows, "batch": B, "speech_tokens": T, "text_tokens": args.text_len, "group": args.group,
-            "policy_params": n_params, "reward_model_params": sum(p.numel() for p in rm.parameters()),
-            "steps": out, "ratios": ratios,
-            "memory_note": "peak_mem_gib: torch.cuda.max_memory_allocated per step" if device.type == "cuda"
-            else "peak_mem_gib: process peak RSS so far (CPU)"}
+    ratios = {
+        f"{k}_over_sft_{part}": round(out[k][part] / out["sft"]["update_s"], 2)
+        for k in ("diffro", "grpo")
+        for part in ("update_s", "total_s")
+    }
+    return {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "dtype": "bf16 autocast, fp32 master weights",
+        "layers": args.layers,
+        "text_rows": args.text_rows,
+        "batch": B,
+        "speech_tokens": T,
+        "text_tokens": args.text_len,
+        "group": args.group,
+        "policy_params": n_params,
+        "reward_model_params": sum(p.numel() for p in rm.parameters()),
+        "steps": out,
+        "ratios": ratios,
+        "memory_note": "peak_mem_gib: torch.cuda.max_memory_allocated per step"
+        if device.type == "cuda"
+        else "peak_mem_gib: process peak RSS so far (CPU)",
+    }
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cpu", action="store_true", help="CPU check at reduced size (defaults: 2 layers, 4096 text rows, batch 2 x 40)")
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="CPU check at reduced size (defaults: 2 layers, 4096 text rows, batch 2 x 40)",
+    )
     ap.add_argument("--layers", type=int, default=None, help="decoder layers (CUDA default 24, CPU 2)")
     ap.add_argument("--batch", type=int, default=None, help="sequences per step (CUDA default 8, CPU 2)")
     ap.add_argument("--tokens", type=int, default=None, help="speech tokens per sequence (CUDA default 300, CPU 40)")
-    ap.add_argument("--text-rows", type=int, default=None,
-                    help="text embedding rows (CUDA default 151936 as released; CPU 4096: the 136 M-parameter "
-                         "text table and its AdamW update dominate a CPU step and say nothing about the GPU)")
+    ap.add_argument(
+        "--text-rows",
+        type=int,
+        default=None,
+        help="text embedding rows (CUDA default 151936 as released; CPU 4096: the 136 M-parameter "
+        "text table and its AdamW update dominate a CPU step and say nothing about the GPU)",
+    )
     ap.add_argument("--text-len", type=int, default=30, help="text tokens per prompt (instruction + text)")
     ap.add_argument("--group", type=int, default=4, help="GRPO samples per prompt (batch must be a multiple)")
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats per step (best kept)")

@@ -44,16 +44,27 @@ def main() -> None:
         tr = spk != held
         judge, info = fit_judge(x[tr], y[tr], spk[tr], cfg)
         m = classification_metrics(y[~tr], judge.proba_from_features(x[~tr], spk[~tr]), judge.classes)
-        fold = {"held_out": held, "C": info["C"], "n": m["n"], "wa": m["wa"], "ua": m["ua"], "ece": m["ece"],
-                "recall": m["recall"]}
+        fold = {
+            "held_out": held,
+            "C": info["C"],
+            "n": m["n"],
+            "wa": m["wa"],
+            "ua": m["ua"],
+            "ece": m["ece"],
+            "recall": m["recall"],
+        }
         if cross is not None:
             c = classification_metrics(cross[1], judge.proba_from_features(cross[0], cross[2]), judge.classes)
             fold["cross"] = {"n": c["n"], "wa": c["wa"], "ua": c["ua"], "ece": c["ece"], "recall": c["recall"]}
         folds.append(fold)
-    out = {"normalization": args.normalization, "classes": list(cfg.classes), "folds": folds,
-           "mean_held_out_wa": float(np.mean([f["wa"] for f in folds])),
-           "mean_cross_wa": float(np.mean([f["cross"]["wa"] for f in folds])) if cross is not None else None,
-           "seconds": round(time.time() - t0, 1)}
+    out = {
+        "normalization": args.normalization,
+        "classes": list(cfg.classes),
+        "folds": folds,
+        "mean_held_out_wa": float(np.mean([f["wa"] for f in folds])),
+        "mean_cross_wa": float(np.mean([f["cross"]["wa"] for f in folds])) if cross is not None else None,
+        "seconds": round(time.time() - t0, 1),
+    }
     print(json.dumps(out))
 
 

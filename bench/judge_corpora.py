@@ -74,20 +74,44 @@ def main() -> None:
         xt = cached_features([str(p) for p, _ in selected], cache)
         proba = judge.proba_from_features(xt, [u.speaker for _, u in selected])
         m = classification_metrics([u.emotion for _, u in selected], proba, judge.classes)
-        return {**{k: m[k] for k in ("n", "wa", "ua", "ece", "recall", "confusion")},
-                "ua_ci95": ua_interval([u.emotion for _, u in selected], proba, judge.classes)}
+        return {
+            **{k: m[k] for k in ("n", "wa", "ua", "ece", "recall", "confusion")},
+            "ua_ci95": ua_interval([u.emotion for _, u in selected], proba, judge.classes),
+        }
 
     def select(manifests, speakers=None):
-        return [(m.audio_path(u), u) for m in manifests
-                for u in m.select(emotions=cfg.classes, language=cfg.languages or None, speakers=speakers)]
+        return [
+            (m.audio_path(u), u)
+            for m in manifests
+            for u in m.select(emotions=cfg.classes, language=cfg.languages or None, speakers=speakers)
+        ]
 
     held = select(mans, [args.heldout_speaker])
-    out = {"config": {k: getattr(cfg, k) for k in ("classes", "normalization", "min_group", "c_grid", "class_weight",
-                                                   "class_masking", "small_groups", "min_group_classes")},
-           "train": [str(m) for m in args.train], "n_train": info["n_train"], "C": info["C"],
-           "cv_ua": info["cv_ua"], "corpora": info.get("corpora"), "train_counts": info["train_counts"],
-           "dropped_speakers": dropped["dropped_speakers"], "narrow_speakers": dropped["narrow_speakers"], "heldout_speaker": args.heldout_speaker,
-           "heldout": score(held)}
+    out = {
+        "config": {
+            k: getattr(cfg, k)
+            for k in (
+                "classes",
+                "normalization",
+                "min_group",
+                "c_grid",
+                "class_weight",
+                "class_masking",
+                "small_groups",
+                "min_group_classes",
+            )
+        },
+        "train": [str(m) for m in args.train],
+        "n_train": info["n_train"],
+        "C": info["C"],
+        "cv_ua": info["cv_ua"],
+        "corpora": info.get("corpora"),
+        "train_counts": info["train_counts"],
+        "dropped_speakers": dropped["dropped_speakers"],
+        "narrow_speakers": dropped["narrow_speakers"],
+        "heldout_speaker": args.heldout_speaker,
+        "heldout": score(held),
+    }
     for c in args.cross:
         # a held-out corpus is judged with each speaker's own batch statistics: speakers with fewer than
         # min_group records (or covering fewer than min_group_classes classes) cannot be normalised and are skipped
@@ -97,8 +121,11 @@ def main() -> None:
         n = Counter(u.speaker for _, u in sel_c)
         cov = {s: len({u.emotion for _, u in sel_c if u.speaker == s}) for s in n}
         ok = {s for s in n if n[s] >= cfg.min_group and cov[s] >= cfg.min_group_classes}
-        out[f"cross:{Path(c).stem}"] = {**score([(p, u) for p, u in sel_c if u.speaker in ok]),
-                                        "speakers": len(ok), "skipped_speakers": len(n) - len(ok)}
+        out[f"cross:{Path(c).stem}"] = {
+            **score([(p, u) for p, u in sel_c if u.speaker in ok]),
+            "speakers": len(ok),
+            "skipped_speakers": len(n) - len(ok),
+        }
     out["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(out))
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -57,6 +56,7 @@ SPEAKERS = ["s1", "s2"]
 
 
 # ------------------------------------------------------------------------------------------ data
+
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
@@ -88,8 +88,11 @@ def make_corpus(folder: Path, vocab: int, n_texts: int) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     recs = []
-    w = ShardWriter(folder / "shards", {"vocab_size": vocab, "frame_rate": 25.0, "codec": {"name": "toy"},
-                                        "manifest": "manifest.jsonl"}, shard_size=64)
+    w = ShardWriter(
+        folder / "shards",
+        {"vocab_size": vocab, "frame_rate": 25.0, "codec": {"name": "toy"}, "manifest": "manifest.jsonl"},
+        shard_size=64,
+    )
     for ti, text in enumerate(make_texts(n_texts)):
         for emo in EMOTIONS:
             for spk in SPEAKERS:
@@ -110,16 +113,52 @@ def build_runs(root: Path, args) -> tuple[Path, Path, Path]:
     from rrpo.reward.train import RMTrainConfig, train_rm
 
     man, shards = make_corpus(root / "data", args.vocab, args.texts)
-    run_sft(load_config(SFTConfig, None, [
-        f"out={root / 'sft'}", f"data.manifest={man}", f"data.shards={shards}", "data.heldout=[]",
-        "model.hidden_size=64", "model.layers=2", "model.heads=4", "model.kv_heads=2",
-        "model.intermediate_size=128", f"train.steps={args.sft_steps}", "train.batch_size=8", "train.lr=3e-3",
-        "train.progress=false", "train.log_every=10", "train.device=cpu", "train.schedule=constant"]))
-    train_rm(load_config(RMTrainConfig, None, [
-        f"data.manifests=[{man}]", f"data.tokens=[{shards}]", f"classes=[{', '.join(EMOTIONS)}]",
-        "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.pool_dim=16",
-        f"train.steps={args.rm_steps}", "train.batch_size=16", "train.lr=3e-3", "train.progress=false",
-        "data.max_tokens=0"]), root / "rm")
+    run_sft(
+        load_config(
+            SFTConfig,
+            None,
+            [
+                f"out={root / 'sft'}",
+                f"data.manifest={man}",
+                f"data.shards={shards}",
+                "data.heldout=[]",
+                "model.hidden_size=64",
+                "model.layers=2",
+                "model.heads=4",
+                "model.kv_heads=2",
+                "model.intermediate_size=128",
+                f"train.steps={args.sft_steps}",
+                "train.batch_size=8",
+                "train.lr=3e-3",
+                "train.progress=false",
+                "train.log_every=10",
+                "train.device=cpu",
+                "train.schedule=constant",
+            ],
+        )
+    )
+    train_rm(
+        load_config(
+            RMTrainConfig,
+            None,
+            [
+                f"data.manifests=[{man}]",
+                f"data.tokens=[{shards}]",
+                f"classes=[{', '.join(EMOTIONS)}]",
+                "model.d_model=32",
+                "model.n_layers=1",
+                "model.n_heads=2",
+                "model.d_ff=64",
+                "model.pool_dim=16",
+                f"train.steps={args.rm_steps}",
+                "train.batch_size=16",
+                "train.lr=3e-3",
+                "train.progress=false",
+                "data.max_tokens=0",
+            ],
+        ),
+        root / "rm",
+    )
     return root / "sft", root / "rm", man
 
 
@@ -138,6 +177,7 @@ def prompt_rows(manifest: Path, policy, rm) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- sample efficiency
+
 
 class Setup:
     """Policy, frozen reference and RM for one optimisation run, and the trainer's objective."""
@@ -159,9 +199,12 @@ class Setup:
         self.use_spk = self.policy.speaker_embedding is not None
 
     def prompts(self, rows):
-        return self.policy.encode_prompts([r["text"] for r in rows], [r["emotion"] for r in rows],
-                                          [r["language"] for r in rows],
-                                          [r["speaker"] for r in rows] if self.use_spk else None)
+        return self.policy.encode_prompts(
+            [r["text"] for r in rows],
+            [r["emotion"] for r in rows],
+            [r["language"] for r in rows],
+            [r["speaker"] for r in rows] if self.use_spk else None,
+        )
 
     def loss(self, algo: str, rows: list[dict], seeds: list[int], bf16: bool):
         """The trainer's objective for ``algo`` (``rrpo.optimize.objectives.OBJECTIVES``) on ``rows``
@@ -170,8 +213,9 @@ class Setup:
         from rrpo.train.loop import autocast
 
         a = self.args
-        ctx = StepContext(self.policy, self.ref, self.terms, self.sampling, beta=a.beta, tau=a.tau, group=a.group,
-                          clip=0.2, bf16=bf16)
+        ctx = StepContext(
+            self.policy, self.ref, self.terms, self.sampling, beta=a.beta, tau=a.tau, group=a.group, clip=0.2, bf16=bf16
+        )
         batch = {"prompts": self.prompts(rows), "emotions": [r["emotion"] for r in rows], "seeds": seeds}
         with autocast(torch.device("cpu"), bf16):
             return OBJECTIVES[algo](ctx, batch)
@@ -221,9 +265,14 @@ def optimise(algo: str, seed: int, sft, rm, rows, eval_rows, args) -> dict:
             series["samples"].append(samples)
             series["reward"].append(round(s.evaluate(eval_rows, args.bf16), 4))
             next_eval = max(next_eval + 1, int(next_eval * args.eval_growth))
-    return {"steps": steps, "samples": samples, "tokens": tokens, "seconds_per_step": round(clock / steps, 4),
-            "train_reward_first_last": [round(train_reward[0], 4), round(float(np.mean(train_reward[-5:])), 4)],
-            **series}
+    return {
+        "steps": steps,
+        "samples": samples,
+        "tokens": tokens,
+        "seconds_per_step": round(clock / steps, 4),
+        "train_reward_first_last": [round(train_reward[0], 4), round(float(np.mean(train_reward[-5:])), 4)],
+        **series,
+    }
 
 
 def first_time(series: dict, target: float, key: str = "seconds"):
@@ -252,8 +301,11 @@ def grad_variance(algo: str, sft, rm, rows, args) -> dict:
     mean = G.mean(0)
     var = ((G - mean) ** 2).sum(1).mean()
     cos = torch.nn.functional.cosine_similarity(G, mean[None], dim=1)
-    return {"normalised_variance": round(float(var / mean.pow(2).sum()), 4),
-            "mean_cosine_to_mean_gradient": round(float(cos.mean()), 4), "seeds": args.var_seeds}
+    return {
+        "normalised_variance": round(float(var / mean.pow(2).sum()), 4),
+        "mean_cosine_to_mean_gradient": round(float(cos.mean()), 4),
+        "seeds": args.var_seeds,
+    }
 
 
 def sample_efficiency(args, work: Path) -> dict:
@@ -267,8 +319,9 @@ def sample_efficiency(args, work: Path) -> dict:
         sft, rm, man = build_runs(work, args)
     setup_s = time.perf_counter() - t0
     rows = prompt_rows(man, load_policy(sft), load_reward_model(rm))
-    eval_rows = [rows[i] for i in np.random.default_rng(7).choice(len(rows), min(args.eval_prompts, len(rows)),
-                                                                   replace=False)]
+    eval_rows = [
+        rows[i] for i in np.random.default_rng(7).choice(len(rows), min(args.eval_prompts, len(rows)), replace=False)
+    ]
     runs = {"diffro": [], "grpo": []}
     for seed in args.seeds:
         for algo in ("grpo", "diffro"):  # alternate, so both see the same machine load
@@ -278,26 +331,46 @@ def sample_efficiency(args, work: Path) -> dict:
         g, d = runs["grpo"][i], runs["diffro"][i]
         final = float(np.mean(g["reward"][-3:]))
         start = g["reward"][0]
-        row = {"seed": seed, "start_reward": round(start, 4), "grpo_final_reward": round(final, 4),
-               "diffro_final_reward": round(float(np.mean(d["reward"][-3:])), 4)}
+        row = {
+            "seed": seed,
+            "start_reward": round(start, 4),
+            "grpo_final_reward": round(final, 4),
+            "diffro_final_reward": round(float(np.mean(d["reward"][-3:])), 4),
+        }
         for frac in (0.5, 0.9, 1.0):  # reach start + frac × GRPO's gain (1.0 = GRPO's final reward)
             target = start + frac * (final - start)
             tg, td = first_time(g, target), first_time(d, target)
             sg, sd = first_time(g, target, "samples"), first_time(d, target, "samples")
-            row[f"to_{frac:g}"] = {"grpo_seconds": tg, "diffro_seconds": td,
-                                   "time_ratio_diffro_over_grpo": None if td is None or not tg else round(td / tg, 3),
-                                   "samples_ratio_diffro_over_grpo": None if sd is None or not sg else round(sd / sg, 3)}
+            row[f"to_{frac:g}"] = {
+                "grpo_seconds": tg,
+                "diffro_seconds": td,
+                "time_ratio_diffro_over_grpo": None if td is None or not tg else round(td / tg, 3),
+                "samples_ratio_diffro_over_grpo": None if sd is None or not sg else round(sd / sg, 3),
+            }
         per_seed.append(row)
     ratios = [p["to_1"]["time_ratio_diffro_over_grpo"] for p in per_seed]
     ratios90 = [p["to_0.9"]["time_ratio_diffro_over_grpo"] for p in per_seed]
     out = {
-        "setup": {"sft": str(sft), "rm": str(rm), "prompts": len(rows), "eval_prompts": len(eval_rows),
-                  "speech_vocab": load_policy(sft).speech_vocab_size, "setup_seconds": round(setup_s, 1),
-                  "budget_seconds_each": args.budget, "samples_per_step": args.batch, "grpo_group": args.group,
-                  "lr": args.lr, "beta": args.beta, "tau": args.tau, "bf16": args.bf16},
+        "setup": {
+            "sft": str(sft),
+            "rm": str(rm),
+            "prompts": len(rows),
+            "eval_prompts": len(eval_rows),
+            "speech_vocab": load_policy(sft).speech_vocab_size,
+            "setup_seconds": round(setup_s, 1),
+            "budget_seconds_each": args.budget,
+            "samples_per_step": args.batch,
+            "grpo_group": args.group,
+            "lr": args.lr,
+            "beta": args.beta,
+            "tau": args.tau,
+            "bf16": args.bf16,
+        },
         "per_seed": per_seed,
         "median_time_ratio_diffro_over_grpo": None if None in ratios or not ratios else statistics.median(ratios),
-        "median_time_ratio_to_90pct_of_grpo_gain": None if None in ratios90 or not ratios90 else statistics.median(ratios90),
+        "median_time_ratio_to_90pct_of_grpo_gain": None
+        if None in ratios90 or not ratios90
+        else statistics.median(ratios90),
         "goal_time_ratio": 0.25,
         "gradient_variance": {a: grad_variance(a, sft, rm, rows, args) for a in ("diffro", "grpo")},
         "series": runs,
@@ -309,6 +382,7 @@ def sample_efficiency(args, work: Path) -> dict:
 
 def plot(runs: dict, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -326,6 +400,7 @@ def plot(runs: dict, path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ step cost
+
 
 def _rss_kb(field: str) -> int:
     for line in open("/proc/self/status"):
@@ -350,8 +425,17 @@ def step_worker(spec: dict) -> dict:
     dev = torch.device(spec["device"])
     B, T, S, bf16 = spec["batch"], spec["length"], spec["vocab"], spec["bf16"]
     tok = CharTokenizer.build([CHARS] + [INSTRUCTIONS["zh"][e] + ENDOFPROMPT for e in EMOTIONS])
-    policy = tiny_policy(tok, S, hidden_size=spec["hidden"], layers=spec["layers"], heads=4, kv_heads=2,
-                         intermediate_size=2 * spec["hidden"], emotions=EMOTIONS, languages=["zh"]).to(dev)
+    policy = tiny_policy(
+        tok,
+        S,
+        hidden_size=spec["hidden"],
+        layers=spec["layers"],
+        heads=4,
+        kv_heads=2,
+        intermediate_size=2 * spec["hidden"],
+        emotions=EMOTIONS,
+        languages=["zh"],
+    ).to(dev)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     rm = TokenRewardModel(S, EMOTIONS, ModelConfig(d_model=128, n_layers=2, n_heads=4, d_ff=256, pool_dim=64))
     rm = rm.to(dev).eval().requires_grad_(False)
@@ -359,8 +443,7 @@ def step_worker(spec: dict) -> dict:
     texts = make_texts(B)
     emotions = [EMOTIONS[i % 2] for i in range(B)]
     prompts = policy.encode_prompts(texts, emotions, "zh")
-    gen = generate(policy, prompts, SamplingConfig(ras_window=0), 0, return_noise=True, bf16=bf16,
-                   max_len=T, min_len=T)
+    gen = generate(policy, prompts, SamplingConfig(ras_window=0), 0, return_noise=True, bf16=bf16, max_len=T, min_len=T)
     ids, lens, noise = gen.ids.to(dev), gen.lens.to(dev), gen.noise[:, :T].contiguous().to(dev)
     del gen.noise
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -428,41 +511,70 @@ def step_worker(spec: dict) -> dict:
     v_out = policy.n_out
     unit = B * T * v_out * 4 / 2**20  # MiB of one fp32 (B, T, V_out) tensor
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"length": T, "vocab": S, "v_out": v_out, "batch": B,
-            "diffro_ms": round(1000 * med["diffro"], 1), "sft_ms": round(1000 * med["sft"], 1),
-            "time_ratio_diffro_over_sft": round(med["diffro"] / med["sft"], 3),
-            "ref_forward_ms": round(1000 * med["ref_forward"], 1),
-            "peak_mib": {k: round(v, 1) for k, v in peak.items()},
-            "peak_ratio_diffro_over_sft": round(peak["diffro"] / max(peak["sft"], 1e-9), 3),
-            "relaxed_tensor_mib": round(unit, 2),
-            "extra_peak_in_relaxed_tensors": round((peak["diffro"] - peak["sft"]) / unit, 2)}
+    return {
+        "length": T,
+        "vocab": S,
+        "v_out": v_out,
+        "batch": B,
+        "diffro_ms": round(1000 * med["diffro"], 1),
+        "sft_ms": round(1000 * med["sft"], 1),
+        "time_ratio_diffro_over_sft": round(med["diffro"] / med["sft"], 3),
+        "ref_forward_ms": round(1000 * med["ref_forward"], 1),
+        "peak_mib": {k: round(v, 1) for k, v in peak.items()},
+        "peak_ratio_diffro_over_sft": round(peak["diffro"] / max(peak["sft"], 1e-9), 3),
+        "relaxed_tensor_mib": round(unit, 2),
+        "extra_peak_in_relaxed_tensors": round((peak["diffro"] - peak["sft"]) / unit, 2),
+    }
 
 
 def step_cost(args) -> dict:
     points = []
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MALLOC_MMAP_THRESHOLD_": "131072",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     for V in args.vocabs:
         for T in args.lengths:
-            spec = {"length": T, "vocab": V, "batch": args.step_batch, "hidden": args.step_hidden,
-                    "layers": args.step_layers, "repeats": args.repeats, "bf16": args.bf16, "device": args.device}
-            r = subprocess.run([sys.executable, __file__, "--step-worker", json.dumps(spec)], env=env,
-                               capture_output=True, text=True)
+            spec = {
+                "length": T,
+                "vocab": V,
+                "batch": args.step_batch,
+                "hidden": args.step_hidden,
+                "layers": args.step_layers,
+                "repeats": args.repeats,
+                "bf16": args.bf16,
+                "device": args.device,
+            }
+            r = subprocess.run(
+                [sys.executable, __file__, "--step-worker", json.dumps(spec)], env=env, capture_output=True, text=True
+            )
             if r.returncode != 0:
                 raise SystemExit(f"step worker failed for {spec}:\n{r.stderr[-3000:]}")
             points.append(json.loads(r.stdout.strip().splitlines()[-1]))
     ratios = [p["time_ratio_diffro_over_sft"] for p in points]
-    return {"policy": {"hidden": args.step_hidden, "layers": args.step_layers, "batch": args.step_batch},
-            "reward_model": {"d_model": 128, "layers": 2}, "device": args.device, "bf16": args.bf16,
-            "memory_measure": ("peak RSS above the pre-step RSS (VmHWM reset, 128 KiB mmap threshold), "
-                               "fresh subprocess per point") if args.device == "cpu"
-            else "torch.cuda.max_memory_allocated above the pre-step allocation",
-            "max_time_ratio": max(ratios), "median_time_ratio": statistics.median(ratios), "goal_time_ratio": 1.5,
-            "points": points}
+    return {
+        "policy": {"hidden": args.step_hidden, "layers": args.step_layers, "batch": args.step_batch},
+        "reward_model": {"d_model": 128, "layers": 2},
+        "device": args.device,
+        "bf16": args.bf16,
+        "memory_measure": (
+            "peak RSS above the pre-step RSS (VmHWM reset, 128 KiB mmap threshold), fresh subprocess per point"
+        )
+        if args.device == "cpu"
+        else "torch.cuda.max_memory_allocated above the pre-step allocation",
+        "max_time_ratio": max(ratios),
+        "median_time_ratio": statistics.median(ratios),
+        "goal_time_ratio": 1.5,
+        "points": points,
+    }
 
 
 # ------------------------------------------------------------------------------------------- main
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -481,7 +593,9 @@ def main(argv=None) -> int:
     ap.add_argument("--texts", type=int, default=12)
     ap.add_argument("--sft-steps", type=int, default=10, help="short: the start policy must leave room to improve")
     ap.add_argument("--rm-steps", type=int, default=60)
-    ap.add_argument("--sft-run", default="", help="use this SFT run instead of building one (with --rm-run, --manifest)")
+    ap.add_argument(
+        "--sft-run", default="", help="use this SFT run instead of building one (with --rm-run, --manifest)"
+    )
     ap.add_argument("--rm-run", default="")
     ap.add_argument("--manifest", default="", help="prompts for --sft-run/--rm-run")
     ap.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200])
@@ -506,6 +620,7 @@ def main(argv=None) -> int:
         ap.error("--sft-run, --rm-run and --manifest go together")
     torch.set_num_threads(args.threads)
     import logging
+
     logging.disable(logging.INFO)
     t0 = time.perf_counter()
     out = {"bench": "optimize", "threads": args.threads, "torch": torch.__version__}

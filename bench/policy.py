@@ -22,14 +22,25 @@ import torch
 def default_policy(speech_vocab: int):
     from rrpo.policy.model import tiny_policy
     from rrpo.policy.sft import SFTModel
-    from rrpo.policy.text import CharTokenizer, ENDOFPROMPT, INSTRUCTIONS
+    from rrpo.policy.text import ENDOFPROMPT, INSTRUCTIONS, CharTokenizer
 
     m = SFTModel()
-    tok = CharTokenizer.build(["的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之年过发后作里"]
-                              + [INSTRUCTIONS["zh"][e] + ENDOFPROMPT for e in ("angry", "happy")])
-    pol = tiny_policy(tok, speech_vocab, hidden_size=m.hidden_size, layers=m.layers, heads=m.heads,
-                      kv_heads=m.kv_heads, intermediate_size=m.intermediate_size, speakers=["a"],
-                      emotions=["angry", "happy"], languages=["zh"])
+    tok = CharTokenizer.build(
+        ["的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之年过发后作里"]
+        + [INSTRUCTIONS["zh"][e] + ENDOFPROMPT for e in ("angry", "happy")]
+    )
+    pol = tiny_policy(
+        tok,
+        speech_vocab,
+        hidden_size=m.hidden_size,
+        layers=m.layers,
+        heads=m.heads,
+        kv_heads=m.kv_heads,
+        intermediate_size=m.intermediate_size,
+        speakers=["a"],
+        emotions=["angry", "happy"],
+        languages=["zh"],
+    )
     return pol, tok
 
 
@@ -50,8 +61,13 @@ def bench_generation(pol, n_tokens: int, repeats: int, batch: int = 1) -> dict:
             best = min(best, time.perf_counter() - t0)
             assert (g.lens == n_tokens).all()
         out["cache" if cache else "no_cache"] = round(batch * n_tokens / best, 1)
-    return {"tokens": n_tokens, "batch": batch, "tokens_per_s_cache": out["cache"], "tokens_per_s_no_cache": out["no_cache"],
-            "speedup": round(out["cache"] / out["no_cache"], 2)}
+    return {
+        "tokens": n_tokens,
+        "batch": batch,
+        "tokens_per_s_cache": out["cache"],
+        "tokens_per_s_no_cache": out["no_cache"],
+        "speedup": round(out["cache"] / out["no_cache"], 2),
+    }
 
 
 def bench_sft_step(pol, batch_size: int, text_len: int, speech_len: int, steps: int) -> dict:
@@ -61,8 +77,12 @@ def bench_sft_step(pol, batch_size: int, text_len: int, speech_len: int, steps: 
 
     g = torch.Generator().manual_seed(0)
     text = torch.randint(2, pol.tokenizer.vocab_size, (batch_size, text_len), generator=g)
-    prompts = Prompts(text, torch.full((batch_size,), text_len), torch.full((batch_size,), text_len - 10),
-                      torch.zeros(batch_size, dtype=torch.long))
+    prompts = Prompts(
+        text,
+        torch.full((batch_size,), text_len),
+        torch.full((batch_size,), text_len - 10),
+        torch.zeros(batch_size, dtype=torch.long),
+    )
     speech = torch.randint(0, pol.speech_vocab_size, (batch_size, speech_len), generator=g)
     lens = torch.full((batch_size,), speech_len)
     opt = torch.optim.AdamW(pol.parameters(), lr=1e-4)
@@ -82,9 +102,14 @@ def bench_sft_step(pol, batch_size: int, text_len: int, speech_len: int, steps: 
             if s >= 2:
                 times.append(time.perf_counter() - t0)
         res[name] = sorted(times)[len(times) // 2]
-    return {"batch_size": batch_size, "text_len": text_len, "speech_len": speech_len,
-            "step_s_fp32": round(res["fp32"], 4), "step_s_bf16": round(res["bf16"], 4),
-            "speedup": round(res["fp32"] / res["bf16"], 2)}
+    return {
+        "batch_size": batch_size,
+        "text_len": text_len,
+        "speech_len": speech_len,
+        "step_s_fp32": round(res["fp32"], 4),
+        "step_s_bf16": round(res["bf16"], 4),
+        "speedup": round(res["fp32"] / res["bf16"], 2),
+    }
 
 
 def sft_run_figures(run: str) -> dict:
@@ -95,10 +120,14 @@ def sft_run_figures(run: str) -> dict:
     tr = [m for m in metrics if "train/elapsed_s" in m]
     if not ev:
         return {"run": run, "error": "no held-out metrics in this run"}
-    return {"run": run, "steps": ev[-1]["step"], "wall_s": tr[-1]["train/elapsed_s"] if tr else None,
-            "heldout_token_acc": round(ev[-1]["policy/eval_acc"], 4),
-            "heldout_loss": round(ev[-1]["policy/eval_loss"], 4),
-            "train_token_acc": round(tr[-1].get("policy/acc", float("nan")), 4) if tr else None}
+    return {
+        "run": run,
+        "steps": ev[-1]["step"],
+        "wall_s": tr[-1]["train/elapsed_s"] if tr else None,
+        "heldout_token_acc": round(ev[-1]["policy/eval_acc"], 4),
+        "heldout_loss": round(ev[-1]["policy/eval_loss"], 4),
+        "train_token_acc": round(tr[-1].get("policy/acc", float("nan")), 4) if tr else None,
+    }
 
 
 def heldout_generation(run: str, codec_dir: str, out_dir: str | None, n_sentences: int = 2, seed: int = 0) -> dict:
@@ -137,7 +166,7 @@ def heldout_generation(run: str, codec_dir: str, out_dir: str | None, n_sentence
         f0, t = pw.dio(x, sr, frame_period=10.0)
         f0 = pw.stonemask(x, f0, t, sr)
         voiced = f0[f0 > 0]
-        rms = float(np.sqrt(np.mean(x ** 2)) + 1e-9)
+        rms = float(np.sqrt(np.mean(x**2)) + 1e-9)
         return (round(float(np.median(voiced)), 1) if len(voiced) else None), round(20 * np.log10(rms), 1)
 
     rows, sheet = [], []
@@ -151,23 +180,39 @@ def heldout_generation(run: str, codec_dir: str, out_dir: str | None, n_sentence
             audio = codec.decode(toks) if len(toks) else np.zeros(1, np.float32)
             secs = len(audio) / codec.sampling_rate
             f0, db = describe(audio, codec.sampling_rate)
-            row = {"sentence": ti, "emotion": emo, "tokens": int(len(toks)), "ended": bool(gen.ended[j]),
-                   "seconds": round(secs, 2), "f0_hz": f0, "level_db": db}
+            row = {
+                "sentence": ti,
+                "emotion": emo,
+                "tokens": int(len(toks)),
+                "ended": bool(gen.ended[j]),
+                "seconds": round(secs, 2),
+                "f0_hz": f0,
+                "level_db": db,
+            }
             if ref:
                 ra, rsr = load_audio(man.audio_path(ref[0]), codec.sampling_rate)
                 rf0, rdb = describe(ra, rsr)
-                row.update({"ref_seconds": round(ref[0].duration, 2), "ratio": round(secs / ref[0].duration, 2),
-                            "ref_f0_hz": rf0, "ref_level_db": rdb})
+                row.update(
+                    {
+                        "ref_seconds": round(ref[0].duration, 2),
+                        "ratio": round(secs / ref[0].duration, 2),
+                        "ref_f0_hz": rf0,
+                        "ref_level_db": rdb,
+                    }
+                )
             rows.append(row)
             sheet.append((f"s{ti} {emo}", audio, ra if ref else None))
             if out_dir:
                 import soundfile as sf
+
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
                 sf.write(str(Path(out_dir) / f"s{ti}_{emo}.wav"), audio, codec.sampling_rate)
     if out_dir:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         fig, axes = plt.subplots(len(sheet), 2, figsize=(10, 1.3 * len(sheet)), squeeze=False)
         for r, (name, gen_a, ref_a) in enumerate(sheet):
             for c, (a, label) in enumerate(((gen_a, "generated"), (ref_a, "reference"))):
@@ -180,9 +225,14 @@ def heldout_generation(run: str, codec_dir: str, out_dir: str | None, n_sentence
         fig.tight_layout()
         fig.savefig(Path(out_dir) / "spectrograms.png", dpi=80)
     ratios = [r["ratio"] for r in rows if "ratio" in r]
-    return {"samples": rows, "n": len(rows), "ended": sum(r["ended"] for r in rows),
-            "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None,
-            "within_0.5_2": sum(0.5 <= x <= 2 for x in ratios)}
+    return {
+        "samples": rows,
+        "n": len(rows),
+        "ended": sum(r["ended"] for r in rows),
+        "ratio_min": min(ratios) if ratios else None,
+        "ratio_max": max(ratios) if ratios else None,
+        "within_0.5_2": sum(0.5 <= x <= 2 for x in ratios),
+    }
 
 
 def main() -> None:
@@ -204,15 +254,20 @@ def main() -> None:
     out = {"threads": args.threads}
     if not args.only_run:
         pol, _ = default_policy(args.speech_vocab)
-        out.update({"params": sum(p.numel() for p in pol.parameters()),
-                    "generation": bench_generation(pol, args.tokens, args.repeats),
-                    "generation_batch8": bench_generation(pol, args.tokens, 1, batch=8),
-                    "sft_step": bench_sft_step(pol, args.batch_size, 30, 75, args.steps)})
+        out.update(
+            {
+                "params": sum(p.numel() for p in pol.parameters()),
+                "generation": bench_generation(pol, args.tokens, args.repeats),
+                "generation_batch8": bench_generation(pol, args.tokens, 1, batch=8),
+                "sft_step": bench_sft_step(pol, args.batch_size, 30, 75, args.steps),
+            }
+        )
     if args.sft_run:
         out["sft_run"] = sft_run_figures(args.sft_run)
         if args.codec:
-            out["heldout_generation"] = heldout_generation(args.sft_run, args.codec, args.wav_out,
-                                                            n_sentences=args.sentences)
+            out["heldout_generation"] = heldout_generation(
+                args.sft_run, args.codec, args.wav_out, n_sentences=args.sentences
+            )
     print(json.dumps(out))
 
 

@@ -36,18 +36,22 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from rrpo.data.emotions import ESD_CLASSES
     from rrpo.reward.model import ModelConfig, TokenRewardModel
     from rrpo.reward.regularisers import EAMConfig, FGMConfig, RegConfig
     from rrpo.reward.train import make_objective
-    from rrpo.data.emotions import ESD_CLASSES
 
     dev = torch.device(args.device)
     cfg = ModelConfig()
     torch.manual_seed(0)
     model = TokenRewardModel(args.vocab, ESD_CLASSES, cfg).to(dev)
     B, T = args.batch, int(round(args.seconds * args.frame_rate))
-    batch = {"tokens": torch.randint(0, args.vocab, (B, T), device=dev), "lens": torch.full((B,), T, device=dev),
-             "energy": torch.rand(B, T, device=dev), "labels": torch.randint(0, 5, (B,), device=dev)}
+    batch = {
+        "tokens": torch.randint(0, args.vocab, (B, T), device=dev),
+        "lens": torch.full((B,), T, device=dev),
+        "energy": torch.rand(B, T, device=dev),
+        "labels": torch.randint(0, 5, (B,), device=dev),
+    }
     reg = RegConfig(label_smoothing=0.1, eam=EAMConfig(enabled=True), fgm=FGMConfig(enabled=True))
     obj = make_objective(model, reg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -59,11 +63,19 @@ def main() -> None:
                 loss, _ = obj(batch, 0)
             loss.float().backward()
             opt.step()
+
         return f
 
-    out = {"device": args.device, "cpu": platform.processor() or platform.machine(), "threads": args.threads,
-           "vocab": args.vocab, "batch": B, "tokens_per_utt": T, "params": sum(p.numel() for p in model.parameters()),
-           "model": {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads", "d_ff")}}
+    out = {
+        "device": args.device,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "vocab": args.vocab,
+        "batch": B,
+        "tokens_per_utt": T,
+        "params": sum(p.numel() for p in model.parameters()),
+        "model": {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads", "d_ff")},
+    }
     model.train()
     out["train_step_s_fp32"] = round(_time(step(False), args.reps), 4)
     out["train_step_s_bf16"] = round(_time(step(True), args.reps), 4)
@@ -79,9 +91,10 @@ def main() -> None:
                 t_ids = _time(lambda: model.reward(batch["tokens"], batch["lens"], target), args.reps)
             pg = p.clone().requires_grad_(True)
 
-            def relaxed():
+            def relaxed(pg=pg):
                 r = model.reward(pg, batch["lens"], target)
                 r.sum().backward()
+
             t_rel = _time(relaxed, args.reps)
         out[f"score_utt_per_s_ids_{tag}"] = round(B / t_ids, 1)
         out[f"score_utt_per_s_relaxed_with_grad_{tag}"] = round(B / t_rel, 1)

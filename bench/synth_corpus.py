@@ -41,10 +41,20 @@ def main() -> None:
         t0 = time.perf_counter()
         table = emotion_profile(man, progress=True)
         t_measure = time.perf_counter() - t0
-        print(json.dumps({"utterances": len(man), "audio_hours": round(sum(u.duration for u in man) / 3600, 4),
-                          "synth_seconds": round(t_synth, 1), "rerun_seconds": round(t_rerun, 1),
-                          "measure_seconds": round(t_measure, 1), "overrides": args.overrides,
-                          "profile": table}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "utterances": len(man),
+                    "audio_hours": round(sum(u.duration for u in man) / 3600, 4),
+                    "synth_seconds": round(t_synth, 1),
+                    "rerun_seconds": round(t_rerun, 1),
+                    "measure_seconds": round(t_measure, 1),
+                    "overrides": args.overrides,
+                    "profile": table,
+                },
+                ensure_ascii=False,
+            )
+        )
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

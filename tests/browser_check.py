@@ -15,15 +15,27 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def missing() -> str | None:
     """One actionable line when the browser test cannot run here, else None."""
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        return ("chromium not found on PATH: apt-get install chromium (bash scripts/install.sh --dev does it "
-                "when run as root)")
+        return (
+            "chromium not found on PATH: apt-get install chromium (bash scripts/install.sh --dev does it "
+            "when run as root)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "playwright not installed: bash scripts/install.sh --dev (or pip install -e '.[dev]')"
     return None
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 def check_page(page_path: Path, screenshot: Path) -> dict:
@@ -39,18 +51,27 @@ def check_page(page_path: Path, screenshot: Path) -> dict:
             page.goto(Path(page_path).resolve().as_uri())
             page.wait_for_load_state("load")
             images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-            audio = page.eval_on_selector_all("audio", """async els => Promise.all(els.map(a => new Promise(res => {
+            audio = page.eval_on_selector_all(
+                "audio",
+                """async els => Promise.all(els.map(a => new Promise(res => {
                 a.muted = true;
                 a.addEventListener('error', () => res('error'));
                 a.play().then(() => { a.pause(); res(a.duration > 0 ? 'ok' : 'noduration'); }).catch(e => res('play:' + e));
-            })))""")
+            })))""",
+            )
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     from PIL import Image
 
     img = np.asarray(Image.open(screenshot).convert("RGB")).astype(float)
-    return {"errors": errors, "images": images, "audio": audio, "shot_height": img.shape[0], "shot_std": float(img.std())}
+    return {
+        "errors": errors,
+        "images": images,
+        "audio": audio,
+        "shot_height": img.shape[0],
+        "shot_std": float(img.std()),
+    }
 
 
 def assert_page_ok(page_path: Path, screenshot: Path, n_audio: int | None = None) -> None:

@@ -27,6 +27,7 @@ def shared_data() -> Path:
 def _few_threads():
     """Tests run on small tensors; one thread avoids oversubscribing a 2-core machine."""
     import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -25,9 +25,15 @@ T = TypeVar("T")
 Kind = Literal["value", "list", "true", "false"]
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, default: str | None = None, *,
-                    io: type | None = None, old: dict[str, tuple[str, Kind]] | None = None,
-                    bare: str | None = None) -> None:
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    default: str | None = None,
+    *,
+    io: type | None = None,
+    old: dict[str, tuple[str, Kind]] | None = None,
+    bare: str | None = None,
+) -> None:
     """``--config FILE``, trailing ``key=value`` overrides and ``--help-config`` for ``cls`` (and
     ``io``). ``old`` maps a retired flag to ``(key, kind)``: using it exits with a one-line hint.
     ``bare`` names the key a bare word (no ``=``) was meant for, for the same kind of hint."""
@@ -35,8 +41,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, default: str | N
         clash = {f.name for f in dataclasses.fields(io)} & {f.name for f in dataclasses.fields(cls)}
         assert not clash, f"{io.__name__} and {cls.__name__} both declare {sorted(clash)}"
     parser.add_argument("--config", default=default, help="YAML config file (defaults apply without one)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config keys, e.g. out=runs/x train.lr=3e-4 'speakers=[a, b]'")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config keys, e.g. out=runs/x train.lr=3e-4 'speakers=[a, b]'"
+    )
     parser.add_argument("--help-config", action=_HelpConfig, classes=(io, cls), help="list every config key and exit")
     for flag, (key, kind) in (old or {}).items():
         parser.add_argument(flag, action=_OldSpelling, key=key, kind=kind)
@@ -87,8 +94,9 @@ class _OldSpelling(argparse.Action):
             namespace.old_spelling = old_spelling_hint(option_string, self.key, self.kind, list(values or []))
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace, extra: list[str] | None = None,
-                     io: type | None = None) -> Any:
+def config_from_args(
+    cls: type[T], args: argparse.Namespace, extra: list[str] | None = None, io: type | None = None
+) -> Any:
     """Build the verb's config from ``--config`` and overrides (``extra`` first, then the user's);
     with ``io``, return ``(config, io)`` read from the same keys (see :func:`rrpo.config.load_config`)."""
     overrides = list(args.overrides or [])

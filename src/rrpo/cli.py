@@ -12,7 +12,8 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rrpo.errors import RrpoError
 
@@ -50,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     if getattr(args, "old_spelling", None):  # a retired flag (rrpo.args): one line, the key to write instead
         print(f"rrpo: error: {args.old_spelling}", file=sys.stderr)
         return 2

@@ -227,8 +227,9 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple = (),
-                io: type | None = None) -> Any:
+def load_config(
+    cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple = (), io: type | None = None
+) -> Any:
     """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides applied on top.
 
     With ``io`` (a dataclass of a verb's inputs and outputs, e.g. ``out``), the top-level keys that
@@ -296,11 +297,28 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             rows.append((prefix + f.name, "", help_))
             rows.extend(describe(tp, prefix + f.name + "."))
         else:
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+            )
             rows.append((prefix + f.name, repr(default), help_))
     return rows
 
 
-__all__ = ["option", "section", "check", "load_config", "find_config", "shipped_configs", "CONFIG_DIR", "dump_config", "to_dict", "describe",
-           "parse_override", "read_yaml", "ConfigError", "RrpoError"]
+__all__ = [
+    "option",
+    "section",
+    "check",
+    "load_config",
+    "find_config",
+    "shipped_configs",
+    "CONFIG_DIR",
+    "dump_config",
+    "to_dict",
+    "describe",
+    "parse_override",
+    "read_yaml",
+    "ConfigError",
+    "RrpoError",
+]

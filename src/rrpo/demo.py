@@ -29,30 +29,69 @@ log = logging.getLogger(__name__)
 @dataclass
 class DemoConfig:
     synth: list[str] = option([], "overrides for `rrpo synth` (SynthConfig keys)")
-    codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=60000",
-                               "kmeans_iters=40", "decoder_steps=300"],
-                              "overrides for `rrpo codec train` (a 4,608-token codec keeps the demo's models small)")
+    codec: list[str] = option(
+        [
+            "spectral_clusters=128",
+            "pitch_bins=8",
+            "energy_bins=4",
+            "max_train_frames=60000",
+            "kmeans_iters=40",
+            "decoder_steps=300",
+        ],
+        "overrides for `rrpo codec train` (a 4,608-token codec keeps the demo's models small)",
+    )
     rm_pretrain: list[str] = option(
-        ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",
-         "model.embedding=free+features"],
-        "overrides for the reward model's pre-training on the whole synthetic train split (both languages)")
+        [
+            "train.steps=400",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=20",
+            "data.max_tokens=300",
+            "model.embedding=free+features",
+        ],
+        "overrides for the reward model's pre-training on the whole synthetic train split (both languages)",
+    )
     rm_finetune: list[str] = option(
         ["train.steps=150", "train.batch_size=16", "train.lr=3e-4", "data.max_tokens=300", "data.languages=[zh]"],
-        "overrides for both fine-tunings (Mandarin only, as in the paper)")
+        "overrides for both fine-tunings (Mandarin only, as in the paper)",
+    )
     robust: list[str] = option(
         ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-        "what makes the robust reward model robust (docs/method.md §3)")
+        "what makes the robust reward model robust (docs/method.md §3)",
+    )
     sft: list[str] = option(
-        ["model.hidden_size=128", "model.layers=2", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=256",
-         "train.steps=600", "train.batch_size=16", "train.lr=2e-3", "train.warmup_steps=30", "train.eval_every=0"],
-        "overrides for `rrpo policy sft` of the tiny policy")
+        [
+            "model.hidden_size=128",
+            "model.layers=2",
+            "model.heads=4",
+            "model.kv_heads=2",
+            "model.intermediate_size=256",
+            "train.steps=600",
+            "train.batch_size=16",
+            "train.lr=2e-3",
+            "train.warmup_steps=30",
+            "train.eval_every=0",
+        ],
+        "overrides for `rrpo policy sft` of the tiny policy",
+    )
     judge: list[str] = option(["splits=[train]", "c_grid=[0.1]"], "overrides for `rrpo judge train`")
     optimize: list[str] = option(
-        ["train.steps=60", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=15", "train.schedule=constant",
-         "beta=0.1", "sampling.max_ratio=8", "prompts.splits=[train]"],
-        "overrides for both `rrpo optimize` runs (DiffRO and RRPO get the same budget)")
-    audit: list[str] = option(["prompts.splits=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
-                              "overrides for `rrpo audit` of both runs")
+        [
+            "train.steps=60",
+            "train.batch_size=4",
+            "train.lr=3e-4",
+            "train.ckpt_every=15",
+            "train.schedule=constant",
+            "beta=0.1",
+            "sampling.max_ratio=8",
+            "prompts.splits=[train]",
+        ],
+        "overrides for both `rrpo optimize` runs (DiffRO and RRPO get the same budget)",
+    )
+    audit: list[str] = option(
+        ["prompts.splits=[test]", "prompts.max_texts=3", "sampling.max_ratio=8"],
+        "overrides for `rrpo audit` of both runs",
+    )
 
     def __post_init__(self):
         from rrpo.stages import check_stage_overrides
@@ -74,8 +113,21 @@ OVERRIDE_TARGETS = {
 }
 
 
-STAGES = ("corpus", "codec", "tokens", "rm_pretrain", "rm_vanilla", "rm_robust", "sft", "judge",
-          "diffro", "rrpo", "audit_diffro", "audit_rrpo", "report")
+STAGES = (
+    "corpus",
+    "codec",
+    "tokens",
+    "rm_pretrain",
+    "rm_vanilla",
+    "rm_robust",
+    "sft",
+    "judge",
+    "diffro",
+    "rrpo",
+    "audit_diffro",
+    "audit_rrpo",
+    "report",
+)
 
 
 @dataclass
@@ -97,30 +149,80 @@ def stage_commands(cfg: DemoConfig, out: Path) -> dict[str, list[str]]:
     o = out.resolve()
     man, tok = o / "corpus" / "manifest.jsonl", o / "tokens"
     data = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", "train.progress=true"]
-    opt = [f"policy={o / 'sft'}", f"prompts.manifest={man}", f"watch.judge={o / 'judge'}",
-           f"watch.codec={o / 'codec'}", "watch.splits=[test]", *cfg.optimize]
+    opt = [
+        f"policy={o / 'sft'}",
+        f"prompts.manifest={man}",
+        f"watch.judge={o / 'judge'}",
+        f"watch.codec={o / 'codec'}",
+        "watch.splits=[test]",
+        *cfg.optimize,
+    ]
     audit = [f"codec={o / 'codec'}", f"judge={o / 'judge'}", *cfg.audit]
     return {
         "corpus": ["synth", f"out={o / 'corpus'}", *cfg.synth],
         "codec": ["codec", "train", f"manifests={yaml_list([man])}", f"out={o / 'codec'}", *cfg.codec],
         "tokens": ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok}"],
-        "rm_pretrain": ["rm", "train", f"out={o / 'rm_pretrain'}", *data, "data.splits=[train]",
-                        f"model.token_features={o / 'codec'}", *cfg.rm_pretrain],
-        "rm_vanilla": ["rm", "train", f"out={o / 'rm_vanilla'}", *data, "data.splits=[train]",
-                       f"init_from={o / 'rm_pretrain'}", *cfg.rm_finetune],
-        "rm_robust": ["rm", "train", f"out={o / 'rm_robust'}", *data, "data.splits=[train]",
-                      f"init_from={o / 'rm_pretrain'}", *cfg.rm_finetune, *cfg.robust],
-        "sft": ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={man}", f"data.shards={tok}",
-                "data.heldout_by=split", "data.heldout=[test]", *cfg.sft],
+        "rm_pretrain": [
+            "rm",
+            "train",
+            f"out={o / 'rm_pretrain'}",
+            *data,
+            "data.splits=[train]",
+            f"model.token_features={o / 'codec'}",
+            *cfg.rm_pretrain,
+        ],
+        "rm_vanilla": [
+            "rm",
+            "train",
+            f"out={o / 'rm_vanilla'}",
+            *data,
+            "data.splits=[train]",
+            f"init_from={o / 'rm_pretrain'}",
+            *cfg.rm_finetune,
+        ],
+        "rm_robust": [
+            "rm",
+            "train",
+            f"out={o / 'rm_robust'}",
+            *data,
+            "data.splits=[train]",
+            f"init_from={o / 'rm_pretrain'}",
+            *cfg.rm_finetune,
+            *cfg.robust,
+        ],
+        "sft": [
+            "policy",
+            "sft",
+            f"out={o / 'sft'}",
+            f"data.manifest={man}",
+            f"data.shards={tok}",
+            "data.heldout_by=split",
+            "data.heldout=[test]",
+            *cfg.sft,
+        ],
         "judge": ["judge", "train", f"manifests={yaml_list([man])}", f"out={o / 'judge'}", *cfg.judge],
-        "diffro": ["optimize", f"out={o / 'diffro'}", "algo=diffro",
-                   f"rewards=[{{name: emotion, path: {o / 'rm_vanilla'}}}]", *opt],
-        "rrpo": ["optimize", f"out={o / 'rrpo'}", "algo=diffro",
-                 f"rewards=[{{name: emotion, path: {o / 'rm_robust'}}}]", *opt],
+        "diffro": [
+            "optimize",
+            f"out={o / 'diffro'}",
+            "algo=diffro",
+            f"rewards=[{{name: emotion, path: {o / 'rm_vanilla'}}}]",
+            *opt,
+        ],
+        "rrpo": [
+            "optimize",
+            f"out={o / 'rrpo'}",
+            "algo=diffro",
+            f"rewards=[{{name: emotion, path: {o / 'rm_robust'}}}]",
+            *opt,
+        ],
         "audit_diffro": ["audit", f"run={o / 'diffro'}", *audit],
         "audit_rrpo": ["audit", f"run={o / 'rrpo'}", *audit],
-        "report": ["report", f"runs={yaml_list([o / 'diffro', o / 'rrpo'])}",
-                   f"names={yaml_list(['DiffRO (vanilla RM)', 'RRPO (robust RM)'])}", f"out={o / 'report'}"],
+        "report": [
+            "report",
+            f"runs={yaml_list([o / 'diffro', o / 'rrpo'])}",
+            f"names={yaml_list(['DiffRO (vanilla RM)', 'RRPO (robust RM)'])}",
+            f"out={o / 'report'}",
+        ],
     }
 
 
@@ -136,17 +238,22 @@ def run_demo(cfg: DemoConfig, out: Path, run_verb, force: set[str] = frozenset()
     cmds = stage_commands(cfg, out)
     t_all = time.perf_counter()
     times = run_stages([Stage(s, _stage_dir(out, s), cmds[s]) for s in STAGES], run_verb, force, tag="demo")
-    summary = {"report": str((out / "report" / "index.html").resolve()), "stage_seconds": times,
-               "total_seconds": round(time.perf_counter() - t_all, 1)}
+    summary = {
+        "report": str((out / "report" / "index.html").resolve()),
+        "stage_seconds": times,
+        "total_seconds": round(time.perf_counter() - t_all, 1),
+    }
     for name in ("diffro", "rrpo"):
         a = out / name / "audit" / "audit.json"
         if a.exists():
             res = json.loads(a.read_text())
             fin, st = res["final"], res["start"]
-            summary[name] = {"proxy_p_target": [round(st["proxy_prob"], 3), round(fin["proxy_prob"], 3)],
-                             "judge_p_target": [round(st["judge"]["target_prob"], 3),
-                                                round(fin["judge"]["target_prob"], 3)],
-                             "sqrt_kl": round(fin["sqrt_kl"], 3), "flagged_steps": res["flagged_steps"]}
+            summary[name] = {
+                "proxy_p_target": [round(st["proxy_prob"], 3), round(fin["proxy_prob"], 3)],
+                "judge_p_target": [round(st["judge"]["target_prob"], 3), round(fin["judge"]["target_prob"], 3)],
+                "sqrt_kl": round(fin["sqrt_kl"], 3),
+                "flagged_steps": res["flagged_steps"],
+            }
     return summary
 
 

@@ -55,16 +55,25 @@ DEFAULT_SYSTEMS = {
     "diffro": {"label": "DiffRO (vanilla RM)", "algo": "diffro", "reward": "vanilla"},
     "rrpo": {"label": "RRPO (robust RM)", "algo": "diffro", "reward": "robust"},
     "rrpo_ensemble": {"label": "RRPO (robust RM ensemble)", "algo": "diffro", "reward": "robust_ensemble"},
-    "grpo": {"label": "GRPO (vanilla RM)", "algo": "grpo", "reward": "vanilla",
-             "overrides": ["train.batch_size=1", "group=4"]},
-    "diffro_watch": {"label": "DiffRO (vanilla RM), judge-watch stop", "algo": "diffro", "reward": "vanilla",
-                     "watch": True},
+    "grpo": {
+        "label": "GRPO (vanilla RM)",
+        "algo": "grpo",
+        "reward": "vanilla",
+        "overrides": ["train.batch_size=1", "group=4"],
+    },
+    "diffro_watch": {
+        "label": "DiffRO (vanilla RM), judge-watch stop",
+        "algo": "diffro",
+        "reward": "vanilla",
+        "watch": True,
+    },
 }
 
 
 @dataclass
 class System:
     """One compared system of ``systems`` (see :data:`DEFAULT_SYSTEMS`)."""
+
     label: str = option("", "name in the table and the report")
     algo: Literal["diffro", "grpo", "reinforce"] = option("diffro", "objective of `rrpo optimize`")
     reward: Literal["vanilla", "robust", "robust_ensemble"] = option("vanilla", "reward model the run optimises")
@@ -73,8 +82,11 @@ class System:
 
     def __post_init__(self):
         check(self.algo in ("diffro", "grpo", "reinforce"), "systems.algo", "must be diffro, grpo or reinforce")
-        check(self.reward in ("vanilla", "robust", "robust_ensemble"), "systems.reward",
-              "must be vanilla, robust or robust_ensemble")
+        check(
+            self.reward in ("vanilla", "robust", "robust_ensemble"),
+            "systems.reward",
+            "must be vanilla, robust or robust_ensemble",
+        )
 
 
 # The experiment's stage override lists beyond the demo's, each checked at load against its verb's config.
@@ -92,79 +104,164 @@ CORPUS_LISTS = ("rm_pretrain_corpora", "policy_pretrain_corpora")
 
 @dataclass
 class ExperimentConfig:
-    heldout_speaker: str = option("ZhaoZuoxiang", "CASIA speaker no codec, reward model or judge hears; the audit "
-                                                  "speaks as this speaker")
-    heldout_sentences: list[int] = option([246, 247, 248, 249, 250],
-                                          "CASIA sentence ids the policy and reward models never read (split "
-                                          "'test'); the audit speaks them")
+    heldout_speaker: str = option(
+        "ZhaoZuoxiang", "CASIA speaker no codec, reward model or judge hears; the audit speaks as this speaker"
+    )
+    heldout_sentences: list[int] = option(
+        [246, 247, 248, 249, 250],
+        "CASIA sentence ids the policy and reward models never read (split 'test'); the audit speaks them",
+    )
     seeds: list[int] = option([0, 1, 2], "optimisation seeds (each audited with its own sampling seeds)")
-    systems: dict[str, dict] = option(DEFAULT_SYSTEMS, "compared systems: name -> {label, algo, reward, watch, "
-                                                       "overrides}; 'diffro' and 'rrpo' are required (the verdicts)")
+    systems: dict[str, dict] = option(
+        DEFAULT_SYSTEMS,
+        "compared systems: name -> {label, algo, reward, watch, "
+        "overrides}; 'diffro' and 'rrpo' are required (the verdicts)",
+    )
     synth: list[str] = option([], "overrides for `rrpo synth` (the reward models' pre-training corpus)")
-    codec: list[str] = option(["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=80000",
-                               "kmeans_iters=30"], "overrides for `rrpo codec train`")
+    codec: list[str] = option(
+        ["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=80000", "kmeans_iters=30"],
+        "overrides for `rrpo codec train`",
+    )
     rm_pretrain_corpora: list[str] = option(
-        ["ased", "nemo", "urdu"], "real multilingual corpora of data= the reward models pre-train on (Amharic, "
-                                  "Polish, Urdu; classes a corpus lacks are masked out of its loss)")
-    rm_pretrain_synth: bool = option(False, "also pre-train the reward models on the synthetic corpus (measured: "
-                                            "it did not help, docs/reward.md)")
+        ["ased", "nemo", "urdu"],
+        "real multilingual corpora of data= the reward models pre-train on (Amharic, "
+        "Polish, Urdu; classes a corpus lacks are masked out of its loss)",
+    )
+    rm_pretrain_synth: bool = option(
+        False, "also pre-train the reward models on the synthetic corpus (measured: it did not help, docs/reward.md)"
+    )
     rm_pretrain: list[str] = option(
-        ["train.steps=400", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300",
-         "model.embedding=free+features", "model.dropout=0.3"],
-        "overrides for the reward model's pre-training (rm_pretrain_corpora and the synthetic corpus)")
+        [
+            "train.steps=400",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=20",
+            "data.max_tokens=300",
+            "model.embedding=free+features",
+            "model.dropout=0.3",
+        ],
+        "overrides for the reward model's pre-training (rm_pretrain_corpora and the synthetic corpus)",
+    )
     rm_finetune: list[str] = option(
         ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
-        "overrides for both fine-tunings on CASIA's training speakers")
-    robust: list[str] = option(["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
-                               "what makes the robust reward model robust (docs/method.md §3)")
-    rm_ensemble_seeds: list[int] = option([1, 2], "train.seed of the robust RM's ensemble siblings (the ensemble is "
-                                                  "the robust RM and these)")
+        "overrides for both fine-tunings on CASIA's training speakers",
+    )
+    robust: list[str] = option(
+        ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
+        "what makes the robust reward model robust (docs/method.md §3)",
+    )
+    rm_ensemble_seeds: list[int] = option(
+        [1, 2], "train.seed of the robust RM's ensemble siblings (the ensemble is the robust RM and these)"
+    )
     rm_ensemble_aggregate: Literal["mean", "min", "mean_minus_std"] = option(
-        "mean_minus_std", "how the ensemble's member rewards combine")
+        "mean_minus_std", "how the ensemble's member rewards combine"
+    )
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
     judge: list[str] = option([], "overrides for `rrpo judge train`")
-    cache: str = option("runs/cache", "folder outside the run folder for stages reused across runs (the policy's "
-                                      "pre-training), keyed by a hash of their settings and inputs; '' = no reuse")
+    cache: str = option(
+        "runs/cache",
+        "folder outside the run folder for stages reused across runs (the policy's "
+        "pre-training), keyed by a hash of their settings and inputs; '' = no reuse",
+    )
     policy_pretrain_corpora: list[str] = option(
-        ["synth", "esd", "nemo", "casia"], "corpora the starting policy pre-trains on before its CASIA SFT ([] = no "
-                                           "pre-training; casia: its training sentences only)")
+        ["synth", "esd", "nemo", "casia"],
+        "corpora the starting policy pre-trains on before its CASIA SFT ([] = no "
+        "pre-training; casia: its training sentences only)",
+    )
     policy_synth: list[str] = option(
-        ["sentences=generated", "sentences_per_language=1500", "renditions=5", "voices_per_language=6",
-         "pitch_bases=[0.85, 1.0, 1.2]"],
-        "overrides for `rrpo synth` of the policy's pre-training corpus (zh + en, generated sentences)")
+        [
+            "sentences=generated",
+            "sentences_per_language=1500",
+            "renditions=5",
+            "voices_per_language=6",
+            "pitch_bases=[0.85, 1.0, 1.2]",
+        ],
+        "overrides for `rrpo synth` of the policy's pre-training corpus (zh + en, generated sentences)",
+    )
     policy_pretrain: list[str] = option(
-        ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
-         "train.steps=3000", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=100", "train.eval_every=0",
-         "train.keep_checkpoints=1", "train.ckpt_every=500", "data.bucket=20", "data.max_speech_tokens=400"],
-        "overrides for `rrpo policy sft` of the pre-training (the model's size is set here; SFT starts from it)")
+        [
+            "model.hidden_size=256",
+            "model.layers=4",
+            "model.heads=4",
+            "model.kv_heads=2",
+            "model.intermediate_size=768",
+            "train.steps=3000",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=100",
+            "train.eval_every=0",
+            "train.keep_checkpoints=1",
+            "train.ckpt_every=500",
+            "data.bucket=20",
+            "data.max_speech_tokens=400",
+        ],
+        "overrides for `rrpo policy sft` of the pre-training (the model's size is set here; SFT starts from it)",
+    )
     second_judge: Literal["logmel-stats", "logmel-cnn", "none"] = option(
-        "logmel-stats", "a second, differently built judge that re-judges the audited audio: logistic regression on "
-                        "log-mel band statistics, or a small network on log-mel frames (none: only eGeMAPS)")
+        "logmel-stats",
+        "a second, differently built judge that re-judges the audited audio: logistic regression on "
+        "log-mel band statistics, or a small network on log-mel frames (none: only eGeMAPS)",
+    )
     second_judge_stats: list[str] = option([], "overrides for `rrpo judge train features=logmel-stats`")
     second_judge_cnn: list[str] = option(
-        ["train.steps=800", "train.batch_size=32", "train.lr=2e-3", "train.warmup_steps=50", "train.bf16=false",
-         "train.log_every=50", "train.ckpt_every=200", "train.keep_checkpoints=1"],
-        "overrides for `rrpo judge train-mel` (second_judge: logmel-cnn)")
+        [
+            "train.steps=800",
+            "train.batch_size=32",
+            "train.lr=2e-3",
+            "train.warmup_steps=50",
+            "train.bf16=false",
+            "train.log_every=50",
+            "train.ckpt_every=200",
+            "train.keep_checkpoints=1",
+        ],
+        "overrides for `rrpo judge train-mel` (second_judge: logmel-cnn)",
+    )
     sft: list[str] = option(
-        ["model.hidden_size=256", "model.layers=4", "model.heads=4", "model.kv_heads=2", "model.intermediate_size=768",
-         "train.steps=300", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=50", "train.eval_every=0",
-         "data.bucket=20"],
-        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training)")
+        [
+            "model.hidden_size=256",
+            "model.layers=4",
+            "model.heads=4",
+            "model.kv_heads=2",
+            "model.intermediate_size=768",
+            "train.steps=300",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=50",
+            "train.eval_every=0",
+            "data.bucket=20",
+        ],
+        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training)",
+    )
     optimize: list[str] = option(
-        ["train.steps=120", "train.batch_size=4", "train.lr=3e-4", "train.ckpt_every=30", "train.schedule=constant",
-         "beta=0.1", "sampling.max_ratio=8"],
-        "overrides for every `rrpo optimize` run (every system gets the same budget)")
+        [
+            "train.steps=120",
+            "train.batch_size=4",
+            "train.lr=3e-4",
+            "train.ckpt_every=30",
+            "train.schedule=constant",
+            "beta=0.1",
+            "sampling.max_ratio=8",
+        ],
+        "overrides for every `rrpo optimize` run (every system gets the same budget)",
+    )
     watch: list[str] = option(
         ["watch.every=30", "watch.splits=[train]", "watch.max_texts=4", "watch.stop_on_flag=true"],
-        "the judge watch of systems with watch: true (training sentences, never the audit's held-out ones)")
-    audit: list[str] = option(["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8"],
-                              "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
-                              "= 100 judged utterances per seed and checkpoint)")
-    tolerance: float = option(0.10, "RRPO's artifact rates and distances count as 'within' SFT's up to this "
-                                    "relative excess (10 %: the comparison's goal, docs/RESULTS.md)")
+        "the judge watch of systems with watch: true (training sentences, never the audit's held-out ones)",
+    )
+    audit: list[str] = option(
+        ["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8"],
+        "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
+        "= 100 judged utterances per seed and checkpoint)",
+    )
+    tolerance: float = option(
+        0.10,
+        "RRPO's artifact rates and distances count as 'within' SFT's up to this "
+        "relative excess (10 %: the comparison's goal, docs/RESULTS.md)",
+    )
     n_boot: int = option(2000, "bootstrap resamples of every interval and paired difference in the results")
-    n_perm: int = option(5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs "
-                               "is at most 65,536)")
+    n_perm: int = option(
+        5000, "random swap patterns of a paired permutation test (exact enumeration when 2^pairs is at most 65,536)"
+    )
     stats_seed: int = option(0, "seed of the bootstrap and permutation draws")
 
     def __post_init__(self):
@@ -201,10 +298,15 @@ class ExperimentArgs:
 def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.args import add_config_args
 
-    p = sub.add_parser("experiment", help="the paper's comparison on real CASIA speech: SFT vs DiffRO vs RRPO, "
-                                          "several seeds, audited")
-    add_config_args(p, ExperimentConfig, io=ExperimentArgs, old={"--data": ("data", "value"), "--out": ("out", "value"),
-                                                                 "--force": ("force", "list")})
+    p = sub.add_parser(
+        "experiment", help="the paper's comparison on real CASIA speech: SFT vs DiffRO vs RRPO, several seeds, audited"
+    )
+    add_config_args(
+        p,
+        ExperimentConfig,
+        io=ExperimentArgs,
+        old={"--data": ("data", "value"), "--out": ("out", "value"), "--force": ("force", "list")},
+    )
     p.set_defaults(func=cmd_experiment)
 
 
@@ -235,8 +337,10 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
     raw = read_manifest(out / "casia_raw.jsonl")
     speakers = sorted({u.speaker for u in raw})
     if cfg.heldout_speaker not in speakers:
-        raise RrpoError(f"held-out speaker '{cfg.heldout_speaker}' is not in CASIA (speakers: {', '.join(speakers)})",
-                        out / "casia_raw.jsonl")
+        raise RrpoError(
+            f"held-out speaker '{cfg.heldout_speaker}' is not in CASIA (speakers: {', '.join(speakers)})",
+            out / "casia_raw.jsonl",
+        )
     sentences = {u.extra.get("sentence") for u in raw}
     missing = sorted(set(cfg.heldout_sentences) - sentences)
     if missing:
@@ -269,8 +373,10 @@ def ensemble_members(o: Path, cfg: ExperimentConfig) -> list[Path]:
 def reward_term(o: Path, cfg: ExperimentConfig, system: System) -> str:
     """The ``rewards`` value of a system's ``rrpo optimize`` run."""
     if system.reward == "robust_ensemble":
-        return (f"rewards=[{{name: emotion, paths: {yaml_list(ensemble_members(o, cfg))}, "
-                f"aggregate: {cfg.rm_ensemble_aggregate}}}]")
+        return (
+            f"rewards=[{{name: emotion, paths: {yaml_list(ensemble_members(o, cfg))}, "
+            f"aggregate: {cfg.rm_ensemble_aggregate}}}]"
+        )
     return f"rewards=[{{name: emotion, path: {o / 'rm' / system.reward}}}]"
 
 
@@ -301,10 +407,14 @@ def pretrain_key(cfg: ExperimentConfig, codec: Path, manifests: dict[str, Path])
     from rrpo import __version__
 
     codec_files = sorted(p for p in codec.rglob("*") if p.is_file() and p.name not in _DESCRIPTIVE)
-    what = {"rrpo": __version__, "corpora": list(cfg.policy_pretrain_corpora), "policy_pretrain": list(cfg.policy_pretrain),
-            "policy_synth": list(cfg.policy_synth) if "synth" in cfg.policy_pretrain_corpora else None,
-            "codec": _sha256_files(codec_files),
-            "manifests": {k: _sha256_files([m]) for k, m in sorted(manifests.items())}}
+    what = {
+        "rrpo": __version__,
+        "corpora": list(cfg.policy_pretrain_corpora),
+        "policy_pretrain": list(cfg.policy_pretrain),
+        "policy_synth": list(cfg.policy_synth) if "synth" in cfg.policy_pretrain_corpora else None,
+        "codec": _sha256_files(codec_files),
+        "manifests": {k: _sha256_files([m]) for k, m in sorted(manifests.items())},
+    }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20], what
 
 
@@ -315,7 +425,9 @@ def policy_pretrain(cfg: ExperimentConfig, o: Path, tok: dict[str, Path], run_ve
     from rrpo.io import read_json, write_json
 
     d = o / "data"
-    real = {c: d / ("casia.jsonl" if c == "casia" else f"{c}.jsonl") for c in cfg.policy_pretrain_corpora if c != "synth"}
+    real = {
+        c: d / ("casia.jsonl" if c == "casia" else f"{c}.jsonl") for c in cfg.policy_pretrain_corpora if c != "synth"
+    }
     key, what = pretrain_key(cfg, o / "codec", real)
     root = (Path(cfg.cache).resolve() / "policy_pretrain" / key) if cfg.cache else o / "policy_pretrain" / "cached"
     reused = (root / ".done").exists()
@@ -324,9 +436,15 @@ def policy_pretrain(cfg: ExperimentConfig, o: Path, tok: dict[str, Path], run_ve
         root.mkdir(parents=True, exist_ok=True)
         mans, toks = [], []
         if "synth" in cfg.policy_pretrain_corpora:
-            for args in (["synth", f"out={root / 'synth'}", *cfg.policy_synth],
-                         ["tokenize", f"codec={o / 'codec'}", f"manifest={root / 'synth' / 'manifest.jsonl'}",
-                          f"out={root / 'tokens_synth'}"]):
+            for args in (
+                ["synth", f"out={root / 'synth'}", *cfg.policy_synth],
+                [
+                    "tokenize",
+                    f"codec={o / 'codec'}",
+                    f"manifest={root / 'synth' / 'manifest.jsonl'}",
+                    f"out={root / 'tokens_synth'}",
+                ],
+            ):
                 if run_verb(args) != 0:
                     raise RrpoError(f"policy pre-training: `rrpo {args[0]}` failed", root)
             mans.append(root / "synth" / "manifest.jsonl")
@@ -335,12 +453,22 @@ def policy_pretrain(cfg: ExperimentConfig, o: Path, tok: dict[str, Path], run_ve
             mans.append(m)
             toks.append(tok[c])
         # CASIA's held-out sentences (split test) stay out of training, like the synthetic test split
-        args = ["policy", "sft", f"out={root / 'run'}", f"data.manifests={yaml_list(mans)}",
-                f"data.tokens={yaml_list(toks)}", "data.heldout_by=split", "data.heldout=[test]", *cfg.policy_pretrain]
+        args = [
+            "policy",
+            "sft",
+            f"out={root / 'run'}",
+            f"data.manifests={yaml_list(mans)}",
+            f"data.tokens={yaml_list(toks)}",
+            "data.heldout_by=split",
+            "data.heldout=[test]",
+            *cfg.policy_pretrain,
+        ]
         if run_verb(args) != 0:
             raise RrpoError("policy pre-training failed; run the same command again to resume it", root)
-        write_json(root / "pretrain.json", {"key": key, "hashed": what, "command": args,
-                                            "seconds": round(time.perf_counter() - t0, 1)})
+        write_json(
+            root / "pretrain.json",
+            {"key": key, "hashed": what, "command": args, "seconds": round(time.perf_counter() - t0, 1)},
+        )
         (root / ".done").write_text("ok\n")
     made = read_json(root / "pretrain.json")
     here = o / "policy_pretrain"
@@ -349,11 +477,19 @@ def policy_pretrain(cfg: ExperimentConfig, o: Path, tok: dict[str, Path], run_ve
     if link.is_symlink() or link.exists():
         link.unlink()
     os.symlink(root / "run", link, target_is_directory=True)
-    write_json(here / "pretrain.json", {"key": key, "cache": str(root), "reused": reused,
-                                        "seconds_to_make": made["seconds"],
-                                        "seconds_this_run": round(time.perf_counter() - t0, 1),
-                                        "corpora": list(cfg.policy_pretrain_corpora), "command": made["command"],
-                                        "hashed": what})
+    write_json(
+        here / "pretrain.json",
+        {
+            "key": key,
+            "cache": str(root),
+            "reused": reused,
+            "seconds_to_make": made["seconds"],
+            "seconds_this_run": round(time.perf_counter() - t0, 1),
+            "corpora": list(cfg.policy_pretrain_corpora),
+            "command": made["command"],
+            "hashed": what,
+        },
+    )
 
 
 def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list:
@@ -365,8 +501,12 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     o = out.resolve()
     d = o / "data"
     casia, esd, synth = d / "casia.jsonl", d / "esd.jsonl", o / "synth" / "manifest.jsonl"
-    tok = {"casia": o / "tokens" / "casia", "esd": o / "tokens" / "esd", "synth": o / "tokens" / "synth",
-           **{c: o / "tokens" / c for c in extra_corpora(cfg)}}
+    tok = {
+        "casia": o / "tokens" / "casia",
+        "esd": o / "tokens" / "esd",
+        "synth": o / "tokens" / "synth",
+        **{c: o / "tokens" / c for c in extra_corpora(cfg)},
+    }
     pre_mans = ([synth] if cfg.rm_pretrain_synth else []) + [d / f"{c}.jsonl" for c in cfg.rm_pretrain_corpora]
     pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
     if not pre_mans:
@@ -374,28 +514,53 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     h = cfg.heldout_speaker
     ensemble = any(sy.reward == "robust_ensemble" for sy in cfg.systems.values())
     cls = f"classes=[{', '.join(CLASSES)}]"
-    ft = ["rm", "train", f"data.manifests=[{casia}]", f"data.tokens=[{tok['casia']}]", "data.splits=[train]",
-          f"data.exclude_speakers=[{h}]", f"init_from={o / 'rm' / 'pretrain'}", "train.progress=true", cls,
-          *cfg.rm_finetune]
+    ft = [
+        "rm",
+        "train",
+        f"data.manifests=[{casia}]",
+        f"data.tokens=[{tok['casia']}]",
+        "data.splits=[train]",
+        f"data.exclude_speakers=[{h}]",
+        f"init_from={o / 'rm' / 'pretrain'}",
+        "train.progress=true",
+        cls,
+        *cfg.rm_finetune,
+    ]
 
     def rm_eval() -> None:
         """rrpo rm eval: both reward models on the held-out speaker and on ESD English"""
         for rm in ("vanilla", "robust"):
-            for name, man, shards, extra in (("casia_heldout", casia, tok["casia"], [f"speakers={yaml_list([h])}"]),
-                                             ("esd", esd, tok["esd"], [])):
-                args = ["rm", "eval", f"rm={o / 'rm' / rm}", f"manifest={man}", f"tokens={shards}",
-                        *extra, f"out={o / 'rm' / 'eval' / f'{rm}_{name}.json'}", *cfg.rm_eval]
+            for name, man, shards, extra in (
+                ("casia_heldout", casia, tok["casia"], [f"speakers={yaml_list([h])}"]),
+                ("esd", esd, tok["esd"], []),
+            ):
+                args = [
+                    "rm",
+                    "eval",
+                    f"rm={o / 'rm' / rm}",
+                    f"manifest={man}",
+                    f"tokens={shards}",
+                    *extra,
+                    f"out={o / 'rm' / 'eval' / f'{rm}_{name}.json'}",
+                    *cfg.rm_eval,
+                ]
                 if run_verb(args) != 0:
                     raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
 
     def judge_eval(folder: str = "judge") -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
-        for name, args in (("casia_heldout", [f"manifests={yaml_list([casia])}", f"speakers={yaml_list([h])}"]),
-                           ("casia_heldout_test_sentences", [f"manifests={yaml_list([casia])}",
-                                                             f"speakers={yaml_list([h])}", "splits=[test]"]),
-                           ("esd", [f"manifests={yaml_list([esd])}"])):
-            if run_verb(["judge", "eval", f"judge={o / folder}", *args,
-                         f"out={o / folder / 'eval' / f'{name}.json'}"]) != 0:
+        for name, args in (
+            ("casia_heldout", [f"manifests={yaml_list([casia])}", f"speakers={yaml_list([h])}"]),
+            (
+                "casia_heldout_test_sentences",
+                [f"manifests={yaml_list([casia])}", f"speakers={yaml_list([h])}", "splits=[test]"],
+            ),
+            ("esd", [f"manifests={yaml_list([esd])}"]),
+        ):
+            if (
+                run_verb(["judge", "eval", f"judge={o / folder}", *args, f"out={o / folder / 'eval' / f'{name}.json'}"])
+                != 0
+            ):
                 raise RrpoError(f"judge eval on {name} failed")
 
     def judge2_eval() -> None:
@@ -409,61 +574,181 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     stages = [
         Stage("data", d, lambda: prepare_data(data, d, cfg)),
         Stage("synth", o / "synth", ["synth", f"out={o / 'synth'}", *cfg.synth]),
-        Stage("codec", o / "codec", ["codec", "train", f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
-                                     f"out={o / 'codec'}", *cfg.codec]),
-        *[Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
-          for k, man in (("casia", casia), ("esd", esd), ("synth", synth),
-                         *[(c, d / f"{c}.jsonl") for c in extra_corpora(cfg)])],
-        Stage("rm_pretrain", o / "rm" / "pretrain",
-              ["rm", "train", f"out={o / 'rm' / 'pretrain'}", f"data.manifests={yaml_list(pre_mans)}",
-               f"data.tokens={yaml_list(pre_toks)}", f"model.token_features={o / 'codec'}", "train.progress=true", cls,
-               *cfg.rm_pretrain]),
+        Stage(
+            "codec",
+            o / "codec",
+            [
+                "codec",
+                "train",
+                f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
+                f"out={o / 'codec'}",
+                *cfg.codec,
+            ],
+        ),
+        *[
+            Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
+            for k, man in (
+                ("casia", casia),
+                ("esd", esd),
+                ("synth", synth),
+                *[(c, d / f"{c}.jsonl") for c in extra_corpora(cfg)],
+            )
+        ],
+        Stage(
+            "rm_pretrain",
+            o / "rm" / "pretrain",
+            [
+                "rm",
+                "train",
+                f"out={o / 'rm' / 'pretrain'}",
+                f"data.manifests={yaml_list(pre_mans)}",
+                f"data.tokens={yaml_list(pre_toks)}",
+                f"model.token_features={o / 'codec'}",
+                "train.progress=true",
+                cls,
+                *cfg.rm_pretrain,
+            ],
+        ),
         Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], f"out={o / 'rm' / 'vanilla'}", *ft[2:]]),
         Stage("rm_robust", o / "rm" / "robust", [*ft[:2], f"out={o / 'rm' / 'robust'}", *ft[2:], *cfg.robust]),
-        *[Stage(f"rm_robust_s{k}", o / "rm" / f"robust_s{k}",
-                [*ft[:2], f"out={o / 'rm' / f'robust_s{k}'}", *ft[2:], *cfg.robust, f"train.seed={k}"])
-          for k in (cfg.rm_ensemble_seeds if ensemble else [])],
+        *[
+            Stage(
+                f"rm_robust_s{k}",
+                o / "rm" / f"robust_s{k}",
+                [*ft[:2], f"out={o / 'rm' / f'robust_s{k}'}", *ft[2:], *cfg.robust, f"train.seed={k}"],
+            )
+            for k in (cfg.rm_ensemble_seeds if ensemble else [])
+        ],
         Stage("rm_eval", o / "rm" / "eval", rm_eval),
-        Stage("judge", o / "judge", ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge'}",
-                                     f"exclude_speakers=[{h}]", cls, *cfg.judge]),
+        Stage(
+            "judge",
+            o / "judge",
+            [
+                "judge",
+                "train",
+                f"manifests={yaml_list([casia])}",
+                f"out={o / 'judge'}",
+                f"exclude_speakers=[{h}]",
+                cls,
+                *cfg.judge,
+            ],
+        ),
         Stage("judge_eval", o / "judge" / "eval", judge_eval),
-        *([Stage("judge2", o / "judge2",
-                 ["judge", "train-mel", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
-                  f"exclude_speakers=[{h}]", cls, *cfg.second_judge_cnn] if cfg.second_judge == "logmel-cnn" else
-                 ["judge", "train", f"manifests={yaml_list([casia])}", f"out={o / 'judge2'}",
-                  f"exclude_speakers=[{h}]", cls, "features=logmel-stats", *cfg.second_judge_stats]),
-           Stage("judge2_eval", o / "judge2" / "eval", judge2_eval)] if cfg.second_judge != "none" else []),
-        *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)]
-          if cfg.policy_pretrain_corpora else []),
-        Stage("sft", o / "sft", ["policy", "sft", f"out={o / 'sft'}", f"data.manifest={casia}",
-                                 f"data.shards={tok['casia']}", "data.heldout_by=split", "data.heldout=[test]",
-                                 *([f"model.init={o / 'policy_pretrain' / 'run'}"] if cfg.policy_pretrain_corpora
-                                   else []), *cfg.sft]),
+        *(
+            [
+                Stage(
+                    "judge2",
+                    o / "judge2",
+                    [
+                        "judge",
+                        "train-mel",
+                        f"manifests={yaml_list([casia])}",
+                        f"out={o / 'judge2'}",
+                        f"exclude_speakers=[{h}]",
+                        cls,
+                        *cfg.second_judge_cnn,
+                    ]
+                    if cfg.second_judge == "logmel-cnn"
+                    else [
+                        "judge",
+                        "train",
+                        f"manifests={yaml_list([casia])}",
+                        f"out={o / 'judge2'}",
+                        f"exclude_speakers=[{h}]",
+                        cls,
+                        "features=logmel-stats",
+                        *cfg.second_judge_stats,
+                    ],
+                ),
+                Stage("judge2_eval", o / "judge2" / "eval", judge2_eval),
+            ]
+            if cfg.second_judge != "none"
+            else []
+        ),
+        *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)] if cfg.policy_pretrain_corpora else []),
+        Stage(
+            "sft",
+            o / "sft",
+            [
+                "policy",
+                "sft",
+                f"out={o / 'sft'}",
+                f"data.manifest={casia}",
+                f"data.shards={tok['casia']}",
+                "data.heldout_by=split",
+                "data.heldout=[test]",
+                *([f"model.init={o / 'policy_pretrain' / 'run'}"] if cfg.policy_pretrain_corpora else []),
+                *cfg.sft,
+            ],
+        ),
     ]
     for run, name, seed in seed_runs(cfg):
         system = cfg.systems[name]
-        watch = ([f"watch.judge={o / 'judge'}", f"watch.codec={o / 'codec'}", f"watch.manifest={casia}", *cfg.watch]
-                 if system.watch else [])
-        stages.append(Stage(run, o / "runs" / run, [
-            "optimize", f"out={o / 'runs' / run}", f"algo={system.algo}", f"policy={o / 'sft'}",
-            reward_term(o, cfg, system), f"prompts.manifest={casia}",
-            "prompts.splits=[train]", f"prompts.exclude_speakers=[{h}]", f"train.seed={seed}", *cfg.optimize,
-            *watch, *system.overrides]))
-        stages.append(Stage(f"audit_{run}", o / "runs" / run / "audit", [
-            "audit", f"run={o / 'runs' / run}", f"codec={o / 'codec'}", f"judge={o / 'judge'}",
-            f"prompts.manifest={casia}", "prompts.splits=[test]", f"prompts.speakers=[{h}]", f"seed={1234 + seed}",
-            *cfg.audit]))
+        watch = (
+            [f"watch.judge={o / 'judge'}", f"watch.codec={o / 'codec'}", f"watch.manifest={casia}", *cfg.watch]
+            if system.watch
+            else []
+        )
+        stages.append(
+            Stage(
+                run,
+                o / "runs" / run,
+                [
+                    "optimize",
+                    f"out={o / 'runs' / run}",
+                    f"algo={system.algo}",
+                    f"policy={o / 'sft'}",
+                    reward_term(o, cfg, system),
+                    f"prompts.manifest={casia}",
+                    "prompts.splits=[train]",
+                    f"prompts.exclude_speakers=[{h}]",
+                    f"train.seed={seed}",
+                    *cfg.optimize,
+                    *watch,
+                    *system.overrides,
+                ],
+            )
+        )
+        stages.append(
+            Stage(
+                f"audit_{run}",
+                o / "runs" / run / "audit",
+                [
+                    "audit",
+                    f"run={o / 'runs' / run}",
+                    f"codec={o / 'codec'}",
+                    f"judge={o / 'judge'}",
+                    f"prompts.manifest={casia}",
+                    "prompts.splits=[test]",
+                    f"prompts.speakers=[{h}]",
+                    f"seed={1234 + seed}",
+                    *cfg.audit,
+                ],
+            )
+        )
     runs = seed_runs(cfg)
     names = [f"{cfg.systems[m].label} seed {s}" for _, m, s in runs]
     if cfg.second_judge != "none":
+
         def rejudge() -> None:
             """the second judge on every run's audited audio (start and last step)"""
             from rrpo.experiment_judges import rejudge_all
+
             rejudge_all(o, [r for r, _, _ in runs])
+
         stages.append(Stage("judges", o / "judges", rejudge))
-    stages.append(Stage("report", o / "report", [
-        "report", f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}", f"names={yaml_list(names)}",
-        f"out={o / 'report'}"]))
+    stages.append(
+        Stage(
+            "report",
+            o / "report",
+            [
+                "report",
+                f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}",
+                f"names={yaml_list(names)}",
+                f"out={o / 'report'}",
+            ],
+        )
+    )
     stages.append(Stage("results", o / "results", lambda: write_results(o, cfg)))
     return stages
 
@@ -488,11 +773,15 @@ QUALITY = ["artifacts", "mcd_db", "f0_rmse_cents", "voicing_error", "frechet_ege
 def point_metrics(p: dict) -> dict[str, float]:
     """The table's figures from one audited checkpoint of ``audit.json``."""
     return {
-        "proxy": p["proxy_prob"], "judge_acc": p["judge"]["accuracy"], "judge_p": p["judge"]["target_prob"],
+        "proxy": p["proxy_prob"],
+        "judge_acc": p["judge"]["accuracy"],
+        "judge_p": p["judge"]["target_prob"],
         "artifacts": sum(a["events_per_s"] for a in p["artifacts"].values()),
         **{k: p["distances"][k] for k in ("mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps")},
-        "token_repetition": p["token_repetition"], "sqrt_kl": p["sqrt_kl"],
-        "mean_len_s": p["mean_len_s"], "hacking_flag": float(bool(p.get("hacking_flag", False))),
+        "token_repetition": p["token_repetition"],
+        "sqrt_kl": p["sqrt_kl"],
+        "mean_len_s": p["mean_len_s"],
+        "hacking_flag": float(bool(p.get("hacking_flag", False))),
     }
 
 
@@ -510,11 +799,18 @@ def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
 
     worse = {k: ratio(dif[k], sft[k]) for k in QUALITY}
     within = {k: ratio(rr[k], sft[k]) for k in QUALITY}
-    hack = {"proxy_up": dif["proxy"] > sft["proxy_vanilla"], "quality_ratios_vs_sft": worse,
-            "quality_clearly_worse": all(r > 1 + tol for r in worse.values())}
+    hack = {
+        "proxy_up": dif["proxy"] > sft["proxy_vanilla"],
+        "quality_ratios_vs_sft": worse,
+        "quality_clearly_worse": all(r > 1 + tol for r in worse.values()),
+    }
     hack["met"] = hack["proxy_up"] and hack["quality_clearly_worse"]
-    good = {"judge_above_sft": rr["judge_acc"] > sft["judge_acc"], "judge_at_least_diffro": rr["judge_acc"] >= dif["judge_acc"],
-            "quality_ratios_vs_sft": within, "quality_within_tol": all(r <= 1 + tol for r in within.values())}
+    good = {
+        "judge_above_sft": rr["judge_acc"] > sft["judge_acc"],
+        "judge_at_least_diffro": rr["judge_acc"] >= dif["judge_acc"],
+        "quality_ratios_vs_sft": within,
+        "quality_within_tol": all(r <= 1 + tol for r in within.values()),
+    }
     good["met"] = good["judge_above_sft"] and good["judge_at_least_diffro"] and good["quality_within_tol"]
     return {"diffro_hacks": hack, "rrpo_goal": good}
 
@@ -537,8 +833,10 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
             fin["flagged_steps"] = aud[m]["flagged_steps"]
             per_seed[m].append({"seed": s, **fin})
     keys = [k for k, _, _ in METRICS] + ["proxy_vanilla", "proxy_robust", "mean_len_s", "hacking_flag"]
-    summary = {m: {k: mean_std([r[k] for r in rows if k in r]) for k in keys if any(k in r for r in rows)}
-               for m, rows in per_seed.items()}
+    summary = {
+        m: {k: mean_std([r[k] for r in rows if k in r]) for k in keys if any(k in r for r in rows)}
+        for m, rows in per_seed.items()
+    }
     means = {m: {k: v[0] for k, v in d.items()} for m, d in summary.items()}
     rm = {}
     for name in ("vanilla", "robust"):
@@ -549,20 +847,35 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
     judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
     from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
 
-    stats = comparison_stats(system_points(o, list(cfg.seeds), list(cfg.systems)), cfg.n_boot, cfg.n_perm,
-                             cfg.stats_seed, pairs=pairs_for(cfg.systems))
+    stats = comparison_stats(
+        system_points(o, list(cfg.seeds), list(cfg.systems)),
+        cfg.n_boot,
+        cfg.n_perm,
+        cfg.stats_seed,
+        pairs=pairs_for(cfg.systems),
+    )
     pre = o / "policy_pretrain" / "pretrain.json"
-    res = {"systems": {m: to_dict(sy) for m, sy in cfg.systems.items()},
-           "policy_pretrain": read_json(pre) if pre.exists() else None,
-           "per_seed": per_seed, "summary": summary, "verdicts": verdicts(means, cfg.tolerance),
-           "trajectories": trajectories(o, cfg), "reward_models": rm, "judge": judge, "stats": stats}
+    res = {
+        "systems": {m: to_dict(sy) for m, sy in cfg.systems.items()},
+        "policy_pretrain": read_json(pre) if pre.exists() else None,
+        "per_seed": per_seed,
+        "summary": summary,
+        "verdicts": verdicts(means, cfg.tolerance),
+        "trajectories": trajectories(o, cfg),
+        "reward_models": rm,
+        "judge": judge,
+        "stats": stats,
+    }
     if cfg.second_judge != "none" and (o / "judges").is_dir():
         from rrpo.experiment_judges import second_judge_results
 
-        proxy_up = {"diffro": means["diffro"]["proxy"] > means["sft"]["proxy_vanilla"],
-                    "rrpo": means["rrpo"]["proxy"] > means["sft"]["proxy_robust"]}
-        res["second_judge"] = second_judge_results(o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm,
-                                                   cfg.stats_seed)
+        proxy_up = {
+            "diffro": means["diffro"]["proxy"] > means["sft"]["proxy_vanilla"],
+            "rrpo": means["rrpo"]["proxy"] > means["sft"]["proxy_robust"],
+        }
+        res["second_judge"] = second_judge_results(
+            o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm, cfg.stats_seed
+        )
         res["second_judge"]["eval"] = {p.stem: read_json(p) for p in sorted((o / "judge2" / "eval").glob("*.json"))}
         res["second_judge"]["kind"] = cfg.second_judge
     return res
@@ -582,8 +895,13 @@ def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
             for p in read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json").get("points", []):
                 by_step.setdefault(int(p["step"]), []).append(point_metrics(p))
         steps = sorted(by_step)
-        out[m] = {"step": steps, **{k: [mean_std([r[k] for r in by_step[t]]) for t in steps]
-                                    for k in ("proxy", "judge_acc", "judge_p", "sqrt_kl")}}
+        out[m] = {
+            "step": steps,
+            **{
+                k: [mean_std([r[k] for r in by_step[t]]) for t in steps]
+                for k in ("proxy", "judge_acc", "judge_p", "sqrt_kl")
+            },
+        }
     return out
 
 
@@ -605,11 +923,14 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     """The results as Markdown: the main table, the ceiling, the reward models and the goal verdicts."""
     s = res["summary"]
     n = len(cfg.seeds)
-    lines = [f"Means ± sample std over {n} seed(s) ({', '.join(map(str, cfg.seeds))}); held-out speaker "
-             f"`{cfg.heldout_speaker}`, held-out sentences {cfg.heldout_sentences} × 5 target emotions. "
-             "Proxy = p(target) under the reward model the run optimised (SFT: vanilla / robust).", "",
-             "| method | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |",
-             "| --- |" + " --- |" * len(METRICS)]
+    lines = [
+        f"Means ± sample std over {n} seed(s) ({', '.join(map(str, cfg.seeds))}); held-out speaker "
+        f"`{cfg.heldout_speaker}`, held-out sentences {cfg.heldout_sentences} × 5 target emotions. "
+        "Proxy = p(target) under the reward model the run optimised (SFT: vanilla / robust).",
+        "",
+        "| method | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |",
+        "| --- |" + " --- |" * len(METRICS),
+    ]
     names = {"sft": "SFT (start)", **{m: sy.label for m, sy in cfg.systems.items()}}
     for m in names:
         cells = []
@@ -627,34 +948,49 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         row = ["n/a"] * len(METRICS)
         row[1] = f"{100 * _acc(ceil, 'wa'):.1f}"
         lines.append("| judge on real held-out speech (ceiling) | " + " | ".join(row) + " |")
-    lines += ["", "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
-              "second. Distances are to the real recording of the same sentence, speaker and emotion.", ""]
+    lines += [
+        "",
+        "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
+        "second. Distances are to the real recording of the same sentence, speaker and emotion.",
+        "",
+    ]
     if j:
-        lines += ["| judge (eGeMAPS, trained without the held-out speaker) | n | accuracy | UA |", "| --- | --- | --- | --- |"]
+        lines += [
+            "| judge (eGeMAPS, trained without the held-out speaker) | n | accuracy | UA |",
+            "| --- | --- | --- | --- |",
+        ]
         for k, v in j.items():
             lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
         lines.append("")
     rm = res["reward_models"]
     if rm:
-        lines += ["| reward model | held-out speaker UA | held-out speaker WA | ESD English UA (cross-lingual) |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            "| reward model | held-out speaker UA | held-out speaker WA | ESD English UA (cross-lingual) |",
+            "| --- | --- | --- | --- |",
+        ]
         for name in ("vanilla", "robust"):
             a, b = rm.get(f"{name}_casia_heldout", {}), rm.get(f"{name}_esd", {})
-            lines.append(f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | "
-                         f"{100 * _acc(b, 'ua'):.1f} |")
+            lines.append(
+                f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | {100 * _acc(b, 'ua'):.1f} |"
+            )
         lines.append("")
     tr = res.get("trajectories", {})
     if tr:
         steps = sorted(set().union(*(tr[m]["step"] for m in tr)))
-        lines += ["Along the way (seed means at every audited step; the table above is the last step; a run "
-                  "stopped by the judge watch has no later steps):", "",
-                  "| method | step | " + " | ".join(str(t) for t in steps) + " |",
-                  "| --- | --- |" + " --- |" * len(steps)]
+        lines += [
+            "Along the way (seed means at every audited step; the table above is the last step; a run "
+            "stopped by the judge watch has no later steps):",
+            "",
+            "| method | step | " + " | ".join(str(t) for t in steps) + " |",
+            "| --- | --- |" + " --- |" * len(steps),
+        ]
         for m in cfg.systems:
             for k, lbl in (("proxy", "proxy p(target)"), ("judge_acc", "judge accuracy %")):
                 at = dict(zip(tr[m]["step"], tr[m][k]))
-                vals = [("" if t not in at else f"{100 * at[t][0]:.1f}" if k == "judge_acc" else f"{at[t][0]:.3f}")
-                        for t in steps]
+                vals = [
+                    ("" if t not in at else f"{100 * at[t][0]:.1f}" if k == "judge_acc" else f"{at[t][0]:.3f}")
+                    for t in steps
+                ]
                 lines.append(f"| {names[m]} | {lbl} | " + " | ".join(vals) + " |")
         lines.append("")
     from rrpo.experiment_judges import judges_markdown
@@ -663,8 +999,10 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     lines += stats_markdown(res.get("stats", {}), names)
     j2 = res.get("second_judge", {})
     if j2.get("eval"):
-        lines += [f"| second judge ({cfg.second_judge}, trained without the held-out speaker) | n | accuracy | UA |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            f"| second judge ({cfg.second_judge}, trained without the held-out speaker) | n | accuracy | UA |",
+            "| --- | --- | --- | --- |",
+        ]
         for k, v in j2["eval"].items():
             lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
         lines.append("")
@@ -675,6 +1013,7 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
 
     def ratios(d: dict) -> str:
         return ", ".join(f"{k} {r:.2f}×" for k, r in d.items())
+
     lines += [
         f"- **DiffRO hacks** (proxy up and every artifact rate / distance > {1 + tol:.2f}× SFT's): "
         f"{'met' if h['met'] else 'not met'}. Proxy up: {h['proxy_up']}; ratios to SFT: {ratios(h['quality_ratios_vs_sft'])}.",
@@ -695,6 +1034,7 @@ def plot_results(res: dict, path: Path) -> None:
     import textwrap
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -706,8 +1046,13 @@ def plot_results(res: dict, path: Path) -> None:
     n = len(methods)
     fig, axes = plt.subplots(1, 4, figsize=(6 + 3.2 * n, 4.8))
     ax = axes[0]
-    ax.bar(range(n), [100 * s[m]["judge_acc"][0] for m, _ in methods],
-           yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods], color=[colour[m] for m, _ in methods], capsize=4)
+    ax.bar(
+        range(n),
+        [100 * s[m]["judge_acc"][0] for m, _ in methods],
+        yerr=[100 * s[m]["judge_acc"][1] for m, _ in methods],
+        color=[colour[m] for m, _ in methods],
+        capsize=4,
+    )
     ceil = res["judge"].get("casia_heldout", {}).get("wa")
     if ceil is not None:
         ax.axhline(100 * ceil, ls="--", c="k", lw=1, label="judge on real held-out speech")
@@ -717,9 +1062,13 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_ylabel("judge accuracy (%)")
     ax.set_title("emotion as the independent judge hears it")
     ax = axes[1]
-    ax.bar(range(n), [s[m]["proxy"][0] if m != "sft" else s["sft"]["proxy_vanilla"][0] for m, _ in methods],
-           yerr=[s[m]["proxy"][1] if m != "sft" else s["sft"]["proxy_vanilla"][1] for m, _ in methods],
-           color=[colour[m] for m, _ in methods], capsize=4)
+    ax.bar(
+        range(n),
+        [s[m]["proxy"][0] if m != "sft" else s["sft"]["proxy_vanilla"][0] for m, _ in methods],
+        yerr=[s[m]["proxy"][1] if m != "sft" else s["sft"]["proxy_vanilla"][1] for m, _ in methods],
+        color=[colour[m] for m, _ in methods],
+        capsize=4,
+    )
     ax.set_xticks(range(n), [t for _, t in methods], fontsize=7)
     ax.set_ylabel("proxy p(target)")
     ax.set_title("reward the run optimised (SFT: vanilla RM)")
@@ -727,8 +1076,13 @@ def plot_results(res: dict, path: Path) -> None:
     w, top = 0.8 / max(1, len(systems)), 1.3
     for i, m in enumerate(systems):
         vals = [s[m][k][0] / s["sft"][k][0] if s["sft"][k][0] > 0 else math.nan for k in QUALITY]
-        ax.bar([x + (i - (len(systems) - 1) / 2) * w for x in range(len(QUALITY))], vals, w, color=colour[m],
-               label=label[m])
+        ax.bar(
+            [x + (i - (len(systems) - 1) / 2) * w for x in range(len(QUALITY))],
+            vals,
+            w,
+            color=colour[m],
+            label=label[m],
+        )
         top = max([top] + [1.25 * v for v in vals if math.isfinite(v)])
     ax.set_ylim(0, top)
     ax.axhline(1.0, c="k", lw=1)
@@ -742,10 +1096,23 @@ def plot_results(res: dict, path: Path) -> None:
         tr = res.get("trajectories", {}).get(m)
         if not tr:
             continue
-        ax.errorbar(tr["step"], [100 * a for a, _ in tr["judge_acc"]], yerr=[100 * b for _, b in tr["judge_acc"]],
-                    color=colour[m], marker="o", capsize=3, label=f"{label[m]}: judge accuracy (%)")
-        ax.plot(tr["step"], [100 * a for a, _ in tr["proxy"]], color=colour[m], ls="--", marker="x",
-                label=f"{label[m]}: proxy (×100)")
+        ax.errorbar(
+            tr["step"],
+            [100 * a for a, _ in tr["judge_acc"]],
+            yerr=[100 * b for _, b in tr["judge_acc"]],
+            color=colour[m],
+            marker="o",
+            capsize=3,
+            label=f"{label[m]}: judge accuracy (%)",
+        )
+        ax.plot(
+            tr["step"],
+            [100 * a for a, _ in tr["proxy"]],
+            color=colour[m],
+            ls="--",
+            marker="x",
+            label=f"{label[m]}: proxy (×100)",
+        )
     ax.set_xlabel("optimisation step")
     ax.set_title("proxy vs judge along training")
     ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
@@ -777,13 +1144,21 @@ def cmd_experiment(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     force = set(io.force)
     t0 = time.perf_counter()
-    times = run_stages(build_stages(cfg, Path(io.data), out, args.dispatch), args.dispatch, force,
-                       tag="experiment")
+    times = run_stages(build_stages(cfg, Path(io.data), out, args.dispatch), args.dispatch, force, tag="experiment")
     rec = out / "results" / "stage_seconds.json"
     earlier = json.loads(rec.read_text())["stage_seconds"] if rec.exists() else {}
     merged = {k: (v if v > 0 or k not in earlier else earlier[k]) for k, v in times.items()}
-    rec.write_text(json.dumps({"stage_seconds": merged, "total_seconds": round(sum(merged.values()), 1),
-                               "this_invocation_seconds": round(time.perf_counter() - t0, 1)}, indent=2) + "\n")
+    rec.write_text(
+        json.dumps(
+            {
+                "stage_seconds": merged,
+                "total_seconds": round(sum(merged.values()), 1),
+                "this_invocation_seconds": round(time.perf_counter() - t0, 1),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print((out / "results" / "table.md").read_text())
     print(f"results: {(out / 'results').resolve()}\nreport: {(out / 'report' / 'index.html').resolve()}")
     return 0

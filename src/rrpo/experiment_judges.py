@@ -25,8 +25,11 @@ def _wavs(folder: Path, ids: list[str]):
 
     missing = [i for i in ids if not (folder / f"{i}.wav").exists()]
     if missing:
-        raise RrpoError(f"the audit's audio is missing {len(missing)} file(s) (e.g. {missing[0]}.wav); redo the "
-                        "run's audit stage (rrpo experiment ... 'force=[audit_<run>]')", folder)
+        raise RrpoError(
+            f"the audit's audio is missing {len(missing)} file(s) (e.g. {missing[0]}.wav); redo the "
+            "run's audit stage (rrpo experiment ... 'force=[audit_<run>]')",
+            folder,
+        )
     return [load_audio(folder / f"{i}.wav") for i in ids]
 
 
@@ -41,17 +44,30 @@ def rejudge_run(run_dir: Path, judge) -> dict:
         pt = aud[key]
         rows = [r for r in pt.get("utterances") or [] if r.get("emotion") in judge.classes]
         if not rows:
-            raise RrpoError("the audit has no per-utterance rows (audited before they were kept); redo the run's "
-                            "audit stage (rrpo experiment ... 'force=[audit_<run>]')", run_dir / "audit" / "audit.json")
+            raise RrpoError(
+                "the audit has no per-utterance rows (audited before they were kept); redo the run's "
+                "audit stage (rrpo experiment ... 'force=[audit_<run>]')",
+                run_dir / "audit" / "audit.json",
+            )
         items = _wavs(run_dir / "audit" / "audio" / f"step_{pt['step']}", [r["id"] for r in rows])
         if stats is None:  # the starting policy's outputs calibrate the normalisation, as in the audit
             stats = judge.group_stats(items)
         proba = judge.predict_proba(items, stats=stats)
         cls = list(judge.classes)
-        out[key] = {"step": pt["step"], "utterances": [
-            {"id": r["id"], "emotion": r["emotion"], "judge_pred_first": r.get("judge_pred"),
-             "judge_pred": cls[int(p.argmax())], "judge_target_prob": float(p[cls.index(r["emotion"])]),
-             "judge_correct": bool(cls[int(p.argmax())] == r["emotion"])} for r, p in zip(rows, proba)]}
+        out[key] = {
+            "step": pt["step"],
+            "utterances": [
+                {
+                    "id": r["id"],
+                    "emotion": r["emotion"],
+                    "judge_pred_first": r.get("judge_pred"),
+                    "judge_pred": cls[int(p.argmax())],
+                    "judge_target_prob": float(p[cls.index(r["emotion"])]),
+                    "judge_correct": bool(cls[int(p.argmax())] == r["emotion"]),
+                }
+                for r, p in zip(rows, proba)
+            ],
+        }
     return out
 
 
@@ -66,8 +82,9 @@ def rejudge_all(o: Path, runs: list[str]) -> None:
         write_json(o / "judges" / f"{run}.json", rejudge_run(o / "runs" / run, judge))
 
 
-def second_judge_results(o: Path, seeds: list[int], first_stats: dict, proxy_up: dict[str, bool],
-                         n_boot: int, n_perm: int, seed: int) -> dict:
+def second_judge_results(
+    o: Path, seeds: list[int], first_stats: dict, proxy_up: dict[str, bool], n_boot: int, n_perm: int, seed: int
+) -> dict:
     """Intervals and paired differences of the second judge, label agreement, and each claim's verdicts."""
     from rrpo.audit.agreement import judge_verdicts, label_agreement
     from rrpo.experiment_stats import comparison_stats
@@ -86,12 +103,18 @@ def second_judge_results(o: Path, seeds: list[int], first_stats: dict, proxy_up:
         a = [u["judge_pred_first"] for _, p in pts for u in p["utterances"]]
         b = [u["judge_pred"] for _, p in pts for u in p["utterances"]]
         agree[m] = label_agreement(a, b)
-    paired = {FIRST: {k: v["judge_acc"] for k, v in first_stats.get("paired", {}).items() if "judge_acc" in v},
-              SECOND: {k: v["judge_acc"] for k, v in st["paired"].items() if "judge_acc" in v}}
-    return {"intervals": {m: {k: v for k, v in d.items() if k in ("judge_acc", "judge_p")}
-                          for m, d in st["intervals"].items()},
-            "paired": {p: {k: v for k, v in d.items() if k in ("judge_acc", "judge_p")} for p, d in st["paired"].items()},
-            "label_agreement": agree, "claims": judge_verdicts(paired, proxy_up)}
+    paired = {
+        FIRST: {k: v["judge_acc"] for k, v in first_stats.get("paired", {}).items() if "judge_acc" in v},
+        SECOND: {k: v["judge_acc"] for k, v in st["paired"].items() if "judge_acc" in v},
+    }
+    return {
+        "intervals": {
+            m: {k: v for k, v in d.items() if k in ("judge_acc", "judge_p")} for m, d in st["intervals"].items()
+        },
+        "paired": {p: {k: v for k, v in d.items() if k in ("judge_acc", "judge_p")} for p, d in st["paired"].items()},
+        "label_agreement": agree,
+        "claims": judge_verdicts(paired, proxy_up),
+    }
 
 
 def judges_markdown(res: dict, names: dict[str, str]) -> list[str]:
@@ -102,24 +125,39 @@ def judges_markdown(res: dict, names: dict[str, str]) -> list[str]:
     def pct(v: float) -> str:
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
-    kind = {"logmel-stats": "logistic regression on log-mel band statistics",
-            "logmel-cnn": "a network on log-mel frames"}.get(res.get("kind"), res.get("kind", "?"))
-    lines = [f"Second judge ({kind}, trained on the same speakers), on the same WAVs: judge accuracy % "
-             "[95 % hierarchical bootstrap]; label agreement with the eGeMAPS judge (Cohen's kappa):", "",
-             "| method | log-mel judge accuracy % | agreement | kappa |", "| --- | --- | --- | --- |"]
+    kind = {
+        "logmel-stats": "logistic regression on log-mel band statistics",
+        "logmel-cnn": "a network on log-mel frames",
+    }.get(res.get("kind"), res.get("kind", "?"))
+    lines = [
+        f"Second judge ({kind}, trained on the same speakers), on the same WAVs: judge accuracy % "
+        "[95 % hierarchical bootstrap]; label agreement with the eGeMAPS judge (Cohen's kappa):",
+        "",
+        "| method | log-mel judge accuracy % | agreement | kappa |",
+        "| --- | --- | --- | --- |",
+    ]
     for m, d in res["intervals"].items():
         a = d.get("judge_acc", {})
         g = res["label_agreement"].get(m, {})
-        lines.append(f"| {names.get(m, m)} | {pct(a.get('stat'))} [{pct(a.get('lo'))}, {pct(a.get('hi'))}] | "
-                     f"{pct(g.get('agreement'))} % | {g.get('kappa', math.nan):.2f} |")
-    lines += ["", "Claims, as each judge's paired accuracy difference decides them (interval below 0 = down, above = up; "
-              "a hacking claim also needs the run's proxy to have risen). **Flagged**: supported by one judge only, "
-              "or contradicted by the other.", "",
-              "| claim | difference | eGeMAPS | log-mel | status |", "| --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {names.get(m, m)} | {pct(a.get('stat'))} [{pct(a.get('lo'))}, {pct(a.get('hi'))}] | "
+            f"{pct(g.get('agreement'))} % | {g.get('kappa', math.nan):.2f} |"
+        )
+    lines += [
+        "",
+        "Claims, as each judge's paired accuracy difference decides them (interval below 0 = down, above = up; "
+        "a hacking claim also needs the run's proxy to have risen). **Flagged**: supported by one judge only, "
+        "or contradicted by the other.",
+        "",
+        "| claim | difference | eGeMAPS | log-mel | status |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     labels = {"diffro_hacks": "DiffRO hacks", "rrpo_hacks": "RRPO hacks", "rrpo_beats_diffro": "RRPO beats DiffRO"}
     for c, v in res["claims"].items():
         b, a = v["pair"].split("-")
         st = v["status"] + (" (**flagged**)" if v["flagged"] else "")
-        lines.append(f"| {labels.get(c, c)} | {names.get(b, b)} − {names.get(a, a)} | {v['verdicts'].get(FIRST)} | "
-                     f"{v['verdicts'].get(SECOND)} | {st} |")
+        lines.append(
+            f"| {labels.get(c, c)} | {names.get(b, b)} − {names.get(a, a)} | {v['verdicts'].get(FIRST)} | "
+            f"{v['verdicts'].get(SECOND)} | {st} |"
+        )
     return lines + [""]

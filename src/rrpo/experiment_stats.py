@@ -27,12 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from rrpo.audit.artifacts import DETECTORS
-from rrpo.stats import (bootstrap_ci, cluster_bootstrap_ci, design_half_width, paired_difference,
-                        variance_components)
+from rrpo.stats import bootstrap_ci, cluster_bootstrap_ci, design_half_width, paired_difference, variance_components
 
 #: (key, label) of the figures with per-utterance values.
-UTT_METRICS = [("judge_acc", "judge accuracy"), ("judge_p", "judge p(target)"), ("artifacts", "artifacts /s"),
-               ("mcd_db", "MCD dB"), ("f0_rmse_cents", "F0 RMSE cents"), ("voicing_error", "voicing error")]
+UTT_METRICS = [
+    ("judge_acc", "judge accuracy"),
+    ("judge_p", "judge p(target)"),
+    ("artifacts", "artifacts /s"),
+    ("mcd_db", "MCD dB"),
+    ("f0_rmse_cents", "F0 RMSE cents"),
+    ("voicing_error", "voicing error"),
+]
 #: (system B, system A): the paired differences B − A reported.
 PAIRS = [("rrpo", "diffro"), ("diffro", "sft"), ("rrpo", "sft")]
 #: (RM seeds, optimiser seeds, utterances) designs whose predicted half-width is reported.
@@ -58,7 +63,10 @@ def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]
 
 
 def _cluster(vals: dict[str, tuple[float, float]], ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([vals[i][0] for i in ids], dtype=np.float64), np.array([vals[i][1] for i in ids], dtype=np.float64))
+    return (
+        np.array([vals[i][0] for i in ids], dtype=np.float64),
+        np.array([vals[i][1] for i in ids], dtype=np.float64),
+    )
 
 
 def system_points(o: Path, seeds: list[int], systems=("diffro", "rrpo")) -> dict[str, list[tuple[int, dict]]]:
@@ -79,13 +87,27 @@ def pairs_for(systems) -> list[tuple[str, str]]:
     return PAIRS + [p for m in systems if m not in ("diffro", "rrpo") for p in ((m, "diffro"), (m, "sft"))]
 
 
-def comparison_stats(points: dict[str, list[tuple[int, dict]]], n_boot: int = 2000, n_perm: int = 5000,
-                     seed: int = 0, level: float = 0.95, rm_seed_of=lambda system, seed: 0, pairs=None) -> dict:
+def comparison_stats(
+    points: dict[str, list[tuple[int, dict]]],
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+    seed: int = 0,
+    level: float = 0.95,
+    rm_seed_of=lambda system, seed: 0,
+    pairs=None,
+) -> dict:
     """``{"intervals", "paired", "variance"}`` (module docstring) from per-system audited points.
 
     ``rm_seed_of(system, seed)`` names the reward-model seed of a run (one RM per method today: 0)."""
-    res: dict = {"level": level, "n_boot": n_boot, "n_perm": n_perm, "seed": seed,
-                 "intervals": {}, "paired": {}, "variance": {}}
+    res: dict = {
+        "level": level,
+        "n_boot": n_boot,
+        "n_perm": n_perm,
+        "seed": seed,
+        "intervals": {},
+        "paired": {},
+        "variance": {},
+    }
     for system, pts in points.items():
         res["intervals"][system], res["variance"][system] = {}, {}
         for key, _ in UTT_METRICS:
@@ -101,14 +123,23 @@ def comparison_stats(points: dict[str, list[tuple[int, dict]]], n_boot: int = 20
             if not any(np.isfinite(x).any() for x, _ in cl):
                 continue
             h = cluster_bootstrap_ci(cl, level, n_boot, seed)
-            f = bootstrap_ci(np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl]), level, n_boot, seed)
-            res["intervals"][system][key] = {"stat": h["stat"], "lo": h["lo"], "hi": h["hi"], "lo_utt": f["lo"],
-                                             "hi_utt": f["hi"], "n": h["n"], "clusters": h["clusters"]}
+            f = bootstrap_ci(
+                np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl]), level, n_boot, seed
+            )
+            res["intervals"][system][key] = {
+                "stat": h["stat"],
+                "lo": h["lo"],
+                "hi": h["hi"],
+                "lo_utt": f["lo"],
+                "hi_utt": f["hi"],
+                "n": h["n"],
+                "clusters": h["clusters"],
+            }
             vc = variance_components(cells)
             vc["half_width"] = {f"{a}x{b}x{n}": design_half_width(vc["sigma2"], a, b, n) for a, b, n in DESIGNS}
             vc["rm_estimated"] = not math.isnan(vc["sigma2"]["rm"])
             res["variance"][system][key] = vc
-    for b_sys, a_sys in (PAIRS if pairs is None else pairs):
+    for b_sys, a_sys in PAIRS if pairs is None else pairs:
         if b_sys not in points or a_sys not in points:
             continue
         name = f"{b_sys}-{a_sys}"
@@ -142,48 +173,71 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
     if not st or not any(st.get("intervals", {}).values()):
         return []
     pct = round(100 * st["level"])
-    lines = [f"{pct} % intervals (percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}): the value "
-             "over every judged utterance of the system's runs, [hierarchical: runs, then utterances] and "
-             "(utterances only). Judge accuracy in %.", "",
-             "| method | n | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
-             "| --- | --- |" + " --- |" * len(UTT_METRICS)]
+    lines = [
+        f"{pct} % intervals (percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}): the value "
+        "over every judged utterance of the system's runs, [hierarchical: runs, then utterances] and "
+        "(utterances only). Judge accuracy in %.",
+        "",
+        "| method | n | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
+        "| --- | --- |" + " --- |" * len(UTT_METRICS),
+    ]
     for m, row in st["intervals"].items():
         n = max((v["n"] for v in row.values()), default=0)
         cells = []
         for k, _ in UTT_METRICS:
             v = row.get(k)
-            cells.append("n/a" if v is None else f"{_f(k, v['stat'])} [{_f(k, v['lo'])}, {_f(k, v['hi'])}] "
-                                                 f"({_f(k, v['lo_utt'])}, {_f(k, v['hi_utt'])})")
+            cells.append(
+                "n/a"
+                if v is None
+                else f"{_f(k, v['stat'])} [{_f(k, v['lo'])}, {_f(k, v['hi'])}] "
+                f"({_f(k, v['lo_utt'])}, {_f(k, v['hi_utt'])})"
+            )
         lines.append(f"| {names.get(m, m)} | {n} | " + " | ".join(cells) + " |")
     if st.get("paired"):
-        lines += ["", f"Paired differences on the same prompts and sampling seeds: B − A [{pct} % hierarchical "
-                  "bootstrap]; p = two-sided paired permutation p-value with utterances swapped independently / "
-                  "with whole seeds swapped (the seed-level p cannot go below 2/2^seeds).", "",
-                  "| B − A | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
-                  "| --- |" + " --- |" * len(UTT_METRICS)]
+        lines += [
+            "",
+            f"Paired differences on the same prompts and sampling seeds: B − A [{pct} % hierarchical "
+            "bootstrap]; p = two-sided paired permutation p-value with utterances swapped independently / "
+            "with whole seeds swapped (the seed-level p cannot go below 2/2^seeds).",
+            "",
+            "| B − A | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
+            "| --- |" + " --- |" * len(UTT_METRICS),
+        ]
         for pair, row in st["paired"].items():
             b, a = pair.split("-")
             cells = []
             for k, _ in UTT_METRICS:
                 v = row.get(k)
-                cells.append("n/a" if v is None else f"{_f(k, v['diff'])} [{_f(k, v['lo'])}, {_f(k, v['hi'])}] "
-                                                     f"p {v['p_perm']:.3g} / {v['p_perm_cluster']:.3g}")
+                cells.append(
+                    "n/a"
+                    if v is None
+                    else f"{_f(k, v['diff'])} [{_f(k, v['lo'])}, {_f(k, v['hi'])}] "
+                    f"p {v['p_perm']:.3g} / {v['p_perm_cluster']:.3g}"
+                )
             lines.append(f"| {names.get(b, b)} − {names.get(a, a)} | " + " | ".join(cells) + " |")
     var = st.get("variance", {})
     if var:
-        lines += ["", "Variance components of judge accuracy (nested random effects: reward-model seed, optimiser "
-                  "seed, utterance; n/a = not replicated in this run) and the 95 % half-width (points of "
-                  "accuracy) predicted for designs RM seeds × optimiser seeds × utterances (a missing component "
-                  "counted as 0):", "",
-                  "| method | σ² RM seed | σ² optimiser seed | σ² utterance | " +
-                  " | ".join(f"±{a}×{b}×{n}" for a, b, n in DESIGNS) + " |",
-                  "| --- | --- | --- | --- |" + " --- |" * len(DESIGNS)]
+        lines += [
+            "",
+            "Variance components of judge accuracy (nested random effects: reward-model seed, optimiser "
+            "seed, utterance; n/a = not replicated in this run) and the 95 % half-width (points of "
+            "accuracy) predicted for designs RM seeds × optimiser seeds × utterances (a missing component "
+            "counted as 0):",
+            "",
+            "| method | σ² RM seed | σ² optimiser seed | σ² utterance | "
+            + " | ".join(f"±{a}×{b}×{n}" for a, b, n in DESIGNS)
+            + " |",
+            "| --- | --- | --- | --- |" + " --- |" * len(DESIGNS),
+        ]
         for m, row in var.items():
             v = row.get("judge_acc")
             if v is None:
                 continue
             s2 = v["sigma2"]
             hw = " | ".join(f"{100 * v['half_width'][f'{a}x{b}x{n}']:.1f}" for a, b, n in DESIGNS)
-            lines.append(f"| {names.get(m, m)} | " + " | ".join(
-                "n/a" if math.isnan(s2[k]) else f"{s2[k]:.4f}" for k in ("rm", "opt", "utt")) + f" | {hw} |")
+            lines.append(
+                f"| {names.get(m, m)} | "
+                + " | ".join("n/a" if math.isnan(s2[k]) else f"{s2[k]:.4f}" for k in ("rm", "opt", "utt"))
+                + f" | {hw} |"
+            )
     return lines + [""]

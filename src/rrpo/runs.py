@@ -48,7 +48,7 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, cfg: Any = None, argv: list[str] | None = None) -> "RunDir":
+    def create(cls, path: str | os.PathLike, cfg: Any = None, argv: list[str] | None = None) -> RunDir:
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         if cfg is not None:
@@ -99,6 +99,7 @@ class OptimizeRunInfo:
     """What ``rrpo optimize`` writes to ``RUN/run.json``: everything ``rrpo audit`` and ``rrpo report``
     read of an optimisation run. Readers use this, never the optimiser's config class, so renaming an
     ``OptimizeConfig`` field does not make earlier runs unreadable."""
+
     algo: str
     policy: str  # the starting policy (path as given to the optimiser)
     #: [{name, path, weight}] in the order of the sum; an ensemble term also has paths, aggregate, std_weight
@@ -109,7 +110,7 @@ class OptimizeRunInfo:
         write_json(Path(run) / RUN_INFO, {"format": RUN_INFO_FORMAT, "verb": "optimize", **asdict(self)})
 
     @classmethod
-    def read(cls, run: str | os.PathLike) -> "OptimizeRunInfo":
+    def read(cls, run: str | os.PathLike) -> OptimizeRunInfo:
         """From ``run.json``; a run written before run.json existed is read from its ``config.yaml`` as
         plain YAML (the keys ``algo``, ``policy``, ``rewards``, ``prompts.manifest``)."""
         run = Path(run)
@@ -120,9 +121,12 @@ class OptimizeRunInfo:
         else:
             raise RrpoError(f"not an optimisation run folder (no {RUN_INFO})", run)
         try:
-            return cls(algo=str(d["algo"]), policy=str(d["policy"]),
-                       rewards=[_reward_term(r) for r in d.get("rewards") or []],
-                       manifest=str(d.get("manifest") or ""))
+            return cls(
+                algo=str(d["algo"]),
+                policy=str(d["policy"]),
+                rewards=[_reward_term(r) for r in d.get("rewards") or []],
+                manifest=str(d.get("manifest") or ""),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise RrpoError(f"run description lacks or mangles {e}", run / RUN_INFO) from None
 
@@ -131,8 +135,11 @@ def _reward_term(r: dict) -> dict:
     """One ``rewards`` term of a run description: ``{name, path, weight}``, plus ``paths``, ``aggregate``
     and ``std_weight`` for an ensemble term (``path`` is then its first member)."""
     paths = [str(p) for p in r.get("paths") or []]
-    out = {"name": str(r["name"]), "path": str(r.get("path") or (paths[0] if paths else r["path"])),
-           "weight": float(r.get("weight", 1.0))}
+    out = {
+        "name": str(r["name"]),
+        "path": str(r.get("path") or (paths[0] if paths else r["path"])),
+        "weight": float(r.get("weight", 1.0)),
+    }
     if paths:
         out.update(paths=paths, aggregate=str(r.get("aggregate", "mean")), std_weight=float(r.get("std_weight", 1.0)))
     return out
@@ -151,8 +158,9 @@ def read_run_info(run: str | os.PathLike, verb: str) -> dict:
         got = d.get("verb") if isinstance(d, dict) else None
         raise RrpoError(f"a run of `rrpo {got}`, not of `rrpo {verb}`", path)
     if int(d.get("format", 0)) > RUN_INFO_FORMAT:
-        raise RrpoError(f"run.json format {d['format']} is newer than this rrpo reads ({RUN_INFO_FORMAT}); "
-                        "upgrade rrpo", path)
+        raise RrpoError(
+            f"run.json format {d['format']} is newer than this rrpo reads ({RUN_INFO_FORMAT}); upgrade rrpo", path
+        )
     return d
 
 
@@ -165,5 +173,9 @@ def _legacy_optimize_info(path: Path) -> dict:
         raise RrpoError(f"cannot read the run's config ({e.__class__.__name__})", path) from None
     if not isinstance(d, dict) or "policy" not in d:
         raise RrpoError("not an optimisation run's config (no 'policy' key) and no run.json beside it", path)
-    return {"algo": d.get("algo", "diffro"), "policy": d["policy"], "rewards": d.get("rewards") or [],
-            "manifest": (d.get("prompts") or {}).get("manifest", "")}
+    return {
+        "algo": d.get("algo", "diffro"),
+        "policy": d["policy"],
+        "rewards": d.get("rewards") or [],
+        "manifest": (d.get("prompts") or {}).get("manifest", ""),
+    }

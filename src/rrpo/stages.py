@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
 
 from rrpo.errors import ConfigError, RrpoError
 
-Action = Union[Sequence[str], Callable[[], None]]
+Action = Sequence[str] | Callable[[], None]
 
 
 @dataclass
@@ -52,8 +52,9 @@ def check_stage_overrides(cfg: object, targets: dict[str, str]) -> None:
             raise ConfigError(f"config key '{field}' (overrides for {name}): {e.reason}") from None
 
 
-def run_stages(stages: Sequence[Stage], run_verb: Callable[[list[str]], int], force: set[str] = frozenset(),
-               tag: str = "stage") -> dict[str, float]:
+def run_stages(
+    stages: Sequence[Stage], run_verb: Callable[[list[str]], int], force: set[str] = frozenset(), tag: str = "stage"
+) -> dict[str, float]:
     """Run ``stages`` in order; returns seconds per stage (0.0 for a skipped one).
 
     ``run_verb(argv) -> exit status`` runs an argument-list stage: the ``rrpo`` dispatcher
@@ -79,8 +80,10 @@ def run_stages(stages: Sequence[Stage], run_verb: Callable[[list[str]], int], fo
         else:
             rc = run_verb(list(st.action))
             if rc != 0:
-                raise RrpoError(f"{tag} stage '{st.name}' failed (exit {rc}); fix the cause and run the same "
-                                "command again: finished stages are kept")
+                raise RrpoError(
+                    f"{tag} stage '{st.name}' failed (exit {rc}); fix the cause and run the same "
+                    "command again: finished stages are kept"
+                )
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("ok\n")
         times[st.name] = round(time.perf_counter() - t0, 1)

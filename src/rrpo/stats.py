@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 
 def mean_std(xs: Iterable[float | None]) -> tuple[float, float]:
@@ -27,11 +30,6 @@ def mean_std(xs: Iterable[float | None]) -> tuple[float, float]:
 # utterances (w = None: w = 1, the plain mean), so an accuracy is the mean of 0/1 values and an
 # artifact rate is Σ events / Σ seconds, exactly as the audit computes them.
 # Percentiles are the inverted CDF: the q-th percentile is the smallest value v with P(S ≤ v) ≥ q.
-
-import itertools
-from typing import Sequence
-
-import numpy as np
 
 Cluster = tuple[np.ndarray, "np.ndarray | None"]
 
@@ -89,7 +87,7 @@ def bootstrap_ci(x, w=None, level: float = 0.95, n_boot: int = 10000, seed: int 
     out = {"stat": _ratio(xs, ws), "lo": math.nan, "hi": math.nan, "n": n, "exact": False}
     if n == 0:
         return out
-    if n ** n <= n_boot:
+    if n**n <= n_boot:
         sx, sw = _draw_table(xs, ws)
         vals = sx / sw
         out["lo"], out["hi"] = _interval(vals, np.ones(len(vals)), level)
@@ -123,7 +121,7 @@ def _cluster_exact(clusters: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[n
     draws_x, draws_w, draws_p = [], [], []
     for x, w in clusters:  # one draw: a cluster (prob 1/C), then one of its n^n unit resamples
         n = len(x)
-        if n ** n > 5000:
+        if n**n > 5000:
             return None
         sx, sw = _draw_table(x, w)
         draws_x.append(sx), draws_w.append(sw), draws_p.append(np.full(len(sx), 1.0 / (C * len(sx))))
@@ -151,8 +149,14 @@ def cluster_bootstrap_ci(clusters: Sequence, level: float = 0.95, n_boot: int = 
     interval is (1/2, 1) and the 90 % interval (1/4, 1)."""
     cl = [c for c in (_as_cluster(c) for c in clusters) if len(c[0])]
     n = int(sum(len(x) for x, _ in cl))
-    out = {"stat": _ratio(np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl])) if cl else math.nan,
-           "lo": math.nan, "hi": math.nan, "n": n, "clusters": len(cl), "exact": False}
+    out = {
+        "stat": _ratio(np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl])) if cl else math.nan,
+        "lo": math.nan,
+        "hi": math.nan,
+        "n": n,
+        "clusters": len(cl),
+        "exact": False,
+    }
     if not cl:
         return out
     ex = _cluster_exact(cl)
@@ -172,8 +176,12 @@ def _pair_clusters(a: Sequence, b: Sequence) -> list[tuple[np.ndarray, np.ndarra
         raise ValueError(f"paired samples need the same clusters: {len(a)} vs {len(b)}")
     out = []
     for ca, cb in zip(a, b):
-        (xa, wa), (xb, wb) = [(np.asarray(c[0], np.float64), None if c[1] is None else np.asarray(c[1], np.float64))
-                              if isinstance(c, tuple) else (np.asarray(c, np.float64), None) for c in (ca, cb)]
+        (xa, wa), (xb, wb) = [
+            (np.asarray(c[0], np.float64), None if c[1] is None else np.asarray(c[1], np.float64))
+            if isinstance(c, tuple)
+            else (np.asarray(c, np.float64), None)
+            for c in (ca, cb)
+        ]
         wa = np.ones_like(xa) if wa is None else wa
         wb = np.ones_like(xb) if wb is None else wb
         if xa.shape != xb.shape:
@@ -185,8 +193,10 @@ def _pair_clusters(a: Sequence, b: Sequence) -> list[tuple[np.ndarray, np.ndarra
 
 
 def _diff(p) -> float:
-    xa = np.concatenate([c[0] for c in p]); wa = np.concatenate([c[1] for c in p])
-    xb = np.concatenate([c[2] for c in p]); wb = np.concatenate([c[3] for c in p])
+    xa = np.concatenate([c[0] for c in p])
+    wa = np.concatenate([c[1] for c in p])
+    xb = np.concatenate([c[2] for c in p])
+    wb = np.concatenate([c[3] for c in p])
     return _ratio(xb, wb) - _ratio(xa, wa)
 
 
@@ -216,7 +226,7 @@ def paired_permutation_p(a: Sequence, b: Sequence, level: str = "unit", n_perm: 
             return _diff(q)
         q, k = [], 0
         for xa, wa, xb, wb in p:
-            s = swap[k:k + len(xa)].astype(bool)
+            s = swap[k : k + len(xa)].astype(bool)
             k += len(xa)
             q.append((np.where(s, xb, xa), np.where(s, wb, wa), np.where(s, xa, xb), np.where(s, wa, wb)))
         return _diff(q)
@@ -231,16 +241,24 @@ def paired_permutation_p(a: Sequence, b: Sequence, level: str = "unit", n_perm: 
     return float((1 + hits) / (1 + n_perm))
 
 
-def paired_difference(a: Sequence, b: Sequence, level: float = 0.95, n_boot: int = 2000,
-                      n_perm: int = 5000, seed: int = 0) -> dict:
+def paired_difference(
+    a: Sequence, b: Sequence, level: float = 0.95, n_boot: int = 2000, n_perm: int = 5000, seed: int = 0
+) -> dict:
     """stat(b) − stat(a) of two systems judged on the same prompts (clusters and units aligned), with a
     hierarchical bootstrap interval (clusters, then units; the same draw for both systems), the
     unit-level and the cluster-level paired permutation p-values.
 
     Returns ``{"diff", "lo", "hi", "p_perm", "p_perm_cluster", "n", "clusters"}``."""
     p = _pair_clusters(a, b)
-    out = {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p_perm": math.nan, "p_perm_cluster": math.nan,
-           "n": int(sum(len(c[0]) for c in p)), "clusters": len(p)}
+    out = {
+        "diff": math.nan,
+        "lo": math.nan,
+        "hi": math.nan,
+        "p_perm": math.nan,
+        "p_perm_cluster": math.nan,
+        "n": int(sum(len(c[0]) for c in p)),
+        "clusters": len(p),
+    }
     if not p:
         return out
     out["diff"] = _diff(p)
@@ -296,13 +314,23 @@ def variance_components(cells: dict) -> dict:
     ms_e = ss_e / df_e if df_e > 0 else math.nan
     ms_b = ss_b / df_b if df_b > 0 else math.nan
     ms_a = ss_a / df_a if df_a > 0 else math.nan
-    raw = {"utt": ms_e,
-           "opt": (ms_b - ms_e) / n if df_b > 0 else math.nan,
-           "rm": (ms_a - (ms_b if df_b > 0 else ms_e)) / (b * n) if df_a > 0 else math.nan}
+    raw = {
+        "utt": ms_e,
+        "opt": (ms_b - ms_e) / n if df_b > 0 else math.nan,
+        "rm": (ms_a - (ms_b if df_b > 0 else ms_e)) / (b * n) if df_a > 0 else math.nan,
+    }
     # with b = 1 the optimiser seed is confounded with the RM seed: σ²_A then holds both
     sig = {k: (max(v, 0.0) if not math.isnan(v) else v) for k, v in raw.items()}
-    return {"a": a, "b": b, "n": n, "ms": {"rm": ms_a, "opt": ms_b, "utt": ms_e},
-            "df": {"rm": df_a, "opt": df_b, "utt": df_e}, "sigma2": sig, "raw": raw, "grand_mean": grand}
+    return {
+        "a": a,
+        "b": b,
+        "n": n,
+        "ms": {"rm": ms_a, "opt": ms_b, "utt": ms_e},
+        "df": {"rm": df_a, "opt": df_b, "utt": df_e},
+        "sigma2": sig,
+        "raw": raw,
+        "grand_mean": grand,
+    }
 
 
 def design_half_width(sigma2: dict, n_rm: int, n_opt: int, n_utt: int, z: float = 1.96) -> float:
@@ -315,8 +343,9 @@ def design_half_width(sigma2: dict, n_rm: int, n_opt: int, n_utt: int, z: float 
     return float(z * math.sqrt(var))
 
 
-def unweighted_accuracy_ci(labels: Sequence, predictions: Sequence, level: float = 0.95, n_boot: int = 10000,
-                           seed: int = 0) -> dict:
+def unweighted_accuracy_ci(
+    labels: Sequence, predictions: Sequence, level: float = 0.95, n_boot: int = 10000, seed: int = 0
+) -> dict:
     """Stratified percentile bootstrap of unweighted accuracy (the mean of per-class recalls).
 
     Utterances are resampled with replacement within each true class (class sizes fixed), so the
@@ -342,7 +371,7 @@ def unweighted_accuracy_ci(labels: Sequence, predictions: Sequence, level: float
         vals, probs = np.zeros(1), np.ones(1)
         for ni, ci in zip(n, c):
             q = ci / ni
-            pk = np.array([comb(ni, j) * q ** j * (1 - q) ** (ni - j) for j in range(ni + 1)])
+            pk = np.array([comb(ni, j) * q**j * (1 - q) ** (ni - j) for j in range(ni + 1)])
             vk = np.arange(ni + 1) / ni / K
             vals = (vals[:, None] + vk[None]).ravel()
             probs = (probs[:, None] * pk[None]).ravel()

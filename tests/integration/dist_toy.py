@@ -7,7 +7,7 @@ from torch import nn
 
 from rrpo.runs import RunDir
 from rrpo.train.dist import init_from_env, shutdown
-from rrpo.train.loop import EpochBatches, TrainConfig, latest_checkpoint, train
+from rrpo.train.loop import EpochBatches, TrainConfig, train
 
 out, accum = sys.argv[1], int(sys.argv[2])
 rank, world = init_from_env()
@@ -26,8 +26,13 @@ def objective(batch, step):
 
 
 cfg = TrainConfig(steps=5, batch_size=4, grad_accum=accum, lr=1e-2, bf16=False, progress=False, schedule="constant")
-train(model, objective, EpochBatches(len(X), 4, lambda i: (X[i], Y[i]), shuffle=False), cfg,
-      RunDir.create(out, cfg, ["dist_toy"]))
+train(
+    model,
+    objective,
+    EpochBatches(len(X), 4, lambda i: (X[i], Y[i]), shuffle=False),
+    cfg,
+    RunDir.create(out, cfg, ["dist_toy"]),
+)
 if rank == 0:
     torch.save({k: v.clone() for k, v in model.state_dict().items()}, f"{out}/final.pt")
 shutdown()

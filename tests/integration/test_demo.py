@@ -18,7 +18,7 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
     assert main(["demo", "--config", str(REPO / "configs" / "demo_tiny.yaml"), f"out={out}"]) == 0
     printed = capsys.readouterr().out
     start = printed.rindex("\n{\n") + 1  # the indented summary printed last; stages print one-line JSON
-    summary = json.loads(printed[start:printed.index("\n}\n", start) + 2])
+    summary = json.loads(printed[start : printed.index("\n}\n", start) + 2])
     page = Path(summary["report"])
     assert page.exists()
     html = page.read_text()
@@ -26,6 +26,7 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
         assert (page.parent / src).exists(), src
     assert "DiffRO (vanilla RM)" in html and "RRPO (robust RM)" in html
     from tests.browser_check import CHROMIUM, assert_page_ok
+
     if CHROMIUM is not None:  # the report of real optimisation runs, checked in the browser
         pytest.importorskip("playwright.sync_api")
         assert_page_ok(page, tmp_path / "report.png")

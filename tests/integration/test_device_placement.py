@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rrpo.optimize.trainer import run_optimize
+
 from tests.integration.test_optimize import cfg_for, setup  # noqa: F401 (fixture)
 from tests.unit.fake_device import DEVICE, Elsewhere, OtherDevice
 
@@ -41,8 +42,7 @@ def test_the_fake_device_raises_like_cuda():
 
 @pytest.mark.parametrize("algo", ["grpo", "reinforce", "diffro"])
 def test_sampled_objectives_run_with_the_policy_on_another_device(setup, tmp_path, elsewhere, algo):  # noqa: F811
-    out = run_optimize(cfg_for(setup, tmp_path / algo, f"algo={algo}", "group=2", "train.steps=1",
-                               "train.device=meta"))
+    out = run_optimize(cfg_for(setup, tmp_path / algo, f"algo={algo}", "group=2", "train.steps=1", "train.device=meta"))
     assert "reward/emo" in out and torch.isfinite(torch.tensor(out["policy/kl_ref"]))
 
 
@@ -56,6 +56,7 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
     from rrpo.audit.scorer import AuditPrompts, Scorer
     from rrpo.policy.settings import SamplingConfig
     from rrpo.reward.model import ModelConfig, TokenRewardModel
+
     from tests.unit.test_policy import small_policy
 
     class Codec:
@@ -73,13 +74,22 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
 
     monkeypatch.setattr(scorer, "audit_audio", fake_audit_audio)
     pol, start = small_policy(), small_policy(seed=1)
-    rm = TokenRewardModel(20, ["angry", "happy"], ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32,
-                                                              pool_dim=8, dropout=0.0)).eval()
+    rm = TokenRewardModel(
+        20, ["angry", "happy"], ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, pool_dim=8, dropout=0.0)
+    ).eval()
     sc = Scorer.__new__(Scorer)
     sc.start, sc.rms, sc.rm_names, sc.codec, sc.judge = start, [rm], ["emo"], Codec(), object()
-    sc.prompts, sc.sampling, sc.seed, sc.recognizer, sc.bf16 = AuditPrompts(), SamplingConfig(max_ratio=2), 1234, False, False
-    sc.rows = [{"id": f"r{i}", "text": t, "language": "zh", "speaker": "s1", "emotion": e, "ref_id": None}
-               for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])]
+    sc.prompts, sc.sampling, sc.seed, sc.recognizer, sc.bf16 = (
+        AuditPrompts(),
+        SamplingConfig(max_ratio=2),
+        1234,
+        False,
+        False,
+    )
+    sc.rows = [
+        {"id": f"r{i}", "text": t, "language": "zh", "speaker": "s1", "emotion": e, "ref_id": None}
+        for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])
+    ]
     sc.references, sc.stats, sc.emotions = {}, None, ["angry", "happy"]
     on_cpu = sc.score(pol)
     with OtherDevice():

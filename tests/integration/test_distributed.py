@@ -21,15 +21,16 @@ def _run(args, env_extra=None):
 
 
 @pytest.mark.slow  # 36 s (two torchrun launches; measured with --durations on 2 shared cores)
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun not installed",
+)
 def test_two_processes_equal_one_with_accumulation(tmp_path):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     if not Path(torchrun).exists():
         torchrun = shutil.which("torchrun")
     _run([sys.executable, str(HERE / "dist_toy.py"), str(tmp_path / "one"), "2"])
-    _run([torchrun, "--nproc-per-node", "2", "--standalone", str(HERE / "dist_toy.py"),
-          str(tmp_path / "two"), "1"])
+    _run([torchrun, "--nproc-per-node", "2", "--standalone", str(HERE / "dist_toy.py"), str(tmp_path / "two"), "1"])
     a = torch.load(tmp_path / "one" / "final.pt", weights_only=True)
     b = torch.load(tmp_path / "two" / "final.pt", weights_only=True)
     for k in a:

@@ -2,9 +2,7 @@
 runs, every trainable parameter moves in one step, resume repeats the losses, two processes equal
 one process with accumulation, and bad configs are one-line errors."""
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +12,14 @@ import torch
 
 from rrpo.cli import main
 from rrpo.config import load_config
+from rrpo.errors import RrpoError
 from rrpo.optimize.trainer import OptimizeConfig, run_optimize
 from rrpo.policy.io import load_policy
 from rrpo.policy.sft import SFTConfig, run_sft
 from rrpo.reward.train import RMTrainConfig, train_rm
-from rrpo.errors import RrpoError
 from rrpo.runs import OptimizeRunInfo, RunDir
 from rrpo.train.loop import latest_checkpoint
+
 from tests.unit.policy_fixtures import make_corpus, sft_overrides
 
 
@@ -29,21 +28,51 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("opt")
     man, shards = make_corpus(root / "data")
     run_sft(load_config(SFTConfig, None, sft_overrides(root / "data", root / "sft", steps=3)))
-    rm_cfg = load_config(RMTrainConfig, None, [
-        f"data.manifests=[{man}]", f"data.tokens=[{shards}]", "classes=[angry, happy]", "model.d_model=16",
-        "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8", "train.steps=2",
-        "train.batch_size=4", "train.progress=false", "data.max_tokens=0"])
+    rm_cfg = load_config(
+        RMTrainConfig,
+        None,
+        [
+            f"data.manifests=[{man}]",
+            f"data.tokens=[{shards}]",
+            "classes=[angry, happy]",
+            "model.d_model=16",
+            "model.n_layers=1",
+            "model.n_heads=2",
+            "model.d_ff=32",
+            "model.pool_dim=8",
+            "train.steps=2",
+            "train.batch_size=4",
+            "train.progress=false",
+            "data.max_tokens=0",
+        ],
+    )
     train_rm(rm_cfg, root / "rm")
     return root, man, shards
 
 
 def cfg_for(setup, out, *extra):
     root, man, shards = setup
-    return load_config(OptimizeConfig, None, [
-        f"out={out}", f"policy={root / 'sft'}", f"rewards=[{{name: emo, path: {root / 'rm'}}}]",
-        f"prompts.manifest={man}", f"prompts.shards={shards}", "train.steps=2", "train.batch_size=2",
-        "train.lr=1e-2", "train.progress=false", "train.log_every=1", "train.bf16=false",
-        "train.schedule=constant", "sampling.max_ratio=3", "sampling.min_ratio=1", *extra])
+    return load_config(
+        OptimizeConfig,
+        None,
+        [
+            f"out={out}",
+            f"policy={root / 'sft'}",
+            f"rewards=[{{name: emo, path: {root / 'rm'}}}]",
+            f"prompts.manifest={man}",
+            f"prompts.shards={shards}",
+            "train.steps=2",
+            "train.batch_size=2",
+            "train.lr=1e-2",
+            "train.progress=false",
+            "train.log_every=1",
+            "train.bf16=false",
+            "train.schedule=constant",
+            "sampling.max_ratio=3",
+            "sampling.min_ratio=1",
+            *extra,
+        ],
+    )
 
 
 def losses(run):
@@ -99,15 +128,45 @@ def test_two_processes_equal_one_with_accumulation(setup, tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
     root, man, shards = setup
-    common = [f"policy={root / 'sft'}", f"rewards=[{{name: emo, path: {root / 'rm'}}}]", f"prompts.manifest={man}",
-              "train.steps=2", "train.batch_size=2", "train.lr=1e-2", "train.progress=false", "train.bf16=false",
-              "train.schedule=constant", "sampling.max_ratio=3", "sampling.min_ratio=1"]
+    common = [
+        f"policy={root / 'sft'}",
+        f"rewards=[{{name: emo, path: {root / 'rm'}}}]",
+        f"prompts.manifest={man}",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.lr=1e-2",
+        "train.progress=false",
+        "train.bf16=false",
+        "train.schedule=constant",
+        "sampling.max_ratio=3",
+        "sampling.min_ratio=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r1 = subprocess.run([sys.executable, "-m", "rrpo", "optimize", f"out={tmp_path / 'one'}", "train.grad_accum=2", *common],
-                        env=env, capture_output=True, text=True, timeout=300)
+    r1 = subprocess.run(
+        [sys.executable, "-m", "rrpo", "optimize", f"out={tmp_path / 'one'}", "train.grad_accum=2", *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r1.returncode == 0, r1.stderr[-2000:]
-    r2 = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "rrpo", "optimize",
-                         f"out={tmp_path / 'two'}", *common], env=env, capture_output=True, text=True, timeout=300)
+    r2 = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "rrpo",
+            "optimize",
+            f"out={tmp_path / 'two'}",
+            *common,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r2.returncode == 0, r2.stderr[-2000:]
     a, b = load_policy(tmp_path / "one"), load_policy(tmp_path / "two")
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
@@ -118,8 +177,19 @@ def test_bad_configs_are_one_line_errors(setup, tmp_path, capsys):
     root, man, _ = setup
     assert main(["optimize", f"out={tmp_path / 'x'}", f"policy={root / 'sft'}", f"prompts.manifest={man}"]) == 2
     assert "needs at least one reward model" in capsys.readouterr().err
-    assert main(["optimize", f"out={tmp_path / 'x'}", f"policy={root / 'sft'}", f"prompts.manifest={man}",
-                 f"rewards=[{{path: {root / 'rm'}}}]", "prompts.emotions=[sad]"]) == 2
+    assert (
+        main(
+            [
+                "optimize",
+                f"out={tmp_path / 'x'}",
+                f"policy={root / 'sft'}",
+                f"prompts.manifest={man}",
+                f"rewards=[{{path: {root / 'rm'}}}]",
+                "prompts.emotions=[sad]",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "sad" in err and "Traceback" not in err
     assert main(["optimize", "algo=ppo"]) == 2
@@ -130,17 +200,50 @@ def test_diffro_with_an_ensemble_term(setup, tmp_path):
     """A `rewards` term with several folders and a pessimistic aggregate trains and logs like one model."""
     root, man, shards = setup
     rm2 = tmp_path / "rm2"
-    train_rm(load_config(RMTrainConfig, None, [
-        f"data.manifests=[{man}]", f"data.tokens=[{shards}]", "classes=[angry, happy]", "model.d_model=16",
-        "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8", "train.steps=2",
-        "train.batch_size=4", "train.progress=false", "data.max_tokens=0", "train.seed=7"]), rm2)
+    train_rm(
+        load_config(
+            RMTrainConfig,
+            None,
+            [
+                f"data.manifests=[{man}]",
+                f"data.tokens=[{shards}]",
+                "classes=[angry, happy]",
+                "model.d_model=16",
+                "model.n_layers=1",
+                "model.n_heads=2",
+                "model.d_ff=32",
+                "model.pool_dim=8",
+                "train.steps=2",
+                "train.batch_size=4",
+                "train.progress=false",
+                "data.max_tokens=0",
+                "train.seed=7",
+            ],
+        ),
+        rm2,
+    )
     out = tmp_path / "ens"
-    cfg = load_config(OptimizeConfig, None, [
-        f"out={out}", f"policy={root / 'sft'}",
-        f"rewards=[{{name: emo, paths: [{root / 'rm'}, {rm2}], aggregate: mean_minus_std}}]",
-        f"prompts.manifest={man}", f"prompts.shards={shards}", "train.steps=2", "train.batch_size=2",
-        "train.lr=1e-2", "train.progress=false", "train.log_every=1", "train.bf16=false",
-        "train.schedule=constant", "sampling.max_ratio=3", "sampling.min_ratio=1", "algo=diffro"])
+    cfg = load_config(
+        OptimizeConfig,
+        None,
+        [
+            f"out={out}",
+            f"policy={root / 'sft'}",
+            f"rewards=[{{name: emo, paths: [{root / 'rm'}, {rm2}], aggregate: mean_minus_std}}]",
+            f"prompts.manifest={man}",
+            f"prompts.shards={shards}",
+            "train.steps=2",
+            "train.batch_size=2",
+            "train.lr=1e-2",
+            "train.progress=false",
+            "train.log_every=1",
+            "train.bf16=false",
+            "train.schedule=constant",
+            "sampling.max_ratio=3",
+            "sampling.min_ratio=1",
+            "algo=diffro",
+        ],
+    )
     assert cfg.rewards[0].paths and cfg.rewards[0].aggregate == "mean_minus_std"
     run_optimize(cfg)
     logged = [m for m in RunDir(out).read_metrics() if "reward/emo" in m]

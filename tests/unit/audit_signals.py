@@ -23,13 +23,19 @@ def _smooth(rng, n, knots, lo, hi):
     return k[i] * (1 - w) + k[i + 1] * w
 
 
-def speech_like(seconds: float = 2.0, sr: int = SR, seed: int = 0, f0: tuple[float, float] = (100.0, 180.0),
-                level: float = 0.3, fricatives: bool = True) -> np.ndarray:
+def speech_like(
+    seconds: float = 2.0,
+    sr: int = SR,
+    seed: int = 0,
+    f0: tuple[float, float] = (100.0, 180.0),
+    level: float = 0.3,
+    fricatives: bool = True,
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
     t = np.arange(n) / sr
     syll = max(2, int(seconds * 4))
-    pitch = _smooth(rng, n, syll + 1, *f0)                               # (n,) Hz
+    pitch = _smooth(rng, n, syll + 1, *f0)  # (n,) Hz
     formants = [_smooth(rng, n, syll + 1, lo, hi) for lo, hi in ((300, 800), (900, 2200), (2300, 3200))]
     phase = 2 * np.pi * np.cumsum(pitch) / sr
     x = np.zeros(n)
@@ -41,10 +47,10 @@ def speech_like(seconds: float = 2.0, sr: int = SR, seed: int = 0, f0: tuple[flo
     # syllables: raised-cosine envelopes, one gap of ~120 ms in the middle
     env = np.zeros(n)
     start = 0
-    while start < n:                                                     # syllables of 150-350 ms
+    while start < n:  # syllables of 150-350 ms
         length = int(rng.uniform(0.15, 0.35) * sr)
         seg = np.arange(min(length, n - start))
-        env[start:start + len(seg)] = (0.5 - 0.5 * np.cos(2 * np.pi * seg / length)) ** 0.5 * rng.uniform(0.6, 1.0)
+        env[start : start + len(seg)] = (0.5 - 0.5 * np.cos(2 * np.pi * seg / length)) ** 0.5 * rng.uniform(0.6, 1.0)
         start += length
     gap = (t > seconds * 0.5) & (t < seconds * 0.5 + 0.12)
     env[gap] = 0.0
@@ -59,5 +65,5 @@ def speech_like(seconds: float = 2.0, sr: int = SR, seed: int = 0, f0: tuple[flo
         for c in rng.uniform(0.2, seconds - 0.2, size=max(1, int(seconds))):
             w = np.exp(-0.5 * ((t - c) / 0.025) ** 2)
             x += 0.1 * level * hiss * w
-    x += 10 ** (-55 / 20) * rng.standard_normal(n)                      # room noise at about -55 dBFS
+    x += 10 ** (-55 / 20) * rng.standard_normal(n)  # room noise at about -55 dBFS
     return x.astype(np.float32)

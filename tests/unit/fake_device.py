@@ -23,9 +23,15 @@ _MOVES = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
 class Elsewhere(torch.Tensor):
     @staticmethod
     def __new__(cls, elem: torch.Tensor):
-        r = torch.Tensor._make_wrapper_subclass(cls, elem.shape, strides=elem.stride(),
-                                                 storage_offset=elem.storage_offset(), dtype=elem.dtype,
-                                                 device=DEVICE, requires_grad=elem.requires_grad)
+        r = torch.Tensor._make_wrapper_subclass(
+            cls,
+            elem.shape,
+            strides=elem.stride(),
+            storage_offset=elem.storage_offset(),
+            dtype=elem.dtype,
+            device=DEVICE,
+            requires_grad=elem.requires_grad,
+        )
         r.elem = elem
         return r
 
@@ -36,7 +42,9 @@ class Elsewhere(torch.Tensor):
         return self.elem.tolist()
 
     def numpy(self, *a, **k):
-        raise TypeError("can't convert meta device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first.")
+        raise TypeError(
+            "can't convert meta device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first."
+        )
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
@@ -59,8 +67,10 @@ def _dispatch(func, args, kwargs):
     to_cpu = dev is not None and torch.device(dev).type == "cpu"
     if away and func not in _MOVES and any(t.dim() > 0 for t in here):
         shapes = [tuple(t.shape) for t in here if t.dim() > 0]
-        raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
-                           f"meta and cpu! ({func}, cpu tensors of shapes {shapes})")
+        raise RuntimeError(
+            f"Expected all tensors to be on the same device, but found at least two devices, "
+            f"meta and cpu! ({func}, cpu tensors of shapes {shapes})"
+        )
     unwrap = lambda x: x.elem if isinstance(x, Elsewhere) else x  # noqa: E731
     a, k = tree_map(unwrap, args), tree_map(unwrap, kwargs)
     if to_away:

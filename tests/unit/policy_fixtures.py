@@ -24,12 +24,19 @@ def tokens_for(text: str, emotion: str, speaker: str, length: int | None = None)
     return (base + np.arange(n) * (1 + EMOTIONS.index(emotion))) % VOCAB
 
 
-def make_corpus(folder: Path, fixed_length: int | None = None, texts=TEXTS, prefix: str = "",
-                vocab: int = VOCAB) -> tuple[Path, Path]:
+def make_corpus(
+    folder: Path, fixed_length: int | None = None, texts=TEXTS, prefix: str = "", vocab: int = VOCAB
+) -> tuple[Path, Path]:
     """Write folder/manifest.jsonl and folder/shards (ids start with ``prefix``); return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    recs, w = [], ShardWriter(folder / "shards", {"vocab_size": vocab, "frame_rate": 25.0, "codec": {"name": "toy"},
-                                                  "manifest": "manifest.jsonl"}, shard_size=7)
+    recs, w = (
+        [],
+        ShardWriter(
+            folder / "shards",
+            {"vocab_size": vocab, "frame_rate": 25.0, "codec": {"name": "toy"}, "manifest": "manifest.jsonl"},
+            shard_size=7,
+        ),
+    )
     for ti, text in enumerate(texts):
         for emo in EMOTIONS:
             for spk in SPEAKERS:
@@ -43,10 +50,24 @@ def make_corpus(folder: Path, fixed_length: int | None = None, texts=TEXTS, pref
 
 
 def sft_overrides(folder: Path, out: Path, steps: int = 4, **extra) -> list[str]:
-    ov = {"out": str(out), "data.manifest": str(folder / "manifest.jsonl"), "data.shards": str(folder / "shards"),
-          "data.heldout": f"[{TEXTS[-1]}]", "model.hidden_size": 32, "model.layers": 2, "model.heads": 4,
-          "model.kv_heads": 2, "model.intermediate_size": 64, "train.steps": steps, "train.batch_size": 4,
-          "train.lr": 3e-3, "train.progress": "false", "train.log_every": 1, "train.device": "cpu",
-          "train.schedule": "constant", "eval_batch_size": 8}
+    ov = {
+        "out": str(out),
+        "data.manifest": str(folder / "manifest.jsonl"),
+        "data.shards": str(folder / "shards"),
+        "data.heldout": f"[{TEXTS[-1]}]",
+        "model.hidden_size": 32,
+        "model.layers": 2,
+        "model.heads": 4,
+        "model.kv_heads": 2,
+        "model.intermediate_size": 64,
+        "train.steps": steps,
+        "train.batch_size": 4,
+        "train.lr": 3e-3,
+        "train.progress": "false",
+        "train.log_every": 1,
+        "train.device": "cpu",
+        "train.schedule": "constant",
+        "eval_batch_size": 8,
+    }
     ov.update(extra)
     return [f"{k}={v}" for k, v in ov.items()]

@@ -11,9 +11,17 @@ from rrpo.data.emotions import ESD_CLASSES
 from rrpo.data.manifest import Utterance, write_manifest
 
 
-def make_corpus(root: Path, name: str = "c", speakers=("s1", "s2", "s3", "s4"), per_class: int = 6,
-                vocab: int = 32, language: str = "zh", seed: int = 0, classes=ESD_CLASSES,
-                length=(12, 30)) -> tuple[Path, Path]:
+def make_corpus(
+    root: Path,
+    name: str = "c",
+    speakers=("s1", "s2", "s3", "s4"),
+    per_class: int = 6,
+    vocab: int = 32,
+    language: str = "zh",
+    seed: int = 0,
+    classes=ESD_CLASSES,
+    length=(12, 30),
+) -> tuple[Path, Path]:
     """A manifest + shards where class k's tokens come mostly from ids [4k, 4k+4) (learnable)."""
     rng = np.random.default_rng(seed)
     recs = []

@@ -21,7 +21,7 @@ def peak_hz(x: np.ndarray, sr: int) -> float:
     """Frequency of the largest FFT bin (Hann window), refined by parabolic interpolation."""
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     k = int(np.argmax(spec))
-    a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
+    a, b, c = np.log(spec[k - 1 : k + 2] + 1e-12)
     return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / len(x)
 
 
@@ -101,6 +101,7 @@ def test_rms_db():
 
 # ------------------------------------------------------------------------------- bad files
 
+
 def _wav_bytes(tmp_path, x=None, subtype="PCM_16"):
     p = tmp_path / "src.wav"
     sf.write(str(p), sine(440.0, 16000, 0.5) if x is None else x, 16000, subtype=subtype)
@@ -148,7 +149,7 @@ def test_wav_with_unknown_data_size_is_accepted(tmp_path):
     """Streaming writers leave the data size 0xFFFFFFFF; that is not a truncation."""
     data = bytearray(_wav_bytes(tmp_path))
     i = data.index(b"data")
-    data[i + 4:i + 8] = (0xFFFFFFFF).to_bytes(4, "little")
+    data[i + 4 : i + 8] = (0xFFFFFFFF).to_bytes(4, "little")
     (tmp_path / "s.wav").write_bytes(bytes(data))
     x, _ = load_audio(tmp_path / "s.wav")
     assert len(x) == 8000

@@ -14,11 +14,17 @@ def test_direction():
 
 
 def test_claim_status_by_hand():
-    assert claim_status({"a": "supports", "b": "unclear"}) == {"status": "single-judge", "flagged": True,
-                                                               "supported_by": ["a"]}
+    assert claim_status({"a": "supports", "b": "unclear"}) == {
+        "status": "single-judge",
+        "flagged": True,
+        "supported_by": ["a"],
+    }
     assert claim_status({"a": "supports", "b": "contradicts"})["status"] == "contradicted"
-    assert claim_status({"a": "supports", "b": "supports"}) == {"status": "agreed", "flagged": False,
-                                                                "supported_by": ["a", "b"]}
+    assert claim_status({"a": "supports", "b": "supports"}) == {
+        "status": "agreed",
+        "flagged": False,
+        "supported_by": ["a", "b"],
+    }
     assert claim_status({"a": "unclear", "b": "contradicts"})["status"] == "unsupported"
     assert claim_status({"a": "n/a", "b": "n/a"})["status"] == "n/a"
 
@@ -27,10 +33,18 @@ def test_judge_verdicts_flag_a_claim_only_one_judge_supports():
     """eGeMAPS: DiffRO − SFT in [−0.2, −0.05] (down: supports 'DiffRO hacks'); log-mel: [−0.1, 0.05] (unclear)
     → single-judge, flagged. RRPO − DiffRO: eGeMAPS [0.01, 0.2] up, log-mel [−0.3, −0.02] down → contradicted.
     RRPO − SFT: both [−0.1, 0.1] → unsupported. With RRPO's proxy not up, 'RRPO hacks' is n/a."""
-    paired = {"egemaps": {"diffro-sft": {"lo": -0.2, "hi": -0.05}, "rrpo-diffro": {"lo": 0.01, "hi": 0.2},
-                          "rrpo-sft": {"lo": -0.1, "hi": 0.1}},
-              "logmel": {"diffro-sft": {"lo": -0.1, "hi": 0.05}, "rrpo-diffro": {"lo": -0.3, "hi": -0.02},
-                         "rrpo-sft": {"lo": -0.1, "hi": 0.1}}}
+    paired = {
+        "egemaps": {
+            "diffro-sft": {"lo": -0.2, "hi": -0.05},
+            "rrpo-diffro": {"lo": 0.01, "hi": 0.2},
+            "rrpo-sft": {"lo": -0.1, "hi": 0.1},
+        },
+        "logmel": {
+            "diffro-sft": {"lo": -0.1, "hi": 0.05},
+            "rrpo-diffro": {"lo": -0.3, "hi": -0.02},
+            "rrpo-sft": {"lo": -0.1, "hi": 0.1},
+        },
+    }
     v = judge_verdicts(paired, {"diffro": True, "rrpo": True})
     assert v["diffro_hacks"]["verdicts"] == {"egemaps": "supports", "logmel": "unclear"}
     assert v["diffro_hacks"]["status"] == "single-judge" and v["diffro_hacks"]["flagged"]

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rrpo.audit.artifacts import (ArtifactConfig, detect_all, detect_bursts, detect_clicks, detect_clipping,
-                                  detect_repetition, detect_silence, repeated_ngram_fraction)
+from rrpo.audit.artifacts import (
+    ArtifactConfig,
+    detect_all,
+    detect_bursts,
+    detect_clicks,
+    detect_clipping,
+    detect_repetition,
+    detect_silence,
+    repeated_ngram_fraction,
+)
+
 from tests.unit.audit_signals import SR, speech_like
 
 
@@ -20,11 +29,11 @@ def test_clean_speech_like_is_quiet(seed, sr):
 
 def test_click_train_fires_clicks():
     x = speech_like(2.5, seed=1).copy()
-    pos = np.arange(8000, 40000, 1600)              # 20 impulses of 0.5, one every 100 ms
+    pos = np.arange(8000, 40000, 1600)  # 20 impulses of 0.5, one every 100 ms
     x[pos] += 0.5
     d = detect_clicks(x, SR)
-    assert d.events >= 15                            # most clicks inside loud voiced speech are found
-    assert d.events <= len(pos)                      # each impulse is at most one event
+    assert d.events >= 15  # most clicks inside loud voiced speech are found
+    assert d.events <= len(pos)  # each impulse is at most one event
     assert d.events_per_s == pytest.approx(d.events / 2.5)
     starts = np.array([a for a, _ in d.spans]) * SR
     assert np.all(np.min(np.abs(starts[:, None] - pos[None, :]), axis=1) <= 2)  # at the impulses
@@ -39,7 +48,7 @@ def test_click_in_silence_is_found():
 
 def test_noise_burst_fires_bursts():
     x = speech_like(2.5, seed=1).copy()
-    x[16000:17600] += 0.3 * np.random.default_rng(0).standard_normal(1600)   # 100 ms of white noise at 1.0 s
+    x[16000:17600] += 0.3 * np.random.default_rng(0).standard_normal(1600)  # 100 ms of white noise at 1.0 s
     d = detect_bursts(x, SR)
     assert d.events == 1
     a, b = d.spans[0]
@@ -64,13 +73,13 @@ def test_clipping_fires_and_hand_worked_rates():
 
 def test_internal_silence_fires_but_edges_do_not():
     x = speech_like(2.5, seed=1)
-    gap = np.concatenate([x[:20000], np.zeros(12000, np.float32), x[20000:]])   # 750 ms of zeros inside
+    gap = np.concatenate([x[:20000], np.zeros(12000, np.float32), x[20000:]])  # 750 ms of zeros inside
     d = detect_silence(gap, SR)
     assert d.events == 1
     assert d.spans[0][1] - d.spans[0][0] == pytest.approx(0.75, abs=0.05)
     padded = np.concatenate([np.zeros(16000, np.float32), x, np.zeros(16000, np.float32)])
-    assert detect_silence(padded, SR).events == 0    # leading/trailing silence is natural
-    short = np.concatenate([x[:20000], np.zeros(160, np.float32), x[20000:]])   # 10 ms dropout < 20 ms
+    assert detect_silence(padded, SR).events == 0  # leading/trailing silence is natural
+    short = np.concatenate([x[:20000], np.zeros(160, np.float32), x[20000:]])  # 10 ms dropout < 20 ms
     assert detect_silence(short, SR).events == 0
     dropout = np.concatenate([x[:20000], np.zeros(800, np.float32), x[20000:]])  # 50 ms of digital zeros
     assert detect_silence(dropout, SR).events == 1
@@ -78,12 +87,12 @@ def test_internal_silence_fires_but_edges_do_not():
 
 def test_loop_fires_repetition():
     x = speech_like(2.5, seed=1)
-    seg = x[8000:15000]                               # 437.5 ms, not a whole number of hops
+    seg = x[8000:15000]  # 437.5 ms, not a whole number of hops
     loop = np.concatenate([x[:15000], seg, seg, seg, x[15000:]])
     d = detect_repetition(loop, SR)
     assert d.events >= 1
     covered = sum(b - a for a, b in d.spans)
-    assert covered >= 0.6                             # most of the 2 repeated copies (0.875 s)
+    assert covered >= 0.6  # most of the 2 repeated copies (0.875 s)
 
 
 def test_held_vowel_is_not_a_loop():
@@ -102,13 +111,13 @@ def test_detectors_fire_at_codec_rates(sr):
     clicks[np.arange(n // 5, n - n // 5, sr // 10)] += 0.5
     assert detect_clicks(clicks, sr).events >= 10
     burst = x.copy()
-    burst[sr:sr + sr // 10] += 0.3 * np.random.default_rng(0).standard_normal(sr // 10)
+    burst[sr : sr + sr // 10] += 0.3 * np.random.default_rng(0).standard_normal(sr // 10)
     assert detect_bursts(burst, sr).events == 1
     assert detect_clipping(np.clip(5 * x, -1, 1), sr).events > 10
-    gap = np.concatenate([x[: n // 2], np.zeros(sr // 2, np.float32), x[n // 2:]])
+    gap = np.concatenate([x[: n // 2], np.zeros(sr // 2, np.float32), x[n // 2 :]])
     assert detect_silence(gap, sr).events == 1
-    seg = x[sr // 2: sr // 2 + int(0.44 * sr)]
-    assert detect_repetition(np.concatenate([x[: sr], seg, seg, seg, x[sr:]]), sr).events >= 1
+    seg = x[sr // 2 : sr // 2 + int(0.44 * sr)]
+    assert detect_repetition(np.concatenate([x[:sr], seg, seg, seg, x[sr:]]), sr).events >= 1
 
 
 def test_config_thresholds_are_used():
@@ -122,5 +131,5 @@ def test_repeated_ngram_fraction_hand_values():
     assert repeated_ngram_fraction([1, 2, 3, 1, 2, 3], 3) == 0.25
     assert repeated_ngram_fraction([1, 2, 3, 4, 5], 2) == 0.0
     assert repeated_ngram_fraction([7] * 6, 2) == 4 / 5
-    assert repeated_ngram_fraction([1, 2, 3, 9, 9, 9, 1, 2, 3], 3, window=3) == 0.0   # too far back
+    assert repeated_ngram_fraction([1, 2, 3, 9, 9, 9, 1, 2, 3], 3, window=3) == 0.0  # too far back
     assert repeated_ngram_fraction([1, 2], 3) == 0.0

@@ -7,9 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from rrpo.audit.distances import (MCD_CONST, dtw_path, edit_ops, f0_errors_on_path, feature_frechet,
-                                  frechet_distance, frechet_from_stats, mcd_dtw, mcd_from_cepstra,
-                                  normalise_words, reference_distances, word_error_rate)
+from rrpo.audit.distances import (
+    MCD_CONST,
+    dtw_path,
+    edit_ops,
+    f0_errors_on_path,
+    feature_frechet,
+    frechet_distance,
+    frechet_from_stats,
+    mcd_dtw,
+    mcd_from_cepstra,
+    normalise_words,
+    reference_distances,
+    word_error_rate,
+)
+
 from tests.unit.audit_signals import SR, speech_like
 
 
@@ -39,11 +51,12 @@ def test_mcd_hand_values():
 def test_mcd_on_waveforms():
     x = speech_like(1.5, seed=0)
     assert mcd_dtw(x, SR, x, SR) == 0.0
-    assert mcd_dtw(0.5 * x, SR, x, SR) == pytest.approx(0.0, abs=1e-6)   # gain only moves c_0
+    assert mcd_dtw(0.5 * x, SR, x, SR) == pytest.approx(0.0, abs=1e-6)  # gain only moves c_0
     y = speech_like(1.5, seed=5)
     assert mcd_dtw(y, SR, x, SR) > 3.0
     # a time-stretched copy (phase vocoder, 0.8x) is aligned by DTW: closer than another utterance
     import librosa
+
     slow = librosa.effects.time_stretch(x.astype(np.float32), rate=0.8)
     assert mcd_dtw(slow, SR, x, SR) < mcd_dtw(y, SR, x, SR)
 
@@ -75,8 +88,12 @@ def test_f0_error_on_tones_a_semitone_apart():
 def test_frechet_hand_values():
     """1-D N(0,1) vs N(3,4): 3² + 1 + 4 − 2·sqrt(1·4) = 10.
     2-D μ (0,0) vs (1,2), Σ diag(1,4) vs diag(4,9): (1 + 4) + (5 + 13) − 2·(2 + 6) = 7."""
-    assert frechet_from_stats(np.array([0.0]), np.array([[1.0]]), np.array([3.0]), np.array([[4.0]])) == pytest.approx(10.0)
-    assert frechet_from_stats(np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([4.0, 9.0])) == pytest.approx(7.0)
+    assert frechet_from_stats(np.array([0.0]), np.array([[1.0]]), np.array([3.0]), np.array([[4.0]])) == pytest.approx(
+        10.0
+    )
+    assert frechet_from_stats(
+        np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([4.0, 9.0])
+    ) == pytest.approx(7.0)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((500, 3))
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
@@ -94,7 +111,9 @@ def test_frechet_hand_values():
     # values become +-sqrt(2); sample variance 4, reference variance 0, equal means -> distance 4
     assert feature_frechet(np.array([[1.0], [-1.0]]), np.array([[0.0], [0.0]])) == pytest.approx(4.0)
     # a feature constant in both sets adds nothing
-    assert feature_frechet(np.array([[1.0, 7.0], [-1.0, 7.0]]), np.array([[0.0, 7.0], [0.0, 7.0]])) == pytest.approx(4.0)
+    assert feature_frechet(np.array([[1.0, 7.0], [-1.0, 7.0]]), np.array([[0.0, 7.0], [0.0, 7.0]])) == pytest.approx(
+        4.0
+    )
 
 
 def test_wer_hand_values():

@@ -55,16 +55,25 @@ def make_set(speaker_f0: float, n: int, seed: int):
     for emo in CLASSES:
         for _ in range(n):
             mult, lvl = spec[emo]
-            items.append((tone(speaker_f0 * mult * rng.uniform(0.95, 1.05), lvl * rng.uniform(0.8, 1.2),
-                               rng.uniform(0.4, 0.6), rng), SR))
+            items.append(
+                (
+                    tone(
+                        speaker_f0 * mult * rng.uniform(0.95, 1.05),
+                        lvl * rng.uniform(0.8, 1.2),
+                        rng.uniform(0.4, 0.6),
+                        rng,
+                    ),
+                    SR,
+                )
+            )
             labels.append(emo)
     return items, labels
 
 
 @pytest.fixture(scope="module")
 def tone_sets():
-    train = [make_set(110.0, 6, 0), make_set(220.0, 6, 1)]           # two speakers
-    test = make_set(160.0, 6, 2)                                      # a third, unseen speaker
+    train = [make_set(110.0, 6, 0), make_set(220.0, 6, 1)]  # two speakers
+    test = make_set(160.0, 6, 2)  # a third, unseen speaker
     return train, test
 
 
@@ -82,7 +91,7 @@ def test_judge_learns_tones_above_chance_and_round_trips(tone_sets, tmp_path):
     assert proba.shape == (len(test_items), 3)
     np.testing.assert_allclose(proba.sum(1), 1.0)
     m = classification_metrics(test_labels, proba, judge.classes)
-    assert m["wa"] > 0.6                                              # chance is 1/3
+    assert m["wa"] > 0.6  # chance is 1/3
 
     judge.save(tmp_path / "j")
     again = load_judge(tmp_path / "j")
@@ -133,20 +142,40 @@ def test_judge_cli_train_and_eval(tone_sets, tmp_path, capsys):
         for i, ((x, sr), emo) in enumerate(zip(items, labels)):
             path = tmp_path / "wav" / f"{spk}_{i}.wav"
             save_audio(path, x, sr)
-            recs.append(Utterance(id=f"{spk}_{i}", audio=str(path), sampling_rate=sr, duration=len(x) / sr,
-                                  text="", speaker=spk, language="zh", emotion=emo, split="train"))
+            recs.append(
+                Utterance(
+                    id=f"{spk}_{i}",
+                    audio=str(path),
+                    sampling_rate=sr,
+                    duration=len(x) / sr,
+                    text="",
+                    speaker=spk,
+                    language="zh",
+                    emotion=emo,
+                    split="train",
+                )
+            )
     man = tmp_path / "m.jsonl"
     write_manifest(man, recs)
     out = tmp_path / "judge"
-    rc = main(["judge", "train", f"manifests=[{man}]", f"out={out}", "exclude_speakers=[s3]",
-               "classes=[neutral, angry, sad]", "min_group=5", "c_grid=[0.1, 1.0]"])
+    rc = main(
+        [
+            "judge",
+            "train",
+            f"manifests=[{man}]",
+            f"out={out}",
+            "exclude_speakers=[s3]",
+            "classes=[neutral, angry, sad]",
+            "min_group=5",
+            "c_grid=[0.1, 1.0]",
+        ]
+    )
     assert rc == 0
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert trained["train_speakers"] == ["s1", "s2"] and trained["n_train"] == 36
     for f in ("judge.json", "weights.npz", "config.yaml", "command.txt", "metrics.jsonl"):
         assert (out / f).exists()
-    rc = main(["judge", "eval", f"judge={out}", f"manifests=[{man}]", "speakers=[s3]",
-               f"out={tmp_path / 'eval.json'}"])
+    rc = main(["judge", "eval", f"judge={out}", f"manifests=[{man}]", "speakers=[s3]", f"out={tmp_path / 'eval.json'}"])
     assert rc == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["n"] == 18 and ev["speakers"] == ["s3"] and ev["wa"] > 0.6

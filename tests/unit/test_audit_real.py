@@ -49,4 +49,4 @@ def test_judge_on_held_out_casia_speaker(shared_data):
     tr = spk != held
     judge, _ = fit_judge(feats[tr], emo[tr], spk[tr], JudgeConfig(c_grid=[0.1]))
     m = classification_metrics(emo[~tr], judge.proba_from_features(feats[~tr], spk[~tr]), judge.classes)
-    assert m["n"] == 30 and m["wa"] > 0.4   # measured 0.53 (held out: ZhaoZuoxiang)
+    assert m["n"] == 30 and m["wa"] > 0.4  # measured 0.53 (held out: ZhaoZuoxiang)

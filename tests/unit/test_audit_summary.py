@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rrpo.audit.summary import audit_audio
+
 from tests.unit.audit_signals import SR, speech_like
 
 
@@ -37,11 +38,23 @@ def test_audit_audio_summary():
     WER: 'hello world' vs 'hello word' (1 sub / 2) and 'good day' vs 'good day' -> 1/4 pooled."""
     a, b, c, d = (speech_like(1.0, seed=s) for s in range(4))
     clipped = np.clip(d * 6, -1, 1)
-    gen = [(a, SR, {"id": "u0", "emotion": "neutral", "speaker": "x", "ref_id": "r0", "language": "en",
-                    "text": "Hello, world"}),
-           (b, SR, {"id": "u1", "emotion": "happy", "speaker": "x", "language": "en", "text": "good day"}),
-           (c, SR, {"id": "u2", "emotion": "sad", "speaker": "x", "tokens": [1, 2, 3, 4, 1, 2, 3, 4]}),
-           (clipped, SR, {"id": "u3", "emotion": "angry"})]
+    gen = [
+        (
+            a,
+            SR,
+            {
+                "id": "u0",
+                "emotion": "neutral",
+                "speaker": "x",
+                "ref_id": "r0",
+                "language": "en",
+                "text": "Hello, world",
+            },
+        ),
+        (b, SR, {"id": "u1", "emotion": "happy", "speaker": "x", "language": "en", "text": "good day"}),
+        (c, SR, {"id": "u2", "emotion": "sad", "speaker": "x", "tokens": [1, 2, 3, 4, 1, 2, 3, 4]}),
+        (clipped, SR, {"id": "u3", "emotion": "angry"}),
+    ]
     refs = {"r0": (a, SR), "r1": (speech_like(1.0, seed=9), SR), "r2": (speech_like(1.0, seed=10), SR)}
     judge = FixedJudge()
     out = audit_audio(gen, refs, judge, recognizer=EchoRecognizer(["hello word", "good day"]), per_utterance=True)
@@ -58,7 +71,7 @@ def test_audit_audio_summary():
     assert dist["n_parallel"] == 1 and dist["mcd_db"] == 0.0 and dist["f0_rmse_cents"] == 0.0
     assert dist["frechet_egemaps"] > 0 and math.isfinite(dist["frechet_egemaps"])
     assert out["wer"]["wer"] == pytest.approx(0.25) and out["wer"]["n_utts"] == 2
-    assert out["token_repetition"] == pytest.approx(1 / 5)   # 4-grams: (1,2,3,4) repeats once among five
+    assert out["token_repetition"] == pytest.approx(1 / 5)  # 4-grams: (1,2,3,4) repeats once among five
     rows = out["utterances"]
     assert rows[0]["judge_pred"] == "neutral" and "judge_target_prob" not in rows[3]
     assert rows[0]["asr"] == "hello word" and rows[2].get("wer") is None

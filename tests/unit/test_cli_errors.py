@@ -26,9 +26,22 @@ def tone(path: Path, x: np.ndarray | None = None, sr: int = 16000, subtype: str 
 def earlier(tmp_path) -> Path:
     """An output manifest from an earlier, successful run."""
     audio = tone(tmp_path / "old" / "a.wav")
-    return write_manifest(tmp_path / "out" / "manifest.jsonl", [Utterance(
-        id="old", audio=str(audio), sampling_rate=16000, duration=0.25, text="t", speaker="s", language="en",
-        emotion="sad", split="train")]).path
+    return write_manifest(
+        tmp_path / "out" / "manifest.jsonl",
+        [
+            Utterance(
+                id="old",
+                audio=str(audio),
+                sampling_rate=16000,
+                duration=0.25,
+                text="t",
+                speaker="s",
+                language="en",
+                emotion="sad",
+                split="train",
+            )
+        ],
+    ).path
 
 
 def fails(capsys, argv: list[str], *fragments: str) -> str:
@@ -62,14 +75,23 @@ def csv_list(tmp_path: Path, rows: list[str], header: str = "audio,text,speaker,
 
 # ------------------------------------------------------------------------------ audio files
 
+
 def test_missing_audio(tmp_path, capsys, earlier):
     lst = csv_list(tmp_path, ["clips/gone.wav,hello,s1,happy,en"])
-    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}"],
-                  tmp_path / "clips" / "gone.wav", "audio file not found", "line 2 of list.csv")
+    prepare_fails(
+        capsys,
+        earlier,
+        ["corpus=csv", f"root={lst}"],
+        tmp_path / "clips" / "gone.wav",
+        "audio file not found",
+        "line 2 of list.csv",
+    )
 
 
 def test_missing_corpus_root(tmp_path, capsys, earlier):
-    prepare_fails(capsys, earlier, ["corpus=casia", f"root={tmp_path / 'nowhere'}"], tmp_path / "nowhere", "corpus root not found")
+    prepare_fails(
+        capsys, earlier, ["corpus=casia", f"root={tmp_path / 'nowhere'}"], tmp_path / "nowhere", "corpus root not found"
+    )
 
 
 def test_empty_audio(tmp_path, capsys, earlier):
@@ -77,14 +99,18 @@ def test_empty_audio(tmp_path, capsys, earlier):
     bad = tmp_path / "casia" / "spk" / "angry" / "202.wav"
     bad.write_bytes(b"")
     (tmp_path / "casia" / "相同的文本201--250.txt").write_bytes("201. 一。\n202. 二。\n".encode("gbk"))
-    prepare_fails(capsys, earlier, ["corpus=casia", f"root={tmp_path / 'casia'}"], f"{bad}: audio file is empty (0 bytes)")
+    prepare_fails(
+        capsys, earlier, ["corpus=casia", f"root={tmp_path / 'casia'}"], f"{bad}: audio file is empty (0 bytes)"
+    )
 
 
 def test_truncated_audio(tmp_path, capsys, earlier):
     good = tone(tmp_path / "Actor_01" / "03-01-05-01-01-01-01.wav")
     bad = tmp_path / "Actor_01" / "03-01-05-01-01-02-01.wav"
     bad.write_bytes(good.read_bytes()[:3000])
-    prepare_fails(capsys, earlier, ["corpus=ravdess", f"root={tmp_path / 'Actor_01'}"], f"{bad}: audio file is truncated")
+    prepare_fails(
+        capsys, earlier, ["corpus=ravdess", f"root={tmp_path / 'Actor_01'}"], f"{bad}: audio file is truncated"
+    )
 
 
 def test_non_audio_file(tmp_path, capsys, earlier):
@@ -102,45 +128,86 @@ def test_nan_audio_with_check_audio(tmp_path, capsys, earlier):
     # the header is fine, so only --check-audio opens the samples
     assert main(["prepare", "corpus=csv", f"root={lst}", f"out={tmp_path / 'ok.jsonl'}"]) == 0
     capsys.readouterr()
-    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}", "check_audio=true"],
-                  f"{tmp_path / 'nan.wav'}: audio holds NaN or infinite samples")
-    fails(capsys, ["manifest", f"manifest={tmp_path / 'ok.jsonl'}", "check_audio=true"], f"{tmp_path / 'nan.wav'}: audio holds NaN")
+    prepare_fails(
+        capsys,
+        earlier,
+        ["corpus=csv", f"root={lst}", "check_audio=true"],
+        f"{tmp_path / 'nan.wav'}: audio holds NaN or infinite samples",
+    )
+    fails(
+        capsys,
+        ["manifest", f"manifest={tmp_path / 'ok.jsonl'}", "check_audio=true"],
+        f"{tmp_path / 'nan.wav'}: audio holds NaN",
+    )
 
 
 def test_silent_audio_with_check_audio(tmp_path, capsys, earlier):
     tone(tmp_path / "quiet.wav", np.zeros(4000, np.float32))
     lst = csv_list(tmp_path, ["quiet.wav,hello,s1,happy,en"])
-    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}", "check_audio=true"], f"{tmp_path / 'quiet.wav'}: audio is silent")
+    prepare_fails(
+        capsys, earlier, ["corpus=csv", f"root={lst}", "check_audio=true"], f"{tmp_path / 'quiet.wav'}: audio is silent"
+    )
     assert main(["prepare", "corpus=csv", f"root={lst}", f"out={tmp_path / 'ok.jsonl'}"]) == 0
     capsys.readouterr()
-    fails(capsys, ["manifest", f"manifest={tmp_path / 'ok.jsonl'}", "check_audio=true"], f"{tmp_path / 'quiet.wav'}: audio is silent")
+    fails(
+        capsys,
+        ["manifest", f"manifest={tmp_path / 'ok.jsonl'}", "check_audio=true"],
+        f"{tmp_path / 'quiet.wav'}: audio is silent",
+    )
 
 
 def test_manifest_check_audio_truncated_flac(tmp_path, capsys, earlier):
     flac = tmp_path / "a.flac"
     sf.write(str(flac), (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
-    man = write_manifest(tmp_path / "m.jsonl", [Utterance(
-        id="a", audio="a.flac", sampling_rate=16000, duration=1.0, text="", speaker="s", language="en",
-        emotion="calm", split="train")])
+    man = write_manifest(
+        tmp_path / "m.jsonl",
+        [
+            Utterance(
+                id="a",
+                audio="a.flac",
+                sampling_rate=16000,
+                duration=1.0,
+                text="",
+                speaker="s",
+                language="en",
+                emotion="calm",
+                split="train",
+            )
+        ],
+    )
     flac.write_bytes(flac.read_bytes()[:2000])
-    fails(capsys, ["manifest", f"manifest={man.path}", "check_audio=true"], f"{flac}: not a readable audio file, or truncated")
+    fails(
+        capsys,
+        ["manifest", f"manifest={man.path}", "check_audio=true"],
+        f"{flac}: not a readable audio file, or truncated",
+    )
 
 
 # ----------------------------------------------------------------------------- labels, ids
+
 
 def test_label_outside_mapping_in_folder_name(tmp_path, capsys, earlier):
     tone(tmp_path / "casia" / "spk" / "angry" / "201.wav")
     tone(tmp_path / "casia" / "spk" / "bored" / "201.wav")
     (tmp_path / "casia" / "相同的文本201--250.txt").write_bytes("201. 一。\n".encode("gbk"))
-    prepare_fails(capsys, earlier, ["corpus=casia", f"root={tmp_path}"],
-                  f"{tmp_path / 'casia' / 'spk' / 'bored'}: emotion label 'bored' is not in the casia mapping")
+    prepare_fails(
+        capsys,
+        earlier,
+        ["corpus=casia", f"root={tmp_path}"],
+        f"{tmp_path / 'casia' / 'spk' / 'bored'}: emotion label 'bored' is not in the casia mapping",
+    )
 
 
 def test_label_outside_mapping_in_list(tmp_path, capsys, earlier):
     tone(tmp_path / "a.wav")
-    lst = csv_list(tmp_path, ["u1,a.wav,hi,s1,happy,en", "u2,a.wav,hi,s1,bored,en"],
-                   header="id,audio,text,speaker,emotion,language")
-    prepare_fails(capsys, earlier, ["corpus=csv", f"root={lst}"], f"{lst}:3: emotion label 'bored' is not in the generic mapping")
+    lst = csv_list(
+        tmp_path,
+        ["u1,a.wav,hi,s1,happy,en", "u2,a.wav,hi,s1,bored,en"],
+        header="id,audio,text,speaker,emotion,language",
+    )
+    prepare_fails(
+        capsys, earlier, ["corpus=csv", f"root={lst}"], f"{lst}:3: emotion label 'bored' is not in the generic mapping"
+    )
 
 
 def test_duplicate_id_in_list(tmp_path, capsys, earlier):
@@ -170,7 +237,11 @@ def test_malformed_manifest_line(tmp_path, capsys, earlier):
 def test_invalid_manifest_record(tmp_path, capsys, earlier):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(earlier.read_text().replace('"sad"', '"melancholy"'))
-    fails(capsys, ["manifest", f"manifest={bad}"], f"{bad}:1: invalid record: emotion 'melancholy' is not in the vocabulary")
+    fails(
+        capsys,
+        ["manifest", f"manifest={bad}"],
+        f"{bad}:1: invalid record: emotion 'melancholy' is not in the vocabulary",
+    )
     fails(capsys, ["manifest", f"manifest={tmp_path / 'none.jsonl'}"], f"{tmp_path / 'none.jsonl'}: manifest not found")
 
 
@@ -182,6 +253,7 @@ def test_good_manifest_prints_stats(capsys, earlier):
 
 
 # ----------------------------------------------------------------------------------- config
+
 
 def test_unknown_config_key_through_cli(tmp_path, capsys):
     """``rrpo synth`` takes --config; a key no config has is refused before anything is written."""

@@ -32,9 +32,28 @@ def test_every_verb_takes_only_config_and_keys():
     """The only visible options of every verb are --config and --help-config (and -h); the rest are
     ``key=value`` words. Hidden options exist only for retired flags."""
     names = {" ".join(v) for v, _ in VERBS}
-    assert {"prepare", "synth", "manifest", "codec train", "codec encode", "codec decode", "tokenize", "rm train",
-            "rm eval", "rm ablation", "policy sft", "policy generate", "policy export", "optimize", "judge train",
-            "judge eval", "audit", "report", "demo", "experiment"} <= names
+    assert {
+        "prepare",
+        "synth",
+        "manifest",
+        "codec train",
+        "codec encode",
+        "codec decode",
+        "tokenize",
+        "rm train",
+        "rm eval",
+        "rm ablation",
+        "policy sft",
+        "policy generate",
+        "policy export",
+        "optimize",
+        "judge train",
+        "judge eval",
+        "audit",
+        "report",
+        "demo",
+        "experiment",
+    } <= names
     for verb, p in VERBS:
         visible = {s for a in p._actions if a.help != argparse.SUPPRESS for s in a.option_strings}
         assert visible == {"-h", "--help", "--config", "--help-config"}, (verb, visible)
@@ -81,10 +100,17 @@ def test_outputs_are_keys_and_required_ones_are_named(capsys, tmp_path):
 
 # ------------------------------------------------------------------------------------ selection
 
+
 def _man() -> Manifest:
-    rows = [("a", "s1", "zh", "train"), ("b", "s2", "zh", "test"), ("c", "s1", "en", "test"), ("d", "s3", "en", "train")]
-    return Manifest([Utterance(i, f"{i}.wav", 16000, 1.0, "t", spk, lang, "happy", split)
-                     for i, spk, lang, split in rows])
+    rows = [
+        ("a", "s1", "zh", "train"),
+        ("b", "s2", "zh", "test"),
+        ("c", "s1", "en", "test"),
+        ("d", "s3", "en", "train"),
+    ]
+    return Manifest(
+        [Utterance(i, f"{i}.wav", 16000, 1.0, "t", spk, lang, "happy", split) for i, spk, lang, split in rows]
+    )
 
 
 def test_selection_empty_means_all_and_fields_combine():
@@ -129,8 +155,11 @@ def test_pipeline_stage_commands_use_the_grammar(tmp_path):
 
     parser = build_parser()
     cmds = list(stage_commands(DemoConfig(), tmp_path).values())
-    cmds += [s.action for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)
-             if not callable(s.action)]
+    cmds += [
+        s.action
+        for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)
+        if not callable(s.action)
+    ]
     for argv in cmds:
         args = parser.parse_args(list(argv))
         assert not getattr(args, "old_spelling", None), argv

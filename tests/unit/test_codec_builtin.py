@@ -27,7 +27,7 @@ def glide(seconds: float, f_start: float, f_end: float, seed: int = 0) -> np.nda
     t = np.arange(n) / SR
     f0 = f_start * (f_end / f_start) ** (t / seconds)
     phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = sum((0.8 ** k) * np.sin(k * phase) for k in range(1, 12) if k * f0.max() < SR / 2)
+    x = sum((0.8**k) * np.sin(k * phase) for k in range(1, 12) if k * f0.max() < SR / 2)
     env = np.sin(np.pi * np.linspace(0.05, 0.95, n)) ** 0.5
     x = 0.3 * x / np.abs(x).max() * env
     k = int(0.15 * SR)
@@ -43,18 +43,40 @@ def corpus(tmp_path_factory):
     for i, (a, b) in enumerate([(110, 180), (200, 140), (150, 260), (240, 170), (100, 130), (180, 300)]):
         p = root / f"u{i}.wav"
         sf.write(p, glide(1.2 + 0.1 * i, a, b, seed=i), SR)
-        recs.append(Utterance(id=f"u{i}", audio=p.name, sampling_rate=SR, duration=1.2 + 0.1 * i, text="",
-                              speaker="lo" if i in (0, 2, 4) else "hi", language="en", emotion="neutral",
-                              split="train"))
+        recs.append(
+            Utterance(
+                id=f"u{i}",
+                audio=p.name,
+                sampling_rate=SR,
+                duration=1.2 + 0.1 * i,
+                text="",
+                speaker="lo" if i in (0, 2, 4) else "hi",
+                language="en",
+                emotion="neutral",
+                split="train",
+            )
+        )
     return write_manifest(root / "m.jsonl", recs)
 
 
 @pytest.fixture(scope="module")
 def codec_dir(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("codec") / "c"
-    rc = main(["codec", "train", f"manifests=[{corpus.path}]", f"out={out}",
-               "spectral_clusters=8", "pitch_bins=4", "energy_bins=3", "min_speaker_recordings=3",
-               "decoder_steps=30", "decoder_channels=16", "decoder_dims=24"])
+    rc = main(
+        [
+            "codec",
+            "train",
+            f"manifests=[{corpus.path}]",
+            f"out={out}",
+            "spectral_clusters=8",
+            "pitch_bins=4",
+            "energy_bins=3",
+            "min_speaker_recordings=3",
+            "decoder_steps=30",
+            "decoder_channels=16",
+            "decoder_dims=24",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -97,7 +119,7 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
 
     codec = load_codec(codec_dir)
     assert codec.vocab_size == 8 * 5 * 3 and codec.frame_rate == 25.0 and codec.can_decode
-    x = glide(1.5, 120, 240, seed=9)                                  # unseen pitch range / length
+    x = glide(1.5, 120, 240, seed=9)  # unseen pitch range / length
     tokens, energy = codec.encode_with_energy(x, SR)
     assert tokens.dtype == np.int64 and len(tokens) == n_tokens(len(x), 640) == 38
     assert tokens.min() >= 0 and tokens.max() < codec.vocab_size
@@ -107,7 +129,7 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
     # pitch contour: the glide rises, so the voiced pitch bins and the decoded F0 rise with it
     _, p, e = codec.factors(tokens)
     voiced = p > 0
-    assert voiced[10:].mean() > 0.8 and not voiced[:2].any()         # the noise start is unvoiced
+    assert voiced[10:].mean() > 0.8 and not voiced[:2].any()  # the noise start is unvoiced
     f0, _ = pw.dio(y.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
     f0_in, _ = pw.dio(x.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
     n = min(len(f0), len(f0_in))
@@ -169,8 +191,10 @@ def test_encode_decode_verbs(codec_dir, tmp_path, capsys):
     assert main(["codec", "encode", f"codec={codec_dir}", f"audio={wav}", f"out={tmp_path / 't.txt'}"]) == 0
     toks = [int(v) for v in (tmp_path / "t.txt").read_text().split()]
     assert len(toks) == 25
-    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}",
-                 f"out={tmp_path / 'y.wav'}"]) == 0
+    assert (
+        main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}", f"out={tmp_path / 'y.wav'}"])
+        == 0
+    )
     y, sr = sf.read(tmp_path / "y.wav")
     assert sr == SR and len(y) == 25 * 640
 
@@ -205,8 +229,7 @@ def test_tokenize_shards_resume(codec_dir, corpus, tmp_path, capsys):
     assert sorted(shards.ids()) == [f"u{i}" for i in range(6)]
     assert np.array_equal(shards.get("u4")[0], t_ref)
     # decode one utterance straight from the shards
-    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={out}", "id=u4",
-                 f"out={tmp_path / 'u4.wav'}"]) == 0
+    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={out}", "id=u4", f"out={tmp_path / 'u4.wav'}"]) == 0
     assert len(sf.read(tmp_path / "u4.wav")[0]) == len(t_ref) * 640
 
 
@@ -218,7 +241,7 @@ def _one_error_line(capsys) -> str:
 
 def test_too_short_audio_is_one_line(codec_dir, tmp_path, capsys):
     wav = tmp_path / "short.wav"
-    sf.write(wav, 0.1 * np.sin(np.arange(500) / 5.0), SR)       # 31 ms < one 40 ms frame
+    sf.write(wav, 0.1 * np.sin(np.arange(500) / 5.0), SR)  # 31 ms < one 40 ms frame
     rc = main(["codec", "encode", f"codec={codec_dir}", f"audio={wav}", f"out={tmp_path / 't.npy'}"])
     assert rc == 2
     line = _one_error_line(capsys)
@@ -228,8 +251,7 @@ def test_too_short_audio_is_one_line(codec_dir, tmp_path, capsys):
 
 def test_token_out_of_range_is_one_line(codec_dir, tmp_path, capsys):
     (tmp_path / "t.txt").write_text("1 2 120 3\n")
-    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}",
-               f"out={tmp_path / 'y.wav'}"])
+    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}", f"out={tmp_path / 'y.wav'}"])
     assert rc == 2
     line = _one_error_line(capsys)
     assert "token id 120 at position 2 is out of range [0, 120)" in line

@@ -33,11 +33,13 @@ def fake_tokenizer(path, out_dtype=TensorProto.INT32):
     feats = helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, 128, "T"])
     lens = helper.make_tensor_value_info("feats_length", TensorProto.INT32, [1])
     out = helper.make_tensor_value_info("indices", out_dtype, [1, "T4"])
-    consts = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
-              (("start", 0), ("end", 2 ** 62), ("axis", 2), ("step", 4))]
+    consts = [
+        helper.make_tensor(n, TensorProto.INT64, [1], [v])
+        for n, v in (("start", 0), ("end", 2**62), ("axis", 2), ("step", 4))
+    ]
     nodes = [
-        helper.make_node("Slice", ["feats", "start", "end", "axis", "step"], ["sub"]),     # (1, 128, T/4)
-        helper.make_node("ArgMax", ["sub"], ["am"], axis=1, keepdims=0),                   # (1, T/4) int64
+        helper.make_node("Slice", ["feats", "start", "end", "axis", "step"], ["sub"]),  # (1, 128, T/4)
+        helper.make_node("ArgMax", ["sub"], ["am"], axis=1, keepdims=0),  # (1, T/4) int64
         helper.make_node("Cast", ["am"], ["indices"], to=out_dtype),
         # feats_length must be consumed so the graph keeps it as an input
         helper.make_node("Identity", ["feats_length"], ["len_out"]),
@@ -73,13 +75,13 @@ def test_whisper_log_mel_shape_and_scale():
 
 
 def test_adapter_encodes_with_the_real_signature(tmp_path):
-    path = fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx")
-    codec = load_codec(tmp_path)                         # a CosyVoice2 model dir
+    fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx")
+    codec = load_codec(tmp_path)  # a CosyVoice2 model dir
     assert isinstance(codec, CosyVoice2Tokenizer)
     assert codec.vocab_size == 6561 and codec.frame_rate == 25.0 and codec.sampling_rate == SR
     x = tone(1.0, 440) + tone(1.0, 1000) * np.linspace(0, 1, SR, dtype=np.float32)
     tokens, energy = codec.encode_with_energy(x, SR)
-    expect = whisper_log_mel(x)[:, ::4].argmax(0)        # what the graph computes, done in numpy
+    expect = whisper_log_mel(x)[:, ::4].argmax(0)  # what the graph computes, done in numpy
     assert tokens.dtype == np.int64 and np.array_equal(tokens, expect) and len(tokens) == 25
     assert np.allclose(energy, frame_energy(x, SR, 25.0, 25))
     # resampled input: 1 s at 8 kHz gives the same count
@@ -92,7 +94,7 @@ def test_adapter_encodes_with_the_real_signature(tmp_path):
 
 def test_adapter_decode_says_encode_only(tmp_path):
     codec = load_codec(fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx"))
-    assert codec.can_decode is False                     # no cosyvoice package / flow.pt here
+    assert codec.can_decode is False  # no cosyvoice package / flow.pt here
     with pytest.raises(RrpoError, match="encodes only"):
         codec.decode(np.array([1, 2, 3]))
     with pytest.raises(RrpoError, match="token id 6561 at position 1 is out of range"):
@@ -118,8 +120,17 @@ def test_tokenize_with_adapter(tmp_path, capsys):
     fake_tokenizer(tmp_path / "speech_tokenizer_v2.onnx")
     sf.write(tmp_path / "a.wav", tone(0.8), SR)
     man = write_manifest(tmp_path / "m.jsonl", [Utterance("a", "a.wav", SR, 0.8, "", "s", "en", "neutral", "train")])
-    assert main(["tokenize", f"codec={tmp_path / 'speech_tokenizer_v2.onnx'}", f"manifest={man.path}",
-                 f"out={tmp_path / 'sh'}"]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                f"codec={tmp_path / 'speech_tokenizer_v2.onnx'}",
+                f"manifest={man.path}",
+                f"out={tmp_path / 'sh'}",
+            ]
+        )
+        == 0
+    )
     t, e = TokenShards(tmp_path / "sh").get("a")
     assert len(t) == 20 and len(e) == 20
 
@@ -137,8 +148,15 @@ def test_wrong_signature_is_one_line(tmp_path, capsys):
 def test_not_onnx_is_one_line(tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     sf.write(tmp_path / "a.wav", tone(0.5), SR)
-    rc = main(["codec", "encode", f"codec={tmp_path / 'junk.onnx'}", f"audio={tmp_path / 'a.wav'}",
-               f"out={tmp_path / 't.npy'}"])
+    rc = main(
+        [
+            "codec",
+            "encode",
+            f"codec={tmp_path / 'junk.onnx'}",
+            f"audio={tmp_path / 'a.wav'}",
+            f"out={tmp_path / 't.npy'}",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a loadable ONNX model" in err[0]

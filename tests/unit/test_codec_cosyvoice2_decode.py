@@ -16,10 +16,10 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from rrpo.codec import load_codec  # noqa: E402
-from rrpo.codec.cosyvoice2 import (CosyVoice2Profile, flow_log_mel, kaldi_fbank,  # noqa: E402
-                                   whisper_log_mel)
+from rrpo.codec.cosyvoice2 import CosyVoice2Profile, flow_log_mel, kaldi_fbank, whisper_log_mel  # noqa: E402
 from rrpo.errors import RrpoError  # noqa: E402
-from tests.unit.test_codec_cosyvoice2 import _save, fake_tokenizer, tone  # noqa: E402
+
+from tests.unit.test_codec_cosyvoice2 import fake_tokenizer, tone  # noqa: E402
 
 SR = 16000
 W = np.random.default_rng(0).standard_normal((80, 192)).astype(np.float32) * 0.1
@@ -30,8 +30,10 @@ def fake_campplus(path):
     the frontend's mean subtraction, so the max carries the signal)."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, "T", 80])
     y = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 192])
-    nodes = [helper.make_node("ReduceMax", ["input"], ["m"], axes=[1], keepdims=0),
-             helper.make_node("MatMul", ["m", "W"], ["embedding"])]
+    nodes = [
+        helper.make_node("ReduceMax", ["input"], ["m"], axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["m", "W"], ["embedding"]),
+    ]
     g = helper.make_graph(nodes, "campplus_fake", [x], [y], initializer=[numpy_helper.from_array(W, "W")])
     m = helper.make_model(g)
     m.opset_import[0].version = 17
@@ -56,20 +58,21 @@ def model_dir(tmp_path, skip=()):
 
 
 def _check_call(model, token, prompt_token, prompt_feat, embedding, uuid, token_offset, finalize):
-    assert model.hift_cache_dict[uuid] is None          # upstream indexes it: KeyError if unregistered
+    assert model.hift_cache_dict[uuid] is None  # upstream indexes it: KeyError if unregistered
     assert token.dtype == torch.int32 and token.shape[0] == 1
     assert prompt_token.dtype == torch.int32 and prompt_feat.shape == (1, 2 * prompt_token.shape[1], 80)
     assert embedding.shape == (1, 192) and token_offset == 0 and finalize is True
     model.calls.append({"uuid": uuid, "token": token, "prompt_token": prompt_token, "embedding": embedding})
-    return torch.ones(1, 960 * token.shape[1]) * 0.1     # 24 kHz, 25 Hz tokens
+    return torch.ones(1, 960 * token.shape[1]) * 0.1  # 24 kHz, 25 Hz tokens
 
 
 class ModelCurrent:
     def __init__(self):
         self.hift_cache_dict, self.calls = {}, []
 
-    def token2wav(self, token, prompt_token, prompt_feat, embedding, token_offset, uuid, stream=False,
-                  finalize=False, speed=1.0):
+    def token2wav(
+        self, token, prompt_token, prompt_feat, embedding, token_offset, uuid, stream=False, finalize=False, speed=1.0
+    ):
         assert stream is False
         return _check_call(self, token, prompt_token, prompt_feat, embedding, uuid, token_offset, finalize)
 
@@ -87,21 +90,26 @@ def inject_cosyvoice(monkeypatch, model_cls=None, fail_import=None):
     pkg, cli, mod = (types.ModuleType(n) for n in ("cosyvoice", "cosyvoice.cli", "cosyvoice.cli.cosyvoice"))
     pkg.cli, cli.cosyvoice = cli, mod
     if fail_import:
+
         def __getattr__(name):
             raise ModuleNotFoundError(f"No module named '{fail_import}'", name=fail_import)
+
         mod.__getattr__ = __getattr__
     else:
+
         class CosyVoice2:
             sample_rate = 24000
 
             def __init__(self, model_dir):
                 self.model_dir, self.model = model_dir, model_cls()
+
         mod.CosyVoice2 = CosyVoice2
     for name, m in (("cosyvoice", pkg), ("cosyvoice.cli", cli), ("cosyvoice.cli.cosyvoice", mod)):
         monkeypatch.setitem(sys.modules, name, m)
 
 
 # ------------------------------------------------------------------------------ features
+
 
 def test_kaldi_fbank_hand_worked():
     """1 s at 16 kHz: 1 + (16000 - 400) // 160 = 98 frames of 80 bins. A 1 kHz tone peaks in the
@@ -147,6 +155,7 @@ def test_flow_log_mel_hand_worked():
 
 # ------------------------------------------------------------------------------ profile
 
+
 def test_profile_from_reference_recordings(tmp_path):
     """Embedding = mean over the recordings of campplus(fbank - mean_t fbank); prompt = the first
     recording's tokens and 24 kHz mel, cut to two mel frames per token."""
@@ -158,15 +167,18 @@ def test_profile_from_reference_recordings(tmp_path):
     def emb(x):
         f = kaldi_fbank(x)
         return (f - f.mean(0)).max(0) @ W
+
     from rrpo.data.audio import resample
+
     want = (emb(a) + emb(resample(b[::2], SR // 2, SR))) / 2
     assert prof.embedding.shape == (192,) and np.allclose(prof.embedding, want, atol=1e-4)
-    toks = whisper_log_mel(a)[:, ::4].argmax(0)              # what the fake tokenizer computes
+    toks = whisper_log_mel(a)[:, ::4].argmax(0)  # what the fake tokenizer computes
     assert len(prof.prompt_token) == 25 and np.array_equal(prof.prompt_token, toks[:25])
     assert prof.prompt_feat.shape == (50, 80)
 
 
 # ------------------------------------------------------------------------------ decode
+
 
 @pytest.mark.parametrize("model_cls", [ModelCurrent, ModelRelease])
 def test_decode_calls_token2wav_with_either_signature(tmp_path, monkeypatch, model_cls):
@@ -175,21 +187,22 @@ def test_decode_calls_token2wav_with_either_signature(tmp_path, monkeypatch, mod
     assert codec.can_decode
     prof = codec.profile_from_audio([(tone(1.0, 300.0), SR)])
     y = codec.decode(np.array([1, 2, 3, 4, 5]), profile=prof)
-    assert y.dtype == np.float32 and len(y) == 5 * 640     # 5 tokens x 960 samples at 24 kHz -> 16 kHz
+    assert y.dtype == np.float32 and len(y) == 5 * 640  # 5 tokens x 960 samples at 24 kHz -> 16 kHz
     model = codec._decoder.model
     call = model.calls[0]
     assert call["token"].tolist() == [[1, 2, 3, 4, 5]]
     assert torch.equal(call["prompt_token"][0].long(), torch.from_numpy(prof.prompt_token))
     assert np.allclose(call["embedding"][0].numpy(), prof.embedding)
-    assert model.hift_cache_dict == {}                    # the session is removed after the call
+    assert model.hift_cache_dict == {}  # the session is removed after the call
     codec.decode(np.array([7, 8]), profile=prof)
     assert len(model.calls) == 2 and model.calls[1]["uuid"] != call["uuid"]
     with pytest.raises(RrpoError, match="voice of a reference recording"):
         codec.decode(np.array([1, 2]))
 
 
-@pytest.mark.parametrize("missing", ["cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx",
-                                     "CosyVoice-BlankEN"])
+@pytest.mark.parametrize(
+    "missing", ["cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "CosyVoice-BlankEN"]
+)
 def test_every_missing_file_is_named(tmp_path, monkeypatch, missing):
     inject_cosyvoice(monkeypatch, ModelCurrent)
     codec = load_codec(model_dir(tmp_path, skip=(missing,)))
@@ -210,7 +223,7 @@ def test_missing_dependency_is_named(tmp_path, monkeypatch, module):
 
 
 def test_no_cosyvoice_package_is_named(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "cosyvoice", None)     # import cosyvoice -> ImportError
+    monkeypatch.setitem(sys.modules, "cosyvoice", None)  # import cosyvoice -> ImportError
     codec = load_codec(model_dir(tmp_path))
     with pytest.raises(RrpoError, match="needs the `cosyvoice` package"):
         codec.decode(np.array([1, 2]))
@@ -225,20 +238,41 @@ def test_generate_writes_tokens_before_decoding_and_keeps_them_on_failure(tmp_pa
 
     from rrpo.cli import main
     from rrpo.policy.io import save_policy
+
     from tests.unit.test_policy import small_policy
 
     class Broken(ModelCurrent):
-        def token2wav(self, token, prompt_token, prompt_feat, embedding, token_offset, uuid, stream=False,
-                      finalize=False, speed=1.0):
+        def token2wav(
+            self,
+            token,
+            prompt_token,
+            prompt_feat,
+            embedding,
+            token_offset,
+            uuid,
+            stream=False,
+            finalize=False,
+            speed=1.0,
+        ):
             raise RuntimeError("CUDA out of memory")
 
     inject_cosyvoice(monkeypatch, Broken)
     d = model_dir(tmp_path)
     sf.write(tmp_path / "ref.wav", tone(1.0, 300.0), SR)
     save_policy(small_policy(speakers=(), vocab=6561), tmp_path / "p")
+
     def args(out, ref=True):
-        a = ["policy", "generate", f"policy={tmp_path / 'p'}", "texts=[今天天气好, 我们走吧]", "emotions=[angry]",
-             f"codec={d}", f"out={tmp_path / out}", "sampling.max_ratio=2", "device=cpu"]
+        a = [
+            "policy",
+            "generate",
+            f"policy={tmp_path / 'p'}",
+            "texts=[今天天气好, 我们走吧]",
+            "emotions=[angry]",
+            f"codec={d}",
+            f"out={tmp_path / out}",
+            "sampling.max_ratio=2",
+            "device=cpu",
+        ]
         return a + ([f"reference=[{tmp_path / 'ref.wav'}]"] if ref else [])
 
     assert main(args("gen")) == 2

@@ -33,8 +33,12 @@ def test_profile_statistics_by_hand():
     mean mel envelope over the 4 speech frames = ([1,1] + [3,3] + [0,0] + [2,2]) / 4 = [1.5, 1.5];
     mean log envelope = (2 + 4 + 0 + 2) / 4 = 2 (the silent frame's 9 and 100 are left out)."""
     acc = ProfileAccumulator(100.0)
-    acc.add(np.array([100.0, 200, 0]), np.array([-10.0, -20, -50]), np.array([[1.0, 1], [3, 3], [9, 9]]),
-            np.array([[2.0], [4], [100]]))
+    acc.add(
+        np.array([100.0, 200, 0]),
+        np.array([-10.0, -20, -50]),
+        np.array([[1.0, 1], [3, 3], [9, 9]]),
+        np.array([[2.0], [4], [100]]),
+    )
     acc.add(np.array([400.0, 0]), np.array([-30.0, -30]), np.array([[0.0, 0], [2, 2]]), np.array([[0.0], [2]]))
     p = acc.finish("a", None, min_voiced=1)
     assert p.recordings == 2 and p.voiced_frames == 3
@@ -49,8 +53,12 @@ def test_fallback_for_few_recordings_by_hand(caplog):
     halved ([0.75, 0.75], 1.0) while F0 (200 Hz) and level (-20 dB) stay the speaker's; a warning
     names the speaker."""
     acc = ProfileAccumulator(100.0)
-    acc.add(np.array([100.0, 200, 0]), np.array([-10.0, -20, -50]), np.array([[1.0, 1], [3, 3], [9, 9]]),
-            np.array([[2.0], [4], [100]]))
+    acc.add(
+        np.array([100.0, 200, 0]),
+        np.array([-10.0, -20, -50]),
+        np.array([[1.0, 1], [3, 3], [9, 9]]),
+        np.array([[2.0], [4], [100]]),
+    )
     acc.add(np.array([400.0, 0]), np.array([-30.0, -30]), np.array([[0.0, 0], [2, 2]]), np.array([[0.0], [2]]))
     pooled = SpeakerProfile("*", 10, 10, st(120), -30.0, np.zeros(2), np.zeros(1))
     with caplog.at_level("WARNING"):
@@ -131,9 +139,16 @@ def test_decoder_training_resumes_to_the_same_weights(tmp_path):
 
     rng = np.random.default_rng(0)
     shape = DecoderShape(clusters=5, pitch_bins1=3, energy_bins=2, dims=6, channels=8, profile_dims=8)
-    items = [TrainItem(s=rng.integers(0, 5, T), p=rng.integers(0, 3, T), e=rng.integers(0, 2, T),
-                       prof=rng.standard_normal(8).astype(np.float32),
-                       target=rng.random((4 * T, 10)).astype(np.float32)) for T in (9, 14, 20)]
+    items = [
+        TrainItem(
+            s=rng.integers(0, 5, T),
+            p=rng.integers(0, 3, T),
+            e=rng.integers(0, 2, T),
+            prof=rng.standard_normal(8).astype(np.float32),
+            target=rng.random((4 * T, 10)).astype(np.float32),
+        )
+        for T in (9, 14, 20)
+    ]
     kw = dict(steps=12, batch=3, crop=8, lr=1e-2, seed=1, fingerprint="abc")
     full, st_full = train_decoder(shape, items, **kw)
     ck = tmp_path / "dec.ckpt"
@@ -149,10 +164,11 @@ def test_decoder_training_resumes_to_the_same_weights(tmp_path):
 
 # ----------------------------------------------------------------------------------- the CLI
 
+
 def _one_error_line(capsys) -> str:
     """The one error line (progress bars of the training verbs share stderr), and no traceback."""
     err = capsys.readouterr().err
-    lines = [ln[ln.index("rrpo: error: "):] for ln in err.splitlines() if "rrpo: error: " in ln]
+    lines = [ln[ln.index("rrpo: error: ") :] for ln in err.splitlines() if "rrpo: error: " in ln]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
@@ -162,49 +178,103 @@ def test_decode_verbs_with_speaker_profile_and_reference(codec_dir, tmp_path, ca
     sf.write(wav, glide(1.0, 150, 200), SR)
     toks = tmp_path / "t.npy"
     assert main(["codec", "encode", f"codec={codec_dir}", f"audio={wav}", f"out={toks}", "speaker=lo"]) == 0
-    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", "speaker=hi",
-                 f"out={tmp_path / 'hi.wav'}"]) == 0
+    assert (
+        main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", "speaker=hi", f"out={tmp_path / 'hi.wav'}"])
+        == 0
+    )
     reflist = "[" + ", ".join(str(tmp_path / f"r{i}.wav") for i in range(2)) + "]"
     refs = []
     for i in range(2):
         refs.append(tmp_path / f"r{i}.wav")
         sf.write(refs[-1], glide(1.1, 250 + 20 * i, 300, seed=i), SR)
-    assert main(["codec", "profile", f"codec={codec_dir}", f"reference={reflist}", "speaker=new",
-                 f"out={tmp_path / 'new.json'}"]) == 0
+    assert (
+        main(
+            [
+                "codec",
+                "profile",
+                f"codec={codec_dir}",
+                f"reference={reflist}",
+                "speaker=new",
+                f"out={tmp_path / 'new.json'}",
+            ]
+        )
+        == 0
+    )
     prof = json.loads((tmp_path / "new.json").read_text())
     assert prof["speaker"] == "new" and prof["recordings"] == 2 and 240 < prof["f0_hz"] < 320
-    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", f"profile={tmp_path / 'new.json'}",
-                 f"out={tmp_path / 'new.wav'}"]) == 0
-    assert main(["codec", "decode", f"codec={codec_dir}", f"tokens={toks}", f"reference={reflist}",
-                 f"out={tmp_path / 'ref.wav'}"]) == 0
+    assert (
+        main(
+            [
+                "codec",
+                "decode",
+                f"codec={codec_dir}",
+                f"tokens={toks}",
+                f"profile={tmp_path / 'new.json'}",
+                f"out={tmp_path / 'new.wav'}",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "codec",
+                "decode",
+                f"codec={codec_dir}",
+                f"tokens={toks}",
+                f"reference={reflist}",
+                f"out={tmp_path / 'ref.wav'}",
+            ]
+        )
+        == 0
+    )
     a, _ = sf.read(tmp_path / "new.wav")
     b, _ = sf.read(tmp_path / "ref.wav")
-    assert len(a) == len(b) == 25 * 640 and np.allclose(a, b, atol=1e-4)   # same profile, same audio
+    assert len(a) == len(b) == 25 * 640 and np.allclose(a, b, atol=1e-4)  # same profile, same audio
 
 
 def test_unknown_speaker_at_decode_is_one_line(codec_dir, tmp_path, capsys):  # noqa: F811
     (tmp_path / "t.txt").write_text("1 2 3\n")
-    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}", "speaker=nobody",
-               f"out={tmp_path / 'y.wav'}"])
+    rc = main(
+        [
+            "codec",
+            "decode",
+            f"codec={codec_dir}",
+            f"tokens={tmp_path / 't.txt'}",
+            "speaker=nobody",
+            f"out={tmp_path / 'y.wav'}",
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys)
     assert "no profile of speaker 'nobody'" in line and "profiles.json" in line
     assert not (tmp_path / "y.wav").exists()
 
 
-@pytest.mark.parametrize("edit,msg", [
-    (lambda d: d.update(version=7), "speaker profile version 7 cannot be read"),
-    (lambda d: d.update(env_mel=d["env_mel"][:-1]), "has envelopes of shape"),
-    (lambda d: d.update(format="x"), "not a speaker profile"),
-])
+@pytest.mark.parametrize(
+    "edit,msg",
+    [
+        (lambda d: d.update(version=7), "speaker profile version 7 cannot be read"),
+        (lambda d: d.update(env_mel=d["env_mel"][:-1]), "has envelopes of shape"),
+        (lambda d: d.update(format="x"), "not a speaker profile"),
+    ],
+)
 def test_bad_profile_file_is_one_line(codec_dir, tmp_path, capsys, edit, msg):  # noqa: F811
     codec = load_codec(codec_dir)
     d = codec.speaker_profile("lo").to_dict()
     edit(d)
     (tmp_path / "p.json").write_text(json.dumps(d))
     (tmp_path / "t.txt").write_text("1 2 3\n")
-    rc = main(["codec", "decode", f"codec={codec_dir}", f"tokens={tmp_path / 't.txt'}",
-               f"profile={tmp_path / 'p.json'}", f"out={tmp_path / 'y.wav'}"])
+    rc = main(
+        [
+            "codec",
+            "decode",
+            f"codec={codec_dir}",
+            f"tokens={tmp_path / 't.txt'}",
+            f"profile={tmp_path / 'p.json'}",
+            f"out={tmp_path / 'y.wav'}",
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys)
     assert msg in line and "p.json" in line
@@ -219,13 +289,39 @@ def test_speaker_without_voiced_frames_is_one_line(tmp_path, capsys):
     for i in range(3):
         for spk in ("v", "hiss"):
             p = tmp_path / f"{spk}{i}.wav"
-            x = glide(1.0, 120 + 30 * i, 200, seed=i) if spk == "v" else 0.2 * rng.standard_normal(SR).astype(np.float32)
+            x = (
+                glide(1.0, 120 + 30 * i, 200, seed=i)
+                if spk == "v"
+                else 0.2 * rng.standard_normal(SR).astype(np.float32)
+            )
             sf.write(p, x, SR)
-            recs.append(Utterance(id=f"{spk}{i}", audio=p.name, sampling_rate=SR, duration=1.0, text="",
-                                  speaker=spk, language="en", emotion="neutral", split="train"))
+            recs.append(
+                Utterance(
+                    id=f"{spk}{i}",
+                    audio=p.name,
+                    sampling_rate=SR,
+                    duration=1.0,
+                    text="",
+                    speaker=spk,
+                    language="en",
+                    emotion="neutral",
+                    split="train",
+                )
+            )
     man = write_manifest(tmp_path / "m.jsonl", recs)
-    rc = main(["codec", "train", f"manifests=[{man.path}]", f"out={tmp_path / 'c'}", "spectral_clusters=4",
-               "pitch_bins=2", "energy_bins=2", "decoder=cluster", "min_speaker_recordings=3"])
+    rc = main(
+        [
+            "codec",
+            "train",
+            f"manifests=[{man.path}]",
+            f"out={tmp_path / 'c'}",
+            "spectral_clusters=4",
+            "pitch_bins=2",
+            "energy_bins=2",
+            "decoder=cluster",
+            "min_speaker_recordings=3",
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys)
     assert "speaker 'hiss' has" in line and "voiced frame(s)" in line
@@ -239,8 +335,19 @@ def test_tokenize_speaker_without_voiced_frames_is_one_line(codec_dir, tmp_path,
     for i in range(4):
         p = tmp_path / f"n{i}.wav"
         sf.write(p, 0.2 * rng.standard_normal(SR // 2).astype(np.float32), SR)
-        recs.append(Utterance(id=f"n{i}", audio=p.name, sampling_rate=SR, duration=0.5, text="", speaker="hiss",
-                              language="en", emotion="neutral", split="train"))
+        recs.append(
+            Utterance(
+                id=f"n{i}",
+                audio=p.name,
+                sampling_rate=SR,
+                duration=0.5,
+                text="",
+                speaker="hiss",
+                language="en",
+                emotion="neutral",
+                split="train",
+            )
+        )
     man = write_manifest(tmp_path / "m.jsonl", recs)
     rc = main(["tokenize", f"codec={codec_dir}", f"manifest={man.path}", f"out={tmp_path / 's'}"])
     assert rc == 2

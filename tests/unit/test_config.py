@@ -8,8 +8,7 @@ from typing import Literal
 
 import pytest
 
-from rrpo.config import (check, describe, dump_config, load_config, option, parse_override, read_yaml, section,
-                         to_dict)
+from rrpo.config import check, describe, dump_config, load_config, option, parse_override, read_yaml, section, to_dict
 from rrpo.errors import ConfigError
 
 
@@ -58,7 +57,7 @@ def test_nested_file_and_overrides(tmp_path):
     p = yaml_file(tmp_path, "steps: 5\noptim:\n  lr: 1e-3\n  betas: [0.8, 0.9]\nmodel:\n  dims: [8, 16, 32]\n")
     cfg = load_config(Exp, p, ["optim.lr=2e-4", "model.dropout=0.1", "bf16=false", "optim.schedule=constant"])
     assert cfg.steps == 5
-    assert cfg.optim.lr == 2e-4 and isinstance(cfg.optim.lr, float)   # override wins over the file
+    assert cfg.optim.lr == 2e-4 and isinstance(cfg.optim.lr, float)  # override wins over the file
     assert cfg.optim.betas == (0.8, 0.9) and isinstance(cfg.optim.betas, tuple)
     assert cfg.optim.schedule == "constant"
     assert cfg.model.dims == [8, 16, 32] and cfg.model.dropout == 0.1 and cfg.model.name == "tiny"
@@ -73,8 +72,9 @@ def test_floats_in_every_spelling(tmp_path, text, value):
 
 
 def test_tuples_lists_dicts_paths(tmp_path):
-    cfg = load_config(Exp, None, ["optim.betas=[0.5, 1]", "classes=[sad, angry, happy]", "weights={sad: 2}",
-                                  "out=elsewhere/run"])
+    cfg = load_config(
+        Exp, None, ["optim.betas=[0.5, 1]", "classes=[sad, angry, happy]", "weights={sad: 2}", "out=elsewhere/run"]
+    )
     assert cfg.optim.betas == (0.5, 1.0) and all(isinstance(b, float) for b in cfg.optim.betas)
     assert cfg.classes == ("sad", "angry", "happy")
     assert cfg.weights == {"sad": 2.0}
@@ -98,16 +98,19 @@ def test_optional():
         load_config(Exp, None, ["model.dropout=high"])
 
 
-@pytest.mark.parametrize("override,message", [
-    ("steps=abc", "config key 'steps': expected an integer, got 'abc'"),
-    ("steps=2.5", "config key 'steps': expected an integer, got 2.5"),
-    ("steps=true", "config key 'steps': expected an integer, got True"),
-    ("bf16=1", "config key 'bf16': expected true or false, got 1"),
-    ("optim.lr=fast", "config key 'optim.lr': expected a number, got 'fast'"),
-    ("optim.lr=true", "config key 'optim.lr': expected a number, got True"),
-    ("model.name=[a]", "config key 'model.name': expected a string, got ['a']"),
-    ("optim=3", "config key 'optim': expected a section (mapping), got 3"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("steps=abc", "config key 'steps': expected an integer, got 'abc'"),
+        ("steps=2.5", "config key 'steps': expected an integer, got 2.5"),
+        ("steps=true", "config key 'steps': expected an integer, got True"),
+        ("bf16=1", "config key 'bf16': expected true or false, got 1"),
+        ("optim.lr=fast", "config key 'optim.lr': expected a number, got 'fast'"),
+        ("optim.lr=true", "config key 'optim.lr': expected a number, got True"),
+        ("model.name=[a]", "config key 'model.name': expected a string, got ['a']"),
+        ("optim=3", "config key 'optim': expected a section (mapping), got 3"),
+    ],
+)
 def test_wrong_type_names_key(override, message):
     with pytest.raises(ConfigError) as e:
         load_config(Exp, None, [override])
@@ -115,7 +118,9 @@ def test_wrong_type_names_key(override, message):
 
 
 def test_unknown_key_named_with_dotted_path(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lr_max' \(known at this level: betas, lr, schedule\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'optim.lr_max' \(known at this level: betas, lr, schedule\)"
+    ):
         load_config(Exp, None, ["optim.lr_max=1"])
     p = yaml_file(tmp_path, "model:\n  dims: [4]\n  layers: 3\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'model.layers'") as e:

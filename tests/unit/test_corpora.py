@@ -32,15 +32,24 @@ def test_registry_names_every_preparer_module(tmp_path):
     and an unknown name is refused with the known ones listed."""
     from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
 
-    assert PREPARERS == {"ased": ased.prepare, "casia": casia.prepare, "crema-d": cremad.prepare,
-                         "csv": tabular.prepare_csv, "esd": esd.prepare, "iemocap": iemocap.prepare,
-                         "jsonl": tabular.prepare_jsonl, "nemo": nemo.prepare, "ravdess": ravdess.prepare,
-                         "urdu": urdu.prepare}
+    assert PREPARERS == {
+        "ased": ased.prepare,
+        "casia": casia.prepare,
+        "crema-d": cremad.prepare,
+        "csv": tabular.prepare_csv,
+        "esd": esd.prepare,
+        "iemocap": iemocap.prepare,
+        "jsonl": tabular.prepare_jsonl,
+        "nemo": nemo.prepare,
+        "ravdess": ravdess.prepare,
+        "urdu": urdu.prepare,
+    }
     with pytest.raises(RrpoError, match="unknown corpus 'nope' .*casia"):
         prepare_corpus("nope", tmp_path, tmp_path / "m.jsonl")
 
 
 # --------------------------------------------------------------------------------------- CASIA
+
 
 def casia_tree(tmp: Path) -> Path:
     base = tmp / "CASIA" / "casia"
@@ -118,16 +127,15 @@ def esd_tree(tmp: Path) -> Path:
     # Mandarin speaker, flat layout, transcript in UTF-16 with a BOM
     (base / "0001").mkdir(parents=True)
     (base / "0001" / "0001.txt").write_bytes(esd_transcript("0001", True).encode("utf-16"))
-    wav(base / "0001" / "Neutral" / "0001_000001.wav")    # k=1   evaluation
-    wav(base / "0001" / "Angry" / "0001_000371.wav")      # k=21  test
-    wav(base / "0001" / "Sad" / "0001_001100.wav")        # k=50  test
+    wav(base / "0001" / "Neutral" / "0001_000001.wav")  # k=1   evaluation
+    wav(base / "0001" / "Angry" / "0001_000371.wav")  # k=21  test
+    wav(base / "0001" / "Sad" / "0001_001100.wav")  # k=50  test
     # English speaker, split sub-folders, transcript in UTF-8 with a BOM and CRLF line ends
     (base / "0011").mkdir(parents=True)
-    (base / "0011" / "0011.txt").write_bytes(
-        esd_transcript("0011", False).replace("\n", "\r\n").encode("utf-8-sig"))
-    wav(base / "0011" / "Happy" / "train" / "0011_000751.wav")         # k=51  train
+    (base / "0011" / "0011.txt").write_bytes(esd_transcript("0011", False).replace("\n", "\r\n").encode("utf-8-sig"))
+    wav(base / "0011" / "Happy" / "train" / "0011_000751.wav")  # k=51  train
     wav(base / "0011" / "Surprise" / "evaluation" / "0011_001420.wav")  # k=20  evaluation
-    wav(base / "0011" / "Neutral" / "train" / "0011_000350.wav")        # k=350 train
+    wav(base / "0011" / "Neutral" / "train" / "0011_000350.wav")  # k=350 train
     # a Mandarin speaker with a GBK transcript and no audio: no records
     (base / "0005").mkdir(parents=True)
     (base / "0005" / "0005.txt").write_bytes(esd_transcript("0005", True).encode("gbk"))
@@ -165,14 +173,17 @@ def test_esd_errors(tmp_path):
         PREPARERS["esd"](base, None)
 
 
-@pytest.mark.parametrize("k,split", [(1, "evaluation"), (20, "evaluation"), (21, "test"), (50, "test"),
-                                     (51, "train"), (350, "train")])
+@pytest.mark.parametrize(
+    "k,split", [(1, "evaluation"), (20, "evaluation"), (21, "test"), (50, "test"), (51, "train"), (350, "train")]
+)
 def test_esd_official_split(k, split):
     from rrpo.data.corpora.esd import official_split
+
     assert official_split(k) == split
 
 
 # ------------------------------------------------------------------------------------- RAVDESS
+
 
 def test_ravdess_fake_tree(tmp_path):
     wav(tmp_path / "Actor_01" / "03-01-05-02-01-01-01.wav", sr=48000)
@@ -183,20 +194,41 @@ def test_ravdess_fake_tree(tmp_path):
     assert set(recs) == {"ravdess_03-01-05-02-01-01-01", "ravdess_03-01-01-01-02-02-02", "ravdess_03-02-03-01-01-01-02"}
     u = recs["ravdess_03-01-05-02-01-01-01"]
     assert (u.emotion, u.text, u.speaker, u.language, u.sampling_rate) == (
-        "angry", "Kids are talking by the door.", "Actor_01", "en", 48000)
-    assert u.extra == {"intensity": "strong", "statement": 1, "repetition": 1, "vocal_channel": "speech",
-                       "modality": "audio-only", "gender": "M"}
+        "angry",
+        "Kids are talking by the door.",
+        "Actor_01",
+        "en",
+        48000,
+    )
+    assert u.extra == {
+        "intensity": "strong",
+        "statement": 1,
+        "repetition": 1,
+        "vocal_channel": "speech",
+        "modality": "audio-only",
+        "gender": "M",
+    }
     v = recs["ravdess_03-01-01-01-02-02-02"]
     assert (v.emotion, v.text, v.speaker, v.extra["gender"], v.extra["repetition"]) == (
-        "neutral", "Dogs are sitting by the door.", "Actor_02", "F", 2)
+        "neutral",
+        "Dogs are sitting by the door.",
+        "Actor_02",
+        "F",
+        2,
+    )
     assert recs["ravdess_03-02-03-01-01-01-02"].extra["vocal_channel"] == "song"
     assert recs["ravdess_03-02-03-01-01-01-02"].emotion == "happy"
 
 
-@pytest.mark.parametrize("name,message", [("03-01-09-01-01-01-01.wav", "'09' is not in the ravdess mapping"),
-                                          ("03-01-05-03-01-01-01.wav", "intensity code '03'"),
-                                          ("03-01-05-01-01-01-25.wav", "actor number 25"),
-                                          ("angry_take1.wav", "not a RAVDESS identifier")])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("03-01-09-01-01-01-01.wav", "'09' is not in the ravdess mapping"),
+        ("03-01-05-03-01-01-01.wav", "intensity code '03'"),
+        ("03-01-05-01-01-01-25.wav", "actor number 25"),
+        ("angry_take1.wav", "not a RAVDESS identifier"),
+    ],
+)
 def test_ravdess_bad_names(tmp_path, name, message):
     wav(tmp_path / "Actor_01" / name)
     with pytest.raises(RrpoError, match=message):
@@ -205,16 +237,24 @@ def test_ravdess_bad_names(tmp_path, name, message):
 
 # -------------------------------------------------------------------------------------- CREMA-D
 
+
 def test_cremad_fake_tree(tmp_path):
     wav(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     wav(tmp_path / "AudioWAV" / "1002_IEO_HAP_HI.wav")
     wav(tmp_path / "AudioWAV" / "1002_TSI_DIS_LO.wav")
     (tmp_path / "VideoDemographics.csv").write_text(
-        "ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n1002,21,Female,Caucasian,Not Hispanic\n")
+        "ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n1002,21,Female,Caucasian,Not Hispanic\n"
+    )
     recs = by_id(PREPARERS["crema-d"](tmp_path, None))
     assert set(recs) == {"cremad_1001_DFA_ANG_XX", "cremad_1002_IEO_HAP_HI", "cremad_1002_TSI_DIS_LO"}
     u = recs["cremad_1002_IEO_HAP_HI"]
-    assert (u.emotion, u.text, u.speaker, u.language, u.split) == ("happy", "It's eleven o'clock.", "1002", "en", "train")
+    assert (u.emotion, u.text, u.speaker, u.language, u.split) == (
+        "happy",
+        "It's eleven o'clock.",
+        "1002",
+        "en",
+        "train",
+    )
     assert u.extra == {"sentence": "IEO", "level": "HI", "intensity": "high", "gender": "F", "age": 21}
     assert recs["cremad_1001_DFA_ANG_XX"].extra["intensity"] == "unspecified"
     assert recs["cremad_1001_DFA_ANG_XX"].extra["gender"] == "M"
@@ -223,10 +263,15 @@ def test_cremad_fake_tree(tmp_path):
     assert set(by_id(PREPARERS["crema-d"](tmp_path / "AudioWAV", None))) == set(recs)
 
 
-@pytest.mark.parametrize("name,message", [("1001_XYZ_ANG_XX.wav", "sentence code 'XYZ'"),
-                                          ("1001_DFA_BOR_XX.wav", "'BOR' is not in the crema-d mapping"),
-                                          ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
-                                          ("1001-DFA-ANG-XX.wav", "not <actor>_<sentence>_<EMO>_<level>")])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("1001_XYZ_ANG_XX.wav", "sentence code 'XYZ'"),
+        ("1001_DFA_BOR_XX.wav", "'BOR' is not in the crema-d mapping"),
+        ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
+        ("1001-DFA-ANG-XX.wav", "not <actor>_<sentence>_<EMO>_<level>"),
+    ],
+)
 def test_cremad_bad_names(tmp_path, name, message):
     wav(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     wav(tmp_path / "AudioWAV" / name)
@@ -250,14 +295,16 @@ def iemocap_tree(tmp: Path) -> Path:
         + "C-E2:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"
         + "[10.0100 - 11.3925]\tSes01F_impro01_M001\texc\t[3.5000, 3.5000, 3.0000]\n"
         + "[14.8872 - 18.0175]\tSes01F_impro01_F002\tfru\t[2.0000, 3.0000, 3.0000]\n"
-        + "[19.2900 - 20.7875]\tSes01F_impro01_M003\txxx\t[2.5000, 3.0000, 3.0000]\n")
+        + "[19.2900 - 20.7875]\tSes01F_impro01_M003\txxx\t[2.5000, 3.0000, 3.0000]\n"
+    )
     (s1 / "dialog" / "EmoEvaluation" / "Categorical" / "Ses01F_impro01_e1_cat.txt").write_text("ignored\n")
     (s1 / "dialog" / "transcriptions" / "Ses01F_impro01.txt").write_text(
         "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\n"
         "Ses01F_impro01_M001 [010.0100-011.3925]: Do you have your forms?\n"
         "Ses01F_impro01_F002 [014.8872-018.0175]: Yeah.\n"
         "Ses01F_impro01_M003 [019.2900-020.7875]: Let me see them.\n"
-        "M: [LAUGHTER]\n")
+        "M: [LAUGHTER]\n"
+    )
     for utt in ("Ses01F_impro01_F000", "Ses01F_impro01_M001", "Ses01F_impro01_F002", "Ses01F_impro01_M003"):
         wav(s1 / "sentences" / "wav" / "Ses01F_impro01" / f"{utt}.wav")
     s2 = root / "Session2"
@@ -266,10 +313,12 @@ def iemocap_tree(tmp: Path) -> Path:
     (s2 / "dialog" / "EmoEvaluation" / "Ses02M_script01_1.txt").write_text(
         EVAL_HEADER
         + "[1.0000 - 2.5000]\tSes02M_script01_1_F003\tang\t[1.5000, 4.0000, 4.0000]\n"
-        + "[3.0000 - 4.5000]\tSes02M_script01_1_M004\tsad\t[1.5000, 2.0000, 2.0000]\n")
+        + "[3.0000 - 4.5000]\tSes02M_script01_1_M004\tsad\t[1.5000, 2.0000, 2.0000]\n"
+    )
     (s2 / "dialog" / "transcriptions" / "Ses02M_script01_1.txt").write_text(
         "Ses02M_script01_1_F003 [001.0000-002.5000]: What is it?\n"
-        "Ses02M_script01_1_M004 [003.0000-004.5000]: Nothing.\n")
+        "Ses02M_script01_1_M004 [003.0000-004.5000]: Nothing.\n"
+    )
     wav(s2 / "sentences" / "wav" / "Ses02M_script01_1" / "Ses02M_script01_1_F003.wav")
     wav(s2 / "sentences" / "wav" / "Ses02M_script01_1" / "Ses02M_script01_1_M004.wav")
     return root
@@ -279,15 +328,32 @@ def test_iemocap_fake_tree(tmp_path):
     iemocap_tree(tmp_path)
     recs = by_id(PREPARERS["iemocap"](tmp_path, None))
     # frustrated and unlabelled (xxx) utterances are left out; excited becomes happy
-    assert set(recs) == {"iemocap_Ses01F_impro01_F000", "iemocap_Ses01F_impro01_M001",
-                         "iemocap_Ses02M_script01_1_F003", "iemocap_Ses02M_script01_1_M004"}
+    assert set(recs) == {
+        "iemocap_Ses01F_impro01_F000",
+        "iemocap_Ses01F_impro01_M001",
+        "iemocap_Ses02M_script01_1_F003",
+        "iemocap_Ses02M_script01_1_M004",
+    }
     u = recs["iemocap_Ses01F_impro01_M001"]
     assert (u.emotion, u.text, u.speaker, u.language) == ("happy", "Do you have your forms?", "Ses01M", "en")
-    assert u.extra == {"fold": 1, "dialog": "Ses01F_impro01", "label": "exc", "start": 10.01, "end": 11.3925,
-                       "vad": [3.5, 3.5, 3.0], "improvised": True, "gender": "M"}
+    assert u.extra == {
+        "fold": 1,
+        "dialog": "Ses01F_impro01",
+        "label": "exc",
+        "start": 10.01,
+        "end": 11.3925,
+        "vad": [3.5, 3.5, 3.0],
+        "improvised": True,
+        "gender": "M",
+    }
     f = recs["iemocap_Ses02M_script01_1_F003"]
     assert (f.emotion, f.speaker, f.extra["fold"], f.extra["improvised"], f.text) == (
-        "angry", "Ses02F", 2, False, "What is it?")
+        "angry",
+        "Ses02F",
+        2,
+        False,
+        "What is it?",
+    )
     assert recs["iemocap_Ses01F_impro01_F000"].emotion == "neutral"
     assert recs["iemocap_Ses02M_script01_1_M004"].emotion == "sad"
 
@@ -303,17 +369,26 @@ def test_iemocap_unknown_label_names_line(tmp_path):
 
 # ------------------------------------------------------------------------------ csv / jsonl
 
+
 def test_csv_import(tmp_path):
     wav(tmp_path / "clips" / "a.wav", sr=22050)
     wav(tmp_path / "clips" / "b.wav")
     (tmp_path / "list.csv").write_text(
         "audio,text,speaker,emotion,split,gender\n"
-        "clips/a.wav,\"Hello, there.\",s1,joy,test,F\n"
-        "clips/b.wav,,s2,Neutral,,\n", encoding="utf-8-sig")
+        'clips/a.wav,"Hello, there.",s1,joy,test,F\n'
+        "clips/b.wav,,s2,Neutral,,\n",
+        encoding="utf-8-sig",
+    )
     recs = by_id(PREPARERS["csv"](tmp_path / "list.csv", "en"))
     a, b = recs["clips/a"], recs["clips/b"]
     assert (a.text, a.speaker, a.emotion, a.split, a.language, a.sampling_rate) == (
-        "Hello, there.", "s1", "happy", "test", "en", 22050)
+        "Hello, there.",
+        "s1",
+        "happy",
+        "test",
+        "en",
+        22050,
+    )
     assert a.extra == {"gender": "F"} and b.extra == {}
     assert (b.text, b.emotion, b.split) == ("", "neutral", "train")
     assert a.audio == str(tmp_path / "clips" / "a.wav")
@@ -324,21 +399,40 @@ def test_tsv_and_jsonl_import(tmp_path):
     (tmp_path / "list.tsv").write_text("id\taudio\ttext\tspeaker\temotion\tlanguage\nu1\ta.wav\t你好\tzh1\tanger\tzh\n")
     (u,) = PREPARERS["csv"](tmp_path / "list.tsv", None)
     assert (u.id, u.text, u.emotion, u.language) == ("u1", "你好", "angry", "zh")
-    (tmp_path / "list.jsonl").write_text(json.dumps(
-        {"id": "u2", "audio": str(tmp_path / "a.wav"), "text": "hi", "speaker": "x", "emotion": "sadness",
-         "language": "en", "extra": {"take": 3}, "mood": "low"}) + "\n\n")
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps(
+            {
+                "id": "u2",
+                "audio": str(tmp_path / "a.wav"),
+                "text": "hi",
+                "speaker": "x",
+                "emotion": "sadness",
+                "language": "en",
+                "extra": {"take": 3},
+                "mood": "low",
+            }
+        )
+        + "\n\n"
+    )
     (v,) = PREPARERS["jsonl"](tmp_path / "list.jsonl", None)
     assert (v.id, v.emotion, v.language, v.extra) == ("u2", "sad", "en", {"mood": "low", "take": 3})
 
 
-@pytest.mark.parametrize("rows,message,line", [
-    ("audio,text,speaker\n", "missing column(s) emotion", 1),
-    ("audio,text,speaker,emotion\na.wav,x,s,happy\n", "no language", 2),
-    ("audio,text,speaker,emotion,language\na.wav,x,s,happy,en\na.wav,y,s,sad,en\n", "duplicate id 'a' (first on line 2)", 3),
-    ("audio,text,speaker,emotion,language\na.wav,x,s,bored,en\n", "'bored' is not in the generic mapping", 2),
-    ("audio,text,speaker,emotion,language\na.wav,x,,happy,en\n", "'speaker' must be a non-empty string", 2),
-    ("audio,text,speaker,emotion,language\na.wav,x,s,happy,en,extra\n", "row has 6 fields, the header 5", 2),
-])
+@pytest.mark.parametrize(
+    "rows,message,line",
+    [
+        ("audio,text,speaker\n", "missing column(s) emotion", 1),
+        ("audio,text,speaker,emotion\na.wav,x,s,happy\n", "no language", 2),
+        (
+            "audio,text,speaker,emotion,language\na.wav,x,s,happy,en\na.wav,y,s,sad,en\n",
+            "duplicate id 'a' (first on line 2)",
+            3,
+        ),
+        ("audio,text,speaker,emotion,language\na.wav,x,s,bored,en\n", "'bored' is not in the generic mapping", 2),
+        ("audio,text,speaker,emotion,language\na.wav,x,,happy,en\n", "'speaker' must be a non-empty string", 2),
+        ("audio,text,speaker,emotion,language\na.wav,x,s,happy,en,extra\n", "row has 6 fields, the header 5", 2),
+    ],
+)
 def test_csv_errors_name_line(tmp_path, rows, message, line):
     wav(tmp_path / "a.wav")
     (tmp_path / "list.csv").write_text(rows)
@@ -356,6 +450,7 @@ def test_csv_missing_audio_names_both_files(tmp_path):
 
 # ------------------------------------------------------------------------- shared real data
 
+
 def _reference(path: Path) -> dict[str, dict]:
     return {json.loads(line)["path"]: json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()}
 
@@ -370,7 +465,9 @@ def test_casia_on_shared_data(shared_data, tmp_path):
     assert set(got) == set(ref)
     for path, r in ref.items():
         u = got[path]
-        assert (u.text, u.emotion, u.speaker, u.language) == (r["text"], r["emotion"], r["speaker"], r["language"]), path
+        assert (u.text, u.emotion, u.speaker, u.language) == (r["text"], r["emotion"], r["speaker"], r["language"]), (
+            path
+        )
         assert u.sampling_rate == r["sample_rate"] and u.duration == pytest.approx(r["duration_s"], abs=1e-3)
         assert u.extra["gender"] == r["gender"]
     assert {u.speaker for u in man} == {"ZhaoZuoxiang", "liuchanhg", "wangzhe", "zhaoquanyin"}
@@ -386,7 +483,9 @@ def test_esd_on_shared_data(shared_data, tmp_path):
     assert set(got) == set(ref)
     for path, r in ref.items():
         u = got[path]
-        assert (u.text, u.emotion, u.speaker, u.language) == (r["text"], r["emotion"], r["speaker"], r["language"]), path
+        assert (u.text, u.emotion, u.speaker, u.language) == (r["text"], r["emotion"], r["speaker"], r["language"]), (
+            path
+        )
         assert (u.split, u.extra["sentence"]) == (r["esd_official_split"], r["sentence_index"]), path
         assert u.duration == pytest.approx(r["duration_s"], abs=1e-3)
 

@@ -29,6 +29,7 @@ def by_id(records):
 
 # ---------------------------------------------------------------------------------------- ASED
 
+
 def ased_tree(tmp: Path, suffix: str = ".flac") -> Path:
     base = tmp / "ASED_V1"
     clip(base / "01Neutral" / f"n1-01-01-01-01{suffix}")
@@ -84,7 +85,9 @@ def nemo_tree(tmp: Path, suffix: str = ".flac") -> Path:
         NEMO_HEADER
         + "EB0_anger_1.wav\tanger\tZdanie pierwsze.\tzdanie pierwsze\t        EB0\tmale\t23\n"
         + "KD0_surprised_3.wav\tsurprised\tZdanie drugie?\tzdanie drugie\t        KD0\tfemale\t28\n"
-        + "KD0_fear_4.wav\tfear\tBez nagrania.\tbez nagrania\t        KD0\tfemale\t28\n", encoding="utf-8")
+        + "KD0_fear_4.wav\tfear\tBez nagrania.\tbez nagrania\t        KD0\tfemale\t28\n",
+        encoding="utf-8",
+    )
     return base
 
 
@@ -118,6 +121,7 @@ def test_nemo_errors(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- URDU
+
 
 def urdu_tree(tmp: Path, suffix: str = ".flac") -> Path:
     base = tmp / "URDU-Dataset"

@@ -15,9 +15,17 @@ from rrpo.cli import build_parser, main
 from rrpo.config import load_config
 from rrpo.data.manifest import read_manifest
 from rrpo.errors import RrpoError
-from rrpo.experiment import (DEFAULT_SYSTEMS, ExperimentConfig, build_stages, point_metrics, prepare_data,
-                             verdicts, write_results)
+from rrpo.experiment import (
+    DEFAULT_SYSTEMS,
+    ExperimentConfig,
+    build_stages,
+    point_metrics,
+    prepare_data,
+    verdicts,
+    write_results,
+)
 from rrpo.stats import mean_std
+
 from tests.unit.test_corpora import casia_tree, esd_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,13 +47,33 @@ def test_mean_std_by_hand():
     assert math.isnan(m) and math.isnan(s)
 
 
-def point(proxy=0.3, acc=0.4, p=0.35, clicks=0.1, bursts=0.05, mcd=10.0, f0=300.0, vo=0.2, fr=50.0, rep=0.01,
-          kl=0.0, step=0, flag=False) -> dict:
+def point(
+    proxy=0.3,
+    acc=0.4,
+    p=0.35,
+    clicks=0.1,
+    bursts=0.05,
+    mcd=10.0,
+    f0=300.0,
+    vo=0.2,
+    fr=50.0,
+    rep=0.01,
+    kl=0.0,
+    step=0,
+    flag=False,
+) -> dict:
     det = {"clicks": clicks, "bursts": bursts, "clipping": 0.0, "silence": 0.0, "repetition": 0.0}
-    return {"proxy_prob": proxy, "judge": {"accuracy": acc, "target_prob": p},
-            "artifacts": {k: {"events_per_s": v, "frame_fraction": 0.0, "utterances_with": 0} for k, v in det.items()},
-            "distances": {"mcd_db": mcd, "f0_rmse_cents": f0, "voicing_error": vo, "frechet_egemaps": fr},
-            "token_repetition": rep, "sqrt_kl": kl, "mean_len_s": 2.0, "step": step, "hacking_flag": flag}
+    return {
+        "proxy_prob": proxy,
+        "judge": {"accuracy": acc, "target_prob": p},
+        "artifacts": {k: {"events_per_s": v, "frame_fraction": 0.0, "utterances_with": 0} for k, v in det.items()},
+        "distances": {"mcd_db": mcd, "f0_rmse_cents": f0, "voicing_error": vo, "frechet_egemaps": fr},
+        "token_repetition": rep,
+        "sqrt_kl": kl,
+        "mean_len_s": 2.0,
+        "step": step,
+        "hacking_flag": flag,
+    }
 
 
 def test_point_metrics_sums_artifact_rates():
@@ -55,12 +83,36 @@ def test_point_metrics_sums_artifact_rates():
 
 
 def _means(**over):
-    sft = {"proxy": 0.3, "proxy_vanilla": 0.3, "judge_acc": 0.4, "artifacts": 0.1, "mcd_db": 10.0,
-           "f0_rmse_cents": 300.0, "voicing_error": 0.2, "frechet_egemaps": 50.0}
-    dif = {**sft, "proxy": 0.6, "judge_acc": 0.45, "artifacts": 0.2, "mcd_db": 12.0, "f0_rmse_cents": 400.0,
-           "voicing_error": 0.25, "frechet_egemaps": 80.0}
-    rr = {**sft, "proxy": 0.5, "judge_acc": 0.5, "artifacts": 0.105, "mcd_db": 10.9, "f0_rmse_cents": 320.0,
-          "voicing_error": 0.21, "frechet_egemaps": 54.0}
+    sft = {
+        "proxy": 0.3,
+        "proxy_vanilla": 0.3,
+        "judge_acc": 0.4,
+        "artifacts": 0.1,
+        "mcd_db": 10.0,
+        "f0_rmse_cents": 300.0,
+        "voicing_error": 0.2,
+        "frechet_egemaps": 50.0,
+    }
+    dif = {
+        **sft,
+        "proxy": 0.6,
+        "judge_acc": 0.45,
+        "artifacts": 0.2,
+        "mcd_db": 12.0,
+        "f0_rmse_cents": 400.0,
+        "voicing_error": 0.25,
+        "frechet_egemaps": 80.0,
+    }
+    rr = {
+        **sft,
+        "proxy": 0.5,
+        "judge_acc": 0.5,
+        "artifacts": 0.105,
+        "mcd_db": 10.9,
+        "f0_rmse_cents": 320.0,
+        "voicing_error": 0.21,
+        "frechet_egemaps": 54.0,
+    }
     means = {"sft": sft, "diffro": dif, "rrpo": rr}
     for k, v in over.items():
         m, key = k.split("__")
@@ -78,13 +130,16 @@ def test_verdicts_both_goals_met():
     assert g["quality_ratios_vs_sft"]["mcd_db"] == pytest.approx(1.09)  # 10.9 / 10: inside 10 %
 
 
-@pytest.mark.parametrize("over, goal", [
-    ({"rrpo__mcd_db": 11.1}, "rrpo_goal"),            # 1.11x SFT: outside 10 %
-    ({"rrpo__judge_acc": 0.44}, "rrpo_goal"),         # below DiffRO's 0.45
-    ({"rrpo__judge_acc": 0.4}, "rrpo_goal"),          # not above SFT's 0.4
-    ({"diffro__proxy": 0.3}, "diffro_hacks"),          # proxy did not rise
-    ({"diffro__voicing_error": 0.21}, "diffro_hacks"),  # 1.05x: not clearly worse
-])
+@pytest.mark.parametrize(
+    "over, goal",
+    [
+        ({"rrpo__mcd_db": 11.1}, "rrpo_goal"),  # 1.11x SFT: outside 10 %
+        ({"rrpo__judge_acc": 0.44}, "rrpo_goal"),  # below DiffRO's 0.45
+        ({"rrpo__judge_acc": 0.4}, "rrpo_goal"),  # not above SFT's 0.4
+        ({"diffro__proxy": 0.3}, "diffro_hacks"),  # proxy did not rise
+        ({"diffro__voicing_error": 0.21}, "diffro_hacks"),  # 1.05x: not clearly worse
+    ],
+)
 def test_verdicts_fail_where_worked_by_hand(over, goal):
     assert not verdicts(_means(**over), 0.10)[goal]["met"]
 
@@ -101,12 +156,18 @@ def _fake_run(o: Path, seeds=(0, 1)):
     for s in seeds:
         for m in ("diffro", "rrpo"):
             start = point(proxy=0.3 if m == "diffro" else 0.25, acc=0.4 + 0.1 * s)
-            final = point(proxy=0.6 + 0.2 * s, acc=(0.4 if m == "diffro" else 0.6) + 0.1 * s,
-                          mcd=(14.0 if m == "diffro" else 10.5) + 2 * s, kl=0.5, step=8)
+            final = point(
+                proxy=0.6 + 0.2 * s,
+                acc=(0.4 if m == "diffro" else 0.6) + 0.1 * s,
+                mcd=(14.0 if m == "diffro" else 10.5) + 2 * s,
+                kl=0.5,
+                step=8,
+            )
             d = o / "runs" / f"{m}_s{s}" / "audit"
             d.mkdir(parents=True)
-            (d / "audit.json").write_text(json.dumps({"start": start, "final": final, "points": [start, final],
-                                                    "flagged_steps": [8] * s}))
+            (d / "audit.json").write_text(
+                json.dumps({"start": start, "final": final, "points": [start, final], "flagged_steps": [8] * s})
+            )
     (o / "judge" / "eval").mkdir(parents=True)
     (o / "judge" / "eval" / "casia_heldout.json").write_text(json.dumps({"n": 250, "wa": 0.592, "ua": 0.59}))
     (o / "rm" / "eval").mkdir(parents=True)
@@ -147,8 +208,9 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     data = tmp_path / "data"
     casia_tree(data / "casia")
     esd_tree(data / "esd")
-    cfg = ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[],
-                           policy_pretrain_corpora=[])
+    cfg = ExperimentConfig(
+        heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[], policy_pretrain_corpora=[]
+    )
     prepare_data(data, tmp_path / "out", cfg)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
     assert {u.split for u in casia if u.extra["sentence"] == 202} == {"test"}
@@ -159,17 +221,23 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     assert len(read_manifest(tmp_path / "out" / "esd.jsonl")) == 6
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"heldout_speaker": "nobody"}, "held-out speaker 'nobody' is not in CASIA"),
-    ({"heldout_speaker": "wangzhe", "heldout_sentences": [299]}, "held-out sentence id(s) [299] are not in CASIA"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"heldout_speaker": "nobody"}, "held-out speaker 'nobody' is not in CASIA"),
+        ({"heldout_speaker": "wangzhe", "heldout_sentences": [299]}, "held-out sentence id(s) [299] are not in CASIA"),
+    ],
+)
 def test_prepare_data_errors(tmp_path, over, message):
     data = tmp_path / "data"
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     with pytest.raises(RrpoError, match=re.escape(message)):
-        prepare_data(data, tmp_path / "out",
-                     dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[]), **over))
+        prepare_data(
+            data,
+            tmp_path / "out",
+            dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[]), **over),
+        )
 
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
@@ -184,8 +252,9 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     names = [s.name for s in stages]
     assert names[-7:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "judges", "report", "results"]
     assert names.index("judge_eval") < names.index("judge2") < names.index("judge2_eval") < names.index("sft")
-    assert "judges" not in [s.name for s in build_stages(ExperimentConfig(seeds=[3], second_judge="none"), tmp_path,
-                                                         tmp_path / "o", main)]
+    assert "judges" not in [
+        s.name for s in build_stages(ExperimentConfig(seeds=[3], second_judge="none"), tmp_path, tmp_path / "o", main)
+    ]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
     assert names[-2:] == ["report", "results"] and names[0] == "data"
     parser = build_parser()
@@ -197,8 +266,10 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert any("rm/vanilla" in a for a in opt["diffro_s4"])
     assert "seed=1238" in opt["audit_rrpo_s4"] and "prompts.speakers=[ZhaoZuoxiang]" in opt["audit_rrpo_s4"]
     assert "features=logmel-stats" in opt["judge2"]
-    cnn = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path,
-                                                  tmp_path / "o", main)}
+    cnn = {
+        s.name: s.action
+        for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path, tmp_path / "o", main)
+    }
     assert cnn["judge2"][:2] == ["judge", "train-mel"] and "train.steps=800" in cnn["judge2"]
     parser.parse_args(list(cnn["judge2"]))
     with pytest.raises(RrpoError, match="seeds is empty"):
@@ -212,12 +283,15 @@ def test_reward_models_pretrain_on_the_multilingual_corpora(tmp_path):
     for c in ("ased", "nemo", "urdu"):
         assert f"data/{c}.jsonl" in pre and f"tokens/{c}" in pre
     assert "synth/manifest.jsonl" not in pre
-    synth = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=True),
-                                                    tmp_path, tmp_path / "o", main)}
+    synth = {
+        s.name: s.action
+        for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=True), tmp_path, tmp_path / "o", main)
+    }
     assert "synth/manifest.jsonl" in " ".join(synth["rm_pretrain"])
     with pytest.raises(RrpoError, match="no pre-training data"):
-        build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=False, rm_pretrain_corpora=[]), tmp_path,
-                     tmp_path / "o", main)
+        build_stages(
+            ExperimentConfig(seeds=[0], rm_pretrain_synth=False, rm_pretrain_corpora=[]), tmp_path, tmp_path / "o", main
+        )
 
 
 def test_missing_pretraining_corpus_is_an_error(tmp_path):
@@ -246,9 +320,12 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     assert "algo=grpo" in opt["grpo_s0"] and opt["grpo_s0"][-2:] == ["train.batch_size=1", "group=4"]
     assert f"path: {o / 'rm' / 'vanilla'}" in " ".join(opt["diffro_watch_s0"])
     ens = " ".join(opt["rrpo_ensemble_s0"])
-    assert "aggregate: mean_minus_std" in ens and all(str(o / "rm" / m) in ens for m in ("robust", "robust_s1",
-                                                                                         "robust_s2"))
-    assert "watch.stop_on_flag=true" in opt["diffro_watch_s0"] and f"watch.judge={o / 'judge'}" in opt["diffro_watch_s0"]
+    assert "aggregate: mean_minus_std" in ens and all(
+        str(o / "rm" / m) in ens for m in ("robust", "robust_s1", "robust_s2")
+    )
+    assert (
+        "watch.stop_on_flag=true" in opt["diffro_watch_s0"] and f"watch.judge={o / 'judge'}" in opt["diffro_watch_s0"]
+    )
     assert not any(a.startswith("watch.") for r in runs if r != "diffro_watch_s0" for a in opt[r])
     assert "prompts.samples=4" in opt["audit_grpo_s0"]
     # the starting policy: pre-trained (a callable stage), then SFT from it
@@ -256,18 +333,22 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     assert names.index("policy_pretrain") == names.index("sft") - 1
     assert f"model.init={o / 'policy_pretrain' / 'run'}" in opt["sft"]
     # no pre-training, no ensemble system: neither stage
-    plain = build_stages(ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO), tmp_path, tmp_path / "o",
-                         main)
+    plain = build_stages(
+        ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO), tmp_path, tmp_path / "o", main
+    )
     assert not {"policy_pretrain", "rm_robust_s1"} & {s.name for s in plain}
     assert not any(a.startswith("model.init") for a in {s.name: s.action for s in plain}["sft"])
 
 
-@pytest.mark.parametrize("over, message", [
-    (["systems={diffro: {algo: diffro}}"], "needs 'rrpo'"),
-    (["systems={diffro: {}, rrpo: {reward: best}}"], "systems.reward"),
-    (["systems={diffro: {}, rrpo: {}, x: {colour: red}}"], "unknown key"),
-    (["policy_pretrain_corpora=[ased]"], "corpora with transcripts"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        (["systems={diffro: {algo: diffro}}"], "needs 'rrpo'"),
+        (["systems={diffro: {}, rrpo: {reward: best}}"], "systems.reward"),
+        (["systems={diffro: {}, rrpo: {}, x: {colour: red}}"], "unknown key"),
+        (["policy_pretrain_corpora=[ased]"], "corpora with transcripts"),
+    ],
+)
 def test_system_and_corpus_errors_name_the_key(over, message):
     from rrpo.errors import ConfigError
 
@@ -325,8 +406,14 @@ def test_policy_pretrain_is_cached_across_run_folders(tmp_path):
 
     o1, tok1 = run_folder("one")
     policy_pretrain(cfg, o1, tok1, fake_verb)
-    assert calls == [["synth", f"out={tmp_path / 'cache' / 'policy_pretrain' / read_json(o1 / 'policy_pretrain' / 'pretrain.json')['key'] / 'synth'}"],
-                     ["tokenize", calls[1][1]], ["policy", "sft"]]
+    assert calls == [
+        [
+            "synth",
+            f"out={tmp_path / 'cache' / 'policy_pretrain' / read_json(o1 / 'policy_pretrain' / 'pretrain.json')['key'] / 'synth'}",
+        ],
+        ["tokenize", calls[1][1]],
+        ["policy", "sft"],
+    ]
     first = read_json(o1 / "policy_pretrain" / "pretrain.json")
     assert first["reused"] is False and first["corpora"] == ["synth", "esd", "casia"]
     assert "data.heldout=[test]" in first["command"] and str(tok1["esd"]) in " ".join(first["command"])

@@ -10,23 +10,34 @@ import pytest
 
 from rrpo.experiment import DEFAULT_SYSTEMS, ExperimentConfig, write_results
 from rrpo.experiment_stats import comparison_stats, utterance_values
+
 from tests.unit.test_experiment import _fake_run
 
 DET = ("clicks", "bursts", "clipping", "silence", "repetition")
 
 
 def rows(correct, clicks=(0, 0), dur=(1.0, 1.0), mcd=(10.0, 12.0)):
-    return [{"id": f"t{i}_sad", "judge_correct": bool(c), "judge_target_prob": 0.5 * c + 0.1,
-             **{f"{k}_events": (clicks[i] if k == "clicks" else 0) for k in DET}, "duration_s": dur[i],
-             "mcd_db": mcd[i]} for i, c in enumerate(correct)]
+    return [
+        {
+            "id": f"t{i}_sad",
+            "judge_correct": bool(c),
+            "judge_target_prob": 0.5 * c + 0.1,
+            **{f"{k}_events": (clicks[i] if k == "clicks" else 0) for k in DET},
+            "duration_s": dur[i],
+            "mcd_db": mcd[i],
+        }
+        for i, c in enumerate(correct)
+    ]
 
 
 def points():
     """seed 0: SFT (0, 0), DiffRO (0, 0), RRPO (1, 1); seed 1: SFT (0, 1), DiffRO (0, 0), RRPO (1, 1)."""
     sft = {0: (0, 0), 1: (0, 1)}
-    return {"sft": [(s, {"utterances": rows(sft[s])}) for s in (0, 1)],
-            "diffro": [(s, {"utterances": rows((0, 0), clicks=(1, 1), dur=(1.0, 3.0))}) for s in (0, 1)],
-            "rrpo": [(s, {"utterances": rows((1, 1))}) for s in (0, 1)]}
+    return {
+        "sft": [(s, {"utterances": rows(sft[s])}) for s in (0, 1)],
+        "diffro": [(s, {"utterances": rows((0, 0), clicks=(1, 1), dur=(1.0, 3.0))}) for s in (0, 1)],
+        "rrpo": [(s, {"utterances": rows((1, 1))}) for s in (0, 1)],
+    }
 
 
 def test_utterance_values_artifacts_are_events_over_seconds():
@@ -74,8 +85,12 @@ def test_results_carry_intervals_and_paired_differences(tmp_path):
             aud["start"]["utterances"] = pts["sft"][s][1]["utterances"]
             aud["final"]["utterances"] = pts[m][s][1]["utterances"]
             f.write_text(json.dumps(aud))
-    res = write_results(tmp_path, ExperimentConfig(seeds=[0, 1], n_boot=200, n_perm=100,
-                                                   systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}))
+    res = write_results(
+        tmp_path,
+        ExperimentConfig(
+            seeds=[0, 1], n_boot=200, n_perm=100, systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}
+        ),
+    )
     assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 1.0
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| SFT (start) | 4 | 25.0 [0.0, 75.0]" in table
@@ -95,6 +110,7 @@ class LoudnessJudge:
 
     def predict_proba(self, items, groups=None, stats=None):
         import numpy as np
+
         return np.array([[0.1, 0.9, 0.0] if np.abs(a).max() >= 0.3 else [0.9, 0.1, 0.0] for a, _ in items])
 
 
@@ -109,15 +125,16 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
     import numpy as np
 
     from rrpo.audit.judge import register_judge_kind
-    from rrpo.data.audio import save_audio
     from rrpo.cli import main
+    from rrpo.data.audio import save_audio
     from rrpo.experiment import build_stages
 
     register_judge_kind("loudness-test", lambda folder, meta: LoudnessJudge())
     _fake_run(tmp_path)
     (tmp_path / "judge2" / "eval").mkdir(parents=True)
-    (tmp_path / "judge2" / "judge.json").write_text(json.dumps({"kind": "loudness-test",
-                                                                "classes": ["neutral", "angry", "sad"]}))
+    (tmp_path / "judge2" / "judge.json").write_text(
+        json.dumps({"kind": "loudness-test", "classes": ["neutral", "angry", "sad"]})
+    )
     (tmp_path / "judge2" / "eval" / "casia_heldout.json").write_text(json.dumps({"n": 250, "wa": 0.5, "ua": 0.5}))
     sr = 16000
     for s in (0, 1):
@@ -126,16 +143,30 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
             aud = json.loads((d / "audit.json").read_text())
             for key, step in (("start", 0), ("final", 8)):
                 right = m == "rrpo" and key == "final"
-                aud[key]["utterances"] = [{"id": f"t{i}_{e}", "emotion": e, "judge_pred": e if right else "sad",
-                                           "judge_correct": right, "judge_target_prob": 0.5}
-                                          for i, e in enumerate(("neutral", "angry"))]
+                aud[key]["utterances"] = [
+                    {
+                        "id": f"t{i}_{e}",
+                        "emotion": e,
+                        "judge_pred": e if right else "sad",
+                        "judge_correct": right,
+                        "judge_target_prob": 0.5,
+                    }
+                    for i, e in enumerate(("neutral", "angry"))
+                ]
                 for i, e in enumerate(("neutral", "angry")):
                     amp = 0.5 if (right and e == "angry") else 0.1
-                    save_audio(d / "audio" / f"step_{step}" / f"t{i}_{e}.wav",
-                               (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32), sr)
+                    save_audio(
+                        d / "audio" / f"step_{step}" / f"t{i}_{e}.wav",
+                        (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32),
+                        sr,
+                    )
             (d / "audit.json").write_text(json.dumps(aud))
-    cfg = ExperimentConfig(seeds=[0, 1], n_boot=300, n_perm=100,
-                           systems={k: v for k, v in DEFAULT_SYSTEMS.items() if k in ("diffro", "rrpo")})
+    cfg = ExperimentConfig(
+        seeds=[0, 1],
+        n_boot=300,
+        n_perm=100,
+        systems={k: v for k, v in DEFAULT_SYSTEMS.items() if k in ("diffro", "rrpo")},
+    )
     stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
     stages["judges"].action()
     res = write_results(tmp_path, cfg)
@@ -149,5 +180,8 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
     assert c["verdicts"] == {"egemaps": "supports", "logmel": "unclear"} and c["status"] == "single-judge"
     assert c["flagged"]
     table = (tmp_path / "results" / "table.md").read_text()
-    assert "| RRPO beats DiffRO | RRPO (robust RM) − DiffRO (vanilla RM) | supports | unclear | single-judge (**flagged**) |" in table
+    assert (
+        "| RRPO beats DiffRO | RRPO (robust RM) − DiffRO (vanilla RM) | supports | unclear | single-judge (**flagged**) |"
+        in table
+    )
     assert "| casia_heldout | 250 | 50.0 | 50.0 |" in table

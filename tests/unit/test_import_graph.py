@@ -145,8 +145,13 @@ def test_no_import_circle_between_rrpo_modules():
 def test_the_trainer_does_not_import_the_audit_and_audit_report_do_not_import_optimize_configs():
     graph = import_graph()
     assert not any(m.startswith("rrpo.audit") for m in graph["rrpo.optimize.trainer"])
-    for m in ("rrpo.audit.overopt", "rrpo.audit.scorer", "rrpo.report.build", "rrpo.report.commands",
-              "rrpo.audit.commands"):
+    for m in (
+        "rrpo.audit.overopt",
+        "rrpo.audit.scorer",
+        "rrpo.report.build",
+        "rrpo.report.commands",
+        "rrpo.audit.commands",
+    ):
         assert "rrpo.optimize.trainer" not in graph[m], m
     assert not any(m.endswith(".commands") or m == "rrpo.cli" for m in graph["rrpo.audit.scorer"])
 
@@ -158,6 +163,7 @@ VERB_LAYER = ("rrpo.cli", "rrpo.args", "rrpo.stages", "rrpo.demo", "rrpo.experim
 def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """Imports between rrpo's top-level packages (``rrpo.audit``, ``rrpo.optimize``, ...), leaving out
     the verb layer (``*.commands`` and :data:`VERB_LAYER`)."""
+
     def top(m):
         return ".".join(m.split(".")[:2])
 

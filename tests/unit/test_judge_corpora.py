@@ -16,6 +16,7 @@ from rrpo.audit.mel_judge import MelJudgeConfig, masked_cross_entropy, train_mel
 from rrpo.cli import main
 from rrpo.config import load_config
 from rrpo.data.manifest import Utterance, read_manifest, write_manifest
+
 from tests.unit.test_audit_judge import CLASSES, make_set, tone_sets  # noqa: F401  (fixture)
 
 
@@ -39,8 +40,14 @@ def test_masked_softmax_and_gradient_by_hand():
     mask = np.array([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 0, 1], [1, 1, 1], [1, 1, 0]], bool)
     p0 = rng.normal(size=9)
     _, g = masked_loss_grad(p0, x, y, mask, np.ones(6), 0.5)
-    num = [(masked_loss_grad(p0 + e, x, y, mask, np.ones(6), 0.5)[0] - masked_loss_grad(p0 - e, x, y, mask,
-            np.ones(6), 0.5)[0]) / 2e-6 for e in np.eye(9) * 1e-6]
+    num = [
+        (
+            masked_loss_grad(p0 + e, x, y, mask, np.ones(6), 0.5)[0]
+            - masked_loss_grad(p0 - e, x, y, mask, np.ones(6), 0.5)[0]
+        )
+        / 2e-6
+        for e in np.eye(9) * 1e-6
+    ]
     assert g == pytest.approx(num, abs=1e-5)
 
 
@@ -68,17 +75,27 @@ def test_class_masking_keeps_a_missing_class_from_being_pushed_down(tone_sets):
 
     items, labels, speakers, corpora = [], [], [], []
     for spk, (it, lb) in (("a1", a1), ("a2", a2)):
-        items += it; labels += lb; speakers += [spk] * len(lb); corpora += ["A"] * len(lb)
+        items += it
+        labels += lb
+        speakers += [spk] * len(lb)
+        corpora += ["A"] * len(lb)
     for spk, seed, f0 in (("b1", 5, 130.0), ("b2", 6, 190.0)):
         it, lb = make_set(f0, 6, seed)
         keep = [i for i, l in enumerate(lb) if l != "sad"]
-        items += [it[i] for i in keep]; labels += [lb[i] for i in keep]
-        speakers += [spk] * len(keep); corpora += ["B"] * len(keep)
+        items += [it[i] for i in keep]
+        labels += [lb[i] for i in keep]
+        speakers += [spk] * len(keep)
+        corpora += ["B"] * len(keep)
     feats = EgemapsJudge.features(items)
     cfg = JudgeConfig(classes=CLASSES, min_group=4, c_grid=[1.0])
     masked, info = fit_judge(feats, labels, speakers, cfg, corpora=corpora)
-    plain, _ = fit_judge(feats, labels, speakers, JudgeConfig(classes=CLASSES, min_group=4, c_grid=[1.0],
-                                                              class_masking=False), corpora=corpora)
+    plain, _ = fit_judge(
+        feats,
+        labels,
+        speakers,
+        JudgeConfig(classes=CLASSES, min_group=4, c_grid=[1.0], class_masking=False),
+        corpora=corpora,
+    )
     assert info["class_masking"] and info["corpora"]["B"]["classes"] == ["neutral", "angry"]
     tf = EgemapsJudge.features(test[0])
     sad = [i for i, l in enumerate(test[1]) if l == "sad"]
@@ -101,9 +118,19 @@ def _manifests(tmp_path, tone_sets):
                     continue
                 p = tmp_path / "wav" / f"{corpus}_{spk}_{i}.wav"
                 save_audio(p, x, sr)
-                recs.append(Utterance(id=f"{corpus}_{spk}_{i}", audio=str(p), sampling_rate=sr, duration=len(x) / sr,
-                                      text="", speaker=spk if corpus == "ca" else "s1", language="zh", emotion=emo,
-                                      split="train"))
+                recs.append(
+                    Utterance(
+                        id=f"{corpus}_{spk}_{i}",
+                        audio=str(p),
+                        sampling_rate=sr,
+                        duration=len(x) / sr,
+                        text="",
+                        speaker=spk if corpus == "ca" else "s1",
+                        language="zh",
+                        emotion=emo,
+                        split="train",
+                    )
+                )
         write_manifest(tmp_path / f"{corpus}.jsonl", recs)
         paths.append(tmp_path / f"{corpus}.jsonl")
     return paths
@@ -123,9 +150,21 @@ def test_select_corpora_groups_and_drops(tmp_path, tone_sets):
 
 
 def _mel_cfg(*over):
-    return load_config(MelJudgeConfig, "configs/judge_mel.yaml",
-                       ["classes=[neutral, angry, sad]", "exclude_speakers=[s3]", "min_group=5", "max_frames=30",
-                        "channels=8", "train.batch_size=8", "train.steps=4", "train.progress=false", *over])
+    return load_config(
+        MelJudgeConfig,
+        "configs/judge_mel.yaml",
+        [
+            "classes=[neutral, angry, sad]",
+            "exclude_speakers=[s3]",
+            "min_group=5",
+            "max_frames=30",
+            "channels=8",
+            "train.batch_size=8",
+            "train.steps=4",
+            "train.progress=false",
+            *over,
+        ],
+    )
 
 
 def test_masked_cross_entropy_by_hand():
@@ -133,8 +172,9 @@ def test_masked_cross_entropy_by_hand():
     (0, 1) with logits 0 everywhere and full masks: (1·ln 3 + 3·ln 3)/4 = ln 3."""
     l = masked_cross_entropy(torch.tensor([[0.0, 0.0, 5.0]]), torch.tensor([0]), torch.tensor([[True, True, False]]))
     assert float(l) == pytest.approx(np.log(2))
-    l = masked_cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]), torch.ones(2, 3, dtype=torch.bool),
-                             torch.tensor([1.0, 3.0, 1.0]))
+    l = masked_cross_entropy(
+        torch.zeros(2, 3), torch.tensor([0, 1]), torch.ones(2, 3, dtype=torch.bool), torch.tensor([1.0, 3.0, 1.0])
+    )
     assert float(l) == pytest.approx(np.log(3))
 
 
@@ -147,6 +187,7 @@ def test_mel_judge_resume_repeats_losses(tmp_path, tone_sets):
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")
     train_mel_judge(cfg, mans, tmp_path / "b")
     from rrpo.runs import RunDir
+
     la = [m["judge/loss"] for m in RunDir(tmp_path / "a").read_metrics()]
     lb = [m["judge/loss"] for m in RunDir(tmp_path / "b").read_metrics()]
     assert len(la) == 4 and la == pytest.approx(lb, rel=1e-6)
@@ -158,9 +199,22 @@ def test_mel_judge_learns_tones_cli_and_storage(tmp_path, tone_sets, capsys):
     above chance (1/3); the folder opens with load_judge and fixed statistics give the same probabilities."""
     paths = _manifests(tmp_path, tone_sets)
     out = tmp_path / "mel"
-    rc = main(["judge", "train-mel", "--config", "configs/judge_mel.yaml", f"manifests=[{paths[0]}, {paths[1]}]",
-               f"out={out}", "classes=[neutral, angry, sad]", "exclude_speakers=[s3]",
-               "min_group=5", "channels=16", "train.steps=150", "train.progress=false"])
+    rc = main(
+        [
+            "judge",
+            "train-mel",
+            "--config",
+            "configs/judge_mel.yaml",
+            f"manifests=[{paths[0]}, {paths[1]}]",
+            f"out={out}",
+            "classes=[neutral, angry, sad]",
+            "exclude_speakers=[s3]",
+            "min_group=5",
+            "channels=16",
+            "train.steps=150",
+            "train.progress=false",
+        ]
+    )
     assert rc == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["corpora"] == {"ca": 18, "cb": 12}
@@ -191,8 +245,22 @@ def test_logmel_stats_judge_trains_with_the_egemaps_trainer(tmp_path, tone_sets,
     opens and that judges the unseen tone speaker above chance."""
     paths = _manifests(tmp_path, tone_sets)
     out = tmp_path / "ms"
-    assert main(["judge", "train", f"manifests=[{paths[0]}]", f"out={out}", "exclude_speakers=[s3]",
-                 "classes=[neutral, angry, sad]", "min_group=5", "c_grid=[0.1]", "features=logmel-stats"]) == 0
+    assert (
+        main(
+            [
+                "judge",
+                "train",
+                f"manifests=[{paths[0]}]",
+                f"out={out}",
+                "exclude_speakers=[s3]",
+                "classes=[neutral, angry, sad]",
+                "min_group=5",
+                "c_grid=[0.1]",
+                "features=logmel-stats",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "judge.json").read_text())
     assert meta["kind"] == "logmel-stats"
     j = load_judge(out)

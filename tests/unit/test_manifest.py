@@ -12,9 +12,18 @@ from rrpo.errors import RrpoError
 
 
 def utt(i: int, **kw) -> Utterance:
-    base = dict(id=f"u{i}", audio=f"wav/u{i}.wav", sampling_rate=16000, duration=1.5 + i, text=f"句子 {i}",
-                speaker=f"s{i % 2}", language="zh" if i % 2 else "en", emotion=("neutral", "happy", "angry")[i % 3],
-                split=("train", "test")[i % 2], extra={"sentence": i})
+    base = dict(
+        id=f"u{i}",
+        audio=f"wav/u{i}.wav",
+        sampling_rate=16000,
+        duration=1.5 + i,
+        text=f"句子 {i}",
+        speaker=f"s{i % 2}",
+        language="zh" if i % 2 else "en",
+        emotion=("neutral", "happy", "angry")[i % 3],
+        split=("train", "test")[i % 2],
+        extra={"sentence": i},
+    )
     base.update(kw)
     return Utterance(**base)
 
@@ -26,8 +35,10 @@ def record(**kw) -> dict:
 
 
 def write_lines(path: Path, lines: list) -> Path:
-    path.write_text("".join((x if isinstance(x, str) else json.dumps(x, ensure_ascii=False)) + "\n" for x in lines),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((x if isinstance(x, str) else json.dumps(x, ensure_ascii=False)) + "\n" for x in lines),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -62,27 +73,36 @@ def test_blank_lines_and_bom_are_accepted(tmp_path):
     assert [u.id for u in read_manifest(p)] == ["u0", "b"]
 
 
-@pytest.mark.parametrize("bad,message", [
-    (record(id=""), "field 'id' must be a non-empty string"),
-    (record(audio=None), "field 'audio' must be a non-empty string"),
-    (record(sampling_rate="16000"), "'sampling_rate' must be a positive integer"),
-    (record(sampling_rate=16000.0), "'sampling_rate' must be a positive integer"),
-    (record(sampling_rate=0), "'sampling_rate' must be a positive integer"),
-    (record(duration=0), "'duration' must be a positive number"),
-    (record(duration=-1.0), "'duration' must be a positive number"),
-    (record(duration=True), "'duration' must be a positive number"),
-    ('{"id": "u0", "audio": "a.wav", "sampling_rate": 16000, "duration": NaN, "text": "", "speaker": "s",'
-     ' "language": "en", "emotion": "sad", "split": "train"}', "'duration' must be a positive number"),
-    ('{"id": "u0", "audio": "a.wav", "sampling_rate": 16000, "duration": Infinity, "text": "", "speaker": "s",'
-     ' "language": "en", "emotion": "sad", "split": "train"}', "'duration' must be a positive number"),
-    (record(text=3), "field 'text' must be a string"),
-    (record(emotion="bored"), "emotion 'bored' is not in the vocabulary"),
-    (record(emotion="Happy"), "emotion 'Happy' is not in the vocabulary"),
-    (record(extra=[1]), "field 'extra' must be a mapping"),
-    ({k: v for k, v in record().items() if k not in ("speaker", "split")}, "missing field(s) speaker, split"),
-    (record(gender="F"), "unknown field(s) gender (put free data under 'extra')"),
-    ([1, 2], "a record must be a JSON object, got list"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (record(id=""), "field 'id' must be a non-empty string"),
+        (record(audio=None), "field 'audio' must be a non-empty string"),
+        (record(sampling_rate="16000"), "'sampling_rate' must be a positive integer"),
+        (record(sampling_rate=16000.0), "'sampling_rate' must be a positive integer"),
+        (record(sampling_rate=0), "'sampling_rate' must be a positive integer"),
+        (record(duration=0), "'duration' must be a positive number"),
+        (record(duration=-1.0), "'duration' must be a positive number"),
+        (record(duration=True), "'duration' must be a positive number"),
+        (
+            '{"id": "u0", "audio": "a.wav", "sampling_rate": 16000, "duration": NaN, "text": "", "speaker": "s",'
+            ' "language": "en", "emotion": "sad", "split": "train"}',
+            "'duration' must be a positive number",
+        ),
+        (
+            '{"id": "u0", "audio": "a.wav", "sampling_rate": 16000, "duration": Infinity, "text": "", "speaker": "s",'
+            ' "language": "en", "emotion": "sad", "split": "train"}',
+            "'duration' must be a positive number",
+        ),
+        (record(text=3), "field 'text' must be a string"),
+        (record(emotion="bored"), "emotion 'bored' is not in the vocabulary"),
+        (record(emotion="Happy"), "emotion 'Happy' is not in the vocabulary"),
+        (record(extra=[1]), "field 'extra' must be a mapping"),
+        ({k: v for k, v in record().items() if k not in ("speaker", "split")}, "missing field(s) speaker, split"),
+        (record(gender="F"), "unknown field(s) gender (put free data under 'extra')"),
+        ([1, 2], "a record must be a JSON object, got list"),
+    ],
+)
 def test_invalid_record_names_file_and_line(tmp_path, bad, message):
     p = write_lines(tmp_path / "m.jsonl", [record(id="ok1"), "", bad])
     with pytest.raises(RrpoError) as e:
@@ -108,8 +128,12 @@ def test_duplicate_id_names_both_lines(tmp_path):
 
 def test_not_utf8_names_line(tmp_path):
     p = tmp_path / "m.jsonl"
-    p.write_bytes(json.dumps(record()).encode() + b"\n" + json.dumps(record(id="x", text="文")).encode("gbk")
-                  .replace(b'\\u6587', "文".encode("gbk")) + b"\n")
+    p.write_bytes(
+        json.dumps(record()).encode()
+        + b"\n"
+        + json.dumps(record(id="x", text="文")).encode("gbk").replace(b"\\u6587", "文".encode("gbk"))
+        + b"\n"
+    )
     with pytest.raises(RrpoError, match="not UTF-8") as e:
         read_manifest(p)
     assert e.value.line == 2
@@ -156,6 +180,7 @@ def test_select():
 
 # ------------------------------------------------------------------------------------ emotions
 
+
 def test_normalise_emotion():
     from rrpo.data.emotions import CORPUS_MAPPINGS, EMOTIONS, normalise_emotion
 
@@ -176,7 +201,11 @@ def test_check_classes():
     from rrpo.errors import ConfigError
 
     assert check_classes(list(ESD_CLASSES)) == ESD_CLASSES
-    for bad, msg in ((["happy", "joy"], "unknown emotion class"), (["sad", "sad"], "repeat"), (["sad"], "at least two")):
+    for bad, msg in (
+        (["happy", "joy"], "unknown emotion class"),
+        (["sad", "sad"], "repeat"),
+        (["sad"], "at least two"),
+    ):
         with pytest.raises(RrpoError, match=msg):
             check_classes(bad)
     with pytest.raises(ConfigError, match=r"config key 'model.classes': unknown emotion class\(es\) \['joy'\]"):

@@ -9,7 +9,7 @@ import typing
 import pytest
 import torch
 
-from rrpo.optimize.objectives import (OBJECTIVES, RewardTerm, StepContext, diffro_loss, grpo_loss, reinforce_loss)
+from rrpo.optimize.objectives import OBJECTIVES, RewardTerm, StepContext, diffro_loss, grpo_loss, reinforce_loss
 from rrpo.optimize.trainer import OptimizeConfig
 from rrpo.policy.generate import generate
 from rrpo.policy.model import tiny_policy
@@ -22,24 +22,38 @@ V = 12
 
 def _ctx(group: int = 2) -> StepContext:
     tok = CharTokenizer.build(["今天好我们走"] + [INSTRUCTIONS["zh"][e] + ENDOFPROMPT for e in EMOTIONS])
-    policy = tiny_policy(tok, V, hidden_size=32, layers=1, heads=4, kv_heads=2, intermediate_size=64,
-                         emotions=EMOTIONS, languages=["zh"])
+    policy = tiny_policy(
+        tok, V, hidden_size=32, layers=1, heads=4, kv_heads=2, intermediate_size=64, emotions=EMOTIONS, languages=["zh"]
+    )
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
+
     # a reward that reads the token distribution: mass on token 3 per position (mean over the valid length)
     def fn(y, lens, target):
         if y.dim() == 2:  # sampled ids
             y = torch.nn.functional.one_hot(y, V).float()
         mask = (torch.arange(y.shape[1])[None] < lens[:, None]).float()
         return (y[..., 3] * mask).sum(-1) / lens.clamp_min(1)
+
     terms = [RewardTerm("toy", fn, 2.0, V)]
-    return StepContext(policy, ref, terms, SamplingConfig(min_ratio=1.0, max_ratio=2.0, ras_window=0), beta=0.1,
-                       tau=0.7, group=group, clip=0.2)
+    return StepContext(
+        policy,
+        ref,
+        terms,
+        SamplingConfig(min_ratio=1.0, max_ratio=2.0, ras_window=0),
+        beta=0.1,
+        tau=0.7,
+        group=group,
+        clip=0.2,
+    )
 
 
 def _batch(ctx: StepContext, n: int = 4) -> dict:
     texts, emotions = (["今天好", "我们走"] * n)[:n], (EMOTIONS * n)[:n]
-    return {"prompts": ctx.policy.encode_prompts(texts, emotions, "zh"), "emotions": emotions,
-            "seeds": list(range(100, 100 + n))}
+    return {
+        "prompts": ctx.policy.encode_prompts(texts, emotions, "zh"),
+        "emotions": emotions,
+        "seeds": list(range(100, 100 + n)),
+    }
 
 
 def test_registry_covers_every_algo_of_the_config():
@@ -69,8 +83,17 @@ def test_step_is_the_algorithms_loss_on_its_own_samples(algo):
     gen, logits, ref_logits = _replay(ctx, batch, noise=algo == "diffro")
     emo = batch["emotions"]
     if algo == "diffro":
-        want, _ = diffro_loss(logits, ref_logits, gen.ids, gen.lens, emo, ctx.terms, beta=0.1, tau=0.7,
-                              noise=gen.noise[:, :gen.ids.shape[1]])
+        want, _ = diffro_loss(
+            logits,
+            ref_logits,
+            gen.ids,
+            gen.lens,
+            emo,
+            ctx.terms,
+            beta=0.1,
+            tau=0.7,
+            noise=gen.noise[:, : gen.ids.shape[1]],
+        )
     else:
         reward = 2.0 * ctx.terms[0].fn(gen.ids, gen.lens, emo)
         if algo == "grpo":
@@ -103,8 +126,11 @@ def test_sft_step_is_the_token_loss():
     ctx = _ctx()
     ids = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
     lens = torch.tensor([3, 4])
-    batch = {"prompts": ctx.policy.encode_prompts(["今天好", "我们走"], EMOTIONS, "zh"), "speech": ids,
-             "speech_lens": lens}
+    batch = {
+        "prompts": ctx.policy.encode_prompts(["今天好", "我们走"], EMOTIONS, "zh"),
+        "speech": ids,
+        "speech_lens": lens,
+    }
     loss, m = OBJECTIVES["sft"](ctx, batch)
     assert loss.item() == pytest.approx(token_loss(ctx.policy, batch)[0].item())
     assert m == {"policy/loss": pytest.approx(loss.item()), "budget/samples": 2.0, "budget/tokens": 7.0}

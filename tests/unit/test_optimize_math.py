@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from rrpo.optimize.objectives import RewardTerm, diffro_loss, grpo_loss, reinforce_loss
-from rrpo.optimize.relax import (conditional_gumbel, lengths_to_mask, sample_gumbel, straight_through,
-                                 token_entropy, token_kl)
+from rrpo.optimize.relax import (
+    conditional_gumbel,
+    lengths_to_mask,
+    sample_gumbel,
+    straight_through,
+    token_entropy,
+    token_kl,
+)
 
 
 def test_token_kl_hand_value():
@@ -66,6 +72,7 @@ def test_conditional_gumbel_max_is_gumbel_of_logsumexp():
 def _linear_reward(W):
     def fn(y, lens, target):
         return (y * W[: y.shape[0], : y.shape[1], : y.shape[2]]).sum((-1, -2))
+
     return fn
 
 
@@ -109,10 +116,12 @@ def test_diffro_reward_sees_exactly_the_sampled_tokens_and_slices_vocab():
     def fn(y, lens, target):
         seen["y"] = y.detach().clone()
         return y.sum((-1, -2))
+
     z = torch.randn(1, 4, 6, requires_grad=True)
     tok = torch.tensor([[2, 5, 1, 0]])  # 5 is end-of-speech (outside the RM's 5-token vocab), masked by lens
-    loss, m = diffro_loss(z, z.detach(), tok, torch.tensor([3]), torch.tensor([0]),
-                          [RewardTerm("emo", fn, 2.0, 5)], beta=0.1)
+    loss, m = diffro_loss(
+        z, z.detach(), tok, torch.tensor([3]), torch.tensor([0]), [RewardTerm("emo", fn, 2.0, 5)], beta=0.1
+    )
     expect = torch.zeros(1, 4, 5)
     expect[0, 0, 2] = expect[0, 2, 1] = 1.0
     assert seen["y"].shape == (1, 4, 5)
@@ -126,8 +135,9 @@ def test_reinforce_hand_value():
     """Two samples, one token each, log π = ln 0.5 and ln 0.25; rewards (1, 0), baseline 0.5, β = 0:
     loss = mean(−0.5·ln 0.5, +0.5·ln 0.25) = (0.346574 − 0.693147)/2 = −0.173287."""
     z = torch.log(torch.tensor([[[0.5, 0.5]], [[0.25, 0.75]]]))
-    loss, _ = reinforce_loss(z, z, torch.tensor([[0], [0]]), torch.tensor([1, 1]), None,
-                             torch.tensor([1.0, 0.0]), beta=0.0)
+    loss, _ = reinforce_loss(
+        z, z, torch.tensor([[0], [0]]), torch.tensor([1, 1]), None, torch.tensor([1.0, 0.0]), beta=0.0
+    )
     assert loss.item() == pytest.approx(-0.173287, abs=1e-6)
 
 
@@ -138,12 +148,23 @@ def test_grpo_advantages_and_clipping():
     loss = −mean(min(2·(−1), 0.8·(−1)), min(2·1, 1.2·1)) = −mean(−2, 1.2) = 0.4."""
     z = torch.zeros(2, 1, 3, requires_grad=True)
     tok = torch.tensor([[0], [1]])
-    loss, m = grpo_loss(z, z.detach(), tok, torch.tensor([1, 1]), None, torch.tensor([1.0, 3.0]), group=2,
-                        beta=0.0, eps=0.0)
+    loss, m = grpo_loss(
+        z, z.detach(), tok, torch.tensor([1, 1]), None, torch.tensor([1.0, 3.0]), group=2, beta=0.0, eps=0.0
+    )
     assert loss.item() == pytest.approx(0.0, abs=1e-7) and m["policy/adv_abs"] == pytest.approx(1.0)
     loss.backward()
     assert z.grad[1, 0, 1] < 0 < z.grad[0, 0, 0]  # descent raises the good sample, lowers the bad one
     old = torch.full((2, 1), math.log(1 / 3) - math.log(2))
-    loss2, _ = grpo_loss(z.detach(), z.detach(), tok, torch.tensor([1, 1]), None, torch.tensor([1.0, 3.0]), 2,
-                         beta=0.0, eps=0.0, old_logp=old)
+    loss2, _ = grpo_loss(
+        z.detach(),
+        z.detach(),
+        tok,
+        torch.tensor([1, 1]),
+        None,
+        torch.tensor([1.0, 3.0]),
+        2,
+        beta=0.0,
+        eps=0.0,
+        old_logp=old,
+    )
     assert loss2.item() == pytest.approx(0.4, abs=1e-6)

@@ -9,17 +9,29 @@ import torch
 
 from rrpo.config import load_config
 from rrpo.errors import ConfigError, RrpoError
-from rrpo.policy.generate import (Generation, generate, nucleus_mask, replay_logits, replay_mask)
+from rrpo.policy.generate import Generation, generate, nucleus_mask, replay_logits, replay_mask
 from rrpo.policy.model import IGNORE, Prompts, TTSPolicy, build_qwen_config, tiny_policy
 from rrpo.policy.settings import SamplingConfig
-from rrpo.policy.text import CharTokenizer, ENDOFPROMPT, INSTRUCTIONS
+from rrpo.policy.text import ENDOFPROMPT, INSTRUCTIONS, CharTokenizer
+
 from tests.unit.policy_fixtures import TEXTS, VOCAB, make_corpus, sft_overrides, tokens_for
 
 
 def small_policy(speakers=("s1", "s2"), vocab=20, seed=0) -> TTSPolicy:
     tok = CharTokenizer.build(TEXTS + [INSTRUCTIONS["zh"][e] + ENDOFPROMPT for e in ("angry", "happy")])
-    return tiny_policy(tok, vocab, hidden_size=32, layers=2, heads=4, kv_heads=2, intermediate_size=64,
-                       speakers=list(speakers), emotions=["angry", "happy"], languages=["zh"], seed=seed)
+    return tiny_policy(
+        tok,
+        vocab,
+        hidden_size=32,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        intermediate_size=64,
+        speakers=list(speakers),
+        emotions=["angry", "happy"],
+        languages=["zh"],
+        seed=seed,
+    )
 
 
 def prompts_of(policy, n=3):
@@ -30,6 +42,7 @@ def prompts_of(policy, n=3):
 
 
 # ------------------------------------------------------------------------------------------ text
+
 
 def test_char_tokenizer_worked_example(tmp_path):
     """Built from "ab", "ba": <pad>=0, <|endofprompt|>=1, a=2, b=3; "b<|endofprompt|>a" -> [3, 1, 2]."""
@@ -49,6 +62,7 @@ def test_unknown_emotion_is_an_input_error():
 
 
 # ------------------------------------------------------------------------------------------ layout
+
 
 def test_parameter_names_follow_cosyvoice2():
     pol = small_policy(speakers=())
@@ -76,7 +90,11 @@ def test_token_loss_uniform_logits_is_log_vocab():
     with torch.no_grad():
         pol.llm_decoder.weight.zero_()
         pol.llm_decoder.bias.zero_()
-    batch = {"prompts": prompts_of(pol, 2), "speech": torch.tensor([[0, 5], [0, 0]]), "speech_lens": torch.tensor([2, 1])}
+    batch = {
+        "prompts": prompts_of(pol, 2),
+        "speech": torch.tensor([[0, 5], [0, 0]]),
+        "speech_lens": torch.tensor([2, 1]),
+    }
     loss, ok, n = token_loss(pol, batch)
     assert loss.item() == pytest.approx(math.log(23), abs=1e-5)
     assert (int(ok), int(n)) == (2, 5)
@@ -90,11 +108,12 @@ def test_padding_does_not_change_a_row():
     with torch.no_grad():
         full = pol(pr, speech, lens)
         for i in range(3):
-            one = pol(pr.select([i]), speech[i:i + 1, :lens[i]], lens[i:i + 1])
-            torch.testing.assert_close(one[0], full[i, :lens[i] + 1], rtol=1e-5, atol=1e-5)
+            one = pol(pr.select([i]), speech[i : i + 1, : lens[i]], lens[i : i + 1])
+            torch.testing.assert_close(one[0], full[i, : lens[i] + 1], rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ sampler
+
 
 def test_nucleus_mask_worked_example():
     """p = (0.5, 0.3, 0.2): top_p 0.8 keeps ids 0, 1 (mass before id 2 is 0.8, not < 0.8);
@@ -114,7 +133,7 @@ def test_batched_equals_one_by_one_and_cache_equals_no_cache():
         one = generate(pol, pr.select([i]), cfg, seeds=[s])
         assert torch.equal(one.tokens(0), g.tokens(i))
         assert bool(one.ended[0]) == bool(g.ended[i])
-        torch.testing.assert_close(one.noise[0, :int(one.lens[0]) + 1], g.noise[i, :int(g.lens[i]) + 1])
+        torch.testing.assert_close(one.noise[0, : int(one.lens[0]) + 1], g.noise[i, : int(g.lens[i]) + 1])
     nc = generate(pol, pr, SamplingConfig(min_ratio=1, max_ratio=6, use_cache=False), seeds=[5, 6, 7])
     assert torch.equal(nc.ids, g.ids) and torch.equal(nc.lens, g.lens)
 
@@ -186,48 +205,58 @@ def _logits(*p):
     return torch.log(torch.tensor(p, dtype=torch.float32).clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("ras,expect", [
-    # p = (0.5, 0.3, 0.1 | eos 0.1 | 0, 0), history ten 0s (window 10, tau 0.1: one 0 is a repeat).
-    # (top_p 0.75 in these tests: no mass lands exactly on the threshold) nucleus keeps {0, 1}: 0 with 0.625, 1 with 0.375. Drawing 0 triggers the re-draw:
-    # release: from the full (0.5, 0.3, 0.1, 0.1) -> P = (.625*.5, .375+.625*.3, .625*.1, .625*.1)
-    ("release", [0.3125, 0.5625, 0.0625, 0.0625, 0, 0]),
-    # current: 0 banned, from (0.3, 0.1, 0.1)/0.5 -> P = (0, .375+.625*.6, .625*.2, .625*.2)
-    ("current", [0.0, 0.75, 0.125, 0.125, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "ras,expect",
+    [
+        # p = (0.5, 0.3, 0.1 | eos 0.1 | 0, 0), history ten 0s (window 10, tau 0.1: one 0 is a repeat).
+        # (top_p 0.75 in these tests: no mass lands exactly on the threshold) nucleus keeps {0, 1}: 0 with 0.625, 1 with 0.375. Drawing 0 triggers the re-draw:
+        # release: from the full (0.5, 0.3, 0.1, 0.1) -> P = (.625*.5, .375+.625*.3, .625*.1, .625*.1)
+        ("release", [0.3125, 0.5625, 0.0625, 0.0625, 0, 0]),
+        # current: 0 banned, from (0.3, 0.1, 0.1)/0.5 -> P = (0, .375+.625*.6, .625*.2, .625*.2)
+        ("current", [0.0, 0.75, 0.125, 0.125, 0, 0]),
+    ],
+)
 def test_ras_fallback_hand_worked(ras, expect):
     f = _draw_freqs(_logits(0.5, 0.3, 0.1, 0.1, 0, 0), [0] * 10, step=5, min_len=0, ras=ras)
     assert torch.allclose(f, torch.tensor(expect), atol=0.012), f
 
 
-@pytest.mark.parametrize("ras,expect", [
-    # p = (0.5, 0.1, 0.1 | eos 0.3 | 0, 0), below the minimum length, no history.
-    # release: nucleus on all four keeps {0, eos} (mass before id 1 is 0.8 >= 0.75;
-    # ids 1 and 2 tie and are ordered by id, as upstream's stable sort); eos is re-drawn -> P(0) = 1
-    ("release", [1.0, 0, 0, 0, 0, 0]),
-    # current: eos masked first, (0.5, 0.1, 0.1)/0.7 -> nucleus keeps {0, 1} (before id 1: 0.714, before id 2: 0.857)
-    # -> P = (0.5/0.6, 0.1/0.6, 0) = (5/6, 1/6, 0)
-    ("current", [5 / 6, 1 / 6, 0, 0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "ras,expect",
+    [
+        # p = (0.5, 0.1, 0.1 | eos 0.3 | 0, 0), below the minimum length, no history.
+        # release: nucleus on all four keeps {0, eos} (mass before id 1 is 0.8 >= 0.75;
+        # ids 1 and 2 tie and are ordered by id, as upstream's stable sort); eos is re-drawn -> P(0) = 1
+        ("release", [1.0, 0, 0, 0, 0, 0]),
+        # current: eos masked first, (0.5, 0.1, 0.1)/0.7 -> nucleus keeps {0, 1} (before id 1: 0.714, before id 2: 0.857)
+        # -> P = (0.5/0.6, 0.1/0.6, 0) = (5/6, 1/6, 0)
+        ("current", [5 / 6, 1 / 6, 0, 0, 0, 0]),
+    ],
+)
 def test_eos_below_min_len_hand_worked(ras, expect):
     f = _draw_freqs(_logits(0.5, 0.1, 0.1, 0.3, 0, 0), [], step=0, min_len=3, ras=ras)
     assert torch.allclose(f, torch.tensor(expect), atol=0.012), f
 
 
-@pytest.mark.parametrize("ras,expect", [
-    # p = (0.3, 0.2, 0.1 | eos 0.1 | 0.2, 0.1). current: all six ids; sorted (stable) 0, 1, 4, 2,
-    # 3, 5; nucleus keeps 0, 1, 4, 2 (masses before 0, .3, .5, .7; before id 3 .8) -> (.375, .25, .125, 0, .25, 0),
-    # and a draw of 4 stops the row.
-    ("current", [0.375, 0.25, 0.125, 0, 0.25, 0]),
-    # release: specials never drawn; softmax over (0.3, 0.2, 0.1, 0.1) = (3, 2, 1, 1)/7; nucleus
-    # keeps 0, 1, 2 (before id 2: 5/7 < 0.75; before eos: 6/7) -> (0.5, 1/3, 1/6, 0, 0, 0)
-    ("release", [0.5, 1 / 3, 1 / 6, 0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "ras,expect",
+    [
+        # p = (0.3, 0.2, 0.1 | eos 0.1 | 0.2, 0.1). current: all six ids; sorted (stable) 0, 1, 4, 2,
+        # 3, 5; nucleus keeps 0, 1, 4, 2 (masses before 0, .3, .5, .7; before id 3 .8) -> (.375, .25, .125, 0, .25, 0),
+        # and a draw of 4 stops the row.
+        ("current", [0.375, 0.25, 0.125, 0, 0.25, 0]),
+        # release: specials never drawn; softmax over (0.3, 0.2, 0.1, 0.1) = (3, 2, 1, 1)/7; nucleus
+        # keeps 0, 1, 2 (before id 2: 5/7 < 0.75; before eos: 6/7) -> (0.5, 1/3, 1/6, 0, 0, 0)
+        ("release", [0.5, 1 / 3, 1 / 6, 0, 0, 0]),
+    ],
+)
 def test_special_rows_hand_worked(ras, expect):
     f = _draw_freqs(_logits(0.3, 0.2, 0.1, 0.1, 0.2, 0.1), [], step=5, min_len=0, ras=ras)
     assert torch.allclose(f, torch.tensor(expect), atol=0.012), f
 
 
 # ------------------------------------------------------------------------------------------ SFT
+
 
 def _sft(tmp_path, name, *extra):
     from rrpo.policy.sft import SFTConfig, run_sft
@@ -247,6 +276,7 @@ def test_sft_changes_every_parameter_and_learns(tmp_path):
     assert out["n_heldout"] == 4 and out["n_train"] == 12
     # compare with the initial weights: a 0-step policy from the same config and seed
     from rrpo.policy.sft import SFTConfig, build_policy, load_examples
+
     cfg = load_config(SFTConfig, None, sft_overrides(tmp_path / "data", tmp_path / "b"))
     tr, held, texts, shards, emos = load_examples(cfg.data)
     init = build_policy(cfg, texts, tr, shards.vocab_size, emos)
@@ -261,6 +291,7 @@ def test_sft_resume_repeats_the_losses(tmp_path):
     _sft(tmp_path, "part", "train.steps=2", "data.bucket=2")
     _, part = _sft(tmp_path, "part", "train.steps=4", "data.bucket=2")  # resumes from step 2
     from rrpo.runs import RunDir
+
     a = [m["policy/loss"] for m in RunDir(full).read_metrics() if "policy/loss" in m]
     b = [m["policy/loss"] for m in RunDir(part).read_metrics() if "policy/loss" in m]
     assert len(a) == 4 and a == b
@@ -276,16 +307,28 @@ def test_sft_gradient_accumulation_equivalence(tmp_path):
 
     folder = tmp_path / "fixed"
     make_corpus(folder, fixed_length=6, texts=["天气好", "走吧们"])  # equal text lengths too
-    common = ["train.steps=1", "train.bf16=false", "data.heldout=[]", "data.heldout_fraction=0", "train.clip_grad_norm=0"]
+    common = [
+        "train.steps=1",
+        "train.bf16=false",
+        "data.heldout=[]",
+        "data.heldout_fraction=0",
+        "train.clip_grad_norm=0",
+    ]
     run_sft(load_config(SFTConfig, None, sft_overrides(folder, tmp_path / "one") + common + ["train.batch_size=4"]))
-    run_sft(load_config(SFTConfig, None, sft_overrides(folder, tmp_path / "two") + common
-                        + ["train.batch_size=2", "train.grad_accum=2"]))
+    run_sft(
+        load_config(
+            SFTConfig,
+            None,
+            sft_overrides(folder, tmp_path / "two") + common + ["train.batch_size=2", "train.grad_accum=2"],
+        )
+    )
     a, b = load_policy(tmp_path / "one").state_dict(), load_policy(tmp_path / "two").state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=2e-5)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
+
 
 def test_policy_folder_round_trip(tmp_path):
     from rrpo.policy.io import load_policy, save_policy
@@ -304,6 +347,7 @@ class _Qwen2Encoder(torch.nn.Module):
     def __init__(self, config):
         super().__init__()
         from transformers import Qwen2ForCausalLM
+
         self.model = Qwen2ForCausalLM(config)
 
 
@@ -362,10 +406,13 @@ def test_cosyvoice2_load_forward_save_reload(tmp_path):
     assert torch.equal(ref.llm_decoder.weight, pol.llm_decoder.weight)
 
 
-@pytest.mark.parametrize("drop,reshape,msg", [
-    ("llm.model.model.layers.1.self_attn.k_proj.bias", None, "lacks 1 tensor"),
-    (None, "speech_embedding.weight", "tensor 'speech_embedding.weight' has shape"),
-])
+@pytest.mark.parametrize(
+    "drop,reshape,msg",
+    [
+        ("llm.model.model.layers.1.self_attn.k_proj.bias", None, "lacks 1 tensor"),
+        (None, "speech_embedding.weight", "tensor 'speech_embedding.weight' has shape"),
+    ],
+)
 def test_cosyvoice2_bad_checkpoint(tmp_path, drop, reshape, msg):
     from rrpo.policy.io import load_cosyvoice2
 
@@ -404,8 +451,11 @@ def write_tiny_qwen_tokenizer(folder):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(TEXTS + list(INSTRUCTIONS["zh"].values()), trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(folder)
 
@@ -434,8 +484,9 @@ def test_sft_on_several_manifests_then_fine_tune_from_it(tmp_path):
 
     ma, ta = make_corpus(tmp_path / "a", texts=TEXTS[:2], prefix="a_")
     mb, tb = make_corpus(tmp_path / "b", texts=TEXTS[2:], prefix="b_")
-    two = load_config(SFTConfig, None, [f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}, {tb}]",
-                                        "data.heldout_fraction=0"]).data
+    two = load_config(
+        SFTConfig, None, [f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}, {tb}]", "data.heldout_fraction=0"]
+    ).data
     tr, held, texts, shards, emos = load_examples(two)
     assert len(tr) == len(TEXTS) * 2 * 2 and held == [] and emos == ["angry", "happy"]
     assert sorted(texts) == sorted(t for t in TEXTS for _ in range(4))
@@ -444,8 +495,14 @@ def test_sft_on_several_manifests_then_fine_tune_from_it(tmp_path):
         assert e.tokens.tolist() == tokens_for(e.text, emo, spk).tolist()
     pre = ["data.manifest=", "data.shards=", f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}, {tb}]"]
     run_sft(load_config(SFTConfig, None, sft_overrides(tmp_path / "a", tmp_path / "pre", steps=3) + pre))
-    out = run_sft(load_config(SFTConfig, None, sft_overrides(tmp_path / "a", tmp_path / "ft", steps=2)
-                              + [f"model.init={tmp_path / 'pre'}", f"data.heldout=[{TEXTS[1]}]"]))
+    out = run_sft(
+        load_config(
+            SFTConfig,
+            None,
+            sft_overrides(tmp_path / "a", tmp_path / "ft", steps=2)
+            + [f"model.init={tmp_path / 'pre'}", f"data.heldout=[{TEXTS[1]}]"],
+        )
+    )
     assert out["n_train"] == 4 and load_policy(tmp_path / "ft").speech_vocab_size == VOCAB
     with pytest.raises(ConfigError, match="data.tokens"):
         load_config(SFTConfig, None, [f"data.manifests=[{ma}, {mb}]", f"data.tokens=[{ta}]"])

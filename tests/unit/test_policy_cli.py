@@ -29,8 +29,17 @@ def _one_error_line(capsys) -> str:
 def test_sft_then_generate(trained, capsys):
     capsys.readouterr()
     out = trained / "gen"
-    rc = main(["policy", "generate", f"policy={trained / 'run'}", f"out={out}", f"texts=[{TEXTS[-1]}]",
-               "speaker=s2", "sampling.max_ratio=4"])
+    rc = main(
+        [
+            "policy",
+            "generate",
+            f"policy={trained / 'run'}",
+            f"out={out}",
+            f"texts=[{TEXTS[-1]}]",
+            "speaker=s2",
+            "sampling.max_ratio=4",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["samples"] == 2  # the held-out sentence in both trained emotions
@@ -41,8 +50,16 @@ def test_sft_then_generate(trained, capsys):
 
 
 def test_untrained_emotion_is_one_line(trained, capsys):
-    rc = main(["policy", "generate", f"policy={trained / 'run'}", f"out={trained / 'g2'}",
-               f"texts=[{TEXTS[0]}]", "emotions=[sad]"])
+    rc = main(
+        [
+            "policy",
+            "generate",
+            f"policy={trained / 'run'}",
+            f"out={trained / 'g2'}",
+            f"texts=[{TEXTS[0]}]",
+            "emotions=[sad]",
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys)
     assert "not trained on emotion 'sad'" in line and "angry, happy" in line
@@ -56,10 +73,13 @@ def test_out_of_vocabulary_text_is_one_line(trained, capsys):
     assert "outside the policy's vocabulary" in line and "'hel" in line
 
 
-@pytest.mark.parametrize("drop,reshape,msg", [
-    ("llm_embedding.weight", None, "lacks 1 tensor(s) the model needs: llm_embedding.weight"),
-    (None, "llm_decoder.bias", "tensor 'llm_decoder.bias' has shape [32], the model expects [33]"),
-])
+@pytest.mark.parametrize(
+    "drop,reshape,msg",
+    [
+        ("llm_embedding.weight", None, "lacks 1 tensor(s) the model needs: llm_embedding.weight"),
+        (None, "llm_decoder.bias", "tensor 'llm_decoder.bias' has shape [32], the model expects [33]"),
+    ],
+)
 def test_bad_cosyvoice2_dir_is_one_line(tmp_path, capsys, drop, reshape, msg):
     from tests.unit.test_policy import make_cosyvoice2_dir
 
@@ -98,10 +118,21 @@ def test_generate_writes_wavs_through_a_decoding_codec(trained, capsys, monkeypa
 
     monkeypatch.setattr(commands, "_load_codec", lambda path: ToyCodec())
     out = trained / "gen_wav"
-    rc = main(["policy", "generate", f"policy={trained / 'run'}", f"out={out}", f"texts=[{TEXTS[0]}]",
-               "emotions=[happy]", "codec=toy", "sampling.max_ratio=3", "speaker=s2"])
+    rc = main(
+        [
+            "policy",
+            "generate",
+            f"policy={trained / 'run'}",
+            f"out={out}",
+            f"texts=[{TEXTS[0]}]",
+            "emotions=[happy]",
+            "codec=toy",
+            "sampling.max_ratio=3",
+            "speaker=s2",
+        ]
+    )
     assert rc == 0
-    assert seen == ["profile of s2"]                  # decoded as the speaker asked for
+    assert seen == ["profile of s2"]  # decoded as the speaker asked for
     rec = json.loads((out / "tokens.jsonl").read_text(encoding="utf-8"))
     audio, sr = sf.read(out / rec["wav"])
     assert sr == 4000 and len(audio) == 160 * rec["n_tokens"]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rrpo.errors import RrpoError
-from rrpo.policy.model import Prompts, rope_base
+from rrpo.policy.model import rope_base
+
 from tests.unit.test_policy import make_cosyvoice2_dir, prompts_of, small_policy
 
 
@@ -35,8 +36,7 @@ def test_saved_policy_writes_the_rope_base_in_both_spellings(tmp_path, monkeypat
     pol = small_policy()
     qd = m.qwen2_config_dict(pol.qwen_config)
     qd.update(rope_theta=1e6, rope_parameters={"rope_theta": 1e6, "rope_type": "default"})
-    pol2 = m.TTSPolicy(m.qwen2_config(qd), pol.speech_vocab_size, n_speakers=2, tokenizer=pol.tokenizer,
-                       info=pol.info)
+    pol2 = m.TTSPolicy(m.qwen2_config(qd), pol.speech_vocab_size, n_speakers=2, tokenizer=pol.tokenizer, info=pol.info)
     assert rope_base(pol2.qwen_config) == 1e6
     save_policy(pol2, tmp_path / "p")
     saved = json.loads((tmp_path / "p" / "policy.json").read_text())["qwen"]
@@ -103,14 +103,20 @@ def test_load_policy_honours_checkpoint_for_a_cosyvoice2_dir(tmp_path):
 
 # ------------------------------------------------------------------------------ HF / GRPO layout
 
+
 def test_hf_token_ids_worked_example():
     """CosyVoice2-0.5B: offset 151663, S 6561 -> eos 158224..158226, sos 158227, task_id 158228,
     158229 ids padded to 158336 (= 1237 x 128)."""
     from rrpo.policy.hf import hf_token_ids
 
     ids = hf_token_ids(151663, 6561)
-    assert ids == {"speech0": 151663, "eos": [158224, 158225, 158226], "sos": 158227, "task_id": 158228,
-                   "vocab": 158336}
+    assert ids == {
+        "speech0": 151663,
+        "eos": [158224, 158225, 158226],
+        "sos": 158227,
+        "task_id": 158228,
+        "vocab": 158336,
+    }
 
 
 def test_hf_layout_round_trip_and_plain_transformers_reads_it(tmp_path):
@@ -134,13 +140,14 @@ def test_hf_layout_round_trip_and_plain_transformers_reads_it(tmp_path):
     off, s = pol.tokenizer.vocab_size, pol.speech_vocab_size
     ids = hf_token_ids(off, s)
     from safetensors.torch import load_file
+
     t = load_file(str(out / "model.safetensors"))
     assert t["model.embed_tokens.weight"].shape[0] == ids["vocab"] and ids["vocab"] % 128 == 0
     assert torch.equal(t["model.embed_tokens.weight"][off + 7], pol.speech_embedding.weight[7])
     assert torch.equal(t["model.embed_tokens.weight"][ids["sos"]], pol.llm_embedding.weight[0])
     assert torch.equal(t["model.embed_tokens.weight"][ids["task_id"]], pol.llm_embedding.weight[1])
     assert torch.equal(t["lm_head.weight"][ids["eos"][0]], pol.llm_decoder.weight[s])
-    assert torch.isinf(t["lm_head.bias"][:off]).all() and torch.isinf(t["lm_head.bias"][ids["sos"]:]).all()
+    assert torch.isinf(t["lm_head.bias"][:off]).all() and torch.isinf(t["lm_head.bias"][ids["sos"] :]).all()
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == ids["eos"]
 
     pr = prompts_of(pol, 2)
@@ -148,13 +155,13 @@ def test_hf_layout_round_trip_and_plain_transformers_reads_it(tmp_path):
     with torch.no_grad():
         ours = pol(pr, sp, sl)
     hf = Qwen2ForCausalLM.from_pretrained(str(out), attn_implementation="eager").eval()
-    bias = t["lm_head.bias"][off:off + s + 3]
+    bias = t["lm_head.bias"][off : off + s + 3]
     for b in range(2):
         n, m = int(pr.text_lens[b]), int(sl[b])
         seq = [ids["sos"]] + pr.text_ids[b, :n].tolist() + [ids["task_id"]] + (off + sp[b, :m]).tolist()
         with torch.no_grad():
-            lg = hf(torch.tensor([seq])).logits[0, n + 1:, off:off + s + 3] + bias  # task_id on
-        assert torch.allclose(lg, ours[b, :m + 1], atol=1e-4)
+            lg = hf(torch.tensor([seq])).logits[0, n + 1 :, off : off + s + 3] + bias  # task_id on
+        assert torch.allclose(lg, ours[b, : m + 1], atol=1e-4)
 
     back = load_policy(out)
     a, c = pol.state_dict(), back.state_dict()
@@ -174,6 +181,7 @@ def test_hf_layout_round_trip_and_plain_transformers_reads_it(tmp_path):
     assert torch.equal(bare.llm_decoder.bias, pol.llm_decoder.bias)
     # CosyVoice2 llm.pt -> HF -> llm.pt: the same tensors (exported back through rrpo)
     from rrpo.policy.io import load_cosyvoice2, save_cosyvoice2
+
     cv = load_cosyvoice2(make_cosyvoice2_dir(tmp_path / "cv2"), text_tokenizer=False)
     save_hf_layout(cv, tmp_path / "cv_hf", offset=40)
     cv_back = load_policy(tmp_path / "cv_hf")

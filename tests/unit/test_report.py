@@ -24,12 +24,21 @@ def make_report(tmp_path) -> Path:
     data = ReportInput(
         title="rrpo report (test)",
         table_columns=["system", "judge/acc", "artifacts/click_rate"],
-        table_rows=[{"system": "SFT", "judge/acc": 0.41, "artifacts/click_rate": 0.1},
-                    {"system": "RRPO", "judge/acc": 0.52, "artifacts/click_rate": 0.12}],
+        table_rows=[
+            {"system": "SFT", "judge/acc": 0.41, "artifacts/click_rate": 0.1},
+            {"system": "RRPO", "judge/acc": 0.52, "artifacts/click_rate": 0.12},
+        ],
         examples=examples,
-        curves=[Curve("proxy vs judge", "sqrt KL", "probability", {"proxy": ([0, 1, 2], [0.2, 0.5, 0.8]),
-                                                                      "judge": ([0, 1, 2], [0.2, 0.3, 0.25])})],
-        notes=["made by the test"])
+        curves=[
+            Curve(
+                "proxy vs judge",
+                "sqrt KL",
+                "probability",
+                {"proxy": ([0, 1, 2], [0.2, 0.5, 0.8]), "judge": ([0, 1, 2], [0.2, 0.3, 0.25])},
+            )
+        ],
+        notes=["made by the test"],
+    )
     return build_report(data, tmp_path / "report")
 
 

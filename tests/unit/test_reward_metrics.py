@@ -8,7 +8,9 @@ from rrpo.reward.metrics import classification_metrics, expected_calibration_err
 from rrpo.reward.model import ModelConfig, TokenRewardModel
 
 # labels 0 0 0 1 1 2, predictions 0 0 1 1 2 2 with confidences .9 .9 .6 .6 .45 .45
-PROBS = torch.tensor([[.9, .05, .05], [.9, .05, .05], [.2, .6, .2], [.2, .6, .2], [.3, .25, .45], [.3, .25, .45]])
+PROBS = torch.tensor(
+    [[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.2, 0.6, 0.2], [0.2, 0.6, 0.2], [0.3, 0.25, 0.45], [0.3, 0.25, 0.45]]
+)
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2])
 
 
@@ -31,7 +33,7 @@ def test_ece():
 
 def test_ua_ignores_absent_classes():
     """Class 2 never occurs: UA averages the recalls of classes 0 and 1 only (1 and 0 -> 0.5)."""
-    probs = torch.tensor([[.8, .1, .1], [.8, .1, .1]])
+    probs = torch.tensor([[0.8, 0.1, 0.1], [0.8, 0.1, 0.1]])
     m = classification_metrics(probs, torch.tensor([0, 1]))
     assert m["ua"] == pytest.approx(0.5) and m["wa"] == pytest.approx(0.5)
 
@@ -39,14 +41,16 @@ def test_ua_ignores_absent_classes():
 class _Item:
     def __init__(self, tokens, label):
         import numpy as np
+
         self.tokens, self.energy, self.label = tokens, np.ones(len(tokens), "float32"), label
 
 
 def _brittle_model():
     """Class 'happy' iff token 3 occurs anywhere: one token flips the decision (brittle by design)."""
     torch.manual_seed(0)
-    m = TokenRewardModel(12, ("neutral", "happy"), ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32,
-                                                               pool_dim=8, dropout=0.0))
+    m = TokenRewardModel(
+        12, ("neutral", "happy"), ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, pool_dim=8, dropout=0.0)
+    )
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     for _ in range(150):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from rrpo.data.emotions import ESD_CLASSES
 from rrpo.errors import RrpoError
 from rrpo.reward.model import ModelConfig, TokenRewardModel, load_reward_model
-from rrpo.data.emotions import ESD_CLASSES
 
 SMALL = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, pool_dim=8, dropout=0.0)
 
@@ -48,12 +48,20 @@ def test_feature_tied_embedding():
     """E = free + Linear(standardised Φ); 'features' alone: tokens with equal Φ embed equally."""
     phi = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
     phi[5] = phi[4]
-    m = TokenRewardModel(20, ESD_CLASSES, ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, embedding="features"),
-                         torch.from_numpy(phi))
+    m = TokenRewardModel(
+        20,
+        ESD_CLASSES,
+        ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, embedding="features"),
+        torch.from_numpy(phi),
+    )
     E = m.embedding_table()
     assert E.shape == (20, 16) and torch.allclose(E[4], E[5])
-    m2 = TokenRewardModel(20, ESD_CLASSES, ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32,
-                                                       embedding="free+features"), torch.from_numpy(phi))
+    m2 = TokenRewardModel(
+        20,
+        ESD_CLASSES,
+        ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, embedding="free+features"),
+        torch.from_numpy(phi),
+    )
     assert torch.allclose(m2.embedding_table(), m2.free.weight + m2.feat_proj(m2.token_features))
     with pytest.raises(RrpoError):
         TokenRewardModel(20, ESD_CLASSES, ModelConfig(embedding="features"))
@@ -64,8 +72,9 @@ def test_load_reward_model_roundtrip(tmp_path):
     from rrpo.train.loop import save_weights
 
     phi = torch.randn(20, 3)
-    m = TokenRewardModel(20, ESD_CLASSES, ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32,
-                                                      embedding="free+features"), phi)
+    m = TokenRewardModel(
+        20, ESD_CLASSES, ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, embedding="free+features"), phi
+    )
     ck = tmp_path / "run" / "checkpoints" / "step_3"
     ck.mkdir(parents=True)
     save_weights(m, ck / "model.safetensors")

@@ -5,8 +5,18 @@ import math
 import pytest
 import torch
 
-from rrpo.reward.regularisers import (EAMConfig, energy_adaptive_mixup, fgm_delta, interferer_energy, mix_segment,
-                                      mixup_loss, mixup_weight, project_l2, smooth_labels, soft_cross_entropy)
+from rrpo.reward.regularisers import (
+    EAMConfig,
+    energy_adaptive_mixup,
+    fgm_delta,
+    interferer_energy,
+    mix_segment,
+    mixup_loss,
+    mixup_weight,
+    project_l2,
+    smooth_labels,
+    soft_cross_entropy,
+)
 
 
 def test_label_smoothing_values():
@@ -28,8 +38,9 @@ def test_snr_convention_both_signs():
     assert float(interferer_energy(torch.tensor(2.0), r, "target_over_interferer")) == pytest.approx(0.2)
     assert float(interferer_energy(torch.tensor(2.0), r, "interferer_over_target")) == pytest.approx(20.0)
     # r = -5 dB, target over interferer: the interferer is 10^0.5 = 3.1623 times stronger
-    assert float(interferer_energy(torch.tensor(1.0), torch.tensor(-5.0), "target_over_interferer")) == \
-        pytest.approx(10 ** 0.5)
+    assert float(interferer_energy(torch.tensor(1.0), torch.tensor(-5.0), "target_over_interferer")) == pytest.approx(
+        10**0.5
+    )
 
 
 def test_lambda_formula():
@@ -64,11 +75,11 @@ def test_eam_draws_follow_formula(conv, ratio):
         assert j != i and 1 <= l <= max(1, li // 2) and l <= int(lens[j])
         assert float(dr.lam[i]) == pytest.approx(l / li * ratio / (1 + ratio), rel=1e-5)
         E_i = energy[i, :li].mean()
-        E_j = energy[j, s:s + l].mean()
+        E_j = energy[j, s : s + l].mean()
         assert float(dr.gain[i]) == pytest.approx(math.sqrt(ratio * E_i / E_j), rel=1e-5)
-        assert torch.equal(out[i, :o], F[i, :o]) and torch.equal(out[i, o + l:], F[i, o + l:])
-        want = mix_segment(F[i, o:o + l], F[j, s:s + l], energy[i, o:o + l], energy[j, s:s + l], dr.gain[i])
-        assert torch.allclose(out[i, o:o + l], want)
+        assert torch.equal(out[i, :o], F[i, :o]) and torch.equal(out[i, o + l :], F[i, o + l :])
+        want = mix_segment(F[i, o : o + l], F[j, s : s + l], energy[i, o : o + l], energy[j, s : s + l], dr.gain[i])
+        assert torch.allclose(out[i, o : o + l], want)
 
 
 def test_eam_off_and_gradient_flows():

@@ -13,13 +13,20 @@ from rrpo.data.emotions import ESD_CLASSES
 from rrpo.errors import ConfigError, RrpoError
 from rrpo.reward.ensemble import RewardEnsemble, aggregate_rewards
 from rrpo.reward.model import ModelConfig, TokenRewardModel, estimate_nonspeech, stats_pool
-from rrpo.reward.regularisers import (fgm_delta, mixup_loss, perturbation_radius, project_l2, smooth_labels,
-                                      soft_cross_entropy)
+from rrpo.reward.regularisers import (
+    fgm_delta,
+    mixup_loss,
+    perturbation_radius,
+    project_l2,
+    smooth_labels,
+    soft_cross_entropy,
+)
 
 SMALL = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, pool_dim=8, dropout=0.0)
 
 
 # ----------------------------------------------------------------------------- masked classes
+
 
 def test_smoothing_spreads_over_available_classes_only():
     """K = 5, ε = 0.1, y = 0, classes 2 and 4 absent: K_b = 3, so y' = [0.9 + 0.1/3, 0.1/3, 0, 0.1/3, 0]."""
@@ -52,31 +59,32 @@ def test_mixed_pair_uses_the_union_of_available_classes():
     """i lacks class 4, its partner j has all 5: the mixed sample's loss runs over all 5 classes
     (uniform logits: ln 5 for both halves, whatever λ)."""
     avail = torch.tensor([[True, True, True, True, False], [True] * 5])
-    loss = mixup_loss(torch.zeros(2, 5), torch.tensor([0, 4]), torch.tensor([1, 0]), torch.tensor([0.3, 0.0]), 0.0,
-                      avail)
+    loss = mixup_loss(
+        torch.zeros(2, 5), torch.tensor([0, 4]), torch.tensor([1, 0]), torch.tensor([0.3, 0.0]), 0.0, avail
+    )
     assert loss.item() == pytest.approx(math.log(5), abs=1e-6)
 
 
 def test_load_items_masks_classes_a_manifest_lacks(tmp_path):
     from rrpo.reward.data import DataConfig, collate, load_items
+
     from tests.unit.reward_fixtures import make_corpus
 
     m1, t1 = make_corpus(tmp_path, "a", classes=("neutral", "happy", "angry", "sad"), per_class=2)
     m2, t2 = make_corpus(tmp_path, "b", per_class=2)
-    items, summary = load_items(DataConfig(manifests=[str(m1), str(m2)], tokens=[str(t1), str(t2)]),
-                                list(ESD_CLASSES))
+    items, summary = load_items(DataConfig(manifests=[str(m1), str(m2)], tokens=[str(t1), str(t2)]), list(ESD_CLASSES))
     assert summary["masked_classes"] == {str(m1): ["surprise"]}
     a = [it for it in items if it.id.startswith("a_")]
     b = [it for it in items if it.id.startswith("b_")]
     assert all(it.avail == (True, True, True, True, False) for it in a) and all(it.avail is None for it in b)
     batch = collate([a[0], b[0]])
     assert batch["avail"].tolist() == [[True, True, True, True, False], [True] * 5]
-    off, _ = load_items(DataConfig(manifests=[str(m1)], tokens=[str(t1)], mask_absent_classes=False),
-                        list(ESD_CLASSES))
+    off, _ = load_items(DataConfig(manifests=[str(m1)], tokens=[str(t1)], mask_absent_classes=False), list(ESD_CLASSES))
     assert all(it.avail is None for it in off) and "avail" not in collate(off[:2])
 
 
 # ------------------------------------------------------------------------- scale-aware radius
+
 
 def test_relative_radius_is_eps_times_norm_of_valid_positions():
     """h' rows [3, 4], [1, 1] (padding), [6, 8]: ‖h'‖ over the valid rows = √(9+16+36+64) = √125 = 11.180,
@@ -106,11 +114,13 @@ def test_relative_radius_grows_with_length():
 
 def test_fgm_config_validates_mode():
     from rrpo.reward.regularisers import FGMConfig
+
     with pytest.raises(ConfigError, match="eps_mode"):
         FGMConfig(eps_mode="per-token")
 
 
 # ----------------------------------------------------------------------------------- pooling
+
 
 def test_stats_pool_values():
     """Values [1, 3, (100 padding)]: mean 2, variance 1, std √(1 + 1e-5)."""
@@ -134,6 +144,7 @@ def test_attention_plus_stats_pooling_model():
 
 
 # ---------------------------------------------------------------------------------- silence
+
 
 def test_estimate_nonspeech_by_hand():
     """Utterance 1: tokens [0, 1, 2, 0], energies [1e-6, 1, 0.5, 1e-6] -> levels re the loudest
@@ -180,13 +191,16 @@ def test_input_mask_edges_and_all_silent_rows():
     x = torch.tensor([[0, 5, 0, 6, 1, 9], [0, 1, 0, 1, 0, 0], [5, 6, 7, 0, 3, 3]])
     lens = torch.tensor([5, 6, 3])
     mask = m.input_mask(x, lens)
-    assert mask.tolist() == [[False, True, True, True, False, False],
-                             [True] * 6,  # no speech at all: nothing trimmed
-                             [True, True, True, False, False, False]]
+    assert mask.tolist() == [
+        [False, True, True, True, False, False],
+        [True] * 6,  # no speech at all: nothing trimmed
+        [True, True, True, False, False, False],
+    ]
 
 
 def test_old_checkpoints_load_without_trimming(tmp_path):
     from rrpo.reward.model import build_from_meta
+
     info = TokenRewardModel(20, ESD_CLASSES, ModelConfig(**SMALL, trim_nonspeech=False)).describe()
     for k in ("trim_nonspeech", "pooling", "nonspeech_db", "nonspeech_frac"):
         info["model"].pop(k)  # a meta.json written before these options existed
@@ -265,7 +279,9 @@ def test_reward_spec_paths_and_aggregate(tmp_path):
     x = torch.randint(0, 20, (3, 5))
     lens = torch.tensor([5, 5, 3])
     r = ens.reward(x, lens, "happy")
-    assert torch.allclose(r, torch.minimum(ens.models[0].reward(x, lens, "happy"), ens.models[1].reward(x, lens, "happy")))
+    assert torch.allclose(
+        r, torch.minimum(ens.models[0].reward(x, lens, "happy"), ens.models[1].reward(x, lens, "happy"))
+    )
     with pytest.raises(ConfigError, match="path or paths"):
         RewardSpec(name="e", path=folders[0], paths=folders)
     with pytest.raises(ConfigError, match="rewards.aggregate"):

@@ -10,10 +10,20 @@ import rrpo.cli
 from rrpo.cli import main
 from rrpo.config import load_config
 from rrpo.reward.train import RMTrainConfig, build_model, make_objective, train_rm
+
 from tests.unit.reward_fixtures import make_corpus
 
-TINY = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.d_ff=32", "model.pool_dim=8",
-        "train.batch_size=8", "train.progress=false", "train.log_every=1", "train.lr=3e-3"]
+TINY = [
+    "model.d_model=16",
+    "model.n_layers=1",
+    "model.n_heads=2",
+    "model.d_ff=32",
+    "model.pool_dim=8",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.log_every=1",
+    "train.lr=3e-3",
+]
 ALLREG = ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"]
 
 
@@ -41,12 +51,14 @@ def test_resume_repeats_losses(corpus, tmp_path):
     """4 steps straight vs a run interrupted after its step-2 checkpoint and resumed: identical
     logged losses (EAM and FGM randomness included)."""
     import shutil
+
     full = train_rm(_cfg(corpus, "train.steps=4", *ALLREG), tmp_path / "a")
     cfg = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", *ALLREG)
     train_rm(cfg, tmp_path / "b")
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")  # as if killed after step 3
     train_rm(cfg, tmp_path / "b")
     from rrpo.runs import RunDir
+
     la = [m["rm/loss"] for m in RunDir(tmp_path / "a").read_metrics()]
     lb = [m["rm/loss"] for m in RunDir(tmp_path / "b").read_metrics()]
     assert len(la) == 4 and la == pytest.approx(lb, rel=1e-6)
@@ -62,9 +74,15 @@ def test_all_parameters_change_with_every_regulariser(corpus, tmp_path):
     from rrpo.reward.data import collate, load_items
     from rrpo.runs import RunDir
     from rrpo.train.loop import EpochBatches, train
+
     items, _ = load_items(cfg.data, tuple(cfg.classes))
-    train(model, make_objective(model, cfg.reg), EpochBatches(len(items), 8, lambda i: collate([items[k] for k in i])),
-          cfg.train, RunDir.create(tmp_path / "r", cfg))
+    train(
+        model,
+        make_objective(model, cfg.reg),
+        EpochBatches(len(items), 8, lambda i: collate([items[k] for k in i])),
+        cfg.train,
+        RunDir.create(tmp_path / "r", cfg),
+    )
     unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged
 
@@ -75,6 +93,7 @@ def test_objective_adds_alpha_times_adversarial_loss(corpus):
     torch.manual_seed(0)
     model, _ = build_model(cfg, 32)
     from rrpo.reward.data import collate, load_items
+
     items, _ = load_items(cfg.data, tuple(cfg.classes))
     loss, m = make_objective(model, cfg.reg)(collate(items[:8]), 0)
     assert float(loss.detach()) == pytest.approx(m["rm/l_emo"] + 0.5 * m["rm/l_adv"], rel=1e-5)
@@ -84,15 +103,38 @@ def test_objective_adds_alpha_times_adversarial_loss(corpus):
 def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
     man, tok, _ = corpus
     base = [f"data.manifests=[{man}]", f"data.tokens=[{tok}]", *TINY]
-    assert main(["rm", "train", f"out={tmp_path / 'pre'}"] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
+    assert (
+        main(["rm", "train", f"out={tmp_path / 'pre'}"] + base + ["train.steps=3", "data.exclude_speakers=[s4]"]) == 0
+    )
     capsys.readouterr()
-    assert main(["rm", "train", f"out={tmp_path / 'ft'}"] + base + ["train.steps=2", f"init_from={tmp_path / 'pre'}",
-                        "classes=[neutral, happy, angry, sad]", *ALLREG]) == 0
+    assert (
+        main(
+            ["rm", "train", f"out={tmp_path / 'ft'}"]
+            + base
+            + ["train.steps=2", f"init_from={tmp_path / 'pre'}", "classes=[neutral, happy, angry, sad]", *ALLREG]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["init"]["head_reinitialised"] is True
-    assert main(["rm", "eval", f"rm={tmp_path / 'pre'}", f"manifest={man}", f"tokens={tok}",
-                 "speakers=[s4]", "classes=[happy, sad]", "attack.token_steps=2", "attack.max_utterances=4",
-                 "attack.eps=[0.5]", "attack.pgd_steps=2"]) == 0
+    assert (
+        main(
+            [
+                "rm",
+                "eval",
+                f"rm={tmp_path / 'pre'}",
+                f"manifest={man}",
+                f"tokens={tok}",
+                "speakers=[s4]",
+                "classes=[happy, sad]",
+                "attack.token_steps=2",
+                "attack.max_utterances=4",
+                "attack.eps=[0.5]",
+                "attack.pgd_steps=2",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["restricted_logits"] is True and out["classes"] == ["happy", "sad"] and out["n"] == 8
     assert out["dropped_other_emotions"] == 12
@@ -100,8 +142,10 @@ def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
         assert k in out
     assert len(out["confusion"]) == 2 and set(out["token_attack"]["success"]) == {"0.02", "0.05", "0.1", "0.2"}
     # a bad class is a one-line error
-    assert main(["rm", "eval", f"rm={tmp_path / 'ft'}", f"manifest={man}", f"tokens={tok}",
-                 "classes=[surprise, happy]"]) == 2
+    assert (
+        main(["rm", "eval", f"rm={tmp_path / 'ft'}", f"manifest={man}", f"tokens={tok}", "classes=[surprise, happy]"])
+        == 2
+    )
 
 
 def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
@@ -109,17 +153,37 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=3, language="en", seed=1)
     pre, pre_tok = make_corpus(tmp_path, "synth", speakers=("v1",), per_class=3, seed=2)
     # a second pre-training corpus without surprise: its loss masks that class
-    pre2, pre2_tok = make_corpus(tmp_path, "ur", speakers=("u1",), per_class=3, seed=3,
-                                 classes=("neutral", "happy", "angry", "sad"))
+    pre2, pre2_tok = make_corpus(
+        tmp_path, "ur", speakers=("u1",), per_class=3, seed=3, classes=("neutral", "happy", "angry", "sad")
+    )
     tiny = [f"{sec}.{o}" for sec in ("pretrain", "finetune") for o in TINY]
-    args = ["rm", "ablation", f"out={tmp_path / 'abl'}", f"casia_manifest={casia}", f"casia_tokens={casia_tok}",
-            f"esd_manifest={esd}", f"esd_tokens={esd_tok}", f"pretrain_manifests=[{pre}, {pre2}]",
-            f"pretrain_tokens=[{pre_tok}, {pre2_tok}]", f"casia_pad_manifest={casia}", f"casia_pad_tokens={casia_tok}",
-            "seeds=[0, 1]", "pretrain.train.steps=2", "finetune.train.steps=2", "heldout_speakers=[s3, s4]",
-            "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true]}",
-            "ensemble_of=full", "ensemble_seeds=[0, 1]",
-            "eval.attack.token_steps=1", "eval.attack.max_utterances=3", "eval.attack.eps=[0.1]", "table_eps=0.1",
-            "eval.attack.pgd_steps=1", "table_budgets=[0.05]", *tiny]
+    args = [
+        "rm",
+        "ablation",
+        f"out={tmp_path / 'abl'}",
+        f"casia_manifest={casia}",
+        f"casia_tokens={casia_tok}",
+        f"esd_manifest={esd}",
+        f"esd_tokens={esd_tok}",
+        f"pretrain_manifests=[{pre}, {pre2}]",
+        f"pretrain_tokens=[{pre_tok}, {pre2_tok}]",
+        f"casia_pad_manifest={casia}",
+        f"casia_pad_tokens={casia_tok}",
+        "seeds=[0, 1]",
+        "pretrain.train.steps=2",
+        "finetune.train.steps=2",
+        "heldout_speakers=[s3, s4]",
+        "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true]}",
+        "ensemble_of=full",
+        "ensemble_seeds=[0, 1]",
+        "eval.attack.token_steps=1",
+        "eval.attack.max_utterances=3",
+        "eval.attack.eps=[0.1]",
+        "table_eps=0.1",
+        "eval.attack.pgd_steps=1",
+        "table_budgets=[0.05]",
+        *tiny,
+    ]
     assert main(args) == 0
     res = json.loads(capsys.readouterr().out)
     table = (tmp_path / "abl" / "table.md").read_text()
@@ -144,10 +208,12 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
 
 class _FakeCodec:
     """Tokens = frame index mod 7 + (3 if loud); energies via frame_energy (what a codec reports)."""
+
     vocab_size, frame_rate, sampling_rate, can_decode = 16, 25.0, 16000, False
 
     def encode_with_energy(self, audio, sr):
         from rrpo.codec.base import frame_energy
+
         n = max(1, int(len(audio) / sr * self.frame_rate))
         e = frame_energy(audio, sr, self.frame_rate, n)
         return (np.arange(n) % 7 + 3 * (e > 0.01)).astype(np.int64), e
@@ -163,6 +229,7 @@ def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
     import rrpo.codec
     from rrpo.data.manifest import Utterance, write_manifest
     from rrpo.reward.data import tokenize_manifest
+
     monkeypatch.setattr(rrpo.codec, "load_codec", lambda path: _FakeCodec())
     recs = []
     for n, emo in enumerate(["neutral", "happy", "angry", "sad"] * 2):
@@ -172,9 +239,12 @@ def test_eval_with_codec_tokenizes_on_the_fly(tmp_path, capsys, monkeypatch):
     man = write_manifest(tmp_path / "m.jsonl", recs).path
     shards = tokenize_manifest("fake", str(man), str(tmp_path / "tok"))
     from rrpo.codec.shards import TokenShards
+
     tok, en = TokenShards(shards).get("u0")
     assert len(tok) == 12 and en.dtype == np.float32
-    cfg = load_config(RMTrainConfig, None, [f"data.manifests=[{man}]", f"data.tokens=[{shards}]", *TINY, "train.steps=2"])
+    cfg = load_config(
+        RMTrainConfig, None, [f"data.manifests=[{man}]", f"data.tokens=[{shards}]", *TINY, "train.steps=2"]
+    )
     train_rm(cfg, tmp_path / "rm")
     capsys.readouterr()
     common = ["rm", "eval", f"rm={tmp_path / 'rm'}", f"manifest={man}", "robustness=false"]
@@ -191,9 +261,22 @@ def test_ablation_jobs_in_processes_equal_one_process(tmp_path, capsys):
     casia, casia_tok = make_corpus(tmp_path, "casia", per_class=2)
     esd, esd_tok = make_corpus(tmp_path, "esd", speakers=("0020",), per_class=2, language="en", seed=1)
     tiny = [f"finetune.{o}" for o in TINY] + [f"pretrain.{o}" for o in TINY]
-    base = ["rm", "ablation", f"casia_manifest={casia}", f"casia_tokens={casia_tok}", f"esd_manifest={esd}",
-            f"esd_tokens={esd_tok}", "seeds=[0, 1]", "finetune.train.steps=2", "heldout_speakers=[s4]",
-            "variants={vanilla: []}", "ensemble_of=", "eval.robustness=false", "silence_pad_s=0", *tiny]
+    base = [
+        "rm",
+        "ablation",
+        f"casia_manifest={casia}",
+        f"casia_tokens={casia_tok}",
+        f"esd_manifest={esd}",
+        f"esd_tokens={esd_tok}",
+        "seeds=[0, 1]",
+        "finetune.train.steps=2",
+        "heldout_speakers=[s4]",
+        "variants={vanilla: []}",
+        "ensemble_of=",
+        "eval.robustness=false",
+        "silence_pad_s=0",
+        *tiny,
+    ]
     assert main([*base, f"out={tmp_path / 'one'}", "jobs=1"]) == 0
     assert main([*base, f"out={tmp_path / 'two'}", "jobs=2"]) == 0
     one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]

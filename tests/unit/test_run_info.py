@@ -17,18 +17,34 @@ def test_round_trip_and_layout(tmp_path):
     info = OptimizeRunInfo("grpo", "runs/sft", [{"name": "emo", "path": "runs/rm", "weight": 0.5}], "m.jsonl")
     info.write(tmp_path)
     assert json.loads((tmp_path / RUN_INFO).read_text()) == {
-        "format": 1, "verb": "optimize", "algo": "grpo", "policy": "runs/sft",
-        "rewards": [{"name": "emo", "path": "runs/rm", "weight": 0.5}], "manifest": "m.jsonl"}
+        "format": 1,
+        "verb": "optimize",
+        "algo": "grpo",
+        "policy": "runs/sft",
+        "rewards": [{"name": "emo", "path": "runs/rm", "weight": 0.5}],
+        "manifest": "m.jsonl",
+    }
     assert OptimizeRunInfo.read(tmp_path) == info
 
 
 def test_old_run_without_run_json_is_read_from_its_config(tmp_path):
-    cfg = load_config(OptimizeConfig, None, ["algo=reinforce", "policy=runs/sft", "prompts.manifest=m.jsonl",
-                                             "rewards=[{name: a, path: rm1}, {name: b, path: rm2, weight: 2}]"])
+    cfg = load_config(
+        OptimizeConfig,
+        None,
+        [
+            "algo=reinforce",
+            "policy=runs/sft",
+            "prompts.manifest=m.jsonl",
+            "rewards=[{name: a, path: rm1}, {name: b, path: rm2, weight: 2}]",
+        ],
+    )
     dump_config(cfg, tmp_path / "config.yaml")
     assert OptimizeRunInfo.read(tmp_path) == OptimizeRunInfo(
-        "reinforce", "runs/sft", [{"name": "a", "path": "rm1", "weight": 1.0}, {"name": "b", "path": "rm2", "weight": 2.0}],
-        "m.jsonl")
+        "reinforce",
+        "runs/sft",
+        [{"name": "a", "path": "rm1", "weight": 1.0}, {"name": "b", "path": "rm2", "weight": 2.0}],
+        "m.jsonl",
+    )
 
 
 def test_run_json_wins_over_a_config_the_reader_could_not_parse(tmp_path):
@@ -38,13 +54,16 @@ def test_run_json_wins_over_a_config_the_reader_could_not_parse(tmp_path):
     assert OptimizeRunInfo.read(tmp_path).policy == "p"
 
 
-@pytest.mark.parametrize("files, message", [
-    ({}, "not an optimisation run folder \\(no run.json\\)"),
-    ({RUN_INFO: '{"format": 1, "verb": "rm train"}'}, "a run of `rrpo rm train`, not of `rrpo optimize`"),
-    ({RUN_INFO: '{"format": 9, "verb": "optimize", "algo": "diffro", "policy": "p"}'}, "format 9 is newer"),
-    ({RUN_INFO: '{"format": 1, "verb": "optimize", "algo": "diffro"}'}, "lacks or mangles 'policy'"),
-    ({"config.yaml": "out: x\n"}, "no 'policy' key"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({}, "not an optimisation run folder \\(no run.json\\)"),
+        ({RUN_INFO: '{"format": 1, "verb": "rm train"}'}, "a run of `rrpo rm train`, not of `rrpo optimize`"),
+        ({RUN_INFO: '{"format": 9, "verb": "optimize", "algo": "diffro", "policy": "p"}'}, "format 9 is newer"),
+        ({RUN_INFO: '{"format": 1, "verb": "optimize", "algo": "diffro"}'}, "lacks or mangles 'policy'"),
+        ({"config.yaml": "out: x\n"}, "no 'policy' key"),
+    ],
+)
 def test_unreadable_descriptions_are_one_line_errors(tmp_path, files, message):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -58,13 +77,26 @@ def test_an_ensemble_term_keeps_its_members(tmp_path):
     term keeps name, path and weight only (what the optimiser wrote, to_dict with paths=[])."""
     from rrpo.runs import reward_folders
 
-    cfg = load_config(OptimizeConfig, None, [
-        "policy=p", "rewards=[{name: e, paths: [rm/s0, rm/s1], aggregate: mean_minus_std, std_weight: 0.5}, "
-        "{name: f, path: rm/v}]"])
+    cfg = load_config(
+        OptimizeConfig,
+        None,
+        [
+            "policy=p",
+            "rewards=[{name: e, paths: [rm/s0, rm/s1], aggregate: mean_minus_std, std_weight: 0.5}, "
+            "{name: f, path: rm/v}]",
+        ],
+    )
     from rrpo.config import to_dict
+
     OptimizeRunInfo("diffro", "p", [to_dict(r) for r in cfg.rewards], "m").write(tmp_path)
     ens, plain = OptimizeRunInfo.read(tmp_path).rewards
-    assert ens == {"name": "e", "path": "rm/s0", "weight": 1.0, "paths": ["rm/s0", "rm/s1"],
-                   "aggregate": "mean_minus_std", "std_weight": 0.5}
+    assert ens == {
+        "name": "e",
+        "path": "rm/s0",
+        "weight": 1.0,
+        "paths": ["rm/s0", "rm/s1"],
+        "aggregate": "mean_minus_std",
+        "std_weight": 0.5,
+    }
     assert plain == {"name": "f", "path": "rm/v", "weight": 1.0}
     assert reward_folders(ens) == ["rm/s0", "rm/s1"] and reward_folders(plain) == ["rm/v"]

@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from rrpo.stats import (bootstrap_ci, cluster_bootstrap_ci, design_half_width, paired_difference,
-                        paired_permutation_p, variance_components, weighted_quantile)
+from rrpo.stats import (
+    bootstrap_ci,
+    cluster_bootstrap_ci,
+    design_half_width,
+    paired_difference,
+    paired_permutation_p,
+    variance_components,
+    weighted_quantile,
+)
 
 
 def test_weighted_quantile_is_the_inverted_cdf():

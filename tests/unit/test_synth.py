@@ -150,7 +150,7 @@ def test_measure_worked_by_hand():
     assert p.f0_range_st < 0.3
     assert p.speech_s == pytest.approx(1.0, abs=0.02)
     assert p.level_db == pytest.approx(-23.01, abs=0.2)
-    phase = 2 * np.pi * 100 * (2 ** t - 1) / np.log(2)  # d(phase)/dt = 2 pi 100 2**t
+    phase = 2 * np.pi * 100 * (2**t - 1) / np.log(2)  # d(phase)/dt = 2 pi 100 2**t
     g = measure(np.concatenate([pad, 0.1 * np.sin(phase), pad]), sr)
     assert g.f0_mean_hz == pytest.approx(144.3, rel=0.03)
     assert g.f0_range_st == pytest.approx(10.8, abs=1.0)
@@ -227,7 +227,9 @@ def test_meta_says_synthetic(corpus):
     assert meta["synthetic"] is True
     assert meta["engine"] == "espeak-ng" and meta["engine_version"] == espeak.version()
     # keys added later are recorded only away from their defaults (older folders stay recognised)
-    assert meta["config"] == {k: v for k, v in to_dict(cfg).items() if k not in ("sentences", "renditions", "pitch_bases")}
+    assert meta["config"] == {
+        k: v for k, v in to_dict(cfg).items() if k not in ("sentences", "renditions", "pitch_bases")
+    }
     assert set(meta["rules"]) == set(RULES) and all(r["source"] for r in meta["rules"].values())
 
 
@@ -314,15 +316,35 @@ def test_cli_synth(tmp_path, capsys):
     from rrpo.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["synth", f"out={out}", "languages=[zh]", "sentences_per_language=1",
-               "voices_per_language=1", "emotions=[neutral, angry]"])
+    rc = main(
+        [
+            "synth",
+            f"out={out}",
+            "languages=[zh]",
+            "sentences_per_language=1",
+            "voices_per_language=1",
+            "emotions=[neutral, angry]",
+        ]
+    )
     assert rc == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["utterances"] == 2 and printed["languages"] == {"zh": 2}
     assert len(read_manifest(out / "manifest.jsonl")) == 2
     before = _tree(out)
-    assert main(["synth", f"out={out}", "languages=[zh]", "sentences_per_language=1",
-                 "voices_per_language=1", "emotions=[neutral, angry]", "seed=3"]) == 2
+    assert (
+        main(
+            [
+                "synth",
+                f"out={out}",
+                "languages=[zh]",
+                "sentences_per_language=1",
+                "voices_per_language=1",
+                "emotions=[neutral, angry]",
+                "seed=3",
+            ]
+        )
+        == 2
+    )
     assert "meta.json" in capsys.readouterr().err
     assert _tree(out) == before
     assert main(["synth", f"out={tmp_path / 'x'}", "nosuchkey=1"]) == 2

@@ -26,9 +26,9 @@ def test_generated_sentences_are_distinct_reproducible_and_extend(lang):
     a = generate_sentences(lang, 3000, seed=0)
     assert len(a) == len(set(a)) == 3000
     assert a == generate_sentences(lang, 3000, seed=0)
-    assert generate_sentences(lang, 100, seed=0) == a[:100]          # a bigger corpus extends a smaller one
+    assert generate_sentences(lang, 100, seed=0) == a[:100]  # a bigger corpus extends a smaller one
     assert generate_sentences(lang, 100, seed=1) != a[:100]
-    assert not set(a) & set(SENTENCES[lang])                          # never a built-in sentence
+    assert not set(a) & set(SENTENCES[lang])  # never a built-in sentence
     end = "。" if lang == "zh" else "."
     assert all(s.endswith(end) and s.count(end) == 1 for s in a)
     if lang == "en":
@@ -48,8 +48,14 @@ def test_generated_sentence_errors():
 def test_plan_with_renditions_and_pitch_bases_worked_by_hand():
     """10 sentences x 2 renditions = 20 utterances; sentence s is spoken in emotions s%5 and (s+1)%5,
     so each of the 5 emotions gets 4; speakers are 2 voices x 2 pitch bases = 4 names."""
-    cfg = SynthConfig(languages=["en"], sentences="generated", sentences_per_language=10, renditions=2,
-                      voices_per_language=2, pitch_bases=[1.0, 1.2])
+    cfg = SynthConfig(
+        languages=["en"],
+        sentences="generated",
+        sentences_per_language=10,
+        renditions=2,
+        voices_per_language=2,
+        pitch_bases=[1.0, 1.2],
+    )
     jobs = plan(cfg)
     assert len(jobs) == 20 and len({j.id for j in jobs}) == 20
     emos = cfg.emotions
@@ -60,13 +66,28 @@ def test_plan_with_renditions_and_pitch_bases_worked_by_hand():
     assert all(j.pitch_base == (1.2 if j.speaker.endswith("p120") else 1.0) for j in jobs)
     texts = generate_sentences("en", 10, 0)
     assert all(j.text == texts[j.sentence] for j in jobs)
-    assert plan(cfg) == jobs                                          # reproducible
+    assert plan(cfg) == jobs  # reproducible
     # parallel (renditions 0): every speaker x emotion x sentence
-    assert len(plan(SynthConfig(languages=["en"], sentences="generated", sentences_per_language=10,
-                                voices_per_language=2, pitch_bases=[1.0, 1.2]))) == 4 * 5 * 10
+    assert (
+        len(
+            plan(
+                SynthConfig(
+                    languages=["en"],
+                    sentences="generated",
+                    sentences_per_language=10,
+                    voices_per_language=2,
+                    pitch_bases=[1.0, 1.2],
+                )
+            )
+        )
+        == 4 * 5 * 10
+    )
     # ids keep their width: 1000 sentences -> s000..s999, 1001 -> s0000..s1000
-    big = plan(SynthConfig(languages=["zh"], sentences="generated", sentences_per_language=1001, renditions=1,
-                           voices_per_language=1))
+    big = plan(
+        SynthConfig(
+            languages=["zh"], sentences="generated", sentences_per_language=1001, renditions=1, voices_per_language=1
+        )
+    )
     assert big[0].id.endswith("_s0000") and len(big) == 1001
 
 
@@ -85,8 +106,15 @@ def test_config_limits_name_the_key():
 def test_a_pitch_base_raises_the_measured_f0(tmp_path):
     """The same sentences by one voice at pitch base 1.0 and 1.25: the 1.25 speaker's mean F0 is higher
     (espeak's pitch setting follows the factor within its measured mapping; at least x1.1 here)."""
-    cfg = SynthConfig(languages=["en"], sentences="generated", sentences_per_language=2, voices_per_language=1,
-                      emotions=["neutral"], pitch_bases=[1.0, 1.25], jitter=0.0)
+    cfg = SynthConfig(
+        languages=["en"],
+        sentences="generated",
+        sentences_per_language=2,
+        voices_per_language=1,
+        emotions=["neutral"],
+        pitch_bases=[1.0, 1.25],
+        jitter=0.0,
+    )
     man = synthesize(cfg, tmp_path / "c")
     assert len(man) == 4
     f0 = {}

@@ -32,6 +32,7 @@ def objective(model):
         x, y = batch
         loss = ((model(x).float() - y) ** 2).mean()
         return loss, {"toy/loss": loss.item()}
+
     return f
 
 
@@ -40,12 +41,28 @@ def collate(idx):
 
 
 def run(tmp, steps, resume=True, on_step=None, **kw):
-    cfg = TrainConfig(steps=steps, batch_size=kw.pop("batch_size", 8), lr=1e-2, log_every=1, ckpt_every=kw.pop("ckpt_every", 0),
-                      bf16=False, progress=False, warmup_steps=2, **kw)
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=kw.pop("batch_size", 8),
+        lr=1e-2,
+        log_every=1,
+        ckpt_every=kw.pop("ckpt_every", 0),
+        bf16=False,
+        progress=False,
+        warmup_steps=2,
+        **kw,
+    )
     model = Net()
     rd = RunDir.create(tmp, cfg, ["test"])
-    train(model, objective(model), EpochBatches(len(X), cfg.batch_size, collate, seed=cfg.seed), cfg, rd,
-          resume=resume, on_step=on_step)
+    train(
+        model,
+        objective(model),
+        EpochBatches(len(X), cfg.batch_size, collate, seed=cfg.seed),
+        cfg,
+        rd,
+        resume=resume,
+        on_step=on_step,
+    )
     return model, rd
 
 
@@ -55,10 +72,12 @@ def losses(rd):
 
 def test_resume_reproduces_uninterrupted_run(tmp_path):
     _, full = run(tmp_path / "full", 12)
+
     # interrupted: a crash at step 7, after the checkpoint at step 5; then resume the same run dir
     def crash(step, metrics):
         if step == 7:
             raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "part", 12, ckpt_every=5, on_step=crash)
     assert latest_checkpoint(tmp_path / "part").name == "step_5"
@@ -81,6 +100,7 @@ def test_every_trainable_parameter_changes(tmp_path):
 def test_grad_accum_equals_larger_batch(tmp_path):
     """Two micro-batches of 4 with accumulation 2 give the same updates as one batch of 8
     (a dropout-free model, unshuffled data: batch k of size 8 = micro-batches 2k, 2k+1 of size 4)."""
+
     class Lin(nn.Module):
         def __init__(self):
             super().__init__()
@@ -91,8 +111,9 @@ def test_grad_accum_equals_larger_batch(tmp_path):
             return self.w(x).squeeze(-1)
 
     def go(path, bs, accum):
-        cfg = TrainConfig(steps=3, batch_size=bs, grad_accum=accum, lr=1e-2, bf16=False, progress=False,
-                          schedule="constant")
+        cfg = TrainConfig(
+            steps=3, batch_size=bs, grad_accum=accum, lr=1e-2, bf16=False, progress=False, schedule="constant"
+        )
         m = Lin()
         batches = EpochBatches(len(X), bs, collate, shuffle=False)
         train(m, objective(m), batches, cfg, RunDir.create(path, cfg, ["t"]))
@@ -125,6 +146,7 @@ def test_nan_loss_is_a_clear_error(tmp_path):
 
     def bad(batch, step):
         return torch.tensor(float("nan"), requires_grad=True), {}
+
     with pytest.raises(RrpoError, match="loss became nan at step 0"):
         train(model, bad, EpochBatches(8, 4, collate), cfg, RunDir.create(tmp_path, cfg, ["t"]))
 
@@ -181,10 +203,14 @@ def test_resume_refuses_a_changed_schedule(tmp_path, capsys):
     trained (no step-4 metrics, no new checkpoint)."""
     run(tmp_path / "r", 3, ckpt_every=3)  # steps=3: checkpoint step_3 recorded with steps=3
     meta = tmp_path / "r" / "checkpoints" / "step_3" / "meta.json"
-    for kw, text in (({"lr": 5e-3}, "train.lr 0.01 -> 0.005"), ({"steps": 6}, "train.steps 3 -> 6"),
-                     ({"schedule": "linear"}, "train.schedule 'cosine' -> 'linear'")):
-        cfg = TrainConfig(**{**dict(steps=3, batch_size=8, lr=1e-2, log_every=1, bf16=False, progress=False,
-                                    warmup_steps=2), **kw})
+    for kw, text in (
+        ({"lr": 5e-3}, "train.lr 0.01 -> 0.005"),
+        ({"steps": 6}, "train.steps 3 -> 6"),
+        ({"schedule": "linear"}, "train.schedule 'cosine' -> 'linear'"),
+    ):
+        cfg = TrainConfig(
+            **{**dict(steps=3, batch_size=8, lr=1e-2, log_every=1, bf16=False, progress=False, warmup_steps=2), **kw}
+        )
         model = Net()
         with pytest.raises(RrpoError) as e:
             train(model, objective(model), EpochBatches(len(X), 8, collate), cfg, RunDir(tmp_path / "r"))

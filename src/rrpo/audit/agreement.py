@@ -19,7 +19,7 @@ without qualification.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def direction(lo: float, hi: float) -> str:
@@ -41,8 +41,9 @@ CLAIMS = {
 }
 
 
-def judge_verdicts(paired: Mapping[str, Mapping[str, Mapping[str, float]]],
-                   proxy_up: Mapping[str, bool]) -> dict[str, dict]:
+def judge_verdicts(
+    paired: Mapping[str, Mapping[str, Mapping[str, float]]], proxy_up: Mapping[str, bool]
+) -> dict[str, dict]:
     """Per claim: each judge's verdict (``supports`` / ``contradicts`` / ``unclear`` / ``n/a``) and the status.
 
     ``paired[judge][pair]`` holds ``lo`` and ``hi`` of that judge's accuracy difference for the pair

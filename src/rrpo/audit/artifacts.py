@@ -40,8 +40,8 @@ Definitions (also in docs/audit.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -72,7 +72,9 @@ class ArtifactConfig:
     loop_min_ms: float = option(300.0, "shortest repeated stretch (ms)")
     loop_min_lag_ms: float = option(100.0, "shortest loop period (ms)")
     loop_max_lag_ms: float = option(2000.0, "longest loop period (ms)")
-    loop_max_db: float = option(2.5, "median over 5 frames of the mean |log-mel difference| (dB) under which frames match")
+    loop_max_db: float = option(
+        2.5, "median over 5 frames of the mean |log-mel difference| (dB) under which frames match"
+    )
     loop_min_var_db: float = option(3.0, "least spectral variation (dB) of a repeated stretch")
     loop_level_db: float = option(30.0, "frames of a repeated stretch lie within this many dB of the p90 level")
 
@@ -100,6 +102,7 @@ class Detection:
 
 # -- helpers --------------------------------------------------------------------------------------
 
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of each run of True in a 1-D boolean array."""
     m = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
@@ -119,12 +122,16 @@ def _detection(spans_samples: list[tuple[int, int]], n: int, sr: int, cfg: Artif
     flen, hop, nf = _frames(n, sr, cfg)
     touched = np.zeros(nf, dtype=bool)
     for a, b in spans_samples:
-        first = max(0, (a - flen) // hop + 1)        # first frame whose [i·hop, i·hop+flen) reaches a
-        last = min(nf - 1, (max(b - 1, a)) // hop)   # last frame starting at or before b-1
-        touched[first:last + 1] = True
+        first = max(0, (a - flen) // hop + 1)  # first frame whose [i·hop, i·hop+flen) reaches a
+        last = min(nf - 1, (max(b - 1, a)) // hop)  # last frame starting at or before b-1
+        touched[first : last + 1] = True
     dur = n / sr
-    return Detection(len(spans_samples), len(spans_samples) / dur if dur > 0 else 0.0,
-                     float(touched.mean()), [(a / sr, b / sr) for a, b in spans_samples])
+    return Detection(
+        len(spans_samples),
+        len(spans_samples) / dur if dur > 0 else 0.0,
+        float(touched.mean()),
+        [(a / sr, b / sr) for a, b in spans_samples],
+    )
 
 
 def _frame_spans_to_samples(spans: list[tuple[int, int]], hop: int, flen: int, n: int) -> list[tuple[int, int]]:
@@ -156,6 +163,7 @@ def _mono(audio: np.ndarray) -> np.ndarray:
 
 # -- detectors ------------------------------------------------------------------------------------
 
+
 def detect_clicks(audio: np.ndarray, sr: int, cfg: ArtifactConfig | None = None) -> Detection:
     """Impulses: second-difference outliers relative to the local median (module docstring)."""
     cfg = cfg or ArtifactConfig()
@@ -168,7 +176,7 @@ def detect_clicks(audio: np.ndarray, sr: int, cfg: ArtifactConfig | None = None)
     blk = max(1, int(round(cfg.click_block_ms * sr / 1000)))
     nb = -(-n // blk)
     rp = np.pad(r, (0, nb * blk - n), constant_values=np.nan).reshape(nb, blk)
-    med = np.nanmedian(rp, axis=1)                                   # (nb,)
+    med = np.nanmedian(rp, axis=1)  # (nb,)
     padded = np.pad(med, 1, mode="edge")
     local = np.maximum(np.maximum(padded[:-2], padded[1:-1]), padded[2:])  # max of 3 neighbouring medians
     level = np.repeat(local, blk)[:n]
@@ -188,14 +196,17 @@ def detect_bursts(audio: np.ndarray, sr: int, cfg: ArtifactConfig | None = None)
     cfg = cfg or ArtifactConfig()
     x = _mono(audio)
     flen, hop, nf = _frames(len(x), sr, cfg)
-    p = _stft_power(x, sr, cfg)                                     # (F, bins)
+    p = _stft_power(x, sr, cfg)  # (F, bins)
     freqs = np.linspace(0, sr / 2, p.shape[1])
     q = p[:, freqs >= cfg.burst_min_hz] + 1e-12
-    flatness = np.exp(np.log(q).mean(1)) / q.mean(1)                # (F,) geometric / arithmetic mean
+    flatness = np.exp(np.log(q).mean(1)) / q.mean(1)  # (F,) geometric / arithmetic mean
     level = _frame_rms_db(x, sr, cfg)
     loud = level >= np.percentile(level, 90) - cfg.burst_level_db
-    runs = [(a, b) for a, b in _runs(loud & (flatness >= cfg.burst_flatness))
-            if (b - a) * cfg.hop_ms >= cfg.burst_min_ms - 1e-9]              # a plosive release is shorter
+    runs = [
+        (a, b)
+        for a, b in _runs(loud & (flatness >= cfg.burst_flatness))
+        if (b - a) * cfg.hop_ms >= cfg.burst_min_ms - 1e-9
+    ]  # a plosive release is shorter
     spans = _frame_spans_to_samples(runs, hop, flen, len(x))
     return _detection(spans, len(x), sr, cfg)
 
@@ -227,7 +238,7 @@ def detect_silence(audio: np.ndarray, sr: int, cfg: ArtifactConfig | None = None
     if len(nz):
         lo_s, hi_s = nz[0], nz[-1]
         min_s = cfg.digital_min_ms * sr / 1000
-        for a, b in _runs(np.abs(x[lo_s:hi_s + 1]) <= cfg.digital_eps):
+        for a, b in _runs(np.abs(x[lo_s : hi_s + 1]) <= cfg.digital_eps):
             a, b = a + lo_s, b + lo_s
             if b - a >= min_s and not any(a < sb and sa < b for sa, sb in spans):  # not inside a near-silent run
                 spans.append((a, b))
@@ -252,23 +263,23 @@ def detect_repetition(audio: np.ndarray, sr: int, cfg: ArtifactConfig | None = N
     cfg = cfg or ArtifactConfig()
     x = _mono(audio)
     flen, hop, nf = _frames(len(x), sr, cfg)
-    m = log_mel(x, sr, cfg, cfg.loop_n_mels)                         # (F, M)
+    m = log_mel(x, sr, cfg, cfg.loop_n_mels)  # (F, M)
     level = _frame_rms_db(x, sr, cfg)
-    loud = level >= np.percentile(level, 90) - cfg.loop_level_db    # (F,)
+    loud = level >= np.percentile(level, 90) - cfg.loop_level_db  # (F,)
     min_len = max(1, int(round(cfg.loop_min_ms / cfg.hop_ms)))
     lag_lo = max(1, int(round(cfg.loop_min_lag_ms / cfg.hop_ms)))
     lag_hi = min(nf - min_len, int(round(cfg.loop_max_lag_ms / cfg.hop_ms)))
     copy = np.zeros(nf, dtype=bool)
     for lag in range(lag_lo, lag_hi + 1):
-        d = np.abs(m[lag:] - m[:-lag]).mean(1)                      # (F-lag,) frame t+lag vs t
-        d = median_filter(d, size=5, mode="nearest")                # a fractional-frame lag blurs onsets
+        d = np.abs(m[lag:] - m[:-lag]).mean(1)  # (F-lag,) frame t+lag vs t
+        d = median_filter(d, size=5, mode="nearest")  # a fractional-frame lag blurs onsets
         ok = (d < cfg.loop_max_db) & loud[lag:] & loud[:-lag]
         for a, b in _runs(ok):
             if b - a < min_len:
                 continue
-            if m[a:b].std(0).mean() < cfg.loop_min_var_db:            # stationary: a held sound, no loop
+            if m[a:b].std(0).mean() < cfg.loop_min_var_db:  # stationary: a held sound, no loop
                 continue
-            copy[a + lag:b + lag] = True
+            copy[a + lag : b + lag] = True
     spans = _frame_spans_to_samples(_runs(copy), hop, flen, len(x))
     return _detection(spans, len(x), sr, cfg)
 
@@ -296,7 +307,7 @@ def repeated_ngram_fraction(tokens: Sequence[int], n: int = 4, window: int | Non
     n ≥ 4 except in silence, which callers may strip first. 0.0 when there are no n-grams.
     """
     t = list(tokens)
-    grams = [tuple(t[i:i + n]) for i in range(len(t) - n + 1)]
+    grams = [tuple(t[i : i + n]) for i in range(len(t) - n + 1)]
     if not grams:
         return 0.0
     last: dict[tuple, int] = {}

@@ -58,8 +58,12 @@ class JudgeEvalArgs(Selection):
         check(bool(self.manifests), "manifests", "is required")
 
 
-_SELECTION_FLAGS = {"--speakers": ("speakers", "list"), "--exclude-speakers": ("exclude_speakers", "list"),
-                    "--languages": ("languages", "list"), "--splits": ("splits", "list")}
+_SELECTION_FLAGS = {
+    "--speakers": ("speakers", "list"),
+    "--exclude-speakers": ("exclude_speakers", "list"),
+    "--languages": ("languages", "list"),
+    "--splits": ("splits", "list"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,23 +75,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     jsub = p.add_subparsers(dest="judge_verb", metavar="ACTION", required=True)
 
     t = jsub.add_parser("train", help="fit the judge on real recordings")
-    add_config_args(t, JudgeConfig, io=JudgeTrainArgs,
-                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
+    add_config_args(
+        t, JudgeConfig, io=JudgeTrainArgs, old={"--manifest": ("manifests", "list"), "--out": ("out", "value")}
+    )
     t.set_defaults(func=cmd_train)
 
     from rrpo.audit.mel_judge import MelJudgeConfig
 
     m = jsub.add_parser("train-mel", help="fit the second judge built as a small network on log-mel frames")
-    add_config_args(m, MelJudgeConfig, io=JudgeTrainArgs,
-                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
+    add_config_args(
+        m, MelJudgeConfig, io=JudgeTrainArgs, old={"--manifest": ("manifests", "list"), "--out": ("out", "value")}
+    )
     m.set_defaults(func=cmd_train_mel)
 
     e = jsub.add_parser("eval", help="held-out accuracy, per-class recall and calibration as JSON")
-    add_config_args(e, JudgeEvalArgs, old={"--judge": ("judge", "value"), "--manifest": ("manifests", "list"),
-                                           "--out": ("out", "value"), **_SELECTION_FLAGS})
+    add_config_args(
+        e,
+        JudgeEvalArgs,
+        old={
+            "--judge": ("judge", "value"),
+            "--manifest": ("manifests", "list"),
+            "--out": ("out", "value"),
+            **_SELECTION_FLAGS,
+        },
+    )
     e.set_defaults(func=cmd_eval)
 
-    a = sub.add_parser("audit", help="proxy vs judge, artifacts and distances for every checkpoint of an optimisation run")
+    a = sub.add_parser(
+        "audit", help="proxy vs judge, artifacts and distances for every checkpoint of an optimisation run"
+    )
     add_config_args(a, AuditConfig, old={f"--{k}": (k, "value") for k in ("run", "codec", "judge", "out")})
     a.set_defaults(func=cmd_audit)
 
@@ -115,6 +131,7 @@ def cmd_train(args) -> int:
         raise RrpoError("no records pass the selection (classes, splits, languages, speakers)", io.manifests[0])
     if cfg.features == "logmel-stats":
         from rrpo.audit.judge import MelStatsJudge
+
         feats = MelStatsJudge.features(load_items(sel), progress=True)
     else:
         feats = EgemapsJudge.features(load_items(sel), progress=True)
@@ -137,8 +154,16 @@ def cmd_train_mel(args) -> int:
     judge, info = train_mel_judge(cfg, [read_manifest(m) for m in io.manifests], io.out)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
     judge.save(io.out)
-    print(json.dumps({"judge": str(io.out), **{k: v for k, v in info.items() if k != "last"},
-                      "last": {k: round(v, 4) for k, v in info["last"].items()}}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "judge": str(io.out),
+                **{k: v for k, v in info.items() if k != "last"},
+                "last": {k: round(v, 4) for k, v in info["last"].items()},
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -163,12 +188,16 @@ def cmd_eval(args) -> int:
     mans = [read_manifest(m) for m in a.manifests]
     sel = select_utterances(mans, judge.classes, a)
     if not sel:
-        raise RrpoError(f"no records of the judge's classes ({', '.join(judge.classes)}) pass the selection",
-                        a.manifests[0])
+        raise RrpoError(
+            f"no records of the judge's classes ({', '.join(judge.classes)}) pass the selection", a.manifests[0]
+        )
     proba = judge.predict_proba(load_items(sel), groups=[u.speaker for _, u in sel])
-    out = {"judge": str(a.judge), "manifests": list(a.manifests),
-           "speakers": sorted({u.speaker for _, u in sel}),
-           **classification_metrics([u.emotion for _, u in sel], proba, judge.classes)}
+    out = {
+        "judge": str(a.judge),
+        "manifests": list(a.manifests),
+        "speakers": sorted({u.speaker for _, u in sel}),
+        **classification_metrics([u.emotion for _, u in sel], proba, judge.classes),
+    }
     out["ua_ci95"] = ua_interval([u.emotion for _, u in sel], proba, judge.classes)
     if a.out:
         write_json(a.out, out)
@@ -183,8 +212,21 @@ def cmd_audit(args) -> int:
     cfg = config_from_args(AuditConfig, args)
     res = run_audit(cfg)
     fin, st = res["final"], res["start"]
-    print(json.dumps({"run": res["run"], "points": len(res["points"]), "flagged_steps": res["flagged_steps"],
-                      "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"]},
-                      "final": {"judge": fin["judge"]["target_prob"], "proxy": fin["proxy_prob"],
-                                "sqrt_kl": fin["sqrt_kl"], "hacking_gap": fin["hacking_gap"]}}, default=float))
+    print(
+        json.dumps(
+            {
+                "run": res["run"],
+                "points": len(res["points"]),
+                "flagged_steps": res["flagged_steps"],
+                "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"]},
+                "final": {
+                    "judge": fin["judge"]["target_prob"],
+                    "proxy": fin["proxy_prob"],
+                    "sqrt_kl": fin["sqrt_kl"],
+                    "hacking_gap": fin["hacking_gap"],
+                },
+            },
+            default=float,
+        )
+    )
     return 0

@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class DistanceConfig:
 
 
 # -- DTW ------------------------------------------------------------------------------------------
+
 
 def dtw_path(cost: np.ndarray) -> np.ndarray:
     """Minimum-cost monotone alignment of an (N, M) cost matrix with steps (1,0), (0,1), (1,1).
@@ -94,6 +95,7 @@ def dtw_path(cost: np.ndarray) -> np.ndarray:
 
 # -- mel-cepstra and MCD --------------------------------------------------------------------------
 
+
 def _frames_power(x: np.ndarray, sr: int, cfg: DistanceConfig) -> np.ndarray:
     flen = int(round(cfg.frame_ms * sr / 1000))
     hop = int(round(cfg.hop_ms * sr / 1000))
@@ -113,28 +115,28 @@ def mel_cepstra(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -
     x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate)
     p = _frames_power(x, cfg.sample_rate, cfg)
     fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=2 * (p.shape[1] - 1), n_mels=cfg.n_mels)
-    mel = p @ fb.T                                                       # (F, n_mels) mel power
-    floor = max(float(mel.max()), 1e-20) * 10 ** (-cfg.floor_db / 10)   # keeps silence from dominating
-    log_amp = 0.5 * np.log(np.maximum(mel, floor))                       # ln amplitude
+    mel = p @ fb.T  # (F, n_mels) mel power
+    floor = max(float(mel.max()), 1e-20) * 10 ** (-cfg.floor_db / 10)  # keeps silence from dominating
+    log_amp = 0.5 * np.log(np.maximum(mel, floor))  # ln amplitude
     return dct(log_amp, type=2, norm="ortho", axis=1)[:, : cfg.n_ceps + 1]
 
 
 def mcd_from_cepstra(gen: np.ndarray, ref: np.ndarray) -> tuple[float, np.ndarray]:
     """MCD (dB) between (N, 1+D) and (M, 1+D) mel-cepstra with DTW on c_1..c_D; returns (mcd, path)."""
     a, b = np.asarray(gen, dtype=np.float64)[:, 1:], np.asarray(ref, dtype=np.float64)[:, 1:]
-    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))    # (N, M) Euclidean
+    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # (N, M) Euclidean
     path = dtw_path(cost)
     return float(MCD_CONST * cost[path[:, 0], path[:, 1]].mean()), path
 
 
-def mcd_dtw(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int,
-            cfg: DistanceConfig | None = None) -> float:
+def mcd_dtw(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int, cfg: DistanceConfig | None = None) -> float:
     """Mel-cepstral distortion (dB) of a generated waveform against its parallel reference."""
     cfg = cfg or DistanceConfig()
     return mcd_from_cepstra(mel_cepstra(gen, gen_sr, cfg), mel_cepstra(ref, ref_sr, cfg))[0]
 
 
 # -- F0 -------------------------------------------------------------------------------------------
+
 
 def world_f0(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> np.ndarray:
     """(F,) F0 in Hz (0 = unvoiced) from WORLD DIO + StoneMask every hop_ms, on the mel-cepstra grid."""
@@ -159,12 +161,16 @@ def f0_errors_on_path(f0_gen: np.ndarray, f0_ref: np.ndarray, path: np.ndarray) 
     vg, vr = g > 0, r > 0
     both = vg & vr
     cents = 1200 * np.log2(g[both] / r[both])
-    return {"f0_rmse_cents": float(np.sqrt(np.mean(cents ** 2))) if both.any() else float("nan"),
-            "voicing_error": float(np.mean(vg != vr)), "voiced_pairs": int(both.sum())}
+    return {
+        "f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan"),
+        "voicing_error": float(np.mean(vg != vr)),
+        "voiced_pairs": int(both.sum()),
+    }
 
 
-def reference_distances(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int,
-                        cfg: DistanceConfig | None = None) -> dict:
+def reference_distances(
+    gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int, cfg: DistanceConfig | None = None
+) -> dict:
     """MCD (dB), F0 RMSE (cents) and voicing error of a generated waveform against its parallel reference.
 
     Both are aligned once by DTW on mel-cepstra; the F0 tracks share the mel-cepstra frame grid.
@@ -178,8 +184,10 @@ def reference_distances(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: i
 
 # -- Fréchet distance -----------------------------------------------------------------------------
 
-def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
-                       eps: float = 1e-6) -> float:
+
+def frechet_from_stats(
+    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray, eps: float = 1e-6
+) -> float:
     """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½); ``eps``·I is added where the product is singular."""
     from scipy import linalg
 
@@ -217,6 +225,7 @@ def feature_frechet(gen: np.ndarray, ref: np.ndarray) -> float:
 
 
 # -- WER ------------------------------------------------------------------------------------------
+
 
 def normalise_words(text: str) -> list[str]:
     """Lower-case words: Unicode NFKC, punctuation (except apostrophes inside words) becomes space.
@@ -283,8 +292,11 @@ class PocketsphinxRecognizer:
         try:
             self._decoder = ps.Decoder(config)
         except (RuntimeError, ValueError, OSError) as e:
-            raise RrpoError(f"pocketsphinx cannot load its English model ({e}); pip install --force-reinstall "
-                            "pocketsphinx, or audit with recognizer=false", root) from None
+            raise RrpoError(
+                f"pocketsphinx cannot load its English model ({e}); pip install --force-reinstall "
+                "pocketsphinx, or audit with recognizer=false",
+                root,
+            ) from None
 
     def transcribe(self, audio: np.ndarray, sr: int) -> str:
         x = resample(np.asarray(audio, dtype=np.float32), sr, self.RATE)

@@ -12,7 +12,7 @@ generated speech at other rates are comparable.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,8 +35,9 @@ def _smile():
         from rrpo.system import require
 
         opensmile = require("opensmile")
-        _SMILE = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                 feature_level=opensmile.FeatureLevel.Functionals)
+        _SMILE = opensmile.Smile(
+            feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+        )
     return _SMILE
 
 
@@ -100,6 +101,7 @@ def mel_statistics(items: Sequence[tuple[np.ndarray, int]], n_mels: int = 40, pr
     it = items
     if progress:
         from tqdm import tqdm
+
         it = tqdm(items, desc="log-mel statistics", unit="utt", leave=False)
     for i, (a, sr) in enumerate(it):
         m = log_mel_frames(a, sr, n_mels).astype(np.float64)

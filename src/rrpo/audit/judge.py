@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -62,8 +63,7 @@ class Judge(Protocol):
 
     classes: tuple[str, ...]
 
-    def predict_proba(self, items: Sequence[Item], groups: Sequence[str] | None = None) -> np.ndarray:
-        ...
+    def predict_proba(self, items: Sequence[Item], groups: Sequence[str] | None = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -78,16 +78,26 @@ class JudgeConfig(Selection):
     class_weight: Literal["balanced", "none"] = option("balanced", "class weighting of the loss")
     max_iter: int = option(5000, "L-BFGS iterations")
     seed: int = option(0, "seed of the CV folds")
-    class_masking: bool = option(True, "with several corpora, an utterance's softmax runs only over the classes its "
-                                       "corpus has (a corpus without 'surprise' teaches nothing about surprise)")
-    small_groups: Literal["error", "drop"] = option("error", "a training speaker with fewer than min_group utterances: "
-                                                             "stop with an error, or leave that speaker out")
+    class_masking: bool = option(
+        True,
+        "with several corpora, an utterance's softmax runs only over the classes its "
+        "corpus has (a corpus without 'surprise' teaches nothing about surprise)",
+    )
+    small_groups: Literal["error", "drop"] = option(
+        "error",
+        "a training speaker with fewer than min_group utterances: stop with an error, or leave that speaker out",
+    )
     features: Literal["egemaps", "logmel-stats"] = option(
-        "egemaps", "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
-                   "second judge, MelStatsJudge)")
-    min_group_classes: int = option(1, "with speaker normalisation, leave out training speakers whose utterances "
-                                       "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
-                                       "emotion and teaches the classifier noise)")
+        "egemaps",
+        "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
+        "second judge, MelStatsJudge)",
+    )
+    min_group_classes: int = option(
+        1,
+        "with speaker normalisation, leave out training speakers whose utterances "
+        "cover fewer classes than this (z-scoring a one-emotion speaker erases the "
+        "emotion and teaches the classifier noise)",
+    )
 
     def __post_init__(self):
         check(len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid), "c_grid", "needs positive values")
@@ -100,8 +110,7 @@ class JudgeConfig(Selection):
             check(False, "classes", e.reason)
 
 
-def _standardise_groups(feats: np.ndarray, groups: np.ndarray, stats: dict | None,
-                        min_group: int) -> np.ndarray:
+def _standardise_groups(feats: np.ndarray, groups: np.ndarray, stats: dict | None, min_group: int) -> np.ndarray:
     """Per-group z-scores of ``feats`` (N, D); ``stats`` maps group -> (mean (D,), std (D,))."""
     out = np.empty_like(feats)
     for g in np.unique(groups):
@@ -110,8 +119,10 @@ def _standardise_groups(feats: np.ndarray, groups: np.ndarray, stats: dict | Non
             mu, sd = stats[str(g)]
         else:
             if m.sum() < min_group:
-                raise RrpoError(f"speaker group '{g}' has {int(m.sum())} utterance(s); speaker normalisation "
-                                f"needs at least {min_group} (or calibration statistics for it)")
+                raise RrpoError(
+                    f"speaker group '{g}' has {int(m.sum())} utterance(s); speaker normalisation "
+                    f"needs at least {min_group} (or calibration statistics for it)"
+                )
             mu, sd = feats[m].mean(0), feats[m].std(0)
         out[m] = (feats[m] - mu) / np.maximum(sd, 1e-8)
     return out
@@ -120,13 +131,21 @@ def _standardise_groups(feats: np.ndarray, groups: np.ndarray, stats: dict | Non
 class EgemapsJudge:
     """eGeMAPS features -> (optional per-speaker z-score) -> standardiser -> multinomial logistic."""
 
-    def __init__(self, classes: Sequence[str], mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
-                 intercept: np.ndarray, normalization: str = "speaker", min_group: int = 10,
-                 meta: dict | None = None):
+    def __init__(
+        self,
+        classes: Sequence[str],
+        mean: np.ndarray,
+        scale: np.ndarray,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        normalization: str = "speaker",
+        min_group: int = 10,
+        meta: dict | None = None,
+    ):
         self.classes = tuple(classes)
-        self.mean = np.asarray(mean, dtype=np.float64)            # (D,)
-        self.scale = np.asarray(scale, dtype=np.float64)          # (D,)
-        self.coef = np.asarray(coef, dtype=np.float64)            # (K, D)
+        self.mean = np.asarray(mean, dtype=np.float64)  # (D,)
+        self.scale = np.asarray(scale, dtype=np.float64)  # (D,)
+        self.coef = np.asarray(coef, dtype=np.float64)  # (K, D)
         self.intercept = np.asarray(intercept, dtype=np.float64)  # (K,)
         self.normalization = normalization
         self.min_group = int(min_group)
@@ -136,9 +155,16 @@ class EgemapsJudge:
         if self.coef.ndim != 2:
             raise RrpoError(f"judge coefficients must be (classes, features), got shape {self.coef.shape}")
         k, d = self.coef.shape
-        if k != len(self.classes) or self.mean.shape != (d,) or self.scale.shape != (d,) or self.intercept.shape != (k,):
-            raise RrpoError(f"judge weights do not fit together: coef {self.coef.shape}, mean {self.mean.shape}, "
-                            f"scale {self.scale.shape}, intercept {self.intercept.shape}, {len(self.classes)} classes")
+        if (
+            k != len(self.classes)
+            or self.mean.shape != (d,)
+            or self.scale.shape != (d,)
+            or self.intercept.shape != (k,)
+        ):
+            raise RrpoError(
+                f"judge weights do not fit together: coef {self.coef.shape}, mean {self.mean.shape}, "
+                f"scale {self.scale.shape}, intercept {self.intercept.shape}, {len(self.classes)} classes"
+            )
 
     # -- features ---------------------------------------------------------------------------
     @staticmethod
@@ -148,8 +174,9 @@ class EgemapsJudge:
 
         return egemaps_functionals(items, progress=progress)
 
-    def group_stats(self, items: Sequence[Item] | None = None, groups: Sequence[str] | None = None,
-                    feats: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def group_stats(
+        self, items: Sequence[Item] | None = None, groups: Sequence[str] | None = None, feats: np.ndarray | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per-speaker (mean, std) of the features of a calibration set, for ``predict_proba(stats=)``."""
         x = self.features(items) if feats is None else np.asarray(feats, dtype=np.float64)
         g = np.full(len(x), "*", dtype=object) if groups is None else np.asarray(groups, dtype=object)
@@ -157,8 +184,9 @@ class EgemapsJudge:
         return {k: (x[g == k].mean(0), x[g == k].std(0)) for k in np.unique(g)}
 
     # -- prediction -------------------------------------------------------------------------
-    def proba_from_features(self, feats: np.ndarray, groups: Sequence[str] | None = None,
-                            stats: dict | None = None) -> np.ndarray:
+    def proba_from_features(
+        self, feats: np.ndarray, groups: Sequence[str] | None = None, stats: dict | None = None
+    ) -> np.ndarray:
         """(N, K) probabilities from (N, D) features."""
         x = np.asarray(feats, dtype=np.float64)
         if self.normalization == "speaker":
@@ -173,8 +201,9 @@ class EgemapsJudge:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    def predict_proba(self, items: Sequence[Item], groups: Sequence[str] | None = None,
-                      stats: dict | None = None) -> np.ndarray:
+    def predict_proba(
+        self, items: Sequence[Item], groups: Sequence[str] | None = None, stats: dict | None = None
+    ) -> np.ndarray:
         """(N, K) class probabilities of ``items`` (see the module docstring for ``groups``/``stats``)."""
         if len(items) == 0:
             return np.zeros((0, len(self.classes)))
@@ -189,14 +218,25 @@ class EgemapsJudge:
         with atomic_path(folder / "weights.npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
-        write_json(folder / "judge.json", {
-            "format": JUDGE_FORMAT, "kind": KIND_EGEMAPS, "classes": list(self.classes),
-            "features": "eGeMAPSv02 functionals", "normalization": self.normalization,
-            "min_group": self.min_group, **{k: v for k, v in self.meta.items() if k not in
-                                           ("format", "kind", "classes", "normalization", "min_group")}})
+        write_json(
+            folder / "judge.json",
+            {
+                "format": JUDGE_FORMAT,
+                "kind": KIND_EGEMAPS,
+                "classes": list(self.classes),
+                "features": "eGeMAPSv02 functionals",
+                "normalization": self.normalization,
+                "min_group": self.min_group,
+                **{
+                    k: v
+                    for k, v in self.meta.items()
+                    if k not in ("format", "kind", "classes", "normalization", "min_group")
+                },
+            },
+        )
 
     @classmethod
-    def load(cls, folder: Path, meta: dict) -> "EgemapsJudge":
+    def load(cls, folder: Path, meta: dict) -> EgemapsJudge:
         path = Path(folder) / "weights.npz"
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -205,8 +245,13 @@ class EgemapsJudge:
             raise RrpoError("judge weights not found", path) from None
         except (KeyError, ValueError, OSError) as e:
             raise RrpoError(f"not a judge weights file ({e})", path) from None
-        return cls(meta["classes"], normalization=meta.get("normalization", "speaker"),
-                   min_group=meta.get("min_group", 10), meta=meta, **arrays)
+        return cls(
+            meta["classes"],
+            normalization=meta.get("normalization", "speaker"),
+            min_group=meta.get("min_group", 10),
+            meta=meta,
+            **arrays,
+        )
 
 
 class MelStatsJudge(EgemapsJudge):
@@ -230,8 +275,10 @@ class MelStatsJudge(EgemapsJudge):
         write_json(Path(folder) / "judge.json", meta)
 
 
-_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {KIND_EGEMAPS: EgemapsJudge.load,
-                                                      KIND_MELSTATS: MelStatsJudge.load}
+_LOADERS: dict[str, Callable[[Path, dict], Judge]] = {
+    KIND_EGEMAPS: EgemapsJudge.load,
+    KIND_MELSTATS: MelStatsJudge.load,
+}
 
 
 def register_judge_kind(kind: str, loader: Callable[[Path, dict], Judge]) -> None:
@@ -253,16 +300,20 @@ def load_judge(folder: str | Path) -> Judge:
         raise RrpoError("judge.json needs 'kind' and 'classes'", meta_path)
     loader = _LOADERS.get(meta["kind"])
     if loader is None:
-        raise RrpoError(f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted(_LOADERS))}; "
-                        "register others with rrpo.audit.judge.register_judge_kind; 'logmel-cnn' registers "
-                        "when rrpo.audit.mel_judge is imported)", meta_path)
+        raise RrpoError(
+            f"unknown judge kind '{meta['kind']}' (known: {', '.join(sorted(_LOADERS))}; "
+            "register others with rrpo.audit.judge.register_judge_kind; 'logmel-cnn' registers "
+            "when rrpo.audit.mel_judge is imported)",
+            meta_path,
+        )
     check_classes(meta["classes"])
     return loader(folder, meta)
 
 
 # -- training -----------------------------------------------------------------------------------
 
-def select_utterances(manifests, classes: Sequence[str], selection: Selection) -> list[tuple[Path, "object"]]:
+
+def select_utterances(manifests, classes: Sequence[str], selection: Selection) -> list[tuple[Path, object]]:
     """(audio path, utterance) of every record in ``manifests`` of one of ``classes`` that ``selection`` keeps."""
     out = []
     for man in manifests:
@@ -271,8 +322,13 @@ def select_utterances(manifests, classes: Sequence[str], selection: Selection) -
     return out
 
 
-def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
-              cfg: JudgeConfig, corpora: Sequence[str] | None = None) -> tuple[EgemapsJudge, dict]:
+def fit_judge(
+    feats: np.ndarray,
+    labels: Sequence[str],
+    speakers: Sequence[str],
+    cfg: JudgeConfig,
+    corpora: Sequence[str] | None = None,
+) -> tuple[EgemapsJudge, dict]:
     """Fit the judge on (N, D) features; returns the judge and training info (chosen C, CV scores).
 
     With ``normalization: speaker`` each speaker's features are z-scored over that speaker's
@@ -338,22 +394,27 @@ def fit_judge(feats: np.ndarray, labels: Sequence[str], speakers: Sequence[str],
         intercept[clf.classes_[0]], intercept[clf.classes_[1]] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
     else:
         coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
-    info = {"C": best, "cv_ua": {str(c): v for c, v in cv.items()}, "n_train": int(len(y)),
-            "train_speakers": sorted(np.unique(speakers).tolist()),
-            "train_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)}}
+    info = {
+        "C": best,
+        "cv_ua": {str(c): v for c, v in cv.items()},
+        "n_train": int(len(y)),
+        "train_speakers": sorted(np.unique(speakers).tolist()),
+        "train_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
+    }
     if corpora is not None:
         corp = np.asarray(corpora).astype(str)
-        info["corpora"] = {k: {"n": int((corp == k).sum()),
-                               "classes": [c for c in classes if ((corp == k) & (labels == c)).any()]}
-                           for k in sorted(set(corp.tolist()))}
+        info["corpora"] = {
+            k: {"n": int((corp == k).sum()), "classes": [c for c in classes if ((corp == k) & (labels == c)).any()]}
+            for k in sorted(set(corp.tolist()))
+        }
         info["class_masking"] = mask is not None
     judge_cls = MelStatsJudge if getattr(cfg, "features", "egemaps") == "logmel-stats" else EgemapsJudge
-    judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group,
-                      meta={"training": info})
+    judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group, meta={"training": info})
     return judge, info
 
 
 # -- several corpora ----------------------------------------------------------------------------
+
 
 def corpus_class_mask(labels: Sequence[str], corpora: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """(N, K) bool: utterance i may be any class that occurs among the labels of its corpus.
@@ -377,7 +438,7 @@ class _MaskedClassifier:
     def __init__(self, c: float, max_iter: int, class_weight: str | None):
         self.c, self.max_iter, self.class_weight = c, max_iter, class_weight
 
-    def fit(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, k: int) -> "_MaskedClassifier":
+    def fit(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, k: int) -> _MaskedClassifier:
         from rrpo.audit.masked_logreg import balanced_weights, fit_masked_logreg
 
         present = np.unique(y)  # the classes of this (fold's) training set, as sklearn keeps them
@@ -395,7 +456,7 @@ class _MaskedClassifier:
         return p / p.sum(1, keepdims=True)
 
 
-def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, "object"]], list[str], list[str], dict]:
+def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, object]], list[str], list[str], dict]:
     """Training records of several manifests for ``fit_judge``: (audio path, utterance) pairs, their
     corpus names and their speaker groups, and what was dropped.
 
@@ -407,8 +468,13 @@ def select_corpora(manifests, cfg: JudgeConfig) -> tuple[list[tuple[Path, "objec
     sel, corpora, groups = [], [], []
     for man in manifests:
         name = Path(man.path).stem if man.path is not None else "manifest"
-        for u in man.select(split=cfg.splits or None, language=cfg.languages or None, emotions=cfg.classes,
-                            speakers=cfg.speakers or None, exclude_speakers=cfg.exclude_speakers or None):
+        for u in man.select(
+            split=cfg.splits or None,
+            language=cfg.languages or None,
+            emotions=cfg.classes,
+            speakers=cfg.speakers or None,
+            exclude_speakers=cfg.exclude_speakers or None,
+        ):
             sel.append((man.audio_path(u), u))
             corpora.append(str(u.extra.get("corpus", name)))
     several = len(set(corpora)) > 1

@@ -29,13 +29,14 @@ def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def masked_loss_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, mask: np.ndarray, weight: np.ndarray,
-                     c: float) -> tuple[float, np.ndarray]:
+def masked_loss_grad(
+    params: np.ndarray, x: np.ndarray, y: np.ndarray, mask: np.ndarray, weight: np.ndarray, c: float
+) -> tuple[float, np.ndarray]:
     """Loss and gradient of the module's objective; ``params`` = W (K, D) flattened, then b (K,)."""
     n, d = x.shape
     k = mask.shape[1]
-    w = params[:k * d].reshape(k, d)
-    b = params[k * d:]
+    w = params[: k * d].reshape(k, d)
+    b = params[k * d :]
     p = masked_softmax(x @ w.T + b, mask)
     nll = -np.log(np.maximum(p[np.arange(n), y], 1e-300))
     loss = float((weight * nll).sum() + (w * w).sum() / (2 * c))
@@ -47,8 +48,14 @@ def masked_loss_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, mask: np.
     return loss, np.concatenate([gw.ravel(), gb])
 
 
-def fit_masked_logreg(x: np.ndarray, y: np.ndarray, mask: np.ndarray, c: float,
-                      sample_weight: np.ndarray | None = None, max_iter: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+def fit_masked_logreg(
+    x: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray,
+    c: float,
+    sample_weight: np.ndarray | None = None,
+    max_iter: int = 5000,
+) -> tuple[np.ndarray, np.ndarray]:
     """(coef (K, D), intercept (K,)) minimising the module's objective. Every label must be allowed by its mask."""
     from scipy.optimize import minimize
 
@@ -62,9 +69,15 @@ def fit_masked_logreg(x: np.ndarray, y: np.ndarray, mask: np.ndarray, c: float,
     if not mask[np.arange(n), y].all():
         raise RrpoError("masked logistic regression: an example's label is outside its allowed classes")
     weight = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    res = minimize(masked_loss_grad, np.zeros(k * d + k), args=(x, y, mask, weight, float(c)), jac=True,
-                   method="L-BFGS-B", options={"maxiter": int(max_iter), "gtol": 1e-6})
-    return res.x[:k * d].reshape(k, d), res.x[k * d:]
+    res = minimize(
+        masked_loss_grad,
+        np.zeros(k * d + k),
+        args=(x, y, mask, weight, float(c)),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": int(max_iter), "gtol": 1e-6},
+    )
+    return res.x[: k * d].reshape(k, d), res.x[k * d :]
 
 
 def balanced_weights(y: np.ndarray, k: int) -> np.ndarray:

@@ -25,9 +25,10 @@ Importing this module registers the kind with :func:`rrpo.audit.judge.register_j
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -54,16 +55,18 @@ class MelJudgeConfig(Selection):
     classes: list[str] = option(list(ESD_CLASSES), "emotion classes (others in the manifests are dropped)")
     normalization: Literal["speaker"] = option("speaker", "per-speaker band standardisation (the only mode)")
     min_group: int = option(10, "fewest utterances a speaker group needs for batch normalisation statistics")
-    small_groups: Literal["error", "drop"] = option("drop", "a training speaker with fewer than min_group "
-                                                            "utterances: stop with an error, or leave it out")
+    small_groups: Literal["error", "drop"] = option(
+        "drop", "a training speaker with fewer than min_group utterances: stop with an error, or leave it out"
+    )
     class_masking: bool = option(True, "an utterance's softmax runs only over the classes its corpus has")
     min_group_classes: int = option(1, "leave out training speakers whose utterances cover fewer classes than this")
     n_mels: int = option(40, "log-mel bands")
     max_frames: int = option(300, "training crop in 10 ms frames (judging uses the whole utterance)")
     channels: int = option(64, "convolution channels")
     dropout: float = option(0.3, "dropout before the output layer")
-    freq_masks: int = option(2, "SpecAugment while training: this many bands of up to 8 log-mel bins set to 0 "
-                                "(the normalised mean)")
+    freq_masks: int = option(
+        2, "SpecAugment while training: this many bands of up to 8 log-mel bins set to 0 (the normalised mean)"
+    )
     time_masks: int = option(2, "SpecAugment while training: this many spans of up to 20 frames set to 0")
     train: TrainConfig = section(TrainConfig, "the training loop (settings used: configs/judge_mel.yaml)")
 
@@ -83,6 +86,7 @@ def frames_of(items: Sequence[tuple[np.ndarray, int]], n_mels: int, progress: bo
     it = items
     if progress:
         from tqdm import tqdm
+
         it = tqdm(items, desc="log-mel", unit="utt", leave=False)
     return [log_mel_frames(a, sr, n_mels) for a, sr in it]
 
@@ -97,8 +101,9 @@ def speaker_stats(frames: Sequence[np.ndarray], groups: Sequence[str]) -> dict[s
     return out
 
 
-def normalise(frames: Sequence[np.ndarray], groups: Sequence[str] | None, stats: dict | None,
-              min_group: int) -> list[np.ndarray]:
+def normalise(
+    frames: Sequence[np.ndarray], groups: Sequence[str] | None, stats: dict | None, min_group: int
+) -> list[np.ndarray]:
     """Per-group z-scored frames: fixed ``stats`` where given, else the group's own (≥ ``min_group`` utterances)."""
     g = np.full(len(frames), "*", dtype=object) if groups is None else np.asarray(groups, dtype=object)
     g = g.astype(str)
@@ -112,8 +117,10 @@ def normalise(frames: Sequence[np.ndarray], groups: Sequence[str] | None, stats:
             mu, sd = st[k]
         else:
             if len(idx) < min_group:
-                raise RrpoError(f"speaker group '{k}' has {len(idx)} utterance(s); speaker normalisation needs at "
-                                f"least {min_group} (or calibration statistics for it)")
+                raise RrpoError(
+                    f"speaker group '{k}' has {len(idx)} utterance(s); speaker normalisation needs at "
+                    f"least {min_group} (or calibration statistics for it)"
+                )
             mu, sd = speaker_stats([frames[i] for i in idx], ["x"] * len(idx))["x"]
         for i in idx:
             out[i] = ((frames[i] - mu) / sd).astype(np.float32)
@@ -125,9 +132,13 @@ class MelCNN(nn.Module):
 
     def __init__(self, n_mels: int, n_classes: int, channels: int = 64, dropout: float = 0.3):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv1d(n_mels, channels, 5, padding=2, stride=2),
-                                    nn.Conv1d(channels, channels, 5, padding=4, dilation=2),
-                                    nn.Conv1d(channels, channels, 5, padding=8, dilation=4)])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv1d(n_mels, channels, 5, padding=2, stride=2),
+                nn.Conv1d(channels, channels, 5, padding=4, dilation=2),
+                nn.Conv1d(channels, channels, 5, padding=8, dilation=4),
+            ]
+        )
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(2 * channels, n_classes)
 
@@ -150,12 +161,13 @@ def pad(frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     lens = torch.tensor([len(f) for f in frames])
     x = torch.zeros(len(frames), int(lens.max()), frames[0].shape[1])
     for i, f in enumerate(frames):
-        x[i, :len(f)] = torch.from_numpy(f)
+        x[i, : len(f)] = torch.from_numpy(f)
     return x, lens
 
 
-def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-                         weight: torch.Tensor | None = None) -> torch.Tensor:
+def masked_cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Σ_i w_yi · (−log softmax over mask_i of logits_i at y_i) / Σ_i w_yi.
 
     Example: logits (0, 0, 5), y 0, mask (1, 1, 0): the masked-out 5 is ignored → −log ½ = ln 2."""
@@ -168,8 +180,9 @@ def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tens
 class MelJudge:
     """The log-mel judge (same interface as :class:`rrpo.audit.judge.EgemapsJudge`)."""
 
-    def __init__(self, classes: Sequence[str], model: MelCNN, n_mels: int, min_group: int = 10,
-                 meta: dict | None = None):
+    def __init__(
+        self, classes: Sequence[str], model: MelCNN, n_mels: int, min_group: int = 10, meta: dict | None = None
+    ):
         self.classes = tuple(classes)
         self.model = model.eval()
         self.n_mels = int(n_mels)
@@ -186,7 +199,7 @@ class MelJudge:
         out = []
         with torch.no_grad():
             for i in range(0, len(z), batch):
-                x, lens = pad(z[i:i + batch])
+                x, lens = pad(z[i : i + batch])
                 out.append(torch.softmax(self.model(x, lens).float(), -1).numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.classes)))
 
@@ -202,15 +215,27 @@ class MelJudge:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_weights(self.model, folder / "model.safetensors")
-        write_json(folder / "judge.json", {
-            "format": 1, "kind": KIND_LOGMEL, "classes": list(self.classes), "features": f"log-mel {self.n_mels}",
-            "normalization": "speaker", "min_group": self.min_group, "n_mels": self.n_mels,
-            "channels": self.model.out.in_features // 2,
-            **{k: v for k, v in self.meta.items() if k not in ("format", "kind", "classes", "normalization",
-                                                               "min_group", "n_mels", "channels")}})
+        write_json(
+            folder / "judge.json",
+            {
+                "format": 1,
+                "kind": KIND_LOGMEL,
+                "classes": list(self.classes),
+                "features": f"log-mel {self.n_mels}",
+                "normalization": "speaker",
+                "min_group": self.min_group,
+                "n_mels": self.n_mels,
+                "channels": self.model.out.in_features // 2,
+                **{
+                    k: v
+                    for k, v in self.meta.items()
+                    if k not in ("format", "kind", "classes", "normalization", "min_group", "n_mels", "channels")
+                },
+            },
+        )
 
     @classmethod
-    def load(cls, folder: Path, meta: dict) -> "MelJudge":
+    def load(cls, folder: Path, meta: dict) -> MelJudge:
         from rrpo.train.loop import load_weights
 
         path = Path(folder) / "model.safetensors"
@@ -226,8 +251,14 @@ class MelJudge:
         return cls(meta["classes"], model, int(meta.get("n_mels", 40)), int(meta.get("min_group", 10)), meta)
 
 
-def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: bool = True,
-                    argv: list[str] | None = None, frames: list[np.ndarray] | None = None) -> tuple[MelJudge, dict]:
+def train_mel_judge(
+    cfg: MelJudgeConfig,
+    manifests,
+    out: str | Path,
+    resume: bool = True,
+    argv: list[str] | None = None,
+    frames: list[np.ndarray] | None = None,
+) -> tuple[MelJudge, dict]:
     """Train the log-mel judge on the manifests' records that pass the filters into run folder ``out``.
 
     ``frames`` (the selected records' log-mel frames, in order) skips feature extraction (tests, benches)."""
@@ -239,8 +270,9 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
     classes = list(cfg.classes)
     sel, corpora, groups, dropped = select_corpora(manifests, cfg)
     if not sel:
-        raise RrpoError("no records pass the filters (classes, languages, speakers, splits)",
-                        getattr(manifests[0], "path", None))
+        raise RrpoError(
+            "no records pass the filters (classes, languages, speakers, splits)", getattr(manifests[0], "path", None)
+        )
     labels = [u.emotion for _, u in sel]
     missing = [c for c in classes if c not in labels]
     if missing:
@@ -249,8 +281,11 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
         frames = frames_of([load_audio(p, 16000) for p, _ in sel], cfg.n_mels, progress=True)
     z = normalise(frames, groups, None, cfg.min_group)
     y = torch.tensor([classes.index(l) for l in labels])
-    mask = torch.from_numpy(corpus_class_mask(labels, corpora, classes) if cfg.class_masking
-                            else np.ones((len(labels), len(classes)), dtype=bool))
+    mask = torch.from_numpy(
+        corpus_class_mask(labels, corpora, classes)
+        if cfg.class_masking
+        else np.ones((len(labels), len(classes)), dtype=bool)
+    )
     counts = torch.bincount(y, minlength=len(classes)).float()
     weight = len(y) / (len(classes) * counts.clamp_min(1))
 
@@ -260,17 +295,17 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
             f = z[i]
             if len(f) > cfg.max_frames:  # torch's RNG is seeded per micro-batch by the loop: resumable
                 s = int(torch.randint(0, len(f) - cfg.max_frames + 1, ()).item())
-                f = f[s:s + cfg.max_frames]
+                f = f[s : s + cfg.max_frames]
             if cfg.freq_masks or cfg.time_masks:
                 f = f.copy()
                 for _ in range(cfg.freq_masks):
                     w = int(torch.randint(0, 9, ()).item())
                     s = int(torch.randint(0, max(1, f.shape[1] - w) + 1, ()).item())
-                    f[:, s:s + w] = 0.0
+                    f[:, s : s + w] = 0.0
                 for _ in range(cfg.time_masks):
                     w = int(torch.randint(0, min(21, len(f) // 4 + 1), ()).item())
                     s = int(torch.randint(0, max(1, len(f) - w) + 1, ()).item())
-                    f[s:s + w] = 0.0
+                    f[s : s + w] = 0.0
             crops.append(f)
         x, lens = pad(crops)
         return {"x": x, "lens": lens, "y": y[idx], "mask": mask[idx]}
@@ -285,12 +320,24 @@ def train_mel_judge(cfg: MelJudgeConfig, manifests, out: str | Path, resume: boo
         return loss, {"judge/loss": float(loss.detach()), "judge/acc": float(acc)}
 
     run = RunDir.create(out, cfg, argv)
-    info = {"n_train": len(y), "train_counts": {c: int(counts[i]) for i, c in enumerate(classes)},
-            "train_speakers": len(set(groups)), **dropped}
+    info = {
+        "n_train": len(y),
+        "train_counts": {c: int(counts[i]) for i, c in enumerate(classes)},
+        "train_speakers": len(set(groups)),
+        **dropped,
+    }
     from collections import Counter
+
     info["corpora"] = {k: n for k, n in sorted(Counter(corpora).items())}
-    last = train(model, objective, EpochBatches(len(y), cfg.train.batch_size, collate, seed=cfg.train.seed),
-                 cfg.train, run, meta={"judge": info}, resume=resume)
+    last = train(
+        model,
+        objective,
+        EpochBatches(len(y), cfg.train.batch_size, collate, seed=cfg.train.seed),
+        cfg.train,
+        run,
+        meta={"judge": info},
+        resume=resume,
+    )
     judge = MelJudge(classes, model, cfg.n_mels, cfg.min_group, meta={"training": {**info, "last": last}})
     judge.save(run.path)
     return judge, {**info, "last": last}

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,8 +33,7 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = 15)
     return float(ece)
 
 
-def classification_metrics(labels: Sequence[str], proba: np.ndarray, classes: Sequence[str],
-                           bins: int = 15) -> dict:
+def classification_metrics(labels: Sequence[str], proba: np.ndarray, classes: Sequence[str], bins: int = 15) -> dict:
     """n, wa, ua, per-class recall, ECE, confusion matrix (rows true, columns predicted, in ``classes`` order).
 
     ``labels`` outside ``classes`` are an error: filter them before (the judge cannot predict them).

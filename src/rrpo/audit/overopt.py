@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -32,8 +32,16 @@ from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
 from rrpo.runs import OptimizeRunInfo, reward_folders
 
-__all__ = ["AuditConfig", "AuditPrompts", "Scorer", "build_scorer", "fit_gao", "hacking_flags", "plot_proxy_vs_judge",
-           "run_audit"]
+__all__ = [
+    "AuditConfig",
+    "AuditPrompts",
+    "Scorer",
+    "build_scorer",
+    "fit_gao",
+    "hacking_flags",
+    "plot_proxy_vs_judge",
+    "run_audit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +58,9 @@ class AuditConfig:
     every: int = option(1, "audit every N-th checkpoint (the last is always audited)")
     flag_margin: float = option(0.05, "a rise of the proxy and a fall of the judge larger than this flags hacking")
     recognizer: bool = option(True, "word error rate with pocketsphinx for English prompts")
-    profile_recordings: int = option(10, "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings")
+    profile_recordings: int = option(
+        10, "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings"
+    )
     bf16: bool = option(False, "bf16 autocast while generating")
 
     def __post_init__(self):
@@ -60,6 +70,7 @@ class AuditConfig:
 
 
 # ---------------------------------------------------------------------------- fits
+
 
 def fit_gao(d: Sequence[float], r: Sequence[float], form: str = "rl") -> dict:
     """Least-squares (α, β) of R(d) = d(α − β log d) (``rl``) or d(α − β d) (``bon``) through the
@@ -96,9 +107,20 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
     start = load_policy(info.policy)
     rms = [load_reward(reward_folders(r), r.get("aggregate", "mean"), r.get("std_weight", 1.0)) for r in info.rewards]
     man = read_manifest(cfg.prompts.manifest or info.manifest)
-    return Scorer(start, rms, [r["name"] for r in info.rewards], codec, judge, man, prompts=cfg.prompts,
-                  sampling=cfg.sampling, seed=cfg.seed, recognizer=cfg.recognizer, bf16=cfg.bf16,
-                  profile_recordings=cfg.profile_recordings)
+    return Scorer(
+        start,
+        rms,
+        [r["name"] for r in info.rewards],
+        codec,
+        judge,
+        man,
+        prompts=cfg.prompts,
+        sampling=cfg.sampling,
+        seed=cfg.seed,
+        recognizer=cfg.recognizer,
+        bf16=cfg.bf16,
+        profile_recordings=cfg.profile_recordings,
+    )
 
 
 def run_audit(cfg: AuditConfig) -> dict:
@@ -120,6 +142,7 @@ def run_audit(cfg: AuditConfig) -> dict:
     auditor = build_scorer(cfg, info)
     points = []
     from tqdm import tqdm
+
     todo = [(0, None)] + [(int(c.name.split("_")[1]), c) for c in chosen]
     for step, ck in tqdm(todo, desc="audit", unit="ckpt", disable=None):
         policy = auditor.start if ck is None else load_policy(run / "policy", checkpoint=ck)
@@ -127,22 +150,29 @@ def run_audit(cfg: AuditConfig) -> dict:
         s = auditor.score(policy, adir)
         s["step"] = step
         points.append(s)
-    flags = hacking_flags([p["proxy_prob"] for p in points], [p["judge"]["target_prob"] for p in points],
-                          cfg.flag_margin)
+    flags = hacking_flags(
+        [p["proxy_prob"] for p in points], [p["judge"]["target_prob"] for p in points], cfg.flag_margin
+    )
     for p, f in zip(points, flags):
         p["hacking_flag"] = f
     d = [p["sqrt_kl"] for p in points]
     dp = [p["proxy_prob"] - points[0]["proxy_prob"] for p in points]
     dj = [p["judge"]["target_prob"] - points[0]["judge"]["target_prob"] for p in points]
     result = {
-        "run": str(run), "algo": info.algo, "rewards": [p for r in info.rewards for p in reward_folders(r)],
+        "run": str(run),
+        "algo": info.algo,
+        "rewards": [p for r in info.rewards for p in reward_folders(r)],
         "manifest": str(cfg.prompts.manifest or info.manifest),
-        "prompts": auditor.rows, "emotions": auditor.emotions,
+        "prompts": auditor.rows,
+        "emotions": auditor.emotions,
         "points": points,
-        "fits": {"proxy": {"rl": fit_gao(d, dp, "rl"), "bon": fit_gao(d, dp, "bon")},
-                 "judge": {"rl": fit_gao(d, dj, "rl"), "bon": fit_gao(d, dj, "bon")}},
+        "fits": {
+            "proxy": {"rl": fit_gao(d, dp, "rl"), "bon": fit_gao(d, dp, "bon")},
+            "judge": {"rl": fit_gao(d, dj, "rl"), "bon": fit_gao(d, dj, "bon")},
+        },
         "flagged_steps": [p["step"] for p in points if p["hacking_flag"]],
-        "final": points[-1], "start": points[0],
+        "final": points[-1],
+        "start": points[0],
     }
     with open(out / "audit.jsonl", "w", encoding="utf-8") as f:
         for p in points:
@@ -154,15 +184,17 @@ def run_audit(cfg: AuditConfig) -> dict:
 
 def plot_proxy_vs_judge(series: list[tuple[str, list[dict]]], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=100)
     for name, points in series:
         d = [p["sqrt_kl"] for p in points]
-        line, = ax.plot(d, [p["proxy_prob"] for p in points], "o-", ms=3, label=f"{name}: proxy (RM)")
-        ax.plot(d, [p["judge"]["target_prob"] for p in points], "s--", ms=3, color=line.get_color(),
-                label=f"{name}: judge")
+        (line,) = ax.plot(d, [p["proxy_prob"] for p in points], "o-", ms=3, label=f"{name}: proxy (RM)")
+        ax.plot(
+            d, [p["judge"]["target_prob"] for p in points], "s--", ms=3, color=line.get_color(), label=f"{name}: judge"
+        )
         for p in points:
             if p.get("hacking_flag"):
                 ax.axvline(p["sqrt_kl"], color=line.get_color(), alpha=0.25)

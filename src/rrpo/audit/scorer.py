@@ -12,9 +12,9 @@ no verb's config: its inputs are models, a manifest and a few settings.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from rrpo.policy.settings import SamplingConfig
 class AuditPrompts(ManifestFilter):
     """Held-out texts (default manifest: the run's prompts.manifest), each spoken in every target
     emotion; the manifest's recordings of the same text, speaker and emotion are the references."""
+
     max_texts: int = option(4, "distinct (text, speaker) pairs; each is spoken in every target emotion")
     samples: int = option(1, "samples per (text, speaker, emotion), each with its own sampling seed")
 
@@ -60,7 +61,7 @@ def _prompt_set(prompts: AuditPrompts, man, emotions: list[str]) -> list[dict]:
         key = (u.text, u.language, u.speaker)
         if key not in pairs:
             pairs.append(key)
-    pairs = pairs[:prompts.max_texts]
+    pairs = pairs[: prompts.max_texts]
     if not pairs:
         raise RrpoError("no prompts left after the audit's manifest filters", man.path)
     index = {(u.text, u.speaker, u.emotion): u for u in sel}
@@ -69,8 +70,16 @@ def _prompt_set(prompts: AuditPrompts, man, emotions: list[str]) -> list[dict]:
         for emo in emotions:
             ref = index.get((text, spk, emo))
             for k in range(prompts.samples):
-                rows.append({"id": f"t{ti}_{emo}" + (f"_k{k}" if k else ""), "text": text, "language": lang,
-                             "speaker": spk, "emotion": emo, "ref_id": ref.id if ref is not None else None})
+                rows.append(
+                    {
+                        "id": f"t{ti}_{emo}" + (f"_k{k}" if k else ""),
+                        "text": text,
+                        "language": lang,
+                        "speaker": spk,
+                        "emotion": emo,
+                        "ref_id": ref.id if ref is not None else None,
+                    }
+                )
     return rows
 
 
@@ -83,9 +92,22 @@ class Scorer:
     ``recognizer`` False skips the word error rate; ``profile_recordings`` recordings of ``man``
     profile a speaker the codec has no profile of."""
 
-    def __init__(self, start_policy, rms: list, rm_names: list[str], codec, judge, man, *, prompts: AuditPrompts,
-                 sampling: SamplingConfig, seed: int = 1234, recognizer: bool = True, bf16: bool = False,
-                 profile_recordings: int = 10):
+    def __init__(
+        self,
+        start_policy,
+        rms: list,
+        rm_names: list[str],
+        codec,
+        judge,
+        man,
+        *,
+        prompts: AuditPrompts,
+        sampling: SamplingConfig,
+        seed: int = 1234,
+        recognizer: bool = True,
+        bf16: bool = False,
+        profile_recordings: int = 10,
+    ):
         self.start, self.rms, self.rm_names = start_policy, rms, rm_names
         self.codec, self.judge = codec, judge
         self.prompts, self.sampling, self.seed, self.recognizer, self.bf16 = prompts, sampling, seed, recognizer, bf16
@@ -97,8 +119,10 @@ class Scorer:
         emotions = list(prompts.emotions) or [e for e in judge.classes if e in known]
         bad = [e for e in emotions if e not in known]
         if bad or not emotions:
-            raise RrpoError(f"audit emotions {bad or emotions} are not known to the policy, reward models and judge "
-                            f"together (common: {sorted(known)})")
+            raise RrpoError(
+                f"audit emotions {bad or emotions} are not known to the policy, reward models and judge "
+                f"together (common: {sorted(known)})"
+            )
         self.emotions = emotions
         self.rows = _prompt_set(prompts, man, emotions)
         self.references = {}
@@ -116,13 +140,18 @@ class Scorer:
         self.profiles = {}
         for spk in dict.fromkeys(r["speaker"] for r in self.rows):
             recs = [u for u in man if u.speaker == spk][:profile_recordings]
-            self.profiles[spk] = profile_for(codec, spk, lambda recs=recs: (load_audio(man.audio_path(u)) for u in recs))
+            self.profiles[spk] = profile_for(
+                codec, spk, lambda recs=recs: (load_audio(man.audio_path(u)) for u in recs)
+            )
 
     def _encode(self, policy):
         use_spk = policy.speaker_embedding is not None
-        return policy.encode_prompts([r["text"] for r in self.rows], [r["emotion"] for r in self.rows],
-                                     [r["language"] for r in self.rows],
-                                     [r["speaker"] for r in self.rows] if use_spk else None)
+        return policy.encode_prompts(
+            [r["text"] for r in self.rows],
+            [r["emotion"] for r in self.rows],
+            [r["language"] for r in self.rows],
+            [r["speaker"] for r in self.rows] if use_spk else None,
+        )
 
     def score(self, policy, audio_dir: Path | None = None) -> dict:
         prompts = self._encode(policy)
@@ -145,8 +174,11 @@ class Scorer:
         for i, r in enumerate(self.rows):
             ids = gen.tokens(i).numpy()
             prof = self.profiles.get(r["speaker"])
-            audio = ((self.codec.decode(ids) if prof is None else self.codec.decode(ids, profile=prof)) if len(ids)
-                     else np.zeros(160, np.float32))
+            audio = (
+                (self.codec.decode(ids) if prof is None else self.codec.decode(ids, profile=prof))
+                if len(ids)
+                else np.zeros(160, np.float32)
+            )
             generated.append((audio, self.codec.sampling_rate, {**r, "speaker": "*", "tokens": ids}))
             if audio_dir is not None:
                 save_audio(audio_dir / f"{r['id']}.wav", audio, self.codec.sampling_rate)
@@ -154,11 +186,23 @@ class Scorer:
             # fixed normalisation from the starting policy's own outputs, so a drift of every
             # emotion in one direction is not normalised away at later checkpoints
             self.stats = self.judge.group_stats([(a, sr) for a, sr, _ in generated])
-        summary = audit_audio(generated, self.references, self.judge, judge_stats=self.stats,
-                              recognizer=None if self.recognizer else False, per_utterance=True)
+        summary = audit_audio(
+            generated,
+            self.references,
+            self.judge,
+            judge_stats=self.stats,
+            recognizer=None if self.recognizer else False,
+            per_utterance=True,
+        )
         first = self.rm_names[0] if self.rm_names else None
-        summary.update({"kl": kl, "sqrt_kl": math.sqrt(max(kl, 0.0)), "proxy": proxy,
-                        "proxy_prob": proxy.get(first, float("nan")),
-                        "hacking_gap": proxy.get(first, float("nan")) - summary["judge"]["target_prob"],
-                        "mean_len_s": float(gen.lens.float().mean()) / self.codec.frame_rate})
+        summary.update(
+            {
+                "kl": kl,
+                "sqrt_kl": math.sqrt(max(kl, 0.0)),
+                "proxy": proxy,
+                "proxy_prob": proxy.get(first, float("nan")),
+                "hacking_gap": proxy.get(first, float("nan")) - summary["judge"]["target_prob"],
+                "mean_len_s": float(gen.lens.float().mean()) / self.codec.frame_rate,
+            }
+        )
         return summary

@@ -30,7 +30,8 @@ and, with ``per_utterance=True``, a list ``utterances`` of the per-utterance fig
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,20 +56,29 @@ def _nanmean(xs) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[np.ndarray, int]] | None = None,
-                judge=None, *, judge_stats: dict | None = None, recognizer=None,
-                artifact_cfg: ArtifactConfig | None = None, distance_cfg: DistanceConfig | None = None,
-                frechet: bool = True, per_utterance: bool = False) -> dict:
+def audit_audio(
+    generated: Sequence[Generated],
+    references: Mapping[str, tuple[np.ndarray, int]] | None = None,
+    judge=None,
+    *,
+    judge_stats: dict | None = None,
+    recognizer=None,
+    artifact_cfg: ArtifactConfig | None = None,
+    distance_cfg: DistanceConfig | None = None,
+    frechet: bool = True,
+    per_utterance: bool = False,
+) -> dict:
     """The per-system summary described in the module docstring."""
     artifact_cfg = artifact_cfg or ArtifactConfig()
     distance_cfg = distance_cfg or DistanceConfig()
     generated = [(_mono(a), int(sr), m) for a, sr, m in generated]
     references = {k: (_mono(a), int(sr)) for k, (a, sr) in (references or {}).items()}
     metas = [dict(m or {}) for _, _, m in generated]
-    rows: list[dict] = [{"id": m.get("id", str(i)), "emotion": m.get("emotion"), "duration_s": len(a) / sr}
-                        for i, ((a, sr, _), m) in enumerate(zip(generated, metas))]
-    out: dict[str, Any] = {"n": len(generated),
-                           "duration_s": float(sum(len(a) / sr for a, sr, _ in generated))}
+    rows: list[dict] = [
+        {"id": m.get("id", str(i)), "emotion": m.get("emotion"), "duration_s": len(a) / sr}
+        for i, ((a, sr, _), m) in enumerate(zip(generated, metas))
+    ]
+    out: dict[str, Any] = {"n": len(generated), "duration_s": float(sum(len(a) / sr for a, sr, _ in generated))}
 
     # judge: p(target emotion) and accuracy
     judged = [i for i, m in enumerate(metas) if judge is not None and m.get("emotion") in getattr(judge, "classes", ())]
@@ -87,12 +97,17 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
         for emo in classes:
             sel = [rows[i] for i in judged if metas[i]["emotion"] == emo]
             if sel:
-                per[emo] = {"n": len(sel), "target_prob": _nanmean([r["judge_target_prob"] for r in sel]),
-                            "accuracy": _nanmean([float(r["judge_correct"]) for r in sel])}
-        out["judge"] = {"n": len(judged),
-                        "target_prob": _nanmean([rows[i]["judge_target_prob"] for i in judged]),
-                        "accuracy": _nanmean([float(rows[i]["judge_correct"]) for i in judged]),
-                        "per_emotion": per}
+                per[emo] = {
+                    "n": len(sel),
+                    "target_prob": _nanmean([r["judge_target_prob"] for r in sel]),
+                    "accuracy": _nanmean([float(r["judge_correct"]) for r in sel]),
+                }
+        out["judge"] = {
+            "n": len(judged),
+            "target_prob": _nanmean([rows[i]["judge_target_prob"] for i in judged]),
+            "accuracy": _nanmean([float(rows[i]["judge_correct"]) for i in judged]),
+            "per_emotion": per,
+        }
     else:
         out["judge"] = {"n": 0, "target_prob": float("nan"), "accuracy": float("nan"), "per_emotion": {}}
 
@@ -108,9 +123,11 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
             events += d.events
             frac_w += d.frame_fraction * len(a) / sr
             hits += d.events > 0
-        arts[name] = {"events_per_s": events / total_s if total_s else float("nan"),
-                      "frame_fraction": frac_w / total_s if total_s else float("nan"),
-                      "utterances_with": hits}
+        arts[name] = {
+            "events_per_s": events / total_s if total_s else float("nan"),
+            "frame_fraction": frac_w / total_s if total_s else float("nan"),
+            "utterances_with": hits,
+        }
     out["artifacts"] = arts
 
     # distances to parallel references and to the real set
@@ -121,9 +138,13 @@ def audit_audio(generated: Sequence[Generated], references: Mapping[str, tuple[n
             d = reference_distances(generated[i][0], generated[i][1], ref[0], ref[1], distance_cfg)
             rows[i].update(d)
             par.append(d)
-    dist = {"n_parallel": len(par), "mcd_db": _nanmean([d["mcd_db"] for d in par]),
-            "f0_rmse_cents": _nanmean([d["f0_rmse_cents"] for d in par]),
-            "voicing_error": _nanmean([d["voicing_error"] for d in par]), "frechet_egemaps": float("nan")}
+    dist = {
+        "n_parallel": len(par),
+        "mcd_db": _nanmean([d["mcd_db"] for d in par]),
+        "f0_rmse_cents": _nanmean([d["f0_rmse_cents"] for d in par]),
+        "voicing_error": _nanmean([d["voicing_error"] for d in par]),
+        "frechet_egemaps": float("nan"),
+    }
     if frechet and len(references) >= 2 and len(generated) >= 2:
         from rrpo.audit.features import egemaps_functionals
 

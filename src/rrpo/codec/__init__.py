@@ -44,15 +44,19 @@ def load_codec(path: str | os.PathLike) -> SpeechCodec:
         from rrpo.codec.builtin import VERSION, BuiltinCodec
 
         if meta.get("version") != VERSION:
-            raise RrpoError(f"codec version {meta.get('version')} cannot be read by this rrpo (reads version "
-                            f"{VERSION}); retrain it with `rrpo codec train`", meta_path)
+            raise RrpoError(
+                f"codec version {meta.get('version')} cannot be read by this rrpo (reads version "
+                f"{VERSION}); retrain it with `rrpo codec train`",
+                meta_path,
+            )
         return BuiltinCodec.load(p, meta)
     if kind == "cosyvoice2":
         from rrpo.codec.cosyvoice2 import VERSION, CosyVoice2Tokenizer
 
         if meta.get("version") != VERSION:
-            raise RrpoError(f"codec version {meta.get('version')} cannot be read by this rrpo (reads version "
-                            f"{VERSION})", meta_path)
+            raise RrpoError(
+                f"codec version {meta.get('version')} cannot be read by this rrpo (reads version {VERSION})", meta_path
+            )
         onnx = p / str(meta.get("onnx", COSYVOICE2_ONNX))
         return CosyVoice2Tokenizer(onnx)
     raise RrpoError(f"unknown codec kind {kind!r} (known: builtin, cosyvoice2)", meta_path)

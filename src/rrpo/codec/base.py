@@ -83,7 +83,7 @@ def frame_energy(audio: np.ndarray, sr: int, frame_rate: float, n_frames: int) -
     last = 0.0
     for i in range(n_frames):
         a, b = int(round(i * hop)), int(round((i + 1) * hop))
-        seg = audio[a:min(b, len(audio))]
+        seg = audio[a : min(b, len(audio))]
         if len(seg):
             last = float(np.mean(seg * seg))
         out[i] = last

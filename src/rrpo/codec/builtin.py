@@ -59,12 +59,12 @@ log = logging.getLogger(__name__)
 FORMAT = "rrpo-codec"
 KIND = "builtin"
 #: Bump whenever analysis, token layout or saved arrays change: old codec dirs are then refused.
-VERSION = 2   # 2: speaker profiles, learned decoder
+VERSION = 2  # 2: speaker profiles, learned decoder
 
 _EPS = 1e-10
-_SUB_PERIOD_MS = 10.0   # F0 tracking period inside a token frame
-_SYN_PERIOD_MS = 10.0   # synthesis grid (parameters interpolated from the 40 ms tokens)
-_DIO_SPEED = 2          # DIO decimation: 2 doubles its speed (78x -> 170x real time) at equal voicing
+_SUB_PERIOD_MS = 10.0  # F0 tracking period inside a token frame
+_SYN_PERIOD_MS = 10.0  # synthesis grid (parameters interpolated from the 40 ms tokens)
+_DIO_SPEED = 2  # DIO decimation: 2 doubles its speed (78x -> 170x real time) at equal voicing
 _AP_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 4000.0, None)  # None: Nyquist
 
 
@@ -81,15 +81,23 @@ class BuiltinCodecConfig:
     aperiodicity_weight: float = option(1.0, "weight of the 4 band-aperiodicity features in k-means")
     f0_floor: float = option(60.0, "lowest F0 tracked (Hz)")
     f0_ceil: float = option(600.0, "highest F0 tracked (Hz)")
-    reference: str = option("speaker", "what pitch, level and spectral shape are encoded relative to: 'speaker' (the speaker's profile), 'utterance' (the utterance's median F0 and reference level) or 'absolute' (the codec's pooled values)")
+    reference: str = option(
+        "speaker",
+        "what pitch, level and spectral shape are encoded relative to: 'speaker' (the speaker's profile), 'utterance' (the utterance's median F0 and reference level) or 'absolute' (the codec's pooled values)",
+    )
     pitch_reference: str = option("", "override of `reference` for the pitch bins alone ('' = follow reference)")
     level_reference: str = option("", "override of `reference` for the energy bins alone ('' = follow reference)")
     level_percentile: float = option(95.0, "a recording's reference level: this percentile of its frame dB")
-    min_speaker_recordings: int = option(10, "a speaker with fewer recordings gets a warning and a mean envelope shrunk toward the pooled one")
+    min_speaker_recordings: int = option(
+        10, "a speaker with fewer recordings gets a warning and a mean envelope shrunk toward the pooled one"
+    )
     max_train_frames: int = option(200000, "frames sampled for k-means (all if fewer)")
     kmeans_iters: int = option(100, "k-means iterations")
     seed: int = option(0, "random seed (frame sampling, k-means init, decoder)")
-    decoder: str = option("learned", "how tokens become audio: 'learned' (a small convolutional decoder) or 'cluster' (each cluster's mean envelope)")
+    decoder: str = option(
+        "learned",
+        "how tokens become audio: 'learned' (a small convolutional decoder) or 'cluster' (each cluster's mean envelope)",
+    )
     decoder_fraction: float = option(1.0, "share of the training utterances (random) the learned decoder trains on")
     decoder_steps: int = option(1500, "learned decoder: optimiser steps")
     decoder_batch: int = option(16, "learned decoder: sequences per step")
@@ -101,24 +109,38 @@ class BuiltinCodecConfig:
     def __post_init__(self):
         check(self.sampling_rate >= 8000, "sampling_rate", "must be at least 8000")
         check(0 < self.frame_rate <= 200, "frame_rate", "must be in (0, 200]")
-        check((self.sampling_rate / self.frame_rate).is_integer(), "frame_rate",
-              f"sampling_rate / frame_rate must be a whole number of samples (got {self.sampling_rate / self.frame_rate})")
+        check(
+            (self.sampling_rate / self.frame_rate).is_integer(),
+            "frame_rate",
+            f"sampling_rate / frame_rate must be a whole number of samples (got {self.sampling_rate / self.frame_rate})",
+        )
         check(self.spectral_clusters >= 2, "spectral_clusters", "must be at least 2")
         check(self.pitch_bins >= 1, "pitch_bins", "must be at least 1")
         check(self.energy_bins >= 1, "energy_bins", "must be at least 1")
         check(self.mel_bands >= 4, "mel_bands", "must be at least 4")
-        check(0 < self.f0_floor < self.f0_ceil < self.sampling_rate / 2, "f0_floor", "need 0 < f0_floor < f0_ceil < Nyquist")
+        check(
+            0 < self.f0_floor < self.f0_ceil < self.sampling_rate / 2,
+            "f0_floor",
+            "need 0 < f0_floor < f0_ceil < Nyquist",
+        )
         refs = ("utterance", "speaker", "absolute")
         check(self.reference in refs, "reference", "must be 'utterance', 'speaker' or 'absolute'")
-        check(self.pitch_reference in ("",) + refs, "pitch_reference", "must be '', 'utterance', 'speaker' or 'absolute'")
-        check(self.level_reference in ("",) + refs, "level_reference", "must be '', 'utterance', 'speaker' or 'absolute'")
+        check(
+            self.pitch_reference in ("",) + refs, "pitch_reference", "must be '', 'utterance', 'speaker' or 'absolute'"
+        )
+        check(
+            self.level_reference in ("",) + refs, "level_reference", "must be '', 'utterance', 'speaker' or 'absolute'"
+        )
         check(0 < self.level_percentile <= 100, "level_percentile", "must be in (0, 100]")
         check(self.min_speaker_recordings >= 1, "min_speaker_recordings", "must be at least 1")
         check(self.max_train_frames >= 100, "max_train_frames", "must be at least 100")
         check(self.kmeans_iters >= 1, "kmeans_iters", "must be at least 1")
         check(self.decoder in ("learned", "cluster"), "decoder", "must be 'learned' or 'cluster'")
-        check(self.decoder == "cluster" or (100 / self.frame_rate).is_integer(), "decoder",
-              "the learned decoder renders 10 ms frames: 100 / frame_rate must be a whole number")
+        check(
+            self.decoder == "cluster" or (100 / self.frame_rate).is_integer(),
+            "decoder",
+            "the learned decoder renders 10 ms frames: 100 / frame_rate must be a whole number",
+        )
         check(0 < self.decoder_fraction <= 1, "decoder_fraction", "must be in (0, 1]")
         check(self.decoder_steps >= 1, "decoder_steps", "must be at least 1")
         check(self.decoder_batch >= 1, "decoder_batch", "must be at least 1")
@@ -152,11 +174,11 @@ class BuiltinCodecConfig:
 class Frames:
     """WORLD parameters at the centre of every token frame (T = number of tokens)."""
 
-    f0: np.ndarray        # (T,) Hz, 0 = unvoiced
-    sp: np.ndarray        # (T, n_fft/2+1) CheapTrick power envelope
-    ap: np.ndarray        # (T, n_fft/2+1) D4C aperiodicity in [0, 1]
+    f0: np.ndarray  # (T,) Hz, 0 = unvoiced
+    sp: np.ndarray  # (T, n_fft/2+1) CheapTrick power envelope
+    ap: np.ndarray  # (T, n_fft/2+1) D4C aperiodicity in [0, 1]
     level_db: np.ndarray  # (T,) 10*log10 of the frame's mean squared amplitude
-    energy: np.ndarray    # (T,) mean squared amplitude of each frame (linear)
+    energy: np.ndarray  # (T,) mean squared amplitude of each frame (linear)
     dense: np.ndarray | None = None  # (T*up, dims + 4) every 10 ms: mel-cepstrum of the level-removed
     #                                  envelope and band aperiodicity (the learned decoder's targets)
 
@@ -205,10 +227,13 @@ def analyse(audio: np.ndarray, cfg: BuiltinCodecConfig, dense: bool = False) -> 
     x = np.ascontiguousarray(audio, dtype=np.float64)
     T = n_tokens(len(x), hop)
     if T == 0:
-        raise RrpoError(f"audio is {len(x)} samples ({1000 * len(x) / sr:.1f} ms), shorter than one "
-                        f"token frame ({1000 * hop / sr:.0f} ms)")
-    f0_sub, t_sub = pw.dio(x, sr, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=_SUB_PERIOD_MS,
-                           speed=_DIO_SPEED)
+        raise RrpoError(
+            f"audio is {len(x)} samples ({1000 * len(x) / sr:.1f} ms), shorter than one "
+            f"token frame ({1000 * hop / sr:.0f} ms)"
+        )
+    f0_sub, t_sub = pw.dio(
+        x, sr, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=_SUB_PERIOD_MS, speed=_DIO_SPEED
+    )
     f0_sub = pw.stonemask(x, f0_sub, t_sub, sr)
     # sub-frame k (time t_sub[k]) belongs to token floor(t * frame_rate)
     owner = np.minimum((t_sub * cfg.frame_rate).astype(np.int64), T - 1)
@@ -282,11 +307,11 @@ class _Features:
 
     def __init__(self, cfg: BuiltinCodecConfig, n_bins: int):
         n_fft = 2 * (n_bins - 1)
-        self.mel = _mel_matrix(cfg.sampling_rate, n_fft, cfg.mel_bands)      # (M, K)
-        self.bands = _band_matrix(cfg.sampling_rate, n_bins)                 # (4, K)
+        self.mel = _mel_matrix(cfg.sampling_rate, n_fft, cfg.mel_bands)  # (M, K)
+        self.bands = _band_matrix(cfg.sampling_rate, n_bins)  # (4, K)
 
     def __call__(self, fr: Frames) -> tuple[np.ndarray, np.ndarray]:
-        logmel = np.log(fr.sp @ self.mel.T + _EPS)                           # (T, M)
+        logmel = np.log(fr.sp @ self.mel.T + _EPS)  # (T, M)
         return logmel - logmel.mean(axis=1, keepdims=True), fr.ap @ self.bands.T
 
 
@@ -322,9 +347,16 @@ class BuiltinCodec:
     #: tokens are encoded relative to the speaker's profile (``rrpo tokenize`` computes one per speaker)
     profile_in_tokens = True
 
-    def __init__(self, cfg: BuiltinCodecConfig, arrays: dict[str, np.ndarray], stats: dict | None = None,
-                 profiles: dict | None = None, pooled=None, decoder_state: dict | None = None,
-                 path: Path | None = None):
+    def __init__(
+        self,
+        cfg: BuiltinCodecConfig,
+        arrays: dict[str, np.ndarray],
+        stats: dict | None = None,
+        profiles: dict | None = None,
+        pooled=None,
+        decoder_state: dict | None = None,
+        path: Path | None = None,
+    ):
         from rrpo.codec.profile import SpeakerProfile
 
         self.cfg = cfg
@@ -335,15 +367,15 @@ class BuiltinCodec:
         self.hop = cfg.hop
         self.up = int(round(100 / cfg.frame_rate))
         self.stats = dict(stats or {})
-        self.centroids = arrays["centroids"].astype(np.float64)        # (S, F) standardised features
-        self.feat_mean = arrays["feat_mean"].astype(np.float64)        # (F,)
-        self.feat_std = arrays["feat_std"].astype(np.float64)          # (F,)
-        self.pitch_edges = arrays["pitch_edges"].astype(np.float64)    # (P-1,) semitones
+        self.centroids = arrays["centroids"].astype(np.float64)  # (S, F) standardised features
+        self.feat_mean = arrays["feat_mean"].astype(np.float64)  # (F,)
+        self.feat_std = arrays["feat_std"].astype(np.float64)  # (F,)
+        self.pitch_edges = arrays["pitch_edges"].astype(np.float64)  # (P-1,) semitones
         self.pitch_centres = arrays["pitch_centres"].astype(np.float64)  # (P,)
         self.energy_edges = arrays["energy_edges"].astype(np.float64)  # (E-1,) dB
         self.energy_centres = arrays["energy_centres"].astype(np.float64)  # (E,)
-        self.env_shape = arrays["env_shape"].astype(np.float64)        # (S, K') mean log envelope shape
-        self.env_ap = arrays["env_ap"].astype(np.float64)              # (S, K') mean aperiodicity
+        self.env_shape = arrays["env_shape"].astype(np.float64)  # (S, K') mean log envelope shape
+        self.env_ap = arrays["env_ap"].astype(np.float64)  # (S, K') mean aperiodicity
         self.n_syn_bins = self.env_shape.shape[1]
         self.profiles: dict[str, SpeakerProfile] = dict(profiles or {})
         if pooled is None:
@@ -370,9 +402,15 @@ class BuiltinCodec:
         from rrpo.codec.decoder import DecoderShape
 
         c = self.cfg
-        return DecoderShape(clusters=c.spectral_clusters, pitch_bins1=c.pitch_bins + 1, energy_bins=c.energy_bins,
-                            dims=c.decoder_dims, channels=c.decoder_channels, profile_dims=c.decoder_dims + 2,
-                            up=self.up)
+        return DecoderShape(
+            clusters=c.spectral_clusters,
+            pitch_bins1=c.pitch_bins + 1,
+            energy_bins=c.energy_bins,
+            dims=c.decoder_dims,
+            channels=c.decoder_channels,
+            profile_dims=c.decoder_dims + 2,
+            up=self.up,
+        )
 
     def _band_to_bins(self) -> np.ndarray:
         """(K', 4) linear interpolation of 4 band aperiodicities (at band centres) to the bins."""
@@ -392,7 +430,7 @@ class BuiltinCodec:
     def compose(self, s: np.ndarray, p: np.ndarray, e: np.ndarray) -> np.ndarray:
         """Factors -> token ids. ``p`` = 0 is unvoiced, 1..P the voiced pitch bins."""
         P1, E = self.cfg.pitch_bins + 1, self.cfg.energy_bins
-        return ((np.asarray(s, np.int64) * P1 + np.asarray(p, np.int64)) * E + np.asarray(e, np.int64))
+        return (np.asarray(s, np.int64) * P1 + np.asarray(p, np.int64)) * E + np.asarray(e, np.int64)
 
     def factors(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token ids -> (spectral cluster, pitch bin (0 unvoiced), energy bin)."""
@@ -410,8 +448,10 @@ class BuiltinCodec:
         if not isinstance(profile, SpeakerProfile):
             raise RrpoError(f"not a speaker profile of the built-in codec: {type(profile).__name__}")
         if profile.env_mel.shape != (self.cfg.mel_bands,) or profile.env_log.shape != (self.n_syn_bins,):
-            raise RrpoError(f"speaker profile '{profile.speaker}' has envelopes of shape {profile.env_mel.shape} / "
-                            f"{profile.env_log.shape}; this codec needs ({self.cfg.mel_bands},) / ({self.n_syn_bins},)")
+            raise RrpoError(
+                f"speaker profile '{profile.speaker}' has envelopes of shape {profile.env_mel.shape} / "
+                f"{profile.env_log.shape}; this codec needs ({self.cfg.mel_bands},) / ({self.n_syn_bins},)"
+            )
         return profile
 
     def speaker_profile(self, speaker: str):
@@ -419,9 +459,11 @@ class BuiltinCodec:
             return self.profiles[speaker]
         except KeyError:
             known = ", ".join(sorted(self.profiles)[:8]) + (" ..." if len(self.profiles) > 8 else "")
-            raise RrpoError(f"no profile of speaker '{speaker}' in this codec (it has: {known or 'none'}); "
-                            "give a few of the speaker's recordings instead (--reference)",
-                            self.path / "profiles.json" if self.path else None) from None
+            raise RrpoError(
+                f"no profile of speaker '{speaker}' in this codec (it has: {known or 'none'}); "
+                "give a few of the speaker's recordings instead (--reference)",
+                self.path / "profiles.json" if self.path else None,
+            ) from None
 
     def profile_from_frames(self, frames: Iterable[Frames], speaker: str = "", source=None):
         """The profile of the speaker of these analysed recordings (see :mod:`rrpo.codec.profile`)."""
@@ -443,8 +485,9 @@ class BuiltinCodec:
         """The learned decoder's view of a profile: its median F0 and level re the pooled ones
         (/12 semitones, /20 dB) and its mean envelope's mel-cepstrum re the pooled one."""
         c = self._coded(profile) - self._coded(self.pooled)
-        return np.concatenate([[(profile.f0_st - self.pooled.f0_st) / 12.0,
-                                (profile.level_db - self.pooled.level_db) / 20.0], c]).astype(np.float32)
+        return np.concatenate(
+            [[(profile.f0_st - self.pooled.f0_st) / 12.0, (profile.level_db - self.pooled.level_db) / 20.0], c]
+        ).astype(np.float32)
 
     def _coded(self, profile) -> np.ndarray:
         """Mel-cepstrum (decoder_dims,) of the profile's mean envelope (cached by its content)."""
@@ -490,14 +533,15 @@ class BuiltinCodec:
     def quantise(self, fr: Frames, profile=None) -> np.ndarray:
         """WORLD frames of one utterance -> token ids (T,) int64, relative to ``profile``."""
         prof = self._profile(profile)
-        feats = self.features(fr, prof)                                                # (T, F)
-        d = ((feats[:, None, :] - self.centroids[None]) ** 2).sum(-1)                 # (T, S)
+        feats = self.features(fr, prof)  # (T, F)
+        d = ((feats[:, None, :] - self.centroids[None]) ** 2).sum(-1)  # (T, S)
         s = d.argmin(axis=1)
         st, db = self._refs(prof)
         rp = _pitch_values(fr.f0, self.cfg.pitch_ref, st)
         p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(self.pitch_edges, np.nan_to_num(rp)))
-        e = np.searchsorted(self.energy_edges, _level_values(fr.level_db, self.cfg.level_ref,
-                                                              self.cfg.level_percentile, db))
+        e = np.searchsorted(
+            self.energy_edges, _level_values(fr.level_db, self.cfg.level_ref, self.cfg.level_percentile, db)
+        )
         return self.compose(s, p, e)
 
     def encode_with_energy(self, audio: np.ndarray, sr: int, profile=None) -> tuple[np.ndarray, np.ndarray]:
@@ -547,23 +591,23 @@ class BuiltinCodec:
         st, db = self._refs(prof)
         T, sr, hop = len(t), self.sampling_rate, self.hop
         f0 = np.where(p > 0, 2.0 ** ((st + self.pitch_centres[np.maximum(p - 1, 0)]) / 12.0), 0.0)
-        target_db = db + self.energy_centres[e]                                         # (T,)
+        target_db = db + self.energy_centres[e]  # (T,)
         n_out = T * hop
         period = _SYN_PERIOD_MS / 1000.0
         grid = np.arange(int(np.ceil(n_out / sr / period)) + 1) * period
-        pos = np.clip(grid * self.frame_rate - 0.5, 0, T - 1)                          # in token units
+        pos = np.clip(grid * self.frame_rate - 0.5, 0, T - 1)  # in token units
         i0 = np.floor(pos).astype(np.int64)
         i1 = np.minimum(i0 + 1, T - 1)
         w = (pos - i0)[:, None]
         level_g = np.log(10.0) / 10.0 * ((1 - w[:, 0]) * target_db[i0] + w[:, 0] * target_db[i1])
         if which == "cluster":
             log_sp = self.env_shape[s] + (prof.env_log if self.spectral_relative else 0.0)
-            log_sp = _unit_power(log_sp)                                                 # (T, K')
+            log_sp = _unit_power(log_sp)  # (T, K')
             ap = self.env_ap[s]
             shape_g = (1 - w) * log_sp[i0] + w * log_sp[i1]
             ap_g = np.clip((1 - w) * ap[i0] + w * ap[i1], 0.0, 1.0)
         else:
-            out = self.net(s, p, e, self.profile_vector(prof))                          # (T*up, D + 4)
+            out = self.net(s, p, e, self.profile_vector(prof))  # (T*up, D + 4)
             rows = np.minimum(np.arange(len(grid)), len(out) - 1)
             out = out[rows]
             coded = np.ascontiguousarray(out[:, :-4] + self._coded(prof))
@@ -575,8 +619,9 @@ class BuiltinCodec:
         lf = (1 - w[:, 0]) * np.log(np.maximum(f0[i0], 1)) + w[:, 0] * np.log(np.maximum(f0[i1], 1))
         nearest = np.where(w[:, 0] < 0.5, i0, i1)
         f0_g = np.where(both, np.exp(lf), np.where(f0[nearest] > 0, f0[nearest], 0.0))
-        y = pw.synthesize(np.ascontiguousarray(f0_g), np.ascontiguousarray(sp_g),
-                          np.ascontiguousarray(ap_g), sr, _SYN_PERIOD_MS)
+        y = pw.synthesize(
+            np.ascontiguousarray(f0_g), np.ascontiguousarray(sp_g), np.ascontiguousarray(ap_g), sr, _SYN_PERIOD_MS
+        )
         y = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
         # WORLD's output level follows the envelope's up to a constant and local deviations (at
         # voicing changes): one global gain, plus a smooth per-token correction of at most 6 dB
@@ -599,7 +644,7 @@ class BuiltinCodec:
         its relative level (dB / 10). Rows follow the token layout of :meth:`compose`."""
         S, P, E = self.cfg.spectral_clusters, self.cfg.pitch_bins, self.cfg.energy_bins
         s, p, e = np.meshgrid(np.arange(S), np.arange(P + 1), np.arange(E), indexing="ij")
-        s, p, e = s.ravel(), p.ravel(), e.ravel()             # already in compose() order
+        s, p, e = s.ravel(), p.ravel(), e.ravel()  # already in compose() order
         pitch = np.where(p > 0, self.pitch_centres[np.maximum(p - 1, 0)] / 6.0, 0.0)
         voiced = (p > 0).astype(np.float64)
         level = self.energy_centres[e] / 10.0
@@ -608,14 +653,20 @@ class BuiltinCodec:
 
     def describe(self) -> dict:
         """What token shards record about the codec that made them."""
-        return {"kind": KIND, "version": VERSION, "vocab_size": self.vocab_size,
-                "frame_rate": self.frame_rate, "config": to_dict(self.cfg),
-                "trained_sha": self.stats.get("fingerprint")}
+        return {
+            "kind": KIND,
+            "version": VERSION,
+            "vocab_size": self.vocab_size,
+            "frame_rate": self.frame_rate,
+            "config": to_dict(self.cfg),
+            "trained_sha": self.stats.get("fingerprint"),
+        }
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save(self, out: str | os.PathLike, arrays: dict[str, np.ndarray],
-             decoder_state: dict[str, np.ndarray] | None = None) -> None:
+    def save(
+        self, out: str | os.PathLike, arrays: dict[str, np.ndarray], decoder_state: dict[str, np.ndarray] | None = None
+    ) -> None:
         """Write codec.safetensors, decoder.safetensors (learned decoder), profiles.json, and last
         codec.json (so a folder without codec.json is not mistaken for a finished codec)."""
         from safetensors.numpy import save_file
@@ -629,16 +680,31 @@ class BuiltinCodec:
         if decoder_state is not None:
             with atomic_path(out / "decoder.safetensors") as tmp:
                 save_file({k: np.ascontiguousarray(v) for k, v in decoder_state.items()}, str(tmp))
-        write_json(out / "profiles.json", {
-            "format": PROFILES_FORMAT, "version": 1, "pooled": self.pooled.to_dict(),
-            "profiles": {k: v.to_dict() for k, v in sorted(self.profiles.items())}})
-        write_json(out / "codec.json", {
-            "format": FORMAT, "kind": KIND, "version": VERSION, "vocab_size": self.vocab_size,
-            "frame_rate": self.frame_rate, "sampling_rate": self.sampling_rate,
-            "token_layout": "(spectral_cluster * (pitch_bins + 1) + pitch_bin) * energy_bins + energy_bin; "
-                            "pitch_bin 0 = unvoiced",
-            "decoder": self.decoder_shape().to_dict() if decoder_state is not None else None,
-            "config": to_dict(self.cfg), "stats": self.stats})
+        write_json(
+            out / "profiles.json",
+            {
+                "format": PROFILES_FORMAT,
+                "version": 1,
+                "pooled": self.pooled.to_dict(),
+                "profiles": {k: v.to_dict() for k, v in sorted(self.profiles.items())},
+            },
+        )
+        write_json(
+            out / "codec.json",
+            {
+                "format": FORMAT,
+                "kind": KIND,
+                "version": VERSION,
+                "vocab_size": self.vocab_size,
+                "frame_rate": self.frame_rate,
+                "sampling_rate": self.sampling_rate,
+                "token_layout": "(spectral_cluster * (pitch_bins + 1) + pitch_bin) * energy_bins + energy_bin; "
+                "pitch_bin 0 = unvoiced",
+                "decoder": self.decoder_shape().to_dict() if decoder_state is not None else None,
+                "config": to_dict(self.cfg),
+                "stats": self.stats,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, meta: dict) -> BuiltinCodec:
@@ -657,8 +723,17 @@ class BuiltinCodec:
             arrays = load_file(str(arr_path))
         except Exception as e:
             raise RrpoError(f"unreadable codec arrays ({str(e)[:100]})", arr_path) from None
-        need = {"centroids", "feat_mean", "feat_std", "pitch_edges", "pitch_centres", "energy_edges",
-                "energy_centres", "env_shape", "env_ap"}
+        need = {
+            "centroids",
+            "feat_mean",
+            "feat_std",
+            "pitch_edges",
+            "pitch_centres",
+            "energy_edges",
+            "energy_centres",
+            "env_shape",
+            "env_ap",
+        }
         if need - set(arrays):
             raise RrpoError(f"codec arrays lack {sorted(need - set(arrays))}", arr_path)
         prof_path = path / "profiles.json"
@@ -672,8 +747,9 @@ class BuiltinCodec:
             raise RrpoError("not a speaker-profiles file of version 1", prof_path)
         n_mel, n_log = cfg.mel_bands, arrays["env_shape"].shape[1]
         pooled = SpeakerProfile.from_dict(pj.get("pooled"), prof_path, n_mel, n_log)
-        profiles = {k: SpeakerProfile.from_dict(v, prof_path, n_mel, n_log)
-                    for k, v in (pj.get("profiles") or {}).items()}
+        profiles = {
+            k: SpeakerProfile.from_dict(v, prof_path, n_mel, n_log) for k, v in (pj.get("profiles") or {}).items()
+        }
         state = None
         dec_path = path / "decoder.safetensors"
         if dec_path.exists():
@@ -702,15 +778,19 @@ def _quantile_bins(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n == 1:
         return np.zeros(0), np.array([float(np.median(values))])
     edges = np.quantile(values, np.arange(1, n) / n)
-    edges = np.maximum.accumulate(edges + np.arange(n - 1) * 1e-9)                   # strictly rising
+    edges = np.maximum.accumulate(edges + np.arange(n - 1) * 1e-9)  # strictly rising
     idx = np.searchsorted(edges, values)
-    centres = np.array([np.median(values[idx == k]) if (idx == k).any() else
-                        (edges[min(k, n - 2)]) for k in range(n)])
+    centres = np.array([np.median(values[idx == k]) if (idx == k).any() else (edges[min(k, n - 2)]) for k in range(n)])
     return edges, centres
 
 
-def train_builtin(cfg: BuiltinCodecConfig, audios: Iterable[tuple], progress=None,
-                  checkpoint: Path | None = None, decoder_progress=None):
+def train_builtin(
+    cfg: BuiltinCodecConfig,
+    audios: Iterable[tuple],
+    progress=None,
+    checkpoint: Path | None = None,
+    decoder_progress=None,
+):
     """Learn the codec from ``(audio, sr, speaker)`` triples (unlabelled; ``(audio, sr)`` pairs are
     one speaker). Returns the codec, its arrays and the learned decoder's weights (or None).
 
@@ -738,8 +818,9 @@ def train_builtin(cfg: BuiltinCodecConfig, audios: Iterable[tuple], progress=Non
     return train_from_frames(cfg, frames(), checkpoint=checkpoint, decoder_progress=decoder_progress)
 
 
-def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frames]],
-                      checkpoint: Path | None = None, decoder_progress=None):
+def train_from_frames(
+    cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frames]], checkpoint: Path | None = None, decoder_progress=None
+):
     """Fit profiles, the quantiser (k-means, quantile bins) and the decoders on analysed utterances
     ``(speaker, Frames)``. Returns (codec, arrays, decoder weights or None)."""
     from sklearn.cluster import KMeans
@@ -748,7 +829,7 @@ def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frame
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    utts = []          # (speaker, f0, level_db, shape_mel, apb, syn log shape, syn ap, dense)
+    utts = []  # (speaker, f0, level_db, shape_mel, apb, syn log shape, syn ap, dense)
     featurise = None
     accs: dict[str, ProfileAccumulator] = {}
     pooled_acc = ProfileAccumulator(cfg.level_percentile)
@@ -760,29 +841,47 @@ def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frame
         ls = syn_shape(fr.sp)
         accs.setdefault(speaker, ProfileAccumulator(cfg.level_percentile)).add(fr.f0, fr.level_db, shape_mel, ls)
         pooled_acc.add(fr.f0, fr.level_db, shape_mel, ls)
-        utts.append((speaker, fr.f0, fr.level_db, shape_mel.astype(np.float32), apb.astype(np.float32),
-                     ls.astype(np.float32), fr.ap[:, ::2].astype(np.float32), fr.dense))
+        utts.append(
+            (
+                speaker,
+                fr.f0,
+                fr.level_db,
+                shape_mel.astype(np.float32),
+                apb.astype(np.float32),
+                ls.astype(np.float32),
+                fr.ap[:, ::2].astype(np.float32),
+                fr.dense,
+            )
+        )
         n_sec += len(fr.f0) / cfg.frame_rate
     if featurise is None:
         raise RrpoError("no training audio of at least one frame")
     pooled = pooled_acc.finish("*pooled*")
     profiles = {spk: acc.finish(spk, pooled, cfg.min_speaker_recordings) for spk, acc in sorted(accs.items())}
     rel = cfg.reference == "speaker"
-    X = np.concatenate([np.concatenate([u[3] - (profiles[u[0]].env_mel if rel else 0.0),
-                                        cfg.aperiodicity_weight * u[4]], 1) for u in utts])      # (N, F)
+    X = np.concatenate(
+        [
+            np.concatenate([u[3] - (profiles[u[0]].env_mel if rel else 0.0), cfg.aperiodicity_weight * u[4]], 1)
+            for u in utts
+        ]
+    )  # (N, F)
     if len(X) < cfg.spectral_clusters:
-        raise RrpoError(f"only {len(X)} training frames for {cfg.spectral_clusters} spectral clusters; "
-                        "give more audio or lower spectral_clusters")
+        raise RrpoError(
+            f"only {len(X)} training frames for {cfg.spectral_clusters} spectral clusters; "
+            "give more audio or lower spectral_clusters"
+        )
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = (X - mean) / std
     sample = Z if len(Z) <= cfg.max_train_frames else Z[rng.choice(len(Z), cfg.max_train_frames, replace=False)]
-    km = KMeans(n_clusters=cfg.spectral_clusters, n_init=1, max_iter=cfg.kmeans_iters,
-                random_state=cfg.seed).fit(sample)
+    km = KMeans(n_clusters=cfg.spectral_clusters, n_init=1, max_iter=cfg.kmeans_iters, random_state=cfg.seed).fit(
+        sample
+    )
     centroids = km.cluster_centers_
     # assign every frame to accumulate the cluster decoder's envelopes
     S = cfg.spectral_clusters
-    labels = np.concatenate([((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
-                             for z in np.array_split(Z, max(1, len(Z) // 4096))])
+    labels = np.concatenate(
+        [((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1) for z in np.array_split(Z, max(1, len(Z) // 4096))]
+    )
     L = np.concatenate([u[5] - (profiles[u[0]].env_log if rel else 0.0) for u in utts])
     A = np.concatenate([u[6] for u in utts])
     counts = np.bincount(labels, minlength=S).astype(np.float64)
@@ -799,27 +898,46 @@ def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frame
 
     def refs(spk):
         prof = profiles[spk]
-        return (pooled.f0_st if cfg.pitch_ref == "absolute" else prof.f0_st,
-                pooled.level_db if cfg.level_ref == "absolute" else prof.level_db)
+        return (
+            pooled.f0_st if cfg.pitch_ref == "absolute" else prof.f0_st,
+            pooled.level_db if cfg.level_ref == "absolute" else prof.level_db,
+        )
 
     pv = [_pitch_values(u[1], cfg.pitch_ref, refs(u[0])[0]) for u in utts]
     pv = np.concatenate(pv)
     pv = pv[~np.isnan(pv)]
     p_edges, p_centres = _quantile_bins(pv if len(pv) else np.zeros(1), cfg.pitch_bins)
-    e_edges, e_centres = _quantile_bins(np.concatenate(
-        [_level_values(u[2], cfg.level_ref, cfg.level_percentile, refs(u[0])[1]) for u in utts]), cfg.energy_bins)
-    arrays = {"centroids": centroids.astype(np.float32), "feat_mean": mean.astype(np.float32),
-              "feat_std": std.astype(np.float32), "pitch_edges": p_edges, "pitch_centres": p_centres,
-              "energy_edges": e_edges, "energy_centres": e_centres,
-              "env_shape": env_shape.astype(np.float32), "env_ap": env_ap.astype(np.float32)}
-    fingerprint = hashlib.sha256(centroids.astype(np.float32).tobytes() + p_edges.tobytes()
-                                 + e_edges.tobytes()).hexdigest()[:16]
+    e_edges, e_centres = _quantile_bins(
+        np.concatenate([_level_values(u[2], cfg.level_ref, cfg.level_percentile, refs(u[0])[1]) for u in utts]),
+        cfg.energy_bins,
+    )
+    arrays = {
+        "centroids": centroids.astype(np.float32),
+        "feat_mean": mean.astype(np.float32),
+        "feat_std": std.astype(np.float32),
+        "pitch_edges": p_edges,
+        "pitch_centres": p_centres,
+        "energy_edges": e_edges,
+        "energy_centres": e_centres,
+        "env_shape": env_shape.astype(np.float32),
+        "env_ap": env_ap.astype(np.float32),
+    }
+    fingerprint = hashlib.sha256(
+        centroids.astype(np.float32).tobytes() + p_edges.tobytes() + e_edges.tobytes()
+    ).hexdigest()[:16]
     spk_recs = [p.recordings for p in profiles.values()]
-    stats = {"utterances": len(utts), "seconds": round(n_sec, 2), "frames": int(len(X)),
-             "speakers": len(profiles), "speakers_fallback": sum(r < cfg.min_speaker_recordings for r in spk_recs),
-             "empty_clusters": int(empty.sum()), "pooled_f0_hz": round(pooled.f0_hz, 2),
-             "pooled_level_db": round(pooled.level_db, 2), "quantiser_seconds": round(time.perf_counter() - t0, 2),
-             "fingerprint": fingerprint}
+    stats = {
+        "utterances": len(utts),
+        "seconds": round(n_sec, 2),
+        "frames": int(len(X)),
+        "speakers": len(profiles),
+        "speakers_fallback": sum(r < cfg.min_speaker_recordings for r in spk_recs),
+        "empty_clusters": int(empty.sum()),
+        "pooled_f0_hz": round(pooled.f0_hz, 2),
+        "pooled_level_db": round(pooled.level_db, 2),
+        "quantiser_seconds": round(time.perf_counter() - t0, 2),
+        "fingerprint": fingerprint,
+    }
     codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled)
     state = None
     if cfg.decoder == "learned":
@@ -839,13 +957,22 @@ def train_from_frames(cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frame
             p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(p_edges, np.nan_to_num(rp)))
             e = np.searchsorted(e_edges, _level_values(level_db, cfg.level_ref, cfg.level_percentile, db))
             target = dense.astype(np.float64).copy()
-            target[:, :cfg.decoder_dims] -= codec._coded(prof)
+            target[:, : cfg.decoder_dims] -= codec._coded(prof)
             items.append(TrainItem(s=s, p=p, e=e, prof=codec.profile_vector(prof), target=target.astype(np.float32)))
         if not items:
             raise RrpoError("no utterance was drawn for the learned decoder (raise decoder_fraction)")
-        state, dstats = train_decoder(codec.decoder_shape(), items, steps=cfg.decoder_steps, batch=cfg.decoder_batch,
-                                      crop=cfg.decoder_crop, lr=cfg.decoder_lr, seed=cfg.seed,
-                                      checkpoint=checkpoint, fingerprint=fingerprint, progress=decoder_progress)
+        state, dstats = train_decoder(
+            codec.decoder_shape(),
+            items,
+            steps=cfg.decoder_steps,
+            batch=cfg.decoder_batch,
+            crop=cfg.decoder_crop,
+            lr=cfg.decoder_lr,
+            seed=cfg.seed,
+            checkpoint=checkpoint,
+            fingerprint=fingerprint,
+            progress=decoder_progress,
+        )
         stats.update(dstats)
         stats["decoder_utterances"] = len(items)
         codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled, state)

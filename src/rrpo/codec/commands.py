@@ -1,11 +1,11 @@
 """Verbs over codecs: ``rrpo codec train|encode|decode`` and ``rrpo tokenize``.
 
-    rrpo codec train 'manifests=[corpus/manifest.jsonl]' out=codec/ [BuiltinCodecConfig keys]
-    rrpo codec encode codec=codec/ audio=a.wav out=a.npy
-    rrpo codec decode codec=codec/ tokens=a.npy out=a.wav  (tokens=SHARDS id=UTT for one utterance of shards)
-    rrpo codec decode ... speaker=NAME | profile=P.json | 'reference=[a.wav, b.wav]'   (decode as a speaker)
-    rrpo codec profile codec=codec/ 'reference=[a.wav, b.wav]' speaker=NAME out=P.json
-    rrpo tokenize codec=codec/ manifest=corpus/manifest.jsonl out=tokens/
+rrpo codec train 'manifests=[corpus/manifest.jsonl]' out=codec/ [BuiltinCodecConfig keys]
+rrpo codec encode codec=codec/ audio=a.wav out=a.npy
+rrpo codec decode codec=codec/ tokens=a.npy out=a.wav  (tokens=SHARDS id=UTT for one utterance of shards)
+rrpo codec decode ... speaker=NAME | profile=P.json | 'reference=[a.wav, b.wav]'   (decode as a speaker)
+rrpo codec profile codec=codec/ 'reference=[a.wav, b.wav]' speaker=NAME out=P.json
+rrpo tokenize codec=codec/ manifest=corpus/manifest.jsonl out=tokens/
 """
 
 from __future__ import annotations
@@ -105,30 +105,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = c.add_subparsers(dest="codec_verb", metavar="ACTION", required=True)
 
     t = csub.add_parser("train", help="learn the built-in codec from the audio of one or more manifests")
-    add_config_args(t, BuiltinCodecConfig, io=CodecTrainArgs,
-                    old={"--manifest": ("manifests", "list"), "--out": ("out", "value")})
+    add_config_args(
+        t, BuiltinCodecConfig, io=CodecTrainArgs, old={"--manifest": ("manifests", "list"), "--out": ("out", "value")}
+    )
     t.set_defaults(func=cmd_train)
 
     e = csub.add_parser("encode", help="encode one audio file to a token file (.npy or .txt)")
-    add_config_args(e, EncodeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "audio", "out", "speaker",
-                                                                             "profile")},
-                                        "--reference": ("reference", "list")})
+    add_config_args(
+        e,
+        EncodeArgs,
+        old={
+            **{f"--{k}": (k, "value") for k in ("codec", "audio", "out", "speaker", "profile")},
+            "--reference": ("reference", "list"),
+        },
+    )
     e.set_defaults(func=cmd_encode)
 
     d = csub.add_parser("decode", help="decode tokens (a token file, or one utterance of token shards) to WAV")
-    add_config_args(d, DecodeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "tokens", "id", "out",
-                                                                             "speaker", "profile")},
-                                        "--reference": ("reference", "list")})
+    add_config_args(
+        d,
+        DecodeArgs,
+        old={
+            **{f"--{k}": (k, "value") for k in ("codec", "tokens", "id", "out", "speaker", "profile")},
+            "--reference": ("reference", "list"),
+        },
+    )
     d.set_defaults(func=cmd_decode)
 
     p = csub.add_parser("profile", help="a speaker profile from a few recordings of the speaker (JSON)")
-    add_config_args(p, ProfileArgs, old={"--reference": ("reference", "list"),
-                                         **{f"--{k}": (k, "value") for k in ("codec", "speaker", "out")}})
+    add_config_args(
+        p,
+        ProfileArgs,
+        old={"--reference": ("reference", "list"), **{f"--{k}": (k, "value") for k in ("codec", "speaker", "out")}},
+    )
     p.set_defaults(func=cmd_profile)
 
     k = sub.add_parser("tokenize", help="tokens and per-token energies of a whole manifest, into token shards")
-    add_config_args(k, TokenizeArgs, old={**{f"--{k}": (k, "value") for k in ("codec", "manifest", "out")},
-                                          "--shard-size": ("shard_size", "value")})
+    add_config_args(
+        k,
+        TokenizeArgs,
+        old={**{f"--{k}": (k, "value") for k in ("codec", "manifest", "out")}, "--shard-size": ("shard_size", "value")},
+    )
     k.set_defaults(func=cmd_tokenize)
 
 
@@ -170,8 +187,17 @@ def cmd_profile(args) -> int:
     if not hasattr(prof, "to_dict"):
         raise RrpoError(f"{type(codec).__name__} profiles cannot be written to a file", args.codec)
     write_json(args.out, prof.to_dict())
-    print(json.dumps({"profile": str(args.out), "speaker": prof.speaker, "recordings": prof.recordings,
-                      "f0_hz": round(prof.f0_hz, 2), "level_db": round(prof.level_db, 2)}))
+    print(
+        json.dumps(
+            {
+                "profile": str(args.out),
+                "speaker": prof.speaker,
+                "recordings": prof.recordings,
+                "f0_hz": round(prof.f0_hz, 2),
+                "level_db": round(prof.level_db, 2),
+            }
+        )
+    )
     return 0
 
 
@@ -196,15 +222,17 @@ def cmd_train(args) -> int:
             yield (*load_audio(man.audio_path(u), cfg.sampling_rate), u.speaker)
 
     dbar = tqdm(total=cfg.decoder_steps, desc="codec decoder", unit="step", disable=cfg.decoder != "learned")
-    codec, arrays, state = train_builtin(cfg, audios(), progress=bar.update, checkpoint=out / "decoder.ckpt",
-                                         decoder_progress=dbar.update)
+    codec, arrays, state = train_builtin(
+        cfg, audios(), progress=bar.update, checkpoint=out / "decoder.ckpt", decoder_progress=dbar.update
+    )
     bar.close()
     dbar.close()
     codec.save(out, arrays, state)
     (out / "decoder.ckpt").unlink(missing_ok=True)
     run.log({f"codec/{k}": v for k, v in codec.stats.items() if isinstance(v, (int, float))})
-    print(json.dumps({"codec": str(out), "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
-                      **codec.stats}))
+    print(
+        json.dumps({"codec": str(out), "vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate, **codec.stats})
+    )
     return 0
 
 
@@ -282,8 +310,11 @@ def cmd_decode(args) -> int:
     except RrpoError as e:
         raise RrpoError(e.reason, e.path or args.tokens) from None
     save_audio(args.out, audio, codec.sampling_rate)
-    print(json.dumps({"wav": str(args.out), "tokens": int(len(tokens)),
-                      "seconds": round(len(audio) / codec.sampling_rate, 3)}))
+    print(
+        json.dumps(
+            {"wav": str(args.out), "tokens": int(len(tokens)), "seconds": round(len(audio) / codec.sampling_rate, 3)}
+        )
+    )
     return 0
 
 

@@ -76,11 +76,11 @@ def whisper_log_mel(audio: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:
     x = np.pad(x, (pad, pad), mode="reflect")
     n_frames = 1 + (len(x) - N_FFT) // HOP
     idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)          # periodic Hann
-    spec = np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2                     # (frames, 201)
-    spec = spec[:-1]                                                             # Whisper drops the last frame
-    mel = librosa.filters.mel(sr=SAMPLING_RATE, n_fft=N_FFT, n_mels=n_mels)    # (n_mels, 201), Slaney
-    log_spec = np.log10(np.maximum(mel @ spec.T, 1e-10))                         # (n_mels, frames)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
+    spec = np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2  # (frames, 201)
+    spec = spec[:-1]  # Whisper drops the last frame
+    mel = librosa.filters.mel(sr=SAMPLING_RATE, n_fft=N_FFT, n_mels=n_mels)  # (n_mels, 201), Slaney
+    log_spec = np.log10(np.maximum(mel @ spec.T, 1e-10))  # (n_mels, frames)
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
@@ -112,14 +112,14 @@ def kaldi_fbank(audio: np.ndarray, sr: int = SAMPLING_RATE, n_mels: int = 80) ->
     k = np.arange(flen)
     frames = frames * (0.5 - 0.5 * np.cos(2 * np.pi * k / (flen - 1))) ** 0.85
     n_fft = 1 << (flen - 1).bit_length()
-    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2                   # (n, n_fft/2 + 1)
+    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2  # (n, n_fft/2 + 1)
     lo, hi = _kaldi_mel(20.0), _kaldi_mel(sr / 2)
     delta = (hi - lo) / (n_mels + 1)
-    m = _kaldi_mel(np.arange(n_fft // 2) * sr / n_fft)[None]                      # (1, n_fft/2)
+    m = _kaldi_mel(np.arange(n_fft // 2) * sr / n_fft)[None]  # (1, n_fft/2)
     left = lo + delta * np.arange(n_mels)[:, None]
     up, down = (m - left) / delta, (left + 2 * delta - m) / delta
-    banks = np.maximum(0.0, np.minimum(up, down))                                 # (n_mels, n_fft/2)
-    mel = power[:, :n_fft // 2] @ banks.T
+    banks = np.maximum(0.0, np.minimum(up, down))  # (n_mels, n_fft/2)
+    mel = power[:, : n_fft // 2] @ banks.T
     return np.log(np.maximum(mel, np.finfo(np.float32).eps)).astype(np.float32)
 
 
@@ -138,7 +138,7 @@ def flow_log_mel(audio_24k: np.ndarray) -> np.ndarray:
     idx = np.arange(FLOW_N_FFT)[None, :] + FLOW_HOP * np.arange(n)[:, None]
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FLOW_N_FFT) / FLOW_N_FFT)
     spec = np.fft.rfft(x[idx] * window, axis=1)
-    mag = np.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-9)
+    mag = np.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
     basis = librosa.filters.mel(sr=FLOW_SR, n_fft=FLOW_N_FFT, n_mels=FLOW_MELS, fmin=0.0, fmax=FLOW_FMAX)
     return np.log(np.maximum(mag @ basis.T, 1e-5)).astype(np.float32)
 
@@ -146,10 +146,11 @@ def flow_log_mel(audio_24k: np.ndarray) -> np.ndarray:
 @dataclass
 class CosyVoice2Profile:
     """What CosyVoice2's flow decoder needs to speak as a speaker (see the module docstring)."""
+
     speaker: str
-    embedding: np.ndarray                      # (192,) float32, CAM++
-    prompt_token: np.ndarray                   # (T,) int64, S3 tokens of the prompt recording
-    prompt_feat: np.ndarray                    # (2T, 80) float32, 24 kHz log-mel of the same
+    embedding: np.ndarray  # (192,) float32, CAM++
+    prompt_token: np.ndarray  # (T,) int64, S3 tokens of the prompt recording
+    prompt_feat: np.ndarray  # (2T, 80) float32, 24 kHz log-mel of the same
     sources: list = field(default_factory=list)
 
 
@@ -185,19 +186,27 @@ class CosyVoice2Tokenizer:
     def _check_signature(self) -> None:
         ins = self.session.get_inputs()
         outs = self.session.get_outputs()
-        got = ", ".join(f"{i.name}{list(i.shape)}:{i.type}" for i in ins) + " -> " + \
-            ", ".join(f"{o.name}{list(o.shape)}:{o.type}" for o in outs)
+        got = (
+            ", ".join(f"{i.name}{list(i.shape)}:{i.type}" for i in ins)
+            + " -> "
+            + ", ".join(f"{o.name}{list(o.shape)}:{o.type}" for o in outs)
+        )
         want = "feats(1, 128, T):float, feats_length(1,):int32 -> indices(1, T'):int"
         ok = len(ins) == 2 and len(outs) >= 1
         if ok:
             f, fl = ins
-            ok = (f.name == "feats" and f.type == "tensor(float)" and len(f.shape) == 3
-                  and (not isinstance(f.shape[1], int) or f.shape[1] == N_MELS)
-                  and fl.name == "feats_length" and fl.type == "tensor(int32)" and len(fl.shape) == 1
-                  and outs[0].type in ("tensor(int32)", "tensor(int64)"))
+            ok = (
+                f.name == "feats"
+                and f.type == "tensor(float)"
+                and len(f.shape) == 3
+                and (not isinstance(f.shape[1], int) or f.shape[1] == N_MELS)
+                and fl.name == "feats_length"
+                and fl.type == "tensor(int32)"
+                and len(fl.shape) == 1
+                and outs[0].type in ("tensor(int32)", "tensor(int64)")
+            )
         if not ok:
-            raise RrpoError(f"not a CosyVoice2 speech tokenizer: signature {got}, expected {want}",
-                            self.onnx_path)
+            raise RrpoError(f"not a CosyVoice2 speech tokenizer: signature {got}, expected {want}", self.onnx_path)
 
     @property
     def can_decode(self) -> bool:
@@ -223,11 +232,13 @@ class CosyVoice2Tokenizer:
         if sr != SAMPLING_RATE:
             audio = resample(audio, sr, SAMPLING_RATE)
         if len(audio) < SAMPLING_RATE / FRAME_RATE:
-            raise RrpoError(f"audio is {len(audio)} samples ({1000 * len(audio) / SAMPLING_RATE:.1f} ms), "
-                            f"shorter than one token frame (40 ms)")
+            raise RrpoError(
+                f"audio is {len(audio)} samples ({1000 * len(audio) / SAMPLING_RATE:.1f} ms), "
+                f"shorter than one token frame (40 ms)"
+            )
         if len(audio) / SAMPLING_RATE > MAX_SECONDS:
             raise RrpoError(f"audio is {len(audio) / SAMPLING_RATE:.1f} s; the CosyVoice2 tokenizer takes at most 30 s")
-        feats = whisper_log_mel(audio)[None]                                           # (1, 128, T_mel)
+        feats = whisper_log_mel(audio)[None]  # (1, 128, T_mel)
         try:
             out = self.session.run(None, {"feats": feats, "feats_length": np.array([feats.shape[2]], np.int32)})[0]
         except Exception as e:
@@ -253,16 +264,23 @@ class CosyVoice2Tokenizer:
         a = np.asarray(a, dtype=np.float32).reshape(-1)
         tokens = self.encode(a, sr)
         feat = flow_log_mel(resample(a, sr, FLOW_SR))
-        n = min(len(feat) // 2, len(tokens))           # two 24 kHz mel frames per token, as CosyVoice cuts
+        n = min(len(feat) // 2, len(tokens))  # two 24 kHz mel frames per token, as CosyVoice cuts
         if n == 0:
             raise RrpoError("the reference recording is too short for a CosyVoice2 prompt")
-        return CosyVoice2Profile(speaker, np.mean(embs, 0).astype(np.float32), tokens[:n].astype(np.int64),
-                                 feat[:2 * n], [len(x) / s for x, s in audios])
+        return CosyVoice2Profile(
+            speaker,
+            np.mean(embs, 0).astype(np.float32),
+            tokens[:n].astype(np.int64),
+            feat[: 2 * n],
+            [len(x) / s for x, s in audios],
+        )
 
     def speaker_profile(self, speaker: str):
-        raise RrpoError(f"the CosyVoice2 adapter stores no speaker profiles (speaker '{speaker}'); build one "
-                        "from a reference recording (profile_from_audio; `policy generate reference=[WAV]`)",
-                        self.onnx_path)
+        raise RrpoError(
+            f"the CosyVoice2 adapter stores no speaker profiles (speaker '{speaker}'); build one "
+            "from a reference recording (profile_from_audio; `policy generate reference=[WAV]`)",
+            self.onnx_path,
+        )
 
     def speaker_embedding(self, audio: np.ndarray, sr: int) -> np.ndarray:
         """(192,) CAM++ embedding of a recording: ``campplus.onnx`` on its mean-subtracted fbank."""
@@ -275,12 +293,15 @@ class CosyVoice2Tokenizer:
         try:
             out = sess.run(None, {sess.get_inputs()[0].name: feat[None].astype(np.float32)})[0]
         except Exception as e:
-            raise RrpoError(f"campplus.onnx failed on this input ({str(e).strip()[:120]})",
-                            self.onnx_path.parent / "campplus.onnx") from None
+            raise RrpoError(
+                f"campplus.onnx failed on this input ({str(e).strip()[:120]})", self.onnx_path.parent / "campplus.onnx"
+            ) from None
         emb = np.asarray(out, dtype=np.float32).reshape(-1)
         if emb.shape != (SPK_DIM,):
-            raise RrpoError(f"campplus.onnx returned {emb.size} values, expected a {SPK_DIM}-dim embedding",
-                            self.onnx_path.parent / "campplus.onnx")
+            raise RrpoError(
+                f"campplus.onnx returned {emb.size} values, expected a {SPK_DIM}-dim embedding",
+                self.onnx_path.parent / "campplus.onnx",
+            )
         return emb
 
     def _campplus(self):
@@ -313,8 +334,11 @@ class CosyVoice2Tokenizer:
         if problem is not None:
             raise RrpoError(f"this CosyVoice2 codec encodes only: {problem}", self.onnx_path)
         if profile is None:
-            raise RrpoError("CosyVoice2 speaks in the voice of a reference recording: give a speaker profile "
-                            "(codec.profile_from_audio; `policy generate reference=[WAV]`)", self.onnx_path)
+            raise RrpoError(
+                "CosyVoice2 speaks in the voice of a reference recording: give a speaker profile "
+                "(codec.profile_from_audio; `policy generate reference=[WAV]`)",
+                self.onnx_path,
+            )
         if not isinstance(profile, CosyVoice2Profile):
             raise RrpoError(f"not a CosyVoice2 speaker profile ({type(profile).__name__})", self.onnx_path)
         return self._cosyvoice_decode(t, profile)
@@ -331,7 +355,9 @@ class CosyVoice2Tokenizer:
                 raise RrpoError(f"decoding needs the `{name}` package{hint}", self.onnx_path.parent) from None
             except Exception as e:
                 msg = " ".join(str(e).split())[:160] or type(e).__name__
-                raise RrpoError(f"cosyvoice could not load this model directory ({msg})", self.onnx_path.parent) from None
+                raise RrpoError(
+                    f"cosyvoice could not load this model directory ({msg})", self.onnx_path.parent
+                ) from None
         return self._decoder
 
     def _cosyvoice_decode(self, t: np.ndarray, profile: CosyVoice2Profile) -> np.ndarray:
@@ -345,12 +371,15 @@ class CosyVoice2Tokenizer:
         params = inspect.signature(model.token2wav).parameters
         if "token_offset" not in params or "uuid" not in params:
             raise RrpoError(f"unknown cosyvoice token2wav signature ({', '.join(params)})", self.onnx_path.parent)
-        kw = dict(token=torch.tensor(t[None], dtype=torch.int32),
-                  prompt_token=torch.tensor(profile.prompt_token[None], dtype=torch.int32),
-                  prompt_feat=torch.tensor(profile.prompt_feat[None], dtype=torch.float32),
-                  embedding=torch.tensor(profile.embedding[None], dtype=torch.float32),
-                  token_offset=0, finalize=True)
-        if "stream" in params:           # current upstream (ace7c47); absent in the release era (77d8cf13)
+        kw = dict(
+            token=torch.tensor(t[None], dtype=torch.int32),
+            prompt_token=torch.tensor(profile.prompt_token[None], dtype=torch.int32),
+            prompt_feat=torch.tensor(profile.prompt_feat[None], dtype=torch.float32),
+            embedding=torch.tensor(profile.embedding[None], dtype=torch.float32),
+            token_offset=0,
+            finalize=True,
+        )
+        if "stream" in params:  # current upstream (ace7c47); absent in the release era (77d8cf13)
             kw["stream"] = False
         session = f"rrpo-{uuidlib.uuid4().hex}"
         model.hift_cache_dict[session] = None
@@ -374,8 +403,14 @@ class CosyVoice2Tokenizer:
         return None
 
     def describe(self) -> dict:
-        return {"kind": KIND, "version": VERSION, "vocab_size": VOCAB_SIZE, "frame_rate": FRAME_RATE,
-                "onnx": self.onnx_path.name, "onnx_bytes": self.onnx_path.stat().st_size}
+        return {
+            "kind": KIND,
+            "version": VERSION,
+            "vocab_size": VOCAB_SIZE,
+            "frame_rate": FRAME_RATE,
+            "onnx": self.onnx_path.name,
+            "onnx_bytes": self.onnx_path.stat().st_size,
+        }
 
 
 def _cosyvoice_available() -> bool:

@@ -22,18 +22,18 @@ import numpy as np
 
 from rrpo.errors import RrpoError
 
-N_AP = 4        # aperiodicity bands
+N_AP = 4  # aperiodicity bands
 
 
 @dataclass
 class DecoderShape:
     clusters: int
-    pitch_bins1: int     # pitch bins + 1 (unvoiced)
+    pitch_bins1: int  # pitch bins + 1 (unvoiced)
     energy_bins: int
-    dims: int            # mel-cepstral coefficients of the envelope
+    dims: int  # mel-cepstral coefficients of the envelope
     channels: int
-    profile_dims: int    # length of the profile vector
-    up: int = 4          # 10 ms frames per token (4 at 25 Hz)
+    profile_dims: int  # length of the profile vector
+    up: int = 4  # 10 ms frames per token (4 at 25 Hz)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -65,23 +65,23 @@ def build_model(shape: DecoderShape):
             self.dec = nn.Sequential(*[Res(ch) for _ in range(2)])
             self.out = nn.Conv1d(ch, shape.dims + N_AP, 1)
 
-        def forward(self, s, p, e, prof):                 # (B, T) x3, (B, P) -> (B, T*up, dims + 4)
+        def forward(self, s, p, e, prof):  # (B, T) x3, (B, P) -> (B, T*up, dims + 4)
             h = self.emb_s(s) + self.emb_p(p) + self.emb_e(e) + self.prof(prof)[:, None, :]
             h = self.enc(h.transpose(1, 2))
             h = self.dec(self.up(h))
             y = self.out(nn.functional.gelu(h)).transpose(1, 2)
-            return torch.cat([y[..., :shape.dims], torch.sigmoid(y[..., shape.dims:])], -1)
+            return torch.cat([y[..., : shape.dims], torch.sigmoid(y[..., shape.dims :])], -1)
 
     return TokenDecoder()
 
 
 @dataclass
 class TrainItem:
-    s: np.ndarray          # (T,) cluster ids
-    p: np.ndarray          # (T,) pitch bins
-    e: np.ndarray          # (T,) energy bins
-    prof: np.ndarray       # (P,) profile vector
-    target: np.ndarray     # (T*up, dims + 4): cepstrum relative to the profile, aperiodicity bands
+    s: np.ndarray  # (T,) cluster ids
+    p: np.ndarray  # (T,) pitch bins
+    e: np.ndarray  # (T,) energy bins
+    prof: np.ndarray  # (P,) profile vector
+    target: np.ndarray  # (T*up, dims + 4): cepstrum relative to the profile, aperiodicity bands
 
 
 def _batch(items: list[TrainItem], step: int, seed: int, batch: int, crop: int, UP: int):
@@ -101,17 +101,34 @@ def _batch(items: list[TrainItem], step: int, seed: int, batch: int, crop: int, 
         S.append(np.pad(it.s[a:b], (0, pad)))
         P.append(np.pad(it.p[a:b], (0, pad)))
         E.append(np.pad(it.e[a:b], (0, pad)))
-        Y.append(np.pad(it.target[a * UP:b * UP], ((0, pad * UP), (0, 0))))
+        Y.append(np.pad(it.target[a * UP : b * UP], ((0, pad * UP), (0, 0))))
         M.append(np.pad(np.ones((b - a) * UP), (0, pad * UP)))
         PR.append(it.prof)
     t = lambda v, dt: torch.as_tensor(np.stack(v), dtype=dt)  # noqa: E731
-    return (t(S, torch.long), t(P, torch.long), t(E, torch.long), t(PR, torch.float32),
-            t(Y, torch.float32), t(M, torch.float32))
+    return (
+        t(S, torch.long),
+        t(P, torch.long),
+        t(E, torch.long),
+        t(PR, torch.float32),
+        t(Y, torch.float32),
+        t(M, torch.float32),
+    )
 
 
-def train_decoder(shape: DecoderShape, items: list[TrainItem], *, steps: int, batch: int, crop: int,
-                  lr: float, seed: int, checkpoint: Path | None = None, fingerprint: str = "",
-                  stop_at: int | None = None, progress=None) -> tuple[dict, dict]:
+def train_decoder(
+    shape: DecoderShape,
+    items: list[TrainItem],
+    *,
+    steps: int,
+    batch: int,
+    crop: int,
+    lr: float,
+    seed: int,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+    stop_at: int | None = None,
+    progress=None,
+) -> tuple[dict, dict]:
     """Train; returns (state dict as numpy arrays, stats). With ``checkpoint``, the state is saved
     there atomically every 100 steps and a run finding one (made for the same ``fingerprint``)
     resumes from it. ``stop_at`` ends early after that step (a stand-in for an interruption)."""
@@ -145,8 +162,16 @@ def train_decoder(shape: DecoderShape, items: list[TrainItem], *, steps: int, ba
         if checkpoint is None:
             return
         with atomic_path(checkpoint) as tmp:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "fingerprint": fingerprint, "shape": shape.to_dict()}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "fingerprint": fingerprint,
+                    "shape": shape.to_dict(),
+                },
+                tmp,
+            )
 
     t0 = time.perf_counter()
     loss_ema = None
@@ -158,7 +183,7 @@ def train_decoder(shape: DecoderShape, items: list[TrainItem], *, steps: int, ba
             g["lr"] = lr_at(step)
         out = model(s, p, e, prof)
         err = (out - y).abs()
-        loss = ((err[..., :shape.dims].mean(-1) + err[..., shape.dims:].mean(-1)) * m).sum() / m.sum()
+        loss = ((err[..., : shape.dims].mean(-1) + err[..., shape.dims :].mean(-1)) * m).sum() / m.sum()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -171,9 +196,12 @@ def train_decoder(shape: DecoderShape, items: list[TrainItem], *, steps: int, ba
             save(step + 1)
     save(end)
     state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    return state, {"decoder_steps": end, "decoder_resumed_from": start,
-                   "decoder_loss": round(loss_ema, 4) if loss_ema is not None else None,
-                   "decoder_train_seconds": round(time.perf_counter() - t0, 2)}
+    return state, {
+        "decoder_steps": end,
+        "decoder_resumed_from": start,
+        "decoder_loss": round(loss_ema, 4) if loss_ema is not None else None,
+        "decoder_train_seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 class LearnedDecoder:

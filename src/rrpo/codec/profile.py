@@ -39,10 +39,10 @@ class SpeakerProfile:
     speaker: str
     recordings: int
     voiced_frames: int
-    f0_st: float             # median voiced F0, semitones re 1 Hz (12 log2 f0)
-    level_db: float          # median over recordings of the recording's reference frame level (dB)
-    env_mel: np.ndarray      # (M,) mean level-removed log mel envelope of speech frames
-    env_log: np.ndarray      # (K,) mean level-removed log envelope on the synthesis grid
+    f0_st: float  # median voiced F0, semitones re 1 Hz (12 log2 f0)
+    level_db: float  # median over recordings of the recording's reference frame level (dB)
+    env_mel: np.ndarray  # (M,) mean level-removed log mel envelope of speech frames
+    env_log: np.ndarray  # (K,) mean level-removed log envelope on the synthesis grid
     own_weight: float = 1.0  # < 1: the envelope was shrunk toward the pooled profile (fallback)
 
     @property
@@ -50,12 +50,19 @@ class SpeakerProfile:
         return float(2.0 ** (self.f0_st / 12.0))
 
     def to_dict(self) -> dict:
-        return {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "speaker": self.speaker,
-                "recordings": int(self.recordings), "voiced_frames": int(self.voiced_frames),
-                "f0_st": round(float(self.f0_st), 5), "f0_hz": round(self.f0_hz, 3),
-                "level_db": round(float(self.level_db), 5), "own_weight": round(float(self.own_weight), 5),
-                "env_mel": [round(float(v), 5) for v in self.env_mel],
-                "env_log": [round(float(v), 5) for v in self.env_log]}
+        return {
+            "format": PROFILE_FORMAT,
+            "version": PROFILE_VERSION,
+            "speaker": self.speaker,
+            "recordings": int(self.recordings),
+            "voiced_frames": int(self.voiced_frames),
+            "f0_st": round(float(self.f0_st), 5),
+            "f0_hz": round(self.f0_hz, 3),
+            "level_db": round(float(self.level_db), 5),
+            "own_weight": round(float(self.own_weight), 5),
+            "env_mel": [round(float(v), 5) for v in self.env_mel],
+            "env_log": [round(float(v), 5) for v in self.env_log],
+        }
 
     @classmethod
     def from_dict(cls, d, source, n_mel: int, n_log: int) -> SpeakerProfile:
@@ -64,22 +71,38 @@ class SpeakerProfile:
         if not isinstance(d, dict) or d.get("format") != PROFILE_FORMAT:
             raise RrpoError("not a speaker profile (format is not 'rrpo-speaker-profile')", source)
         if d.get("version") != PROFILE_VERSION:
-            raise RrpoError(f"speaker profile version {d.get('version')} cannot be read by this rrpo (reads "
-                            f"version {PROFILE_VERSION}); recompute it", source)
+            raise RrpoError(
+                f"speaker profile version {d.get('version')} cannot be read by this rrpo (reads "
+                f"version {PROFILE_VERSION}); recompute it",
+                source,
+            )
         try:
             env_mel = np.asarray(d["env_mel"], dtype=np.float64)
             env_log = np.asarray(d["env_log"], dtype=np.float64)
-            prof = cls(speaker=str(d["speaker"]), recordings=int(d["recordings"]),
-                       voiced_frames=int(d["voiced_frames"]), f0_st=float(d["f0_st"]),
-                       level_db=float(d["level_db"]), env_mel=env_mel, env_log=env_log,
-                       own_weight=float(d.get("own_weight", 1.0)))
+            prof = cls(
+                speaker=str(d["speaker"]),
+                recordings=int(d["recordings"]),
+                voiced_frames=int(d["voiced_frames"]),
+                f0_st=float(d["f0_st"]),
+                level_db=float(d["level_db"]),
+                env_mel=env_mel,
+                env_log=env_log,
+                own_weight=float(d.get("own_weight", 1.0)),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise RrpoError(f"speaker profile lacks or garbles a field ({e})", source) from None
         if env_mel.shape != (n_mel,) or env_log.shape != (n_log,):
-            raise RrpoError(f"speaker profile '{prof.speaker}' has envelopes of shape {env_mel.shape} / "
-                            f"{env_log.shape}; this codec needs ({n_mel},) / ({n_log},)", source)
-        if not (np.isfinite(env_mel).all() and np.isfinite(env_log).all() and np.isfinite(prof.f0_st)
-                and np.isfinite(prof.level_db)):
+            raise RrpoError(
+                f"speaker profile '{prof.speaker}' has envelopes of shape {env_mel.shape} / "
+                f"{env_log.shape}; this codec needs ({n_mel},) / ({n_log},)",
+                source,
+            )
+        if not (
+            np.isfinite(env_mel).all()
+            and np.isfinite(env_log).all()
+            and np.isfinite(prof.f0_st)
+            and np.isfinite(prof.level_db)
+        ):
             raise RrpoError(f"speaker profile '{prof.speaker}' holds non-finite values", source)
         return prof
 
@@ -107,20 +130,33 @@ class ProfileAccumulator:
         self.sum_log = sl if self.sum_log is None else self.sum_log + sl
         self.n_speech += int(speech.sum())
 
-    def finish(self, speaker: str, pooled: SpeakerProfile | None = None, min_recordings: int = 10,
-               source=None, min_voiced: int = MIN_VOICED_FRAMES) -> SpeakerProfile:
+    def finish(
+        self,
+        speaker: str,
+        pooled: SpeakerProfile | None = None,
+        min_recordings: int = 10,
+        source=None,
+        min_voiced: int = MIN_VOICED_FRAMES,
+    ) -> SpeakerProfile:
         """The profile; RrpoError naming the speaker when fewer than ``min_voiced`` of its frames
         are voiced."""
         st = np.concatenate(self.semitones) if self.semitones else np.zeros(0)
         n = len(self.refs)
         f0_st = float(np.median(st)) if len(st) else float("nan")
         if len(st) < min_voiced and pooled is not None and n < min_recordings:
-            log.warning("speaker '%s' has only %d voiced frame(s) in %d recording(s): its F0 median is the codec's "
-                        "pooled one", speaker, len(st), n)
+            log.warning(
+                "speaker '%s' has only %d voiced frame(s) in %d recording(s): its F0 median is the codec's pooled one",
+                speaker,
+                len(st),
+                n,
+            )
             f0_st = pooled.f0_st
         elif len(st) < min_voiced:
-            raise RrpoError(f"speaker '{speaker}' has {len(st)} voiced frame(s) in its {len(self.refs)} recording(s) "
-                            f"(needs {min_voiced}): no speaker profile (F0 median) can be computed", source)
+            raise RrpoError(
+                f"speaker '{speaker}' has {len(st)} voiced frame(s) in its {len(self.refs)} recording(s) "
+                f"(needs {min_voiced}): no speaker profile (F0 median) can be computed",
+                source,
+            )
         env_mel = self.sum_mel / self.n_speech
         env_log = self.sum_log / self.n_speech
         w = 1.0
@@ -128,13 +164,24 @@ class ProfileAccumulator:
             w = n / min_recordings
             env_mel = w * env_mel + (1 - w) * pooled.env_mel
             env_log = w * env_log + (1 - w) * pooled.env_log
-            log.warning("speaker '%s' has only %d recording(s) (< %d): its mean spectral envelope is shrunk "
-                        "toward the codec's pooled one (%.0f %% its own); F0 and level are its own",
-                        speaker, n, min_recordings, 100 * w)
-        return SpeakerProfile(speaker=speaker, recordings=n, voiced_frames=int(len(st)),
-                              f0_st=f0_st, level_db=float(np.median(self.refs)),
-                              env_mel=np.asarray(env_mel, np.float64), env_log=np.asarray(env_log, np.float64),
-                              own_weight=w)
+            log.warning(
+                "speaker '%s' has only %d recording(s) (< %d): its mean spectral envelope is shrunk "
+                "toward the codec's pooled one (%.0f %% its own); F0 and level are its own",
+                speaker,
+                n,
+                min_recordings,
+                100 * w,
+            )
+        return SpeakerProfile(
+            speaker=speaker,
+            recordings=n,
+            voiced_frames=int(len(st)),
+            f0_st=f0_st,
+            level_db=float(np.median(self.refs)),
+            env_mel=np.asarray(env_mel, np.float64),
+            env_log=np.asarray(env_log, np.float64),
+            own_weight=w,
+        )
 
 
 def read_profile_file(path, n_mel: int, n_log: int, speaker: str | None = None) -> SpeakerProfile:
@@ -157,7 +204,8 @@ def read_profile_file(path, n_mel: int, n_log: int, speaker: str | None = None) 
                 raise RrpoError(f"this file holds {len(d['profiles'])} profiles: name one with --speaker", path)
             speaker = next(iter(d["profiles"]))
         if speaker not in d["profiles"]:
-            raise RrpoError(f"no profile of speaker '{speaker}' here (has: {', '.join(sorted(d['profiles'])[:8])})",
-                            path)
+            raise RrpoError(
+                f"no profile of speaker '{speaker}' here (has: {', '.join(sorted(d['profiles'])[:8])})", path
+            )
         d = d["profiles"][speaker]
     return SpeakerProfile.from_dict(d, path, n_mel, n_log)

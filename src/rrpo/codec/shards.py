@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -49,8 +49,11 @@ class ShardWriter:
             old = json.loads(meta_path.read_text(encoding="utf-8"))
             for key in ("vocab_size", "frame_rate", "codec"):
                 if old.get(key) != full_meta.get(key):
-                    raise RrpoError(f"existing shards were made with a different {key} "
-                                    f"({old.get(key)!r} vs {full_meta.get(key)!r}); use a new out=", meta_path)
+                    raise RrpoError(
+                        f"existing shards were made with a different {key} "
+                        f"({old.get(key)!r} vs {full_meta.get(key)!r}); use a new out=",
+                        meta_path,
+                    )
         write_json(meta_path, full_meta)
         self.vocab_size = int(meta["vocab_size"])
         self.shard_size = shard_size
@@ -109,8 +112,11 @@ class TokenShards:
         if self.meta.get("format") != FORMAT:
             raise RrpoError(f"not a token-shard folder (format {self.meta.get('format')!r})", meta_path)
         if self.meta.get("version") != VERSION:
-            raise RrpoError(f"token shards of version {self.meta.get('version')} cannot be read by this "
-                            f"rrpo (expects {VERSION}); re-run `rrpo tokenize`", meta_path)
+            raise RrpoError(
+                f"token shards of version {self.meta.get('version')} cannot be read by this "
+                f"rrpo (expects {VERSION}); re-run `rrpo tokenize`",
+                meta_path,
+            )
         self.vocab_size = int(self.meta["vocab_size"])
         self.frame_rate = float(self.meta["frame_rate"])
         self._index: dict[str, tuple[int, int, int]] = {}
@@ -140,8 +146,9 @@ class TokenShards:
         try:
             n, a, b = self._index[uid]
         except KeyError:
-            raise RrpoError(f"utterance '{uid}' is not in these token shards (tokenize its manifest)",
-                            self.path) from None
+            raise RrpoError(
+                f"utterance '{uid}' is not in these token shards (tokenize its manifest)", self.path
+            ) from None
         return self._tokens[n][a:b], self._energy[n][a:b]
 
     def missing(self, ids: Iterable[str]) -> list[str]:

@@ -7,8 +7,13 @@ import os
 from rrpo.errors import RrpoError
 
 
-def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike, out: str | os.PathLike,
-                      shard_size: int = 500, progress: bool | None = None) -> dict:
+def tokenize_manifest(
+    codec_dir: str | os.PathLike,
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    shard_size: int = 500,
+    progress: bool | None = None,
+) -> dict:
     """Tokens and per-token energies of every utterance of ``manifest`` into shards at ``out``.
 
     Resumable: utterances already in finished shards are skipped, and whatever was encoded before an
@@ -34,8 +39,13 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
     codec = load_codec(codec_dir)
     man = read_manifest(manifest)
     sha = file_sha256(man.path)
-    meta = {"vocab_size": codec.vocab_size, "frame_rate": codec.frame_rate,
-            "codec": codec_description(codec), "manifest": str(man.path), "manifest_sha256": sha}
+    meta = {
+        "vocab_size": codec.vocab_size,
+        "frame_rate": codec.frame_rate,
+        "codec": codec_description(codec),
+        "manifest": str(man.path),
+        "manifest_sha256": sha,
+    }
     profiles = {}
     if getattr(codec, "profile_in_tokens", False):
         from rrpo.codec.profile import SpeakerProfile
@@ -43,14 +53,17 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
         old_meta = Path(out) / "meta.json"
         old = json.loads(old_meta.read_text(encoding="utf-8")) if old_meta.exists() else {}
         if old.get("manifest_sha256") == sha and old.get("codec") == meta["codec"] and old.get("profiles"):
-            profiles = {k: SpeakerProfile.from_dict(v, old_meta, codec.cfg.mel_bands, codec.n_syn_bins)
-                        for k, v in old["profiles"].items()}
+            profiles = {
+                k: SpeakerProfile.from_dict(v, old_meta, codec.cfg.mel_bands, codec.n_syn_bins)
+                for k, v in old["profiles"].items()
+            }
         else:
             by_spk: dict[str, list] = {}
             for u in man:
                 by_spk.setdefault(u.speaker, []).append(u)
-            bar = tqdm(total=len(man), desc="speaker profiles", unit="utt",
-                       disable=None if progress is None else not progress)
+            bar = tqdm(
+                total=len(man), desc="speaker profiles", unit="utt", disable=None if progress is None else not progress
+            )
 
             def audios(utts):
                 for u in utts:
@@ -80,5 +93,11 @@ def tokenize_manifest(codec_dir: str | os.PathLike, manifest: str | os.PathLike,
             writer.add(u.id, tokens, energy)
     finally:
         writer.close()  # whatever was encoded is kept; a re-run resumes after it
-    return {"shards": str(out), "utterances": len(man), "encoded": len(todo), "resumed_past": skipped,
-            "vocab_size": codec.vocab_size, "speakers": len(profiles) or None}
+    return {
+        "shards": str(out),
+        "utterances": len(man),
+        "encoded": len(todo),
+        "resumed_past": skipped,
+        "vocab_size": codec.vocab_size,
+        "speakers": len(profiles) or None,
+    }

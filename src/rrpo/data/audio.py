@@ -83,8 +83,11 @@ def _check_wav_length(path: Path) -> None:
                 if cid == b"data":
                     have = size - offset - 8
                     if n not in (0, 0xFFFFFFFF) and n > have:
-                        raise RrpoError(f"audio file is truncated (its header declares {n} bytes of samples, "
-                                        f"the file holds {have})", path)
+                        raise RrpoError(
+                            f"audio file is truncated (its header declares {n} bytes of samples, "
+                            f"the file holds {have})",
+                            path,
+                        )
                     return
                 offset += 8 + n + (n & 1)
     except OSError as e:
@@ -92,8 +95,9 @@ def _check_wav_length(path: Path) -> None:
     raise RrpoError("audio file is truncated (no sample data after the WAV header)", path)
 
 
-def load_audio(path: str | os.PathLike, sr: int | None = None, *, mono: bool = True,
-               allow_silence: bool = False) -> tuple[np.ndarray, int]:
+def load_audio(
+    path: str | os.PathLike, sr: int | None = None, *, mono: bool = True, allow_silence: bool = False
+) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 in [-1, 1]; mix down to mono and resample to ``sr`` if given.
 
     Returns ``(audio, rate)``; ``audio`` is ``(T,)`` when mono, else ``(C, T)``.
@@ -133,4 +137,3 @@ def rms_db(audio: np.ndarray) -> float:
     """Root-mean-square level in dBFS (−inf for all-zero input)."""
     r = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return 20 * math.log10(r) if r > 0 else -math.inf
-

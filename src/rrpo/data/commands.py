@@ -1,8 +1,8 @@
 """Verbs over data: ``rrpo prepare``, ``rrpo synth``, ``rrpo manifest``.
 
-    rrpo prepare corpus=casia root=/data/casia out=casia.jsonl
-    rrpo synth out=corpus/ [SynthConfig keys]
-    rrpo manifest manifest=casia.jsonl [check_audio=true]
+rrpo prepare corpus=casia root=/data/casia out=casia.jsonl
+rrpo synth out=corpus/ [SynthConfig keys]
+rrpo manifest manifest=casia.jsonl [check_audio=true]
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class PrepareArgs:
     """``rrpo prepare``: a corpus in its own layout -> a manifest."""
-    corpus: str = option("", "corpus layout: a name in rrpo.data.corpora.PREPARERS (casia, esd, csv, ...; a wrong one lists them)")
+
+    corpus: str = option(
+        "", "corpus layout: a name in rrpo.data.corpora.PREPARERS (casia, esd, csv, ...; a wrong one lists them)"
+    )
     root: str = option("", "the corpus' root folder (or file, for csv/jsonl)")
     out: str = option("", "manifest to write (JSONL)")
     language: str = option("", "language code for csv/jsonl rows that lack one")
@@ -45,6 +48,7 @@ class SynthArgs:
 @dataclass
 class ManifestArgs:
     """``rrpo manifest``: validate a manifest and print its statistics."""
+
     manifest: str = option("", "manifest (JSONL) to check")
     check_audio: bool = option(False, "also open and check every audio file")
 
@@ -57,9 +61,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.data.synth import SynthConfig
 
     p = sub.add_parser("prepare", help="write a manifest for a corpus in its own on-disk layout")
-    add_config_args(p, PrepareArgs, bare="corpus", old={"--root": ("root", "value"), "--out": ("out", "value"),
-                                                        "--language": ("language", "value"),
-                                                        "--check-audio": ("check_audio", "true")})
+    add_config_args(
+        p,
+        PrepareArgs,
+        bare="corpus",
+        old={
+            "--root": ("root", "value"),
+            "--out": ("out", "value"),
+            "--language": ("language", "value"),
+            "--check-audio": ("check_audio", "true"),
+        },
+    )
     p.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("synth", help="synthesise the built-in emotional corpus (espeak-ng, zh + en)")

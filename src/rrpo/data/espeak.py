@@ -54,7 +54,7 @@ RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 _lock = threading.RLock()
-_dlclose = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary")  # POSIX / Windows
+_dlclose = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary  # POSIX / Windows
 log = logging.getLogger(__name__)
 
 
@@ -117,8 +117,11 @@ class _Library:
         src = Path(espeakng_loader.get_library_path())
         self.data_path = str(espeak_data_dir(espeakng_loader.get_data_path()))
         if not src.exists():
-            raise RrpoError("the espeak-ng library is missing from the espeakng-loader package; reinstall it: "
-                            "pip install --force-reinstall espeakng-loader", src)
+            raise RrpoError(
+                "the espeak-ng library is missing from the espeakng-loader package; reinstall it: "
+                "pip install --force-reinstall espeakng-loader",
+                src,
+            )
         self._chunks: list[np.ndarray] = []
         self._callback = _CALLBACK(self._on_samples)  # keep a reference: C holds the pointer
         self._tmp = tempfile.TemporaryDirectory(prefix="rrpo-espeak-")
@@ -151,8 +154,16 @@ class _Library:
         lib.espeak_SetVoiceByName.restype = ctypes.c_int
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
@@ -184,16 +195,22 @@ class _Library:
     @staticmethod
     def _set_voice(lib, voice: str) -> None:
         if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-            raise RrpoError(f"espeak-ng has no voice '{voice}' (a language such as 'cmn' or 'en-us', "
-                            f"optionally with a variant such as '+m3')")
+            raise RrpoError(
+                f"espeak-ng has no voice '{voice}' (a language such as 'cmn' or 'en-us', "
+                f"optionally with a variant such as '+m3')"
+            )
 
     def synth(self, text: str, voice: str, prosody: Prosody, seed: int) -> np.ndarray:
         lib = self._open()
         try:
             self._init(lib)
             self._set_voice(lib, voice)
-            for param, value in ((RATE, prosody.rate), (VOLUME, prosody.volume), (PITCH, prosody.pitch),
-                                 (RANGE, prosody.range)):
+            for param, value in (
+                (RATE, prosody.rate),
+                (VOLUME, prosody.volume),
+                (PITCH, prosody.pitch),
+                (RANGE, prosody.range),
+            ):
                 if lib.espeak_SetParameter(param, value, 0) != _EE_OK:
                     raise RuntimeError(f"espeak_SetParameter({param}, {value}) failed")
             lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF)

@@ -12,9 +12,10 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from rrpo.data.emotions import EMOTIONS
 from rrpo.errors import RrpoError
@@ -46,8 +47,11 @@ class Utterance:
             raise ValueError(f"field 'text' must be a string, got {self.text!r}")
         if not isinstance(self.sampling_rate, int) or isinstance(self.sampling_rate, bool) or self.sampling_rate <= 0:
             raise ValueError(f"field 'sampling_rate' must be a positive integer, got {self.sampling_rate!r}")
-        if (not isinstance(self.duration, (int, float)) or isinstance(self.duration, bool)
-                or not 0 < self.duration < math.inf):
+        if (
+            not isinstance(self.duration, (int, float))
+            or isinstance(self.duration, bool)
+            or not 0 < self.duration < math.inf
+        ):
             raise ValueError(f"field 'duration' must be a positive number of seconds, got {self.duration!r}")
         if self.emotion not in EMOTIONS:
             raise ValueError(f"emotion '{self.emotion}' is not in the vocabulary ({', '.join(EMOTIONS)})")
@@ -58,7 +62,7 @@ class Utterance:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Utterance":
+    def from_json(cls, obj: Any) -> Utterance:
         if not isinstance(obj, dict):
             raise ValueError(f"a record must be a JSON object, got {type(obj).__name__}")
         missing = [k for k in FIELDS if k not in obj]
@@ -88,17 +92,30 @@ class Manifest(list):
     def by_id(self) -> dict[str, Utterance]:
         return {u.id: u for u in self}
 
-    def select(self, *, split: str | Iterable[str] | None = None, language: str | Iterable[str] | None = None,
-               emotions: Iterable[str] | None = None, speakers: Iterable[str] | None = None,
-               exclude_speakers: Iterable[str] | None = None) -> "Manifest":
+    def select(
+        self,
+        *,
+        split: str | Iterable[str] | None = None,
+        language: str | Iterable[str] | None = None,
+        emotions: Iterable[str] | None = None,
+        speakers: Iterable[str] | None = None,
+        exclude_speakers: Iterable[str] | None = None,
+    ) -> Manifest:
         """The records matching every given filter (a string or a collection of accepted values)."""
+
         def norm(x):
             return None if x is None else ({x} if isinstance(x, str) else set(x))
+
         sp, lg, em, sk, ex = map(norm, (split, language, emotions, speakers, exclude_speakers))
-        out = [u for u in self
-               if (sp is None or u.split in sp) and (lg is None or u.language in lg)
-               and (em is None or u.emotion in em) and (sk is None or u.speaker in sk)
-               and (ex is None or u.speaker not in ex)]
+        out = [
+            u
+            for u in self
+            if (sp is None or u.split in sp)
+            and (lg is None or u.language in lg)
+            and (em is None or u.emotion in em)
+            and (sk is None or u.speaker in sk)
+            and (ex is None or u.speaker not in ex)
+        ]
         return Manifest(out, self.path)
 
 
@@ -113,6 +130,7 @@ class Selection:
     Each field is a list of accepted values and ``[]`` means all (there is no ``null``); a record
     passes when it passes every non-empty field. On the command line: ``splits=[test]``,
     ``speakers=[a, b]``."""
+
     splits: list[str] = _list_field("keep only these manifest splits ([] = all)")
     languages: list[str] = _list_field("keep only these languages ([] = all)")
     speakers: list[str] = _list_field("keep only these speakers ([] = all)")
@@ -121,16 +139,22 @@ class Selection:
     #: Earlier spellings of these keys: loading one is an error that names the new key.
     RENAMED: ClassVar[dict[str, str]] = {"split": "splits", "language": "languages"}
 
-    def apply(self, man: "Manifest", emotions: Iterable[str] | None = None) -> "Manifest":
+    def apply(self, man: Manifest, emotions: Iterable[str] | None = None) -> Manifest:
         """The records of ``man`` that pass (and whose emotion is in ``emotions``, when given)."""
-        return man.select(split=self.splits or None, language=self.languages or None, speakers=self.speakers or None,
-                          exclude_speakers=self.exclude_speakers or None, emotions=emotions)
+        return man.select(
+            split=self.splits or None,
+            language=self.languages or None,
+            speakers=self.speakers or None,
+            exclude_speakers=self.exclude_speakers or None,
+            emotions=emotions,
+        )
 
 
 @dataclass
 class ManifestFilter(Selection):
     """A manifest and the :class:`Selection` of its utterances; shared by every config that reads
     prompts or held-out texts from a manifest."""
+
     manifest: str = dataclasses.field(default="", metadata={"help": "manifest (JSONL) to read"})
     emotions: list[str] = _list_field("target emotions (empty = every emotion all models know)")
 

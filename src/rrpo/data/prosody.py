@@ -48,7 +48,7 @@ def active_span(audio: np.ndarray, sr: int, floor_db: float = 40.0, frame_s: flo
     t = len(audio) // n
     if t == 0:
         return 0, len(audio)
-    ms = np.mean(np.asarray(audio[:t * n], dtype=np.float64).reshape(t, n) ** 2, axis=1)  # (T,)
+    ms = np.mean(np.asarray(audio[: t * n], dtype=np.float64).reshape(t, n) ** 2, axis=1)  # (T,)
     if ms.max() <= 0:
         return 0, 0
     idx = np.nonzero(ms >= ms.max() * 10 ** (-floor_db / 10))[0]
@@ -62,15 +62,20 @@ def measure(audio: np.ndarray, sr: int) -> Prosody:
     seg = audio[a:b]
     if len(seg) == 0:
         return Prosody(math.nan, math.nan, math.nan, 0.0, -math.inf, 0.0)
-    level = 10 * math.log10(max(float(np.mean(seg ** 2)), 1e-20))
+    level = 10 * math.log10(max(float(np.mean(seg**2)), 1e-20))
     f0 = f0_track(seg, sr)
     voiced = f0[f0 > 0]
     if len(voiced) < 3:
         return Prosody(math.nan, math.nan, math.nan, len(seg) / sr, level, len(voiced) / max(1, len(f0)))
     lo, hi = np.percentile(voiced, [5, 95])
-    return Prosody(f0_mean_hz=float(voiced.mean()), f0_range_st=float(12 * math.log2(hi / lo)),
-                   f0_range_hz=float(hi - lo), speech_s=len(seg) / sr, level_db=level,
-                   voiced_fraction=len(voiced) / len(f0))
+    return Prosody(
+        f0_mean_hz=float(voiced.mean()),
+        f0_range_st=float(12 * math.log2(hi / lo)),
+        f0_range_hz=float(hi - lo),
+        speech_s=len(seg) / sr,
+        level_db=level,
+        voiced_fraction=len(voiced) / len(f0),
+    )
 
 
 def emotion_profile(manifest, *, progress: bool = False) -> dict:
@@ -100,31 +105,43 @@ def emotion_profile(manifest, *, progress: bool = False) -> dict:
         syl = u.extra.get("syllables") or count_syllables(u.text, u.language)
         meas[u.id] = (u, p, syl / p.speech_s if p.speech_s > 0 else math.nan)
     sentence = {u.id: u.extra.get("sentence", u.text) for u, _, _ in meas.values()}
-    neutral = {(u.language, u.speaker, sentence[u.id]): p
-               for u, p, _ in meas.values() if u.emotion == "neutral"}
+    neutral = {(u.language, u.speaker, sentence[u.id]): p for u, p, _ in meas.values() if u.emotion == "neutral"}
     groups: dict = defaultdict(lambda: defaultdict(list))
     for u, p, rate in meas.values():
-        row = {"f0_hz": p.f0_mean_hz, "f0_range_st": p.f0_range_st, "f0_range_hz": p.f0_range_hz,
-               "syllables_per_s": rate, "level_db": p.level_db}
+        row = {
+            "f0_hz": p.f0_mean_hz,
+            "f0_range_st": p.f0_range_st,
+            "f0_range_hz": p.f0_range_hz,
+            "syllables_per_s": rate,
+            "level_db": p.level_db,
+        }
         n = neutral.get((u.language, u.speaker, sentence[u.id]))
         if n is not None:
-            row.update({"d_f0_st": 12 * math.log2(p.f0_mean_hz / n.f0_mean_hz),
-                        "d_f0_range_st": p.f0_range_st - n.f0_range_st,
-                        "d_f0_range_ratio": p.f0_range_hz / n.f0_range_hz,
-                        "d_duration_ratio": p.speech_s / n.speech_s,
-                        "d_level_db": p.level_db - n.level_db})
+            row.update(
+                {
+                    "d_f0_st": 12 * math.log2(p.f0_mean_hz / n.f0_mean_hz),
+                    "d_f0_range_st": p.f0_range_st - n.f0_range_st,
+                    "d_f0_range_ratio": p.f0_range_hz / n.f0_range_hz,
+                    "d_duration_ratio": p.speech_s / n.speech_s,
+                    "d_level_db": p.level_db - n.level_db,
+                }
+            )
         groups[u.language][u.emotion].append(row)
     out: dict = {}
     for lang, by_emo in groups.items():
         out[lang] = {}
         for emo, rows in by_emo.items():
-            def mean(key):
+
+            def mean(key, rows=rows):
                 vals = [r[key] for r in rows if key in r and not math.isnan(r[key])]
                 return round(float(np.mean(vals)), 3) if vals else None
+
             entry = {k: mean(k) for k in ("f0_hz", "f0_range_st", "f0_range_hz", "syllables_per_s", "level_db")}
             entry["n"] = len(rows)
             if any("d_f0_st" in r for r in rows):
-                entry["vs_neutral"] = {k[2:]: mean(k) for k in ("d_f0_st", "d_f0_range_st", "d_f0_range_ratio",
-                                                                "d_duration_ratio", "d_level_db")}
+                entry["vs_neutral"] = {
+                    k[2:]: mean(k)
+                    for k in ("d_f0_st", "d_f0_range_st", "d_f0_range_ratio", "d_duration_ratio", "d_level_db")
+                }
             out[lang][emo] = entry
     return out

@@ -107,22 +107,33 @@ class SynthConfig:
 
     languages: list[str] = option(["zh", "en"], "languages to synthesise (zh Mandarin, en English)")
     sentences: Literal["builtin", "generated"] = option(
-        "builtin", "builtin: the written lists (at most 32 per language); generated: distinct sentences from a "
-                   "seeded grammar (thousands per language)")
+        "builtin",
+        "builtin: the written lists (at most 32 per language); generated: distinct sentences from a "
+        "seeded grammar (thousands per language)",
+    )
     sentences_per_language: int = option(12, "sentences per language (builtin: at most 32)")
-    renditions: int = option(0, "0: every sentence by every speaker in every emotion (parallel); N: each sentence "
-                                "N times, in N different emotions (rotating), each by a seeded choice of speaker")
+    renditions: int = option(
+        0,
+        "0: every sentence by every speaker in every emotion (parallel); N: each sentence "
+        "N times, in N different emotions (rotating), each by a seeded choice of speaker",
+    )
     voices_per_language: int = option(4, "voices per language: the first N of `voices`")
-    pitch_bases: list[float] = option([1.0], "habitual-pitch factors; every voice speaks at each, as its own "
-                                             "speaker (e.g. [0.85, 1.0, 1.2] triples the speakers)")
+    pitch_bases: list[float] = option(
+        [1.0],
+        "habitual-pitch factors; every voice speaks at each, as its own "
+        "speaker (e.g. [0.85, 1.0, 1.2] triples the speakers)",
+    )
     voices: dict[str, list[str]] = option(
         {"zh": ["m1", "f2", "m4", "f3", "m3", "f5"], "en": ["m3", "f1", "m2", "f4", "m1", "f2"]},
-        "espeak-ng voice variants per language, in order of use")
+        "espeak-ng voice variants per language, in order of use",
+    )
     emotions: list[str] = option(list(ESD_CLASSES), "emotions to render (a subset of the five ESD emotions)")
     sample_rate: int = option(16000, "output sampling rate in Hz")
     seed: int = option(0, "seed for the split and the per-speaker and per-utterance jitter")
-    splits: dict[str, float] = option({"train": 0.7, "evaluation": 0.15, "test": 0.15},
-                                      "split fractions, by sentence (a test sentence is unseen in train); names as ESD's")
+    splits: dict[str, float] = option(
+        {"train": 0.7, "evaluation": 0.15, "test": 0.15},
+        "split fractions, by sentence (a test sentence is unseen in train); names as ESD's",
+    )
     intensity: float = option(1.0, "scales every emotion's deviation from neutral (0 = all neutral)")
     jitter: float = option(1.0, "scales the seeded per-speaker and per-utterance prosody jitter (0 = none)")
 
@@ -136,10 +147,16 @@ class SynthConfig:
             n_max, what = min(len(SENTENCES[lang]) for lang in self.languages), "the built-in sentence lists"
         else:
             n_max, what = min(grammar_size(lang) // 2 for lang in self.languages), "the sentence grammar"
-        check(1 <= self.sentences_per_language <= n_max, "sentences_per_language",
-              f"must be in [1, {n_max}] ({what}), got {self.sentences_per_language}")
-        check(0 <= self.renditions <= len(self.emotions), "renditions",
-              f"must be in [0, {len(self.emotions)}] (one per emotion at most), got {self.renditions}")
+        check(
+            1 <= self.sentences_per_language <= n_max,
+            "sentences_per_language",
+            f"must be in [1, {n_max}] ({what}), got {self.sentences_per_language}",
+        )
+        check(
+            0 <= self.renditions <= len(self.emotions),
+            "renditions",
+            f"must be in [0, {len(self.emotions)}] (one per emotion at most), got {self.renditions}",
+        )
         check(len(self.pitch_bases) >= 1, "pitch_bases", "give at least one factor (1.0 = the voice's own pitch)")
         check(len(set(self.pitch_bases)) == len(self.pitch_bases), "pitch_bases", "a factor repeats")
         for b in self.pitch_bases:
@@ -148,8 +165,11 @@ class SynthConfig:
         for lang in self.languages:
             vs = self.voices.get(lang)
             check(vs is not None, "voices", f"no voice list for language '{lang}'")
-            check(len(vs) >= self.voices_per_language, "voices",
-                  f"language '{lang}' lists {len(vs)} voices, fewer than voices_per_language={self.voices_per_language}")
+            check(
+                len(vs) >= self.voices_per_language,
+                "voices",
+                f"language '{lang}' lists {len(vs)} voices, fewer than voices_per_language={self.voices_per_language}",
+            )
             check(len(set(vs)) == len(vs), "voices", f"a voice repeats for '{lang}'")
             for v in vs:
                 check(v.replace("_", "").isalnum(), "voices", f"'{v}' is not a voice variant name such as 'm3'")
@@ -162,8 +182,11 @@ class SynthConfig:
         for name, frac in self.splits.items():
             check(isinstance(name, str) and name.strip() != "", "splits", "split names must be non-empty")
             check(frac >= 0, f"splits.{name}", "fractions must be non-negative")
-        check(abs(sum(self.splits.values()) - 1.0) < 1e-6, "splits",
-              f"fractions must sum to 1, got {sum(self.splits.values())}")
+        check(
+            abs(sum(self.splits.values()) - 1.0) < 1e-6,
+            "splits",
+            f"fractions must sum to 1, got {sum(self.splits.values())}",
+        )
         check(0.0 <= self.intensity <= 1.5, "intensity", "must be within [0, 1.5]")
         check(0.0 <= self.jitter <= 3.0, "jitter", "must be within [0, 3]")
 
@@ -203,7 +226,7 @@ def assign_splits(n: int, splits: dict[str, float], seed: int, language: str) ->
     out = [""] * n
     pos = 0
     for k in names:
-        for i in order[pos:pos + counts[k]]:
+        for i in order[pos : pos + counts[k]]:
             out[int(i)] = k
         pos += counts[k]
     return out
@@ -232,14 +255,14 @@ def sentence_texts(cfg: SynthConfig, language: str) -> list[str]:
     """The corpus' sentences of ``language``: the built-in list's first N, or N generated ones."""
     if cfg.sentences == "generated":
         return generate_sentences(language, cfg.sentences_per_language, cfg.seed)
-    return list(SENTENCES[language][:cfg.sentences_per_language])
+    return list(SENTENCES[language][: cfg.sentences_per_language])
 
 
 def speakers_of(cfg: SynthConfig, language: str) -> list[tuple[str, str, float]]:
     """(speaker name, espeak variant, pitch base) of every speaker of ``language``: each voice at each
     pitch base; the name carries the base when it is not 1 (``zh-m1``, ``zh-m1-p120``)."""
     out = []
-    for variant in cfg.voices[language][:cfg.voices_per_language]:
+    for variant in cfg.voices[language][: cfg.voices_per_language]:
         for b in cfg.pitch_bases:
             name = f"{language}-{variant}" if b == 1.0 else f"{language}-{variant}-p{int(round(b * 100))}"
             out.append((name, variant, float(b)))
@@ -269,9 +292,19 @@ def plan(cfg: SynthConfig) -> list[Job]:
                 for s in range(len(texts)):
                     if cfg.renditions and (speaker, emo, s) not in chosen:
                         continue
-                    jobs.append(Job(id=f"{speaker}_{emo}_s{s:0{width}d}", language=lang, speaker=speaker,
-                                    voice=f"{LANGUAGE_VOICES[lang]}+{variant}", emotion=emo, sentence=s,
-                                    text=texts[s], split=splits[s], pitch_base=base))
+                    jobs.append(
+                        Job(
+                            id=f"{speaker}_{emo}_s{s:0{width}d}",
+                            language=lang,
+                            speaker=speaker,
+                            voice=f"{LANGUAGE_VOICES[lang]}+{variant}",
+                            emotion=emo,
+                            sentence=s,
+                            text=texts[s],
+                            split=splits[s],
+                            pitch_base=base,
+                        )
+                    )
     return jobs
 
 
@@ -292,14 +325,19 @@ def prosody_for(cfg: SynthConfig, job: Job) -> dict:
     spk_rate = math.exp(_clipped_normal(spk, 0.05 * j))
     spk_db = _clipped_normal(spk, 1.5 * j)
     # per utterance: no two renditions of an emotion are the same
-    f0 = rule.f0 ** k * spk_f0 * job.pitch_base * math.exp(_clipped_normal(utt, 0.03 * j))
-    f0_range = rule.f0_range ** k * math.exp(_clipped_normal(utt, 0.08 * j))
-    rate = rule.rate ** k * spk_rate * math.exp(_clipped_normal(utt, 0.04 * j))
+    f0 = rule.f0**k * spk_f0 * job.pitch_base * math.exp(_clipped_normal(utt, 0.03 * j))
+    f0_range = rule.f0_range**k * math.exp(_clipped_normal(utt, 0.08 * j))
+    rate = rule.rate**k * spk_rate * math.exp(_clipped_normal(utt, 0.04 * j))
     level_db = BASE_LEVEL_DB + rule.loudness_db * k + spk_db + _clipped_normal(utt, 1.0 * j)
     wpm = int(round(min(450, max(80, BASE_RATE[job.language] * rate))))
     settings = espeak.Prosody(rate=wpm, pitch=espeak.pitch_value(f0), range=espeak.range_value(f0_range))
-    return {"f0": round(f0, 4), "f0_range": round(f0_range, 4), "rate": round(rate, 4),
-            "level_db": round(level_db, 2), "espeak": dataclasses.asdict(settings)}
+    return {
+        "f0": round(f0, 4),
+        "f0_range": round(f0_range, 4),
+        "rate": round(rate, 4),
+        "level_db": round(level_db, 2),
+        "espeak": dataclasses.asdict(settings),
+    }
 
 
 def spoken_text(text: str, terminal: str) -> str:
@@ -315,8 +353,8 @@ def active_level_db(audio: np.ndarray, sr: int, frame_s: float = 0.02, floor_db:
     t = len(audio) // n
     if t == 0:
         return -math.inf
-    frames = np.asarray(audio[:t * n], dtype=np.float64).reshape(t, n)   # (T, n)
-    ms = np.mean(frames ** 2, axis=1)                                   # (T,)
+    frames = np.asarray(audio[: t * n], dtype=np.float64).reshape(t, n)  # (T, n)
+    ms = np.mean(frames**2, axis=1)  # (T,)
     if ms.max() <= 0:
         return -math.inf
     active = ms >= ms.max() * 10 ** (-floor_db / 10)
@@ -352,6 +390,7 @@ def _meta(cfg: SynthConfig) -> dict:
 
     try:
         from importlib.metadata import version as pkg_version
+
         loader = pkg_version("espeakng-loader")
     except Exception:  # pragma: no cover
         loader = None
@@ -359,7 +398,7 @@ def _meta(cfg: SynthConfig) -> dict:
         "synthetic": True,
         "corpus": "rrpo-synth",
         "description": "Synthetic emotional speech made by espeak-ng with rule-based emotional prosody; "
-                       "not recordings of people.",
+        "not recordings of people.",
         "engine": "espeak-ng",
         "engine_version": espeak.version(),
         "espeakng_loader_version": loader,
@@ -387,15 +426,23 @@ def _check_existing_meta(path: Path, meta: dict) -> None:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        raise RrpoError("exists but is not a readable synth meta.json; remove it or choose another out=", path) from None
+        raise RrpoError(
+            "exists but is not a readable synth meta.json; remove it or choose another out=", path
+        ) from None
     if old == meta:
         return
     diffs = [k for k in sorted(set(old) | set(meta)) if old.get(k) != meta.get(k)]
     if "config" in diffs and isinstance(old.get("config"), dict):
-        diffs = [f"config.{k}" for k in sorted(set(old["config"]) | set(meta["config"]))
-                 if old["config"].get(k) != meta["config"].get(k)] + [d for d in diffs if d != "config"]
-    raise RrpoError(f"this folder holds a corpus made with different settings ({', '.join(diffs)}); "
-                    f"choose another out= or remove the folder", path)
+        diffs = [
+            f"config.{k}"
+            for k in sorted(set(old["config"]) | set(meta["config"]))
+            if old["config"].get(k) != meta["config"].get(k)
+        ] + [d for d in diffs if d != "config"]
+    raise RrpoError(
+        f"this folder holds a corpus made with different settings ({', '.join(diffs)}); "
+        f"choose another out= or remove the folder",
+        path,
+    )
 
 
 def synthesize(cfg: SynthConfig, out_dir: str | Path) -> Manifest:
@@ -455,15 +502,32 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path) -> Manifest:
             pros = previous.get(job.id)
             if pros is None:  # no manifest to read from: re-render to recover the record exactly
                 audio, pros = render(cfg, job)
-        utts.append(Utterance(
-            id=job.id, audio=job.rel_path, sampling_rate=cfg.sample_rate, duration=round(duration, 6),
-            text=job.text, speaker=job.speaker, language=job.language, emotion=job.emotion, split=job.split,
-            extra={"synthetic": True, "engine": "espeak-ng", "engine_version": meta["engine_version"],
-                   "voice": job.voice, "sentence": job.sentence,
-                   "syllables": count_syllables(job.text, job.language),
-                   "rule": RULES[job.emotion].source, "prosody": pros,
-                   **({"pitch_base": job.pitch_base} if job.pitch_base != 1.0 else {})}))
+        utts.append(
+            Utterance(
+                id=job.id,
+                audio=job.rel_path,
+                sampling_rate=cfg.sample_rate,
+                duration=round(duration, 6),
+                text=job.text,
+                speaker=job.speaker,
+                language=job.language,
+                emotion=job.emotion,
+                split=job.split,
+                extra={
+                    "synthetic": True,
+                    "engine": "espeak-ng",
+                    "engine_version": meta["engine_version"],
+                    "voice": job.voice,
+                    "sentence": job.sentence,
+                    "syllables": count_syllables(job.text, job.language),
+                    "rule": RULES[job.emotion].source,
+                    "prosody": pros,
+                    **({"pitch_base": job.pitch_base} if job.pitch_base != 1.0 else {}),
+                },
+            )
+        )
     man = write_manifest(man_path, utts)
-    log.info("synthetic corpus: %d utterances (%d synthesised, %d kept) in %s", len(utts), made,
-             len(utts) - made, out_dir)
+    log.info(
+        "synthetic corpus: %d utterances (%d synthesised, %d kept) in %s", len(utts), made, len(utts) - made, out_dir
+    )
     return man

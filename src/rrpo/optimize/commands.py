@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.args import add_config_args
     from rrpo.optimize.trainer import OptimizeConfig
 
-    p = sub.add_parser("optimize", help="optimise a policy against frozen reward models (diffro = DiffRO/RRPO, grpo, reinforce, sft)")
+    p = sub.add_parser(
+        "optimize", help="optimise a policy against frozen reward models (diffro = DiffRO/RRPO, grpo, reinforce, sft)"
+    )
     add_config_args(p, OptimizeConfig)
     p.set_defaults(func=cmd_optimize)
 
@@ -66,17 +68,34 @@ def judge_watch(cfg):
         if state.rank == 0:
             prompts = AuditPrompts(splits=list(w.splits), max_texts=w.max_texts)
             man = read_manifest(w.manifest or cfg.prompts.manifest)
-            scorer = Scorer(state.start, state.reward_models, [r.name for r in cfg.rewards], load_codec(w.codec),
-                            load_judge(w.judge), man, prompts=prompts, sampling=cfg.sampling, recognizer=False,
-                            bf16=cfg.train.bf16)
+            scorer = Scorer(
+                state.start,
+                state.reward_models,
+                [r.name for r in cfg.rewards],
+                load_codec(w.codec),
+                load_judge(w.judge),
+                man,
+                prompts=prompts,
+                sampling=cfg.sampling,
+                recognizer=False,
+                bf16=cfg.train.bf16,
+            )
 
         def record(step, pol):
             s = scorer.score(pol)
             history.append((s["proxy_prob"], s["judge"]["target_prob"]))
             flag = hacking_flags([h[0] for h in history], [h[1] for h in history], w.flag_margin)[-1]
-            state.run.log({"judge/target_prob": s["judge"]["target_prob"], "judge/acc": s["judge"]["accuracy"],
-                           "proxy/p_target": s["proxy_prob"], "audit/sqrt_kl": s["sqrt_kl"],
-                           "audit/hacking_gap": s["hacking_gap"], "audit/hacking_flag": float(flag)}, step)
+            state.run.log(
+                {
+                    "judge/target_prob": s["judge"]["target_prob"],
+                    "judge/acc": s["judge"]["accuracy"],
+                    "proxy/p_target": s["proxy_prob"],
+                    "audit/sqrt_kl": s["sqrt_kl"],
+                    "audit/hacking_gap": s["hacking_gap"],
+                    "audit/hacking_flag": float(flag),
+                },
+                step,
+            )
             return flag
 
         started = False
@@ -98,5 +117,7 @@ def judge_watch(cfg):
                 dist.broadcast(t, 0)
                 stop = bool(t.item())
             return stop
+
         return on_step
+
     return make

@@ -21,8 +21,9 @@ exists once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -40,6 +41,7 @@ RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 class RewardTerm:
     """One frozen reward model in a weighted sum; ``vocab`` is how many leading token ids it reads
     (speech tokens; the end-of-speech and special rows of the policy head are cut off)."""
+
     name: str
     fn: RewardFn
     weight: float
@@ -50,16 +52,25 @@ def _rewards(terms: Sequence[RewardTerm], y: torch.Tensor, lens: torch.Tensor, t
     total = torch.zeros(y.shape[0], device=y.device, dtype=upcast(y).dtype)
     metrics = {}
     for t in terms:
-        x = y if t.vocab == y.shape[-1] else y[..., :t.vocab]  # no slice view (and copy) when widths agree
+        x = y if t.vocab == y.shape[-1] else y[..., : t.vocab]  # no slice view (and copy) when widths agree
         r = upcast(t.fn(x, lens, target))  # (B,)
         total = total + t.weight * r
         metrics[f"reward/{t.name}"] = r.detach().mean().item()
     return total, metrics
 
 
-def diffro_loss(logits: torch.Tensor, ref_logits: torch.Tensor, tokens: torch.Tensor, lens: torch.Tensor,
-                target: torch.Tensor, terms: Sequence[RewardTerm], *, beta: float = 0.1, tau: float = 1.0,
-                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def diffro_loss(
+    logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    tokens: torch.Tensor,
+    lens: torch.Tensor,
+    target: torch.Tensor,
+    terms: Sequence[RewardTerm],
+    *,
+    beta: float = 0.1,
+    tau: float = 1.0,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """DiffRO: loss = mean_b [ −Σ_m w_m R_m(y_b) + β·KL_b ], KL_b the per-token mean (length-normalised).
 
     logits, ref_logits (B, T, V) at the sampled positions; tokens (B, T) sampled ids (padding
@@ -83,8 +94,17 @@ def sequence_logprob(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Ten
     return logp * mask.to(logp.dtype)
 
 
-def reinforce_loss(logits, ref_logits, tokens, lens, target, reward: torch.Tensor, *, beta: float = 0.1,
-                   baseline: torch.Tensor | float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def reinforce_loss(
+    logits,
+    ref_logits,
+    tokens,
+    lens,
+    target,
+    reward: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    baseline: torch.Tensor | float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """REINFORCE with a baseline: loss = mean_b [ −(R_b − b)·mean_t log π(a_t) + β·KL_b ].
 
     ``reward`` (B,) scalar rewards (no gradient); ``baseline`` defaults to the batch mean.
@@ -98,9 +118,20 @@ def reinforce_loss(logits, ref_logits, tokens, lens, target, reward: torch.Tenso
     return loss, _policy_metrics(reward, kl, logits, mask, lens)
 
 
-def grpo_loss(logits, ref_logits, tokens, lens, target, reward: torch.Tensor, group: int, *, beta: float = 0.1,
-              clip: float = 0.2, old_logp: torch.Tensor | None = None,
-              eps: float = 1e-4) -> tuple[torch.Tensor, dict[str, float]]:
+def grpo_loss(
+    logits,
+    ref_logits,
+    tokens,
+    lens,
+    target,
+    reward: torch.Tensor,
+    group: int,
+    *,
+    beta: float = 0.1,
+    clip: float = 0.2,
+    old_logp: torch.Tensor | None = None,
+    eps: float = 1e-4,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO: samples come in groups of ``group`` per prompt (consecutive rows).
 
     A_i = (R_i − mean_g R)/(std_g R + eps); per token ρ_t = π_θ(a_t)/π_old(a_t);
@@ -137,10 +168,12 @@ def _policy_metrics(reward, kl, logits, mask, lens) -> dict[str, float]:
 
 # ------------------------------------------------------------------------ one step per algorithm
 
+
 @dataclass
 class StepContext:
     """What a step objective needs besides its batch: the policy being trained, the frozen
     reference, the reward terms and the objective's hyper-parameters (``OptimizeConfig``'s)."""
+
     policy: Any
     ref: Any
     terms: Sequence[RewardTerm] = ()
@@ -196,8 +229,17 @@ def _scalar_rewards(terms: Sequence[RewardTerm], ids, lens, target) -> tuple[tor
 def diffro_step(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """DiffRO/RRPO: one sample per prompt, its sampling noise reused by the relaxation; :func:`diffro_loss`."""
     gen, logits, ref_logits, ids, lens = _sample_and_replay(ctx, batch, noise=True)
-    loss, metrics = diffro_loss(logits, ref_logits, ids, lens, batch["emotions"], ctx.terms, beta=ctx.beta,
-                                tau=ctx.tau, noise=gen.noise[:, :ids.shape[1]].to(logits.device))
+    loss, metrics = diffro_loss(
+        logits,
+        ref_logits,
+        ids,
+        lens,
+        batch["emotions"],
+        ctx.terms,
+        beta=ctx.beta,
+        tau=ctx.tau,
+        noise=gen.noise[:, : ids.shape[1]].to(logits.device),
+    )
     return loss, _budget(metrics, lens)
 
 
@@ -213,8 +255,9 @@ def grpo_step(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, dict[str, fl
     """GRPO: the batch holds ``ctx.group`` consecutive copies of each prompt; :func:`grpo_loss`."""
     _, logits, ref_logits, ids, lens = _sample_and_replay(ctx, batch, noise=False)
     reward, metrics = _scalar_rewards(ctx.terms, ids, lens, batch["emotions"])
-    loss, m2 = grpo_loss(logits, ref_logits, ids, lens, batch["emotions"], reward, ctx.group, beta=ctx.beta,
-                         clip=ctx.clip)
+    loss, m2 = grpo_loss(
+        logits, ref_logits, ids, lens, batch["emotions"], reward, ctx.group, beta=ctx.beta, clip=ctx.clip
+    )
     return loss, _budget({**metrics, **m2}, lens)
 
 

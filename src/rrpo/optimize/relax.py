@@ -28,6 +28,7 @@ def vdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx = torch.autocast(a.device.type, enabled=False)
     except RuntimeError:  # a device type autocast does not know: nothing to switch off
         import contextlib
+
         ctx = contextlib.nullcontext()
     with ctx:
         return torch.linalg.vecdot(a, b)
@@ -41,8 +42,9 @@ def sample_gumbel(shape, generator: torch.Generator | None = None, device=None, 
     return -torch.log(e)
 
 
-def conditional_gumbel(logits: torch.Tensor, tokens: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def conditional_gumbel(
+    logits: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Gumbel noise g (B, T, V) such that argmax(logits + g) == tokens, drawn from the posterior.
 
     The maximum of the perturbed logits is Gumbel(logsumexp(logits)); given it, every other entry
@@ -92,8 +94,15 @@ class _StraightThrough(torch.autograd.Function):
         return out.to(ctx.in_dtype), None, None, None, None, None
 
 
-def straight_through(logits: torch.Tensor, tokens: torch.Tensor, noise: torch.Tensor | None = None,
-                     tau: float = 1.0, *, width: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+def straight_through(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    tau: float = 1.0,
+    *,
+    width: int | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Straight-through Gumbel-Softmax: forward = one_hot(tokens), backward = d softmax((z+g)/τ).
 
     logits (B, T, V) with gradient; tokens (B, T) int64 sampled ids; noise (B, T, V) or None (no

@@ -20,10 +20,9 @@ steps hold the full policy weights; the audit reads them.
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -43,14 +42,18 @@ class RewardSpec:
     path: str = option("", "reward-model run folder or checkpoint (rrpo rm train)")
     paths: list[str] = option([], "several reward-model folders scored as one ensemble term (instead of path)")
     aggregate: Literal["mean", "min", "mean_minus_std"] = option(
-        "mean", "how an ensemble's member rewards combine: mean, min, or mean − std_weight·std (pessimistic)")
+        "mean", "how an ensemble's member rewards combine: mean, min, or mean − std_weight·std (pessimistic)"
+    )
     std_weight: float = option(1.0, "k of aggregate mean_minus_std")
     weight: float = option(1.0, "weight of this term in the summed reward")
 
     def __post_init__(self):
         check(not (self.path and self.paths), "rewards.path", "give path or paths, not both")
-        check(self.aggregate in ("mean", "min", "mean_minus_std"), "rewards.aggregate",
-              "must be mean, min or mean_minus_std")
+        check(
+            self.aggregate in ("mean", "min", "mean_minus_std"),
+            "rewards.aggregate",
+            "must be mean, min or mean_minus_std",
+        )
         check(self.std_weight >= 0, "rewards.std_weight", "must be >= 0")
 
     def folders(self) -> list[str]:
@@ -70,6 +73,7 @@ class RewardSpec:
 class PromptConfig(ManifestFilter):
     """Where texts and target emotions come from: every (text, language, speaker) of the filtered
     manifest, times every target emotion."""
+
     shards: str = option("", "token shards of the manifest (algo=sft only: the real recordings' tokens)")
 
 
@@ -114,6 +118,7 @@ class OptimizeConfig:
 
 def _load_rewards(cfg: OptimizeConfig, speech_vocab: int, device):
     from rrpo.optimize.objectives import RewardTerm
+
     if cfg.algo != "sft" and not cfg.rewards:
         raise RrpoError(f"config: algo={cfg.algo} needs at least one reward model in 'rewards'")
     terms, models = [], []
@@ -122,11 +127,15 @@ def _load_rewards(cfg: OptimizeConfig, speech_vocab: int, device):
         for p in rm.parameters():
             p.requires_grad_(False)
         if rm.vocab_size != speech_vocab:
-            raise RrpoError(f"reward model '{spec.name}' reads {rm.vocab_size} token ids but the policy "
-                            f"speaks {speech_vocab}: both must come from the same codec", spec.folders()[0])
+            raise RrpoError(
+                f"reward model '{spec.name}' reads {rm.vocab_size} token ids but the policy "
+                f"speaks {speech_vocab}: both must come from the same codec",
+                spec.folders()[0],
+            )
 
         def fn(y, lens, target, rm=rm):
             return rm.reward(y, lens, target)
+
         terms.append(RewardTerm(spec.name, fn, spec.weight, rm.vocab_size))
         models.append(rm)
     return terms, models
@@ -144,8 +153,10 @@ def _prompt_rows(cfg: OptimizeConfig, policy, rms) -> list[dict]:
     emotions = list(cfg.prompts.emotions) or sorted(known or [])
     bad = [e for e in emotions if known is not None and e not in known]
     if bad:
-        raise RrpoError(f"target emotion(s) {bad} are not known to the policy and every reward model "
-                        f"(common: {sorted(known or [])})")
+        raise RrpoError(
+            f"target emotion(s) {bad} are not known to the policy and every reward model "
+            f"(common: {sorted(known or [])})"
+        )
     if not emotions:
         raise RrpoError("no target emotion is known to both the policy and the reward models")
     rows, seen = [], set()
@@ -165,6 +176,7 @@ def _prompt_rows(cfg: OptimizeConfig, policy, rms) -> list[dict]:
 class OptimizeState:
     """What a step hook may read once the optimiser is set up: the policy being trained, the frozen
     starting policy, the reward models, the run folder and this process' rank."""
+
     policy: Any
     start: Any
     reward_models: list
@@ -188,15 +200,15 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None, on_step: Ho
     from rrpo.optimize.objectives import OBJECTIVES, StepContext
     from rrpo.policy.io import load_policy, save_policy
     from rrpo.runs import RunDir
-    from rrpo.train.loop import EpochBatches, resolve_device, train, world
-
     from rrpo.train.dist import init_from_env
+    from rrpo.train.loop import EpochBatches, resolve_device, train, world
 
     if not cfg.policy:
         raise RrpoError("config: 'policy' (the starting policy) is required")
     if cfg.watch.every and on_step is None:
-        raise RrpoError("config: watch.every needs the judge watch: run `rrpo optimize` or "
-                        "rrpo.optimize.commands.optimize(cfg)")
+        raise RrpoError(
+            "config: watch.every needs the judge watch: run `rrpo optimize` or rrpo.optimize.commands.optimize(cfg)"
+        )
     init_from_env()  # joins the process group under torchrun / accelerate launch; no-op otherwise
     device = resolve_device(cfg.train.device)
     policy = load_policy(cfg.policy)
@@ -221,26 +233,46 @@ def run_optimize(cfg: OptimizeConfig, argv: list[str] | None = None, on_step: Ho
     def collate(idx):
         if sft_examples is not None:
             from rrpo.policy.sft import collate as sft_collate
+
             return sft_collate(policy, [sft_examples[i] for i in idx])
         sel = [rows[i] for i in idx]
         if cfg.algo == "grpo":
             sel = [r for r in sel for _ in range(cfg.group)]
-        prompts = policy.encode_prompts([r["text"] for r in sel], [r["emotion"] for r in sel],
-                                        [r["language"] for r in sel], [r["speaker"] for r in sel] if use_spk else None)
+        prompts = policy.encode_prompts(
+            [r["text"] for r in sel],
+            [r["emotion"] for r in sel],
+            [r["language"] for r in sel],
+            [r["speaker"] for r in sel] if use_spk else None,
+        )
         return {"prompts": prompts, "emotions": [r["emotion"] for r in sel]}
 
     n_items = len(sft_examples) if sft_examples is not None else len(rows)
     batches = EpochBatches(n_items, cfg.train.batch_size, collate, seed=cfg.train.seed)
 
-    ctx = StepContext(policy, ref, terms, cfg.sampling, beta=cfg.beta, tau=cfg.tau, group=cfg.group,
-                      clip=cfg.clip, bf16=cfg.train.bf16)
+    ctx = StepContext(
+        policy,
+        ref,
+        terms,
+        cfg.sampling,
+        beta=cfg.beta,
+        tau=cfg.tau,
+        group=cfg.group,
+        clip=cfg.clip,
+        bf16=cfg.train.bf16,
+    )
     step_objective = OBJECTIVES[cfg.algo]
 
     def objective(batch, step):
         return step_objective(ctx, batch)
 
-    meta = {"optimize": {"algo": cfg.algo, "policy": cfg.policy, "rewards": [to_dict(r) for r in cfg.rewards],
-                         "n_prompts": len(rows)}}
+    meta = {
+        "optimize": {
+            "algo": cfg.algo,
+            "policy": cfg.policy,
+            "rewards": [to_dict(r) for r in cfg.rewards],
+            "n_prompts": len(rows),
+        }
+    }
     hook = on_step(OptimizeState(policy, ref, rms, run, rank)) if on_step is not None else None
     last = train(policy, objective, batches, cfg.train, run, meta=meta, on_step=hook)
     if rank == 0:

@@ -25,10 +25,16 @@ class GenerateConfig:
     language: str = option("zh", "language of the texts (picks the instruction wording)")
     speaker: str = option("", "speaker (policies trained with speakers); empty = the first known speaker")
     codec: str = option("", "codec folder to decode tokens to WAV (empty = tokens only)")
-    reference: list[str] = option([], "reference recordings (WAV) of the target speaker: the codec's speaker profile for decoding (CosyVoice2 needs one)")
+    reference: list[str] = option(
+        [],
+        "reference recordings (WAV) of the target speaker: the codec's speaker profile for decoding (CosyVoice2 needs one)",
+    )
     seed: int = option(0, "sampling seed (row i of the run uses seed + i)")
     batch_size: int = option(8, "prompts per batch")
-    max_text_tokens: int = option(80, "split each text into pieces of at most this many text tokens at sentence ends, one sample per piece, as CosyVoice does (0 = never; policies without a text frontend are never split)")
+    max_text_tokens: int = option(
+        80,
+        "split each text into pieces of at most this many text tokens at sentence ends, one sample per piece, as CosyVoice does (0 = never; policies without a text frontend are never split)",
+    )
     bf16: bool = option(False, "bf16 autocast for the decoder")
     device: str = option("auto", "cpu, cuda, ... or auto")
     sampling: SamplingConfig = section(SamplingConfig, "sampling settings")
@@ -41,8 +47,13 @@ class GenerateConfig:
 @dataclass
 class ExportConfig:
     policy: str = option("", "policy to export (loaded from a CosyVoice2 directory, or made here without speakers)")
-    out: str = option("", "folder to write into: llm.pt (a CosyVoice2 source's other files are copied beside it) or the HF folder")
-    layout: Literal["cosyvoice2", "hf"] = option("cosyvoice2", "cosyvoice2 = llm.pt; hf = a Qwen2ForCausalLM folder with speech ids appended to the text vocabulary (CosyVoice's GRPO/veRL layout)")
+    out: str = option(
+        "", "folder to write into: llm.pt (a CosyVoice2 source's other files are copied beside it) or the HF folder"
+    )
+    layout: Literal["cosyvoice2", "hf"] = option(
+        "cosyvoice2",
+        "cosyvoice2 = llm.pt; hf = a Qwen2ForCausalLM folder with speech ids appended to the text vocabulary (CosyVoice's GRPO/veRL layout)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,8 +131,12 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
     pieces = {t: _pieces(policy, t, cfg) for t in cfg.texts}
     rows = [(t, e, k, p) for t in cfg.texts for e in emotions for k, p in enumerate(pieces[t])]
     # validate every prompt before any sampling (one clear line on bad input)
-    prompts_all = policy.encode_prompts([p for _, _, _, p in rows], [e for _, e, _, _ in rows], cfg.language,
-                                        [speaker] * len(rows) if speaker is not None else None)
+    prompts_all = policy.encode_prompts(
+        [p for _, _, _, p in rows],
+        [e for _, e, _, _ in rows],
+        cfg.language,
+        [speaker] * len(rows) if speaker is not None else None,
+    )
     device = resolve_device(cfg.device)
     policy.to(device)
     run = RunDir.create(cfg.out, cfg, argv)
@@ -130,14 +145,27 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
     with open(tokens_path, "w", encoding="utf-8") as tokens_file:  # one line per sample as it comes
         for a in range(0, len(rows), cfg.batch_size):
             idx = list(range(a, min(a + cfg.batch_size, len(rows))))
-            gen = generate(policy, prompts_all.select(idx), cfg.sampling, seeds=[cfg.seed + i for i in idx],
-                           return_noise=False, bf16=cfg.bf16)
+            gen = generate(
+                policy,
+                prompts_all.select(idx),
+                cfg.sampling,
+                seeds=[cfg.seed + i for i in idx],
+                return_noise=False,
+                bf16=cfg.bf16,
+            )
             batch = []
             for j, i in enumerate(idx):
                 text, emo, k, piece = rows[i]
                 toks = gen.tokens(j).tolist()
-                rec = {"index": i, "text": text, "emotion": emo, "speaker": speaker, "tokens": toks,
-                       "n_tokens": len(toks), "ended": bool(gen.ended[j])}
+                rec = {
+                    "index": i,
+                    "text": text,
+                    "emotion": emo,
+                    "speaker": speaker,
+                    "tokens": toks,
+                    "n_tokens": len(toks),
+                    "ended": bool(gen.ended[j]),
+                }
                 if len(pieces[text]) > 1 or piece != text:
                     rec.update({"piece": k, "pieces": len(pieces[text]), "spoken": piece})
                 tokens_file.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -151,9 +179,12 @@ def run_generate(cfg, argv: list[str] | None = None) -> dict:
         with atomic_open(tokens_path) as f:
             for r in records:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return {"run": str(run.path), "samples": len(records),
-            "mean_tokens": round(sum(r["n_tokens"] for r in records) / len(records), 2),
-            "ended": sum(r["ended"] for r in records)}
+    return {
+        "run": str(run.path),
+        "samples": len(records),
+        "mean_tokens": round(sum(r["n_tokens"] for r in records) / len(records), 2),
+        "ended": sum(r["ended"] for r in records),
+    }
 
 
 def _pieces(policy, text: str, cfg) -> list[str]:
@@ -179,8 +210,10 @@ def _profile(codec, references: list[str], speaker: str | None = None):
 
     if not references:
         if getattr(codec, "needs_profile", False):
-            raise RrpoError("this codec speaks in the voice of a reference recording: set reference=[WAV, ...] "
-                            "(recordings of the target speaker)")
+            raise RrpoError(
+                "this codec speaks in the voice of a reference recording: set reference=[WAV, ...] "
+                "(recordings of the target speaker)"
+            )
         return profile_for(codec, speaker) if speaker else None
     audios = []
     for r in references:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 FRONTENDS = ("basic", "none")
 
@@ -108,8 +108,28 @@ def _zh_number(sign: str, whole: str, frac: str | None) -> str:
     return ("负" if sign else "") + body
 
 
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _SCALES = ["", " thousand", " million", " billion", " trillion"]
 
@@ -136,7 +156,7 @@ def en_cardinal(n: int) -> str:
         groups.append(n % 1000)
         n //= 1000
     if len(groups) > len(_SCALES):
-        return " ".join(_ONES[int(c)] for c in str(sum(g * 1000 ** i for i, g in enumerate(groups))))
+        return " ".join(_ONES[int(c)] for c in str(sum(g * 1000**i for i, g in enumerate(groups))))
     words = [_en_under_1000(g) + _SCALES[i] for i, g in reversed(list(enumerate(groups))) if g]
     if len(words) > 1 and 0 < groups[0] < 100:
         last = words.pop()
@@ -144,8 +164,15 @@ def en_cardinal(n: int) -> str:
     return ", ".join(words)
 
 
-_ORD = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
-        "twelve": "twelfth"}
+_ORD = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
 
 
 def en_ordinal(n: int) -> str:
@@ -159,7 +186,7 @@ def en_ordinal(n: int) -> str:
         new = last[:-1] + "ieth"
     else:
         new = last + "th"
-    return words[:m.start(1)] + new
+    return words[: m.start(1)] + new
 
 
 def _en_number(sign: str, whole: str, frac: str | None) -> str:
@@ -186,18 +213,31 @@ _NUM = r"(?P<sign>(?<![0-9A-Za-z.])-)?(?P<whole>\d+)(?:\.(?P<frac>\d+))?"
 
 def _zh(text: str) -> str:
     text = text.replace("²", "平方").replace("³", "立方")
-    text = re.sub(rf"(?<!\d)(?P<y>\d{{4}})(?=年)", lambda m: _zh_digits(m.group("y")), text)
+    text = re.sub(r"(?<!\d)(?P<y>\d{4})(?=年)", lambda m: _zh_digits(m.group("y")), text)
     num = lambda m: _zh_number(m.group("sign"), m.group("whole"), m.group("frac"))  # noqa: E731
-    text = re.sub(r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)",
-                  lambda m: zh_cardinal(int(m.group(1))) + "点" + (zh_cardinal(int(m.group(2))) + "分"
-                                                                  if int(m.group(2)) else ""), text)
+    text = re.sub(
+        r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)",
+        lambda m: (
+            zh_cardinal(int(m.group(1))) + "点" + (zh_cardinal(int(m.group(2))) + "分" if int(m.group(2)) else "")
+        ),
+        text,
+    )
     text = re.sub(_NUM + r"\s*%", lambda m: "百分之" + num(m), text)
     text = re.sub(r"\$\s*" + _NUM, lambda m: num(m) + "美元", text)
     text = re.sub(r"[¥￥]\s*" + _NUM, lambda m: num(m) + "元", text)
     text = re.sub(_NUM + r"\s*°C", lambda m: num(m) + "摄氏度", text)
     text = re.sub(_NUM, num, text)
-    for a, b in (("+", "加"), ("&", "和"), ("=", "等于"), ("@", "艾特"), (",", "，"), ("!", "！"), ("?", "？"),
-                 (";", "；"), (":", "：")):
+    for a, b in (
+        ("+", "加"),
+        ("&", "和"),
+        ("=", "等于"),
+        ("@", "艾特"),
+        (",", "，"),
+        ("!", "！"),
+        ("?", "？"),
+        (";", "；"),
+        (":", "："),
+    ):
         text = text.replace(a, b)
     text = re.sub(rf"(?<=[{_CJK}])\.", "。", text)
     return re.sub(r"\s*([，。！？；：、])\s*", r"\1", text)
@@ -206,12 +246,26 @@ def _zh(text: str) -> str:
 def _en(text: str) -> str:
     text = re.sub(r"(?<![\w.])(\d+)(st|nd|rd|th)\b", lambda m: en_ordinal(int(m.group(1))), text)
     num = lambda m: _en_number(m.group("sign"), m.group("whole"), m.group("frac"))  # noqa: E731
-    text = re.sub(r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)", lambda m: en_cardinal(int(m.group(1))) + (
-        "" if m.group(2) == "00" else " oh " + _ONES[int(m.group(2))] if m.group(2)[0] == "0"
-        else " " + en_cardinal(int(m.group(2)))), text)
+    text = re.sub(
+        r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)",
+        lambda m: (
+            en_cardinal(int(m.group(1)))
+            + (
+                ""
+                if m.group(2) == "00"
+                else " oh " + _ONES[int(m.group(2))]
+                if m.group(2)[0] == "0"
+                else " " + en_cardinal(int(m.group(2)))
+            )
+        ),
+        text,
+    )
     text = re.sub(_NUM + r"\s*%", lambda m: num(m) + " percent", text)
-    text = re.sub(r"\$\s*" + _NUM, lambda m: num(m) + (" dollar" if m.group("whole") == "1" and not m.group("frac")
-                                                       else " dollars"), text)
+    text = re.sub(
+        r"\$\s*" + _NUM,
+        lambda m: num(m) + (" dollar" if m.group("whole") == "1" and not m.group("frac") else " dollars"),
+        text,
+    )
     text = re.sub(_NUM + r"\s*°C", lambda m: num(m) + " degrees Celsius", text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
     text = re.sub(_NUM, num, text)
@@ -241,8 +295,9 @@ def _default_count(language: str) -> Callable[[str], int]:
     return lambda s: len(s.split())
 
 
-def split_sentences(text: str, language: str, max_tokens: int = 80, count: Callable[[str], int] | None = None,
-                    min_tail: int = 20) -> list[str]:
+def split_sentences(
+    text: str, language: str, max_tokens: int = 80, count: Callable[[str], int] | None = None, min_tail: int = 20
+) -> list[str]:
     """Pieces of ``text`` of at most ``max_tokens`` tokens each, cut at sentence ends (see the
     module docstring). Example (zh, max 5, min_tail 2): ``"你好。今天天气很好，我们走吧。"`` ->
     ``["你好。", "今天天气很", "好，", "我们走吧。"]``: the second sentence (12 characters) is cut at

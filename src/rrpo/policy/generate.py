@@ -52,8 +52,8 @@ row seeds give the same ids.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -76,19 +76,20 @@ class Generation:
     prompts: Prompts
     stop: torch.Tensor | None = None
 
-    def to(self, device) -> "Generation":
+    def to(self, device) -> Generation:
         """The same generation with every tensor (and the prompts) on ``device``."""
         mv = lambda x: None if x is None else x.to(device)  # noqa: E731
-        return Generation(mv(self.ids), mv(self.lens), mv(self.ended), mv(self.noise), self.prompts.to(device),
-                          mv(self.stop))
+        return Generation(
+            mv(self.ids), mv(self.lens), mv(self.ended), mv(self.noise), self.prompts.to(device), mv(self.stop)
+        )
 
     def tokens(self, b: int) -> torch.Tensor:
-        return self.ids[b, :int(self.lens[b])]
+        return self.ids[b, : int(self.lens[b])]
 
 
 def gumbel(n: int, generator: torch.Generator) -> torch.Tensor:
     """(n,) float32 standard Gumbel noise ``-log(-log u)``, u uniform in (0, 1)."""
-    u = torch.rand(n, generator=generator).clamp_(1e-20, 1.0 - 2 ** -24)
+    u = torch.rand(n, generator=generator).clamp_(1e-20, 1.0 - 2**-24)
     return -torch.log(-torch.log(u))
 
 
@@ -109,24 +110,35 @@ def nucleus_mask(scores: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor
     return keep
 
 
-def _sample_row(z: torch.Tensor, history: list[int], step: int, min_len: int, eos: int, n_speech: int,
-                cfg: SamplingConfig, gen: torch.Generator) -> tuple[int, torch.Tensor]:
+def _sample_row(
+    z: torch.Tensor,
+    history: list[int],
+    step: int,
+    min_len: int,
+    eos: int,
+    n_speech: int,
+    cfg: SamplingConfig,
+    gen: torch.Generator,
+) -> tuple[int, torch.Tensor]:
     """One draw for one row from logits ``z`` (V_out,) float32; returns (id, noise row (V_out,)).
     An id >= ``eos`` ends the row (only eos in ``release`` mode)."""
     t = cfg.temperature
     neg = torch.tensor(-math.inf)
     current = getattr(cfg, "ras", "current") == "current"
-    n = z.shape[0] if current else n_speech + 1          # candidate ids
+    n = z.shape[0] if current else n_speech + 1  # candidate ids
     zs = z[:n] / t
     base = torch.ones(n, dtype=torch.bool)
     if step < min_len:
         base[eos:] = False  # every stop id (upstream's current sampler masks eos only; see the docstring)
     scores = torch.where(base, zs, neg)
-    window = history[-cfg.ras_window:] if cfg.ras_window else []
+    window = history[-cfg.ras_window :] if cfg.ras_window else []
 
     def repeated(tok: int) -> bool:
-        return bool(cfg.ras_window) and tok < n_speech and \
-            sum(1 for h in window if h == tok) >= cfg.ras_window * cfg.ras_tau
+        return (
+            bool(cfg.ras_window)
+            and tok < n_speech
+            and sum(1 for h in window if h == tok) >= cfg.ras_window * cfg.ras_tau
+        )
 
     if current:
         kept = nucleus_mask(scores, cfg.top_p, cfg.top_k) & base
@@ -168,9 +180,17 @@ def _bf16(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = None,
-             seeds: int | Sequence[int] = 0, *, return_noise: bool = True, bf16: bool = False,
-             max_len: int | None = None, min_len: int | None = None) -> Generation:
+def generate(
+    policy: TTSPolicy,
+    prompts: Prompts,
+    cfg: SamplingConfig | None = None,
+    seeds: int | Sequence[int] = 0,
+    *,
+    return_noise: bool = True,
+    bf16: bool = False,
+    max_len: int | None = None,
+    min_len: int | None = None,
+) -> Generation:
     """Sample speech ids for a batch of prompts (see the module docstring).
 
     ``seeds``: one per row, or an int ``s`` meaning rows ``s, s+1, ...``. ``max_len``/``min_len``
@@ -188,7 +208,12 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n = prompts.content_lens.float()
     mins = (torch.full((b,), min_len) if min_len is not None else torch.floor(n * cfg.min_ratio)).long().tolist()
-    maxs = (torch.full((b,), max_len) if max_len is not None else torch.ceil(n * cfg.max_ratio)).long().clamp(min=1).tolist()
+    maxs = (
+        (torch.full((b,), max_len) if max_len is not None else torch.ceil(n * cfg.max_ratio))
+        .long()
+        .clamp(min=1)
+        .tolist()
+    )
     eos, s_vocab = policy.eos_id, policy.speech_vocab_size
     dev = policy.llm_embedding.weight.device
     dtype_ctx = _bf16(dev, bf16)
@@ -198,6 +223,7 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
         past = None
         if cfg.use_cache:
             from transformers import DynamicCache
+
             past = DynamicCache()
             hidden, past = policy.decode(emb, mask, past)
         else:
@@ -247,10 +273,10 @@ def generate(policy: TTSPolicy, prompts: Prompts, cfg: SamplingConfig | None = N
     t_max = int(lens.max()) if b else 0
     ids = torch.zeros(b, t_max, dtype=torch.long)
     for i, h in enumerate(history):
-        ids[i, :len(h)] = torch.tensor(h, dtype=torch.long)
+        ids[i, : len(h)] = torch.tensor(h, dtype=torch.long)
     noise = None
     if return_noise:
-        noise = torch.stack(noises, 1)[:, :t_max + 1] if noises else torch.zeros(b, 1, policy.n_out)
+        noise = torch.stack(noises, 1)[:, : t_max + 1] if noises else torch.zeros(b, 1, policy.n_out)
         if noise.shape[1] < t_max + 1:
             noise = torch.cat([noise, noise.new_zeros(b, t_max + 1 - noise.shape[1], noise.shape[2])], 1)
         # rows after a row's end: zeros (a finished row's later noise rows were never used)

@@ -56,13 +56,18 @@ def hf_token_ids(offset: int, speech_vocab: int) -> dict:
     """The special ids of the layout. Example: offset 151663, S 6561 -> eos (158224, 158225, 158226),
     sos 158227, task_id 158228, vocab 158336."""
     n = offset + speech_vocab + N_SPECIAL + 2
-    return {"speech0": offset, "eos": [offset + speech_vocab + j for j in range(N_SPECIAL)],
-            "sos": offset + speech_vocab + N_SPECIAL, "task_id": offset + speech_vocab + N_SPECIAL + 1,
-            "vocab": -(-n // PAD_MULTIPLE) * PAD_MULTIPLE}
+    return {
+        "speech0": offset,
+        "eos": [offset + speech_vocab + j for j in range(N_SPECIAL)],
+        "sos": offset + speech_vocab + N_SPECIAL,
+        "task_id": offset + speech_vocab + N_SPECIAL + 1,
+        "vocab": -(-n // PAD_MULTIPLE) * PAD_MULTIPLE,
+    }
 
 
-def save_hf_layout(policy: TTSPolicy, folder: str | os.PathLike, offset: int | None = None,
-                   dtype: torch.dtype | None = None) -> Path:
+def save_hf_layout(
+    policy: TTSPolicy, folder: str | os.PathLike, offset: int | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Write ``policy`` as a HF ``Qwen2ForCausalLM`` folder in the GRPO layout (see module docstring)."""
     from safetensors.torch import save_file
 
@@ -85,13 +90,13 @@ def save_hf_layout(policy: TTSPolicy, folder: str | os.PathLike, offset: int | N
     dt = dtype or emb.dtype
     big = torch.zeros(v, d, dtype=emb.dtype)
     big[:text_rows] = emb
-    overwritten = emb[offset:min(text_rows, offset + s + N_SPECIAL + 2)].clone()
-    big[offset:offset + s + N_SPECIAL] = policy.speech_embedding.weight.detach().cpu()
-    big[ids["sos"]:ids["sos"] + 2] = policy.llm_embedding.weight.detach().cpu()
+    overwritten = emb[offset : min(text_rows, offset + s + N_SPECIAL + 2)].clone()
+    big[offset : offset + s + N_SPECIAL] = policy.speech_embedding.weight.detach().cpu()
+    big[ids["sos"] : ids["sos"] + 2] = policy.llm_embedding.weight.detach().cpu()
     head_w = torch.zeros(v, d, dtype=emb.dtype)
     head_b = torch.full((v,), -float("inf"), dtype=emb.dtype)
-    head_w[offset:offset + s + N_SPECIAL] = policy.llm_decoder.weight.detach().cpu()
-    head_b[offset:offset + s + N_SPECIAL] = policy.llm_decoder.bias.detach().cpu()
+    head_w[offset : offset + s + N_SPECIAL] = policy.llm_decoder.weight.detach().cpu()
+    head_b[offset : offset + s + N_SPECIAL] = policy.llm_decoder.bias.detach().cpu()
     tensors = {f"model.{k}": t.detach().cpu() for k, t in qwen.state_dict().items() if k != "embed_tokens.weight"}
     tensors.update({"model.embed_tokens.weight": big, "lm_head.weight": head_w, "lm_head.bias": head_b})
     tensors = {k: t.to(dt).contiguous() for k, t in tensors.items()}
@@ -100,16 +105,29 @@ def save_hf_layout(policy: TTSPolicy, folder: str | os.PathLike, offset: int | N
     with atomic_path(folder / EXTRA) as tmp:
         save_file({"text_rows": overwritten.to(dt).contiguous()}, str(tmp))
     cfg = qwen2_config_dict(policy.qwen_config)
-    cfg.update({"vocab_size": v, "tie_word_embeddings": False, "eos_token_id": ids["eos"][0],
-                "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
-                "torch_dtype": str(dt).replace("torch.", ""),
-                "rrpo": {"speech_offset": offset, "speech_vocab_size": s, "text_vocab_size": text_rows,
-                         "tied_text_head": bool(policy.qwen_config.tie_word_embeddings),
-                         "info": {k: v_ for k, v_ in policy.info.items() if k != "cosyvoice2"}}})
+    cfg.update(
+        {
+            "vocab_size": v,
+            "tie_word_embeddings": False,
+            "eos_token_id": ids["eos"][0],
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "torch_dtype": str(dt).replace("torch.", ""),
+            "rrpo": {
+                "speech_offset": offset,
+                "speech_vocab_size": s,
+                "text_vocab_size": text_rows,
+                "tied_text_head": bool(policy.qwen_config.tie_word_embeddings),
+                "info": {k: v_ for k, v_ in policy.info.items() if k != "cosyvoice2"},
+            },
+        }
+    )
     cfg.pop("_attn_implementation_autoset", None)
     write_json(folder / "config.json", cfg)
-    write_json(folder / "generation_config.json", {"eos_token_id": ids["eos"], "temperature": 1.0, "top_p": 0.8,
-                                                   "top_k": 25, "do_sample": True})
+    write_json(
+        folder / "generation_config.json",
+        {"eos_token_id": ids["eos"], "temperature": 1.0, "top_p": 0.8, "top_k": 25, "do_sample": True},
+    )
     _save_tokenizer(policy, folder, offset, s)
     return folder
 
@@ -122,15 +140,18 @@ def _save_tokenizer(policy: TTSPolicy, folder: Path, offset: int, s: int) -> Non
         import copy
 
         t = copy.deepcopy(tok.tok)
-        added = t.add_tokens([f"<|s_{i}|>" for i in range(s)] + ["<|eos1|>", "<|eos2|>", "<|eos3|>",
-                                                                 "<|sos|>", "<|task_id|>"])
+        added = t.add_tokens(
+            [f"<|s_{i}|>" for i in range(s)] + ["<|eos1|>", "<|eos2|>", "<|eos3|>", "<|sos|>", "<|task_id|>"]
+        )
         if t.convert_tokens_to_ids("<|s_0|>") != offset:
             raise RrpoError(f"the tokenizer puts <|s_0|> at {t.convert_tokens_to_ids('<|s_0|>')}, not {offset}")
         del added
-        t.chat_template = ("{%- for message in messages %}{%- if message['role'] == 'user' %}"
-                           "{{- '<|sos|>' + message['content'] + '<|task_id|>' }}"
-                           "{%- elif message['role'] == 'assistant' %}{{- message['content']}}{%- endif %}"
-                           "{%- endfor %}")
+        t.chat_template = (
+            "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+            "{{- '<|sos|>' + message['content'] + '<|task_id|>' }}"
+            "{%- elif message['role'] == 'assistant' %}{{- message['content']}}{%- endif %}"
+            "{%- endfor %}"
+        )
         t.save_pretrained(str(folder))
     elif tok is not None:
         tok.save(folder)
@@ -150,8 +171,12 @@ def _offset_from_tokenizer(folder: Path) -> int | None:
     return None
 
 
-def load_hf_layout(folder: str | os.PathLike, speech_offset: int | None = None,
-                   speech_vocab_size: int = 6561, text_vocab_size: int | None = None) -> TTSPolicy:
+def load_hf_layout(
+    folder: str | os.PathLike,
+    speech_offset: int | None = None,
+    speech_vocab_size: int = 6561,
+    text_vocab_size: int | None = None,
+) -> TTSPolicy:
     """Read a GRPO-layout folder (written here, or by veRL/TRL from upstream's converter) into a
     :class:`TTSPolicy`. ``speech_offset``/``speech_vocab_size``/``text_vocab_size`` are needed only
     where the folder carries no ``rrpo`` block (defaults: ``<|s_0|>``'s id, 6561, and 151936 for
@@ -170,11 +195,13 @@ def load_hf_layout(folder: str | os.PathLike, speech_offset: int | None = None,
     if offset is None:
         offset = _offset_from_tokenizer(folder)
     if offset is None:
-        raise RrpoError("cannot find the speech offset (no rrpo block, no <|s_0|> in tokenizer.json); "
-                        "give speech_offset", folder)
+        raise RrpoError(
+            "cannot find the speech offset (no rrpo block, no <|s_0|> in tokenizer.json); give speech_offset", folder
+        )
     s = int(meta.get("speech_vocab_size", speech_vocab_size))
-    text_rows = int(meta.get("text_vocab_size") or text_vocab_size or
-                    (QWEN_TEXT_ROWS if offset == COSYVOICE2_OFFSET else offset))
+    text_rows = int(
+        meta.get("text_vocab_size") or text_vocab_size or (QWEN_TEXT_ROWS if offset == COSYVOICE2_OFFSET else offset)
+    )
     ids = hf_token_ids(offset, s)
     path = folder / "model.safetensors"
     if not path.exists():
@@ -187,15 +214,18 @@ def load_hf_layout(folder: str | os.PathLike, speech_offset: int | None = None,
     emb, head = tensors.pop("model.embed_tokens.weight"), tensors.pop("lm_head.weight")
     bias = tensors.pop("lm_head.bias", None)
     if emb.shape[0] < ids["task_id"] + 1 or head.shape[0] < offset + s + N_SPECIAL:
-        raise RrpoError(f"vocabulary of {emb.shape[0]} rows is too small for offset {offset} + {s} speech "
-                        f"tokens + 5 special ids", path)
+        raise RrpoError(
+            f"vocabulary of {emb.shape[0]} rows is too small for offset {offset} + {s} speech tokens + 5 special ids",
+            path,
+        )
     text = emb[:text_rows].clone()
     if (folder / EXTRA).exists():
         with safe_open(str(folder / EXTRA), framework="pt", device="cpu") as f:
             rows = f.get_tensor("text_rows")
-        text[offset:offset + rows.shape[0]] = rows
-    info = dict(meta.get("info") or {"emotions": [], "speakers": [], "languages": ["zh", "en"],
-                                     "text_frontend": "basic"})
+        text[offset : offset + rows.shape[0]] = rows
+    info = dict(
+        meta.get("info") or {"emotions": [], "speakers": [], "languages": ["zh", "en"], "text_frontend": "basic"}
+    )
     info["hf_speech_offset"] = int(offset)
     if info.get("tokenizer") == "char":
         tok = CharTokenizer.load(folder)
@@ -211,23 +241,30 @@ def load_hf_layout(folder: str | os.PathLike, speech_offset: int | None = None,
     qcfg = qwen2_config(cfg, folder / "config.json")
     with torch.device("meta"):
         probe = TTSPolicy(qcfg, s)
-    want = {k[len("llm.model."):]: v.shape for k, v in probe.state_dict().items()
-            if k.startswith("llm.model.model.") and k != "llm.model.model.embed_tokens.weight"}
+    want = {
+        k[len("llm.model.") :]: v.shape
+        for k, v in probe.state_dict().items()
+        if k.startswith("llm.model.model.") and k != "llm.model.model.embed_tokens.weight"
+    }
     missing = [k for k in want if k not in tensors]
     extra = [k for k in tensors if k not in want]
     if missing or extra:
-        raise RrpoError(f"model.safetensors does not fit a Qwen2 of this config ({len(missing)} missing, "
-                        f"{len(extra)} unexpected; first: {(missing or extra)[0]})", path)
+        raise RrpoError(
+            f"model.safetensors does not fit a Qwen2 of this config ({len(missing)} missing, "
+            f"{len(extra)} unexpected; first: {(missing or extra)[0]})",
+            path,
+        )
     policy = TTSPolicy(qcfg, s, tokenizer=tok, info=info)
     dt = emb.dtype
     policy.to(dt)
     sd = {f"llm.model.{k}": v for k, v in tensors.items()}
     sd["llm.model.model.embed_tokens.weight"] = text
-    sd["speech_embedding.weight"] = emb[offset:offset + s + N_SPECIAL]
-    sd["llm_embedding.weight"] = emb[ids["sos"]:ids["sos"] + 2]
-    sd["llm_decoder.weight"] = head[offset:offset + s + N_SPECIAL]
-    sd["llm_decoder.bias"] = (bias[offset:offset + s + N_SPECIAL] if bias is not None
-                              else torch.zeros(s + N_SPECIAL, dtype=head.dtype))
+    sd["speech_embedding.weight"] = emb[offset : offset + s + N_SPECIAL]
+    sd["llm_embedding.weight"] = emb[ids["sos"] : ids["sos"] + 2]
+    sd["llm_decoder.weight"] = head[offset : offset + s + N_SPECIAL]
+    sd["llm_decoder.bias"] = (
+        bias[offset : offset + s + N_SPECIAL] if bias is not None else torch.zeros(s + N_SPECIAL, dtype=head.dtype)
+    )
     if not qcfg.tie_word_embeddings:
         sd["llm.model.lm_head.weight"] = text.clone()
     bad = [k for k, v in sd.items() if tuple(v.shape) != tuple(policy.state_dict()[k].shape)]

@@ -36,6 +36,7 @@ QWEN_SUBDIR = "CosyVoice-BlankEN"
 
 # ---------------------------------------------------------------------------- rrpo folders
 
+
 def _qwen_config_from_dict(d: dict, where):
     from rrpo.policy.model import qwen2_config
 
@@ -48,11 +49,17 @@ def save_policy(policy: TTSPolicy, folder: str | os.PathLike, weights: bool = Tr
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "policy.json", {
-        "format": FORMAT, "version": VERSION, "qwen": qwen2_config_dict(policy.qwen_config),
-        "speech_vocab_size": policy.speech_vocab_size,
-        "n_speakers": 0 if policy.speaker_embedding is None else policy.speaker_embedding.num_embeddings,
-        "info": policy.info})
+    write_json(
+        folder / "policy.json",
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "qwen": qwen2_config_dict(policy.qwen_config),
+            "speech_vocab_size": policy.speech_vocab_size,
+            "n_speakers": 0 if policy.speaker_embedding is None else policy.speaker_embedding.num_embeddings,
+            "info": policy.info,
+        },
+    )
     if policy.tokenizer is not None:
         policy.tokenizer.save(folder)
     if weights:
@@ -61,15 +68,16 @@ def save_policy(policy: TTSPolicy, folder: str | os.PathLike, weights: bool = Tr
 
 
 def _build_from_folder(folder: Path) -> TTSPolicy:
-    from rrpo.policy.text import CharTokenizer, QwenTextTokenizer
     from rrpo.io import read_json
+    from rrpo.policy.text import CharTokenizer, QwenTextTokenizer
 
     meta = read_json(folder / "policy.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RrpoError("not an rrpo policy description (format field)", folder / "policy.json")
     if meta.get("version") != VERSION:
-        raise RrpoError(f"policy version {meta.get('version')} cannot be read (expects {VERSION})",
-                        folder / "policy.json")
+        raise RrpoError(
+            f"policy version {meta.get('version')} cannot be read (expects {VERSION})", folder / "policy.json"
+        )
     info = meta.get("info", {})
     if info.get("tokenizer") == "qwen":
         tok = QwenTextTokenizer(info["tokenizer_path"])
@@ -78,8 +86,9 @@ def _build_from_folder(folder: Path) -> TTSPolicy:
     else:
         tok = CharTokenizer.load(folder)
     cfg = _qwen_config_from_dict(meta["qwen"], folder / "policy.json")
-    return TTSPolicy(cfg, int(meta["speech_vocab_size"]), n_speakers=int(meta.get("n_speakers", 0)),
-                     tokenizer=tok, info=info)
+    return TTSPolicy(
+        cfg, int(meta["speech_vocab_size"]), n_speakers=int(meta.get("n_speakers", 0)), tokenizer=tok, info=info
+    )
 
 
 def load_policy(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> TTSPolicy:
@@ -98,9 +107,13 @@ def load_policy(path: str | os.PathLike, checkpoint: str | os.PathLike | None = 
         if checkpoint is not None:
             _load_checkpoint_into(policy, Path(checkpoint))
         return policy
-    if (path / "config.json").exists() and (path / "model.safetensors").exists() and \
-            not (path / "policy.json").exists():
+    if (
+        (path / "config.json").exists()
+        and (path / "model.safetensors").exists()
+        and not (path / "policy.json").exists()
+    ):
         from rrpo.policy.hf import load_hf_layout
+
         policy = load_hf_layout(path)
         if checkpoint is not None:
             _load_checkpoint_into(policy, Path(checkpoint))
@@ -145,8 +158,11 @@ def _load_checkpoint_into(policy: TTSPolicy, ck: Path) -> None:
         bad = [k for k in tensors if k not in own or tuple(tensors[k].shape) != tuple(own[k].shape)]
         if missing or bad:
             k = (missing or bad)[0]
-            raise RrpoError(f"checkpoint does not fit the policy ({len(missing)} missing, {len(bad)} unexpected or "
-                            f"misshaped; first: {k})", ck)
+            raise RrpoError(
+                f"checkpoint does not fit the policy ({len(missing)} missing, {len(bad)} unexpected or "
+                f"misshaped; first: {k})",
+                ck,
+            )
         policy.load_state_dict(tensors, strict=False)
     else:
         load_weights(policy, ck)
@@ -155,6 +171,7 @@ def _load_checkpoint_into(policy: TTSPolicy, ck: Path) -> None:
 
 # ---------------------------------------------------------------------------- CosyVoice2
 
+
 def _speech_token_size(state: dict, where) -> int:
     w = state.get("llm_decoder.weight")
     if not isinstance(w, torch.Tensor) or w.ndim != 2:
@@ -162,8 +179,9 @@ def _speech_token_size(state: dict, where) -> int:
     return int(w.shape[0]) - N_SPECIAL
 
 
-def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | None = None,
-                    text_tokenizer: bool | None = None) -> TTSPolicy:
+def load_cosyvoice2(
+    folder: str | os.PathLike, qwen_dir: str | os.PathLike | None = None, text_tokenizer: bool | None = None
+) -> TTSPolicy:
     """Load a CosyVoice2 directory: ``llm.pt`` into a :class:`TTSPolicy` built from
     ``CosyVoice-BlankEN/config.json``, by exact parameter names and shapes.
 
@@ -185,8 +203,9 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
     try:
         state = torch.load(llm_pt, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise RrpoError(f"cannot read llm.pt with weights_only=True ({' '.join(str(e).split())[:200]})",
-                        llm_pt) from None
+        raise RrpoError(
+            f"cannot read llm.pt with weights_only=True ({' '.join(str(e).split())[:200]})", llm_pt
+        ) from None
     if not isinstance(state, dict):
         raise RrpoError("llm.pt does not hold a state dict", llm_pt)
     qcfg = json.loads((qwen_dir / "config.json").read_text(encoding="utf-8"))
@@ -194,13 +213,24 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
     s = _speech_token_size(state, llm_pt)
     if text_tokenizer is None:
         text_tokenizer = any((qwen_dir / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json"))
-    info = {"tokenizer": "qwen" if text_tokenizer else "none", "tokenizer_path": str(qwen_dir.resolve()),
-            "emotions": [], "speakers": [], "languages": ["zh", "en"], "text_frontend": "basic",
-            "cosyvoice2": {"source": str(folder.resolve()), "keys": [k for k in state],
-                           "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in state.items()
-                                      if isinstance(v, torch.Tensor)},
-                           "extras": {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)
-                                      and isinstance(v, (int, float, str, bool))}}}
+    info = {
+        "tokenizer": "qwen" if text_tokenizer else "none",
+        "tokenizer_path": str(qwen_dir.resolve()),
+        "emotions": [],
+        "speakers": [],
+        "languages": ["zh", "en"],
+        "text_frontend": "basic",
+        "cosyvoice2": {
+            "source": str(folder.resolve()),
+            "keys": [k for k in state],
+            "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in state.items() if isinstance(v, torch.Tensor)},
+            "extras": {
+                k: v
+                for k, v in state.items()
+                if not isinstance(v, torch.Tensor) and isinstance(v, (int, float, str, bool))
+            },
+        },
+    }
     with torch.device("meta"):
         probe = TTSPolicy(cfg, s)
     expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
@@ -209,17 +239,24 @@ def load_cosyvoice2(folder: str | os.PathLike, qwen_dir: str | os.PathLike | Non
     optional = {"llm.model.lm_head.weight"} if tied else set()
     missing = [k for k in expected if k not in tensors and k not in optional]
     if missing:
-        raise RrpoError(f"checkpoint lacks {len(missing)} tensor(s) the model needs: {', '.join(missing[:3])}"
-                        + (" ..." if len(missing) > 3 else ""), llm_pt)
+        raise RrpoError(
+            f"checkpoint lacks {len(missing)} tensor(s) the model needs: {', '.join(missing[:3])}"
+            + (" ..." if len(missing) > 3 else ""),
+            llm_pt,
+        )
     unexpected = [k for k in tensors if k not in expected]
     if unexpected:
-        raise RrpoError(f"checkpoint holds {len(unexpected)} tensor(s) this model does not have: "
-                        f"{', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""), llm_pt)
+        raise RrpoError(
+            f"checkpoint holds {len(unexpected)} tensor(s) this model does not have: "
+            f"{', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""),
+            llm_pt,
+        )
     bad = [(k, tuple(tensors[k].shape), expected[k]) for k in tensors if tuple(tensors[k].shape) != expected[k]]
     if bad:
         k, got, want = bad[0]
-        raise RrpoError(f"tensor '{k}' has shape {list(got)}, the model expects {list(want)} "
-                        f"({len(bad)} misshaped in all)", llm_pt)
+        raise RrpoError(
+            f"tensor '{k}' has shape {list(got)}, the model expects {list(want)} ({len(bad)} misshaped in all)", llm_pt
+        )
     tok = QwenTextTokenizer(qwen_dir) if text_tokenizer else None
     policy = TTSPolicy(cfg, s, tokenizer=tok, info=info)
     sd = {k: v for k, v in tensors.items() if not (tied and k == "llm.model.lm_head.weight")}

@@ -22,8 +22,8 @@ and the speech right-padded. Masks are True = valid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -71,26 +71,40 @@ class Prompts:
     content_lens: torch.Tensor
     speaker_ids: torch.Tensor | None = None
 
-    def to(self, device) -> "Prompts":
-        return Prompts(self.text_ids.to(device), self.text_lens.to(device), self.content_lens.to(device),
-                       None if self.speaker_ids is None else self.speaker_ids.to(device))
+    def to(self, device) -> Prompts:
+        return Prompts(
+            self.text_ids.to(device),
+            self.text_lens.to(device),
+            self.content_lens.to(device),
+            None if self.speaker_ids is None else self.speaker_ids.to(device),
+        )
 
     def __len__(self) -> int:
         return int(self.text_ids.shape[0])
 
-    def select(self, rows: Sequence[int]) -> "Prompts":
+    def select(self, rows: Sequence[int]) -> Prompts:
         idx = torch.as_tensor(list(rows), dtype=torch.long)
         n = int(self.text_lens[idx].max()) if len(idx) else 0
-        return Prompts(self.text_ids[idx, :n], self.text_lens[idx], self.content_lens[idx],
-                       None if self.speaker_ids is None else self.speaker_ids[idx])
+        return Prompts(
+            self.text_ids[idx, :n],
+            self.text_lens[idx],
+            self.content_lens[idx],
+            None if self.speaker_ids is None else self.speaker_ids[idx],
+        )
 
 
 class TTSPolicy(nn.Module):
     """Qwen2 decoder + CosyVoice2 heads. ``info`` holds the non-weight description (emotions,
     speakers, languages, tokenizer kind, provenance) written to ``policy.json``."""
 
-    def __init__(self, qwen_config, speech_vocab_size: int, n_speakers: int = 0,
-                 tokenizer: TextTokenizer | None = None, info: dict | None = None):
+    def __init__(
+        self,
+        qwen_config,
+        speech_vocab_size: int,
+        n_speakers: int = 0,
+        tokenizer: TextTokenizer | None = None,
+        info: dict | None = None,
+    ):
         super().__init__()
         d = qwen_config.hidden_size
         self.speech_vocab_size = int(speech_vocab_size)
@@ -132,8 +146,13 @@ class TTSPolicy(nn.Module):
         return instruction_for(emotion, language, self.emotions or None)
 
     # ------------------------------------------------------------------ prompts
-    def encode_prompts(self, texts: Sequence[str], emotions: Sequence[str], languages: Sequence[str] | str,
-                       speakers: Sequence[str] | None = None) -> Prompts:
+    def encode_prompts(
+        self,
+        texts: Sequence[str],
+        emotions: Sequence[str],
+        languages: Sequence[str] | str,
+        speakers: Sequence[str] | None = None,
+    ) -> Prompts:
         """Tokenise ``instruction(emotion) <|endofprompt|> normalize(text)`` per row (errors are one
         line); the text goes through the policy's text frontend (:attr:`text_frontend`), so SFT,
         optimisation and generation see the same normalised text."""
@@ -154,7 +173,7 @@ class TTSPolicy(nn.Module):
         lens = torch.tensor([len(r) for r in rows], dtype=torch.long)
         ids = torch.zeros(len(rows), int(lens.max()), dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
+            ids[i, : len(r)] = torch.tensor(r)
         spk = None
         if self.speaker_embedding is not None:
             if speakers is None:
@@ -177,7 +196,7 @@ class TTSPolicy(nn.Module):
             parts = [sos]
             if self.speaker_embedding is not None:
                 parts.append(self.speaker_embedding.weight[prompts.speaker_ids[i], None])
-            parts += [text[i, :int(prompts.text_lens[i])], task]
+            parts += [text[i, : int(prompts.text_lens[i])], task]
             rows.append(torch.cat(parts))  # (P_i, D)
         p = max(len(r) for r in rows)
         emb = torch.stack([torch.cat([r.new_zeros(p - len(r), r.shape[1]), r]) for r in rows])  # (B, P, D)
@@ -202,18 +221,23 @@ class TTSPolicy(nn.Module):
         semb = self.speech_embedding(speech.clamp(0, self.n_out - 1) * smask)  # (B, T, D)
         hidden = self.decode(torch.cat([emb, semb.to(emb.dtype)], 1), torch.cat([pmask, smask], 1))
         p = emb.shape[1]
-        return self.llm_decoder(hidden[:, p - 1:p + t])  # (B, T+1, V_out)
+        return self.llm_decoder(hidden[:, p - 1 : p + t])  # (B, T+1, V_out)
 
     def decode(self, embeds: torch.Tensor, mask: torch.Tensor, past=None, position_ids=None):
         """Run the Qwen2 layers on ``embeds`` (B, N, D) with ``mask`` (B, N_past + N); return hidden
         states (B, N, D), and with ``past`` (a transformers Cache) also the updated cache."""
         if position_ids is None:
-            position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
+            position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1] :]
         attn = None if bool(mask.all()) else mask.long()  # no padding: plain causal attention, less overhead
         qwen = self.llm.model.model
         name = _cache_arg(type(qwen))
-        out = qwen(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
-                   use_cache=past is not None, **{name: past})
+        out = qwen(
+            inputs_embeds=embeds,
+            attention_mask=attn,
+            position_ids=position_ids,
+            use_cache=past is not None,
+            **{name: past},
+        )
         if past is not None:
             return out.last_hidden_state, getattr(out, name)
         return out.last_hidden_state
@@ -258,11 +282,15 @@ def declared_rope(d: dict, where=None) -> tuple[float | None, str | None]:
     params = d.get("rope_parameters") or {}
     nested = params.get("rope_theta") if isinstance(params, dict) else None
     if top is not None and nested is not None and float(top) != float(nested):
-        raise RrpoError(f"config declares two RoPE bases (rope_theta {top}, rope_parameters.rope_theta {nested})",
-                        where)
+        raise RrpoError(
+            f"config declares two RoPE bases (rope_theta {top}, rope_parameters.rope_theta {nested})", where
+        )
     base = nested if nested is not None else top
-    rtype = params.get("rope_type", "default") if isinstance(params, dict) and params else \
-        ((d.get("rope_scaling") or {}).get("rope_type", (d.get("rope_scaling") or {}).get("type", "default")))
+    rtype = (
+        params.get("rope_type", "default")
+        if isinstance(params, dict) and params
+        else ((d.get("rope_scaling") or {}).get("rope_type", (d.get("rope_scaling") or {}).get("type", "default")))
+    )
     return (None if base is None else float(base)), rtype
 
 
@@ -287,8 +315,11 @@ def qwen2_config(d: dict, where=None):
     except (TypeError, ValueError) as e:
         raise RrpoError(f"invalid Qwen2 config ({e})", where) from None
     if base is not None and rope_base(cfg) != base:
-        raise RrpoError(f"this transformers reads RoPE base {rope_base(cfg):g}, the config says {base:g}; "
-                        "refusing a silently different model", where)
+        raise RrpoError(
+            f"this transformers reads RoPE base {rope_base(cfg):g}, the config says {base:g}; "
+            "refusing a silently different model",
+            where,
+        )
     cfg._attn_implementation = "sdpa"
     return cfg
 
@@ -305,22 +336,48 @@ def qwen2_config_dict(cfg) -> dict:
     return d
 
 
-def build_qwen_config(hidden_size: int, layers: int, heads: int, kv_heads: int, intermediate_size: int,
-                      text_vocab_size: int, max_positions: int = 4096, rope_theta: float = 10000.0):
+def build_qwen_config(
+    hidden_size: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    intermediate_size: int,
+    text_vocab_size: int,
+    max_positions: int = 4096,
+    rope_theta: float = 10000.0,
+):
     """A small Qwen2 config (tied text embedding; sdpa attention)."""
-    return qwen2_config(dict(vocab_size=text_vocab_size, hidden_size=hidden_size,
-                             intermediate_size=intermediate_size, num_hidden_layers=layers,
-                             num_attention_heads=heads, num_key_value_heads=kv_heads,
-                             max_position_embeddings=max_positions, tie_word_embeddings=True,
-                             rope_theta=rope_theta))
+    return qwen2_config(
+        dict(
+            vocab_size=text_vocab_size,
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=True,
+            rope_theta=rope_theta,
+        )
+    )
 
 
-def tiny_policy(tokenizer: CharTokenizer, speech_vocab_size: int, *, hidden_size: int = 256, layers: int = 4,
-                heads: int = 4, kv_heads: int = 2, intermediate_size: int = 768, speakers: Sequence[str] = (),
-                emotions: Sequence[str] = (), languages: Sequence[str] = (), seed: int = 0) -> TTSPolicy:
+def tiny_policy(
+    tokenizer: CharTokenizer,
+    speech_vocab_size: int,
+    *,
+    hidden_size: int = 256,
+    layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int = 768,
+    speakers: Sequence[str] = (),
+    emotions: Sequence[str] = (),
+    languages: Sequence[str] = (),
+    seed: int = 0,
+) -> TTSPolicy:
     """A freshly initialised policy over a character tokenizer."""
     cfg = build_qwen_config(hidden_size, layers, heads, kv_heads, intermediate_size, tokenizer.vocab_size)
     torch.manual_seed(seed)
-    info = {"tokenizer": "char", "emotions": list(emotions), "speakers": list(speakers),
-            "languages": list(languages)}
+    info = {"tokenizer": "char", "emotions": list(emotions), "speakers": list(speakers), "languages": list(languages)}
     return TTSPolicy(cfg, speech_vocab_size, n_speakers=len(speakers), tokenizer=tokenizer, info=info)

@@ -15,7 +15,10 @@ class SamplingConfig:
     temperature: float = option(1.0, "divide logits by this before filtering")
     ras_window: int = option(10, "repetition-aware sampling window (CosyVoice2: 10; 0 = off)")
     ras_tau: float = option(0.1, "re-draw from the full distribution when the drawn id fills this share of the window")
-    ras: Literal["release", "current"] = option("current", "which upstream CosyVoice2 sampler: current (ace7c47: eos masked before the nucleus filter, the repeated id banned in the re-draw, stop on eos or either special row) or release (77d8cf13: eos re-drawn, the repeated id allowed in the re-draw, specials never drawn)")
+    ras: Literal["release", "current"] = option(
+        "current",
+        "which upstream CosyVoice2 sampler: current (ace7c47: eos masked before the nucleus filter, the repeated id banned in the re-draw, stop on eos or either special row) or release (77d8cf13: eos re-drawn, the repeated id allowed in the re-draw, specials never drawn)",
+    )
     min_ratio: float = option(2.0, "minimum speech tokens per text token")
     max_ratio: float = option(20.0, "maximum speech tokens per text token")
     use_cache: bool = option(True, "reuse attention keys/values across steps (KV cache)")

@@ -31,16 +31,27 @@ class SFTData:
     manifests: list[str] = option([], "several manifests trained on together (instead of manifest; ids must differ)")
     tokens: list[str] = option([], "their token shards, one folder per manifest, all from one codec")
     emotions: list[str] = option([], "emotions to train on (empty = every emotion in the manifest)")
-    heldout_by: Literal["text", "speaker", "split"] = option("text", "what the held-out part shares: sentences, speakers or a manifest split")
-    heldout: list[str] = option([], "held-out values (texts, speakers or split names); empty with heldout_by=text = a fraction of the sentences")
-    heldout_fraction: float = option(0.1, "share of distinct sentences held out when heldout is empty (chosen by hash, reproducible)")
+    heldout_by: Literal["text", "speaker", "split"] = option(
+        "text", "what the held-out part shares: sentences, speakers or a manifest split"
+    )
+    heldout: list[str] = option(
+        [], "held-out values (texts, speakers or split names); empty with heldout_by=text = a fraction of the sentences"
+    )
+    heldout_fraction: float = option(
+        0.1, "share of distinct sentences held out when heldout is empty (chosen by hash, reproducible)"
+    )
     max_speech_tokens: int = option(0, "drop utterances with more speech tokens than this (0 = keep all)")
-    bucket: int = option(0, "length bucketing: sort groups of bucket x batch_size utterances by length before batching (0 = off)")
+    bucket: int = option(
+        0, "length bucketing: sort groups of bucket x batch_size utterances by length before batching (0 = off)"
+    )
 
     def __post_init__(self):
         check(not (self.manifest and self.manifests), "data.manifests", "give manifest or manifests, not both")
-        check(len(self.tokens) == len(self.manifests), "data.tokens",
-              f"needs one shard folder per manifest ({len(self.manifests)} manifests, {len(self.tokens)} folders)")
+        check(
+            len(self.tokens) == len(self.manifests),
+            "data.tokens",
+            f"needs one shard folder per manifest ({len(self.manifests)} manifests, {len(self.tokens)} folders)",
+        )
         check(not (self.shards and self.tokens), "data.tokens", "give shards or tokens, not both")
         check(self.bucket >= 0, "data.bucket", "must be >= 0")
         check(0 <= self.heldout_fraction < 1, "data.heldout_fraction", "must be in [0, 1)")
@@ -49,14 +60,19 @@ class SFTData:
 
 @dataclass
 class SFTModel:
-    init: str = option("", "start from this policy (policy folder, SFT run or CosyVoice2 directory); empty = a fresh tiny policy")
+    init: str = option(
+        "", "start from this policy (policy folder, SFT run or CosyVoice2 directory); empty = a fresh tiny policy"
+    )
     hidden_size: int = option(256, "tiny policy: hidden size")
     layers: int = option(4, "tiny policy: decoder layers")
     heads: int = option(4, "tiny policy: attention heads")
     kv_heads: int = option(2, "tiny policy: key/value heads")
     intermediate_size: int = option(768, "tiny policy: MLP width")
     speakers: bool = option(True, "tiny policy: condition on the speaker (a learned speaker row after sos)")
-    text_frontend: Literal["basic", "none"] = option("basic", "tiny policy: text normalisation before tokenising (basic: numbers and symbols spelled out for zh/en; none: text as is). A policy loaded with init keeps its own")
+    text_frontend: Literal["basic", "none"] = option(
+        "basic",
+        "tiny policy: text normalisation before tokenising (basic: numbers and symbols spelled out for zh/en; none: text as is). A policy loaded with init keeps its own",
+    )
 
     def __post_init__(self):
         for k in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size"):
@@ -89,7 +105,13 @@ class BucketedBatches:
     def __init__(self, lengths: list[int], batch_size: int, bucket: int, collate, seed: int = 0):
         if not lengths:
             raise RrpoError("no training examples")
-        self.lengths, self.b, self.bucket, self.collate, self.seed = lengths, min(batch_size, len(lengths)), bucket, collate, seed
+        self.lengths, self.b, self.bucket, self.collate, self.seed = (
+            lengths,
+            min(batch_size, len(lengths)),
+            bucket,
+            collate,
+            seed,
+        )
         self._epoch, self._batches = -1, []
         self.per_epoch = len(self._make(0))
 
@@ -99,8 +121,8 @@ class BucketedBatches:
         size = self.b * self.bucket
         batches = []
         for a in range(0, len(perm), size):
-            group = sorted(perm[a:a + size], key=lambda i: self.lengths[i])
-            cut = [group[i:i + self.b] for i in range(0, len(group), self.b)]
+            group = sorted(perm[a : a + size], key=lambda i: self.lengths[i])
+            cut = [group[i : i + self.b] for i in range(0, len(group), self.b)]
             if len(cut) > 1 and len(cut[-1]) < self.b:
                 cut = cut[:-1]
             batches += cut
@@ -135,8 +157,11 @@ def split_heldout(man, cfg: SFTData) -> tuple[list, list]:
     """(train records, held-out records) of a manifest according to ``cfg``."""
     if cfg.heldout_by == "text":
         texts = sorted({u.text for u in man})
-        chosen = set(cfg.heldout) if cfg.heldout else set(
-            sorted(texts, key=_hash)[:int(round(cfg.heldout_fraction * len(texts)))])
+        chosen = (
+            set(cfg.heldout)
+            if cfg.heldout
+            else set(sorted(texts, key=_hash)[: int(round(cfg.heldout_fraction * len(texts)))])
+        )
         key = lambda u: u.text  # noqa: E731
     elif cfg.heldout_by == "speaker":
         chosen, key = set(cfg.heldout), (lambda u: u.speaker)
@@ -154,22 +179,29 @@ def load_examples(cfg: SFTData):
 
     pairs = list(zip(cfg.manifests, cfg.tokens)) or [(cfg.manifest, cfg.shards)]
     if not all(m and t for m, t in pairs):
-        raise RrpoError("set data.manifest and data.shards (a manifest and its token shards), or data.manifests "
-                        "and data.tokens")
+        raise RrpoError(
+            "set data.manifest and data.shards (a manifest and its token shards), or data.manifests and data.tokens"
+        )
     man, source, shards = [], {}, None
     for mpath, spath in pairs:
         part = read_manifest(mpath)
         sh = TokenShards(spath)
         if shards is not None and sh.vocab_size != shards.vocab_size:
-            raise RrpoError(f"these shards hold {sh.vocab_size} speech tokens, the first {shards.vocab_size}: "
-                            "tokenize every manifest with one codec", spath)
+            raise RrpoError(
+                f"these shards hold {sh.vocab_size} speech tokens, the first {shards.vocab_size}: "
+                "tokenize every manifest with one codec",
+                spath,
+            )
         shards = shards or sh
         if cfg.emotions:
             part = [u for u in part if u.emotion in set(cfg.emotions)]
         missing = sh.missing([u.id for u in part])
         if missing:
-            raise RrpoError(f"{len(missing)} utterance(s) of the manifest are not in the shards (first: "
-                            f"{missing[0]}); run `rrpo tokenize` on this manifest", spath)
+            raise RrpoError(
+                f"{len(missing)} utterance(s) of the manifest are not in the shards (first: "
+                f"{missing[0]}); run `rrpo tokenize` on this manifest",
+                spath,
+            )
         for u in part:
             if u.id in source:
                 raise RrpoError(f"utterance id '{u.id}' is also in an earlier manifest (ids must differ)", mpath)
@@ -192,13 +224,16 @@ def load_examples(cfg: SFTData):
 
 def collate(policy, examples: list[Example]) -> dict:
     """Batch of examples -> {"prompts": Prompts, "speech": (B, T) int64, "speech_lens": (B,)}."""
-    prompts = policy.encode_prompts([e.text for e in examples], [e.emotion for e in examples],
-                                    [e.language for e in examples],
-                                    [e.speaker for e in examples] if policy.speaker_embedding is not None else None)
+    prompts = policy.encode_prompts(
+        [e.text for e in examples],
+        [e.emotion for e in examples],
+        [e.language for e in examples],
+        [e.speaker for e in examples] if policy.speaker_embedding is not None else None,
+    )
     lens = torch.tensor([len(e.tokens) for e in examples], dtype=torch.long)
     speech = torch.zeros(len(examples), int(lens.max()), dtype=torch.long)
     for i, e in enumerate(examples):
-        speech[i, :len(e.tokens)] = e.tokens
+        speech[i, : len(e.tokens)] = e.tokens
     return {"prompts": prompts, "speech": speech, "speech_lens": lens}
 
 
@@ -215,17 +250,18 @@ def token_loss(policy, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def build_policy(cfg: SFTConfig, texts: list[str], train: list[Example], vocab_size: int, emotions: list[str]):
+    from rrpo.policy.frontend import normalize
     from rrpo.policy.io import load_policy
     from rrpo.policy.model import tiny_policy
-    from rrpo.policy.frontend import normalize
-    from rrpo.policy.text import CharTokenizer, INSTRUCTIONS, ENDOFPROMPT
+    from rrpo.policy.text import ENDOFPROMPT, INSTRUCTIONS, CharTokenizer
 
     languages = sorted({e.language for e in train})
     if cfg.model.init:
         policy = load_policy(cfg.model.init)
         if policy.speech_vocab_size != vocab_size:
-            raise RrpoError(f"the policy speaks {policy.speech_vocab_size} speech tokens, the shards "
-                            f"{vocab_size}", cfg.model.init)
+            raise RrpoError(
+                f"the policy speaks {policy.speech_vocab_size} speech tokens, the shards {vocab_size}", cfg.model.init
+            )
         policy.info["emotions"] = sorted(set(policy.emotions) | set(emotions)) if policy.emotions else list(emotions)
         return policy
     instr = [INSTRUCTIONS[lang][e] + ENDOFPROMPT for lang in languages if lang in INSTRUCTIONS for e in emotions]
@@ -234,9 +270,19 @@ def build_policy(cfg: SFTConfig, texts: list[str], train: list[Example], vocab_s
     tok = CharTokenizer.build(spoken + instr)
     speakers = sorted({e.speaker for e in train}) if cfg.model.speakers else []
     m = cfg.model
-    policy = tiny_policy(tok, vocab_size, hidden_size=m.hidden_size, layers=m.layers, heads=m.heads,
-                         kv_heads=m.kv_heads, intermediate_size=m.intermediate_size, speakers=speakers,
-                         emotions=emotions, languages=languages, seed=cfg.train.seed)
+    policy = tiny_policy(
+        tok,
+        vocab_size,
+        hidden_size=m.hidden_size,
+        layers=m.layers,
+        heads=m.heads,
+        kv_heads=m.kv_heads,
+        intermediate_size=m.intermediate_size,
+        speakers=speakers,
+        emotions=emotions,
+        languages=languages,
+        seed=cfg.train.seed,
+    )
     policy.info["text_frontend"] = m.text_frontend
     return policy
 
@@ -248,8 +294,10 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
     from rrpo.train.loop import EpochBatches, autocast, resolve_device, train
 
     if cfg.model.speakers and not cfg.model.init and cfg.data.heldout_by == "speaker":
-        raise RrpoError("config: a speaker-conditioned policy cannot be scored on held-out speakers; "
-                        "set model.speakers=false or data.heldout_by=text")
+        raise RrpoError(
+            "config: a speaker-conditioned policy cannot be scored on held-out speakers; "
+            "set model.speakers=false or data.heldout_by=text"
+        )
     train_ex, held_ex, texts, shards, emotions = load_examples(cfg.data)
     policy = build_policy(cfg, texts, train_ex, shards.vocab_size, emotions)
     run = RunDir.create(cfg.out, cfg, argv)
@@ -259,8 +307,13 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
 
     make = lambda idx: collate(policy, [train_ex[i] for i in idx])  # noqa: E731
     if cfg.data.bucket:
-        batches = BucketedBatches([len(e.tokens) + len(e.text) for e in train_ex], cfg.train.batch_size,
-                                  cfg.data.bucket, make, seed=cfg.train.seed)
+        batches = BucketedBatches(
+            [len(e.tokens) + len(e.text) for e in train_ex],
+            cfg.train.batch_size,
+            cfg.data.bucket,
+            make,
+            seed=cfg.train.seed,
+        )
     else:
         batches = EpochBatches(len(train_ex), cfg.train.batch_size, make, seed=cfg.train.seed)
     device = resolve_device(cfg.train.device)
@@ -274,7 +327,7 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
             return {}
         tot_loss, tot_ok, tot_n = 0.0, 0, 0
         for a in range(0, len(held_ex), cfg.eval_batch_size):
-            batch = collate(policy, held_ex[a:a + cfg.eval_batch_size])
+            batch = collate(policy, held_ex[a : a + cfg.eval_batch_size])
             with autocast(device, cfg.train.bf16):
                 loss, ok, n = token_loss(policy, batch)
             tot_loss += loss.item() * int(n)
@@ -282,12 +335,28 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
             tot_n += int(n)
         return {"policy/eval_loss": tot_loss / tot_n, "policy/eval_acc": tot_ok / tot_n}
 
-    meta = {"policy": {"speech_vocab_size": policy.speech_vocab_size, "emotions": emotions,
-                       "n_train": len(train_ex), "n_heldout": len(held_ex)},
-            "data": {"manifest": cfg.data.manifest, "shards": cfg.data.shards,
-                     "manifests": list(cfg.data.manifests), "tokens": list(cfg.data.tokens),
-                     "manifest_sha256": shards.meta.get("manifest_sha256")}}
+    meta = {
+        "policy": {
+            "speech_vocab_size": policy.speech_vocab_size,
+            "emotions": emotions,
+            "n_train": len(train_ex),
+            "n_heldout": len(held_ex),
+        },
+        "data": {
+            "manifest": cfg.data.manifest,
+            "shards": cfg.data.shards,
+            "manifests": list(cfg.data.manifests),
+            "tokens": list(cfg.data.tokens),
+            "manifest_sha256": shards.meta.get("manifest_sha256"),
+        },
+    }
     last = train(policy, objective, batches, cfg.train, run, evaluate=evaluate, meta=meta)
     save_policy(policy, run.path / "policy")
-    return {**last, "params": n_params, "n_train": len(train_ex), "n_heldout": len(held_ex), "run": str(run.path),
-            "config": to_dict(cfg)}
+    return {
+        **last,
+        "params": n_params,
+        "n_train": len(train_ex),
+        "n_heldout": len(held_ex),
+        "run": str(run.path),
+        "config": to_dict(cfg),
+    }

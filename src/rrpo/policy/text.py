@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from rrpo.errors import RrpoError
 from rrpo.io import write_json
@@ -25,22 +26,60 @@ ENDOFPROMPT = "<|endofprompt|>"
 
 #: emotion -> instruction text, per language (CosyVoice2 instruct style).
 INSTRUCTIONS: dict[str, dict[str, str]] = {
-    "zh": {"neutral": "请用平静的语气说。", "happy": "请用开心的语气说。", "angry": "请用生气的语气说。",
-           "sad": "请用伤心的语气说。", "surprise": "请用惊讶的语气说。", "fear": "请用害怕的语气说。",
-           "disgust": "请用厌恶的语气说。", "calm": "请用平和的语气说。"},
-    "en": {"neutral": "Speak in a neutral tone.", "happy": "Speak happily.", "angry": "Speak angrily.",
-           "sad": "Speak sadly.", "surprise": "Speak with surprise.", "fear": "Speak fearfully.",
-           "disgust": "Speak with disgust.", "calm": "Speak calmly."},
-    "pl": {"neutral": "Mów neutralnym tonem.", "happy": "Mów radośnie.", "angry": "Mów ze złością.",
-           "sad": "Mów smutno.", "surprise": "Mów ze zdziwieniem.", "fear": "Mów ze strachem.",
-           "disgust": "Mów z obrzydzeniem.", "calm": "Mów spokojnie."},
+    "zh": {
+        "neutral": "请用平静的语气说。",
+        "happy": "请用开心的语气说。",
+        "angry": "请用生气的语气说。",
+        "sad": "请用伤心的语气说。",
+        "surprise": "请用惊讶的语气说。",
+        "fear": "请用害怕的语气说。",
+        "disgust": "请用厌恶的语气说。",
+        "calm": "请用平和的语气说。",
+    },
+    "en": {
+        "neutral": "Speak in a neutral tone.",
+        "happy": "Speak happily.",
+        "angry": "Speak angrily.",
+        "sad": "Speak sadly.",
+        "surprise": "Speak with surprise.",
+        "fear": "Speak fearfully.",
+        "disgust": "Speak with disgust.",
+        "calm": "Speak calmly.",
+    },
+    "pl": {
+        "neutral": "Mów neutralnym tonem.",
+        "happy": "Mów radośnie.",
+        "angry": "Mów ze złością.",
+        "sad": "Mów smutno.",
+        "surprise": "Mów ze zdziwieniem.",
+        "fear": "Mów ze strachem.",
+        "disgust": "Mów z obrzydzeniem.",
+        "calm": "Mów spokojnie.",
+    },
 }
 
 #: The special tokens CosyVoice2's QwenTokenizer adds, in its order (their ids depend on it).
-COSYVOICE2_SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", ENDOFPROMPT, "[breath]", "<strong>", "</strong>",
-                             "[noise]", "[laughter]", "[cough]", "[clucking]", "[accent]", "[quick_breath]",
-                             "<laughter>", "</laughter>", "[hissing]", "[sigh]", "[vocalized-noise]",
-                             "[lipsmack]", "[mn]"]
+COSYVOICE2_SPECIAL_TOKENS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    ENDOFPROMPT,
+    "[breath]",
+    "<strong>",
+    "</strong>",
+    "[noise]",
+    "[laughter]",
+    "[cough]",
+    "[clucking]",
+    "[accent]",
+    "[quick_breath]",
+    "<laughter>",
+    "</laughter>",
+    "[hissing]",
+    "[sigh]",
+    "[vocalized-noise]",
+    "[lipsmack]",
+    "[mn]",
+]
 
 
 def instruction_for(emotion: str, language: str, emotions: Iterable[str] | None = None) -> str:
@@ -65,8 +104,7 @@ class TextTokenizer(Protocol):
         """Ids of ``text`` (may contain ``<|endofprompt|>``); RrpoError on unknown characters."""
         ...
 
-    def save(self, folder: str | os.PathLike) -> None:
-        ...
+    def save(self, folder: str | os.PathLike) -> None: ...
 
 
 class CharTokenizer:
@@ -86,7 +124,7 @@ class CharTokenizer:
         self.vocab_size = len(self.itos)
 
     @classmethod
-    def build(cls, texts: Iterable[str]) -> "CharTokenizer":
+    def build(cls, texts: Iterable[str]) -> CharTokenizer:
         chars: set[str] = set()
         for t in texts:
             chars.update(t.replace(ENDOFPROMPT, ""))
@@ -108,15 +146,16 @@ class CharTokenizer:
                     ids.append(i)
         if unknown:
             shown = "".join(unknown[:20])
-            raise RrpoError(f"text has {len(unknown)} character(s) outside the policy's vocabulary: {shown!r} "
-                            f"(in {text!r})")
+            raise RrpoError(
+                f"text has {len(unknown)} character(s) outside the policy's vocabulary: {shown!r} (in {text!r})"
+            )
         return ids
 
     def save(self, folder: str | os.PathLike) -> None:
         write_json(Path(folder) / self.FILE, {"kind": "char", "itos": self.itos})
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "CharTokenizer":
+    def load(cls, folder: str | os.PathLike) -> CharTokenizer:
         path = Path(folder) / cls.FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -143,8 +182,13 @@ class QwenTextTokenizer:
             self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError) as e:
             raise RrpoError(f"cannot read the Qwen tokenizer ({' '.join(str(e).split())[:200]})", path) from None
-        self.tok.add_special_tokens({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                                     "additional_special_tokens": COSYVOICE2_SPECIAL_TOKENS})
+        self.tok.add_special_tokens(
+            {
+                "eos_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+                "additional_special_tokens": COSYVOICE2_SPECIAL_TOKENS,
+            }
+        )
         self.path = Path(path)
         self.vocab_size = len(self.tok)
 

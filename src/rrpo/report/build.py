@@ -10,34 +10,64 @@ training curves and the proxy-vs-judge curves against √KL.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rrpo.errors import RrpoError
 from rrpo.io import read_json
 from rrpo.report.html import AudioExample, Curve, ReportInput, build_report
 from rrpo.runs import OptimizeRunInfo
 
-COLUMNS = ["system", "algo", "judge acc", "judge p(target)", "proxy p(target)", "hacking gap", "√KL",
-           "clicks/s", "bursts/s", "clipping/s", "silence/s", "repetition/s", "MCD dB", "F0 err cents",
-           "Fréchet eGeMAPS", "WER", "flagged steps"]
+COLUMNS = [
+    "system",
+    "algo",
+    "judge acc",
+    "judge p(target)",
+    "proxy p(target)",
+    "hacking gap",
+    "√KL",
+    "clicks/s",
+    "bursts/s",
+    "clipping/s",
+    "silence/s",
+    "repetition/s",
+    "MCD dB",
+    "F0 err cents",
+    "Fréchet eGeMAPS",
+    "WER",
+    "flagged steps",
+]
 
 
 def _row(name: str, algo: str, p: dict, flagged: Sequence[int]) -> dict:
     art = p.get("artifacts", {})
     dist = p.get("distances", {})
-    return {"system": name, "algo": algo, "judge acc": p["judge"]["accuracy"],
-            "judge p(target)": p["judge"]["target_prob"], "proxy p(target)": p.get("proxy_prob", math.nan),
-            "hacking gap": p.get("hacking_gap", math.nan), "√KL": p.get("sqrt_kl", math.nan),
-            **{f"{k}/s": art.get(k, {}).get("events_per_s", math.nan)
-               for k in ("clicks", "bursts", "clipping", "silence", "repetition")},
-            "MCD dB": dist.get("mcd_db", math.nan), "F0 err cents": dist.get("f0_rmse_cents", math.nan),
-            "Fréchet eGeMAPS": dist.get("frechet_egemaps", math.nan), "WER": p.get("wer", {}).get("wer", math.nan),
-            "flagged steps": ",".join(map(str, flagged)) or "–"}
+    return {
+        "system": name,
+        "algo": algo,
+        "judge acc": p["judge"]["accuracy"],
+        "judge p(target)": p["judge"]["target_prob"],
+        "proxy p(target)": p.get("proxy_prob", math.nan),
+        "hacking gap": p.get("hacking_gap", math.nan),
+        "√KL": p.get("sqrt_kl", math.nan),
+        **{
+            f"{k}/s": art.get(k, {}).get("events_per_s", math.nan)
+            for k in ("clicks", "bursts", "clipping", "silence", "repetition")
+        },
+        "MCD dB": dist.get("mcd_db", math.nan),
+        "F0 err cents": dist.get("f0_rmse_cents", math.nan),
+        "Fréchet eGeMAPS": dist.get("frechet_egemaps", math.nan),
+        "WER": p.get("wer", {}).get("wer", math.nan),
+        "flagged steps": ",".join(map(str, flagged)) or "–",
+    }
 
 
-def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequence[str] | None = None,
-                     title: str = "rrpo: emotion optimisation audit") -> Path:
+def build_comparison(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    names: Sequence[str] | None = None,
+    title: str = "rrpo: emotion optimisation audit",
+) -> Path:
     from rrpo.audit.overopt import plot_proxy_vs_judge
     from rrpo.data.manifest import read_manifest
     from rrpo.runs import RunDir
@@ -92,15 +122,33 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, names: Sequenc
             series[name] = ([x["step"] for x in m], [x["policy/reward"] for x in m])
     if series:
         curves.append(Curve("training reward (proxy log-prob)", "step", "reward", series))
-    curves.append(Curve("judge p(target) vs √KL", "√KL", "judge p(target)",
-                        {n: ([p["sqrt_kl"] for p in a["points"]], [p["judge"]["target_prob"] for p in a["points"]])
-                         for n, a in zip(names, audits)}))
-    curves.append(Curve("proxy p(target) vs √KL", "√KL", "proxy p(target)",
-                        {n: ([p["sqrt_kl"] for p in a["points"]], [p["proxy_prob"] for p in a["points"]])
-                         for n, a in zip(names, audits)}))
-    notes = ["Proxy: the run's own reward model. Judge: an independent eGeMAPS classifier on the decoded audio, "
-             "never seen by the policy. A hacking flag marks a checkpoint where the proxy rose while the judge fell.",
-             "Artifact rates are events per second of audio; real recordings are not at zero (see docs/audit.md)."]
+    curves.append(
+        Curve(
+            "judge p(target) vs √KL",
+            "√KL",
+            "judge p(target)",
+            {
+                n: ([p["sqrt_kl"] for p in a["points"]], [p["judge"]["target_prob"] for p in a["points"]])
+                for n, a in zip(names, audits)
+            },
+        )
+    )
+    curves.append(
+        Curve(
+            "proxy p(target) vs √KL",
+            "√KL",
+            "proxy p(target)",
+            {
+                n: ([p["sqrt_kl"] for p in a["points"]], [p["proxy_prob"] for p in a["points"]])
+                for n, a in zip(names, audits)
+            },
+        )
+    )
+    notes = [
+        "Proxy: the run's own reward model. Judge: an independent eGeMAPS classifier on the decoded audio, "
+        "never seen by the policy. A hacking flag marks a checkpoint where the proxy rose while the judge fell.",
+        "Artifact rates are events per second of audio; real recordings are not at zero (see docs/audit.md).",
+    ]
     page = build_report(ReportInput(title, COLUMNS, rows, examples, curves, notes), out)
     plot_proxy_vs_judge(list(zip(names, [a["points"] for a in audits])), Path(out) / "img" / "proxy_vs_judge_all.png")
     return page

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.args import add_config_args
 
     r = sub.add_parser("report", help="one offline HTML page comparing audited runs")
-    add_config_args(r, ReportArgs, old={"--runs": ("runs", "list"), "--names": ("names", "list"),
-                                        "--out": ("out", "value")})
+    add_config_args(
+        r, ReportArgs, old={"--runs": ("runs", "list"), "--names": ("names", "list"), "--out": ("out", "value")}
+    )
     r.set_defaults(func=cmd_report)
 
 

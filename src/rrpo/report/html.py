@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -21,10 +21,10 @@ from rrpo.io import atomic_open
 
 @dataclass
 class AudioExample:
-    system: str          # e.g. "reference", "SFT", "DiffRO", "RRPO"
+    system: str  # e.g. "reference", "SFT", "DiffRO", "RRPO"
     emotion: str
     text: str
-    wav: str             # path to a WAV file
+    wav: str  # path to a WAV file
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Curve:
 class ReportInput:
     title: str
     table_columns: list[str]
-    table_rows: list[dict]                       # one per system; keys = table_columns
+    table_rows: list[dict]  # one per system; keys = table_columns
     examples: list[AudioExample] = field(default_factory=list)
     curves: list[Curve] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -55,6 +55,7 @@ def spectrogram_png(wav: str | Path, out: str | Path, title: str = "") -> None:
     """Log-mel spectrogram of a WAV as a small PNG."""
     import librosa
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -64,8 +65,7 @@ def spectrogram_png(wav: str | Path, out: str | Path, title: str = "") -> None:
     mel = librosa.feature.melspectrogram(y=audio, sr=sr, n_fft=1024, hop_length=256, n_mels=80)
     db = librosa.power_to_db(mel + 1e-10, ref=np.max)
     fig, ax = plt.subplots(figsize=(3.2, 1.6), dpi=100)
-    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
-              extent=(0, len(audio) / sr, 0, 80))
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0, extent=(0, len(audio) / sr, 0, 80))
     ax.set_xlabel("s", fontsize=7)
     ax.set_yticks([])
     ax.tick_params(labelsize=6)
@@ -78,6 +78,7 @@ def spectrogram_png(wav: str | Path, out: str | Path, title: str = "") -> None:
 
 def curve_png(curve: Curve, out: str | Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -111,12 +112,16 @@ def build_report(data: ReportInput, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "img").mkdir(parents=True, exist_ok=True)
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(data.title)}</title>",
-             f"<style>{CSS}</style></head><body><h1>{html.escape(data.title)}</h1>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(data.title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{html.escape(data.title)}</h1>",
+    ]
     for n in data.notes:
         parts.append(f"<p>{html.escape(n)}</p>")
 
-    parts.append("<h2>Systems</h2><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in data.table_columns) + "</tr>")
+    parts.append(
+        "<h2>Systems</h2><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in data.table_columns) + "</tr>"
+    )
     for row in data.table_rows:
         parts.append("<tr>" + "".join(f"<td>{_fmt(row.get(c, ''))}</td>" for c in data.table_columns) + "</tr>")
     parts.append("</table>")
@@ -126,7 +131,9 @@ def build_report(data: ReportInput, out_dir: str | Path) -> Path:
         emotions = list(dict.fromkeys(e.emotion for e in data.examples))
         parts.append("<h2>Listen</h2>")
         for emo in emotions:
-            parts.append(f"<h3>{html.escape(emo)}</h3><div class='grid' style='grid-template-columns:repeat({len(systems)},1fr)'>")
+            parts.append(
+                f"<h3>{html.escape(emo)}</h3><div class='grid' style='grid-template-columns:repeat({len(systems)},1fr)'>"
+            )
             for sysname in systems:
                 ex = next((e for e in data.examples if e.system == sysname and e.emotion == emo), None)
                 if ex is None:
@@ -135,9 +142,11 @@ def build_report(data: ReportInput, out_dir: str | Path) -> Path:
                 stem = f"{_slug(sysname)}_{_slug(emo)}"
                 shutil.copyfile(ex.wav, out / "audio" / f"{stem}.wav")
                 spectrogram_png(ex.wav, out / "img" / f"{stem}.png")
-                parts.append(f"<div class='cell'><b>{html.escape(sysname)}</b><br><i>{html.escape(ex.text)}</i>"
-                             f"<audio controls preload='metadata' src='audio/{stem}.wav'></audio>"
-                             f"<img alt='spectrogram {html.escape(sysname)} {html.escape(emo)}' src='img/{stem}.png'></div>")
+                parts.append(
+                    f"<div class='cell'><b>{html.escape(sysname)}</b><br><i>{html.escape(ex.text)}</i>"
+                    f"<audio controls preload='metadata' src='audio/{stem}.wav'></audio>"
+                    f"<img alt='spectrogram {html.escape(sysname)} {html.escape(emo)}' src='img/{stem}.png'></div>"
+                )
             parts.append("</div>")
 
     if data.curves:

@@ -57,14 +57,18 @@ class AblationConfig:
     pretrain_manifests: list[str] = option([], "pre-training manifests ([] = fine-tune from scratch)")
     pretrain_tokens: list[str] = option([], "their token shards (one per manifest, or one for all)")
     pretrain_languages: list[str] = option([], "languages of the pre-training manifests to use ([] = all)")
-    pretrain_corpora: list[str] = option(list(PRETRAIN_CORPORA), "with data=: corpora of the data folder to "
-                                                                  "pre-train on (ased, nemo, urdu)")
+    pretrain_corpora: list[str] = option(
+        list(PRETRAIN_CORPORA), "with data=: corpora of the data folder to pre-train on (ased, nemo, urdu)"
+    )
     pretrain_synth: bool = option(False, "with data=: also pre-train on the synthetic corpus' Mandarin part")
     codec: str = option("", "codec folder, used with data= to tokenize the corpora")
     synth_sentences: int = option(32, "with data=: sentences of the synthetic Mandarin pre-training corpus")
     synth_voices: int = option(4, "with data=: voices of the synthetic Mandarin pre-training corpus")
-    silence_pad_s: float = option(1.0, "with data=: also evaluate on both test sets padded with this much "
-                                       "low-level noise (-70 dBFS) before and after each clip, at 22.05 kHz (0 = off)")
+    silence_pad_s: float = option(
+        1.0,
+        "with data=: also evaluate on both test sets padded with this much "
+        "low-level noise (-70 dBFS) before and after each clip, at 22.05 kHz (0 = off)",
+    )
     casia_pad_manifest: str = option("", "padded CASIA manifest (made by data= when silence_pad_s > 0)")
     casia_pad_tokens: str = option("", "its token shards")
     esd_pad_manifest: str = option("", "padded ESD manifest")
@@ -74,25 +78,30 @@ class AblationConfig:
     variants: dict[str, list[str]] = option(DEFAULT_VARIANTS, "variant name -> fine-tuning config overrides")
     ensemble_of: str = option("+LS+EAM+FGM", "variant whose seeds form the ensemble row ('' = no ensemble)")
     ensemble_seeds: list[int] = option([0, 1, 2], "seeds of that variant in the ensemble (trained if missing)")
-    ensemble_aggregate: str = option("mean", "how the ensemble's rewards combine (mean, min, mean_minus_std); "
-                                             "metrics use the members' mean probability")
+    ensemble_aggregate: str = option(
+        "mean",
+        "how the ensemble's rewards combine (mean, min, mean_minus_std); metrics use the members' mean probability",
+    )
     pretrain: RMTrainConfig = section(RMTrainConfig, "pre-training config (its data section is filled in)")
-    finetune: RMTrainConfig = section(RMTrainConfig, "fine-tuning config (data filled in, model = pretrain.model; "
-                                                     "variants on top)")
+    finetune: RMTrainConfig = section(
+        RMTrainConfig, "fine-tuning config (data filled in, model = pretrain.model; variants on top)"
+    )
     eval: EvalConfig = section(EvalConfig, "evaluation config")
     table_budgets: list[float] = option([0.02, 0.05, 0.1], "token-attack budgets shown in the table")
     table_eps: float = option(0.1, "FGM/PGD ε shown in the table (one of eval.attack.eps)")
     baseline: str = option("vanilla", "variant the paired differences are taken against")
     jobs: int = option(1, "fine-tune/evaluate this many runs at once, in processes of one thread each")
-    threads: int = option(0, "torch threads of this process (pre-training, jobs=1); 0 = torch's default. "
-                             "On a loaded machine 1 avoids threads spinning against each other")
+    threads: int = option(
+        0,
+        "torch threads of this process (pre-training, jobs=1); 0 = torch's default. "
+        "On a loaded machine 1 avoids threads spinning against each other",
+    )
 
     def __post_init__(self):
         from rrpo.config import check
+
         check(self.jobs >= 1, "jobs", "must be >= 1")
         check(self.threads >= 0, "threads", "must be >= 0")
-
-    def __post_init__(self):
         for name, overrides in self.variants.items():
             try:
                 _with_overrides(self.finetune, overrides)
@@ -101,7 +110,7 @@ class AblationConfig:
 
 
 def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
-    from rrpo.config import _build, parse_override, to_dict, _set_dotted
+    from rrpo.config import _build, _set_dotted, parse_override, to_dict
 
     data = to_dict(cfg)
     for text in overrides:
@@ -110,8 +119,9 @@ def _with_overrides(cfg: RMTrainConfig, overrides: list[str]) -> RMTrainConfig:
     return _build(RMTrainConfig, data)
 
 
-def pad_manifest(src: str | Path, out: Path, seconds: float, level_db: float = -70.0, sr: int = 22050,
-                 seed: int = 0) -> Path:
+def pad_manifest(
+    src: str | Path, out: Path, seconds: float, level_db: float = -70.0, sr: int = 22050, seed: int = 0
+) -> Path:
     """Write a copy of manifest ``src`` whose clips have ``seconds`` of Gaussian noise at ``level_db`` dBFS
     (RMS) before and after, resampled to ``sr``: a corpus cut differently and recorded elsewhere.
     Returns the new manifest (``out/manifest.jsonl``; audio under ``out/audio``); kept if present."""
@@ -129,8 +139,9 @@ def pad_manifest(src: str | Path, out: Path, seconds: float, level_db: float = -
     recs = []
     for u in man:
         x, _ = load_audio(man.audio_path(u), sr=sr)
-        y = np.concatenate([rng.standard_normal(n) * 10 ** (level_db / 20), x,
-                            rng.standard_normal(n) * 10 ** (level_db / 20)]).astype(np.float32)
+        y = np.concatenate(
+            [rng.standard_normal(n) * 10 ** (level_db / 20), x, rng.standard_normal(n) * 10 ** (level_db / 20)]
+        ).astype(np.float32)
         path = out / "audio" / f"{u.id}.wav"
         save_audio(path, y, sr)
         recs.append(dataclasses.replace(u, audio=str(path.resolve()), sampling_rate=sr, duration=len(y) / sr))
@@ -174,10 +185,17 @@ def _prepare(cfg: AblationConfig, data_root: str, out: Path) -> AblationConfig:
             toks.append(t)
         if cfg.pretrain_synth:
             from rrpo.data.synth import SynthConfig, synthesize
+
             man = d / "synth" / "manifest.jsonl"
             if not man.exists():
-                synthesize(SynthConfig(languages=["zh"], sentences_per_language=cfg.synth_sentences,
-                                       voices_per_language=cfg.synth_voices), d / "synth")
+                synthesize(
+                    SynthConfig(
+                        languages=["zh"],
+                        sentences_per_language=cfg.synth_sentences,
+                        voices_per_language=cfg.synth_voices,
+                    ),
+                    d / "synth",
+                )
             mans.append(str(man))
             toks.append(tokenize_manifest(cfg.codec, man, d / "synth_tokens"))
         upd["pretrain_manifests"], upd["pretrain_tokens"] = mans, toks
@@ -186,6 +204,7 @@ def _prepare(cfg: AblationConfig, data_root: str, out: Path) -> AblationConfig:
 
 def _casia_speakers(cfg: AblationConfig) -> list[str]:
     from rrpo.data.manifest import read_manifest
+
     return sorted({u.speaker for u in read_manifest(cfg.casia_manifest)})
 
 
@@ -226,6 +245,7 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     out = Path(out)
     if cfg.threads:
         import torch
+
         torch.set_num_threads(cfg.threads)
     RunDir.create(out, cfg)
     if data:
@@ -245,16 +265,26 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     model_cfg = cfg.pretrain.model
     if model_cfg.embedding != "free" and not model_cfg.token_features and cfg.codec:
         model_cfg = dataclasses.replace(model_cfg, token_features=cfg.codec)
-    cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, model=model_cfg),
-                              finetune=dataclasses.replace(cfg.finetune, model=model_cfg))
+    cfg = dataclasses.replace(
+        cfg,
+        pretrain=dataclasses.replace(cfg.pretrain, model=model_cfg),
+        finetune=dataclasses.replace(cfg.finetune, model=model_cfg),
+    )
 
     # 1. pre-training (once)
     init = ""
     pretrain_note = "none: fine-tuned from scratch"
     if cfg.pretrain_manifests:
-        pcfg = dataclasses.replace(cfg.pretrain, classes=list(cfg.classes), data=dataclasses.replace(
-            cfg.pretrain.data, manifests=list(cfg.pretrain_manifests), tokens=list(cfg.pretrain_tokens),
-            languages=list(cfg.pretrain_languages)))
+        pcfg = dataclasses.replace(
+            cfg.pretrain,
+            classes=list(cfg.classes),
+            data=dataclasses.replace(
+                cfg.pretrain.data,
+                manifests=list(cfg.pretrain_manifests),
+                tokens=list(cfg.pretrain_tokens),
+                languages=list(cfg.pretrain_languages),
+            ),
+        )
         prun = out / "pretrain"
         if latest_checkpoint(prun) is None or _steps_done(prun) < pcfg.train.steps:
             train_rm(pcfg, prun)
@@ -282,8 +312,13 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     with atomic_open(out / "table.md") as f:
         f.write(table)
     plot = make_plot(results, variants, out / "plot.png", cfg)
-    return {"out": str(out), "table": str(out / "table.md"), "plot": plot, "pretrain": pretrain_note,
-            "results": results}
+    return {
+        "out": str(out),
+        "table": str(out / "table.md"),
+        "plot": plot,
+        "pretrain": pretrain_note,
+        "results": results,
+    }
 
 
 def _run_jobs(jobs: list[tuple], n: int) -> list:
@@ -299,6 +334,7 @@ def _run_jobs(jobs: list[tuple], n: int) -> list:
 
 def _one_thread() -> None:
     import torch
+
     torch.set_num_threads(1)
 
 
@@ -310,13 +346,16 @@ def _test_sets(cfg: AblationConfig, h: str, classes) -> dict:
     from rrpo.reward.data import load_items
 
     sets = {}
-    for name, man, tok, spk in (("casia", cfg.casia_manifest, cfg.casia_tokens, [h]),
-                                ("esd", cfg.esd_manifest, cfg.esd_tokens, []),
-                                ("casia_pad", cfg.casia_pad_manifest, cfg.casia_pad_tokens, [h]),
-                                ("esd_pad", cfg.esd_pad_manifest, cfg.esd_pad_tokens, [])):
+    for name, man, tok, spk in (
+        ("casia", cfg.casia_manifest, cfg.casia_tokens, [h]),
+        ("esd", cfg.esd_manifest, cfg.esd_tokens, []),
+        ("casia_pad", cfg.casia_pad_manifest, cfg.casia_pad_tokens, [h]),
+        ("esd_pad", cfg.esd_pad_manifest, cfg.esd_pad_tokens, []),
+    ):
         if man and tok:
-            sets[name], _ = load_items(DataConfig(manifests=[man], tokens=[tok], speakers=spk, max_tokens=0),
-                                       classes, what=f"{name} test")
+            sets[name], _ = load_items(
+                DataConfig(manifests=[man], tokens=[tok], speakers=spk, max_tokens=0), classes, what=f"{name} test"
+            )
     return sets
 
 
@@ -326,9 +365,18 @@ def _trained(cfg: AblationConfig, out: Path, init: str, h: str, vname: str, seed
     from rrpo.train.loop import latest_checkpoint
 
     rdir = out / "runs" / h / _safe(vname) / f"seed{seed}"
-    base = dataclasses.replace(cfg.finetune, classes=list(cfg.classes), init_from=init,
-                               data=dataclasses.replace(cfg.finetune.data, manifests=[cfg.casia_manifest],
-                                                        tokens=[cfg.casia_tokens], exclude_speakers=[h], speakers=[]))
+    base = dataclasses.replace(
+        cfg.finetune,
+        classes=list(cfg.classes),
+        init_from=init,
+        data=dataclasses.replace(
+            cfg.finetune.data,
+            manifests=[cfg.casia_manifest],
+            tokens=[cfg.casia_tokens],
+            exclude_speakers=[h],
+            speakers=[],
+        ),
+    )
     fcfg = _with_overrides(base, list(cfg.variants[vname]) + [f"train.seed={seed}"])
     if latest_checkpoint(rdir) is None or _steps_done(rdir) < fcfg.train.steps:
         train_rm(fcfg, rdir, resume=True)
@@ -352,8 +400,12 @@ def _job(cfg: AblationConfig, out: str, init: str, job: tuple) -> dict | None:
     if vname == "ensemble":
         members = [load_reward_model(_trained(cfg, out, init, h, cfg.ensemble_of, s)) for s in cfg.ensemble_seeds]
         model = RewardEnsemble(members, cfg.ensemble_aggregate)
-        head = {"heldout": h, "variant": "ensemble", "seed": -1,
-                "members": f"{cfg.ensemble_of} seeds {list(cfg.ensemble_seeds)}"}
+        head = {
+            "heldout": h,
+            "variant": "ensemble",
+            "seed": -1,
+            "members": f"{cfg.ensemble_of} seeds {list(cfg.ensemble_seeds)}",
+        }
     else:
         rdir = _trained(cfg, out, init, h, vname, seed)
         if not evaluate:
@@ -367,6 +419,7 @@ def _job(cfg: AblationConfig, out: str, init: str, job: tuple) -> dict | None:
 
 def _steps_done(run: Path) -> int:
     from rrpo.train.loop import latest_checkpoint
+
     ck = latest_checkpoint(run)
     return -1 if ck is None else int(ck.name.split("_")[1])
 
@@ -386,6 +439,7 @@ def _get(rec: dict, path: str):
 
 def _mean_std(vals: list[float]) -> str:
     from rrpo.stats import mean_std
+
     m, s = mean_std(vals)
     if math.isnan(m):
         return "–"
@@ -401,16 +455,26 @@ def _mean_only(vals: list) -> str:
 
 def table_columns(cfg: AblationConfig) -> list[tuple[str, str]]:
     e = str(cfg.table_eps)
-    cols = [("CASIA held-out UA", "casia/ua"), ("ESD en UA", "esd/ua"), ("CASIA ECE", "casia/ece"),
-            ("ESD ECE", "esd/ece")]
+    cols = [
+        ("CASIA held-out UA", "casia/ua"),
+        ("ESD en UA", "esd/ua"),
+        ("CASIA ECE", "casia/ece"),
+        ("ESD ECE", "esd/ece"),
+    ]
     if cfg.eval.robustness:
-        cols += [("CASIA acc (attacked subset)", "casia/h_attack_clean_acc"),
-                 (f"CASIA acc PGD ε={cfg.table_eps:g}", f"casia/pgd_acc/{e}"),
-                 (f"PGD drop ε={cfg.table_eps:g}", "casia/pgd_drop")]
+        cols += [
+            ("CASIA acc (attacked subset)", "casia/h_attack_clean_acc"),
+            (f"CASIA acc PGD ε={cfg.table_eps:g}", f"casia/pgd_acc/{e}"),
+            (f"PGD drop ε={cfg.table_eps:g}", "casia/pgd_drop"),
+        ]
         cols += [(f"token attack success @{b:g}", f"casia/token_attack/success/{b}") for b in cfg.table_budgets]
     if cfg.casia_pad_manifest or cfg.silence_pad_s > 0:
-        cols += [("CASIA padded UA", "casia_pad/ua"), ("CASIA padded agreement", "casia_pad/agreement"),
-                 ("ESD padded UA", "esd_pad/ua"), ("ESD padded agreement", "esd_pad/agreement")]
+        cols += [
+            ("CASIA padded UA", "casia_pad/ua"),
+            ("CASIA padded agreement", "casia_pad/agreement"),
+            ("ESD padded UA", "esd_pad/ua"),
+            ("ESD padded agreement", "esd_pad/agreement"),
+        ]
     return cols
 
 
@@ -458,12 +522,15 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
     cols = table_columns(cfg)
     held = sorted({r["heldout"] for r in results})
     seeds = sorted({r["seed"] for r in results if r["seed"] >= 0})
-    lines = [f"Reward-model ablation: fine-tuned on CASIA without the held-out speaker(s) {', '.join(held)}; "
-             f"seeds {seeds}; pre-training: {pretrain_note}. Values ×100, mean ± std over "
-             f"{len(seeds)} seed(s) × {len(held)} held-out speaker(s) (the ensemble: one per held-out speaker). "
-             f"PGD/FGM ε is relative to ‖h'‖ per utterance ({cfg.eval.attack.eps_mode}).", "",
-             "| variant | " + " | ".join(c for c, _ in cols) + " |",
-             "| --- | " + " | ".join("---" for _ in cols) + " |"]
+    lines = [
+        f"Reward-model ablation: fine-tuned on CASIA without the held-out speaker(s) {', '.join(held)}; "
+        f"seeds {seeds}; pre-training: {pretrain_note}. Values ×100, mean ± std over "
+        f"{len(seeds)} seed(s) × {len(held)} held-out speaker(s) (the ensemble: one per held-out speaker). "
+        f"PGD/FGM ε is relative to ‖h'‖ per utterance ({cfg.eval.attack.eps_mode}).",
+        "",
+        "| variant | " + " | ".join(c for c, _ in cols) + " |",
+        "| --- | " + " | ".join("---" for _ in cols) + " |",
+    ]
     for v in variants:
         rs = [r for r in results if r["variant"] == v]
         lines.append(f"| {v} | " + " | ".join(_mean_std([_get(r, k) for r in rs]) for _, k in cols) + " |")
@@ -472,8 +539,13 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
         if not recs:
             continue
         classes = recs[0][key].get("classes", [])
-        lines += ["", f"Per-class recall, {title} (×100, mean over runs):", "",
-                  "| variant | " + " | ".join(classes) + " |", "| --- | " + " | ".join("---" for _ in classes) + " |"]
+        lines += [
+            "",
+            f"Per-class recall, {title} (×100, mean over runs):",
+            "",
+            "| variant | " + " | ".join(classes) + " |",
+            "| --- | " + " | ".join("---" for _ in classes) + " |",
+        ]
         for v in variants:
             rs = [r for r in recs if r["variant"] == v]
             vals = []
@@ -484,10 +556,14 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
             lines.append(f"| {v} | " + " | ".join(vals) + " |")
     eps_grid = sorted({e for r in results for e in ((r.get("casia") or {}).get("pgd_acc") or {})}, key=float)
     if eps_grid:
-        lines += ["", "Accuracy–robustness trade-off on the held-out speaker: accuracy of the attacked subset "
-                      "clean and under PGD at each relative ε (×100, mean over runs):", "",
-                  "| variant | clean | " + " | ".join(f"PGD ε={e}" for e in eps_grid) + " |",
-                  "| --- | --- | " + " | ".join("---" for _ in eps_grid) + " |"]
+        lines += [
+            "",
+            "Accuracy–robustness trade-off on the held-out speaker: accuracy of the attacked subset "
+            "clean and under PGD at each relative ε (×100, mean over runs):",
+            "",
+            "| variant | clean | " + " | ".join(f"PGD ε={e}" for e in eps_grid) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in eps_grid) + " |",
+        ]
         for v in variants:
             rs = [r for r in results if r["variant"] == v and (r.get("casia") or {}).get("pgd_acc")]
             if not rs:
@@ -497,8 +573,12 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
     diff_keys = [("ESD en UA", "esd/ua"), ("CASIA held-out UA", "casia/ua"), ("CASIA ECE", "casia/ece")]
     if cfg.eval.robustness:
-        diff_keys += [(f"token attack success @{cfg.table_budgets[len(cfg.table_budgets) // 2]:g}",
-                       f"casia/token_attack/success/{cfg.table_budgets[len(cfg.table_budgets) // 2]}")]
+        diff_keys += [
+            (
+                f"token attack success @{cfg.table_budgets[len(cfg.table_budgets) // 2]:g}",
+                f"casia/token_attack/success/{cfg.table_budgets[len(cfg.table_budgets) // 2]}",
+            )
+        ]
     rows = []
     for v in variants:
         if v == cfg.baseline:
@@ -506,14 +586,22 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
         cells = []
         for _, k in diff_keys:
             d = paired_difference(results, v, cfg.baseline, k)
-            cells.append("–" if d is None else f"{100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] "
-                                                  f"(n={d['n']})")
+            cells.append(
+                "–"
+                if d is None
+                else f"{100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] (n={d['n']})"
+            )
         rows.append(f"| {v} | " + " | ".join(cells) + " |")
     if rows and any(r["variant"] == cfg.baseline for r in results):
-        lines += ["", f"Paired differences to {cfg.baseline} (×100, mean [95 % t-interval], pairs = held-out speaker "
-                      "× seed; the ensemble against the baseline's seed mean per speaker):", "",
-                  "| variant | " + " | ".join(c for c, _ in diff_keys) + " |",
-                  "| --- | " + " | ".join("---" for _ in diff_keys) + " |", *rows]
+        lines += [
+            "",
+            f"Paired differences to {cfg.baseline} (×100, mean [95 % t-interval], pairs = held-out speaker "
+            "× seed; the ensemble against the baseline's seed mean per speaker):",
+            "",
+            "| variant | " + " | ".join(c for c, _ in diff_keys) + " |",
+            "| --- | " + " | ".join("---" for _ in diff_keys) + " |",
+            *rows,
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -521,6 +609,7 @@ def make_plot(results: list[dict], variants: list[str], path: Path, cfg: Ablatio
     """Two panels (PNG): UA in-language and cross-lingual per variant; robustness (PGD accuracy drop and
     token-attack success at the middle table budget) per variant. Bars are means, error bars std."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -550,8 +639,13 @@ def make_plot(results: list[dict], variants: list[str], path: Path, cfg: Ablatio
     axes[0].set_ylabel("UA (%)")
     axes[0].set_title("Accuracy (dashed: chance)")
     mid = cfg.table_budgets[len(cfg.table_budgets) // 2] if cfg else 0.05
-    bars(axes[1], [("casia/pgd_drop", f"PGD accuracy drop ε={cfg.table_eps:g}" if cfg else "PGD drop"),
-                   (f"casia/token_attack/success/{mid}", f"token attack success @{mid:g}")])
+    bars(
+        axes[1],
+        [
+            ("casia/pgd_drop", f"PGD accuracy drop ε={cfg.table_eps:g}" if cfg else "PGD drop"),
+            (f"casia/token_attack/success/{mid}", f"token attack success @{mid:g}"),
+        ],
+    )
     axes[1].set_ylabel("%")
     axes[1].set_title("Robustness on the held-out speaker (lower is better)")
     fig.tight_layout()

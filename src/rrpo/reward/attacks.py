@@ -18,8 +18,8 @@ All attacks work on the logits restricted to ``columns`` (the evaluated class su
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -29,8 +29,9 @@ from rrpo.reward.regularisers import fgm_delta, perturbation_radius, project_l2
 
 @dataclass
 class AttackConfig:
-    eps: list[float] = option([0.05, 0.1, 0.2], "FGM/PGD radii: relative to ‖h'‖ per utterance (eps_mode "
-                                                 "relative) or absolute L2 norms")
+    eps: list[float] = option(
+        [0.05, 0.1, 0.2], "FGM/PGD radii: relative to ‖h'‖ per utterance (eps_mode relative) or absolute L2 norms"
+    )
     eps_mode: str = option("relative", "relative: radius ε·‖h'_b‖ (as reg.fgm.eps_mode); absolute: radius ε")
     pgd_steps: int = option(10, "PGD steps")
     budgets: list[float] = option([0.02, 0.05, 0.1, 0.2], "token-attack budgets: fraction of tokens changed")
@@ -62,7 +63,7 @@ def _batches(items, cfg: AttackConfig):
         step = len(items) / cfg.max_utterances
         items = [items[int(k * step)] for k in range(cfg.max_utterances)]
     for a in range(0, len(items), cfg.batch_size):
-        yield collate(items[a:a + cfg.batch_size], 0, random_crop=False)
+        yield collate(items[a : a + cfg.batch_size], 0, random_crop=False)
 
 
 def _labels(batch, columns):
@@ -85,12 +86,13 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
         with torch.no_grad():
             h = model.encode(model.embed(x), lens).float()  # (B, T, d)
 
-        def loss_grad(hh):
+        def loss_grad(hh, lens=lens, y=y):
             hh = hh.detach().requires_grad_(True)
             with torch.enable_grad():
-                loss = torch.nn.functional.cross_entropy(_restricted(model.head(hh, lens), columns).float(), y,
-                                                         reduction="sum")
-                g, = torch.autograd.grad(loss, hh)
+                loss = torch.nn.functional.cross_entropy(
+                    _restricted(model.head(hh, lens), columns).float(), y, reduction="sum"
+                )
+                (g,) = torch.autograd.grad(loss, hh)
             return g
 
         g0 = loss_grad(h)
@@ -110,8 +112,10 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
                 pred = _restricted(model.head(h + delta, lens), columns).argmax(-1)
             correct["pgd"][e_key] += int((pred == y).sum())
         n += len(y)
-    return ({k: {str(e): v / max(n, 1) for e, v in d.items()} for k, d in correct.items()}
-            | {"n": n, "clean": clean / max(n, 1)})
+    return {k: {str(e): v / max(n, 1) for e, v in d.items()} for k, d in correct.items()} | {
+        "n": n,
+        "clean": clean / max(n, 1),
+    }
 
 
 def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None = None) -> dict:
@@ -179,8 +183,9 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
                 top = g_.topk(m, dim=1).indices  # (B, m)
                 var = x_adv[:, None, :].repeat(1, m, 1)  # (B, m, T)
                 var.scatter_(2, top[..., None], cand.gather(1, top)[..., None])
-                lp = torch.log_softmax(_restricted(model(var.flatten(0, 1), lens.repeat_interleave(m)),
-                                                   columns).float(), -1).view(B, m, -1)
+                lp = torch.log_softmax(
+                    _restricted(model(var.flatten(0, 1), lens.repeat_interleave(m)), columns).float(), -1
+                ).view(B, m, -1)
                 score = lp.gather(2, target[:, None, None].expand(B, m, 1)).squeeze(-1)  # (B, m)
                 score = score.masked_fill(~torch.isfinite(g_.gather(1, top)), float("-inf"))
                 pick = top.gather(1, score.argmax(1, keepdim=True)).squeeze(1)  # (B,)

@@ -1,8 +1,8 @@
 """Verbs of the reward model: ``rrpo rm train``, ``rrpo rm eval``, ``rrpo rm ablation``.
 
-    rrpo rm train out=runs/rm [RMTrainConfig keys]
-    rrpo rm eval rm=runs/rm manifest=m.jsonl tokens=tokens/ ['speakers=[a]' 'splits=[test]' out=eval.json]
-    rrpo rm ablation out=runs/ablation [data=../shared/data] [AblationConfig keys]
+rrpo rm train out=runs/rm [RMTrainConfig keys]
+rrpo rm eval rm=runs/rm manifest=m.jsonl tokens=tokens/ ['speakers=[a]' 'splits=[test]' out=eval.json]
+rrpo rm ablation out=runs/ablation [data=../shared/data] [AblationConfig keys]
 """
 
 from __future__ import annotations
@@ -58,14 +58,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = rm.add_subparsers(dest="rm_verb", metavar="ACTION", required=True)
 
     t = rsub.add_parser("train", help="pre-train or fine-tune (init_from=...) a reward model")
-    add_config_args(t, RMTrainConfig, io=RMTrainArgs, old={"--out": ("out", "value"), "--no-resume": ("resume", "false")})
+    add_config_args(
+        t, RMTrainConfig, io=RMTrainArgs, old={"--out": ("out", "value"), "--no-resume": ("resume", "false")}
+    )
     t.set_defaults(func=cmd_train)
 
     e = rsub.add_parser("eval", help="metrics, calibration and attacks; prints one JSON object")
-    add_config_args(e, EvalConfig, io=RMEvalArgs, old={
-        **{f"--{k}": (k, "value") for k in ("rm", "manifest", "tokens", "codec", "out")},
-        "--classes": ("classes", "list"), "--speakers": ("speakers", "list"), "--split": ("splits", "list"),
-        "--language": ("languages", "list")})
+    add_config_args(
+        e,
+        EvalConfig,
+        io=RMEvalArgs,
+        old={
+            **{f"--{k}": (k, "value") for k in ("rm", "manifest", "tokens", "codec", "out")},
+            "--classes": ("classes", "list"),
+            "--speakers": ("speakers", "list"),
+            "--split": ("splits", "list"),
+            "--language": ("languages", "list"),
+        },
+    )
     e.set_defaults(func=cmd_eval)
 
     a = rsub.add_parser("ablation", help="the regulariser ablation (docs/method.md §3) over one config")
@@ -95,12 +105,19 @@ def cmd_eval(args) -> int:
 
     cfg, args = config_from_args(EvalConfig, args, io=RMEvalArgs)
     model = load_reward_model(args.rm)
-    dc = DataConfig(manifests=[args.manifest], splits=args.splits, languages=args.languages, speakers=args.speakers,
-                    exclude_speakers=args.exclude_speakers, max_tokens=0)
+    dc = DataConfig(
+        manifests=[args.manifest],
+        splits=args.splits,
+        languages=args.languages,
+        speakers=args.speakers,
+        exclude_speakers=args.exclude_speakers,
+        max_tokens=0,
+    )
     if args.codec:
         import tempfile
 
         from rrpo.reward.data import tokenize_manifest
+
         with tempfile.TemporaryDirectory(prefix="rrpo-rm-eval-") as tmp:  # tokens live in memory once loaded
             dc.tokens = [tokenize_manifest(args.codec, args.manifest, tmp)]
             items, summary = load_items(dc, model.classes, model.vocab_size, what="eval")
@@ -110,10 +127,14 @@ def cmd_eval(args) -> int:
     else:
         raise RrpoError("give tokens=SHARDS (from `rrpo tokenize`) or codec=DIR")
     out = {"rm": str(args.rm), "manifest": str(args.manifest)}
-    out.update(evaluate_items(model, items, model.classes, cfg, args.classes or None,
-                              dropped=summary["dropped_other_emotions"]))
+    out.update(
+        evaluate_items(
+            model, items, model.classes, cfg, args.classes or None, dropped=summary["dropped_other_emotions"]
+        )
+    )
     if args.out:
         from rrpo.io import write_json
+
         write_json(args.out, out)
     print(json.dumps(out, ensure_ascii=False))
     return 0

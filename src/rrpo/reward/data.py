@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -16,11 +16,13 @@ from rrpo.errors import RrpoError
 @dataclass
 class DataConfig(Selection):
     """Manifests, their token shards and the :class:`~rrpo.data.manifest.Selection` of utterances."""
+
     manifests: list[str] = option([], "manifests (JSONL) to read")
     tokens: list[str] = option([], "token-shard folders: one per manifest, or one for all")
     max_tokens: int = option(400, "crop longer utterances to a random window of this many tokens (0 = no crop)")
     mask_absent_classes: bool = option(
-        True, "leave the classes a manifest has no utterance of out of its utterances' loss (not negatives)")
+        True, "leave the classes a manifest has no utterance of out of its utterances' loss (not negatives)"
+    )
 
     def __post_init__(self):
         check(self.max_tokens >= 0, "max_tokens", "must be >= 0")
@@ -37,8 +39,9 @@ class TokenItem:
     avail: tuple[bool, ...] | None = None  # classes the item's corpus (manifest) has; None = all
 
 
-def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None = None,
-               what: str = "data") -> tuple[list[TokenItem], dict]:
+def load_items(
+    cfg: DataConfig, classes: Sequence[str], vocab_size: int | None = None, what: str = "data"
+) -> tuple[list[TokenItem], dict]:
     """Read every manifest, filter, keep utterances whose emotion is one of ``classes``; return the
     items and a summary (counts, dropped)."""
     from rrpo.codec.shards import TokenShards
@@ -47,8 +50,10 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
     if not cfg.manifests:
         raise RrpoError(f"{what}: no manifests given ({what}.manifests)")
     if len(cfg.tokens) not in (1, len(cfg.manifests)):
-        raise RrpoError(f"{what}: give one token-shard folder per manifest, or one for all "
-                        f"({len(cfg.manifests)} manifests, {len(cfg.tokens)} token folders)")
+        raise RrpoError(
+            f"{what}: give one token-shard folder per manifest, or one for all "
+            f"({len(cfg.manifests)} manifests, {len(cfg.tokens)} token folders)"
+        )
     shard_cache: dict[str, TokenShards] = {}
     items: list[TokenItem] = []
     other_emotion = 0
@@ -63,8 +68,11 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
         man = cfg.apply(read_manifest(mpath))
         missing = shards.missing(u.id for u in man)
         if missing:
-            raise RrpoError(f"{len(missing)} utterance(s) of {mpath} are not tokenized (e.g. '{missing[0]}'); "
-                            "run `rrpo tokenize` on this manifest", tpath)
+            raise RrpoError(
+                f"{len(missing)} utterance(s) of {mpath} are not tokenized (e.g. '{missing[0]}'); "
+                "run `rrpo tokenize` on this manifest",
+                tpath,
+            )
         present = {u.emotion for u in man}
         avail = tuple(c in present for c in classes)
         if not cfg.mask_absent_classes or all(avail):
@@ -83,8 +91,14 @@ def load_items(cfg: DataConfig, classes: Sequence[str], vocab_size: int | None =
         raise RrpoError(f"{what}: no utterances left after filtering (classes {list(classes)})")
     vocab = next(iter(shard_cache.values())).vocab_size
     counts = {c: sum(1 for it in items if it.label == k) for k, c in enumerate(classes)}
-    return items, {"utterances": len(items), "per_class": counts, "dropped_other_emotions": other_emotion,
-                   "speakers": sorted({it.speaker for it in items}), "vocab_size": vocab, "masked_classes": masked}
+    return items, {
+        "utterances": len(items),
+        "per_class": counts,
+        "dropped_other_emotions": other_emotion,
+        "speakers": sorted({it.speaker for it in items}),
+        "vocab_size": vocab,
+        "masked_classes": masked,
+    }
 
 
 def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool = True) -> dict:
@@ -98,7 +112,7 @@ def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool =
         tok, en = it.tokens, it.energy
         if max_tokens and len(tok) > max_tokens:
             a = int(torch.randint(0, len(tok) - max_tokens + 1, (1,))) if random_crop else 0
-            tok, en = tok[a:a + max_tokens], en[a:a + max_tokens]
+            tok, en = tok[a : a + max_tokens], en[a : a + max_tokens]
         seqs.append((tok, en))
     T = max(len(t) for t, _ in seqs)
     B = len(seqs)
@@ -106,15 +120,16 @@ def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool =
     energy = torch.zeros(B, T, dtype=torch.float32)
     lens = torch.zeros(B, dtype=torch.long)
     for i, (t, e) in enumerate(seqs):
-        tokens[i, :len(t)] = torch.from_numpy(np.asarray(t, dtype=np.int64))
-        energy[i, :len(e)] = torch.from_numpy(np.asarray(e, dtype=np.float32))
+        tokens[i, : len(t)] = torch.from_numpy(np.asarray(t, dtype=np.int64))
+        energy[i, : len(e)] = torch.from_numpy(np.asarray(e, dtype=np.float32))
         lens[i] = len(t)
     labels = torch.tensor([it.label for it in items], dtype=torch.long)
     out = {"tokens": tokens, "energy": energy, "lens": lens, "labels": labels}
     if any(getattr(it, "avail", None) is not None for it in items):
         K = len(next(it.avail for it in items if getattr(it, "avail", None) is not None))
-        out["avail"] = torch.tensor([list(it.avail) if getattr(it, "avail", None) is not None else [True] * K
-                                     for it in items], dtype=torch.bool)
+        out["avail"] = torch.tensor(
+            [list(it.avail) if getattr(it, "avail", None) is not None else [True] * K for it in items], dtype=torch.bool
+        )
     return out
 
 

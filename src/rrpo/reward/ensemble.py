@@ -15,7 +15,7 @@ uses √(max(var, 1e-12)), so members that agree exactly give a zero (not NaN) g
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -40,8 +40,9 @@ def aggregate_rewards(r: torch.Tensor, how: str = "mean", std_weight: float = 1.
 class RewardEnsemble:
     """Several frozen reward models behaving as one: same ``classes``, ``vocab_size`` and ``reward``."""
 
-    def __init__(self, models: Sequence, aggregate: str = "mean", std_weight: float = 1.0,
-                 names: Sequence[str] | None = None):
+    def __init__(
+        self, models: Sequence, aggregate: str = "mean", std_weight: float = 1.0, names: Sequence[str] | None = None
+    ):
         if not models:
             raise RrpoError("an ensemble needs at least one reward model")
         if aggregate not in AGGREGATES:
@@ -50,11 +51,13 @@ class RewardEnsemble:
         first = models[0]
         for m, name in zip(models[1:], names[1:]):
             if tuple(m.classes) != tuple(first.classes):
-                raise RrpoError(f"ensemble members disagree on classes: {list(first.classes)} vs {list(m.classes)}",
-                                name)
+                raise RrpoError(
+                    f"ensemble members disagree on classes: {list(first.classes)} vs {list(m.classes)}", name
+                )
             if m.vocab_size != first.vocab_size:
-                raise RrpoError(f"ensemble members read different token vocabularies "
-                                f"({first.vocab_size} vs {m.vocab_size})", name)
+                raise RrpoError(
+                    f"ensemble members read different token vocabularies ({first.vocab_size} vs {m.vocab_size})", name
+                )
         self.models = list(models)
         self.aggregate = aggregate
         self.std_weight = float(std_weight)
@@ -96,8 +99,9 @@ class RewardEnsemble:
         return self
 
 
-def load_reward(paths: Sequence[str] | str, aggregate: str = "mean", std_weight: float = 1.0,
-                device: str | torch.device = "cpu"):
+def load_reward(
+    paths: Sequence[str] | str, aggregate: str = "mean", std_weight: float = 1.0, device: str | torch.device = "cpu"
+):
     """One frozen reward model (a single path) or a :class:`RewardEnsemble` of several folders."""
     from rrpo.reward.model import load_reward_model
 

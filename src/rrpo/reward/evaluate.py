@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -21,8 +21,9 @@ class EvalConfig:
     attack: AttackConfig = section(AttackConfig, "attack settings")
 
 
-def eval_columns(model_classes: Sequence[str], classes: Sequence[str] | None,
-                 present: set[str]) -> tuple[list[str], list[int]]:
+def eval_columns(
+    model_classes: Sequence[str], classes: Sequence[str] | None, present: set[str]
+) -> tuple[list[str], list[int]]:
     """The evaluated classes and their logit columns: ``classes`` if given, else the model's classes
     that occur in the data (in the model's order)."""
     if classes:
@@ -37,8 +38,9 @@ def eval_columns(model_classes: Sequence[str], classes: Sequence[str] | None,
     return chosen, [list(model_classes).index(c) for c in chosen]
 
 
-def evaluate_items(model, items, model_classes: Sequence[str], cfg: EvalConfig,
-                   classes: Sequence[str] | None = None, dropped: int = 0) -> dict:
+def evaluate_items(
+    model, items, model_classes: Sequence[str], cfg: EvalConfig, classes: Sequence[str] | None = None, dropped: int = 0
+) -> dict:
     """One JSON-able dict: metrics on the (possibly restricted) logits, robustness, and what was restricted.
 
     ``items`` carry labels as indices into ``model_classes``; items of classes outside the evaluated
@@ -52,11 +54,17 @@ def evaluate_items(model, items, model_classes: Sequence[str], cfg: EvalConfig,
     restricted = len(cols) < len(model_classes)
     columns = cols if restricted else None
     probs, labels = predict(model, keep, columns, cfg.batch_size)
-    out = {"n": len(keep), "classes": chosen,
-           "restricted_logits": restricted,
-           "note": (f"logits restricted to {len(cols)} of the model's {len(model_classes)} classes"
-                    if restricted else "all model classes"),
-           "dropped_other_emotions": dropped}
+    out = {
+        "n": len(keep),
+        "classes": chosen,
+        "restricted_logits": restricted,
+        "note": (
+            f"logits restricted to {len(cols)} of the model's {len(model_classes)} classes"
+            if restricted
+            else "all model classes"
+        ),
+        "dropped_other_emotions": dropped,
+    }
     out.update(classification_metrics(probs, labels, cfg.ece_bins))
     cm = out["confusion"]
     out["recall"] = {c: (cm[k][k] / sum(cm[k]) if sum(cm[k]) else None) for k, c in enumerate(chosen)}

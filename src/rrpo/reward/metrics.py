@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -32,8 +32,9 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, bins: int 
     recall = cm.diag() / support.clamp_min(1)
     predicted = cm.sum(0)
     precision = cm.diag() / predicted.clamp_min(1)
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12),
-                     torch.zeros_like(recall))
+    f1 = torch.where(
+        precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), torch.zeros_like(recall)
+    )
     return {
         "wa": float(cm.diag().sum() / cm.sum()),
         "ua": float(recall[present].mean()),
@@ -59,8 +60,9 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 
 
 @torch.no_grad()
-def predict(model, items: Sequence, columns: Sequence[int] | None = None, batch_size: int = 32,
-            bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model, items: Sequence, columns: Sequence[int] | None = None, batch_size: int = 32, bf16: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities (N, K') over ``columns`` of the logits (all classes when None) and labels (N,).
 
     Labels are the items' class indices mapped into ``columns`` positions."""
@@ -71,7 +73,7 @@ def predict(model, items: Sequence, columns: Sequence[int] | None = None, batch_
     dev = next(model.parameters()).device
     out = []
     for a in range(0, len(items), batch_size):
-        b = collate(items[a:a + batch_size], 0, random_crop=False)
+        b = collate(items[a : a + batch_size], 0, random_crop=False)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(b["tokens"].to(dev), b["lens"].to(dev)).float()
         if columns is not None:

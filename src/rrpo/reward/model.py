@@ -38,9 +38,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -58,26 +59,40 @@ class ModelConfig:
     dropout: float = option(0.1, "dropout in the encoder and on the embeddings")
     pool_dim: int = option(64, "hidden width of the attention-pooling scorer")
     embedding: Literal["free", "features", "free+features"] = option(
-        "free", "token embedding: free table, Linear(codec token_features), or their sum")
+        "free", "token embedding: free table, Linear(codec token_features), or their sum"
+    )
     token_features: str = option(
-        "", "where token_features() come from when the embedding uses them: a .npy (V, F) file or a codec folder")
+        "", "where token_features() come from when the embedding uses them: a .npy (V, F) file or a codec folder"
+    )
     pooling: Literal["attention", "attention+stats"] = option(
-        "attention", "attention pooling, or attention pooling + mean/std statistics pooling of h'")
+        "attention", "attention pooling, or attention pooling + mean/std statistics pooling of h'"
+    )
     trim_nonspeech: bool = option(
-        True, "mask leading/trailing non-speech tokens (flags estimated from the training data's token energies)")
-    nonspeech_db: float = option(-35.0, "a token occurrence is quiet below this level (dB re its utterance's loudest token)")
-    nonspeech_frac: float = option(0.5, "a token id is non-speech if at least this fraction of its occurrences are quiet")
+        True, "mask leading/trailing non-speech tokens (flags estimated from the training data's token energies)"
+    )
+    nonspeech_db: float = option(
+        -35.0, "a token occurrence is quiet below this level (dB re its utterance's loudest token)"
+    )
+    nonspeech_frac: float = option(
+        0.5, "a token id is non-speech if at least this fraction of its occurrences are quiet"
+    )
 
     def __post_init__(self):
         check(self.d_model >= 1, "model.d_model", "must be >= 1")
         check(self.n_layers >= 0, "model.n_layers", "must be >= 0")
-        check(self.n_heads >= 1 and self.d_model % self.n_heads == 0, "model.n_heads",
-              "must be >= 1 and divide model.d_model")
+        check(
+            self.n_heads >= 1 and self.d_model % self.n_heads == 0,
+            "model.n_heads",
+            "must be >= 1 and divide model.d_model",
+        )
         check(self.d_ff >= 1, "model.d_ff", "must be >= 1")
         check(0 <= self.dropout < 1, "model.dropout", "must be in [0, 1)")
         check(self.pool_dim >= 1, "model.pool_dim", "must be >= 1")
-        check(self.pooling in ("attention", "attention+stats"), "model.pooling",
-              "must be 'attention' or 'attention+stats'")
+        check(
+            self.pooling in ("attention", "attention+stats"),
+            "model.pooling",
+            "must be 'attention' or 'attention+stats'",
+        )
         check(self.nonspeech_db < 0, "model.nonspeech_db", "must be < 0")
         check(0 < self.nonspeech_frac <= 1, "model.nonspeech_frac", "must be in (0, 1]")
 
@@ -136,8 +151,13 @@ class TokenRewardModel(nn.Module):
     ``token_features``: (V, F) descriptor per token, required when ``cfg.embedding`` uses features.
     """
 
-    def __init__(self, vocab_size: int, classes: Sequence[str], cfg: ModelConfig | None = None,
-                 token_features: torch.Tensor | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        classes: Sequence[str],
+        cfg: ModelConfig | None = None,
+        token_features: torch.Tensor | None = None,
+    ):
         super().__init__()
         cfg = cfg or ModelConfig()
         self.cfg = cfg
@@ -146,13 +166,15 @@ class TokenRewardModel(nn.Module):
         d = cfg.d_model
         if cfg.embedding in ("free", "free+features"):
             self.free = nn.Embedding(vocab_size, d)
-            nn.init.normal_(self.free.weight, std=d ** -0.5)
+            nn.init.normal_(self.free.weight, std=d**-0.5)
         else:
             self.free = None
         if cfg.embedding in ("features", "free+features"):
             if token_features is None:
-                raise RrpoError(f"model.embedding={cfg.embedding} needs the codec's token features "
-                                "(set model.token_features to a codec folder or a .npy file)")
+                raise RrpoError(
+                    f"model.embedding={cfg.embedding} needs the codec's token features "
+                    "(set model.token_features to a codec folder or a .npy file)"
+                )
             phi = torch.as_tensor(token_features, dtype=torch.float32)
             if phi.ndim != 2 or phi.shape[0] != vocab_size:
                 raise RrpoError(f"token features have shape {tuple(phi.shape)}, expected ({vocab_size}, F)")
@@ -164,8 +186,9 @@ class TokenRewardModel(nn.Module):
             self.feat_proj = None
         self.emb_drop = nn.Dropout(cfg.dropout)
         if cfg.n_layers > 0:
-            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout, batch_first=True,
-                                               norm_first=True, activation="gelu")
+            layer = nn.TransformerEncoderLayer(
+                d, cfg.n_heads, cfg.d_ff, cfg.dropout, batch_first=True, norm_first=True, activation="gelu"
+            )
             self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         else:
             self.encoder = None
@@ -265,11 +288,16 @@ class TokenRewardModel(nn.Module):
 
     def describe(self) -> dict:
         """What :func:`build_from_meta` needs to rebuild this model (goes into meta.json)."""
-        return {"model": to_dict(self.cfg), "classes": list(self.classes), "vocab_size": self.vocab_size,
-                "feature_dim": self.feature_dim}
+        return {
+            "model": to_dict(self.cfg),
+            "classes": list(self.classes),
+            "vocab_size": self.vocab_size,
+            "feature_dim": self.feature_dim,
+        }
 
 
 # ---------------------------------------------------------------------------- token features
+
 
 def load_token_features(source: str) -> torch.Tensor:
     """(V, F) token features from a ``.npy`` file or a codec folder (via ``rrpo.codec.load_codec``)."""
@@ -299,8 +327,15 @@ def load_token_features(source: str) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- non-speech tokens
 
-def estimate_nonspeech(tokens: Sequence, energies: Sequence, vocab_size: int, level_db: float = -35.0,
-                       frac: float = 0.5, min_count: int = 3) -> torch.Tensor:
+
+def estimate_nonspeech(
+    tokens: Sequence,
+    energies: Sequence,
+    vocab_size: int,
+    level_db: float = -35.0,
+    frac: float = 0.5,
+    min_count: int = 3,
+) -> torch.Tensor:
     """(V,) bool: token ids that stand for non-speech in this data.
 
     An occurrence of a token is *quiet* when its energy (the mean squared amplitude of the audio
@@ -325,6 +360,7 @@ def estimate_nonspeech(tokens: Sequence, energies: Sequence, vocab_size: int, le
 
 
 # ---------------------------------------------------------------------------- loading
+
 
 def build_from_meta(info: dict) -> TokenRewardModel:
     """An untrained model of the architecture described by ``TokenRewardModel.describe()``."""

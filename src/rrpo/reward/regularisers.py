@@ -54,7 +54,8 @@ class EAMConfig:
     snr_min_db: float = option(-5.0, "lowest signal-to-noise ratio r (dB)")
     snr_max_db: float = option(10.0, "highest signal-to-noise ratio r (dB)")
     snr_convention: Literal["target_over_interferer", "interferer_over_target"] = option(
-        "target_over_interferer", "r = 10·log10(E_i/E'_j) (target over interferer) or its inverse")
+        "target_over_interferer", "r = 10·log10(E_i/E'_j) (target over interferer) or its inverse"
+    )
     max_segment_frac: float = option(0.5, "segment length l ~ U[1, frac·l_i] (the method: half the utterance)")
 
     def __post_init__(self):
@@ -66,10 +67,12 @@ class EAMConfig:
 @dataclass
 class FGMConfig:
     enabled: bool = option(False, "adversarial training: FGM on the encoder output h'")
-    eps: float = option(0.1, "ε_adv: perturbation radius, relative to ‖h'‖ per utterance (eps_mode relative) "
-                             "or an absolute L2 norm")
+    eps: float = option(
+        0.1, "ε_adv: perturbation radius, relative to ‖h'‖ per utterance (eps_mode relative) or an absolute L2 norm"
+    )
     eps_mode: Literal["relative", "absolute"] = option(
-        "relative", "relative: radius ε·‖h'_b‖ (scale-aware); absolute: radius ε per utterance")
+        "relative", "relative: radius ε·‖h'_b‖ (scale-aware); absolute: radius ε per utterance"
+    )
     alpha: float = option(0.5, "α: weight of L_adv in L_emo + α·L_adv")
 
     def __post_init__(self):
@@ -89,6 +92,7 @@ class RegConfig:
 
 
 # ---------------------------------------------------------------------------- label smoothing
+
 
 def smooth_labels(y: torch.Tensor, num_classes: int, eps: float, avail: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) class ids -> (B, K) targets y' = (1−ε)·onehot(y) + ε/K; with ``avail`` (B, K) bool the ε is
@@ -111,6 +115,7 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, avail: torch.
 
 # ---------------------------------------------------------------------------- EAM
 
+
 def interferer_energy(e_target: torch.Tensor, snr_db: torch.Tensor, convention: str) -> torch.Tensor:
     """E'_j: the energy the partner's segment is scaled to, at ratio r (dB) to E_i (see module doc)."""
     if convention == "target_over_interferer":
@@ -120,8 +125,9 @@ def interferer_energy(e_target: torch.Tensor, snr_db: torch.Tensor, convention: 
     raise ValueError(f"unknown SNR convention {convention!r}")
 
 
-def mixup_weight(seg_len: torch.Tensor, length: torch.Tensor, e_target: torch.Tensor,
-                 e_interf: torch.Tensor) -> torch.Tensor:
+def mixup_weight(
+    seg_len: torch.Tensor, length: torch.Tensor, e_target: torch.Tensor, e_interf: torch.Tensor
+) -> torch.Tensor:
     """λ = (l / l_i) · E'_j / (E_i + E'_j), elementwise."""
     return seg_len.float() / length.float() * e_interf / (e_target + e_interf)
 
@@ -129,6 +135,7 @@ def mixup_weight(seg_len: torch.Tensor, length: torch.Tensor, e_target: torch.Te
 @dataclass
 class MixupDraw:
     """What :func:`energy_adaptive_mixup` drew, per sample (B,): partner j, λ and the draws behind it."""
+
     partner: torch.Tensor
     lam: torch.Tensor
     seg_len: torch.Tensor
@@ -138,8 +145,9 @@ class MixupDraw:
     gain: torch.Tensor
 
 
-def mix_segment(f_i: torch.Tensor, f_j: torch.Tensor, e_i: torch.Tensor, e_j: torch.Tensor,
-                gain: float | torch.Tensor) -> torch.Tensor:
+def mix_segment(
+    f_i: torch.Tensor, f_j: torch.Tensor, e_i: torch.Tensor, e_j: torch.Tensor, gain: float | torch.Tensor
+) -> torch.Tensor:
     """Mix frames (l, d) of j into (l, d) of i: amplitudes a_i = √e_i, a_j = g·√e_j per frame (l,);
     w = a_j / (a_i + a_j); result (1−w)·f_i + w·f_j."""
     a_i = e_i.clamp_min(0).sqrt()
@@ -148,8 +156,9 @@ def mix_segment(f_i: torch.Tensor, f_j: torch.Tensor, e_i: torch.Tensor, e_j: to
     return (1 - w) * f_i + w * f_j
 
 
-def energy_adaptive_mixup(F: torch.Tensor, lens: torch.Tensor, energy: torch.Tensor, cfg: EAMConfig,
-                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, MixupDraw]:
+def energy_adaptive_mixup(
+    F: torch.Tensor, lens: torch.Tensor, energy: torch.Tensor, cfg: EAMConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, MixupDraw]:
     """Mix a partner segment into every sample of F (B, T, d); ``energy`` (B, T) per-token energies.
 
     Returns the mixed features (B, T, d) (a new tensor; gradients flow to F) and the draws. Samples
@@ -186,22 +195,29 @@ def energy_adaptive_mixup(F: torch.Tensor, lens: torch.Tensor, energy: torch.Ten
         o = int(torch.randint(0, li - l + 1, (1,), generator=g))
         s = int(torch.randint(0, lj - l + 1, (1,), generator=g))
         e_i_all = energy[i, :li].float().cpu()
-        e_j_seg = energy[j, s:s + l].float().cpu()
+        e_j_seg = energy[j, s : s + l].float().cpu()
         E_i = e_i_all.mean().clamp_min(1e-10)
         E_j = e_j_seg.mean().clamp_min(1e-10)
         E_jp = interferer_energy(E_i, snr[i], cfg.snr_convention)
         gn = torch.sqrt(E_jp / E_j)
-        seg = mix_segment(F[i, o:o + l], F[j, s:s + l], energy[i, o:o + l].float(), energy[j, s:s + l].float(),
-                          gn.to(dev))
-        rows.append(torch.cat([F[i, :o], seg, F[i, o + l:]], 0))
+        seg = mix_segment(
+            F[i, o : o + l], F[j, s : s + l], energy[i, o : o + l].float(), energy[j, s : s + l].float(), gn.to(dev)
+        )
+        rows.append(torch.cat([F[i, :o], seg, F[i, o + l :]], 0))
         seg_len[i], offset[i], start[i], gain[i] = l, o, s, gn
         lam[i] = mixup_weight(torch.tensor(l), torch.tensor(li), E_i, E_jp)
     out = torch.stack(rows, 0)
     return out, MixupDraw(partner.to(dev), lam.to(dev), seg_len, offset, start, snr, gain)
 
 
-def mixup_loss(logits: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None, lam: torch.Tensor | None,
-               eps: float, avail: torch.Tensor | None = None) -> torch.Tensor:
+def mixup_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    partner: torch.Tensor | None,
+    lam: torch.Tensor | None,
+    eps: float,
+    avail: torch.Tensor | None = None,
+) -> torch.Tensor:
     """mean_i [(1−λ_i)·CE(ŷ_i, y'_i) + λ_i·CE(ŷ_i, y'_{partner_i})] with y' smoothed by ε.
 
     Without mixup (``partner``/``lam`` None) this is the label-smoothed cross-entropy. ``avail``
@@ -220,8 +236,10 @@ def mixup_loss(logits: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | No
 
 # ---------------------------------------------------------------------------- FGM
 
-def perturbation_radius(eps: float, h: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                        mode: str = "relative") -> torch.Tensor | float:
+
+def perturbation_radius(
+    eps: float, h: torch.Tensor | None = None, mask: torch.Tensor | None = None, mode: str = "relative"
+) -> torch.Tensor | float:
     """The L2 radius per utterance: ``relative``: ε·‖h_b‖₂ over the valid positions (``mask`` (B, T)),
     (B,); ``absolute``: ε."""
     if mode == "absolute":

@@ -34,7 +34,9 @@ class RMTrainConfig:
     val: DataConfig = section(DataConfig, "optional validation data (evaluated at eval_every and the end)")
     model: ModelConfig = section(ModelConfig, "architecture (ignored when init_from is set)")
     reg: RegConfig = section(RegConfig, "hybrid regularisation (docs/method.md §3)")
-    train: TrainConfig = section(TrainConfig, "optimisation (the one training loop); RM settings in configs/rm_train.yaml")
+    train: TrainConfig = section(
+        TrainConfig, "optimisation (the one training loop); RM settings in configs/rm_train.yaml"
+    )
 
     def __post_init__(self):
         self.classes = list(check_classes(self.classes))
@@ -42,6 +44,7 @@ class RMTrainConfig:
 
 def make_objective(model: TokenRewardModel, reg: RegConfig):
     """``objective(batch, step) -> (loss, metrics)`` for the training loop."""
+
     def objective(batch: dict, step: int):
         x, lens, y = batch["tokens"], batch["lens"], batch["labels"]
         avail = batch.get("avail")
@@ -57,7 +60,7 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
         metrics = {"rm/l_emo": float(l_emo.detach()), "rm/acc": float((logits.argmax(-1) == y).float().mean())}
         loss = l_emo
         if reg.fgm.enabled and reg.fgm.alpha > 0:
-            g, = torch.autograd.grad(l_emo, h, retain_graph=True)
+            (g,) = torch.autograd.grad(l_emo, h, retain_graph=True)
             radius = perturbation_radius(reg.fgm.eps, h, mask, reg.fgm.eps_mode)
             delta = fgm_delta(g, radius).to(h.dtype)  # constant
             l_adv = mixup_loss(model.head(h + delta, mask), y, partner, lam, reg.label_smoothing, avail)
@@ -67,6 +70,7 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
             metrics["rm/lambda"] = float(lam.float().mean())
         metrics["rm/loss"] = float(loss.detach())
         return loss, metrics
+
     return objective
 
 
@@ -82,8 +86,9 @@ def build_model(cfg: RMTrainConfig, vocab_size: int) -> tuple[TokenRewardModel, 
         phi = None
         if cfg.model.embedding != "free":
             if not cfg.model.token_features:
-                raise RrpoError(f"model.embedding={cfg.model.embedding} needs model.token_features "
-                                "(a codec folder or a .npy file)")
+                raise RrpoError(
+                    f"model.embedding={cfg.model.embedding} needs model.token_features (a codec folder or a .npy file)"
+                )
             phi = load_token_features(cfg.model.token_features)
         return TokenRewardModel(vocab_size, classes, cfg.model, phi), {"init": "scratch"}
     ck = resolve_checkpoint(cfg.init_from)
@@ -118,23 +123,38 @@ def train_rm(cfg: RMTrainConfig, out: str | Path, resume: bool = True, argv: lis
     model, init = build_model(cfg, vocab)
     if model.nonspeech is not None and init["init"] == "scratch":
         from rrpo.reward.model import estimate_nonspeech
-        model.nonspeech.copy_(estimate_nonspeech([it.tokens for it in items], [it.energy for it in items], vocab,
-                                                 cfg.model.nonspeech_db, cfg.model.nonspeech_frac))
+
+        model.nonspeech.copy_(
+            estimate_nonspeech(
+                [it.tokens for it in items],
+                [it.energy for it in items],
+                vocab,
+                cfg.model.nonspeech_db,
+                cfg.model.nonspeech_frac,
+            )
+        )
     if model.nonspeech is not None:
         summary["nonspeech_tokens"] = int(model.nonspeech.sum())
     run = RunDir.create(out, cfg, argv)
-    batches = EpochBatches(len(items), cfg.train.batch_size,
-                           lambda idx: collate([items[i] for i in idx], cfg.data.max_tokens), seed=cfg.train.seed)
+    batches = EpochBatches(
+        len(items),
+        cfg.train.batch_size,
+        lambda idx: collate([items[i] for i in idx], cfg.data.max_tokens),
+        seed=cfg.train.seed,
+    )
     evaluate = None
     if cfg.val.manifests:
         val_items, _ = load_items(cfg.val, classes, vocab, what="val")
 
         def evaluate():
             from rrpo.reward.metrics import predict
+
             probs, labels = predict(model, val_items)
             acc = float((probs.argmax(-1) == labels).float().mean())
             return {"val/acc": acc}
+
     meta = {"rm": model.describe(), "data": summary, "init": init}
-    last = train(model, make_objective(model, cfg.reg), batches, cfg.train, run, evaluate=evaluate, meta=meta,
-                 resume=resume)
+    last = train(
+        model, make_objective(model, cfg.reg), batches, cfg.train, run, evaluate=evaluate, meta=meta, resume=resume
+    )
     return {"run": str(run.path), "init": init, "data": summary, "last": last}

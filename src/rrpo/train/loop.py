@@ -24,9 +24,10 @@ import platform
 import re
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -62,8 +63,11 @@ class TrainConfig:
     seed: int = option(0, "seed for data order, initialisation and in-loss randomness")
     device: str = option("auto", "cpu, cuda, cuda:1, ... or auto")
     progress: bool = option(True, "show a progress bar")
-    deterministic: bool = option(True, "deterministic kernels (torch.use_deterministic_algorithms): without them two "
-                                       "runs on a multi-threaded CPU differ in the last bits, then in results")
+    deterministic: bool = option(
+        True,
+        "deterministic kernels (torch.use_deterministic_algorithms): without them two "
+        "runs on a multi-threaded CPU differ in the last bits, then in results",
+    )
 
     def __post_init__(self):
         check(self.steps >= 0, "train.steps", "must be >= 0")
@@ -103,8 +107,9 @@ class EpochBatches:
     size ``b`` (the last partial batch of an epoch is dropped when ``n >= b``).
     """
 
-    def __init__(self, n: int, batch_size: int, collate: Callable[[list[int]], Any], seed: int = 0,
-                 shuffle: bool = True):
+    def __init__(
+        self, n: int, batch_size: int, collate: Callable[[list[int]], Any], seed: int = 0, shuffle: bool = True
+    ):
         if n <= 0:
             raise RrpoError("no training examples")
         self.n, self.b, self.collate, self.seed, self.shuffle = n, min(batch_size, n), collate, seed, shuffle
@@ -120,7 +125,7 @@ class EpochBatches:
             else:
                 self._perm = list(range(self.n))
             self._perm_epoch = epoch
-        return self._perm[i * self.b:(i + 1) * self.b]
+        return self._perm[i * self.b : (i + 1) * self.b]
 
     def __call__(self, k: int) -> Any:
         return self.collate(self.indices(k))
@@ -137,10 +142,12 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
         if cfg.schedule == "cosine":
             return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
         return 1.0 - (1 - cfg.min_lr_ratio) * t
+
     return f
 
 
 # ---------------------------------------------------------------------------- checkpoints
+
 
 def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Save a module's state as safetensors (shared tensors handled), atomically."""
@@ -170,8 +177,14 @@ def checkpoint_dirs(run_path: str | Path) -> list[Path]:
     ck = Path(run_path) / "checkpoints"
     if not ck.is_dir():
         return []
-    dirs = [d for d in ck.iterdir() if d.is_dir() and re.fullmatch(r"step_\d+", d.name)
-            and (d / "model.safetensors").exists() and (d / "meta.json").exists()]
+    dirs = [
+        d
+        for d in ck.iterdir()
+        if d.is_dir()
+        and re.fullmatch(r"step_\d+", d.name)
+        and (d / "model.safetensors").exists()
+        and (d / "meta.json").exists()
+    ]
     return sorted(dirs, key=lambda d: int(d.name.split("_")[1]))
 
 
@@ -184,8 +197,13 @@ def _versions() -> dict[str, str]:
     import numpy
 
     import rrpo
-    return {"rrpo": rrpo.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+
+    return {
+        "rrpo": rrpo.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def save_checkpoint(run: RunDir, step: int, model: nn.Module, optimizer, scheduler, meta: dict) -> Path:
@@ -195,8 +213,15 @@ def save_checkpoint(run: RunDir, step: int, model: nn.Module, optimizer, schedul
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     save_weights(model, tmp / "model.safetensors")
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp / "trainer_state.pt",
+    )
     write_json(tmp / "meta.json", {"step": step, "versions": _versions(), "git": git_revision(), **meta})
     if final.exists():
         shutil.rmtree(final)
@@ -233,23 +258,38 @@ def check_resume(ck: Path, cfg: TrainConfig) -> None:
     new = to_dict(cfg)
     changed = {k: (old[k], new[k]) for k in new if k in old and old[k] != new[k] and k not in _NEUTRAL_KEYS}
     if set(changed) == {"steps"} and cfg.schedule == "constant" and old.get("schedule") == "constant":
-        log.warning("resuming %s with train.steps %s -> %s (constant schedule: the run is extended or cut)",
-                    ck, *changed["steps"])
+        log.warning(
+            "resuming %s with train.steps %s -> %s (constant schedule: the run is extended or cut)",
+            ck,
+            *changed["steps"],
+        )
         return
     sched = {k: v for k, v in changed.items() if k in SCHEDULE_KEYS}
     if sched:
         what = ", ".join(f"train.{k} {a!r} -> {b!r}" for k, (a, b) in sched.items())
-        raise RrpoError(f"resume would change the learning-rate schedule ({what}); put the old values back to "
-                        "resume, or give a new output folder to start a new run", meta_path)
+        raise RrpoError(
+            f"resume would change the learning-rate schedule ({what}); put the old values back to "
+            "resume, or give a new output folder to start a new run",
+            meta_path,
+        )
     if changed:
         what = ", ".join(f"train.{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         log.warning("resuming %s with changed settings (%s): the run will differ from an uninterrupted one", ck, what)
 
 
-def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any], cfg: TrainConfig, run: RunDir,
-          *, evaluate: Callable[[], dict[str, float]] | None = None, meta: dict | None = None,
-          params: Sequence[nn.Parameter] | None = None, resume: bool = True,
-          on_step: Callable[[int, dict], bool | None] | None = None) -> dict[str, float]:
+def train(
+    model: nn.Module,
+    objective: Objective,
+    batches: Callable[[int], Any],
+    cfg: TrainConfig,
+    run: RunDir,
+    *,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    meta: dict | None = None,
+    params: Sequence[nn.Parameter] | None = None,
+    resume: bool = True,
+    on_step: Callable[[int, dict], bool | None] | None = None,
+) -> dict[str, float]:
     """Optimise ``model``'s trainable parameters on ``objective``; return the last metrics.
 
     ``batches(k)`` gives micro-batch k. ``evaluate()`` runs every ``eval_every`` steps and at the
@@ -265,8 +305,18 @@ def train(model: nn.Module, objective: Objective, batches: Callable[[int], Any],
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # what deterministic cuBLAS needs
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     try:
-        return _train(model, objective, batches, cfg, run, evaluate=evaluate, meta=meta, params=params,
-                      resume=resume, on_step=on_step)
+        return _train(
+            model,
+            objective,
+            batches,
+            cfg,
+            run,
+            evaluate=evaluate,
+            meta=meta,
+            params=params,
+            resume=resume,
+            on_step=on_step,
+        )
     finally:
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         if cublas is None:
@@ -283,8 +333,11 @@ def _train(model, objective, batches, cfg, run, *, evaluate, meta, params, resum
         raise RrpoError("the model has no trainable parameters")
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     meta = {"train": to_dict(cfg), **(meta or {})}
 
@@ -305,6 +358,7 @@ def _train(model, objective, batches, cfg, run, *, evaluate, meta, params, resum
     bar = None
     if cfg.progress and rank == 0 and cfg.steps > start:
         from tqdm import tqdm
+
         bar = tqdm(total=cfg.steps, initial=start, desc=run.path.name, unit="step", dynamic_ncols=True)
 
     last: dict[str, float] = {}
@@ -325,8 +379,7 @@ def _train(model, objective, batches, cfg, run, *, evaluate, meta, params, resum
             with autocast(device, cfg.bf16):
                 loss, metrics = objective(batch, step)
             if not torch.isfinite(loss):
-                raise RrpoError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data",
-                                run.path)
+                raise RrpoError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data", run.path)
             (loss.float() / cfg.grad_accum).backward()
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(v) / cfg.grad_accum
@@ -366,7 +419,7 @@ def _train(model, objective, batches, cfg, run, *, evaluate, meta, params, resum
         if rank == 0 and (stop or step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0)):
             save_checkpoint(run, step, model, optimizer, scheduler, meta)
             if cfg.keep_checkpoints:
-                for old in checkpoint_dirs(run.path)[:-cfg.keep_checkpoints]:
+                for old in checkpoint_dirs(run.path)[: -cfg.keep_checkpoints]:
                     shutil.rmtree(old)
         if world_size > 1:
             dist.barrier()

@@ -30,8 +30,9 @@ PREPARERS: dict[str, Preparer] = {
 }
 
 
-def prepare_corpus(corpus: str, root: str | Path, out: str | Path, language: str | None = None,
-                   check_audio: bool = False) -> Manifest:
+def prepare_corpus(
+    corpus: str, root: str | Path, out: str | Path, language: str | None = None, check_audio: bool = False
+) -> Manifest:
     if corpus not in PREPARERS:
         raise RrpoError(f"unknown corpus '{corpus}' (known: {', '.join(sorted(PREPARERS))})")
     root = Path(root)
@@ -42,6 +43,7 @@ def prepare_corpus(corpus: str, root: str | Path, out: str | Path, language: str
         raise RrpoError(f"no {corpus} audio found under this root (is it the corpus' own layout?)", root)
     if check_audio:
         from rrpo.data.audio import load_audio
+
         for u in records:
             load_audio(u.audio)
     records = sorted(records, key=lambda u: u.id)

@@ -54,13 +54,22 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
         for clip in clip_files(folder):
             m = _NAME.match(clip.stem)
             if not m:
-                raise RrpoError("file name is not <e><n>-<sentence>-<repetition>-<gender>-<speaker> "
-                                "(e.g. a5-01-02-02-50.wav)", clip)
+                raise RrpoError(
+                    "file name is not <e><n>-<sentence>-<repetition>-<gender>-<speaker> (e.g. a5-01-02-02-50.wav)", clip
+                )
             letter, n, sentence, repetition, gender, speaker = m.groups()
             if emotion_of(letter, "ased", clip) != emotion or int(n) != int(number):
                 raise RrpoError(f"file name says emotion '{letter}{n}' but the clip lies in '{folder.name}'", clip)
-            records.append(make_utterance(
-                f"ased_{clip.stem}", clip, text="", speaker=f"ased{speaker}", language="am", emotion=emotion,
-                split="train", extra={"sentence": int(sentence), "repetition": int(repetition),
-                                      "gender": GENDER[gender]}))
+            records.append(
+                make_utterance(
+                    f"ased_{clip.stem}",
+                    clip,
+                    text="",
+                    speaker=f"ased{speaker}",
+                    language="am",
+                    emotion=emotion,
+                    split="train",
+                    extra={"sentence": int(sentence), "repetition": int(repetition), "gender": GENDER[gender]},
+                )
+            )
     return records

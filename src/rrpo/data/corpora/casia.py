@@ -42,8 +42,9 @@ def _is_casia_root(d: Path) -> bool:
     for spk in _emotion_dirs(d):
         for emo in _emotion_dirs(spk):
             try:
-                if emo.name.lower() in known and any(p.suffix.lower() == ".wav" and p.stem.isdigit()
-                                                     for p in emo.iterdir()):
+                if emo.name.lower() in known and any(
+                    p.suffix.lower() == ".wav" and p.stem.isdigit() for p in emo.iterdir()
+                ):
                     return True
             except OSError:
                 continue
@@ -99,7 +100,16 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
                 extra = {"sentence": sid}
                 if spk.name in SPEAKER_GENDER:
                     extra["gender"] = SPEAKER_GENDER[spk.name]
-                records.append(make_utterance(
-                    f"casia_{spk.name}_{emo_dir.name.lower()}_{sid}", wav, text=texts[sid], speaker=spk.name,
-                    language="zh", emotion=emotion, split="train", extra=extra))
+                records.append(
+                    make_utterance(
+                        f"casia_{spk.name}_{emo_dir.name.lower()}_{sid}",
+                        wav,
+                        text=texts[sid],
+                        speaker=spk.name,
+                        language="zh",
+                        emotion=emotion,
+                        split="train",
+                        extra=extra,
+                    )
+                )
     return records

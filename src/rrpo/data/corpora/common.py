@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
@@ -15,8 +16,17 @@ from rrpo.errors import RrpoError
 Preparer = Callable[[Path, "str | None"], list[Utterance]]
 
 
-def make_utterance(id: str, audio: Path, *, text: str, speaker: str, language: str, emotion: str,
-                   split: str, extra: dict[str, Any] | None = None) -> Utterance:
+def make_utterance(
+    id: str,
+    audio: Path,
+    *,
+    text: str,
+    speaker: str,
+    language: str,
+    emotion: str,
+    split: str,
+    extra: dict[str, Any] | None = None,
+) -> Utterance:
     """A manifest record for ``audio``, its rate and duration read from the file's header.
 
     The audio path is made absolute (symbolic links are kept as the user laid them out). A
@@ -25,8 +35,18 @@ def make_utterance(id: str, audio: Path, *, text: str, speaker: str, language: s
     from rrpo.data.audio import audio_info
 
     sr, duration, _ = audio_info(audio)
-    return Utterance(id=id, audio=os.path.abspath(audio), sampling_rate=sr, duration=duration, text=text,
-                     speaker=speaker, language=language, emotion=emotion, split=split, extra=dict(extra or {}))
+    return Utterance(
+        id=id,
+        audio=os.path.abspath(audio),
+        sampling_rate=sr,
+        duration=duration,
+        text=text,
+        speaker=speaker,
+        language=language,
+        emotion=emotion,
+        split=split,
+        extra=dict(extra or {}),
+    )
 
 
 def emotion_of(label: str, corpus: str, path: str | os.PathLike, line: int | None = None) -> str:

@@ -81,7 +81,16 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
         if level not in LEVELS:
             raise RrpoError(f"unknown CREMA-D level '{level}' (known: {', '.join(LEVELS)})", wav)
         extra = {"sentence": sent, "level": level, "intensity": LEVELS[level], **demo.get(actor, {})}
-        records.append(make_utterance(
-            f"cremad_{wav.stem}", wav, text=SENTENCES[sent], speaker=actor, language="en",
-            emotion=emotion_of(emo, "crema-d", wav), split="train", extra=extra))
+        records.append(
+            make_utterance(
+                f"cremad_{wav.stem}",
+                wav,
+                text=SENTENCES[sent],
+                speaker=actor,
+                language="en",
+                emotion=emotion_of(emo, "crema-d", wav),
+                split="train",
+                extra=extra,
+            )
+        )
     return records

@@ -29,10 +29,26 @@ PER_EMOTION = 350
 
 #: Speaker sex, from the corpus' README.
 SPEAKER_GENDER = {
-    "0001": "F", "0002": "F", "0003": "F", "0004": "M", "0005": "M",
-    "0006": "M", "0007": "F", "0008": "M", "0009": "F", "0010": "M",
-    "0011": "M", "0012": "M", "0013": "M", "0014": "M", "0015": "F",
-    "0016": "F", "0017": "F", "0018": "F", "0019": "F", "0020": "M",
+    "0001": "F",
+    "0002": "F",
+    "0003": "F",
+    "0004": "M",
+    "0005": "M",
+    "0006": "M",
+    "0007": "F",
+    "0008": "M",
+    "0009": "F",
+    "0010": "M",
+    "0011": "M",
+    "0012": "M",
+    "0013": "M",
+    "0014": "M",
+    "0015": "F",
+    "0016": "F",
+    "0017": "F",
+    "0018": "F",
+    "0019": "F",
+    "0020": "M",
 }
 
 _ZH_LABELS = {"中立", "生气", "快乐", "伤心", "惊喜"}
@@ -78,8 +94,11 @@ def _language(speaker: str, label: str) -> str:
 
 
 def _speaker_dirs(base: Path) -> list[Path]:
-    return [d for d in sorted(base.iterdir())
-            if d.is_dir() and re.fullmatch(r"\d{4}", d.name) and (d / f"{d.name}.txt").is_file()]
+    return [
+        d
+        for d in sorted(base.iterdir())
+        if d.is_dir() and re.fullmatch(r"\d{4}", d.name) and (d / f"{d.name}.txt").is_file()
+    ]
 
 
 def _is_esd_root(d: Path) -> bool:
@@ -110,17 +129,32 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
                 raise RrpoError(f"utterance '{wav.stem}' has no line in {transcript_path.name}", wav)
             text, label, lineno = transcript[wav.stem]
             if emotion_of(label, "esd", transcript_path, lineno) != emotion:
-                raise RrpoError(f"transcript labels '{wav.stem}' '{label}' but its audio lies in "
-                                f"'{rel.parts[0]}'", transcript_path, lineno)
+                raise RrpoError(
+                    f"transcript labels '{wav.stem}' '{label}' but its audio lies in '{rel.parts[0]}'",
+                    transcript_path,
+                    lineno,
+                )
             number = int(m.group(2))
             k = number - OFFSETS[emotion]
             if not 1 <= k <= PER_EMOTION:
-                raise RrpoError(f"file number {number} is outside the {emotion} block "
-                                f"({OFFSETS[emotion] + 1}-{OFFSETS[emotion] + PER_EMOTION})", wav)
+                raise RrpoError(
+                    f"file number {number} is outside the {emotion} block "
+                    f"({OFFSETS[emotion] + 1}-{OFFSETS[emotion] + PER_EMOTION})",
+                    wav,
+                )
             extra = {"sentence": k, "esd_label": label}
             if spk in SPEAKER_GENDER:
                 extra["gender"] = SPEAKER_GENDER[spk]
-            records.append(make_utterance(
-                f"esd_{wav.stem}", wav, text=text, speaker=spk, language=_language(spk, label),
-                emotion=emotion, split=official_split(k), extra=extra))
+            records.append(
+                make_utterance(
+                    f"esd_{wav.stem}",
+                    wav,
+                    text=text,
+                    speaker=spk,
+                    language=_language(spk, label),
+                    emotion=emotion,
+                    split=official_split(k),
+                    extra=extra,
+                )
+            )
     return records

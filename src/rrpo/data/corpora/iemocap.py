@@ -34,8 +34,11 @@ _UTT = re.compile(r"^(Ses0?(\d+))[MF]_.*_([MF])[^_]*$")
 
 
 def _session_dirs(d: Path) -> list[Path]:
-    return [s for s in sorted(d.glob("Session*"))
-            if s.is_dir() and re.fullmatch(r"Session\d+", s.name) and (s / "dialog" / "EmoEvaluation").is_dir()]
+    return [
+        s
+        for s in sorted(d.glob("Session*"))
+        if s.is_dir() and re.fullmatch(r"Session\d+", s.name) and (s / "dialog" / "EmoEvaluation").is_dir()
+    ]
 
 
 def read_evaluation(path: Path) -> list[tuple[str, str, float, float, list[float], int]]:
@@ -71,7 +74,7 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     base = find_layout_root(root, lambda d: bool(_session_dirs(d)), "IEMOCAP folder of Session1..5")
     records, missing = [], 0
     for session in _session_dirs(base):
-        fold = int(session.name[len("Session"):])
+        fold = int(session.name[len("Session") :])
         for ev_path in sorted((session / "dialog" / "EmoEvaluation").glob("*.txt")):
             if ev_path.name.startswith("."):
                 continue
@@ -93,11 +96,28 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
                     texts = read_transcriptions(trans_path)
                 if utt not in texts:
                     raise RrpoError(f"utterance '{utt}' has no transcription line", trans_path)
-                extra = {"fold": fold, "dialog": dialog, "label": label.lower(), "start": start, "end": end,
-                         "vad": vad, "improvised": "_impro" in dialog, "gender": m.group(3)}
-                records.append(make_utterance(
-                    f"iemocap_{utt}", wav, text=texts[utt], speaker=f"Ses{int(m.group(2)):02d}{m.group(3)}",
-                    language="en", emotion=emotion, split="train", extra=extra))
+                extra = {
+                    "fold": fold,
+                    "dialog": dialog,
+                    "label": label.lower(),
+                    "start": start,
+                    "end": end,
+                    "vad": vad,
+                    "improvised": "_impro" in dialog,
+                    "gender": m.group(3),
+                }
+                records.append(
+                    make_utterance(
+                        f"iemocap_{utt}",
+                        wav,
+                        text=texts[utt],
+                        speaker=f"Ses{int(m.group(2)):02d}{m.group(3)}",
+                        language="en",
+                        emotion=emotion,
+                        split="train",
+                        extra=extra,
+                    )
+                )
     if missing:
         log.warning("iemocap: %d labelled utterances have no audio file and were left out", missing)
     return records

@@ -48,8 +48,7 @@ def read_table(path: Path) -> dict[str, tuple[dict[str, str], int]]:
                 if not stem:
                     raise RrpoError("empty file_id", path, reader.line_num)
                 if stem in out:
-                    raise RrpoError(f"clip '{stem}' listed twice (first on line {out[stem][1]})", path,
-                                    reader.line_num)
+                    raise RrpoError(f"clip '{stem}' listed twice (first on line {out[stem][1]})", path, reader.line_num)
                 out[stem] = (row, reader.line_num)
     except UnicodeDecodeError:
         raise RrpoError("data.tsv is not UTF-8 text", path) from None
@@ -78,14 +77,26 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
         emotion = emotion_of(row["emotion"], "nemo", table_path, line)
         speaker = row["speaker_id"]
         if emotion_of(m.group(2), "nemo", clip) != emotion or m.group(1) != speaker:
-            raise RrpoError(f"row says speaker '{speaker}', emotion '{row['emotion']}' but the file is named "
-                            f"'{clip.name}'", table_path, line)
+            raise RrpoError(
+                f"row says speaker '{speaker}', emotion '{row['emotion']}' but the file is named '{clip.name}'",
+                table_path,
+                line,
+            )
         extra = {"take": int(m.group(3))}
         if row["gender"].lower() in GENDER:
             extra["gender"] = GENDER[row["gender"].lower()]
         if row.get("age", "").isdigit():
             extra["age"] = int(row["age"])
-        records.append(make_utterance(
-            f"nemo_{clip.stem}", clip, text=row["raw_text"], speaker=speaker, language="pl", emotion=emotion,
-            split="train", extra=extra))
+        records.append(
+            make_utterance(
+                f"nemo_{clip.stem}",
+                clip,
+                text=row["raw_text"],
+                speaker=speaker,
+                language="pl",
+                emotion=emotion,
+                split="train",
+                extra=extra,
+            )
+        )
     return records

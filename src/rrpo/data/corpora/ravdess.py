@@ -31,22 +31,36 @@ def parse_name(path: Path) -> dict:
     """The seven fields of a RAVDESS file name, decoded; a name that does not fit is an error."""
     m = _NAME.match(path.stem)
     if not m:
-        raise RrpoError("file name is not a RAVDESS identifier "
-                        "(modality-channel-emotion-intensity-statement-repetition-actor, e.g. 03-01-06-01-02-01-12.wav)",
-                        path)
+        raise RrpoError(
+            "file name is not a RAVDESS identifier "
+            "(modality-channel-emotion-intensity-statement-repetition-actor, e.g. 03-01-06-01-02-01-12.wav)",
+            path,
+        )
     mod, ch, emo, inten, stmt, rep, actor = m.groups()
-    for code, table, name in ((mod, MODALITIES, "modality"), (ch, CHANNELS, "vocal channel"),
-                              (inten, INTENSITIES, "intensity"), (stmt, STATEMENTS, "statement"),
-                              (rep, REPETITIONS, "repetition")):
+    for code, table, name in (
+        (mod, MODALITIES, "modality"),
+        (ch, CHANNELS, "vocal channel"),
+        (inten, INTENSITIES, "intensity"),
+        (stmt, STATEMENTS, "statement"),
+        (rep, REPETITIONS, "repetition"),
+    ):
         if code not in table:
             raise RrpoError(f"unknown RAVDESS {name} code '{code}' (known: {', '.join(table)})", path)
     n_actor = int(actor)
     if not 1 <= n_actor <= 24:
         raise RrpoError(f"RAVDESS actor number {actor} outside 01-24", path)
-    return {"emotion": emotion_of(emo, "ravdess", path), "emotion_code": emo, "modality": MODALITIES[mod],
-            "vocal_channel": CHANNELS[ch], "intensity": INTENSITIES[inten], "statement": int(stmt),
-            "text": STATEMENTS[stmt], "repetition": REPETITIONS[rep], "actor": n_actor,
-            "gender": "M" if n_actor % 2 else "F"}
+    return {
+        "emotion": emotion_of(emo, "ravdess", path),
+        "emotion_code": emo,
+        "modality": MODALITIES[mod],
+        "vocal_channel": CHANNELS[ch],
+        "intensity": INTENSITIES[inten],
+        "statement": int(stmt),
+        "text": STATEMENTS[stmt],
+        "repetition": REPETITIONS[rep],
+        "actor": n_actor,
+        "gender": "M" if n_actor % 2 else "F",
+    }
 
 
 def prepare(root: Path, language: str | None = None) -> list[Utterance]:
@@ -55,7 +69,16 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
     for wav in audio_files(root, recursive=True):
         f = parse_name(wav)
         extra = {k: f[k] for k in ("intensity", "statement", "repetition", "vocal_channel", "modality", "gender")}
-        records.append(make_utterance(
-            f"ravdess_{wav.stem}", wav, text=f["text"], speaker=f"Actor_{f['actor']:02d}", language="en",
-            emotion=f["emotion"], split="train", extra=extra))
+        records.append(
+            make_utterance(
+                f"ravdess_{wav.stem}",
+                wav,
+                text=f["text"],
+                speaker=f"Actor_{f['actor']:02d}",
+                language="en",
+                emotion=f["emotion"],
+                split="train",
+                extra=extra,
+            )
+        )
     return records

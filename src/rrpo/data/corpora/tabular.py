@@ -23,8 +23,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rrpo.data.corpora.common import emotion_of, make_utterance
 from rrpo.data.manifest import Utterance
@@ -42,13 +43,19 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED if c not in header]
             if missing:
-                raise RrpoError(f"missing column(s) {', '.join(missing)} in the header "
-                                f"(found: {', '.join(header) or 'nothing'})", path, 1)
+                raise RrpoError(
+                    f"missing column(s) {', '.join(missing)} in the header (found: {', '.join(header) or 'nothing'})",
+                    path,
+                    1,
+                )
             reader.fieldnames = header
             for row in reader:
                 if None in row:
-                    raise RrpoError(f"row has {len(header) + len(row[None])} fields, the header {len(header)}",
-                                    path, reader.line_num)
+                    raise RrpoError(
+                        f"row has {len(header) + len(row[None])} fields, the header {len(header)}",
+                        path,
+                        reader.line_num,
+                    )
                 if all(v is None or not v.strip() for v in row.values()):
                     continue
                 yield reader.line_num, {k: (v or "").strip() for k, v in row.items()}
@@ -112,8 +119,16 @@ def import_table(path: Path, language: str | None, rows: Iterator[tuple[int, dic
         text = _field(row, "text", path, line, allow_empty=True)
         speaker = _field(row, "speaker", path, line)
         try:
-            u = make_utterance(uid, audio, text=text, speaker=speaker, language=str(lang).strip(),
-                               emotion=emotion, split=str(row.get("split") or "train").strip(), extra=extra)
+            u = make_utterance(
+                uid,
+                audio,
+                text=text,
+                speaker=speaker,
+                language=str(lang).strip(),
+                emotion=emotion,
+                split=str(row.get("split") or "train").strip(),
+                extra=extra,
+            )
         except RrpoError as e:
             raise RrpoError(f"{e.format()} (listed on line {line} of {path.name})") from None
         records.append(u)

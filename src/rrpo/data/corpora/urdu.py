@@ -58,7 +58,16 @@ def prepare(root: Path, language: str | None = None) -> list[Utterance]:
             speaker, sex, take, letter, _ = m.groups()
             if emotion_of(letter, "urdu", clip) != emotion:
                 raise RrpoError(f"file name says emotion '{letter}' but the clip lies in '{folder.name}'", clip)
-            records.append(make_utterance(
-                f"urdu_{clip.stem}", clip, text="", speaker=speaker, language="ur", emotion=emotion,
-                split="train", extra={"gender": sex, "take": take}))
+            records.append(
+                make_utterance(
+                    f"urdu_{clip.stem}",
+                    clip,
+                    text="",
+                    speaker=speaker,
+                    language="ur",
+                    emotion=emotion,
+                    split="train",
+                    extra={"gender": sex, "take": take},
+                )
+            )
     return records
