@@ -176,7 +176,11 @@ def _bf16(device: torch.device, enabled: bool):
     """bf16 autocast on ``device``, or no context at all when off."""
     import contextlib
 
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    from rrpo.precision import use_bf16
+
+    if not use_bf16(device, enabled):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 @torch.no_grad()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from rrpo.precision import bf16_autocast
+
 
 def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
     """(K, K) int64 counts, rows true, columns predicted."""
@@ -74,7 +76,7 @@ def predict(
     out = []
     for a in range(0, len(items), batch_size):
         b = collate(items[a : a + batch_size], 0, random_crop=False)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(dev, bf16):
             logits = model(b["tokens"].to(dev), b["lens"].to(dev)).float()
         if columns is not None:
             logits = logits[:, list(columns)]

@@ -36,6 +36,7 @@ from torch import nn
 from rrpo.config import check, option, to_dict
 from rrpo.errors import RrpoError
 from rrpo.io import atomic_path, write_json
+from rrpo.precision import bf16_autocast
 from rrpo.runs import RunDir, git_revision
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ class TrainConfig:
     schedule: Literal["constant", "cosine", "linear"] = option("cosine", "learning-rate decay after warm-up")
     min_lr_ratio: float = option(0.1, "final learning rate as a fraction of lr (cosine/linear)")
     clip_grad_norm: float = option(1.0, "clip the global gradient norm to this (0 = off)")
-    bf16: bool = option(True, "bf16 autocast for forward passes (AMX CPUs and GPUs: much faster)")
+    bf16: bool = option(
+        True,
+        "bf16 autocast for forward passes where the device computes bf16 natively (GPUs, CPUs with "
+        "AVX512-BF16 or AMX); other CPUs emulate bf16 and run fp32 instead (rrpo.precision)",
+    )
     log_every: int = option(10, "log training metrics every N steps")
     eval_every: int = option(0, "evaluate every N steps (0 = only at the end)")
     ckpt_every: int = option(0, "save a checkpoint every N steps (0 = only at the end)")
@@ -97,7 +102,8 @@ def world() -> tuple[int, int]:
 
 
 def autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    """bf16 autocast where ``device`` computes bf16 natively (see :mod:`rrpo.precision`), else fp32."""
+    return bf16_autocast(device, enabled)
 
 
 class EpochBatches:
