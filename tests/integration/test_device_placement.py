@@ -91,6 +91,7 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
         for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])
     ]
     sc.references, sc.stats, sc.emotions = {}, None, ["angry", "happy"]
+    sc.profiles = {"s1": None}  # the fake codec has no speaker profiles
     on_cpu = sc.score(pol)
     with OtherDevice():
         for m in (pol, start, rm):
