@@ -12,7 +12,7 @@ import soundfile as sf
 from rrpo.cli import main
 from rrpo.codec import load_codec
 from rrpo.codec.base import frame_energy
-from rrpo.codec.builtin import _quantile_bins, n_tokens, relative_level, relative_pitch
+from rrpo.codec.builtin import _quantile_bins, n_tokens, relative_level, relative_pitch, smooth_voiced_runs
 from rrpo.codec.shards import TokenShards
 from rrpo.data.manifest import Utterance, write_manifest
 
@@ -107,6 +107,20 @@ def test_quantile_bins_by_hand():
     assert np.allclose(centres, [12, 37, 62, 87])
 
 
+def test_pitch_smoothing_by_hand():
+    """[1, 2, 1] / 4 inside voiced runs, a run's ends repeating themselves.
+    st [0, 12, 0, 5], voiced [1, 1, 1, 0], one pass: [(0+0+12)/4, (0+24+0)/4, (12+0+0)/4, 5]
+    = [3, 6, 3, 5] (the unvoiced 5 is kept).
+    st [0, 12, 0, 5, 1, 9], voiced [1, 1, 0, 1, 1, 1] (runs [0, 12] and [5, 1, 9]), pass 1:
+    [3, 9, 0, 4, 4, 7]; pass 2: [(3+6+9)/4, (3+18+9)/4, 0, (4+8+4)/4, (4+8+7)/4, (4+14+7)/4]
+    = [4.5, 7.5, 0, 4, 4.75, 6.25]. Zero passes change nothing."""
+    assert np.allclose(smooth_voiced_runs(np.array([0, 12, 0, 5.0]), np.array([1, 1, 1, 0]), 1), [3, 6, 3, 5])
+    st, v = np.array([0, 12, 0, 5, 1, 9.0]), np.array([1, 1, 0, 1, 1, 1])
+    assert np.allclose(smooth_voiced_runs(st, v, 1), [3, 9, 0, 4, 4, 7])
+    assert np.allclose(smooth_voiced_runs(st, v, 2), [4.5, 7.5, 0, 4, 4.75, 6.25])
+    assert np.array_equal(smooth_voiced_runs(st, v, 0), st)
+
+
 def test_frame_energy_by_hand():
     """Constant 0.5 -> 0.25 per frame; a frame of [1, -1, 0, 0] -> 0.5; a partial last frame keeps
     its own mean square."""
@@ -147,8 +161,17 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
     assert len(yc) == len(y)
     lvl_c = 10 * np.log10(frame_energy(yc, SR, 25.0, len(tokens)) + 1e-10)
     assert np.allclose(lvl_c[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
-    # decoding as a speaker one octave higher (a profile 12 semitones up) doubles F0
+    # pitch_smoothing smooths the decoded F0 across bin steps; a steady run stays as it is
     import dataclasses
+
+    steady = np.full(20, tokens[20])
+    plain = codec.decode(steady)
+    codec.cfg = dataclasses.replace(codec.cfg, pitch_smoothing=2)
+    ys, steady_s = codec.decode(tokens), codec.decode(steady)
+    codec.cfg = dataclasses.replace(codec.cfg, pitch_smoothing=0)
+    assert len(ys) == len(y) and np.isfinite(ys).all() and not np.allclose(ys, y)
+    assert np.allclose(steady_s, plain)
+    # decoding as a speaker one octave higher (a profile 12 semitones up) doubles F0
 
     up = dataclasses.replace(codec.pooled, f0_st=codec.pooled.f0_st + 12)
     y2 = codec.decode(tokens, profile=up)

@@ -105,6 +105,9 @@ class BuiltinCodecConfig:
     decoder_channels: int = option(128, "learned decoder: channels")
     decoder_dims: int = option(40, "learned decoder: mel-cepstral coefficients of the envelope")
     decoder_lr: float = option(2e-3, "learned decoder: peak learning rate")
+    pitch_smoothing: int = option(
+        0, "decoding: passes of a [1, 2, 1] / 4 filter over the semitones of each voiced run of tokens (0: bin centres)"
+    )
 
     def __post_init__(self):
         check(self.sampling_rate >= 8000, "sampling_rate", "must be at least 8000")
@@ -148,6 +151,7 @@ class BuiltinCodecConfig:
         check(self.decoder_channels >= 8, "decoder_channels", "must be at least 8")
         check(4 <= self.decoder_dims <= 60, "decoder_dims", "must be in [4, 60]")
         check(self.decoder_lr > 0, "decoder_lr", "must be > 0")
+        check(self.pitch_smoothing >= 0, "pitch_smoothing", "must be >= 0")
 
     @property
     def pitch_ref(self) -> str:
@@ -280,6 +284,26 @@ def relative_pitch(f0: np.ndarray) -> np.ndarray:
 def relative_level(level_db: np.ndarray, percentile: float) -> np.ndarray:
     """Frame level in dB minus the utterance's ``percentile`` frame level (<= 0 mostly)."""
     return level_db - np.percentile(level_db, percentile)
+
+
+def smooth_voiced_runs(st: np.ndarray, voiced: np.ndarray, passes: int) -> np.ndarray:
+    """``passes`` of a [1, 2, 1] / 4 filter over ``st`` inside each run of voiced tokens (a run's
+    ends repeat themselves; unvoiced values are returned unchanged).
+
+    Example: st = [0, 12, 0, 5], voiced = [1, 1, 1, 0], one pass ->
+    [(0 + 0 + 12) / 4, (0 + 24 + 0) / 4, (12 + 0 + 0) / 4, 5] = [3, 6, 3, 5].
+    """
+    out = np.asarray(st, dtype=np.float64).copy()
+    v = np.asarray(voiced, dtype=bool)
+    if passes <= 0 or not v.any():
+        return out
+    idx = np.arange(len(out))
+    run = np.cumsum(np.concatenate([[1], v[1:] != v[:-1]]))  # run id of each token
+    left = np.where((idx > 0) & (run == np.roll(run, 1)), idx - 1, idx)
+    right = np.where((idx < len(out) - 1) & (run == np.roll(run, -1)), idx + 1, idx)
+    for _ in range(passes):
+        out = np.where(v, (out[left] + 2 * out + out[right]) / 4.0, out)
+    return out
 
 
 def _pitch_values(f0: np.ndarray, reference: str, ref_st: float) -> np.ndarray:
@@ -590,7 +614,8 @@ class BuiltinCodec:
         s, p, e = self.factors(t)
         st, db = self._refs(prof)
         T, sr, hop = len(t), self.sampling_rate, self.hop
-        f0 = np.where(p > 0, 2.0 ** ((st + self.pitch_centres[np.maximum(p - 1, 0)]) / 12.0), 0.0)
+        semis = smooth_voiced_runs(self.pitch_centres[np.maximum(p - 1, 0)], p > 0, self.cfg.pitch_smoothing)
+        f0 = np.where(p > 0, 2.0 ** ((st + semis) / 12.0), 0.0)
         target_db = db + self.energy_centres[e]  # (T,)
         n_out = T * hop
         period = _SYN_PERIOD_MS / 1000.0
