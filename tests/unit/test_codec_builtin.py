@@ -72,6 +72,7 @@ def codec_dir(corpus, tmp_path_factory):
             "pitch_bins=4",
             "energy_bins=3",
             "min_speaker_recordings=3",
+            "decoder=learned",
             "decoder_steps=30",
             "decoder_channels=16",
             "decoder_dims=24",

@@ -95,8 +95,8 @@ class BuiltinCodecConfig:
     kmeans_iters: int = option(100, "k-means iterations")
     seed: int = option(0, "random seed (frame sampling, k-means init, decoder)")
     decoder: str = option(
-        "learned",
-        "how tokens become audio: 'learned' (a small convolutional decoder) or 'cluster' (each cluster's mean envelope)",
+        "cluster",
+        "how tokens become audio: 'cluster' (each cluster's mean envelope) or 'learned' (a small convolutional decoder, trained by codec train)",
     )
     decoder_fraction: float = option(1.0, "share of the training utterances (random) the learned decoder trains on")
     decoder_steps: int = option(1500, "learned decoder: optimiser steps")
