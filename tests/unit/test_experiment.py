@@ -31,6 +31,8 @@ from tests.unit.test_corpora import casia_tree, esd_tree
 REPO = Path(__file__).resolve().parents[2]
 #: The two systems the verdicts compare (the fake runs below have only these).
 TWO = {k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}
+#: One fold (the layout and stage names before folds).
+ONE = ["ZhaoZuoxiang"]
 
 
 def test_config_file_spells_out_the_defaults():
@@ -178,7 +180,7 @@ def _fake_run(o: Path, seeds=(0, 1)):
 
 def test_write_results_means_table_and_plot(tmp_path):
     _fake_run(tmp_path)
-    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO)
+    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=ONE)
     res = write_results(tmp_path, cfg)
     s = res["summary"]
     assert s["diffro"]["proxy"] == pytest.approx((0.7, math.sqrt(0.02)))  # 0.6 and 0.8
@@ -197,7 +199,8 @@ def test_write_results_means_table_and_plot(tmp_path):
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| RRPO (robust RM) | 0.700 ± 0.141 | 65.0 ± 7.1 |" in table
     assert "| judge on real held-out speech (ceiling) | n/a | 59.2 |" in table
-    assert "| vanilla | 40.0 | 41.0 | 30.0 |" in table
+    assert "| vanilla | ZhaoZuoxiang | 40.0 | 41.0 | 30.0 |" in table
+    assert res["folds"] == ONE and res["ceiling"]["wa"] == 0.592
     assert "| RRPO (robust RM) | judge accuracy % | 45.0 | 65.0 |" in table
     assert "**RRPO goal**" in table and "not met" in table
     assert (tmp_path / "results" / "results.png").stat().st_size > 10_000
@@ -209,7 +212,7 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     cfg = ExperimentConfig(
-        heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[], policy_pretrain_corpora=[]
+        heldout_speakers=["wangzhe"], heldout_sentences=[202], rm_pretrain_corpora=[], policy_pretrain_corpora=[]
     )
     prepare_data(data, tmp_path / "out", cfg)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
@@ -224,8 +227,12 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
 @pytest.mark.parametrize(
     "over, message",
     [
-        ({"heldout_speaker": "nobody"}, "held-out speaker 'nobody' is not in CASIA"),
-        ({"heldout_speaker": "wangzhe", "heldout_sentences": [299]}, "held-out sentence id(s) [299] are not in CASIA"),
+        ({"heldout_speakers": ["wangzhe", "nobody"]}, "held-out speaker 'nobody' is not in CASIA"),
+        ({"heldout_speakers": ["wangzhe", "liuchanhg"]}, "every CASIA speaker is held out"),
+        (
+            {"heldout_speakers": ["wangzhe"], "heldout_sentences": [299]},
+            "held-out sentence id(s) [299] are not in CASIA",
+        ),
     ],
 )
 def test_prepare_data_errors(tmp_path, over, message):
@@ -248,12 +255,17 @@ def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_stages_parse_and_interleave_seeds(tmp_path):
-    stages = build_stages(ExperimentConfig(seeds=[3, 4], systems=TWO), tmp_path, tmp_path / "o", main)
+    stages = build_stages(
+        ExperimentConfig(seeds=[3, 4], systems=TWO, heldout_speakers=ONE), tmp_path, tmp_path / "o", main
+    )
     names = [s.name for s in stages]
     assert names[-7:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "judges", "report", "results"]
     assert names.index("judge_eval") < names.index("judge2") < names.index("judge2_eval") < names.index("sft")
     assert "judges" not in [
-        s.name for s in build_stages(ExperimentConfig(seeds=[3], second_judge="none"), tmp_path, tmp_path / "o", main)
+        s.name
+        for s in build_stages(
+            ExperimentConfig(seeds=[3], second_judge="none", heldout_speakers=ONE), tmp_path, tmp_path / "o", main
+        )
     ]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
     assert names[-2:] == ["report", "results"] and names[0] == "data"
@@ -270,8 +282,9 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
         s.name: s.action
         for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path, tmp_path / "o", main)
     }
-    assert cnn["judge2"][:2] == ["judge", "train-mel"] and "train.steps=800" in cnn["judge2"]
-    parser.parse_args(list(cnn["judge2"]))
+    j2 = cnn["judge2@liuchanhg"]  # the default: two folds, stages named <stage>@<speaker>
+    assert j2[:2] == ["judge", "train-mel"] and "train.steps=800" in j2 and "exclude_speakers=[liuchanhg]" in j2
+    parser.parse_args(list(j2))
     with pytest.raises(RrpoError, match="seeds is empty"):
         build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o", main)
 
@@ -299,7 +312,7 @@ def test_missing_pretraining_corpus_is_an_error(tmp_path):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     with pytest.raises(RrpoError, match="no ased/ folder here"):
-        prepare_data(data, tmp_path / "out", ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202]))
+        prepare_data(data, tmp_path / "out", ExperimentConfig(heldout_speakers=["wangzhe"], heldout_sentences=[202]))
 
 
 def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
@@ -307,7 +320,7 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     the ensemble on the robust RM and its rm_ensemble_seeds siblings (trained by their own stages);
     every run gets the common optimize overrides, GRPO its own after them (1 prompt x group 4 = 4
     samples per step, as DiffRO's 4 prompts); only the watch variant has a judge watch."""
-    cfg = ExperimentConfig(seeds=[0])
+    cfg = ExperimentConfig(seeds=[0], heldout_speakers=ONE)
     stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
     opt = {s.name: s.action for s in stages}
     o = (tmp_path / "o").resolve()
@@ -334,7 +347,10 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     assert f"model.init={o / 'policy_pretrain' / 'run'}" in opt["sft"]
     # no pre-training, no ensemble system: neither stage
     plain = build_stages(
-        ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO), tmp_path, tmp_path / "o", main
+        ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO, heldout_speakers=ONE),
+        tmp_path,
+        tmp_path / "o",
+        main,
     )
     assert not {"policy_pretrain", "rm_robust_s1"} & {s.name for s in plain}
     assert not any(a.startswith("model.init") for a in {s.name: s.action for s in plain}["sft"])

@@ -70,7 +70,8 @@ def test_comparison_stats_by_hand():
     v = st["variance"]["sft"]["judge_acc"]
     assert v["sigma2"]["opt"] == 0.0 and v["sigma2"]["utt"] == pytest.approx(0.25)
     assert math.isnan(v["sigma2"]["rm"]) and not v["rm_estimated"]
-    assert v["half_width"]["1x3x300"] == pytest.approx(1.96 * math.sqrt(0.25 / 900))
+    assert v["half_width"]["2x1x3x100"] == pytest.approx(1.96 * math.sqrt(0.25 / 300 / 2))
+    assert math.isnan(v["sigma2"]["fold"])  # one fold: not replicated
 
 
 def test_results_carry_intervals_and_paired_differences(tmp_path):
@@ -88,7 +89,11 @@ def test_results_carry_intervals_and_paired_differences(tmp_path):
     res = write_results(
         tmp_path,
         ExperimentConfig(
-            seeds=[0, 1], n_boot=200, n_perm=100, systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}
+            seeds=[0, 1],
+            n_boot=200,
+            n_perm=100,
+            systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")},
+            heldout_speakers=["ZhaoZuoxiang"],
         ),
     )
     assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 1.0
@@ -166,6 +171,7 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
         n_boot=300,
         n_perm=100,
         systems={k: v for k, v in DEFAULT_SYSTEMS.items() if k in ("diffro", "rrpo")},
+        heldout_speakers=["ZhaoZuoxiang"],
     )
     stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
     stages["judges"].action()
@@ -184,4 +190,4 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
         "| RRPO beats DiffRO | RRPO (robust RM) − DiffRO (vanilla RM) | supports | unclear | single-judge (**flagged**) |"
         in table
     )
-    assert "| casia_heldout | 250 | 50.0 | 50.0 |" in table
+    assert "| casia_heldout | ZhaoZuoxiang | 250 | 50.0 | 50.0 |" in table
