@@ -174,6 +174,8 @@ def cluster_bootstrap_ci(
     interval is (1/2, 1) and the 90 % interval (1/4, 1). With A and B in strata of their own each is
     drawn once: T_A is 0, 1, 2 w.p. 1/4, 1/2, 1/4 and T_B = 2, so (T_A + 2)/4 is 1/2, 3/4, 1 w.p.
     1/4, 1/2, 1/4 and the 50 % interval is (1/2, 3/4)."""
+    if strata is not None and len(strata) != len(clusters):
+        raise ValueError(f"{len(clusters)} clusters but {len(strata)} strata labels")
     pairs = [(_as_cluster(c), g) for c, g in zip(clusters, strata if strata is not None else [0] * len(clusters))]
     pairs = [(c, g) for c, g in pairs if len(c[0])]
     cl = [c for c, _ in pairs]
@@ -209,6 +211,8 @@ def _pair_clusters(
         raise ValueError(f"paired samples need the same clusters: {len(a)} vs {len(b)}")
     out = []
     labels = list(strata) if strata is not None else [0] * len(a)
+    if len(labels) != len(a):
+        raise ValueError(f"{len(a)} clusters but {len(labels)} strata labels")
     for ca, cb, lab in zip(a, b, labels):
         (xa, wa), (xb, wb) = [
             (np.asarray(c[0], np.float64), None if c[1] is None else np.asarray(c[1], np.float64))

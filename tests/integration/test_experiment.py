@@ -11,12 +11,13 @@ from rrpo.cli import main
 
 TINY = """
 seeds: [0]
+heldout_speakers: [ZhaoZuoxiang]
 synth: [sentences_per_language=4, voices_per_language=2]
 codec: [spectral_clusters=16, pitch_bins=4, energy_bins=2, kmeans_iters=5, max_train_frames=20000]
 rm_pretrain: [train.steps=4, train.batch_size=8, model.d_model=32, model.n_layers=1, model.d_ff=64,
               model.embedding=free+features]
 rm_finetune: [train.steps=4, train.batch_size=8]
-judge: ["c_grid=[0.1]"]
+judge: ["c_grid=[0.1]", small_groups=drop, min_group_classes=5]
 second_judge_stats: ["c_grid=[0.1]"]
 n_boot: 200
 n_perm: 200

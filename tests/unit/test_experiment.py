@@ -212,7 +212,11 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     cfg = ExperimentConfig(
-        heldout_speakers=["wangzhe"], heldout_sentences=[202], rm_pretrain_corpora=[], policy_pretrain_corpora=[]
+        heldout_speakers=["wangzhe"],
+        heldout_sentences=[202],
+        rm_pretrain_corpora=[],
+        policy_pretrain_corpora=[],
+        judge_corpora=["casia"],
     )
     prepare_data(data, tmp_path / "out", cfg)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
@@ -243,7 +247,9 @@ def test_prepare_data_errors(tmp_path, over, message):
         prepare_data(
             data,
             tmp_path / "out",
-            dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[]), **over),
+            dataclasses.replace(
+                ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[], judge_corpora=["casia"]), **over
+            ),
         )
 
 
@@ -444,3 +450,113 @@ def test_policy_pretrain_is_cached_across_run_folders(tmp_path):
     (o2 / "codec" / "codec.safetensors").write_bytes(b"other weights")
     policy_pretrain(cfg, o2, tok2, fake_verb)
     assert len(calls) == 6 and read_json(o2 / "policy_pretrain" / "pretrain.json")["key"] != first["key"]
+
+
+def test_two_folds_stages_hold_out_each_speaker_in_its_own_fold(tmp_path):
+    """Two folds: shared data / codec / tokens / RM pre-training / policy; per fold (named <stage>@<speaker>,
+    under folds/<speaker>/) the RMs and judges leave out that fold's speaker only, every system runs
+    with that fold's RMs and is audited as that speaker; a plain stage name in force= widens to every
+    fold."""
+    from rrpo.experiment import expand_force
+
+    cfg = ExperimentConfig(seeds=[0], systems=TWO, heldout_speakers=["ZhaoZuoxiang", "liuchanhg"])
+    stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
+    o = (tmp_path / "o").resolve()
+    names = [s.name for s in stages]
+    by = {s.name: s for s in stages}
+    for shared in ("data", "codec", "tokens_casia", "rm_pretrain", "policy_pretrain", "sft", "report", "results"):
+        assert names.count(shared) == 1
+    # the judge's extra corpora are prepared, and tokenised only where a reward model or the policy reads them
+    assert {n for n in names if n.startswith("tokens_")} == {
+        f"tokens_{c}" for c in ("casia", "esd", "synth", "ased", "nemo", "urdu")
+    }
+    assert "tokens_urdu" not in {
+        s.name
+        for s in build_stages(dataclasses.replace(cfg, rm_pretrain_corpora=["nemo"]), tmp_path, tmp_path / "o", main)
+    }
+    for h, other in (("ZhaoZuoxiang", "liuchanhg"), ("liuchanhg", "ZhaoZuoxiang")):
+        f = o / "folds" / h
+        for st in ("rm_vanilla", "rm_robust", "rm_eval", "judge", "judge_eval", "judge2", "judges"):
+            assert f"{st}@{h}" in by and by[f"{st}@{h}"].folder.is_relative_to(f)
+        assert f"data.exclude_speakers=[{h}]" in by[f"rm_vanilla@{h}"].action
+        assert f"exclude_speakers=[{h}]" in by[f"judge@{h}"].action
+        assert not any(other in a for a in by[f"judge@{h}"].action)  # the other fold's speaker is trained on
+        judge = " ".join(by[f"judge@{h}"].action)  # every labelled corpus but ESD; speakers covering all 5 classes
+        assert all(f"data/{c}.jsonl" in judge for c in ("casia", "ased", "nemo", "urdu")) and "esd" not in judge
+        assert "min_group_classes=5" in judge
+        run = by[f"rrpo_s0@{h}"].action
+        assert f"prompts.exclude_speakers=[{h}]" in run and f"path: {f / 'rm' / 'robust'}" in " ".join(run)
+        assert f"policy={o / 'sft'}" in run  # one starting policy for both folds
+        audit = by[f"audit_rrpo_s0@{h}"].action
+        assert f"prompts.speakers=[{h}]" in audit and f"judge={f / 'judge'}" in audit
+    assert names.index("judge_eval@liuchanhg") < names.index("sft") < names.index("diffro_s0@ZhaoZuoxiang")
+    report = by["report"].action
+    assert "seed 0, liuchanhg" in " ".join(report) and str(o / "folds" / "liuchanhg" / "runs" / "rrpo_s0") in " ".join(
+        report
+    )
+    assert expand_force(["rm_vanilla", "sft", "judge@liuchanhg"], names) == {
+        "rm_vanilla@ZhaoZuoxiang",
+        "rm_vanilla@liuchanhg",
+        "sft",
+        "judge@liuchanhg",
+    }
+    assert expand_force(["nonsense"], names) == {"nonsense"}  # refused by the stage runner
+
+
+def test_prepare_data_codec_hears_no_heldout_speaker(tmp_path):
+    data = tmp_path / "data"
+    casia_tree(data / "casia")
+    esd_tree(data / "esd")
+    cfg = ExperimentConfig(
+        heldout_speakers=["wangzhe"],
+        heldout_sentences=[202],
+        rm_pretrain_corpora=[],
+        policy_pretrain_corpora=[],
+        judge_corpora=["casia"],
+    )
+    prepare_data(data, tmp_path / "out", cfg)
+    assert {u.speaker for u in read_manifest(tmp_path / "out" / "casia_codec.jsonl")} == {"liuchanhg"}
+
+
+def test_heldout_speakers_errors_name_the_key():
+    from rrpo.errors import ConfigError
+
+    for over, message in (
+        (["heldout_speakers=[]"], "at least one"),
+        (["heldout_speakers=[a, a]"], "twice"),
+        (["judge_corpora=[nemo]"], "must include casia"),
+        (["judge_corpora=[casia, esd]"], "must not include esd"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(ExperimentConfig, None, over)
+
+
+def test_two_folds_pool_into_the_results(tmp_path):
+    """The fake audits of _fake_run in each of two folds (fold B's judge hears its speaker's real speech at
+    0.8 instead of 0.592). Per-run rows name fold and seed; the means pool 2 folds × 2 seeds (identical
+    folds: the same means as one fold); the ceiling pools the folds by utterances: (0.592·250 + 0.8·250)/500
+    = 0.696; the table names both folds."""
+    folds = ["ZhaoZuoxiang", "liuchanhg"]
+    for h in folds:
+        _fake_run(tmp_path / "folds" / h)
+    (tmp_path / "folds" / "liuchanhg" / "judge" / "eval" / "casia_heldout.json").write_text(
+        json.dumps({"n": 250, "wa": 0.8, "ua": 0.79})
+    )
+    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=folds)
+    res = write_results(tmp_path, cfg)
+    assert res["folds"] == folds
+    rows = res["per_seed"]["rrpo"]
+    assert [(r["fold"], r["seed"]) for r in rows] == [
+        ("ZhaoZuoxiang", 0),
+        ("liuchanhg", 0),
+        ("ZhaoZuoxiang", 1),
+        ("liuchanhg", 1),
+    ]
+    # 0.6, 0.6, 0.7, 0.7: mean 0.65, sample std sqrt(4 · 0.05² / 3)
+    assert res["summary"]["rrpo"]["judge_acc"] == pytest.approx((0.65, math.sqrt(0.01 / 3)))
+    assert res["ceiling"]["wa"] == pytest.approx(0.696) and res["ceiling"]["n"] == 500
+    assert set(res["reward_models"]) == set(folds) and res["judge"]["liuchanhg"]["casia_heldout"]["wa"] == 0.8
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "4 run(s): 2 seed(s) (0, 1) × 2 fold(s)" in table and "`liuchanhg`" in table
+    assert "| judge on real held-out speech (ceiling) | n/a | 69.6 |" in table
+    assert "| casia_heldout | liuchanhg | 250 | 80.0 | 79.0 |" in table
