@@ -202,17 +202,28 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
     if not st or not any(st.get("intervals", {}).values()):
         return []
     pct = round(100 * st["level"])
+    folds = list(
+        dict.fromkeys(f for row in st["intervals"].values() for f in (row.get("judge_acc") or {}).get("folds", {}))
+    )
+    by_fold = len(folds) > 1
     lines = [
         f"{pct} % intervals (percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}): the value "
         "over every judged utterance of the system's runs in every fold, [hierarchical: runs within each "
-        "fold, then utterances] and (utterances only). Judge accuracy in %.",
+        "fold, then utterances] and (utterances only). Judge accuracy in %"
+        + (f"; by fold: {', '.join(folds)}." if by_fold else "."),
         "",
-        "| method | n | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
-        "| --- | --- |" + " --- |" * len(UTT_METRICS),
+        "| method | n | "
+        + ("judge accuracy by fold | " if by_fold else "")
+        + " | ".join(lbl for _, lbl in UTT_METRICS)
+        + " |",
+        "| --- | --- |" + (" --- |" if by_fold else "") + " --- |" * len(UTT_METRICS),
     ]
     for m, row in st["intervals"].items():
         n = max((v["n"] for v in row.values()), default=0)
         cells = []
+        if by_fold:
+            per = (row.get("judge_acc") or {}).get("folds", {})
+            cells.append(" / ".join(_f("judge_acc", per.get(f)) for f in folds))
         for k, _ in UTT_METRICS:
             v = row.get(k)
             cells.append(

@@ -206,6 +206,9 @@ def test_comparison_stats_two_folds_by_hand():
     a = st["intervals"]["sft"]["judge_acc"]
     assert (a["stat"], a["lo"], a["hi"], a["n"], a["clusters"]) == (0.25, 0.0, 0.5, 4, 2)
     assert a["folds"] == {"A": 0.0, "B": 0.5}
+    from rrpo.experiment_stats import stats_markdown
+
+    assert "| SFT | 4 | 0.0 / 50.0 | 25.0 [0.0, 50.0] " in "\n".join(stats_markdown(st, {"sft": "SFT"}))
     d = st["paired"]["rrpo-diffro"]["judge_acc"]
     assert (d["diff"], d["lo"], d["hi"], d["clusters"]) == (1.0, 1.0, 1.0, 2)
     assert d["p_perm"] == pytest.approx(0.125) and d["p_perm_cluster"] == pytest.approx(0.5)
