@@ -724,7 +724,8 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
 def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Path], run_verb) -> list:
     """One fold's models: both reward models (and the ensemble's siblings) fine-tuned without speaker
     ``h``, their evaluation, the eGeMAPS judge and the second judge trained without ``h``, and their
-    evaluation on ``h``'s real speech and on ESD English."""
+    evaluation on ``h``'s real speech and on ESD English. The judges' features are cached in the run
+    folder's ``features/`` (computed once for all folds)."""
     from rrpo.stages import Stage
 
     f = fold_dir(o, cfg, h)
@@ -775,10 +776,8 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
             ),
             ("esd", [f"manifests={yaml_list([esd])}"]),
         ):
-            if (
-                run_verb(["judge", "eval", f"judge={f / folder}", *args, f"out={f / folder / 'eval' / f'{name}.json'}"])
-                != 0
-            ):
+            argv = ["judge", "eval", f"judge={f / folder}", *args, f"out={f / folder / 'eval' / f'{name}.json'}"]
+            if run_verb([*argv, f"feature_cache={o / 'features'}"]) != 0:
                 raise RrpoError(f"judge eval on {name} ({h}'s fold) failed")
 
     def judge2_eval() -> None:
@@ -813,6 +812,7 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
                 f"manifests={yaml_list(judge_mans)}",
                 f"out={f / 'judge'}",
                 f"exclude_speakers=[{h}]",
+                f"feature_cache={o / 'features'}",
                 cls,
                 *cfg.judge,
             ],
@@ -839,6 +839,7 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
                         f"manifests={yaml_list([casia])}",
                         f"out={f / 'judge2'}",
                         f"exclude_speakers=[{h}]",
+                        f"feature_cache={o / 'features'}",
                         cls,
                         "features=logmel-stats",
                         *cfg.second_judge_stats,
