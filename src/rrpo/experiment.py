@@ -970,7 +970,7 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
         "ceiling": ceiling(judge),
         "stats": stats,
     }
-    if cfg.second_judge != "none" and (o / "judges").is_dir():
+    if cfg.second_judge != "none" and all((f / "judges").is_dir() for f in fold_dirs(o, cfg).values()):
         from rrpo.experiment_judges import second_judge_results
 
         proxy_up = {

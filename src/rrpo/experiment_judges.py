@@ -140,7 +140,7 @@ def judges_markdown(res: dict, names: dict[str, str]) -> list[str]:
         "logmel-cnn": "a network on log-mel frames",
     }.get(res.get("kind"), res.get("kind", "?"))
     lines = [
-        f"Second judge ({kind}, trained on the same speakers), on the same WAVs: judge accuracy % "
+        f"Second judge ({kind}, trained on CASIA without the fold's speaker), on the same WAVs: judge accuracy % "
         "[95 % hierarchical bootstrap]; label agreement with the eGeMAPS judge (Cohen's kappa):",
         "",
         "| method | log-mel judge accuracy % | agreement | kappa |",

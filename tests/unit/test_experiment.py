@@ -539,6 +539,20 @@ def test_two_folds_pool_into_the_results(tmp_path):
     folds = ["ZhaoZuoxiang", "liuchanhg"]
     for h in folds:
         _fake_run(tmp_path / "folds" / h)
+        # the second judge's labels of each run (one utterance, right in fold B only) and its evaluation
+        (tmp_path / "folds" / h / "judge2" / "eval").mkdir(parents=True)
+        (tmp_path / "folds" / h / "judge2" / "eval" / "casia_heldout.json").write_text(
+            json.dumps({"n": 250, "wa": 0.5})
+        )
+        right = h == "liuchanhg"
+        row = {"id": "t0_sad", "emotion": "sad", "judge_pred_first": "sad", "judge_pred": "sad" if right else "angry"}
+        row.update(judge_correct=right, judge_target_prob=0.5)
+        for s in (0, 1):
+            for m in ("diffro", "rrpo"):
+                (tmp_path / "folds" / h / "judges").mkdir(exist_ok=True)
+                (tmp_path / "folds" / h / "judges" / f"{m}_s{s}.json").write_text(
+                    json.dumps({"start": {"step": 0, "utterances": [row]}, "final": {"step": 8, "utterances": [row]}})
+                )
     (tmp_path / "folds" / "liuchanhg" / "judge" / "eval" / "casia_heldout.json").write_text(
         json.dumps({"n": 250, "wa": 0.8, "ua": 0.79})
     )
@@ -560,3 +574,8 @@ def test_two_folds_pool_into_the_results(tmp_path):
     assert "4 run(s): 2 seed(s) (0, 1) × 2 fold(s)" in table and "`liuchanhg`" in table
     assert "| judge on real held-out speech (ceiling) | n/a | 69.6 |" in table
     assert "| casia_heldout | liuchanhg | 250 | 80.0 | 79.0 |" in table
+    # the second judge pools both folds' re-judged runs: 2 folds x 2 seeds x 1 utterance, right in fold B
+    j2 = res["second_judge"]
+    assert set(j2["eval"]) == set(folds) and j2["label_agreement"]["sft"]["n"] == 4
+    assert j2["intervals"]["rrpo"]["judge_acc"]["stat"] == 0.5
+    assert j2["intervals"]["rrpo"]["judge_acc"]["folds"] == {"ZhaoZuoxiang": 0.0, "liuchanhg": 1.0}
