@@ -562,7 +562,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     """The experiment's stages; ``run_verb(argv) -> status`` is the ``rrpo`` dispatcher (:func:`rrpo.cli.main`).
 
     Shared by the folds: data, synth, codec, tokens, the reward models' pre-training, the policy's
-    pre-training and SFT. Per fold (:func:`fold_stages`): the fine-tuned reward models and their
+    pre-training and SFT. Per fold (:func:`fold_model_stages`): the fine-tuned reward models and their
     evaluation, the judges, every system's runs and audits, the second judge's re-judging."""
     from rrpo.stages import Stage
 
