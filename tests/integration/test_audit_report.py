@@ -13,6 +13,7 @@ from rrpo.cli import main
 from rrpo.data.manifest import read_manifest
 
 from tests.unit.policy_fixtures import make_corpus, sft_overrides
+from tests.unit.reward_fixtures import tiny_rm_overrides
 
 SR = 16000
 
@@ -73,18 +74,7 @@ def world(tmp_path_factory):
                 "rm",
                 "train",
                 f"out={root / 'rm'}",
-                f"data.manifests=[{man}]",
-                f"data.tokens=[{shards}]",
-                "classes=[angry, happy]",
-                "model.d_model=16",
-                "model.n_layers=1",
-                "model.n_heads=2",
-                "model.d_ff=32",
-                "model.pool_dim=8",
-                "train.steps=2",
-                "train.batch_size=4",
-                "train.progress=false",
-                "data.max_tokens=0",
+                *tiny_rm_overrides(man, shards),
             ]
         )
         == 0

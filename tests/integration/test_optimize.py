@@ -21,6 +21,7 @@ from rrpo.runs import OptimizeRunInfo, RunDir
 from rrpo.train.loop import latest_checkpoint
 
 from tests.unit.policy_fixtures import make_corpus, sft_overrides
+from tests.unit.reward_fixtures import tiny_rm_overrides
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +32,7 @@ def setup(tmp_path_factory):
     rm_cfg = load_config(
         RMTrainConfig,
         None,
-        [
-            f"data.manifests=[{man}]",
-            f"data.tokens=[{shards}]",
-            "classes=[angry, happy]",
-            "model.d_model=16",
-            "model.n_layers=1",
-            "model.n_heads=2",
-            "model.d_ff=32",
-            "model.pool_dim=8",
-            "train.steps=2",
-            "train.batch_size=4",
-            "train.progress=false",
-            "data.max_tokens=0",
-        ],
+        tiny_rm_overrides(man, shards),
     )
     train_rm(rm_cfg, root / "rm")
     return root, man, shards
@@ -204,21 +192,7 @@ def test_diffro_with_an_ensemble_term(setup, tmp_path):
         load_config(
             RMTrainConfig,
             None,
-            [
-                f"data.manifests=[{man}]",
-                f"data.tokens=[{shards}]",
-                "classes=[angry, happy]",
-                "model.d_model=16",
-                "model.n_layers=1",
-                "model.n_heads=2",
-                "model.d_ff=32",
-                "model.pool_dim=8",
-                "train.steps=2",
-                "train.batch_size=4",
-                "train.progress=false",
-                "data.max_tokens=0",
-                "train.seed=7",
-            ],
+            tiny_rm_overrides(man, shards, "train.seed=7"),
         ),
         rm2,
     )

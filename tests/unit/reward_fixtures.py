@@ -38,3 +38,22 @@ def make_corpus(
     w.close()
     man = write_manifest(root / f"{name}.jsonl", recs)
     return man.path, root / f"{name}_tokens"
+
+
+def tiny_rm_overrides(manifest: Path, shards: Path, *extra: str, classes: str = "[angry, happy]") -> list[str]:
+    """Overrides of a two-step, 16-wide reward model on a `make_corpus` corpus (integration tests)."""
+    return [
+        f"data.manifests=[{manifest}]",
+        f"data.tokens=[{shards}]",
+        f"classes={classes}",
+        "model.d_model=16",
+        "model.n_layers=1",
+        "model.n_heads=2",
+        "model.d_ff=32",
+        "model.pool_dim=8",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.progress=false",
+        "data.max_tokens=0",
+        *extra,
+    ]
