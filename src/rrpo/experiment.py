@@ -152,8 +152,15 @@ class ExperimentConfig:
         "overrides for the reward model's pre-training (rm_pretrain_corpora and the synthetic corpus)",
     )
     rm_finetune: list[str] = option(
-        ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
-        "overrides for both fine-tunings on CASIA's training speakers",
+        [
+            "train.steps=250",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=20",
+            "data.max_tokens=300",
+            "data.tempo=[0.6, 1.6]",
+        ],
+        "overrides for both fine-tunings on CASIA's training speakers (speed perturbation: docs/reward.md)",
     )
     robust: list[str] = option(
         ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
