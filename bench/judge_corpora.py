@@ -99,6 +99,7 @@ def main() -> None:
                 "class_masking",
                 "small_groups",
                 "min_group_classes",
+                "sample_weight",
             )
         },
         "train": [str(m) for m in args.train],

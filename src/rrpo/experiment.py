@@ -2,28 +2,35 @@
 
     rrpo experiment --config configs/paper_comparison.yaml data=../shared/data out=runs/comparison
 
-One held-out CASIA speaker (``heldout_speaker``) is never heard by the codec, the reward models or the
-judge, and a few CASIA sentences (``heldout_sentences``) are never read by the policy or the reward
-models. The pipeline:
+Each CASIA speaker of ``heldout_speakers`` is one *fold*: in its fold that speaker is never heard by
+the reward models or the judges, and the audit speaks as that speaker. The codec hears none of the
+held-out speakers (it is shared by the folds). A few CASIA sentences (``heldout_sentences``) are never
+read by the policy or the reward models. The starting policy (pre-training and SFT) is shared by the
+folds: it reads every speaker's training sentences, so that it can speak as each, never the held-out
+sentences. The pipeline:
 
 prepare CASIA and ESD (and mark the held-out sentences as split ``test``) and the multilingual
-pre-training corpora (``rm_pretrain_corpora``: ASED, nEMO, URDU) → synthesise the built-in bilingual
-corpus (extra unlabelled codec audio, and pre-training data with ``rm_pretrain_synth``) → learn the
-codec on CASIA's other speakers and the synthetic corpus → tokenise → pre-train the reward model on
-the pre-training corpora (classes a corpus lacks masked out of its loss), fine-tune it on CASIA's
-other speakers twice (vanilla; robust: LS + EAM + FGM)
-→ evaluate both on the held-out speaker and on ESD English (cross-lingual) → train the eGeMAPS judge
-on CASIA's other speakers and measure it on the held-out speaker's real speech (the ceiling) →
-pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
+corpora (``rm_pretrain_corpora``: ASED, nEMO, URDU; ``judge_corpora``) → synthesise the built-in
+bilingual corpus (extra unlabelled codec audio, and pre-training data with ``rm_pretrain_synth``) →
+learn the codec on CASIA's other speakers and the synthetic corpus → tokenise → pre-train the reward
+model on the pre-training corpora (classes a corpus lacks masked out of its loss) → per fold:
+fine-tune it on CASIA's other speakers twice (vanilla; robust: LS + EAM + FGM), evaluate both on the
+fold's speaker and on ESD English (cross-lingual), train the eGeMAPS judge on ``judge_corpora``
+without the fold's speaker (never ESD English) and measure it on that speaker's real speech (the
+ceiling) and on ESD English → pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
 CASIA's training sentences; ``policy_pretrain_corpora``), cached outside the run folder under
 ``cache`` and reused by any run with the same settings and inputs → SFT it on CASIA → for every
 system (``systems``: DiffRO with the vanilla RM, RRPO with the robust RM, RRPO with an ensemble of
 robust RMs, GRPO with the vanilla RM, DiffRO stopped online by the judge watch) and seed, optimise
-under one budget and audit on the held-out sentences spoken as the held-out speaker → the HTML
-report and ``results/`` (``results.json``, ``table.md``, ``results.png``).
+under one budget, in every fold, and audit on the held-out sentences spoken as the fold's speaker →
+the HTML report and ``results/`` (``results.json``, ``table.md``, ``results.png``), which pool the
+folds' audits (:mod:`rrpo.experiment_stats`).
 
 The SFT row is the audit's step 0 (the starting policy, sampled with the same seeds). Every stage
-is an ordinary ``rrpo`` command run in-process and is skipped when it finished earlier.
+is an ordinary ``rrpo`` command run in-process and is skipped when it finished earlier. With one
+fold the stages and folders are named as they always were; with several, a fold's stages are named
+``<stage>@<speaker>`` and live under ``folds/<speaker>/`` (``force=[rm_vanilla]`` redoes that stage
+in every fold).
 """
 
 from __future__ import annotations
@@ -99,13 +106,15 @@ EXPERIMENT_OVERRIDE_TARGETS = {
     "watch": "rrpo.optimize.trainer:OptimizeConfig",
 }
 # Lists of strings that are not overrides (corpus names of data=).
-CORPUS_LISTS = ("rm_pretrain_corpora", "policy_pretrain_corpora")
+CORPUS_LISTS = ("rm_pretrain_corpora", "policy_pretrain_corpora", "judge_corpora", "heldout_speakers")
 
 
 @dataclass
 class ExperimentConfig:
-    heldout_speaker: str = option(
-        "ZhaoZuoxiang", "CASIA speaker no codec, reward model or judge hears; the audit speaks as this speaker"
+    heldout_speakers: list[str] = option(
+        ["ZhaoZuoxiang", "liuchanhg"],
+        "CASIA speakers held out, one fold each: the codec hears none of them; in a speaker's fold the "
+        "reward models and judges never hear it and the audit speaks as it",
     )
     heldout_sentences: list[int] = option(
         [246, 247, 248, 249, 250],
@@ -143,8 +152,15 @@ class ExperimentConfig:
         "overrides for the reward model's pre-training (rm_pretrain_corpora and the synthetic corpus)",
     )
     rm_finetune: list[str] = option(
-        ["train.steps=250", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=20", "data.max_tokens=300"],
-        "overrides for both fine-tunings on CASIA's training speakers",
+        [
+            "train.steps=250",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=20",
+            "data.max_tokens=300",
+            "data.tempo=[0.6, 1.6]",
+        ],
+        "overrides for both fine-tunings on CASIA's training speakers (speed perturbation: docs/reward.md)",
     )
     robust: list[str] = option(
         ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"],
@@ -157,7 +173,16 @@ class ExperimentConfig:
         "mean_minus_std", "how the ensemble's member rewards combine"
     )
     rm_eval: list[str] = option(["robustness=false"], "overrides for `rrpo rm eval` of both reward models")
-    judge: list[str] = option([], "overrides for `rrpo judge train`")
+    judge_corpora: list[str] = option(
+        ["casia", "ased", "nemo", "urdu"],
+        "labelled corpora of data= the eGeMAPS judge trains on (each fold's speaker left out; ESD "
+        "English is never trained on: it is the judge's cross-lingual test)",
+    )
+    judge: list[str] = option(
+        ["small_groups=drop", "min_group_classes=5"],
+        "overrides for `rrpo judge train` (the eGeMAPS judge; only speakers who cover all 5 classes "
+        "train it: measured best on the CASIA folds, docs/audit.md)",
+    )
     cache: str = option(
         "runs/cache",
         "folder outside the run folder for stages reused across runs (the policy's "
@@ -251,7 +276,7 @@ class ExperimentConfig:
     audit: list[str] = option(
         ["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8"],
         "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
-        "= 100 judged utterances per seed and checkpoint)",
+        "= 100 judged utterances per run and checkpoint)",
     )
     tolerance: float = option(
         0.10,
@@ -277,6 +302,19 @@ class ExperimentConfig:
         self.systems = systems
         for need in ("diffro", "rrpo"):
             check(need in self.systems, "systems", f"needs '{need}' (the verdicts compare DiffRO and RRPO)")
+        check(len(self.heldout_speakers) > 0, "heldout_speakers", "needs at least one CASIA speaker (one fold each)")
+        check(
+            len(set(self.heldout_speakers)) == len(self.heldout_speakers),
+            "heldout_speakers",
+            f"lists a speaker twice: {self.heldout_speakers}",
+        )
+        check(
+            all(str(h).replace("_", "").replace("-", "").isalnum() for h in self.heldout_speakers),
+            "heldout_speakers",
+            "must be plain speaker names (letters, digits, _ or -)",
+        )
+        check("casia" in self.judge_corpora, "judge_corpora", "must include casia (the held-out speakers' corpus)")
+        check("esd" not in self.judge_corpora, "judge_corpora", "must not include esd (the judge's cross-lingual test)")
         bad = sorted(set(self.policy_pretrain_corpora) - set(POLICY_CORPORA))
         check(not bad, "policy_pretrain_corpora", f"{bad} not among {list(POLICY_CORPORA)} (corpora with transcripts)")
         from rrpo.demo import OVERRIDE_TARGETS
@@ -289,7 +327,9 @@ class ExperimentConfig:
 class ExperimentArgs:
     data: str = option("", "folder holding casia/ and esd/ (e.g. ../shared/data)")
     out: str = option("runs/comparison", "folder for every stage's outputs")
-    force: list[str] = option([], "stages to redo even if done")
+    force: list[str] = option(
+        [], "stages to redo even if done (a per-fold stage's plain name, e.g. rm_vanilla, redoes it in every fold)"
+    )
 
     def __post_init__(self):
         check(bool(self.data), "data", "is required (the folder holding casia/ and esd/)")
@@ -311,12 +351,39 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------- data
-def extra_corpora(cfg: ExperimentConfig) -> list[str]:
-    """Corpora of ``data`` besides CASIA and ESD: the reward models' and the policy's pre-training sets."""
+def extra_corpora(cfg: ExperimentConfig, tokenised: bool = False) -> list[str]:
+    """Corpora of ``data`` besides CASIA and ESD: the reward models' and the policy's pre-training sets
+    (``tokenised``: only these, which need codec tokens) and the judge's extra corpora."""
     out = []
-    for c in [*cfg.rm_pretrain_corpora, *cfg.policy_pretrain_corpora]:
+    for c in [*cfg.rm_pretrain_corpora, *cfg.policy_pretrain_corpora, *([] if tokenised else cfg.judge_corpora)]:
         if c not in ("synth", "casia", "esd") and c not in out:
             out.append(c)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- folds
+def several_folds(cfg: ExperimentConfig) -> bool:
+    return len(cfg.heldout_speakers) > 1
+
+
+def fold_dir(o: Path, cfg: ExperimentConfig, speaker: str) -> Path:
+    """A fold's folder: the run folder itself with one fold (the layout before folds), else ``folds/<speaker>``."""
+    return o / "folds" / speaker if several_folds(cfg) else o
+
+
+def fold_stage(cfg: ExperimentConfig, name: str, speaker: str) -> str:
+    """A fold's stage name: ``name`` with one fold, else ``name@speaker``."""
+    return f"{name}@{speaker}" if several_folds(cfg) else name
+
+
+def expand_force(force, names: list[str]) -> set[str]:
+    """``force`` with each plain name of a per-fold stage (``rm_vanilla``) widened to that stage in every
+    fold (``rm_vanilla@A``, ``rm_vanilla@B``); other names are kept as given (unknown ones are refused
+    by the stage runner)."""
+    out = set()
+    for f in force:
+        fold_names = [n for n in names if n.split("@", 1)[0] == f and "@" in n]
+        out.update(fold_names if f not in names and fold_names else [f])
     return out
 
 
@@ -336,9 +403,14 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
         prepare_corpus(corpus, data / corpus, out / f"{corpus}.jsonl")
     raw = read_manifest(out / "casia_raw.jsonl")
     speakers = sorted({u.speaker for u in raw})
-    if cfg.heldout_speaker not in speakers:
+    for h in cfg.heldout_speakers:
+        if h not in speakers:
+            raise RrpoError(
+                f"held-out speaker '{h}' is not in CASIA (speakers: {', '.join(speakers)})", out / "casia_raw.jsonl"
+            )
+    if not set(speakers) - set(cfg.heldout_speakers):
         raise RrpoError(
-            f"held-out speaker '{cfg.heldout_speaker}' is not in CASIA (speakers: {', '.join(speakers)})",
+            "every CASIA speaker is held out: the codec and the reward models need at least one other",
             out / "casia_raw.jsonl",
         )
     sentences = {u.extra.get("sentence") for u in raw}
@@ -352,7 +424,7 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
         u.split = "test" if u.extra.get("sentence") in held else "train"
         recs.append(u)
     write_manifest(out / "casia.jsonl", recs)
-    write_manifest(out / "casia_codec.jsonl", [u for u in recs if u.speaker != cfg.heldout_speaker])
+    write_manifest(out / "casia_codec.jsonl", [u for u in recs if u.speaker not in cfg.heldout_speakers])
     esd = read_manifest(out / "esd_raw.jsonl")
     for u in esd:
         u.audio = str(esd.audio_path(u).resolve())
@@ -360,24 +432,25 @@ def prepare_data(data: Path, out: Path, cfg: ExperimentConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------- stages
-def seed_runs(cfg: ExperimentConfig) -> list[tuple[str, str, int]]:
-    """(run name, system, seed) of every optimisation run, seeds interleaved."""
-    return [(f"{m}_s{s}", m, s) for s in cfg.seeds for m in cfg.systems]
+def seed_runs(cfg: ExperimentConfig) -> list[tuple[str, str, int, str]]:
+    """(run name, system, seed, fold) of every optimisation run: seed-major, then fold, then system (a
+    fold's run ``<system>_s<seed>`` lives in that fold's ``runs/``)."""
+    return [(f"{m}_s{s}", m, s, h) for s in cfg.seeds for h in cfg.heldout_speakers for m in cfg.systems]
 
 
-def ensemble_members(o: Path, cfg: ExperimentConfig) -> list[Path]:
-    """The robust RM and its ``rm_ensemble_seeds`` siblings."""
-    return [o / "rm" / "robust", *[o / "rm" / f"robust_s{k}" for k in cfg.rm_ensemble_seeds]]
+def ensemble_members(f: Path, cfg: ExperimentConfig) -> list[Path]:
+    """The robust RM and its ``rm_ensemble_seeds`` siblings of the fold whose folder is ``f``."""
+    return [f / "rm" / "robust", *[f / "rm" / f"robust_s{k}" for k in cfg.rm_ensemble_seeds]]
 
 
-def reward_term(o: Path, cfg: ExperimentConfig, system: System) -> str:
-    """The ``rewards`` value of a system's ``rrpo optimize`` run."""
+def reward_term(f: Path, cfg: ExperimentConfig, system: System) -> str:
+    """The ``rewards`` value of a system's ``rrpo optimize`` run in the fold whose folder is ``f``."""
     if system.reward == "robust_ensemble":
         return (
-            f"rewards=[{{name: emotion, paths: {yaml_list(ensemble_members(o, cfg))}, "
+            f"rewards=[{{name: emotion, paths: {yaml_list(ensemble_members(f, cfg))}, "
             f"aggregate: {cfg.rm_ensemble_aggregate}}}]"
         )
-    return f"rewards=[{{name: emotion, path: {o / 'rm' / system.reward}}}]"
+    return f"rewards=[{{name: emotion, path: {f / 'rm' / system.reward}}}]"
 
 
 # ------------------------------------------------------------------------------ policy pre-training
@@ -493,25 +566,178 @@ def policy_pretrain(cfg: ExperimentConfig, o: Path, tok: dict[str, Path], run_ve
 
 
 def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list:
-    """The experiment's stages; ``run_verb(argv) -> status`` is the ``rrpo`` dispatcher (:func:`rrpo.cli.main`)."""
+    """The experiment's stages; ``run_verb(argv) -> status`` is the ``rrpo`` dispatcher (:func:`rrpo.cli.main`).
+
+    Shared by the folds: data, synth, codec, tokens, the reward models' pre-training, the policy's
+    pre-training and SFT. Per fold (:func:`fold_model_stages`): the fine-tuned reward models and their
+    evaluation, the judges, every system's runs and audits, the second judge's re-judging."""
     from rrpo.stages import Stage
 
     if not cfg.seeds:
         raise RrpoError("seeds is empty: give at least one optimisation seed")
     o = out.resolve()
     d = o / "data"
-    casia, esd, synth = d / "casia.jsonl", d / "esd.jsonl", o / "synth" / "manifest.jsonl"
+    casia, synth = d / "casia.jsonl", o / "synth" / "manifest.jsonl"
     tok = {
         "casia": o / "tokens" / "casia",
         "esd": o / "tokens" / "esd",
         "synth": o / "tokens" / "synth",
-        **{c: o / "tokens" / c for c in extra_corpora(cfg)},
+        **{c: o / "tokens" / c for c in extra_corpora(cfg, tokenised=True)},
     }
     pre_mans = ([synth] if cfg.rm_pretrain_synth else []) + [d / f"{c}.jsonl" for c in cfg.rm_pretrain_corpora]
     pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
     if not pre_mans:
         raise RrpoError("the reward models have no pre-training data: set rm_pretrain_corpora or rm_pretrain_synth")
-    h = cfg.heldout_speaker
+    cls = f"classes=[{', '.join(CLASSES)}]"
+
+    def pretrain() -> None:
+        """rrpo synth + tokenize + policy sft: pre-train the starting policy (cached under `cache`, reused when its key matches)"""
+        policy_pretrain(cfg, o, tok, run_verb)
+
+    stages = [
+        Stage("data", d, lambda: prepare_data(data, d, cfg)),
+        Stage("synth", o / "synth", ["synth", f"out={o / 'synth'}", *cfg.synth]),
+        Stage(
+            "codec",
+            o / "codec",
+            [
+                "codec",
+                "train",
+                f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
+                f"out={o / 'codec'}",
+                *cfg.codec,
+            ],
+        ),
+        *[
+            Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
+            for k, man in (
+                ("casia", casia),
+                ("esd", d / "esd.jsonl"),
+                ("synth", synth),
+                *[(c, d / f"{c}.jsonl") for c in extra_corpora(cfg, tokenised=True)],
+            )
+        ],
+        Stage(
+            "rm_pretrain",
+            o / "rm" / "pretrain",
+            [
+                "rm",
+                "train",
+                f"out={o / 'rm' / 'pretrain'}",
+                f"data.manifests={yaml_list(pre_mans)}",
+                f"data.tokens={yaml_list(pre_toks)}",
+                f"model.token_features={o / 'codec'}",
+                "train.progress=true",
+                cls,
+                *cfg.rm_pretrain,
+            ],
+        ),
+    ]
+    for h in cfg.heldout_speakers:
+        stages += fold_model_stages(cfg, o, h, tok, run_verb)
+    stages += [
+        *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)] if cfg.policy_pretrain_corpora else []),
+        Stage(
+            "sft",
+            o / "sft",
+            [
+                "policy",
+                "sft",
+                f"out={o / 'sft'}",
+                f"data.manifest={casia}",
+                f"data.shards={tok['casia']}",
+                "data.heldout_by=split",
+                "data.heldout=[test]",
+                *([f"model.init={o / 'policy_pretrain' / 'run'}"] if cfg.policy_pretrain_corpora else []),
+                *cfg.sft,
+            ],
+        ),
+    ]
+    runs = seed_runs(cfg)
+    for run, name, seed, h in runs:
+        f = fold_dir(o, cfg, h)
+        system = cfg.systems[name]
+        watch = (
+            [f"watch.judge={f / 'judge'}", f"watch.codec={o / 'codec'}", f"watch.manifest={casia}", *cfg.watch]
+            if system.watch
+            else []
+        )
+        stages.append(
+            Stage(
+                fold_stage(cfg, run, h),
+                f / "runs" / run,
+                [
+                    "optimize",
+                    f"out={f / 'runs' / run}",
+                    f"algo={system.algo}",
+                    f"policy={o / 'sft'}",
+                    reward_term(f, cfg, system),
+                    f"prompts.manifest={casia}",
+                    "prompts.splits=[train]",
+                    f"prompts.exclude_speakers=[{h}]",
+                    f"train.seed={seed}",
+                    *cfg.optimize,
+                    *watch,
+                    *system.overrides,
+                ],
+            )
+        )
+        stages.append(
+            Stage(
+                fold_stage(cfg, f"audit_{run}", h),
+                f / "runs" / run / "audit",
+                [
+                    "audit",
+                    f"run={f / 'runs' / run}",
+                    f"codec={o / 'codec'}",
+                    f"judge={f / 'judge'}",
+                    f"prompts.manifest={casia}",
+                    "prompts.splits=[test]",
+                    f"prompts.speakers=[{h}]",
+                    f"seed={1234 + seed}",
+                    *cfg.audit,
+                ],
+            )
+        )
+    if cfg.second_judge != "none":
+        for h in cfg.heldout_speakers:
+            f = fold_dir(o, cfg, h)
+            fold_runs = [r for r, _, _, hh in runs if hh == h]
+
+            def rejudge(f=f, fold_runs=fold_runs) -> None:
+                """the second judge on every run's audited audio (start and last step)"""
+                from rrpo.experiment_judges import rejudge_all
+
+                rejudge_all(f, fold_runs)
+
+            stages.append(Stage(fold_stage(cfg, "judges", h), f / "judges", rejudge))
+    fold_tag = (lambda h: f", {h}") if several_folds(cfg) else (lambda h: "")
+    stages.append(
+        Stage(
+            "report",
+            o / "report",
+            [
+                "report",
+                f"runs={yaml_list([fold_dir(o, cfg, h) / 'runs' / r for r, _, _, h in runs])}",
+                f"names={yaml_list([f'{cfg.systems[m].label} seed {s}{fold_tag(h)}' for _, m, s, h in runs])}",
+                f"out={o / 'report'}",
+            ],
+        )
+    )
+    stages.append(Stage("results", o / "results", lambda: write_results(o, cfg)))
+    return stages
+
+
+def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Path], run_verb) -> list:
+    """One fold's models: both reward models (and the ensemble's siblings) fine-tuned without speaker
+    ``h``, their evaluation, the eGeMAPS judge and the second judge trained without ``h``, and their
+    evaluation on ``h``'s real speech and on ESD English. The judges' features are cached in the run
+    folder's ``features/`` (computed once for all folds)."""
+    from rrpo.stages import Stage
+
+    f = fold_dir(o, cfg, h)
+    d = o / "data"
+    casia, esd = d / "casia.jsonl", d / "esd.jsonl"
     ensemble = any(sy.reward == "robust_ensemble" for sy in cfg.systems.values())
     cls = f"classes=[{', '.join(CLASSES)}]"
     ft = [
@@ -537,15 +763,15 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                 args = [
                     "rm",
                     "eval",
-                    f"rm={o / 'rm' / rm}",
+                    f"rm={f / 'rm' / rm}",
                     f"manifest={man}",
                     f"tokens={shards}",
                     *extra,
-                    f"out={o / 'rm' / 'eval' / f'{rm}_{name}.json'}",
+                    f"out={f / 'rm' / 'eval' / f'{rm}_{name}.json'}",
                     *cfg.rm_eval,
                 ]
                 if run_verb(args) != 0:
-                    raise RrpoError(f"rm eval of the {rm} reward model on {name} failed")
+                    raise RrpoError(f"rm eval of the {rm} reward model on {name} ({h}'s fold) failed")
 
     def judge_eval(folder: str = "judge") -> None:
         """rrpo judge eval: the judge on the held-out speaker's real speech (the ceiling) and on ESD English"""
@@ -557,93 +783,58 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
             ),
             ("esd", [f"manifests={yaml_list([esd])}"]),
         ):
-            if (
-                run_verb(["judge", "eval", f"judge={o / folder}", *args, f"out={o / folder / 'eval' / f'{name}.json'}"])
-                != 0
-            ):
-                raise RrpoError(f"judge eval on {name} failed")
+            argv = ["judge", "eval", f"judge={f / folder}", *args, f"out={f / folder / 'eval' / f'{name}.json'}"]
+            if run_verb([*argv, f"feature_cache={o / 'features'}"]) != 0:
+                raise RrpoError(f"judge eval on {name} ({h}'s fold) failed")
 
     def judge2_eval() -> None:
         """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
         judge_eval("judge2")
 
-    def pretrain() -> None:
-        """rrpo synth + tokenize + policy sft: pre-train the starting policy (cached under `cache`, reused when its key matches)"""
-        policy_pretrain(cfg, o, tok, run_verb)
-
-    stages = [
-        Stage("data", d, lambda: prepare_data(data, d, cfg)),
-        Stage("synth", o / "synth", ["synth", f"out={o / 'synth'}", *cfg.synth]),
+    judge_mans = [casia if c == "casia" else d / f"{c}.jsonl" for c in cfg.judge_corpora]
+    return [
         Stage(
-            "codec",
-            o / "codec",
-            [
-                "codec",
-                "train",
-                f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
-                f"out={o / 'codec'}",
-                *cfg.codec,
-            ],
+            fold_stage(cfg, "rm_vanilla", h), f / "rm" / "vanilla", [*ft[:2], f"out={f / 'rm' / 'vanilla'}", *ft[2:]]
         ),
-        *[
-            Stage(f"tokens_{k}", tok[k], ["tokenize", f"codec={o / 'codec'}", f"manifest={man}", f"out={tok[k]}"])
-            for k, man in (
-                ("casia", casia),
-                ("esd", esd),
-                ("synth", synth),
-                *[(c, d / f"{c}.jsonl") for c in extra_corpora(cfg)],
-            )
-        ],
         Stage(
-            "rm_pretrain",
-            o / "rm" / "pretrain",
-            [
-                "rm",
-                "train",
-                f"out={o / 'rm' / 'pretrain'}",
-                f"data.manifests={yaml_list(pre_mans)}",
-                f"data.tokens={yaml_list(pre_toks)}",
-                f"model.token_features={o / 'codec'}",
-                "train.progress=true",
-                cls,
-                *cfg.rm_pretrain,
-            ],
+            fold_stage(cfg, "rm_robust", h),
+            f / "rm" / "robust",
+            [*ft[:2], f"out={f / 'rm' / 'robust'}", *ft[2:], *cfg.robust],
         ),
-        Stage("rm_vanilla", o / "rm" / "vanilla", [*ft[:2], f"out={o / 'rm' / 'vanilla'}", *ft[2:]]),
-        Stage("rm_robust", o / "rm" / "robust", [*ft[:2], f"out={o / 'rm' / 'robust'}", *ft[2:], *cfg.robust]),
         *[
             Stage(
-                f"rm_robust_s{k}",
-                o / "rm" / f"robust_s{k}",
-                [*ft[:2], f"out={o / 'rm' / f'robust_s{k}'}", *ft[2:], *cfg.robust, f"train.seed={k}"],
+                fold_stage(cfg, f"rm_robust_s{k}", h),
+                f / "rm" / f"robust_s{k}",
+                [*ft[:2], f"out={f / 'rm' / f'robust_s{k}'}", *ft[2:], *cfg.robust, f"train.seed={k}"],
             )
             for k in (cfg.rm_ensemble_seeds if ensemble else [])
         ],
-        Stage("rm_eval", o / "rm" / "eval", rm_eval),
+        Stage(fold_stage(cfg, "rm_eval", h), f / "rm" / "eval", rm_eval),
         Stage(
-            "judge",
-            o / "judge",
+            fold_stage(cfg, "judge", h),
+            f / "judge",
             [
                 "judge",
                 "train",
-                f"manifests={yaml_list([casia])}",
-                f"out={o / 'judge'}",
+                f"manifests={yaml_list(judge_mans)}",
+                f"out={f / 'judge'}",
                 f"exclude_speakers=[{h}]",
+                f"feature_cache={o / 'features'}",
                 cls,
                 *cfg.judge,
             ],
         ),
-        Stage("judge_eval", o / "judge" / "eval", judge_eval),
+        Stage(fold_stage(cfg, "judge_eval", h), f / "judge" / "eval", judge_eval),
         *(
             [
                 Stage(
-                    "judge2",
-                    o / "judge2",
+                    fold_stage(cfg, "judge2", h),
+                    f / "judge2",
                     [
                         "judge",
                         "train-mel",
                         f"manifests={yaml_list([casia])}",
-                        f"out={o / 'judge2'}",
+                        f"out={f / 'judge2'}",
                         f"exclude_speakers=[{h}]",
                         cls,
                         *cfg.second_judge_cnn,
@@ -653,104 +844,20 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                         "judge",
                         "train",
                         f"manifests={yaml_list([casia])}",
-                        f"out={o / 'judge2'}",
+                        f"out={f / 'judge2'}",
                         f"exclude_speakers=[{h}]",
+                        f"feature_cache={o / 'features'}",
                         cls,
                         "features=logmel-stats",
                         *cfg.second_judge_stats,
                     ],
                 ),
-                Stage("judge2_eval", o / "judge2" / "eval", judge2_eval),
+                Stage(fold_stage(cfg, "judge2_eval", h), f / "judge2" / "eval", judge2_eval),
             ]
             if cfg.second_judge != "none"
             else []
         ),
-        *([Stage("policy_pretrain", o / "policy_pretrain", pretrain)] if cfg.policy_pretrain_corpora else []),
-        Stage(
-            "sft",
-            o / "sft",
-            [
-                "policy",
-                "sft",
-                f"out={o / 'sft'}",
-                f"data.manifest={casia}",
-                f"data.shards={tok['casia']}",
-                "data.heldout_by=split",
-                "data.heldout=[test]",
-                *([f"model.init={o / 'policy_pretrain' / 'run'}"] if cfg.policy_pretrain_corpora else []),
-                *cfg.sft,
-            ],
-        ),
     ]
-    for run, name, seed in seed_runs(cfg):
-        system = cfg.systems[name]
-        watch = (
-            [f"watch.judge={o / 'judge'}", f"watch.codec={o / 'codec'}", f"watch.manifest={casia}", *cfg.watch]
-            if system.watch
-            else []
-        )
-        stages.append(
-            Stage(
-                run,
-                o / "runs" / run,
-                [
-                    "optimize",
-                    f"out={o / 'runs' / run}",
-                    f"algo={system.algo}",
-                    f"policy={o / 'sft'}",
-                    reward_term(o, cfg, system),
-                    f"prompts.manifest={casia}",
-                    "prompts.splits=[train]",
-                    f"prompts.exclude_speakers=[{h}]",
-                    f"train.seed={seed}",
-                    *cfg.optimize,
-                    *watch,
-                    *system.overrides,
-                ],
-            )
-        )
-        stages.append(
-            Stage(
-                f"audit_{run}",
-                o / "runs" / run / "audit",
-                [
-                    "audit",
-                    f"run={o / 'runs' / run}",
-                    f"codec={o / 'codec'}",
-                    f"judge={o / 'judge'}",
-                    f"prompts.manifest={casia}",
-                    "prompts.splits=[test]",
-                    f"prompts.speakers=[{h}]",
-                    f"seed={1234 + seed}",
-                    *cfg.audit,
-                ],
-            )
-        )
-    runs = seed_runs(cfg)
-    names = [f"{cfg.systems[m].label} seed {s}" for _, m, s in runs]
-    if cfg.second_judge != "none":
-
-        def rejudge() -> None:
-            """the second judge on every run's audited audio (start and last step)"""
-            from rrpo.experiment_judges import rejudge_all
-
-            rejudge_all(o, [r for r, _, _ in runs])
-
-        stages.append(Stage("judges", o / "judges", rejudge))
-    stages.append(
-        Stage(
-            "report",
-            o / "report",
-            [
-                "report",
-                f"runs={yaml_list([o / 'runs' / r for r, _, _ in runs])}",
-                f"names={yaml_list(names)}",
-                f"out={o / 'report'}",
-            ],
-        )
-    )
-    stages.append(Stage("results", o / "results", lambda: write_results(o, cfg)))
-    return stages
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -816,46 +923,49 @@ def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
 
 
 def collect(o: Path, cfg: ExperimentConfig) -> dict:
-    """Per-seed figures of SFT (step 0), DiffRO and RRPO (last step) from the audits."""
+    """Per-run figures (one row per fold and seed) of SFT (step 0) and every system (last step) from the
+    audits, their means over all runs of all folds, the statistics and the folds' model evaluations."""
     from rrpo.config import to_dict
     from rrpo.io import read_json
 
     per_seed: dict[str, list[dict]] = {"sft": [], **{m: [] for m in cfg.systems}}
     for s in cfg.seeds:
-        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in cfg.systems}
-        sft = point_metrics(aud["diffro"]["start"])
-        sft["proxy_vanilla"] = aud["diffro"]["start"]["proxy_prob"]
-        sft["proxy_robust"] = aud["rrpo"]["start"]["proxy_prob"]
-        per_seed["sft"].append({"seed": s, **sft})
-        for m in cfg.systems:
-            fin = point_metrics(aud[m]["final"])
-            fin["step"] = aud[m]["final"]["step"]
-            fin["flagged_steps"] = aud[m]["flagged_steps"]
-            per_seed[m].append({"seed": s, **fin})
+        for h in cfg.heldout_speakers:
+            f = fold_dir(o, cfg, h)
+            aud = {m: read_json(f / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in cfg.systems}
+            sft = point_metrics(aud["diffro"]["start"])
+            sft["proxy_vanilla"] = aud["diffro"]["start"]["proxy_prob"]
+            sft["proxy_robust"] = aud["rrpo"]["start"]["proxy_prob"]
+            per_seed["sft"].append({"fold": h, "seed": s, **sft})
+            for m in cfg.systems:
+                fin = point_metrics(aud[m]["final"])
+                fin["step"] = aud[m]["final"]["step"]
+                fin["flagged_steps"] = aud[m]["flagged_steps"]
+                per_seed[m].append({"fold": h, "seed": s, **fin})
     keys = [k for k, _, _ in METRICS] + ["proxy_vanilla", "proxy_robust", "mean_len_s", "hacking_flag"]
     summary = {
         m: {k: mean_std([r[k] for r in rows if k in r]) for k in keys if any(k in r for r in rows)}
         for m, rows in per_seed.items()
     }
     means = {m: {k: v[0] for k, v in d.items()} for m, d in summary.items()}
-    rm = {}
-    for name in ("vanilla", "robust"):
-        for ev in ("casia_heldout", "esd"):
-            p = o / "rm" / "eval" / f"{name}_{ev}.json"
-            if p.exists():
-                rm[f"{name}_{ev}"] = read_json(p)
-    judge = {p.stem: read_json(p) for p in sorted((o / "judge" / "eval").glob("*.json"))}
+    rm: dict[str, dict] = {}
+    judge: dict[str, dict] = {}
+    for h in cfg.heldout_speakers:
+        f = fold_dir(o, cfg, h)
+        rm[h] = {}
+        for name in ("vanilla", "robust"):
+            for ev in ("casia_heldout", "esd"):
+                p = f / "rm" / "eval" / f"{name}_{ev}.json"
+                if p.exists():
+                    rm[h][f"{name}_{ev}"] = read_json(p)
+        judge[h] = {p.stem: read_json(p) for p in sorted((f / "judge" / "eval").glob("*.json"))}
     from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
 
-    stats = comparison_stats(
-        system_points(o, list(cfg.seeds), list(cfg.systems)),
-        cfg.n_boot,
-        cfg.n_perm,
-        cfg.stats_seed,
-        pairs=pairs_for(cfg.systems),
-    )
+    points = system_points(o, list(cfg.seeds), list(cfg.systems), folds=fold_dirs(o, cfg))
+    stats = comparison_stats(points, cfg.n_boot, cfg.n_perm, cfg.stats_seed, pairs=pairs_for(cfg.systems))
     pre = o / "policy_pretrain" / "pretrain.json"
     res = {
+        "folds": list(cfg.heldout_speakers),
         "systems": {m: to_dict(sy) for m, sy in cfg.systems.items()},
         "policy_pretrain": read_json(pre) if pre.exists() else None,
         "per_seed": per_seed,
@@ -864,9 +974,10 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
         "trajectories": trajectories(o, cfg),
         "reward_models": rm,
         "judge": judge,
+        "ceiling": ceiling(judge),
         "stats": stats,
     }
-    if cfg.second_judge != "none" and (o / "judges").is_dir():
+    if cfg.second_judge != "none" and all((f / "judges").is_dir() for f in fold_dirs(o, cfg).values()):
         from rrpo.experiment_judges import second_judge_results
 
         proxy_up = {
@@ -874,15 +985,40 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
             "rrpo": means["rrpo"]["proxy"] > means["sft"]["proxy_robust"],
         }
         res["second_judge"] = second_judge_results(
-            o, list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm, cfg.stats_seed
+            fold_dirs(o, cfg), list(cfg.seeds), stats, proxy_up, cfg.n_boot, cfg.n_perm, cfg.stats_seed
         )
-        res["second_judge"]["eval"] = {p.stem: read_json(p) for p in sorted((o / "judge2" / "eval").glob("*.json"))}
+        res["second_judge"]["eval"] = {
+            h: {p.stem: read_json(p) for p in sorted((fold_dir(o, cfg, h) / "judge2" / "eval").glob("*.json"))}
+            for h in cfg.heldout_speakers
+        }
         res["second_judge"]["kind"] = cfg.second_judge
     return res
 
 
+def fold_dirs(o: Path, cfg: ExperimentConfig) -> dict[str, Path]:
+    """``{held-out speaker: its fold's folder}`` in config order."""
+    return {h: fold_dir(o, cfg, h) for h in cfg.heldout_speakers}
+
+
+def ceiling(judge: dict[str, dict]) -> dict | None:
+    """The judge on the held-out speakers' real speech, pooled over the folds: accuracy = Σ correct / Σ n
+    (each fold's ``wa`` × ``n``), with each fold's own figure. None without any fold's evaluation.
+    Example: folds (wa 0.6, n 250) and (wa 0.8, n 250) pool to 0.7."""
+    folds = {h: j["casia_heldout"] for h, j in judge.items() if "casia_heldout" in j}
+    if not folds:
+        return None
+    n = sum(int(v.get("n", 0)) for v in folds.values())
+    wa = sum(float(v["wa"]) * int(v.get("n", 0)) for v in folds.values()) / n if n else math.nan
+    return {
+        "wa": wa,
+        "n": n,
+        "folds": {h: {"wa": v["wa"], "ua": v.get("ua"), "n": v.get("n")} for h, v in folds.items()},
+    }
+
+
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
-    """Per method, every audited step with the seed mean ± std of proxy, judge accuracy and √KL.
+    """Per method, every audited step with the mean ± std over runs (folds × seeds) of proxy, judge
+    accuracy and √KL.
 
     The table reads the last step only; over-optimisation shows in the path (the judge peaks, then
     falls while the proxy keeps rising)."""
@@ -892,8 +1028,9 @@ def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
     for m in cfg.systems:
         by_step: dict[int, list[dict]] = {}
         for s in cfg.seeds:
-            for p in read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json").get("points", []):
-                by_step.setdefault(int(p["step"]), []).append(point_metrics(p))
+            for f in fold_dirs(o, cfg).values():
+                for p in read_json(f / "runs" / f"{m}_s{s}" / "audit" / "audit.json").get("points", []):
+                    by_step.setdefault(int(p["step"]), []).append(point_metrics(p))
         steps = sorted(by_step)
         out[m] = {
             "step": steps,
@@ -923,9 +1060,11 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     """The results as Markdown: the main table, the ceiling, the reward models and the goal verdicts."""
     s = res["summary"]
     n = len(cfg.seeds)
+    folds = list(cfg.heldout_speakers)
     lines = [
-        f"Means ± sample std over {n} seed(s) ({', '.join(map(str, cfg.seeds))}); held-out speaker "
-        f"`{cfg.heldout_speaker}`, held-out sentences {cfg.heldout_sentences} × 5 target emotions. "
+        f"Means ± sample std over {n * len(folds)} run(s): {n} seed(s) ({', '.join(map(str, cfg.seeds))}) × "
+        f"{len(folds)} fold(s), held-out speaker{'s' if len(folds) > 1 else ''} "
+        f"{', '.join(f'`{h}`' for h in folds)}; held-out sentences {cfg.heldout_sentences} × 5 target emotions. "
         "Proxy = p(target) under the reward model the run optimised (SFT: vanilla / robust).",
         "",
         "| method | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |",
@@ -943,8 +1082,8 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                 cells.append(_fmt(*s[m][k], pct=k == "judge_acc"))
         lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
     j = res["judge"]
-    if "casia_heldout" in j:
-        ceil = j["casia_heldout"]
+    ceil = res.get("ceiling")
+    if ceil:
         row = ["n/a"] * len(METRICS)
         row[1] = f"{100 * _acc(ceil, 'wa'):.1f}"
         lines.append("| judge on real held-out speech (ceiling) | " + " | ".join(row) + " |")
@@ -954,25 +1093,33 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         "second. Distances are to the real recording of the same sentence, speaker and emotion.",
         "",
     ]
-    if j:
+    if any(j.values()):
         lines += [
-            "| judge (eGeMAPS, trained without the held-out speaker) | n | accuracy | UA |",
-            "| --- | --- | --- | --- |",
+            f"| judge (eGeMAPS on {', '.join(cfg.judge_corpora)}, trained without the fold's speaker) | fold | n | "
+            "accuracy | UA [95 %] | ECE |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
-        for k, v in j.items():
-            lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
+        for h, jh in j.items():
+            for k, v in jh.items():
+                ci = v.get("ua_ci95") or []
+                iv = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if len(ci) == 2 else ""
+                ece = "n/a" if v.get("ece") is None else f"{v['ece']:.3f}"
+                lines.append(
+                    f"| {k} | {h} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f}{iv} | {ece} |"
+                )
         lines.append("")
     rm = res["reward_models"]
-    if rm:
+    if any(rm.values()):
         lines += [
-            "| reward model | held-out speaker UA | held-out speaker WA | ESD English UA (cross-lingual) |",
-            "| --- | --- | --- | --- |",
+            "| reward model | fold | held-out speaker UA | held-out speaker WA | ESD English UA (cross-lingual) |",
+            "| --- | --- | --- | --- | --- |",
         ]
-        for name in ("vanilla", "robust"):
-            a, b = rm.get(f"{name}_casia_heldout", {}), rm.get(f"{name}_esd", {})
-            lines.append(
-                f"| {name} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | {100 * _acc(b, 'ua'):.1f} |"
-            )
+        for h, rmh in rm.items():
+            for name in ("vanilla", "robust"):
+                a, b = rmh.get(f"{name}_casia_heldout", {}), rmh.get(f"{name}_esd", {})
+                lines.append(
+                    f"| {name} | {h} | {100 * _acc(a, 'ua'):.1f} | {100 * _acc(a, 'wa'):.1f} | {100 * _acc(b, 'ua'):.1f} |"
+                )
         lines.append("")
     tr = res.get("trajectories", {})
     if tr:
@@ -998,13 +1145,16 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
 
     lines += stats_markdown(res.get("stats", {}), names)
     j2 = res.get("second_judge", {})
-    if j2.get("eval"):
+    if any((j2.get("eval") or {}).values()):
         lines += [
-            f"| second judge ({cfg.second_judge}, trained without the held-out speaker) | n | accuracy | UA |",
-            "| --- | --- | --- | --- |",
+            f"| second judge ({cfg.second_judge}, trained without the fold's speaker) | fold | n | accuracy | UA |",
+            "| --- | --- | --- | --- | --- |",
         ]
-        for k, v in j2["eval"].items():
-            lines.append(f"| {k} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |")
+        for h, jh in j2["eval"].items():
+            for k, v in jh.items():
+                lines.append(
+                    f"| {k} | {h} | {v.get('n', 'n/a')} | {100 * _acc(v, 'wa'):.1f} | {100 * _acc(v, 'ua'):.1f} |"
+                )
         lines.append("")
     lines += judges_markdown(j2, names)
     v = res["verdicts"]
@@ -1053,7 +1203,7 @@ def plot_results(res: dict, path: Path) -> None:
         color=[colour[m] for m, _ in methods],
         capsize=4,
     )
-    ceil = res["judge"].get("casia_heldout", {}).get("wa")
+    ceil = (res.get("ceiling") or {}).get("wa")
     if ceil is not None:
         ax.axhline(100 * ceil, ls="--", c="k", lw=1, label="judge on real held-out speech")
         ax.legend(fontsize=8, loc="upper left")
@@ -1142,9 +1292,10 @@ def cmd_experiment(args) -> int:
     cfg, io = config_from_args(ExperimentConfig, args, io=ExperimentArgs)
     out = Path(io.out)
     out.mkdir(parents=True, exist_ok=True)
-    force = set(io.force)
     t0 = time.perf_counter()
-    times = run_stages(build_stages(cfg, Path(io.data), out, args.dispatch), args.dispatch, force, tag="experiment")
+    stages = build_stages(cfg, Path(io.data), out, args.dispatch)
+    force = expand_force(io.force, [st.name for st in stages])
+    times = run_stages(stages, args.dispatch, force, tag="experiment")
     rec = out / "results" / "stage_seconds.json"
     earlier = json.loads(rec.read_text())["stage_seconds"] if rec.exists() else {}
     merged = {k: (v if v > 0 or k not in earlier else earlier[k]) for k, v in times.items()}

@@ -83,20 +83,30 @@ def rejudge_all(o: Path, runs: list[str]) -> None:
 
 
 def second_judge_results(
-    o: Path, seeds: list[int], first_stats: dict, proxy_up: dict[str, bool], n_boot: int, n_perm: int, seed: int
+    folds: Path | dict[str, Path],
+    seeds: list[int],
+    first_stats: dict,
+    proxy_up: dict[str, bool],
+    n_boot: int,
+    n_perm: int,
+    seed: int,
 ) -> dict:
-    """Intervals and paired differences of the second judge, label agreement, and each claim's verdicts."""
+    """Intervals and paired differences of the second judge, label agreement, and each claim's verdicts.
+
+    ``folds``: ``{fold: its folder}`` (each with ``judges/``), or one folder for a single fold."""
     from rrpo.audit.agreement import judge_verdicts, label_agreement
     from rrpo.experiment_stats import comparison_stats
     from rrpo.io import read_json
 
+    folds = {"": folds} if isinstance(folds, Path) else folds
     points: dict[str, list] = {"sft": [], "diffro": [], "rrpo": []}
     for s in seeds:
-        d = read_json(o / "judges" / f"diffro_s{s}.json")
-        r = read_json(o / "judges" / f"rrpo_s{s}.json")
-        points["sft"].append((s, d["start"]))
-        points["diffro"].append((s, d["final"]))
-        points["rrpo"].append((s, r["final"]))
+        for fold, f in folds.items():
+            d = read_json(f / "judges" / f"diffro_s{s}.json")
+            r = read_json(f / "judges" / f"rrpo_s{s}.json")
+            points["sft"].append(((fold, s), d["start"]))
+            points["diffro"].append(((fold, s), d["final"]))
+            points["rrpo"].append(((fold, s), r["final"]))
     st = comparison_stats(points, n_boot, n_perm, seed)
     agree = {}
     for m, pts in points.items():
@@ -130,7 +140,7 @@ def judges_markdown(res: dict, names: dict[str, str]) -> list[str]:
         "logmel-cnn": "a network on log-mel frames",
     }.get(res.get("kind"), res.get("kind", "?"))
     lines = [
-        f"Second judge ({kind}, trained on the same speakers), on the same WAVs: judge accuracy % "
+        f"Second judge ({kind}, trained on CASIA without the fold's speaker), on the same WAVs: judge accuracy % "
         "[95 % hierarchical bootstrap]; label agreement with the eGeMAPS judge (Cohen's kappa):",
         "",
         "| method | log-mel judge accuracy % | agreement | kappa |",

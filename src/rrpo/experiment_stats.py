@@ -3,16 +3,21 @@
 The audit of each run keeps every utterance's figures (``points[i]["utterances"]``): judge
 correctness and p(target), artifact events and duration, MCD / F0 / voicing against the parallel
 recording. A *system* (SFT = the audit's step 0, DiffRO and RRPO = their last step) is a list of
-clusters, one per trained run (seed), each holding its utterances. For each figure:
+clusters, one per trained run (a fold's seed), each holding its utterances. With several folds
+(held-out speakers) the folds are *strata*: every bootstrap draw resamples the runs within each fold
+(each fold keeps its number of runs), so both speakers are in every draw, and the interval is about
+these speakers, not about speakers in general (two are too few to resample). For each figure:
 
-* ``intervals[system][metric]``: the pooled value with a 95 % percentile bootstrap interval,
-  hierarchical (runs with replacement, then utterances within each; ``lo``/``hi``) and over
-  utterances only (``lo_utt``/``hi_utt``, which ignores the spread between seeds);
+* ``intervals[system][metric]``: the pooled value over every fold's utterances with a 95 % percentile
+  bootstrap interval, hierarchical (runs with replacement within each fold, then utterances within
+  each run; ``lo``/``hi``) and over utterances only (``lo_utt``/``hi_utt``, which ignores the spread
+  between seeds), and ``folds``: the value in each fold;
 * ``paired[B - A][metric]``: B − A on the same prompts and sampling seeds (a unit is one prompt in
-  one seed), with the hierarchical bootstrap interval (the same draw for both systems), the
-  utterance-level and the seed-level paired permutation p-values;
-* ``variance[system][metric]``: nested random-effects components (reward-model seed, optimiser
-  seed, utterance) and the 95 % half-width predicted for other designs.
+  one run of one fold; pairs never cross a fold or a seed), with the hierarchical bootstrap interval
+  (the same draw for both systems), the utterance-level and the run-level paired permutation
+  p-values;
+* ``variance[system][metric]``: nested random-effects components (fold, reward-model seed,
+  optimiser seed, utterance) and the 95 % half-width predicted for other designs (folds fixed).
 
 The Fréchet distance is a set-level figure (one value per run) and gets no interval here. An
 artifact rate is Σ events / Σ seconds, as the audit reports it; in the variance decomposition an
@@ -40,8 +45,9 @@ UTT_METRICS = [
 ]
 #: (system B, system A): the paired differences B − A reported.
 PAIRS = [("rrpo", "diffro"), ("diffro", "sft"), ("rrpo", "sft")]
-#: (RM seeds, optimiser seeds, utterances) designs whose predicted half-width is reported.
-DESIGNS = [(1, 3, 25), (1, 3, 300), (3, 3, 300), (1, 9, 300)]
+#: (folds, RM seeds, optimiser seeds, utterances per run) designs whose predicted half-width is reported:
+#: the first run's design, today's default (2 folds x 3 seeds x 100), more seeds, more folds.
+DESIGNS = [(1, 1, 3, 25), (2, 1, 3, 100), (2, 3, 3, 100), (4, 1, 3, 100)]
 
 
 def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]:
@@ -69,17 +75,26 @@ def _cluster(vals: dict[str, tuple[float, float]], ids: list[str]) -> tuple[np.n
     )
 
 
-def system_points(o: Path, seeds: list[int], systems=("diffro", "rrpo")) -> dict[str, list[tuple[int, dict]]]:
-    """``{system: [(seed, audited point), ...]}`` from the runs' audit.json (SFT = DiffRO's step 0)."""
+def system_points(
+    o: Path, seeds: list[int], systems=("diffro", "rrpo"), folds: dict[str, Path] | None = None
+) -> dict[str, list[tuple[tuple[str, int], dict]]]:
+    """``{system: [((fold, seed), audited point), ...]}`` from the runs' audit.json (SFT = DiffRO's
+    step 0); ``folds`` maps each fold's name to its folder (None: one fold, ``o`` itself, named "")."""
     from rrpo.io import read_json
 
     out: dict[str, list] = {"sft": [], **{m: [] for m in systems}}
     for s in seeds:
-        aud = {m: read_json(o / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in systems}
-        out["sft"].append((s, aud["diffro"]["start"]))
-        for m in systems:
-            out[m].append((s, aud[m]["final"]))
+        for fold, f in (folds or {"": o}).items():
+            aud = {m: read_json(f / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in systems}
+            out["sft"].append(((fold, s), aud["diffro"]["start"]))
+            for m in systems:
+                out[m].append(((fold, s), aud[m]["final"]))
     return out
+
+
+def run_key(key) -> tuple[str, object]:
+    """(fold, seed) of a run key: a (fold, seed) pair, or a bare seed (one fold, named "")."""
+    return (str(key[0]), key[1]) if isinstance(key, tuple) else ("", key)
 
 
 def pairs_for(systems) -> list[tuple[str, str]]:
@@ -96,9 +111,10 @@ def comparison_stats(
     rm_seed_of=lambda system, seed: 0,
     pairs=None,
 ) -> dict:
-    """``{"intervals", "paired", "variance"}`` (module docstring) from per-system audited points.
+    """``{"intervals", "paired", "variance"}`` (module docstring) from per-system audited points, keyed
+    by run: ``(fold, seed)`` (or a bare seed for one fold).
 
-    ``rm_seed_of(system, seed)`` names the reward-model seed of a run (one RM per method today: 0)."""
+    ``rm_seed_of(system, seed)`` names the reward-model seed of a run (one RM per method and fold today: 0)."""
     res: dict = {
         "level": level,
         "n_boot": n_boot,
@@ -111,21 +127,30 @@ def comparison_stats(
     for system, pts in points.items():
         res["intervals"][system], res["variance"][system] = {}, {}
         for key, _ in UTT_METRICS:
-            cl = []
+            cl, strata = [], []
             cells = {}
-            for s, p in pts:
+            for k, p in pts:
+                fold, s = run_key(k)
                 vals = utterance_values(p, key)
                 ids = sorted(vals)
                 x, w = _cluster(vals, ids)
                 cl.append((x, w))
+                strata.append(fold)
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    cells[(rm_seed_of(system, s), s)] = x / w
+                    cells[(fold, rm_seed_of(system, s), s)] = x / w
             if not any(np.isfinite(x).any() for x, _ in cl):
                 continue
-            h = cluster_bootstrap_ci(cl, level, n_boot, seed)
+            h = cluster_bootstrap_ci(cl, level, n_boot, seed, strata=strata)
             f = bootstrap_ci(
                 np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl]), level, n_boot, seed
             )
+            by_fold = {}
+            for fold in dict.fromkeys(strata):
+                xs = [c for c, g in zip(cl, strata) if g == fold]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    xx, ww = np.concatenate([x for x, _ in xs]), np.concatenate([w for _, w in xs])
+                    ok = np.isfinite(xx) & np.isfinite(ww)
+                    by_fold[fold] = float(xx[ok].sum() / ww[ok].sum()) if ww[ok].sum() > 0 else math.nan
             res["intervals"][system][key] = {
                 "stat": h["stat"],
                 "lo": h["lo"],
@@ -134,9 +159,12 @@ def comparison_stats(
                 "hi_utt": f["hi"],
                 "n": h["n"],
                 "clusters": h["clusters"],
+                "folds": by_fold,
             }
             vc = variance_components(cells)
-            vc["half_width"] = {f"{a}x{b}x{n}": design_half_width(vc["sigma2"], a, b, n) for a, b, n in DESIGNS}
+            vc["half_width"] = {
+                f"{nf}x{a}x{b}x{n}": design_half_width(vc["sigma2"], a, b, n, n_fold=nf) for nf, a, b, n in DESIGNS
+            }
             vc["rm_estimated"] = not math.isnan(vc["sigma2"]["rm"])
             res["variance"][system][key] = vc
     for b_sys, a_sys in PAIRS if pairs is None else pairs:
@@ -144,19 +172,20 @@ def comparison_stats(
             continue
         name = f"{b_sys}-{a_sys}"
         res["paired"][name] = {}
-        seeds_a = {s: p for s, p in points[a_sys]}
+        runs_a = {run_key(k): p for k, p in points[a_sys]}
         for key, _ in UTT_METRICS:
-            ca, cb = [], []
-            for s, pb in points[b_sys]:
-                if s not in seeds_a:
+            ca, cb, strata = [], [], []
+            for k, pb in points[b_sys]:
+                if run_key(k) not in runs_a:
                     continue
-                va, vb = utterance_values(seeds_a[s], key), utterance_values(pb, key)
+                va, vb = utterance_values(runs_a[run_key(k)], key), utterance_values(pb, key)
                 ids = sorted(set(va) & set(vb))
                 ca.append(_cluster(va, ids))
                 cb.append(_cluster(vb, ids))
+                strata.append(run_key(k)[0])
             if not ca or not any(np.isfinite(x).any() for x, _ in ca):
                 continue
-            res["paired"][name][key] = paired_difference(ca, cb, level, n_boot, n_perm, seed)
+            res["paired"][name][key] = paired_difference(ca, cb, level, n_boot, n_perm, seed, strata=strata)
     return res
 
 
@@ -173,17 +202,28 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
     if not st or not any(st.get("intervals", {}).values()):
         return []
     pct = round(100 * st["level"])
+    folds = list(
+        dict.fromkeys(f for row in st["intervals"].values() for f in (row.get("judge_acc") or {}).get("folds", {}))
+    )
+    by_fold = len(folds) > 1
     lines = [
         f"{pct} % intervals (percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}): the value "
-        "over every judged utterance of the system's runs, [hierarchical: runs, then utterances] and "
-        "(utterances only). Judge accuracy in %.",
+        "over every judged utterance of the system's runs in every fold, [hierarchical: runs within each "
+        "fold, then utterances] and (utterances only). Judge accuracy in %"
+        + (f"; by fold: {', '.join(folds)}." if by_fold else "."),
         "",
-        "| method | n | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
-        "| --- | --- |" + " --- |" * len(UTT_METRICS),
+        "| method | n | "
+        + ("judge accuracy by fold | " if by_fold else "")
+        + " | ".join(lbl for _, lbl in UTT_METRICS)
+        + " |",
+        "| --- | --- |" + (" --- |" if by_fold else "") + " --- |" * len(UTT_METRICS),
     ]
     for m, row in st["intervals"].items():
         n = max((v["n"] for v in row.values()), default=0)
         cells = []
+        if by_fold:
+            per = (row.get("judge_acc") or {}).get("folds", {})
+            cells.append(" / ".join(_f("judge_acc", per.get(f)) for f in folds))
         for k, _ in UTT_METRICS:
             v = row.get(k)
             cells.append(
@@ -196,9 +236,9 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
     if st.get("paired"):
         lines += [
             "",
-            f"Paired differences on the same prompts and sampling seeds: B − A [{pct} % hierarchical "
+            f"Paired differences on the same prompts, fold and sampling seeds: B − A [{pct} % hierarchical "
             "bootstrap]; p = two-sided paired permutation p-value with utterances swapped independently / "
-            "with whole seeds swapped (the seed-level p cannot go below 2/2^seeds).",
+            "with whole runs (fold × seed) swapped (the run-level p cannot go below 2/2^runs).",
             "",
             "| B − A | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
             "| --- |" + " --- |" * len(UTT_METRICS),
@@ -219,25 +259,28 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
     if var:
         lines += [
             "",
-            "Variance components of judge accuracy (nested random effects: reward-model seed, optimiser "
-            "seed, utterance; n/a = not replicated in this run) and the 95 % half-width (points of "
-            "accuracy) predicted for designs RM seeds × optimiser seeds × utterances (a missing component "
+            "Variance components of judge accuracy (nested random effects: fold (held-out speaker), "
+            "reward-model seed, optimiser seed, utterance; n/a = not replicated in this run) and the 95 % "
+            "half-width (points of accuracy) predicted for designs folds × RM seeds × optimiser seeds × "
+            "utterances per run, with the folds fixed as here (σ² fold not in it; a missing component "
             "counted as 0):",
             "",
-            "| method | σ² RM seed | σ² optimiser seed | σ² utterance | "
-            + " | ".join(f"±{a}×{b}×{n}" for a, b, n in DESIGNS)
+            "| method | σ² fold | σ² RM seed | σ² optimiser seed | σ² utterance | "
+            + " | ".join(f"±{f}×{a}×{b}×{n}" for f, a, b, n in DESIGNS)
             + " |",
-            "| --- | --- | --- | --- |" + " --- |" * len(DESIGNS),
+            "| --- | --- | --- | --- | --- |" + " --- |" * len(DESIGNS),
         ]
         for m, row in var.items():
             v = row.get("judge_acc")
             if v is None:
                 continue
             s2 = v["sigma2"]
-            hw = " | ".join(f"{100 * v['half_width'][f'{a}x{b}x{n}']:.1f}" for a, b, n in DESIGNS)
+            hw = " | ".join(f"{100 * v['half_width'][f'{f}x{a}x{b}x{n}']:.1f}" for f, a, b, n in DESIGNS)
             lines.append(
                 f"| {names.get(m, m)} | "
-                + " | ".join("n/a" if math.isnan(s2[k]) else f"{s2[k]:.4f}" for k in ("rm", "opt", "utt"))
+                + " | ".join(
+                    "n/a" if math.isnan(s2.get(k, math.nan)) else f"{s2[k]:.4f}" for k in ("fold", "rm", "opt", "utt")
+                )
                 + f" | {hw} |"
             )
     return lines + [""]

@@ -100,54 +100,86 @@ def bootstrap_ci(x, w=None, level: float = 0.95, n_boot: int = 10000, seed: int 
     return out
 
 
-def _cluster_stats(clusters: Sequence[tuple[np.ndarray, np.ndarray]], rng, n_boot: int) -> np.ndarray:
-    """Monte-Carlo hierarchical resamples: clusters with replacement, then units within each."""
-    C = len(clusters)
+def _strata_index(strata, count: int) -> list[np.ndarray]:
+    """Indices of the clusters in each stratum (one stratum of all when ``strata`` is None), in order of
+    first appearance."""
+    if strata is None:
+        return [np.arange(count)]
+    strata = list(strata)
+    if len(strata) != count:
+        raise ValueError(f"{count} clusters but {len(strata)} strata labels")
+    return [np.array([i for i, s in enumerate(strata) if s == g]) for g in dict.fromkeys(strata)]
+
+
+def _cluster_stats(
+    clusters: Sequence[tuple[np.ndarray, np.ndarray]], rng, n_boot: int, groups: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """Monte-Carlo hierarchical resamples: within each stratum (``groups``: cluster indices), as many
+    clusters as it has, with replacement, then units within each drawn cluster."""
+    groups = groups or [np.arange(len(clusters))]
     out = np.empty(n_boot)
     for b in range(n_boot):
         sx = sw = 0.0
-        for c in rng.integers(0, C, size=C):
-            x, w = clusters[c]
-            i = rng.integers(0, len(x), size=len(x))
-            sx += x[i].sum()
-            sw += w[i].sum()
+        for g in groups:
+            for c in g[rng.integers(0, len(g), size=len(g))]:
+                x, w = clusters[c]
+                i = rng.integers(0, len(x), size=len(x))
+                sx += x[i].sum()
+                sw += w[i].sum()
         out[b] = sx / sw if sw > 0 else math.nan
     return out
 
 
-def _cluster_exact(clusters: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Exact distribution (values, probabilities) of the hierarchical resample statistic, or None if too big."""
-    C = len(clusters)
-    draws_x, draws_w, draws_p = [], [], []
-    for x, w in clusters:  # one draw: a cluster (prob 1/C), then one of its n^n unit resamples
-        n = len(x)
-        if n**n > 5000:
-            return None
-        sx, sw = _draw_table(x, w)
-        draws_x.append(sx), draws_w.append(sw), draws_p.append(np.full(len(sx), 1.0 / (C * len(sx))))
-    dx, dw, dp = map(np.concatenate, (draws_x, draws_w, draws_p))
-    if len(dx) ** C > 200000:
-        return None
+def _cluster_exact(
+    clusters: Sequence[tuple[np.ndarray, np.ndarray]], groups: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact distribution (values, probabilities) of the (stratified) hierarchical resample statistic,
+    or None if too big: per stratum the joint law of (Σx, Σw) over its draws, then the strata summed."""
+    groups = groups or [np.arange(len(clusters))]
     tx, tw, tp = np.zeros(1), np.zeros(1), np.ones(1)
-    for _ in range(C):
-        tx = (tx[:, None] + dx[None]).ravel()
-        tw = (tw[:, None] + dw[None]).ravel()
-        tp = (tp[:, None] * dp[None]).ravel()
+    for g in groups:
+        C = len(g)
+        draws_x, draws_w, draws_p = [], [], []
+        for c in g:  # one draw: a cluster of the stratum (prob 1/C), then one of its n^n unit resamples
+            x, w = clusters[c]
+            n = len(x)
+            if n**n > 5000:
+                return None
+            sx, sw = _draw_table(x, w)
+            draws_x.append(sx), draws_w.append(sw), draws_p.append(np.full(len(sx), 1.0 / (C * len(sx))))
+        dx, dw, dp = map(np.concatenate, (draws_x, draws_w, draws_p))
+        if len(tx) * len(dx) ** C > 200000:
+            return None
+        for _ in range(C):
+            tx = (tx[:, None] + dx[None]).ravel()
+            tw = (tw[:, None] + dw[None]).ravel()
+            tp = (tp[:, None] * dp[None]).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
         v = tx / tw
     keep = np.isfinite(v)
     return v[keep], tp[keep]
 
 
-def cluster_bootstrap_ci(clusters: Sequence, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+def cluster_bootstrap_ci(
+    clusters: Sequence, level: float = 0.95, n_boot: int = 2000, seed: int = 0, strata: Sequence | None = None
+) -> dict:
     """Hierarchical percentile bootstrap of Σx/Σw: resample clusters (seeds) with replacement, then the
     units (utterances) within each drawn cluster; the statistic pools the drawn units.
 
+    ``strata`` (one label per cluster, e.g. the fold of each run): clusters are resampled within their
+    stratum, each stratum keeping its number of clusters, so every stratum is in every draw.
     Exact enumeration for tiny inputs. Returns ``{"stat", "lo", "hi", "n", "clusters", "exact"}``.
     Example (exact): clusters A = (0, 1), B = (1, 1): one draw's sum T is 0, 1, 2 with P 1/8, 1/4, 5/8;
     the statistic (T1 + T2)/4 takes 0, 1/4, 1/2, 3/4, 1 with P (1, 4, 14, 20, 25)/64, so the 50 %
-    interval is (1/2, 1) and the 90 % interval (1/4, 1)."""
-    cl = [c for c in (_as_cluster(c) for c in clusters) if len(c[0])]
+    interval is (1/2, 1) and the 90 % interval (1/4, 1). With A and B in strata of their own each is
+    drawn once: T_A is 0, 1, 2 w.p. 1/4, 1/2, 1/4 and T_B = 2, so (T_A + 2)/4 is 1/2, 3/4, 1 w.p.
+    1/4, 1/2, 1/4 and the 50 % interval is (1/2, 3/4)."""
+    if strata is not None and len(strata) != len(clusters):
+        raise ValueError(f"{len(clusters)} clusters but {len(strata)} strata labels")
+    pairs = [(_as_cluster(c), g) for c, g in zip(clusters, strata if strata is not None else [0] * len(clusters))]
+    pairs = [(c, g) for c, g in pairs if len(c[0])]
+    cl = [c for c, _ in pairs]
+    groups = _strata_index([g for _, g in pairs], len(cl)) if strata is not None else None
     n = int(sum(len(x) for x, _ in cl))
     out = {
         "stat": _ratio(np.concatenate([x for x, _ in cl]), np.concatenate([w for _, w in cl])) if cl else math.nan,
@@ -159,23 +191,29 @@ def cluster_bootstrap_ci(clusters: Sequence, level: float = 0.95, n_boot: int = 
     }
     if not cl:
         return out
-    ex = _cluster_exact(cl)
+    ex = _cluster_exact(cl, groups)
     if ex is not None:
         out["lo"], out["hi"] = _interval(ex[0], ex[1], level)
         out["exact"] = True
         return out
-    vals = _cluster_stats(cl, np.random.default_rng(seed), n_boot)
+    vals = _cluster_stats(cl, np.random.default_rng(seed), n_boot, groups)
     vals = vals[np.isfinite(vals)]
     out["lo"], out["hi"] = _interval(vals, np.ones(len(vals)), level)
     return out
 
 
-def _pair_clusters(a: Sequence, b: Sequence) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Aligned (xa, wa, xb, wb) per cluster; a unit is kept only where both systems have it."""
+def _pair_clusters(
+    a: Sequence, b: Sequence, strata: Sequence | None = None, keep_strata: list | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Aligned (xa, wa, xb, wb) per cluster; a unit is kept only where both systems have it (a cluster
+    with none is dropped; ``keep_strata`` then receives the strata labels of the clusters kept)."""
     if len(a) != len(b):
         raise ValueError(f"paired samples need the same clusters: {len(a)} vs {len(b)}")
     out = []
-    for ca, cb in zip(a, b):
+    labels = list(strata) if strata is not None else [0] * len(a)
+    if len(labels) != len(a):
+        raise ValueError(f"{len(a)} clusters but {len(labels)} strata labels")
+    for ca, cb, lab in zip(a, b, labels):
         (xa, wa), (xb, wb) = [
             (np.asarray(c[0], np.float64), None if c[1] is None else np.asarray(c[1], np.float64))
             if isinstance(c, tuple)
@@ -189,6 +227,8 @@ def _pair_clusters(a: Sequence, b: Sequence) -> list[tuple[np.ndarray, np.ndarra
         keep = np.isfinite(xa) & np.isfinite(wa) & np.isfinite(xb) & np.isfinite(wb)
         if keep.any():
             out.append((xa[keep], wa[keep], xb[keep], wb[keep]))
+            if keep_strata is not None:
+                keep_strata.append(lab)
     return out
 
 
@@ -242,14 +282,23 @@ def paired_permutation_p(a: Sequence, b: Sequence, level: str = "unit", n_perm: 
 
 
 def paired_difference(
-    a: Sequence, b: Sequence, level: float = 0.95, n_boot: int = 2000, n_perm: int = 5000, seed: int = 0
+    a: Sequence,
+    b: Sequence,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+    seed: int = 0,
+    strata: Sequence | None = None,
 ) -> dict:
     """stat(b) − stat(a) of two systems judged on the same prompts (clusters and units aligned), with a
-    hierarchical bootstrap interval (clusters, then units; the same draw for both systems), the
-    unit-level and the cluster-level paired permutation p-values.
+    hierarchical bootstrap interval (clusters, then units; the same draw for both systems; with
+    ``strata`` the clusters are resampled within their stratum, as in :func:`cluster_bootstrap_ci`),
+    the unit-level and the cluster-level paired permutation p-values.
 
     Returns ``{"diff", "lo", "hi", "p_perm", "p_perm_cluster", "n", "clusters"}``."""
-    p = _pair_clusters(a, b)
+    kept: list = []
+    p = _pair_clusters(a, b, strata, kept)
+    groups = _strata_index(kept, len(p))
     out = {
         "diff": math.nan,
         "lo": math.nan,
@@ -264,13 +313,13 @@ def paired_difference(
     out["diff"] = _diff(p)
     rng = np.random.default_rng(seed)
     vals = np.empty(n_boot)
-    C = len(p)
     for i in range(n_boot):
         draw = []
-        for c in rng.integers(0, C, size=C):
-            xa, wa, xb, wb = p[c]
-            j = rng.integers(0, len(xa), size=len(xa))
-            draw.append((xa[j], wa[j], xb[j], wb[j]))
+        for g in groups:
+            for c in g[rng.integers(0, len(g), size=len(g))]:
+                xa, wa, xb, wb = p[c]
+                j = rng.integers(0, len(xa), size=len(xa))
+                draw.append((xa[j], wa[j], xb[j], wb[j]))
         vals[i] = _diff(draw)
     vals = vals[np.isfinite(vals)]
     if len(vals):
@@ -282,65 +331,94 @@ def paired_difference(
 
 def variance_components(cells: dict) -> dict:
     """Nested random-effects ANOVA: reward-model seeds (A), optimiser seeds within them (B), utterances
-    within a run (E).
+    within a run (E); with 3-part keys also folds (F, held-out speakers) above the reward-model seeds.
 
-    ``cells`` maps ``(rm_seed, opt_seed)`` to the per-utterance values of that run. With a RM seeds,
-    b optimiser seeds each and n utterances per run (unequal counts use their means, an approximation):
-    MS_A = b·n·Σ(ȳ_i − ȳ)²/(a−1), MS_B = n·ΣΣ(ȳ_ij − ȳ_i)²/(a(b−1)), MS_E = ΣΣΣ(y − ȳ_ij)²/(ab(n−1));
-    σ²_E = MS_E, σ²_B = (MS_B − MS_E)/n, σ²_A = (MS_A − MS_B)/(b·n), negatives reported as 0 (``raw`` keeps
-    them); a component without replication (a = 1 or b = 1) is NaN.
+    ``cells`` maps ``(rm_seed, opt_seed)`` (or ``(fold, rm_seed, opt_seed)``) to the per-utterance values
+    of that run. With a RM seeds, b optimiser seeds each and n utterances per run (unequal counts use
+    their means, an approximation): MS_A = b·n·Σ(ȳ_i − ȳ)²/(a−1), MS_B = n·ΣΣ(ȳ_ij − ȳ_i)²/(a(b−1)),
+    MS_E = ΣΣΣ(y − ȳ_ij)²/(ab(n−1)); σ²_E = MS_E, σ²_B = (MS_B − MS_E)/n, σ²_A = (MS_A − MS_B)/(b·n),
+    negatives reported as 0 (``raw`` keeps them); a component without replication (a = 1 or b = 1) is
+    NaN, and the level above it is estimated against the next replicated one (it then holds both).
+    With f folds: MS_F = a·b·n·Σ(ȳ_f − ȳ)²/(f−1) and σ²_F = (MS_F − MS_A)/(a·b·n), the lower levels
+    pooled within folds (means of means at every level).
     Example: runs (0,0): (1, 3), (0,1): (3, 5), (1,0): (5, 7), (1,1): (7, 9): MS_A 32, MS_B 4, MS_E 2,
     so σ²_A = 7, σ²_B = 1, σ²_E = 2."""
-    runs: dict = {}
-    for (r, o), v in cells.items():
+    names = ["rm", "opt"]
+    tree: dict = {}
+    for key, v in cells.items():
+        key = tuple(key)
+        if len(key) == 3 and "fold" not in names:
+            names = ["fold", "rm", "opt"]
         x = np.asarray(v, dtype=np.float64)
         x = x[np.isfinite(x)]
         if len(x):
-            runs.setdefault(r, {})[o] = x
-    a = len(runs)
-    if a == 0:
-        return {"a": 0, "b": 0, "n": 0, "sigma2": {"rm": math.nan, "opt": math.nan, "utt": math.nan}}
-    b = float(np.mean([len(v) for v in runs.values()]))
-    n = float(np.mean([len(x) for v in runs.values() for x in v.values()]))
-    cell_means = {r: {o: x.mean() for o, x in v.items()} for r, v in runs.items()}
-    rm_means = {r: float(np.mean(list(v.values()))) for r, v in cell_means.items()}
-    grand = float(np.mean(list(rm_means.values())))
-    df_e = sum(len(x) - 1 for v in runs.values() for x in v.values())
-    ss_e = sum(float(((x - x.mean()) ** 2).sum()) for v in runs.values() for x in v.values())
-    df_b = sum(len(v) - 1 for v in runs.values())
-    ss_b = n * sum((m - rm_means[r]) ** 2 for r, v in cell_means.items() for m in v.values())
-    df_a = a - 1
-    ss_a = b * n * sum((m - grand) ** 2 for m in rm_means.values())
-    ms_e = ss_e / df_e if df_e > 0 else math.nan
-    ms_b = ss_b / df_b if df_b > 0 else math.nan
-    ms_a = ss_a / df_a if df_a > 0 else math.nan
-    raw = {
-        "utt": ms_e,
-        "opt": (ms_b - ms_e) / n if df_b > 0 else math.nan,
-        "rm": (ms_a - (ms_b if df_b > 0 else ms_e)) / (b * n) if df_a > 0 else math.nan,
-    }
-    # with b = 1 the optimiser seed is confounded with the RM seed: σ²_A then holds both
+            tree[key] = x
+    depth = len(names)
+    if any(len(k) != depth for k in tree):
+        raise ValueError("cells keys must all be (rm, opt) or all (fold, rm, opt)")
+    nan = math.nan
+    if not tree:
+        out = {"a": 0, "b": 0, "n": 0, "sigma2": {k: nan for k in [*names, "utt"]}}
+        return out
+    # node means bottom-up: a node's mean is the mean of its children's means
+    means: list[dict] = [dict() for _ in range(depth + 1)]  # means[l][prefix of length l]
+    for k, x in tree.items():
+        means[depth][k] = float(x.mean())
+    children: list[dict] = [dict() for _ in range(depth)]  # children[l][prefix l] = child prefixes (l+1)
+    for l in range(depth, 0, -1):
+        for k in means[l]:
+            children[l - 1].setdefault(k[: l - 1], []).append(k)
+        for k, ch in children[l - 1].items():
+            means[l - 1][k] = float(np.mean([means[l][c] for c in ch]))
+    # average branching below each level and utterances per leaf
+    n = float(np.mean([len(x) for x in tree.values()]))
+    branch = [float(np.mean([len(ch) for ch in children[l].values()])) for l in range(depth)]
+    units_below = [0.0] * (depth + 1)  # units under a node at depth l
+    units_below[depth] = n
+    for l in range(depth - 1, -1, -1):
+        units_below[l] = branch[l] * units_below[l + 1]
+    ms, df, raw = {}, {}, {}
+    df_e = sum(len(x) - 1 for x in tree.values())
+    ss_e = sum(float(((x - x.mean()) ** 2).sum()) for x in tree.values())
+    ms["utt"] = ss_e / df_e if df_e > 0 else nan
+    df["utt"] = df_e
+    for l in range(depth):  # the level of nodes at depth l + 1 (names[l])
+        d = sum(len(ch) - 1 for ch in children[l].values())
+        ss = units_below[l + 1] * sum((means[l + 1][c] - means[l][k]) ** 2 for k, ch in children[l].items() for c in ch)
+        ms[names[l]] = ss / d if d > 0 else nan
+        df[names[l]] = d
+    below = "utt"
+    for l in range(depth - 1, -1, -1):
+        name = names[l]
+        raw[name] = (ms[name] - ms[below]) / units_below[l + 1] if df[name] > 0 else nan
+        if df[name] > 0:
+            below = name
+    raw["utt"] = ms["utt"]
     sig = {k: (max(v, 0.0) if not math.isnan(v) else v) for k, v in raw.items()}
-    return {
-        "a": a,
-        "b": b,
+    out = {
+        "a": len(means[names.index("rm") + 1]) / max(1, len(means[names.index("rm")])),
+        "b": branch[names.index("opt")],
         "n": n,
-        "ms": {"rm": ms_a, "opt": ms_b, "utt": ms_e},
-        "df": {"rm": df_a, "opt": df_b, "utt": df_e},
-        "sigma2": sig,
-        "raw": raw,
-        "grand_mean": grand,
+        "ms": {k: ms[k] for k in [*names, "utt"]},
+        "df": {k: df[k] for k in [*names, "utt"]},
+        "sigma2": {k: sig[k] for k in [*names, "utt"]},
+        "raw": {k: raw[k] for k in [*names, "utt"]},
+        "grand_mean": means[0][()],
     }
+    if "fold" in names:
+        out["f"] = len(means[1])
+    return out
 
 
-def design_half_width(sigma2: dict, n_rm: int, n_opt: int, n_utt: int, z: float = 1.96) -> float:
-    """Normal-approximation 95 % half-width of a system's grand mean for a design of ``n_rm`` reward-model
-    seeds × ``n_opt`` optimiser seeds × ``n_utt`` utterances: z·sqrt(σ²_A/a + σ²_B/(ab) + σ²_E/(abn)).
-    NaN components count as 0 (say so where it is used). Example: σ² = (7, 1, 2), design (2, 2, 2):
-    variance 7/2 + 1/4 + 2/8 = 4, half-width 1.96·2 = 3.92."""
+def design_half_width(sigma2: dict, n_rm: int, n_opt: int, n_utt: int, z: float = 1.96, n_fold: int = 1) -> float:
+    """Normal-approximation 95 % half-width of a system's grand mean for a design of ``n_fold`` fixed
+    folds × ``n_rm`` reward-model seeds × ``n_opt`` optimiser seeds × ``n_utt`` utterances per run:
+    z·sqrt((σ²_A/a + σ²_B/(ab) + σ²_E/(abn))/f). The folds are the design's fixed held-out speakers, so
+    σ²_fold is not in it. NaN components count as 0 (say so where it is used). Example: σ² = (7, 1, 2),
+    design (2, 2, 2): variance 7/2 + 1/4 + 2/8 = 4, half-width 1.96·2 = 3.92; with 4 folds: 1.96·1."""
     s = {k: (0.0 if v is None or math.isnan(v) else v) for k, v in sigma2.items()}
     var = s["rm"] / n_rm + s["opt"] / (n_rm * n_opt) + s["utt"] / (n_rm * n_opt * n_utt)
-    return float(z * math.sqrt(var))
+    return float(z * math.sqrt(var / n_fold))
 
 
 def unweighted_accuracy_ci(

@@ -11,12 +11,13 @@ from rrpo.cli import main
 
 TINY = """
 seeds: [0]
+heldout_speakers: [ZhaoZuoxiang]
 synth: [sentences_per_language=4, voices_per_language=2]
 codec: [spectral_clusters=16, pitch_bins=4, energy_bins=2, kmeans_iters=5, max_train_frames=20000]
 rm_pretrain: [train.steps=4, train.batch_size=8, model.d_model=32, model.n_layers=1, model.d_ff=64,
               model.embedding=free+features]
 rm_finetune: [train.steps=4, train.batch_size=8]
-judge: ["c_grid=[0.1]"]
+judge: ["c_grid=[0.1]", small_groups=drop, min_group_classes=5]
 second_judge_stats: ["c_grid=[0.1]"]
 n_boot: 200
 n_perm: 200
@@ -54,10 +55,15 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     sft_cfg = (out / "sft" / "config.yaml").read_text()
     assert "policy_pretrain/run" in sft_cfg
     # the judge never heard the held-out speaker; its accuracy on that speaker's real speech is the ceiling
-    ceiling = res["judge"]["casia_heldout"]
-    assert ceiling["speakers"] == ["ZhaoZuoxiang"] and ceiling["n"] == 250
-    assert set(res["reward_models"]) == {"vanilla_casia_heldout", "vanilla_esd", "robust_casia_heldout", "robust_esd"}
-    assert res["reward_models"]["robust_esd"]["n"] == 350
+    assert res["folds"] == ["ZhaoZuoxiang"]
+    ceiling = res["judge"]["ZhaoZuoxiang"]["casia_heldout"]
+    assert ceiling["speakers"] == ["ZhaoZuoxiang"] and ceiling["n"] == 250 and res["ceiling"]["n"] == 250
+    # the judge trained on every labelled corpus but ESD English, speakers covering all five classes
+    judge_info = json.loads((out / "judge" / "judge.json").read_text())["training"]
+    assert set(judge_info["corpora"]) == {"casia", "nemo"} and "ZhaoZuoxiang" not in str(judge_info["train_speakers"])
+    rms = res["reward_models"]["ZhaoZuoxiang"]
+    assert set(rms) == {"vanilla_casia_heldout", "vanilla_esd", "robust_casia_heldout", "robust_esd"}
+    assert rms["robust_esd"]["n"] == 350
     audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
     assert [p["step"] for p in audit["points"]] == [0, 1, 2]
     assert len(audit["prompts"]) == 1 * 5 * 2  # 1 text x 5 emotions x 2 samples
@@ -71,7 +77,7 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     assert iv["n"] == 10 and iv["clusters"] == 1 and iv["lo"] <= iv["stat"] <= iv["hi"]
     assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["n"] == 10
     assert res["stats"]["paired"]["grpo-diffro"]["judge_acc"]["n"] == 10
-    assert res["second_judge"]["eval"]["casia_heldout"]["n"] == 250
+    assert res["second_judge"]["eval"]["ZhaoZuoxiang"]["casia_heldout"]["n"] == 250
     assert res["second_judge"]["label_agreement"]["sft"]["n"] == 10
     assert set(res["second_judge"]["claims"]) == {"diffro_hacks", "rrpo_hacks", "rrpo_beats_diffro"}
     assert "| claim | difference | eGeMAPS | log-mel | status |" in printed

@@ -31,6 +31,8 @@ from tests.unit.test_corpora import casia_tree, esd_tree
 REPO = Path(__file__).resolve().parents[2]
 #: The two systems the verdicts compare (the fake runs below have only these).
 TWO = {k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}
+#: One fold (the layout and stage names before folds).
+ONE = ["ZhaoZuoxiang"]
 
 
 def test_config_file_spells_out_the_defaults():
@@ -178,7 +180,7 @@ def _fake_run(o: Path, seeds=(0, 1)):
 
 def test_write_results_means_table_and_plot(tmp_path):
     _fake_run(tmp_path)
-    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO)
+    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=ONE)
     res = write_results(tmp_path, cfg)
     s = res["summary"]
     assert s["diffro"]["proxy"] == pytest.approx((0.7, math.sqrt(0.02)))  # 0.6 and 0.8
@@ -197,7 +199,8 @@ def test_write_results_means_table_and_plot(tmp_path):
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| RRPO (robust RM) | 0.700 ± 0.141 | 65.0 ± 7.1 |" in table
     assert "| judge on real held-out speech (ceiling) | n/a | 59.2 |" in table
-    assert "| vanilla | 40.0 | 41.0 | 30.0 |" in table
+    assert "| vanilla | ZhaoZuoxiang | 40.0 | 41.0 | 30.0 |" in table
+    assert res["folds"] == ONE and res["ceiling"]["wa"] == 0.592
     assert "| RRPO (robust RM) | judge accuracy % | 45.0 | 65.0 |" in table
     assert "**RRPO goal**" in table and "not met" in table
     assert (tmp_path / "results" / "results.png").stat().st_size > 10_000
@@ -209,7 +212,11 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     cfg = ExperimentConfig(
-        heldout_speaker="wangzhe", heldout_sentences=[202], rm_pretrain_corpora=[], policy_pretrain_corpora=[]
+        heldout_speakers=["wangzhe"],
+        heldout_sentences=[202],
+        rm_pretrain_corpora=[],
+        policy_pretrain_corpora=[],
+        judge_corpora=["casia"],
     )
     prepare_data(data, tmp_path / "out", cfg)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
@@ -224,8 +231,12 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
 @pytest.mark.parametrize(
     "over, message",
     [
-        ({"heldout_speaker": "nobody"}, "held-out speaker 'nobody' is not in CASIA"),
-        ({"heldout_speaker": "wangzhe", "heldout_sentences": [299]}, "held-out sentence id(s) [299] are not in CASIA"),
+        ({"heldout_speakers": ["wangzhe", "nobody"]}, "held-out speaker 'nobody' is not in CASIA"),
+        ({"heldout_speakers": ["wangzhe", "liuchanhg"]}, "every CASIA speaker is held out"),
+        (
+            {"heldout_speakers": ["wangzhe"], "heldout_sentences": [299]},
+            "held-out sentence id(s) [299] are not in CASIA",
+        ),
     ],
 )
 def test_prepare_data_errors(tmp_path, over, message):
@@ -236,7 +247,9 @@ def test_prepare_data_errors(tmp_path, over, message):
         prepare_data(
             data,
             tmp_path / "out",
-            dataclasses.replace(ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[]), **over),
+            dataclasses.replace(
+                ExperimentConfig(rm_pretrain_corpora=[], policy_pretrain_corpora=[], judge_corpora=["casia"]), **over
+            ),
         )
 
 
@@ -248,12 +261,17 @@ def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_stages_parse_and_interleave_seeds(tmp_path):
-    stages = build_stages(ExperimentConfig(seeds=[3, 4], systems=TWO), tmp_path, tmp_path / "o", main)
+    stages = build_stages(
+        ExperimentConfig(seeds=[3, 4], systems=TWO, heldout_speakers=ONE), tmp_path, tmp_path / "o", main
+    )
     names = [s.name for s in stages]
     assert names[-7:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "judges", "report", "results"]
     assert names.index("judge_eval") < names.index("judge2") < names.index("judge2_eval") < names.index("sft")
     assert "judges" not in [
-        s.name for s in build_stages(ExperimentConfig(seeds=[3], second_judge="none"), tmp_path, tmp_path / "o", main)
+        s.name
+        for s in build_stages(
+            ExperimentConfig(seeds=[3], second_judge="none", heldout_speakers=ONE), tmp_path, tmp_path / "o", main
+        )
     ]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
     assert names[-2:] == ["report", "results"] and names[0] == "data"
@@ -270,8 +288,9 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
         s.name: s.action
         for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path, tmp_path / "o", main)
     }
-    assert cnn["judge2"][:2] == ["judge", "train-mel"] and "train.steps=800" in cnn["judge2"]
-    parser.parse_args(list(cnn["judge2"]))
+    j2 = cnn["judge2@liuchanhg"]  # the default: two folds, stages named <stage>@<speaker>
+    assert j2[:2] == ["judge", "train-mel"] and "train.steps=800" in j2 and "exclude_speakers=[liuchanhg]" in j2
+    parser.parse_args(list(j2))
     with pytest.raises(RrpoError, match="seeds is empty"):
         build_stages(ExperimentConfig(seeds=[]), tmp_path, tmp_path / "o", main)
 
@@ -299,7 +318,7 @@ def test_missing_pretraining_corpus_is_an_error(tmp_path):
     casia_tree(data / "casia")
     esd_tree(data / "esd")
     with pytest.raises(RrpoError, match="no ased/ folder here"):
-        prepare_data(data, tmp_path / "out", ExperimentConfig(heldout_speaker="wangzhe", heldout_sentences=[202]))
+        prepare_data(data, tmp_path / "out", ExperimentConfig(heldout_speakers=["wangzhe"], heldout_sentences=[202]))
 
 
 def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
@@ -307,7 +326,7 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     the ensemble on the robust RM and its rm_ensemble_seeds siblings (trained by their own stages);
     every run gets the common optimize overrides, GRPO its own after them (1 prompt x group 4 = 4
     samples per step, as DiffRO's 4 prompts); only the watch variant has a judge watch."""
-    cfg = ExperimentConfig(seeds=[0])
+    cfg = ExperimentConfig(seeds=[0], heldout_speakers=ONE)
     stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
     opt = {s.name: s.action for s in stages}
     o = (tmp_path / "o").resolve()
@@ -334,7 +353,10 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     assert f"model.init={o / 'policy_pretrain' / 'run'}" in opt["sft"]
     # no pre-training, no ensemble system: neither stage
     plain = build_stages(
-        ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO), tmp_path, tmp_path / "o", main
+        ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO, heldout_speakers=ONE),
+        tmp_path,
+        tmp_path / "o",
+        main,
     )
     assert not {"policy_pretrain", "rm_robust_s1"} & {s.name for s in plain}
     assert not any(a.startswith("model.init") for a in {s.name: s.action for s in plain}["sft"])
@@ -428,3 +450,132 @@ def test_policy_pretrain_is_cached_across_run_folders(tmp_path):
     (o2 / "codec" / "codec.safetensors").write_bytes(b"other weights")
     policy_pretrain(cfg, o2, tok2, fake_verb)
     assert len(calls) == 6 and read_json(o2 / "policy_pretrain" / "pretrain.json")["key"] != first["key"]
+
+
+def test_two_folds_stages_hold_out_each_speaker_in_its_own_fold(tmp_path):
+    """Two folds: shared data / codec / tokens / RM pre-training / policy; per fold (named <stage>@<speaker>,
+    under folds/<speaker>/) the RMs and judges leave out that fold's speaker only, every system runs
+    with that fold's RMs and is audited as that speaker; a plain stage name in force= widens to every
+    fold."""
+    from rrpo.experiment import expand_force
+
+    cfg = ExperimentConfig(seeds=[0], systems=TWO, heldout_speakers=["ZhaoZuoxiang", "liuchanhg"])
+    stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
+    o = (tmp_path / "o").resolve()
+    names = [s.name for s in stages]
+    by = {s.name: s for s in stages}
+    for shared in ("data", "codec", "tokens_casia", "rm_pretrain", "policy_pretrain", "sft", "report", "results"):
+        assert names.count(shared) == 1
+    # the judge's extra corpora are prepared, and tokenised only where a reward model or the policy reads them
+    assert {n for n in names if n.startswith("tokens_")} == {
+        f"tokens_{c}" for c in ("casia", "esd", "synth", "ased", "nemo", "urdu")
+    }
+    assert "tokens_urdu" not in {
+        s.name
+        for s in build_stages(dataclasses.replace(cfg, rm_pretrain_corpora=["nemo"]), tmp_path, tmp_path / "o", main)
+    }
+    for h, other in (("ZhaoZuoxiang", "liuchanhg"), ("liuchanhg", "ZhaoZuoxiang")):
+        f = o / "folds" / h
+        for st in ("rm_vanilla", "rm_robust", "rm_eval", "judge", "judge_eval", "judge2", "judges"):
+            assert f"{st}@{h}" in by and by[f"{st}@{h}"].folder.is_relative_to(f)
+        assert f"data.exclude_speakers=[{h}]" in by[f"rm_vanilla@{h}"].action
+        assert f"exclude_speakers=[{h}]" in by[f"judge@{h}"].action
+        assert not any(other in a for a in by[f"judge@{h}"].action)  # the other fold's speaker is trained on
+        judge = " ".join(by[f"judge@{h}"].action)  # every labelled corpus but ESD; speakers covering all 5 classes
+        assert all(f"data/{c}.jsonl" in judge for c in ("casia", "ased", "nemo", "urdu")) and "esd" not in judge
+        assert "min_group_classes=5" in judge
+        run = by[f"rrpo_s0@{h}"].action
+        assert f"prompts.exclude_speakers=[{h}]" in run and f"path: {f / 'rm' / 'robust'}" in " ".join(run)
+        assert f"policy={o / 'sft'}" in run  # one starting policy for both folds
+        audit = by[f"audit_rrpo_s0@{h}"].action
+        assert f"prompts.speakers=[{h}]" in audit and f"judge={f / 'judge'}" in audit
+    assert names.index("judge_eval@liuchanhg") < names.index("sft") < names.index("diffro_s0@ZhaoZuoxiang")
+    report = by["report"].action
+    assert "seed 0, liuchanhg" in " ".join(report) and str(o / "folds" / "liuchanhg" / "runs" / "rrpo_s0") in " ".join(
+        report
+    )
+    assert expand_force(["rm_vanilla", "sft", "judge@liuchanhg"], names) == {
+        "rm_vanilla@ZhaoZuoxiang",
+        "rm_vanilla@liuchanhg",
+        "sft",
+        "judge@liuchanhg",
+    }
+    assert expand_force(["nonsense"], names) == {"nonsense"}  # refused by the stage runner
+
+
+def test_prepare_data_codec_hears_no_heldout_speaker(tmp_path):
+    data = tmp_path / "data"
+    casia_tree(data / "casia")
+    esd_tree(data / "esd")
+    cfg = ExperimentConfig(
+        heldout_speakers=["wangzhe"],
+        heldout_sentences=[202],
+        rm_pretrain_corpora=[],
+        policy_pretrain_corpora=[],
+        judge_corpora=["casia"],
+    )
+    prepare_data(data, tmp_path / "out", cfg)
+    assert {u.speaker for u in read_manifest(tmp_path / "out" / "casia_codec.jsonl")} == {"liuchanhg"}
+
+
+def test_heldout_speakers_errors_name_the_key():
+    from rrpo.errors import ConfigError
+
+    for over, message in (
+        (["heldout_speakers=[]"], "at least one"),
+        (["heldout_speakers=[a, a]"], "twice"),
+        (["judge_corpora=[nemo]"], "must include casia"),
+        (["judge_corpora=[casia, esd]"], "must not include esd"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(ExperimentConfig, None, over)
+
+
+def test_two_folds_pool_into_the_results(tmp_path):
+    """The fake audits of _fake_run in each of two folds (fold B's judge hears its speaker's real speech at
+    0.8 instead of 0.592). Per-run rows name fold and seed; the means pool 2 folds × 2 seeds (identical
+    folds: the same means as one fold); the ceiling pools the folds by utterances: (0.592·250 + 0.8·250)/500
+    = 0.696; the table names both folds."""
+    folds = ["ZhaoZuoxiang", "liuchanhg"]
+    for h in folds:
+        _fake_run(tmp_path / "folds" / h)
+        # the second judge's labels of each run (one utterance, right in fold B only) and its evaluation
+        (tmp_path / "folds" / h / "judge2" / "eval").mkdir(parents=True)
+        (tmp_path / "folds" / h / "judge2" / "eval" / "casia_heldout.json").write_text(
+            json.dumps({"n": 250, "wa": 0.5})
+        )
+        right = h == "liuchanhg"
+        row = {"id": "t0_sad", "emotion": "sad", "judge_pred_first": "sad", "judge_pred": "sad" if right else "angry"}
+        row.update(judge_correct=right, judge_target_prob=0.5)
+        for s in (0, 1):
+            for m in ("diffro", "rrpo"):
+                (tmp_path / "folds" / h / "judges").mkdir(exist_ok=True)
+                (tmp_path / "folds" / h / "judges" / f"{m}_s{s}.json").write_text(
+                    json.dumps({"start": {"step": 0, "utterances": [row]}, "final": {"step": 8, "utterances": [row]}})
+                )
+    (tmp_path / "folds" / "liuchanhg" / "judge" / "eval" / "casia_heldout.json").write_text(
+        json.dumps({"n": 250, "wa": 0.8, "ua": 0.79})
+    )
+    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=folds)
+    res = write_results(tmp_path, cfg)
+    assert res["folds"] == folds
+    rows = res["per_seed"]["rrpo"]
+    assert [(r["fold"], r["seed"]) for r in rows] == [
+        ("ZhaoZuoxiang", 0),
+        ("liuchanhg", 0),
+        ("ZhaoZuoxiang", 1),
+        ("liuchanhg", 1),
+    ]
+    # 0.6, 0.6, 0.7, 0.7: mean 0.65, sample std sqrt(4 · 0.05² / 3)
+    assert res["summary"]["rrpo"]["judge_acc"] == pytest.approx((0.65, math.sqrt(0.01 / 3)))
+    assert res["ceiling"]["wa"] == pytest.approx(0.696) and res["ceiling"]["n"] == 500
+    assert set(res["reward_models"]) == set(folds) and res["judge"]["liuchanhg"]["casia_heldout"]["wa"] == 0.8
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "4 run(s): 2 seed(s) (0, 1) × 2 fold(s)" in table and "`liuchanhg`" in table
+    assert "| judge on real held-out speech (ceiling) | n/a | 69.6 |" in table
+    assert "| casia_heldout | liuchanhg | 250 | 80.0 | 79.0 |" in table
+    # the second judge pools both folds' re-judged runs: 2 folds x 2 seeds x 1 utterance, right in fold B
+    j2 = res["second_judge"]
+    assert set(j2["eval"]) == set(folds) and j2["label_agreement"]["sft"]["n"] == 4
+    assert j2["intervals"]["rrpo"]["judge_acc"]["stat"] == 0.5
+    assert j2["intervals"]["rrpo"]["judge_acc"]["folds"] == {"ZhaoZuoxiang": 0.0, "liuchanhg": 1.0}

@@ -70,7 +70,8 @@ def test_comparison_stats_by_hand():
     v = st["variance"]["sft"]["judge_acc"]
     assert v["sigma2"]["opt"] == 0.0 and v["sigma2"]["utt"] == pytest.approx(0.25)
     assert math.isnan(v["sigma2"]["rm"]) and not v["rm_estimated"]
-    assert v["half_width"]["1x3x300"] == pytest.approx(1.96 * math.sqrt(0.25 / 900))
+    assert v["half_width"]["2x1x3x100"] == pytest.approx(1.96 * math.sqrt(0.25 / 300 / 2))
+    assert math.isnan(v["sigma2"]["fold"])  # one fold: not replicated
 
 
 def test_results_carry_intervals_and_paired_differences(tmp_path):
@@ -88,7 +89,11 @@ def test_results_carry_intervals_and_paired_differences(tmp_path):
     res = write_results(
         tmp_path,
         ExperimentConfig(
-            seeds=[0, 1], n_boot=200, n_perm=100, systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")}
+            seeds=[0, 1],
+            n_boot=200,
+            n_perm=100,
+            systems={k: DEFAULT_SYSTEMS[k] for k in ("diffro", "rrpo")},
+            heldout_speakers=["ZhaoZuoxiang"],
         ),
     )
     assert res["stats"]["paired"]["rrpo-diffro"]["judge_acc"]["diff"] == 1.0
@@ -166,6 +171,7 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
         n_boot=300,
         n_perm=100,
         systems={k: v for k, v in DEFAULT_SYSTEMS.items() if k in ("diffro", "rrpo")},
+        heldout_speakers=["ZhaoZuoxiang"],
     )
     stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
     stages["judges"].action()
@@ -184,4 +190,31 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
         "| RRPO beats DiffRO | RRPO (robust RM) − DiffRO (vanilla RM) | supports | unclear | single-judge (**flagged**) |"
         in table
     )
-    assert "| casia_heldout | 250 | 50.0 | 50.0 |" in table
+    assert "| casia_heldout | ZhaoZuoxiang | 250 | 50.0 | 50.0 |" in table
+
+
+def test_comparison_stats_two_folds_by_hand():
+    """The points above, with the two runs as two folds (A, B) of seed 0 instead of two seeds of one fold.
+    SFT judge accuracy: clusters A = (0, 0), B = (0, 1), each fold drawn once per resample: T_A = 0, T_B is
+    0, 1, 2 w.p. 1/4, 1/2, 1/4, so the statistic T_B/4 is 0, 1/4, 1/2 w.p. 1/4, 1/2, 1/4: 95 % interval
+    [0, 1/2] (one fold: [0, 3/4]); per fold 0 and 1/2. RRPO − DiffRO pairs within fold × seed only:
+    diff 1, [1, 1], unit-level p = 2/2^4, run-level p = 2/2^2. Variance: fold means 0 and 1/2, MS_F =
+    2·((0 − 1/4)² + (1/2 − 1/4)²)/1 = 1/4 = MS_E → σ²_fold = 0; RM and optimiser seeds not replicated."""
+    one = points()
+    pts = {m: [((f, 0), p) for f, (_, p) in zip("AB", runs)] for m, runs in one.items()}
+    st = comparison_stats(pts, n_boot=300, n_perm=100)
+    a = st["intervals"]["sft"]["judge_acc"]
+    assert (a["stat"], a["lo"], a["hi"], a["n"], a["clusters"]) == (0.25, 0.0, 0.5, 4, 2)
+    assert a["folds"] == {"A": 0.0, "B": 0.5}
+    from rrpo.experiment_stats import stats_markdown
+
+    assert "| SFT | 4 | 0.0 / 50.0 | 25.0 [0.0, 50.0] " in "\n".join(stats_markdown(st, {"sft": "SFT"}))
+    d = st["paired"]["rrpo-diffro"]["judge_acc"]
+    assert (d["diff"], d["lo"], d["hi"], d["clusters"]) == (1.0, 1.0, 1.0, 2)
+    assert d["p_perm"] == pytest.approx(0.125) and d["p_perm_cluster"] == pytest.approx(0.5)
+    v = st["variance"]["sft"]["judge_acc"]
+    assert v["sigma2"]["fold"] == 0.0 and v["ms"]["fold"] == pytest.approx(0.25) and v["sigma2"]["utt"] == 0.25
+    assert math.isnan(v["sigma2"]["rm"]) and math.isnan(v["sigma2"]["opt"])
+    # a DiffRO run of fold A is never paired with fold B's SFT of the same seed
+    lone = {"sft": [(("A", 0), one["sft"][0][1])], "diffro": [(("B", 0), one["diffro"][0][1])]}
+    assert comparison_stats(lone, n_boot=50, n_perm=20)["paired"]["diffro-sft"] == {}

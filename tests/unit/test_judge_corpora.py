@@ -269,3 +269,87 @@ def test_logmel_stats_judge_trains_with_the_egemaps_trainer(tmp_path, tone_sets,
     assert main(["judge", "eval", f"judge={out}", f"manifests=[{paths[0]}]", "speakers=[s3]"]) == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["n"] == 18 and ev["ua"] > 0.5
+
+
+def test_group_weights_by_hand_and_sample_weight_reaches_the_fit():
+    """group_weights: groups (a, a, a, b) → N/(G·n_g) = 4/(2·3), 4/(2·1) = (2/3, 2/3, 2/3, 2): each group
+    sums to 2. In fit_judge, corpus weighting with two corpora of equal size gives every utterance weight 1,
+    the unweighted fit exactly; speaker weighting with speakers of 30 and 10 utterances changes the fit
+    (their weights 2/3 and 2 differ), for the plain and the masked (a corpus without a class) fit alike."""
+    from rrpo.audit.judge import group_weights
+
+    assert group_weights(["a", "a", "a", "b"]).tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2])
+    assert group_weights([]).shape == (0,)
+    rng = np.random.default_rng(0)
+    cls = ["neutral", "angry", "sad"]
+    n = {"s1": 30, "s2": 10, "s3": 20, "s4": 20}
+    labels = [cls[i % 3] for s in n for i in range(n[s])]
+    speakers = [s for s in n for _ in range(n[s])]
+    corpora = ["X" if s in ("s1", "s2") else "Y" for s in speakers]
+    feats = rng.normal(size=(len(labels), 4)) + np.array([[cls.index(l), 0, 0, 0] for l in labels])
+    base = dict(classes=cls, min_group=4, c_grid=[1.0], class_weight="none")
+
+    def coef(corp=corpora, lab=labels, **kw):
+        j, info = fit_judge(feats, lab, speakers, JudgeConfig(**base, **kw), corpora=corp)
+        return j.coef, info
+
+    none, info = coef()
+    assert info["sample_weight"] == "none" and not info["class_masking"]
+    np.testing.assert_allclose(coef(sample_weight="corpus")[0], none, atol=1e-6)  # 40 and 40: weight 1 each
+    assert not np.allclose(coef(sample_weight="speaker")[0], none, atol=1e-3)
+    # corpus Y without 'sad': the masked fit, with and without speaker weights
+    lab = [("neutral" if (c == "Y" and l == "sad") else l) for l, c in zip(labels, corpora)]
+    masked, info = coef(lab=lab)
+    assert info["class_masking"]
+    assert not np.allclose(coef(lab=lab, sample_weight="speaker")[0], masked, atol=1e-3)
+    with pytest.raises(Exception, match="sample_weight"):
+        fit_judge(feats, labels, speakers, JudgeConfig(**base, sample_weight="corpus"))
+
+
+def test_feature_cache_reuses_rows_and_notices_a_changed_file(tmp_path):
+    """Files a, b: the first call extracts both (one extract call of 2 paths); a second call over (b, a, b)
+    extracts nothing and returns the cached rows in that order; rewriting b (another size) extracts b again.
+    Without a cache file, extract runs on every path."""
+    from rrpo.audit.features import cached_features
+
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    a.write_bytes(b"1")
+    b.write_bytes(b"22")
+    calls = []
+
+    def extract(paths):
+        calls.append([p.name for p in paths])
+        return np.array([[len(p.read_bytes()), 0.0] for p in paths])
+
+    cache = tmp_path / "c" / "f.npz"
+    assert cached_features([a, b], extract, cache).tolist() == [[1, 0], [2, 0]]
+    assert cached_features([b, a, b], extract, cache).tolist() == [[2, 0], [1, 0], [2, 0]]
+    assert calls == [["a.wav", "b.wav"]]
+    b.write_bytes(b"333")
+    assert cached_features([a, b], extract, cache).tolist() == [[1, 0], [3, 0]]
+    assert calls[-1] == ["b.wav"]
+    assert cached_features([a], extract, None).tolist() == [[1, 0]] and calls[-1] == ["a.wav"]
+
+
+def test_judge_train_and_eval_with_a_feature_cache_equal_those_without(tmp_path, tone_sets, capsys):
+    """rrpo judge train / eval with feature_cache=DIR: the same weights and the same evaluation as without;
+    the cache file holds one row per training and evaluation file."""
+    paths = _manifests(tmp_path, tone_sets)
+    base = ["judge", "train", f"manifests=[{paths[0]}]", "exclude_speakers=[s3]", "classes=[neutral, angry, sad]"]
+    base += ["min_group=5", "c_grid=[0.1]"]
+    cache = tmp_path / "feats"
+    assert main([*base, f"out={tmp_path / 'plain'}"]) == 0
+    assert main([*base, f"out={tmp_path / 'cached'}", f"feature_cache={cache}"]) == 0
+    assert main([*base, f"out={tmp_path / 'again'}", f"feature_cache={cache}"]) == 0  # all rows from the cache
+    w = [np.load(tmp_path / d / "weights.npz")["coef"] for d in ("plain", "cached", "again")]
+    np.testing.assert_allclose(w[1], w[0], atol=1e-10)
+    np.testing.assert_allclose(w[2], w[0], atol=1e-10)
+    evals = []
+    for extra in ([], [f"feature_cache={cache}"]):
+        capsys.readouterr()
+        ev = ["judge", "eval", f"judge={tmp_path / 'plain'}", f"manifests=[{paths[0]}]", "speakers=[s3]"]
+        assert main([*ev, *extra]) == 0
+        evals.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert evals[0]["ua"] == evals[1]["ua"] and evals[0]["confusion"] == evals[1]["confusion"]
+    n_files = len(read_manifest(paths[0]))
+    assert len(np.load(cache / "egemaps.npz")["keys"]) == n_files

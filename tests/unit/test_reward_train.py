@@ -49,11 +49,11 @@ def _cfg(corpus, *extra):
 
 def test_resume_repeats_losses(corpus, tmp_path):
     """4 steps straight vs a run interrupted after its step-2 checkpoint and resumed: identical
-    logged losses (EAM and FGM randomness included)."""
+    logged losses (EAM, FGM and speed-perturbation randomness included)."""
     import shutil
 
-    full = train_rm(_cfg(corpus, "train.steps=4", *ALLREG), tmp_path / "a")
-    cfg = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", *ALLREG)
+    full = train_rm(_cfg(corpus, "train.steps=4", "data.tempo=[0.7, 1.4]", *ALLREG), tmp_path / "a")
+    cfg = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", "data.tempo=[0.7, 1.4]", *ALLREG)
     train_rm(cfg, tmp_path / "b")
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")  # as if killed after step 3
     train_rm(cfg, tmp_path / "b")
@@ -283,3 +283,36 @@ def test_ablation_jobs_in_processes_equal_one_process(tmp_path, capsys):
     two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
     assert [r["esd"]["confusion"] for r in one] == [r["esd"]["confusion"] for r in two]
     assert [r["casia"]["ua"] for r in one] == pytest.approx([r["casia"]["ua"] for r in two])
+
+
+def test_tempo_indices_worked_by_hand():
+    """6 tokens at rate 2: n = 3, positions floor((0.5, 1.5, 2.5) * 2) = (1, 3, 5); at rate 0.5: n = 12,
+    floor((k + 0.5) / 2) = 0,0,1,1,...,5,5; at rate 1: the identity; rate 0.8 on 4 tokens: n = 5,
+    floor((0.4, 1.2, 2.0, 2.8, 3.6)) = (0, 1, 2, 2, 3)."""
+    from rrpo.reward.data import tempo_indices
+
+    assert tempo_indices(6, 2.0).tolist() == [1, 3, 5]
+    assert tempo_indices(6, 0.5).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert tempo_indices(6, 1.0).tolist() == [0, 1, 2, 3, 4, 5]
+    assert tempo_indices(4, 0.8).tolist() == [0, 1, 2, 2, 3]
+    assert tempo_indices(1, 3.0).tolist() == [0]
+
+
+def test_collate_tempo_resamples_tokens_and_energy_together():
+    """With tempo = [2, 2] (rate fixed at 2) a 6-token item becomes tokens (1, 3, 5) and their
+    energies; off by default (the batch is the items as given)."""
+    from rrpo.reward.data import TokenItem, collate
+
+    it = TokenItem("u", np.arange(10, 16), np.arange(6, dtype=np.float32) / 10, 0, "s", "zh")
+    b = collate([it], tempo=[2.0, 2.0])
+    assert b["tokens"].tolist() == [[11, 13, 15]] and b["lens"].tolist() == [3]
+    assert b["energy"][0].tolist() == pytest.approx([0.1, 0.3, 0.5])
+    assert collate([it])["tokens"].tolist() == [[10, 11, 12, 13, 14, 15]]
+
+
+@pytest.mark.parametrize("bad", ["[1.0]", "[0, 1.2]", "[1.5, 0.8]"])
+def test_tempo_config_is_checked(corpus, bad):
+    from rrpo.errors import RrpoError
+
+    with pytest.raises(RrpoError, match="tempo"):
+        _cfg(corpus, f"data.tempo={bad}")

@@ -150,3 +150,52 @@ def test_unweighted_accuracy_interval_by_hand():
     r = unweighted_accuracy_ci(y, p, n_boot=4000)
     assert not r["exact"] and r["ua"] == pytest.approx(0.6)
     assert r["lo"] == pytest.approx(0.6 - 0.061, abs=0.012) and r["hi"] == pytest.approx(0.6 + 0.061, abs=0.012)
+
+
+def test_cluster_bootstrap_strata_by_hand():
+    """Clusters A = (0, 1), B = (1, 1). Unstratified (as in the docstring): the 50 % interval is (1/2, 1).
+    In strata of their own each is drawn once per resample: T_A is 0, 1, 2 w.p. 1/4, 1/2, 1/4 and T_B = 2,
+    so (T_A + 2)/4 is 1/2, 3/4, 1 w.p. 1/4, 1/2, 1/4: 50 % interval (1/2, 3/4), 95 % (1/2, 1).
+    One stratum for both is the unstratified bootstrap."""
+    a, b = [0.0, 1.0], [1.0, 1.0]
+    plain = cluster_bootstrap_ci([a, b], level=0.5)
+    assert plain["exact"] and (plain["lo"], plain["hi"]) == (0.5, 1.0)
+    r = cluster_bootstrap_ci([a, b], level=0.5, strata=["f1", "f2"])
+    assert r["exact"] and r["stat"] == 0.75 and (r["lo"], r["hi"]) == (0.5, 0.75)
+    assert cluster_bootstrap_ci([a, b], level=0.95, strata=["f1", "f2"])["hi"] == 1.0
+    same = cluster_bootstrap_ci([a, b], level=0.5, strata=["f", "f"])
+    assert (same["lo"], same["hi"]) == (plain["lo"], plain["hi"])
+    with pytest.raises(ValueError, match="strata"):
+        cluster_bootstrap_ci([a, b], strata=["f"])
+
+
+def test_paired_difference_strata_keep_every_fold_in_every_draw():
+    """Fold 1: both systems 0 on 4 units (difference 0); fold 2: A 0, B 1 on 4 units (difference 1). Pooled
+    difference 4/8 = 1/2. Stratified, every draw holds one cluster of each fold, each with a constant
+    difference, so every draw gives 1/2: interval [1/2, 1/2]. Unstratified, a draw of fold 1 twice gives 0
+    and of fold 2 twice gives 1 (each w.p. 1/4), so the 95 % interval is [0, 1]."""
+    a = [[0, 0, 0, 0], [0, 0, 0, 0]]
+    b = [[0, 0, 0, 0], [1, 1, 1, 1]]
+    r = paired_difference(a, b, n_boot=400, n_perm=200, strata=["f1", "f2"])
+    assert r["diff"] == 0.5 and (r["lo"], r["hi"]) == (0.5, 0.5)
+    u = paired_difference(a, b, n_boot=400, n_perm=200)
+    assert (u["lo"], u["hi"]) == (0.0, 1.0)
+
+
+def test_variance_components_with_a_fold_level_by_hand():
+    """2 folds × 1 RM seed × 2 optimiser seeds × 2 utterances: (F1,0,0): (1,3), (F1,0,1): (3,5), (F2,0,0):
+    (5,7), (F2,0,1): (7,9). Run means 2, 4, 6, 8; fold means 3, 7; grand 5. The RM seed is not
+    replicated (NaN), so the fold level is estimated against the optimiser seeds: MS_F = (1·2·2)·((3−5)² +
+    (7−5)²)/1 = 32, MS_B = 2·4/2 = 4, MS_E = 8/4 = 2: σ²_fold = (32 − 4)/4 = 7, σ²_opt = (4 − 2)/2 = 1,
+    σ²_utt = 2. Half-width for 2 fixed folds × 1 × 2 × 2: (0 + 1/2 + 2/4)/2 = 1/2 → 1.96·sqrt(1/2)."""
+    cells = {("F1", 0, 0): [1, 3], ("F1", 0, 1): [3, 5], ("F2", 0, 0): [5, 7], ("F2", 0, 1): [7, 9]}
+    v = variance_components(cells)
+    assert v["f"] == 2 and v["ms"]["fold"] == 32 and v["ms"]["opt"] == 4 and v["ms"]["utt"] == 2
+    assert v["sigma2"]["fold"] == 7 and v["sigma2"]["opt"] == 1 and v["sigma2"]["utt"] == 2
+    assert math.isnan(v["sigma2"]["rm"]) and v["grand_mean"] == 5
+    assert design_half_width(v["sigma2"], 1, 2, 2, n_fold=2) == pytest.approx(1.96 * math.sqrt(0.5))
+    # a fold key on every cell with one fold: the fold is not replicated, the rest as without it
+    one = variance_components({("F", 0, 0): [0, 1], ("F", 0, 1): [0, 1]})
+    assert math.isnan(one["sigma2"]["fold"]) and one["raw"]["opt"] == pytest.approx(-0.25)
+    with pytest.raises(ValueError, match="keys"):
+        variance_components({("F", 0, 0): [1, 2], (0, 1): [1, 2]})

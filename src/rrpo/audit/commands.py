@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 class JudgeTrainArgs:
     manifests: list[str] = option([], "training manifests")
     out: str = option("", "judge folder to write (a run directory)")
+    feature_cache: str = option(
+        "", "folder keeping each audio file's features for later runs (keyed by path, size and mtime); '' = none"
+    )
 
     def __post_init__(self):
         check(bool(self.manifests), "manifests", "is required, e.g. 'manifests=[corpus/manifest.jsonl]'")
@@ -52,6 +55,9 @@ class JudgeEvalArgs(Selection):
     judge: str = option("", "judge folder")
     manifests: list[str] = option([], "evaluation manifests")
     out: str = option("", "also write the JSON here")
+    feature_cache: str = option(
+        "", "folder keeping each audio file's features for later runs (eGeMAPS / log-mel statistics judges); '' = none"
+    )
 
     def __post_init__(self):
         check(bool(self.judge), "judge", "is required (the judge folder)")
@@ -129,12 +135,15 @@ def cmd_train(args) -> int:
     sel, corpora, groups, dropped = select_corpora(mans, cfg)
     if not sel:
         raise RrpoError("no records pass the selection (classes, splits, languages, speakers)", io.manifests[0])
-    if cfg.features == "logmel-stats":
-        from rrpo.audit.judge import MelStatsJudge
+    from rrpo.audit.features import cached_features
+    from rrpo.audit.judge import MelStatsJudge
 
-        feats = MelStatsJudge.features(load_items(sel), progress=True)
-    else:
-        feats = EgemapsJudge.features(load_items(sel), progress=True)
+    kind = MelStatsJudge if cfg.features == "logmel-stats" else EgemapsJudge
+    feats = cached_features(
+        [p for p, _ in sel],
+        lambda paths: kind.features(load_items([(p, None) for p in paths]), progress=True),
+        Path(io.feature_cache) / f"{cfg.features}.npz" if io.feature_cache else None,
+    )
     judge, info = fit_judge(feats, [u.emotion for _, u in sel], groups, cfg, corpora=corpora)
     info.update(dropped)
     judge.meta["manifests"] = [str(Path(m).resolve()) for m in io.manifests]
@@ -191,7 +200,19 @@ def cmd_eval(args) -> int:
         raise RrpoError(
             f"no records of the judge's classes ({', '.join(judge.classes)}) pass the selection", a.manifests[0]
         )
-    proba = judge.predict_proba(load_items(sel), groups=[u.speaker for _, u in sel])
+    groups = [u.speaker for _, u in sel]
+    cache_name = {"EgemapsJudge": "egemaps", "MelStatsJudge": "logmel-stats"}.get(type(judge).__name__)
+    if a.feature_cache and cache_name:
+        from rrpo.audit.features import cached_features
+
+        feats = cached_features(
+            [p for p, _ in sel],
+            lambda paths: judge.features(load_items([(p, None) for p in paths]), progress=True),
+            Path(a.feature_cache) / f"{cache_name}.npz",
+        )
+        proba = judge.proba_from_features(feats, groups)
+    else:
+        proba = judge.predict_proba(load_items(sel), groups=groups)
     out = {
         "judge": str(a.judge),
         "manifests": list(a.manifests),

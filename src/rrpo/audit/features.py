@@ -110,3 +110,47 @@ def mel_statistics(items: Sequence[tuple[np.ndarray, int]], n_mels: int = 40, pr
         d = np.diff(m, axis=0) if len(m) > 1 else np.zeros((1, n_mels))
         out[i] = np.concatenate([act.mean(0), act.std(0), *np.percentile(act, [10, 50, 90], axis=0), d.std(0)])
     return out
+
+
+# -- a feature cache across runs (rrpo judge train / eval feature_cache=DIR) ---------------------------
+
+
+def file_key(path) -> str:
+    """``resolved path|size|mtime_ns``: a cached feature row is reused only for the same unchanged file."""
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    st = p.stat()
+    return f"{p}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def cached_features(paths: Sequence, extract, cache_file) -> np.ndarray:
+    """``(N, D)`` features of the audio files ``paths``: rows found in ``cache_file`` (an ``.npz`` of keys
+    and rows, :func:`file_key`) are reused, the others computed with ``extract(missing_paths) -> (M, D)``
+    and added to the file (written atomically). Without ``cache_file`` (None or ''), ``extract(paths)``."""
+    from pathlib import Path
+
+    if not cache_file:
+        return extract(list(paths))
+    cache_file = Path(cache_file)
+    known: dict[str, np.ndarray] = {}
+    if cache_file.exists():
+        with np.load(cache_file, allow_pickle=False) as z:
+            known = dict(zip(z["keys"].tolist(), z["feats"]))
+    keys = [file_key(p) for p in paths]
+    new_keys = [k for k in dict.fromkeys(keys) if k not in known]
+    if new_keys:
+        path_of: dict[str, object] = {}
+        for p, k in zip(paths, keys):
+            path_of.setdefault(k, p)
+        rows = np.asarray(extract([path_of[k] for k in new_keys]), dtype=np.float64)
+        known.update(zip(new_keys, rows))
+        from rrpo.io import atomic_path
+
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache_file) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=np.array(list(known)), feats=np.stack(list(known.values())))
+    if not keys:
+        return np.zeros((0, 0))
+    return np.stack([known[k] for k in keys])

@@ -92,6 +92,11 @@ class JudgeConfig(Selection):
         "utterance features: eGeMAPS functionals, or statistics of log-mel bands (a differently built "
         "second judge, MelStatsJudge)",
     )
+    sample_weight: Literal["none", "corpus", "speaker"] = option(
+        "none",
+        "extra per-utterance loss weight (times the class weight): none; corpus = every corpus carries "
+        "the same total weight; speaker = every speaker group carries the same total weight",
+    )
     min_group_classes: int = option(
         1,
         "with speaker normalisation, leave out training speakers whose utterances "
@@ -104,6 +109,7 @@ class JudgeConfig(Selection):
         check(self.min_group >= 2, "min_group", "must be at least 2")
         check(self.max_iter > 0, "max_iter", "must be positive")
         check(self.min_group_classes >= 1, "min_group_classes", "must be at least 1")
+        check(self.sample_weight in ("none", "corpus", "speaker"), "sample_weight", "must be none, corpus or speaker")
         try:
             check_classes(self.classes)
         except RrpoError as e:
@@ -322,6 +328,16 @@ def select_utterances(manifests, classes: Sequence[str], selection: Selection) -
     return out
 
 
+def group_weights(groups: Sequence[str]) -> np.ndarray:
+    """Per-utterance weights giving every group the same total weight, normalised to mean 1:
+    w_i = N / (G · n_g(i)). Example: groups (a, a, a, b) → (2/3, 2/3, 2/3, 2)."""
+    g = np.asarray(groups).astype(str)
+    if len(g) == 0:
+        return np.zeros(0)
+    names, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    return len(g) / (len(names) * counts[inv].astype(np.float64))
+
+
 def fit_judge(
     feats: np.ndarray,
     labels: Sequence[str],
@@ -336,7 +352,8 @@ def fit_judge(
     leave-one-speaker-out cross-validation (stratified 5-fold when there is one speaker).
     ``corpora`` (one name per utterance) with ``cfg.class_masking``: an utterance's softmax runs only
     over the classes its corpus has (:mod:`rrpo.audit.masked_logreg`); when every corpus has every
-    class this is the plain fit.
+    class this is the plain fit. ``cfg.sample_weight`` multiplies each utterance's loss weight (after
+    the class weight) by :func:`group_weights` over its corpus or its speaker group.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, StratifiedKFold
@@ -355,14 +372,19 @@ def fit_judge(
     mask = corpus_class_mask(labels, corpora, classes) if corpora is not None and cfg.class_masking else None
     if mask is not None and mask.all():
         mask = None
+    sw_kind = getattr(cfg, "sample_weight", "none")
+    if sw_kind == "corpus" and corpora is None:
+        raise RrpoError("sample_weight: corpus needs the corpus of every utterance (several manifests)")
+    sw_groups = None if sw_kind == "none" else np.asarray(corpora if sw_kind == "corpus" else speakers).astype(str)
 
-    def fit(xtr, ytr, c, mtr=None):
+    def fit(xtr, ytr, c, mtr=None, gtr=None):
         mean, scale = xtr.mean(0), np.maximum(xtr.std(0), 1e-8)
+        sw = None if gtr is None else group_weights(gtr)
         if mtr is None:
             clf = LogisticRegression(C=c, max_iter=cfg.max_iter, class_weight=weight)
-            clf.fit((xtr - mean) / scale, ytr)
+            clf.fit((xtr - mean) / scale, ytr, sample_weight=sw)
         else:
-            clf = _MaskedClassifier(c, cfg.max_iter, weight).fit((xtr - mean) / scale, ytr, mtr, len(classes))
+            clf = _MaskedClassifier(c, cfg.max_iter, weight).fit((xtr - mean) / scale, ytr, mtr, len(classes), sw)
         return mean, scale, clf
 
     n_spk = len(np.unique(speakers))
@@ -378,7 +400,9 @@ def fit_judge(
             continue
         ua = []
         for tr, te in folds:
-            mean, scale, clf = fit(x[tr], y[tr], c, None if mask is None else mask[tr])
+            mean, scale, clf = fit(
+                x[tr], y[tr], c, None if mask is None else mask[tr], None if sw_groups is None else sw_groups[tr]
+            )
             pb = clf.predict_proba((x[te] - mean) / scale)
             if mask is not None:  # a test utterance is scored among its own corpus' classes
                 pb = np.where(mask[te][:, clf.classes_], pb, -1.0)
@@ -386,7 +410,7 @@ def fit_judge(
             ua.append(np.mean([np.mean(pred[y[te] == k] == k) for k in np.unique(y[te])]))
         cv[c] = float(np.mean(ua))
     best = max(cfg.c_grid, key=lambda c: (np.nan_to_num(cv[c], nan=-1.0), -c))
-    mean, scale, clf = fit(x, y, best, mask)
+    mean, scale, clf = fit(x, y, best, mask, sw_groups)
     coef = np.zeros((len(classes), x.shape[1]))
     intercept = np.zeros(len(classes))
     if clf.coef_.shape[0] == 1:  # binary: sklearn keeps one row w for class 1; softmax([-w/2, w/2]) = sigmoid(w)
@@ -408,6 +432,7 @@ def fit_judge(
             for k in sorted(set(corp.tolist()))
         }
         info["class_masking"] = mask is not None
+    info["sample_weight"] = sw_kind
     judge_cls = MelStatsJudge if getattr(cfg, "features", "egemaps") == "logmel-stats" else EgemapsJudge
     judge = judge_cls(classes, mean, scale, coef, intercept, cfg.normalization, cfg.min_group, meta={"training": info})
     return judge, info
@@ -438,13 +463,17 @@ class _MaskedClassifier:
     def __init__(self, c: float, max_iter: int, class_weight: str | None):
         self.c, self.max_iter, self.class_weight = c, max_iter, class_weight
 
-    def fit(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, k: int) -> _MaskedClassifier:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, k: int, sample_weight: np.ndarray | None = None
+    ) -> _MaskedClassifier:
         from rrpo.audit.masked_logreg import balanced_weights, fit_masked_logreg
 
         present = np.unique(y)  # the classes of this (fold's) training set, as sklearn keeps them
         remap = {int(c): i for i, c in enumerate(present)}
         yy = np.array([remap[int(v)] for v in y])
         w = balanced_weights(yy, len(present)) if self.class_weight == "balanced" else None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64) * (1.0 if w is None else w)
         self.coef_, self.intercept_ = fit_masked_logreg(x, yy, mask[:, present], self.c, w, self.max_iter)
         self.classes_ = present
         return self

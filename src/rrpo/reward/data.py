@@ -23,9 +23,20 @@ class DataConfig(Selection):
     mask_absent_classes: bool = option(
         True, "leave the classes a manifest has no utterance of out of its utterances' loss (not negatives)"
     )
+    tempo: list[float] = option(
+        [],
+        "training only: token-level speed perturbation, [lo, hi]: each utterance of a batch is resampled "
+        "(nearest token) at a rate drawn log-uniformly in [lo, hi] (> 1 = faster, fewer tokens), so the model "
+        "cannot read emotion from a speaker's habitual speaking rate ([] = off)",
+    )
 
     def __post_init__(self):
         check(self.max_tokens >= 0, "max_tokens", "must be >= 0")
+        check(len(self.tempo) in (0, 2), "tempo", "must be [] or [lo, hi]")
+        if self.tempo:
+            lo, hi = (float(v) for v in self.tempo)
+            check(0 < lo <= hi, "tempo", f"needs 0 < lo <= hi, got [{lo}, {hi}]")
+            self.tempo = [lo, hi]
 
 
 @dataclass
@@ -101,15 +112,34 @@ def load_items(
     }
 
 
-def collate(items: Sequence[TokenItem], max_tokens: int = 0, random_crop: bool = True) -> dict:
+def tempo_indices(length: int, rate: float) -> np.ndarray:
+    """Source positions of a sequence of ``length`` tokens played at ``rate`` (nearest token):
+    ``n = max(1, round(length / rate))`` positions ``min(floor((k + 0.5) * rate), length - 1)``."""
+    n = max(1, int(round(length / rate)))
+    return np.minimum(np.floor((np.arange(n) + 0.5) * rate).astype(np.int64), length - 1)
+
+
+def collate(
+    items: Sequence[TokenItem],
+    max_tokens: int = 0,
+    random_crop: bool = True,
+    tempo: Sequence[float] = (),
+) -> dict:
     """Pad to the longest: ``tokens`` (B, T) int64 (pad 0), ``energy`` (B, T), ``lens`` (B,), ``labels`` (B,),
     and ``avail`` (B, K) bool when some item's corpus lacks classes.
 
+    With ``tempo = (lo, hi)`` each utterance is first resampled by :func:`tempo_indices` at a rate
+    ``lo * (hi / lo) ** u``, ``u`` uniform from torch's RNG (speed perturbation; training only).
     Utterances longer than ``max_tokens`` are cropped to a window (random start from torch's RNG
     when ``random_crop``, else the first ``max_tokens``)."""
     seqs = []
     for it in items:
         tok, en = it.tokens, it.energy
+        if tempo:
+            lo, hi = float(tempo[0]), float(tempo[1])
+            rate = lo * (hi / lo) ** float(torch.rand(()))
+            idx = tempo_indices(len(tok), rate)
+            tok, en = np.asarray(tok)[idx], np.asarray(en)[idx]
         if max_tokens and len(tok) > max_tokens:
             a = int(torch.randint(0, len(tok) - max_tokens + 1, (1,))) if random_crop else 0
             tok, en = tok[a : a + max_tokens], en[a : a + max_tokens]

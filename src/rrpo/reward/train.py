@@ -139,7 +139,7 @@ def train_rm(cfg: RMTrainConfig, out: str | Path, resume: bool = True, argv: lis
     batches = EpochBatches(
         len(items),
         cfg.train.batch_size,
-        lambda idx: collate([items[i] for i in idx], cfg.data.max_tokens),
+        lambda idx: collate([items[i] for i in idx], cfg.data.max_tokens, tempo=cfg.data.tempo),
         seed=cfg.train.seed,
     )
     evaluate = None
