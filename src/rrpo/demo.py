@@ -36,7 +36,6 @@ class DemoConfig:
             "energy_bins=4",
             "max_train_frames=60000",
             "kmeans_iters=40",
-            "decoder_steps=300",
         ],
         "overrides for `rrpo codec train` (a 4,608-token codec keeps the demo's models small)",
     )
