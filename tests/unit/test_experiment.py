@@ -207,7 +207,8 @@ def test_write_results_means_table_and_plot(tmp_path):
     assert json.loads((tmp_path / "results" / "results.json").read_text())["summary"]["rrpo"]["proxy"][0] == 0.7
 
 
-def test_prepare_data_marks_heldout_sentences(tmp_path):
+def _prepare_tiny(tmp_path):
+    """prepare_data on a tiny CASIA/ESD tree, holding out speaker wangzhe and sentence 202."""
     data = tmp_path / "data"
     casia_tree(data / "casia")
     esd_tree(data / "esd")
@@ -219,6 +220,10 @@ def test_prepare_data_marks_heldout_sentences(tmp_path):
         judge_corpora=["casia"],
     )
     prepare_data(data, tmp_path / "out", cfg)
+
+
+def test_prepare_data_marks_heldout_sentences(tmp_path):
+    _prepare_tiny(tmp_path)
     casia = read_manifest(tmp_path / "out" / "casia.jsonl")
     assert {u.split for u in casia if u.extra["sentence"] == 202} == {"test"}
     assert {u.split for u in casia if u.extra["sentence"] == 201} == {"train"}
@@ -504,17 +509,7 @@ def test_two_folds_stages_hold_out_each_speaker_in_its_own_fold(tmp_path):
 
 
 def test_prepare_data_codec_hears_no_heldout_speaker(tmp_path):
-    data = tmp_path / "data"
-    casia_tree(data / "casia")
-    esd_tree(data / "esd")
-    cfg = ExperimentConfig(
-        heldout_speakers=["wangzhe"],
-        heldout_sentences=[202],
-        rm_pretrain_corpora=[],
-        policy_pretrain_corpora=[],
-        judge_corpora=["casia"],
-    )
-    prepare_data(data, tmp_path / "out", cfg)
+    _prepare_tiny(tmp_path)
     assert {u.speaker for u in read_manifest(tmp_path / "out" / "casia_codec.jsonl")} == {"liuchanhg"}
 
 
