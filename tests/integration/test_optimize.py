@@ -197,26 +197,11 @@ def test_diffro_with_an_ensemble_term(setup, tmp_path):
         rm2,
     )
     out = tmp_path / "ens"
-    cfg = load_config(
-        OptimizeConfig,
-        None,
-        [
-            f"out={out}",
-            f"policy={root / 'sft'}",
-            f"rewards=[{{name: emo, paths: [{root / 'rm'}, {rm2}], aggregate: mean_minus_std}}]",
-            f"prompts.manifest={man}",
-            f"prompts.shards={shards}",
-            "train.steps=2",
-            "train.batch_size=2",
-            "train.lr=1e-2",
-            "train.progress=false",
-            "train.log_every=1",
-            "train.bf16=false",
-            "train.schedule=constant",
-            "sampling.max_ratio=3",
-            "sampling.min_ratio=1",
-            "algo=diffro",
-        ],
+    cfg = cfg_for(
+        setup,
+        out,
+        f"rewards=[{{name: emo, paths: [{root / 'rm'}, {rm2}], aggregate: mean_minus_std}}]",
+        "algo=diffro",
     )
     assert cfg.rewards[0].paths and cfg.rewards[0].aggregate == "mean_minus_std"
     run_optimize(cfg)

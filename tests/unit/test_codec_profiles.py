@@ -25,13 +25,8 @@ def st(hz):
     return 12 * math.log2(hz)
 
 
-def test_profile_statistics_by_hand():
-    """Two recordings, level percentile 100, speech = frames within 30 dB of the recording's top:
-    rec 1: f0 [100, 200, 0], dB [-10, -20, -50] -> reference -10, speech frames 0 and 1;
-    rec 2: f0 [400, 0], dB [-30, -30] -> reference -30, both frames speech.
-    F0 median of 100, 200, 400 Hz = 200 Hz; level = median(-10, -30) = -20 dB;
-    mean mel envelope over the 4 speech frames = ([1,1] + [3,3] + [0,0] + [2,2]) / 4 = [1.5, 1.5];
-    mean log envelope = (2 + 4 + 0 + 2) / 4 = 2 (the silent frame's 9 and 100 are left out)."""
+def _two_recordings() -> ProfileAccumulator:
+    """The accumulator of the two hand-worked recordings of the tests below (level percentile 100)."""
     acc = ProfileAccumulator(100.0)
     acc.add(
         np.array([100.0, 200, 0]),
@@ -40,6 +35,17 @@ def test_profile_statistics_by_hand():
         np.array([[2.0], [4], [100]]),
     )
     acc.add(np.array([400.0, 0]), np.array([-30.0, -30]), np.array([[0.0, 0], [2, 2]]), np.array([[0.0], [2]]))
+    return acc
+
+
+def test_profile_statistics_by_hand():
+    """Two recordings, level percentile 100, speech = frames within 30 dB of the recording's top:
+    rec 1: f0 [100, 200, 0], dB [-10, -20, -50] -> reference -10, speech frames 0 and 1;
+    rec 2: f0 [400, 0], dB [-30, -30] -> reference -30, both frames speech.
+    F0 median of 100, 200, 400 Hz = 200 Hz; level = median(-10, -30) = -20 dB;
+    mean mel envelope over the 4 speech frames = ([1,1] + [3,3] + [0,0] + [2,2]) / 4 = [1.5, 1.5];
+    mean log envelope = (2 + 4 + 0 + 2) / 4 = 2 (the silent frame's 9 and 100 are left out)."""
+    acc = _two_recordings()
     p = acc.finish("a", None, min_voiced=1)
     assert p.recordings == 2 and p.voiced_frames == 3
     assert p.f0_st == pytest.approx(st(200)) and p.f0_hz == pytest.approx(200)
@@ -52,14 +58,7 @@ def test_fallback_for_few_recordings_by_hand(caplog):
     """Same two recordings, min_recordings 4, pooled envelopes 0: w = 2/4, so the envelopes are
     halved ([0.75, 0.75], 1.0) while F0 (200 Hz) and level (-20 dB) stay the speaker's; a warning
     names the speaker."""
-    acc = ProfileAccumulator(100.0)
-    acc.add(
-        np.array([100.0, 200, 0]),
-        np.array([-10.0, -20, -50]),
-        np.array([[1.0, 1], [3, 3], [9, 9]]),
-        np.array([[2.0], [4], [100]]),
-    )
-    acc.add(np.array([400.0, 0]), np.array([-30.0, -30]), np.array([[0.0, 0], [2, 2]]), np.array([[0.0], [2]]))
+    acc = _two_recordings()
     pooled = SpeakerProfile("*", 10, 10, st(120), -30.0, np.zeros(2), np.zeros(1))
     with caplog.at_level("WARNING"):
         p = acc.finish("few", pooled, min_recordings=4, min_voiced=1)
