@@ -7,7 +7,8 @@ experiment's codec and the speaker's profile, judged by the fold's eGeMAPS judge
 normalisation taken from the policy's own samples (:class:`rrpo.audit.scorer.Scorer`, a fresh one per
 policy, scale, fold and seed). The intervals and the paired differences against the first scale of
 each policy (same prompts and sampling seeds) are :func:`rrpo.experiment_stats.comparison_stats`'s;
-recall is the judge's accuracy among the utterances asked for each emotion.
+recall is the judge's accuracy among the utterances asked for each emotion. Paired differences: each
+scale against the policy's first scale and against the first policy's first scale.
 
 Usage::
 
@@ -79,8 +80,9 @@ def main() -> None:
                 continue
             key = f"{name}@w{w:g}"
             first = first or key
-            if key != first:
-                pairs.append((key, first))
+            for ref in dict.fromkeys([first, next(iter(points), key)]):  # this policy's first scale; the first policy's
+                if key != ref:
+                    pairs.append((key, ref))
             points[key] = []
             t0 = time.perf_counter()
             for h in args.speakers:
@@ -106,6 +108,8 @@ def main() -> None:
         "args": vars(args),
         "seconds": seconds,
         "judge_acc": {k: st["intervals"][k]["judge_acc"] for k in points},
+        "artifacts_per_s": {k: st["intervals"][k].get("artifacts") for k in points},
+        "mcd_db": {k: st["intervals"][k].get("mcd_db") for k in points},
         "recall": {k: recall([p for _, p in v]) for k, v in points.items()},
         "mean_len_s": {k: round(sum(p["mean_len_s"] for _, p in v) / len(v), 3) for k, v in points.items()},
         "paired_judge_acc": {k: v.get("judge_acc") for k, v in st["paired"].items()},
