@@ -254,8 +254,15 @@ class ExperimentConfig:
             "train.warmup_steps=50",
             "train.eval_every=0",
             "data.bucket=20",
+            "data.drop_emotion=0.15",
         ],
-        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training)",
+        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training; "
+        "data.drop_emotion: the unconditional prompt that guidance needs)",
+    )
+    guidance: float = option(
+        5.0,
+        "classifier-free guidance scale on the emotion instruction of every sampling of the policy "
+        "(optimisation, judge watch, audit): `sampling.guidance` (docs/policy.md); 1 = none",
     )
     optimize: list[str] = option(
         [
@@ -321,6 +328,13 @@ class ExperimentConfig:
         from rrpo.stages import check_stage_overrides
 
         check_stage_overrides(self, {**OVERRIDE_TARGETS, **EXPERIMENT_OVERRIDE_TARGETS})
+        check(self.guidance >= 0, "guidance", "must be >= 0 (1 = no guidance)")
+        drops = [float(o.split("=", 1)[1]) for o in self.sft if o.startswith("data.drop_emotion=")]
+        check(
+            self.guidance == 1 or (drops and drops[-1] > 0),
+            "guidance",
+            f"{self.guidance:g} needs an SFT that learns the unconditional prompt: data.drop_emotion > 0 in sft",
+        )
 
 
 @dataclass
@@ -676,6 +690,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     "prompts.splits=[train]",
                     f"prompts.exclude_speakers=[{h}]",
                     f"train.seed={seed}",
+                    f"sampling.guidance={cfg.guidance:g}",
                     *cfg.optimize,
                     *watch,
                     *system.overrides,
@@ -695,6 +710,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     "prompts.splits=[test]",
                     f"prompts.speakers=[{h}]",
                     f"seed={1234 + seed}",
+                    f"sampling.guidance={cfg.guidance:g}",
                     *cfg.audit,
                 ],
             )
