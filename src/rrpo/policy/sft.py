@@ -4,7 +4,10 @@ Each utterance of the manifest becomes ``(instruction(emotion) <|endofprompt|> t
 speech tokens + eos``. The loss of a micro-batch is the mean cross-entropy over its valid target
 positions (speech ids and the end-of-speech position). A held-out part of the manifest (distinct
 sentences by default, or speakers, or a manifest split) is scored with the same loss and with token
-accuracy (teacher-forced argmax == target, over the same positions).
+accuracy (teacher-forced argmax == target, over the same positions). With ``data.drop_emotion`` p
+a share p of the training rows is read without its emotion instruction (:func:`emotion_dropout`),
+so that the policy also learns the unconditional prompt that classifier-free guidance
+(``sampling.guidance``) needs.
 """
 
 from __future__ import annotations
