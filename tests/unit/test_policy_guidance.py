@@ -98,6 +98,38 @@ def test_guidance_one_is_todays_sampler_exactly():
         torch.testing.assert_close(guided_logits(pol, pr, a.ids, a.lens, 1.0), pol(pr, a.ids, a.lens), rtol=0, atol=0)
 
 
+#: What the sampler drew for small_policy(), prompts_of(pol, 3), min_ratio 1, max_ratio 6, seeds 4, 5, 6,
+#: recorded with the code before guidance existed (the parent of the commit that added it).
+BEFORE_GUIDANCE = {
+    "current": (
+        [
+            [6, 11, 5, 19, 8, 9, 4, 10, 14, 16, 0, 0, 0],
+            [9, 0, 6, 10, 12, 7, 3, 1, 0, 0, 0, 0, 0],
+            [2, 6, 4, 9, 12, 8, 10, 18, 17, 0, 5, 19, 6],
+        ],
+        [10, 8, 13],
+    ),
+    "release": (
+        [
+            [6, 10, 14, 5, 11, 8, 6, 17, 4, 15, 19] + [0] * 13,
+            [9, 17, 14, 15, 1, 19, 18, 16, 5, 2, 4, 13, 17, 6, 10, 0, 12] + [0] * 7,
+            [2, 0, 11, 12, 5, 19, 6, 8, 7, 9, 17, 2, 14, 17, 4, 18, 19, 6, 8, 11, 11, 5, 3, 19],
+        ],
+        [11, 17, 24],
+    ),
+}
+
+
+@pytest.mark.parametrize("ras", ["current", "release"])
+def test_guidance_one_draws_what_the_sampler_drew_before_guidance(ras):
+    pol = guided_policy()
+    g = generate(
+        pol, prompts_of(pol, 3), SamplingConfig(min_ratio=1, max_ratio=6, ras=ras, guidance=1.0), seeds=[4, 5, 6]
+    )
+    ids, lens = BEFORE_GUIDANCE[ras]
+    assert g.ids.tolist() == ids and g.lens.tolist() == lens
+
+
 def test_guided_logits_are_the_combination_of_two_plain_forwards():
     """guided_logits (one batch of 2B) == uncond + w (cond - uncond) with each side run on its own."""
     pol = guided_policy().eval()
