@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+
+from rrpo.errors import ConfigError
 import torch
 
 from rrpo.data.emotions import ESD_CLASSES
@@ -65,6 +67,25 @@ def test_feature_tied_embedding():
     assert torch.allclose(m2.embedding_table(), m2.free.weight + m2.feat_proj(m2.token_features))
     with pytest.raises(RrpoError):
         TokenRewardModel(20, ESD_CLASSES, ModelConfig(embedding="features"))
+
+
+def test_free_init_zero_starts_every_token_at_its_features_and_keeps_absent_ones_there():
+    """free_init=zero: E = 0 + Linear(Φ) at the start; after an optimiser step on a batch that holds
+    tokens 1 and 2 only, the free rows of the absent tokens are still exactly 0 (no gradient, and
+    AdamW's decay of 0 is 0), those of 1 and 2 are not."""
+    torch.manual_seed(0)
+    phi = torch.randn(6, 3)
+    cfg = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=16, embedding="free+features", free_init="zero")
+    m = TokenRewardModel(6, ESD_CLASSES, cfg, phi)
+    assert torch.equal(m.free.weight, torch.zeros(6, 8))
+    assert torch.allclose(m.embedding_table(), m.feat_proj(m.token_features))
+    opt = torch.optim.AdamW(m.parameters(), lr=0.1, weight_decay=0.01)
+    m(torch.tensor([[1, 2, 1]]), torch.tensor([3]))[0, 0].backward()
+    opt.step()
+    moved = m.free.weight.detach().abs().sum(1) > 0
+    assert moved.tolist() == [False, True, True, False, False, False]
+    with pytest.raises(ConfigError, match="free_init"):
+        ModelConfig(free_init="uniform")
 
 
 def test_load_reward_model_roundtrip(tmp_path):

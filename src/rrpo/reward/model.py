@@ -65,6 +65,11 @@ class ModelConfig:
     token_features: str = option(
         "", "where token_features() come from when the embedding uses them: a .npy (V, F) file or a codec folder"
     )
+    free_init: Literal["normal", "zero"] = option(
+        "normal",
+        "initial free rows: normal (std 1/sqrt(d)) or zero (with free+features a token starts as its features' "
+        "projection and a token absent from the training data keeps exactly that embedding)",
+    )
     pooling: Literal["attention", "attention+stats", "stats"] = option(
         "attention",
         "attention pooling, attention pooling + mean/std statistics pooling of h', or the statistics alone",
@@ -90,6 +95,7 @@ class ModelConfig:
         check(self.d_ff >= 1, "model.d_ff", "must be >= 1")
         check(0 <= self.dropout < 1, "model.dropout", "must be in [0, 1)")
         check(self.pool_dim >= 1, "model.pool_dim", "must be >= 1")
+        check(self.free_init in ("normal", "zero"), "model.free_init", "must be 'normal' or 'zero'")
         check(
             self.pooling in ("attention", "attention+stats", "stats"),
             "model.pooling",
@@ -168,7 +174,10 @@ class TokenRewardModel(nn.Module):
         d = cfg.d_model
         if cfg.embedding in ("free", "free+features"):
             self.free = nn.Embedding(vocab_size, d)
-            nn.init.normal_(self.free.weight, std=d**-0.5)
+            if cfg.free_init == "zero":
+                nn.init.zeros_(self.free.weight)
+            else:
+                nn.init.normal_(self.free.weight, std=d**-0.5)
         else:
             self.free = None
         if cfg.embedding in ("features", "free+features"):
