@@ -12,7 +12,14 @@ import soundfile as sf
 from rrpo.cli import main
 from rrpo.codec import load_codec
 from rrpo.codec.base import frame_energy
-from rrpo.codec.builtin import _quantile_bins, n_tokens, relative_level, relative_pitch, smooth_voiced_runs
+from rrpo.codec.builtin import (
+    BuiltinCodecConfig,
+    _quantile_bins,
+    _uniform_bins,
+    n_tokens, relative_level,
+    relative_pitch,
+    smooth_voiced_runs,
+)
 from rrpo.codec.shards import TokenShards
 from rrpo.data.manifest import Utterance, write_manifest
 
@@ -106,6 +113,36 @@ def test_quantile_bins_by_hand():
     edges, centres = _quantile_bins(np.arange(100.0), 4)
     assert np.allclose(edges, [24.75, 49.5, 74.25], atol=1e-6)
     assert np.allclose(centres, [12, 37, 62, 87])
+
+
+def test_uniform_bins_by_hand():
+    """values 0..99, 4 bins between the 1st and 99th percentiles (0.99, 98.01): width
+    (98.01 - 0.99) / 4 = 24.255, edges 25.245, 49.5, 73.755; bins hold 0..25, 26..49, 50..73,
+    74..99, whose medians are 12.5, 37.5, 61.5, 86.5. Widths follow the range, not the density:
+    add 5 values at 1000 (105 values; 1st / 99th percentiles 1.04 / 1000, width 249.74): edges
+    250.78, 500.52, 750.26, so 0..99 all fall in the lowest bin (median 49.5), bins 1 and 2 are
+    empty (centres the middles of their edges, 375.65 and 625.39) and the top bin is 1000, where
+    equal-occupancy edges (26, 52, 78) would split 0..99 four ways. One bin: the median."""
+    edges, centres = _uniform_bins(np.arange(100.0), 4)
+    assert np.allclose(edges, [25.245, 49.5, 73.755])
+    assert np.allclose(centres, [12.5, 37.5, 61.5, 86.5])
+    tail = np.concatenate([np.arange(100.0), np.full(5, 1000.0)])
+    edges, centres = _uniform_bins(tail, 4)
+    assert np.allclose(edges, [250.78, 500.52, 750.26])
+    assert np.allclose(centres, [49.5, 375.65, 625.39, 1000.0])  # bins 1, 2 empty: their middles
+    assert np.allclose(_quantile_bins(tail, 4)[0][:2], [26, 52])
+    e1, c1 = _uniform_bins(np.array([3.0, 1.0, 2.0]), 1)
+    assert e1.size == 0 and c1[0] == 2.0
+
+
+def test_pitch_binning_setting():
+    """'uniform' is the default; anything else than 'uniform' / 'quantile' is a config error."""
+    from rrpo.config import ConfigError
+
+    assert BuiltinCodecConfig().pitch_binning == "uniform"
+    assert BuiltinCodecConfig(pitch_binning="quantile").pitch_binning == "quantile"
+    with pytest.raises(ConfigError, match="pitch_binning"):
+        BuiltinCodecConfig(pitch_binning="lloyd")
 
 
 def test_pitch_smoothing_by_hand():

@@ -14,7 +14,8 @@ product of three factors::
 * **relative pitch bin** (``pitch_bins`` voiced bins + one unvoiced bin): log-F0 in semitones
   relative to the speaker's median F0 (``reference=speaker``, the default: the speaker's profile,
   see :mod:`rrpo.codec.profile`), to the utterance's median (``utterance``) or to the codec's pooled
-  median (``absolute``), binned at quantiles of the training data.
+  median (``absolute``), binned in equal semitone widths between the training data's 1st and 99th
+  percentiles (``pitch_binning=uniform``; ``quantile``: at equal-occupancy quantiles).
 * **relative energy bin** (``energy_bins``): frame level in dB relative to the speaker's level
   reference (``speaker``), the utterance's 95th-percentile frame (``utterance``) or the pooled
   level (``absolute``), also at training quantiles.
@@ -76,6 +77,10 @@ class BuiltinCodecConfig:
     frame_rate: float = option(25.0, "tokens per second")
     spectral_clusters: int = option(512, "k-means clusters of the spectral-envelope shape")
     pitch_bins: int = option(8, "voiced relative-pitch bins (one unvoiced bin is added)")
+    pitch_binning: str = option(
+        "uniform",
+        "where the pitch-bin edges go: 'uniform' (equal semitone widths between the training data's 1st and 99th percentiles) or 'quantile' (equal occupancy of the training data)",
+    )
     energy_bins: int = option(4, "relative-energy bins")
     mel_bands: int = option(32, "mel bands of the envelope shape used for clustering")
     aperiodicity_weight: float = option(1.0, "weight of the 4 band-aperiodicity features in k-means")
@@ -120,6 +125,7 @@ class BuiltinCodecConfig:
         check(self.spectral_clusters >= 2, "spectral_clusters", "must be at least 2")
         check(self.pitch_bins >= 1, "pitch_bins", "must be at least 1")
         check(self.energy_bins >= 1, "energy_bins", "must be at least 1")
+        check(self.pitch_binning in ("uniform", "quantile"), "pitch_binning", "must be 'uniform' or 'quantile'")
         check(self.mel_bands >= 4, "mel_bands", "must be at least 4")
         check(
             0 < self.f0_floor < self.f0_ceil < self.sampling_rate / 2,
@@ -740,7 +746,9 @@ class BuiltinCodec:
         from rrpo.io import read_json
 
         path = Path(path)
-        cfg = _build(BuiltinCodecConfig, dict(meta.get("config", {})), "config.")
+        conf = dict(meta.get("config", {}))
+        conf.setdefault("pitch_binning", "quantile")  # codecs saved before the setting existed
+        cfg = _build(BuiltinCodecConfig, conf, "config.")
         arr_path = path / "codec.safetensors"
         if not arr_path.exists():
             raise RrpoError("codec arrays missing (codec.safetensors)", path)
@@ -806,6 +814,39 @@ def _quantile_bins(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     edges = np.maximum.accumulate(edges + np.arange(n - 1) * 1e-9)  # strictly rising
     idx = np.searchsorted(edges, values)
     centres = np.array([np.median(values[idx == k]) if (idx == k).any() else (edges[min(k, n - 2)]) for k in range(n)])
+    return edges, centres
+
+
+#: the range the ``uniform`` pitch bins span: these percentiles of the training semitones
+_UNIFORM_PERCENTILES = (1.0, 99.0)
+
+
+def _uniform_bins(values: np.ndarray, n: int, lo_pct: float = 1.0, hi_pct: float = 99.0):
+    """Edges (n-1,) splitting [``lo_pct``, ``hi_pct``] percentiles of ``values`` into ``n`` equal
+    widths, and the median of each bin (an empty bin: the middle of its edges).
+
+    The two outer bins stay open (everything below / above), but the inner edges no longer follow
+    the training data's density: a speaker whose range is wider than the training pool's keeps a
+    contour instead of collapsing into one wide outer bin.
+
+    Example: values 0..99, n = 4, percentiles 1 / 99 (0.99 / 98.01): width 24.255, edges
+    [25.245, 49.5, 73.755]; bins 0..25, 26..49, 50..73, 74..99 with medians 12.5, 37.5, 61.5, 86.5.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if n == 1:
+        return np.zeros(0), np.array([float(np.median(values))])
+    lo, hi = np.percentile(values, [lo_pct, hi_pct])
+    if hi <= lo:  # degenerate (constant) data: fall back to equal occupancy
+        return _quantile_bins(values, n)
+    edges = np.linspace(lo, hi, n + 1)[1:-1]
+    idx = np.searchsorted(edges, values)
+    width = (hi - lo) / n
+    centres = np.array(
+        [
+            np.median(values[idx == k]) if (idx == k).any() else (lo + (k + 0.5) * width)
+            for k in range(n)
+        ]
+    )
     return edges, centres
 
 
@@ -931,7 +972,11 @@ def train_from_frames(
     pv = [_pitch_values(u[1], cfg.pitch_ref, refs(u[0])[0]) for u in utts]
     pv = np.concatenate(pv)
     pv = pv[~np.isnan(pv)]
-    p_edges, p_centres = _quantile_bins(pv if len(pv) else np.zeros(1), cfg.pitch_bins)
+    pv = pv if len(pv) else np.zeros(1)
+    if cfg.pitch_binning == "uniform":
+        p_edges, p_centres = _uniform_bins(pv, cfg.pitch_bins, *_UNIFORM_PERCENTILES)
+    else:
+        p_edges, p_centres = _quantile_bins(pv, cfg.pitch_bins)
     e_edges, e_centres = _quantile_bins(
         np.concatenate([_level_values(u[2], cfg.level_ref, cfg.level_percentile, refs(u[0])[1]) for u in utts]),
         cfg.energy_bins,
