@@ -136,13 +136,16 @@ def test_uniform_bins_by_hand():
 
 
 def test_pitch_binning_setting():
-    """'uniform' is the default; anything else than 'uniform' / 'quantile' is a config error."""
+    """'uniform' is the default; anything else than 'uniform' / 'quantile' is a config error, as is
+    a synthesis period outside [1, 20] ms."""
     from rrpo.config import ConfigError
 
     assert BuiltinCodecConfig().pitch_binning == "uniform"
     assert BuiltinCodecConfig(pitch_binning="quantile").pitch_binning == "quantile"
     with pytest.raises(ConfigError, match="pitch_binning"):
         BuiltinCodecConfig(pitch_binning="lloyd")
+    with pytest.raises(ConfigError, match="synthesis_period_ms"):
+        BuiltinCodecConfig(synthesis_period_ms=0.5)
 
 
 def test_pitch_smoothing_by_hand():
@@ -209,6 +212,18 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
     codec.cfg = dataclasses.replace(codec.cfg, pitch_smoothing=0)
     assert len(ys) == len(y) and np.isfinite(ys).all() and not np.allclose(ys, y)
     assert np.allclose(steady_s, plain)
+    # a 5 ms synthesis grid (both decoders) keeps length, each token's level and the pitch contour
+    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=5.0)
+    for dec, ref in (("learned", y), ("cluster", yc)):
+        y5 = codec.decode(tokens, decoder=dec)
+        assert len(y5) == len(ref) and np.isfinite(y5).all() and not np.allclose(y5, ref)
+        lvl5 = 10 * np.log10(frame_energy(y5, SR, 25.0, len(tokens)) + 1e-10)
+        assert np.allclose(lvl5[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
+        f5, _ = pw.dio(y5.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
+        m = min(len(f5), len(f0))
+        both = (f5[:m] > 0) & (f0[:m] > 0)
+        assert both.sum() > 15 and np.corrcoef(np.log(f5[:m][both]), np.log(f0[:m][both]))[0, 1] > 0.95
+    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=10.0)
     # decoding as a speaker one octave higher (a profile 12 semitones up) doubles F0
 
     up = dataclasses.replace(codec.pooled, f0_st=codec.pooled.f0_st + 12)
@@ -244,6 +259,22 @@ def test_train_writes_versioned_codec_dir(codec_dir):
     prof = json.loads((codec_dir / "profiles.json").read_text())
     assert sorted(prof["profiles"]) == ["hi", "lo"] and prof["profiles"]["lo"]["recordings"] == 3
     assert prof["profiles"]["hi"]["f0_hz"] > prof["profiles"]["lo"]["f0_hz"]
+    assert meta["config"]["pitch_binning"] == "uniform"
+
+
+def test_codec_saved_before_pitch_binning_reads_as_quantile(codec_dir, tmp_path):
+    """A codec.json without `pitch_binning` was written when every pitch bin was a quantile bin:
+    it loads with pitch_binning='quantile' (its stored edges are used either way)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(codec_dir, old)
+    meta = json.loads((old / "codec.json").read_text())
+    del meta["config"]["pitch_binning"]
+    (old / "codec.json").write_text(json.dumps(meta))
+    codec = load_codec(old)
+    assert codec.cfg.pitch_binning == "quantile"
+    assert np.array_equal(codec.pitch_edges, load_codec(codec_dir).pitch_edges)
 
 
 def test_encode_decode_verbs(codec_dir, tmp_path, capsys):

@@ -64,7 +64,6 @@ VERSION = 2  # 2: speaker profiles, learned decoder
 
 _EPS = 1e-10
 _SUB_PERIOD_MS = 10.0  # F0 tracking period inside a token frame
-_SYN_PERIOD_MS = 10.0  # synthesis grid (parameters interpolated from the 40 ms tokens)
 _DIO_SPEED = 2  # DIO decimation: 2 doubles its speed (78x -> 170x real time) at equal voicing
 _AP_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 4000.0, None)  # None: Nyquist
 
@@ -110,6 +109,9 @@ class BuiltinCodecConfig:
     decoder_channels: int = option(128, "learned decoder: channels")
     decoder_dims: int = option(40, "learned decoder: mel-cepstral coefficients of the envelope")
     decoder_lr: float = option(2e-3, "learned decoder: peak learning rate")
+    synthesis_period_ms: float = option(
+        10.0, "decoding: WORLD synthesis frame period in ms (parameters interpolated from the tokens to this grid)"
+    )
     pitch_smoothing: int = option(
         0, "decoding: passes of a [1, 2, 1] / 4 filter over the semitones of each voiced run of tokens (0: bin centres)"
     )
@@ -158,6 +160,7 @@ class BuiltinCodecConfig:
         check(4 <= self.decoder_dims <= 60, "decoder_dims", "must be in [4, 60]")
         check(self.decoder_lr > 0, "decoder_lr", "must be > 0")
         check(self.pitch_smoothing >= 0, "pitch_smoothing", "must be >= 0")
+        check(1.0 <= self.synthesis_period_ms <= 20.0, "synthesis_period_ms", "must be in [1, 20]")
 
     @property
     def pitch_ref(self) -> str:
@@ -624,7 +627,7 @@ class BuiltinCodec:
         f0 = np.where(p > 0, 2.0 ** ((st + semis) / 12.0), 0.0)
         target_db = db + self.energy_centres[e]  # (T,)
         n_out = T * hop
-        period = _SYN_PERIOD_MS / 1000.0
+        period = self.cfg.synthesis_period_ms / 1000.0
         grid = np.arange(int(np.ceil(n_out / sr / period)) + 1) * period
         pos = np.clip(grid * self.frame_rate - 0.5, 0, T - 1)  # in token units
         i0 = np.floor(pos).astype(np.int64)
@@ -639,7 +642,8 @@ class BuiltinCodec:
             ap_g = np.clip((1 - w) * ap[i0] + w * ap[i1], 0.0, 1.0)
         else:
             out = self.net(s, p, e, self.profile_vector(prof))  # (T*up, D + 4)
-            rows = np.minimum(np.arange(len(grid)), len(out) - 1)
+            # the decoder's rows are 10 ms frames (row k at k * 10 ms): the nearest one per grid point
+            rows = np.minimum(np.round(grid * 100.0).astype(np.int64), len(out) - 1)
             out = out[rows]
             coded = np.ascontiguousarray(out[:, :-4] + self._coded(prof))
             env = pw.decode_spectral_envelope(coded, sr, 2 * (self.n_syn_bins - 1))
@@ -651,7 +655,7 @@ class BuiltinCodec:
         nearest = np.where(w[:, 0] < 0.5, i0, i1)
         f0_g = np.where(both, np.exp(lf), np.where(f0[nearest] > 0, f0[nearest], 0.0))
         y = pw.synthesize(
-            np.ascontiguousarray(f0_g), np.ascontiguousarray(sp_g), np.ascontiguousarray(ap_g), sr, _SYN_PERIOD_MS
+            np.ascontiguousarray(f0_g), np.ascontiguousarray(sp_g), np.ascontiguousarray(ap_g), sr, self.cfg.synthesis_period_ms
         )
         y = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
         # WORLD's output level follows the envelope's up to a constant and local deviations (at
