@@ -212,18 +212,20 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
     codec.cfg = dataclasses.replace(codec.cfg, pitch_smoothing=0)
     assert len(ys) == len(y) and np.isfinite(ys).all() and not np.allclose(ys, y)
     assert np.allclose(steady_s, plain)
-    # a 5 ms synthesis grid (both decoders) keeps length, each token's level and the pitch contour
-    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=5.0)
+    # a 10 ms synthesis grid (the default is 5 ms; both decoders) keeps length, each token's level
+    # and the pitch contour
+    assert codec.cfg.synthesis_period_ms == 5.0
+    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=10.0)
     for dec, ref in (("learned", y), ("cluster", yc)):
-        y5 = codec.decode(tokens, decoder=dec)
-        assert len(y5) == len(ref) and np.isfinite(y5).all() and not np.allclose(y5, ref)
-        lvl5 = 10 * np.log10(frame_energy(y5, SR, 25.0, len(tokens)) + 1e-10)
-        assert np.allclose(lvl5[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
-        f5, _ = pw.dio(y5.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
+        y10 = codec.decode(tokens, decoder=dec)
+        assert len(y10) == len(ref) and np.isfinite(y10).all() and not np.allclose(y10, ref)
+        lvl10 = 10 * np.log10(frame_energy(y10, SR, 25.0, len(tokens)) + 1e-10)
+        assert np.allclose(lvl10[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
+        f5, _ = pw.dio(y10.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
         m = min(len(f5), len(f0))
         both = (f5[:m] > 0) & (f0[:m] > 0)
         assert both.sum() > 15 and np.corrcoef(np.log(f5[:m][both]), np.log(f0[:m][both]))[0, 1] > 0.95
-    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=10.0)
+    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=5.0)
     # decoding as a speaker one octave higher (a profile 12 semitones up) doubles F0
 
     up = dataclasses.replace(codec.pooled, f0_st=codec.pooled.f0_st + 12)

@@ -110,7 +110,7 @@ class BuiltinCodecConfig:
     decoder_dims: int = option(40, "learned decoder: mel-cepstral coefficients of the envelope")
     decoder_lr: float = option(2e-3, "learned decoder: peak learning rate")
     synthesis_period_ms: float = option(
-        10.0, "decoding: WORLD synthesis frame period in ms (parameters interpolated from the tokens to this grid)"
+        5.0, "decoding: WORLD synthesis frame period in ms (parameters interpolated from the tokens to this grid)"
     )
     pitch_smoothing: int = option(
         0, "decoding: passes of a [1, 2, 1] / 4 filter over the semitones of each voiced run of tokens (0: bin centres)"
