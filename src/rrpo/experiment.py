@@ -19,7 +19,8 @@ fold's speaker and on ESD English (cross-lingual), train the eGeMAPS judge on ``
 without the fold's speaker (never ESD English) and measure it on that speaker's real speech (the
 ceiling) and on ESD English → pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
 CASIA's training sentences; ``policy_pretrain_corpora``), cached outside the run folder under
-``cache`` and reused by any run with the same settings and inputs → SFT it on CASIA → for every
+``cache`` and reused by any run with the same settings and inputs → SFT it on CASIA (with emotion
+dropout, so that every sampling of the policy can be guided on its emotion: ``guidance``) → for every
 system (``systems``: DiffRO with the vanilla RM, RRPO with the robust RM, RRPO with an ensemble of
 robust RMs, GRPO with the vanilla RM, DiffRO stopped online by the judge watch) and seed, optimise
 under one budget, in every fold, and audit on the held-out sentences spoken as the fold's speaker →
@@ -254,8 +255,15 @@ class ExperimentConfig:
             "train.warmup_steps=50",
             "train.eval_every=0",
             "data.bucket=20",
+            "data.drop_emotion=0.15",
         ],
-        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training)",
+        "overrides for `rrpo policy sft` on CASIA (its model.* keys apply only without pre-training; "
+        "data.drop_emotion: the unconditional prompt that guidance needs)",
+    )
+    guidance: float = option(
+        5.0,
+        "classifier-free guidance scale on the emotion instruction of every sampling of the policy "
+        "(optimisation, judge watch, audit): `sampling.guidance` (docs/policy.md); 1 = none",
     )
     optimize: list[str] = option(
         [
@@ -321,6 +329,13 @@ class ExperimentConfig:
         from rrpo.stages import check_stage_overrides
 
         check_stage_overrides(self, {**OVERRIDE_TARGETS, **EXPERIMENT_OVERRIDE_TARGETS})
+        check(self.guidance >= 0, "guidance", "must be >= 0 (1 = no guidance)")
+        drops = [float(o.split("=", 1)[1]) for o in self.sft if o.startswith("data.drop_emotion=")]
+        check(
+            self.guidance == 1 or (drops and drops[-1] > 0),
+            "guidance",
+            f"{self.guidance:g} needs an SFT that learns the unconditional prompt: data.drop_emotion > 0 in sft",
+        )
 
 
 @dataclass
@@ -676,6 +691,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     "prompts.splits=[train]",
                     f"prompts.exclude_speakers=[{h}]",
                     f"train.seed={seed}",
+                    f"sampling.guidance={cfg.guidance:g}",
                     *cfg.optimize,
                     *watch,
                     *system.overrides,
@@ -695,6 +711,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     "prompts.splits=[test]",
                     f"prompts.speakers=[{h}]",
                     f"seed={1234 + seed}",
+                    f"sampling.guidance={cfg.guidance:g}",
                     *cfg.audit,
                 ],
             )

@@ -22,7 +22,7 @@ second_judge_stats: ["c_grid=[0.1]"]
 n_boot: 200
 n_perm: 200
 sft: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,
-      train.steps=4, train.batch_size=8]
+      train.steps=4, train.batch_size=8, data.drop_emotion=0.2]
 optimize: [train.steps=2, train.batch_size=2, train.ckpt_every=1, sampling.max_ratio=4]
 audit: [prompts.max_texts=1, prompts.samples=2, sampling.max_ratio=4]
 rm_ensemble_seeds: [1]

@@ -352,6 +352,10 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     )
     assert not any(a.startswith("watch.") for r in runs if r != "diffro_watch_s0" for a in opt[r])
     assert "prompts.samples=4" in opt["audit_grpo_s0"]
+    # one guidance scale for every sampling of the policy, from an SFT with emotion dropout
+    for r in runs:
+        assert "sampling.guidance=5" in opt[r] and "sampling.guidance=5" in opt[f"audit_{r}"]
+    assert "data.drop_emotion=0.15" in opt["sft"]
     # the starting policy: pre-trained (a callable stage), then SFT from it
     names = [s.name for s in stages]
     assert names.index("policy_pretrain") == names.index("sft") - 1
@@ -374,6 +378,9 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
         (["systems={diffro: {}, rrpo: {reward: best}}"], "systems.reward"),
         (["systems={diffro: {}, rrpo: {}, x: {colour: red}}"], "unknown key"),
         (["policy_pretrain_corpora=[ased]"], "corpora with transcripts"),
+        (["sft=[train.steps=3]"], "data.drop_emotion > 0 in sft"),
+        (["sft=[data.drop_emotion=0.0]", "guidance=2"], "data.drop_emotion > 0 in sft"),
+        (["guidance=-1"], "guidance"),
     ],
 )
 def test_system_and_corpus_errors_name_the_key(over, message):

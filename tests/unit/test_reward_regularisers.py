@@ -9,6 +9,7 @@ from rrpo.reward.regularisers import (
     EAMConfig,
     energy_adaptive_mixup,
     fgm_delta,
+    hotflip_substitute,
     interferer_energy,
     mix_segment,
     mixup_loss,
@@ -121,3 +122,25 @@ def test_project_l2():
     """(3, 4) projected to radius 1 -> (0.6, 0.8); (0.3, 0.4) (inside) unchanged."""
     d = torch.tensor([[[3.0, 4.0]], [[0.3, 0.4]]])
     assert torch.allclose(project_l2(d, 1.0), torch.tensor([[[0.6, 0.8]], [[0.3, 0.4]]]))
+
+
+def test_hotflip_substitute_worked_by_hand():
+    """E = [(0,0), (1,0), (0,1)]; row 0: x = (0, 1, 2, 0), last position masked out,
+    g = ((1,0), (0,2), (−1,−0.5), (5,5)).
+    pos 0: base E_0·g = 0; v=1: 1, v=2: 0 -> best 1 (token 1), gain 1;
+    pos 1: base (1,0)·(0,2) = 0; v=0: 0, v=2: 2 -> token 2, gain 2;
+    pos 2: base (0,1)·(−1,−0.5) = −0.5; v=0: 0, v=1: −1 -> token 0, gain 0.5;
+    pos 3: masked (its gain 10 would be the largest).
+    frac 0.5: k = round(1.5) = 2 -> positions 1 and 0 change: (1, 2, 2, 0).
+    frac 0.1: k = max(1, round(0.3)) = 1 -> position 1 only: (0, 2, 2, 0).
+    Row 1: no position may change (k = 0): unchanged. Chunking the vocabulary changes nothing."""
+    E = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    x = torch.tensor([[0, 1, 2, 0], [1, 1, 1, 1]])
+    g = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [-1.0, -0.5], [5.0, 5.0]], [[9.0, 9.0]] * 4])
+    mask = torch.tensor([[True, True, True, False], [False] * 4])
+    for chunk in (1, 2, 4096):
+        xa, ch = hotflip_substitute(x, g, E, mask, 0.5, chunk)
+        assert xa.tolist() == [[1, 2, 2, 0], [1, 1, 1, 1]]
+        assert ch.tolist() == [[True, True, False, False], [False] * 4]
+    xa, ch = hotflip_substitute(x, g, E, mask, 0.1)
+    assert xa.tolist() == [[0, 2, 2, 0], [1, 1, 1, 1]] and int(ch.sum()) == 1

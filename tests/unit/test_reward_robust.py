@@ -166,7 +166,19 @@ def _trim_model(pooling="attention"):
     return m
 
 
-@pytest.mark.parametrize("pooling", ["attention", "attention+stats"])
+def test_stats_pooling_model_is_the_linear_layer_of_mean_and_std():
+    """pooling=stats: no attention scorer; logits = out([mean_t h', std_t h']) over valid positions."""
+    torch.manual_seed(0)
+    m = TokenRewardModel(20, ESD_CLASSES, ModelConfig(**SMALL, pooling="stats")).eval()
+    assert m.pool is None and m.out.in_features == 2 * SMALL["d_model"]
+    x = torch.randint(2, 20, (2, 6))
+    lens = torch.tensor([6, 4])
+    h = m.hidden(x, lens)
+    mask = m.input_mask(x, lens)
+    assert torch.allclose(m(x, lens), m.out(stats_pool(h, mask)), atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["attention", "attention+stats", "stats"])
 def test_padding_with_silence_does_not_change_the_prediction(pooling):
     m = _trim_model(pooling)
     clip = torch.tensor([5, 6, 0, 7, 8])  # an inner pause (0) is speech context and stays

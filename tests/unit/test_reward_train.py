@@ -24,7 +24,7 @@ TINY = [
     "train.log_every=1",
     "train.lr=3e-3",
 ]
-ALLREG = ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true"]
+ALLREG = ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true", "reg.tat.enabled=true"]
 
 
 @pytest.fixture(autouse=True)
@@ -49,11 +49,12 @@ def _cfg(corpus, *extra):
 
 def test_resume_repeats_losses(corpus, tmp_path):
     """4 steps straight vs a run interrupted after its step-2 checkpoint and resumed: identical
-    logged losses (EAM, FGM and speed-perturbation randomness included)."""
+    logged losses (EAM, FGM, TAT, speed-perturbation and token-noise randomness included)."""
     import shutil
 
-    full = train_rm(_cfg(corpus, "train.steps=4", "data.tempo=[0.7, 1.4]", *ALLREG), tmp_path / "a")
-    cfg = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", "data.tempo=[0.7, 1.4]", *ALLREG)
+    aug = ["data.tempo=[0.7, 1.4]", "data.token_noise=0.1"]
+    full = train_rm(_cfg(corpus, "train.steps=4", *aug, *ALLREG), tmp_path / "a")
+    cfg = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", *aug, *ALLREG)
     train_rm(cfg, tmp_path / "b")
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")  # as if killed after step 3
     train_rm(cfg, tmp_path / "b")
@@ -98,6 +99,23 @@ def test_objective_adds_alpha_times_adversarial_loss(corpus):
     loss, m = make_objective(model, cfg.reg)(collate(items[:8]), 0)
     assert float(loss.detach()) == pytest.approx(m["rm/l_emo"] + 0.5 * m["rm/l_adv"], rel=1e-5)
     assert m["rm/l_adv"] > m["rm/l_emo"]
+
+
+def test_objective_adds_beta_times_token_adversarial_loss(corpus):
+    """With TAT on (FGM off), loss = L_emo + β·L_tok, one position per utterance (5 % of < 30 tokens,
+    at least one) is substituted, and L_tok >= L_emo (the substitution ascends the loss, to first order)."""
+    cfg = _cfg(corpus, "reg.tat.enabled=true", "reg.tat.beta=0.7", "reg.tat.frac=0.05", "model.dropout=0.0")
+    torch.manual_seed(0)
+    model, _ = build_model(cfg, 32)
+    from rrpo.reward.data import collate, load_items
+
+    items, _ = load_items(cfg.data, tuple(cfg.classes))
+    batch = collate(items[:8])
+    assert int(batch["lens"].max()) < 30
+    loss, m = make_objective(model, cfg.reg)(batch, 0)
+    assert float(loss.detach()) == pytest.approx(m["rm/l_emo"] + 0.7 * m["rm/l_tok"], rel=1e-5)
+    assert m["rm/tat_changed"] == 1.0
+    assert m["rm/l_tok"] > m["rm/l_emo"]
 
 
 def test_cli_train_finetune_eval(corpus, tmp_path, capsys):
@@ -308,6 +326,34 @@ def test_collate_tempo_resamples_tokens_and_energy_together():
     assert b["tokens"].tolist() == [[11, 13, 15]] and b["lens"].tolist() == [3]
     assert b["energy"][0].tolist() == pytest.approx([0.1, 0.3, 0.5])
     assert collate([it])["tokens"].tolist() == [[10, 11, 12, 13, 14, 15]]
+
+
+def test_collate_token_noise_replaces_the_given_fraction():
+    """token_noise p: each position is replaced with probability p by a token uniform on [0, V).
+    10,000 positions at p = 0.3, V = 1000: the replaced share is 0.3·(1 − 1/1000) ≈ 0.2997 in
+    expectation (a redraw of the same id counts as kept), sd √(0.3·0.7/10⁴) ≈ 0.0046; every id stays in
+    [0, V); the same torch seed gives the same batch; p = 0 leaves the tokens as they are."""
+    from rrpo.reward.data import TokenItem, collate
+
+    it = TokenItem("u", np.full(10_000, 7), np.ones(10_000, dtype=np.float32), 0, "s", "zh")
+    torch.manual_seed(3)
+    a = collate([it], token_noise=0.3, vocab_size=1000)["tokens"][0]
+    torch.manual_seed(3)
+    b = collate([it], token_noise=0.3, vocab_size=1000)["tokens"][0]
+    assert torch.equal(a, b)
+    share = float((a != 7).float().mean())
+    assert 0.2997 - 4 * 0.0046 < share < 0.2997 + 4 * 0.0046
+    assert int(a.min()) >= 0 and int(a.max()) < 1000
+    assert collate([it])["tokens"][0].tolist() == [7] * 10_000
+    with pytest.raises(ValueError, match="vocabulary"):
+        collate([it], token_noise=0.3)
+
+
+def test_token_noise_config_is_checked(corpus):
+    from rrpo.errors import RrpoError
+
+    with pytest.raises(RrpoError, match="token_noise"):
+        _cfg(corpus, "data.token_noise=1.0")
 
 
 @pytest.mark.parametrize("bad", ["[1.0]", "[0, 1.2]", "[1.5, 0.8]"])

@@ -25,7 +25,7 @@ from rrpo.data.audio import load_audio, save_audio
 from rrpo.data.manifest import ManifestFilter
 from rrpo.errors import RrpoError
 from rrpo.optimize.relax import token_kl
-from rrpo.policy.generate import generate
+from rrpo.policy.generate import generate, guided_logits
 from rrpo.policy.settings import SamplingConfig
 
 
@@ -162,8 +162,9 @@ class Scorer:
             T = gen.ids.shape[1]
             if T == 0:
                 raise RrpoError("the policy generated only empty sequences")
-            lp = policy(gen.prompts, gen.ids, gen.lens)[:, :T]
-            lq = self.start(gen.prompts, gen.ids, gen.lens)[:, :T].to(lp.device)
+            w = gen.guidance  # KL between the distributions sampled from (guided where sampling.guidance != 1)
+            lp = guided_logits(policy, gen.prompts, gen.ids, gen.lens, w)[:, :T]
+            lq = guided_logits(self.start, gen.prompts, gen.ids, gen.lens, w)[:, :T].to(lp.device)
             mask = torch.arange(T, device=lp.device)[None] < gen.lens.to(lp.device)[:, None]
             kl = float(token_kl(lp, lq, mask).mean())
             proxy = {}

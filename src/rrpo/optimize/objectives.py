@@ -29,7 +29,7 @@ import torch
 
 from rrpo.errors import RrpoError
 from rrpo.optimize.relax import lengths_to_mask, straight_through, token_entropy, token_kl, upcast
-from rrpo.policy.generate import generate
+from rrpo.policy.generate import generate, guided_logits
 from rrpo.policy.settings import SamplingConfig
 from rrpo.policy.sft import token_loss
 
@@ -202,9 +202,10 @@ def _sample_and_replay(ctx: StepContext, batch: dict, noise: bool):
     T = gen.ids.shape[1]
     if T == 0:
         raise RrpoError("the policy produced only empty samples; check sampling.min_ratio")
-    logits = ctx.policy(gen.prompts, gen.ids, gen.lens)[:, :T]  # (B, T, V_out)
+    # a guided sample (sampling.guidance) is replayed guided: the policy being optimised is the guided one
+    logits = guided_logits(ctx.policy, gen.prompts, gen.ids, gen.lens, gen.guidance)[:, :T]  # (B, T, V_out)
     with torch.no_grad():
-        ref_logits = ctx.ref(gen.prompts, gen.ids, gen.lens)[:, :T]
+        ref_logits = guided_logits(ctx.ref, gen.prompts, gen.ids, gen.lens, gen.guidance)[:, :T]
     return gen, logits, ref_logits, gen.ids.to(logits.device), gen.lens.to(logits.device)
 
 

@@ -44,6 +44,13 @@ and, rarely, flip a near-tie). ``softmax((z + noise) / tau)`` is then the Gumbel
 of the very sample drawn. Rows ``t > lens[b]`` (and ``t = lens[b]`` where not ended) hold zeros
 and must be masked.
 
+**Classifier-free guidance** (``sampling.guidance`` = w, CosyVoice2-style instruct TTS with the
+emotion instruction as the condition): every step scores each row twice, with its prompt and with
+the same prompt without the instruction (:meth:`~rrpo.policy.model.Prompts.unconditional`), both
+fed the same drawn ids, and samples from ``z = z_uncond + w (z_cond - z_uncond)`` (one batch of
+2B rows). w = 1 skips the second pass, so it is exactly the plain sampler. :func:`guided_logits`
+gives the same combination teacher-forced, so the replay contract above holds for guided samples.
+
 Each row draws two Gumbel vectors per step (per trial, for the release sampler's eos re-draws) from its own ``torch.Generator`` seeded by
 ``seeds[b]``, whatever happens in other rows, so a batch and one-by-one generation with the same
 row seeds give the same ids.
@@ -57,6 +64,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rrpo.errors import RrpoError
 from rrpo.policy.model import Prompts, TTSPolicy
 from rrpo.policy.settings import SamplingConfig
 
@@ -67,7 +75,8 @@ class Generation:
     ``ended`` (B,) True where end-of-speech was drawn (else ``max_len`` was reached); ``noise``
     (B, T+1, V_out) float32 as described in the module docstring (None if not requested);
     ``prompts`` the encoded prompts, for the teacher-forced replay; ``stop`` (B,) the id that ended
-    each row (eos, or with the current sampler possibly S+1/S+2; -1 where ``max_len`` was reached)."""
+    each row (eos, or with the current sampler possibly S+1/S+2; -1 where ``max_len`` was reached);
+    ``guidance`` the classifier-free guidance scale the draws used (:func:`guided_logits`)."""
 
     ids: torch.Tensor
     lens: torch.Tensor
@@ -75,12 +84,19 @@ class Generation:
     noise: torch.Tensor | None
     prompts: Prompts
     stop: torch.Tensor | None = None
+    guidance: float = 1.0
 
     def to(self, device) -> Generation:
         """The same generation with every tensor (and the prompts) on ``device``."""
         mv = lambda x: None if x is None else x.to(device)  # noqa: E731
         return Generation(
-            mv(self.ids), mv(self.lens), mv(self.ended), mv(self.noise), self.prompts.to(device), mv(self.stop)
+            mv(self.ids),
+            mv(self.lens),
+            mv(self.ended),
+            mv(self.noise),
+            self.prompts.to(device),
+            mv(self.stop),
+            self.guidance,
         )
 
     def tokens(self, b: int) -> torch.Tensor:
@@ -172,6 +188,37 @@ def _sample_row(
     return tok, noise
 
 
+def combine_guidance(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Classifier-free guidance: ``uncond + w (cond - uncond)``; w = 1 returns ``cond`` itself (no
+    rounding), w = 0 ``uncond``. Example: cond (2, 0), uncond (1, 1), w 3 -> (4, -2)."""
+    if w == 1:
+        return cond
+    return uncond + w * (cond - uncond)
+
+
+def check_guidance(policy: TTSPolicy, w: float) -> None:
+    """A guidance scale other than 1 needs a policy that learnt the prompt without an instruction."""
+    if w != 1 and not policy.knows_unconditional:
+        raise RrpoError(
+            f"sampling.guidance={w:g} needs a policy trained with emotion dropout (rrpo policy sft "
+            "data.drop_emotion > 0); this one never saw a prompt without an instruction"
+        )
+
+
+def guided_logits(
+    policy: TTSPolicy, prompts: Prompts, speech: torch.Tensor, speech_lens: torch.Tensor, w: float = 1.0
+) -> torch.Tensor:
+    """Teacher-forced logits (B, T+1, V_out) as :meth:`TTSPolicy.forward`, guided with scale ``w``:
+    the conditional and unconditional rows run as one batch of 2B and combine as
+    :func:`combine_guidance` (w = 1: one plain forward)."""
+    if w == 1:
+        return policy(prompts, speech, speech_lens)
+    b = len(prompts)
+    both = Prompts.cat([prompts, prompts.unconditional()])
+    logits = policy(both, torch.cat([speech, speech]), torch.cat([speech_lens, speech_lens]))
+    return combine_guidance(logits[:b], logits[b:], w)
+
+
 def _bf16(device: torch.device, enabled: bool):
     """bf16 autocast on ``device``, or no context at all when off."""
     import contextlib
@@ -202,9 +249,12 @@ def generate(
     under bf16 autocast (sampling itself is in fp32).
     """
     cfg = cfg or SamplingConfig()
+    w = float(getattr(cfg, "guidance", 1.0))
+    check_guidance(policy, w)
     was_training = policy.training
     policy.eval()
     b = len(prompts)
+    rows = Prompts.cat([prompts, prompts.unconditional()]) if w != 1 else prompts  # guided: B cond + B uncond
     if isinstance(seeds, int):
         seeds = [seeds + i for i in range(b)]
     if len(seeds) != b:
@@ -223,7 +273,7 @@ def generate(
     dtype_ctx = _bf16(dev, bf16)
 
     with dtype_ctx:
-        emb, mask = policy.prompt_embeddings(prompts)  # (B, P, D), (B, P)
+        emb, mask = policy.prompt_embeddings(rows)  # (B or 2B, P, D), (B or 2B, P)
         past = None
         if cfg.use_cache:
             from transformers import DynamicCache
@@ -232,7 +282,8 @@ def generate(
             hidden, past = policy.decode(emb, mask, past)
         else:
             hidden = policy.decode(emb, mask)
-        logits = policy.llm_decoder(hidden[:, -1]).float()  # (B, V_out)
+        logits = policy.llm_decoder(hidden[:, -1]).float()  # (B or 2B, V_out)
+        logits = combine_guidance(logits[:b], logits[b:], w)  # (B, V_out)
 
     history: list[list[int]] = [[] for _ in range(b)]
     done = [False] * b
@@ -263,8 +314,9 @@ def generate(
         if all(done):
             break
         with dtype_ctx:
-            new = policy.speech_embedding(toks.to(dev))[:, None]  # (B, 1, D)
-            mask = torch.cat([mask, torch.ones(b, 1, dtype=torch.bool, device=dev)], 1)
+            fed = toks if w == 1 else torch.cat([toks, toks])  # both halves read the drawn id
+            new = policy.speech_embedding(fed.to(dev))[:, None]  # (B or 2B, 1, D)
+            mask = torch.cat([mask, torch.ones(len(fed), 1, dtype=torch.bool, device=dev)], 1)
             if cfg.use_cache:
                 pos = (mask.long().sum(-1) - 1)[:, None]
                 hidden, past = policy.decode(new, mask, past, position_ids=pos)
@@ -272,6 +324,7 @@ def generate(
                 seq_emb = torch.cat([seq_emb, new.to(seq_emb.dtype)], 1)
                 hidden = policy.decode(seq_emb, mask)
             logits = policy.llm_decoder(hidden[:, -1]).float()
+            logits = combine_guidance(logits[:b], logits[b:], w)
 
     lens = torch.tensor([len(h) for h in history], dtype=torch.long)
     t_max = int(lens.max()) if b else 0
@@ -289,7 +342,7 @@ def generate(
         noise = noise.masked_fill(after[..., None], 0.0)
     if was_training:
         policy.train()
-    return Generation(ids, lens, torch.tensor(ended), noise, prompts, torch.tensor(stops, dtype=torch.long))
+    return Generation(ids, lens, torch.tensor(ended), noise, prompts, torch.tensor(stops, dtype=torch.long), w)
 
 
 def replay_logits(policy: TTSPolicy, gen: Generation, bf16: bool = False) -> torch.Tensor:
@@ -297,11 +350,11 @@ def replay_logits(policy: TTSPolicy, gen: Generation, bf16: bool = False) -> tor
 
     Row ``t < lens`` scores ``gen.ids[:, t]``, row ``lens`` scores end-of-speech. Mask with
     :func:`replay_mask`. This is the forward DiffRO differentiates (``softmax((logits + gen.noise)
-    / tau)`` relaxes the very sample drawn).
+    / tau)`` relaxes the very sample drawn); a guided generation is replayed guided, with its scale.
     """
     dev = policy.llm_embedding.weight.device
     with _bf16(dev, bf16):
-        return policy(gen.prompts, gen.ids.to(dev), gen.lens.to(dev))
+        return guided_logits(policy, gen.prompts, gen.ids.to(dev), gen.lens.to(dev), gen.guidance)
 
 
 def replay_mask(gen: Generation) -> torch.Tensor:

@@ -82,6 +82,39 @@ class Prompts:
     def __len__(self) -> int:
         return int(self.text_ids.shape[0])
 
+    def unconditional(self, rows: torch.Tensor | None = None) -> Prompts:
+        """The same prompts with the emotion instruction (and its ``<|endofprompt|>``) removed, on
+        ``rows`` (a (B,) bool mask; None = every row): ``[sos, (speaker), text, task_id]``, the
+        "no emotion" condition of classifier-free guidance, which is also CosyVoice2's prompt
+        without an instruction. The text is the last ``content_lens`` ids of a row. Example: ids
+        ``[7, 8, 1, 3, 4]`` (instruction 7 8, ``<|endofprompt|>`` 1, text 3 4; content 2) become ``[3, 4]``."""
+        b = len(self)
+        drop = torch.ones(b, dtype=torch.bool) if rows is None else torch.as_tensor(rows, dtype=torch.bool).cpu()
+        ids, lens = self.text_ids.cpu(), self.text_lens.cpu()
+        new = []
+        for i in range(b):
+            n = int(lens[i])
+            new.append(ids[i, n - int(self.content_lens[i]) : n] if drop[i] else ids[i, :n])
+        new_lens = torch.tensor([len(r) for r in new], dtype=torch.long)
+        out = torch.zeros(b, int(new_lens.max()) if b else 0, dtype=torch.long)
+        for i, r in enumerate(new):
+            out[i, : len(r)] = r
+        dev = self.text_ids.device
+        return Prompts(out.to(dev), new_lens.to(dev), self.content_lens, self.speaker_ids)
+
+    @staticmethod
+    def cat(parts: Sequence[Prompts]) -> Prompts:
+        """The rows of several prompt batches, in order, as one batch (padded to the longest)."""
+        n = max(int(p.text_ids.shape[1]) for p in parts)
+        pad = lambda x: torch.nn.functional.pad(x, (0, n - x.shape[1]))  # noqa: E731
+        spk = [p.speaker_ids for p in parts]
+        return Prompts(
+            torch.cat([pad(p.text_ids) for p in parts]),
+            torch.cat([p.text_lens for p in parts]),
+            torch.cat([p.content_lens for p in parts]),
+            None if any(s is None for s in spk) else torch.cat(spk),
+        )
+
     def select(self, rows: Sequence[int]) -> Prompts:
         idx = torch.as_tensor(list(rows), dtype=torch.long)
         n = int(self.text_lens[idx].max()) if len(idx) else 0
@@ -139,6 +172,13 @@ class TTSPolicy(nn.Module):
     @property
     def speakers(self) -> list[str]:
         return list(self.info.get("speakers", []))
+
+    @property
+    def knows_unconditional(self) -> bool:
+        """True where the prompt without an instruction means "no emotion asked" (the unconditional
+        side of classifier-free guidance): a policy SFT'd with ``data.drop_emotion > 0`` (recorded
+        in ``info["emotion_dropout"]``) or a CosyVoice2 checkpoint (trained on plain TTS prompts)."""
+        return float(self.info.get("emotion_dropout", 0.0)) > 0 or self.info.get("tokenizer") == "qwen"
 
     def instruction(self, emotion: str, language: str) -> str:
         """The instruction text for ``emotion``; an emotion the policy was not trained on is an error

@@ -22,6 +22,12 @@ class SamplingConfig:
     min_ratio: float = option(2.0, "minimum speech tokens per text token")
     max_ratio: float = option(20.0, "maximum speech tokens per text token")
     use_cache: bool = option(True, "reuse attention keys/values across steps (KV cache)")
+    guidance: float = option(
+        1.0,
+        "classifier-free guidance on the emotion instruction: logits = uncond + w (cond - uncond), uncond "
+        "= the prompt without its instruction; 1 = plain conditional sampling (needs a policy trained "
+        "with data.drop_emotion > 0, or CosyVoice2)",
+    )
 
     def __post_init__(self):
         check(self.top_k >= 1, "sampling.top_k", "must be >= 1")
@@ -31,3 +37,4 @@ class SamplingConfig:
         check(0 <= self.ras_tau <= 1, "sampling.ras_tau", "must be in [0, 1]")
         check(0 <= self.min_ratio <= self.max_ratio, "sampling.min_ratio", "must be in [0, max_ratio]")
         check(self.max_ratio > 0, "sampling.max_ratio", "must be > 0")
+        check(self.guidance >= 0, "sampling.guidance", "must be >= 0 (1 = no guidance)")

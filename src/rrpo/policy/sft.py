@@ -4,7 +4,10 @@ Each utterance of the manifest becomes ``(instruction(emotion) <|endofprompt|> t
 speech tokens + eos``. The loss of a micro-batch is the mean cross-entropy over its valid target
 positions (speech ids and the end-of-speech position). A held-out part of the manifest (distinct
 sentences by default, or speakers, or a manifest split) is scored with the same loss and with token
-accuracy (teacher-forced argmax == target, over the same positions).
+accuracy (teacher-forced argmax == target, over the same positions). With ``data.drop_emotion`` p
+a share p of the training rows is read without its emotion instruction (:func:`emotion_dropout`),
+so that the policy also learns the unconditional prompt that classifier-free guidance
+(``sampling.guidance``) needs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ class SFTData:
     bucket: int = option(
         0, "length bucketing: sort groups of bucket x batch_size utterances by length before batching (0 = off)"
     )
+    drop_emotion: float = option(
+        0.0,
+        "share of training utterances read without their emotion instruction (the unconditional prompt of "
+        "classifier-free guidance, sampling.guidance); drawn per micro-batch from train.seed (0 = off)",
+    )
 
     def __post_init__(self):
         check(not (self.manifest and self.manifests), "data.manifests", "give manifest or manifests, not both")
@@ -56,6 +64,7 @@ class SFTData:
         check(self.bucket >= 0, "data.bucket", "must be >= 0")
         check(0 <= self.heldout_fraction < 1, "data.heldout_fraction", "must be in [0, 1)")
         check(self.max_speech_tokens >= 0, "data.max_speech_tokens", "must be >= 0")
+        check(0 <= self.drop_emotion < 1, "data.drop_emotion", "must be in [0, 1)")
 
 
 @dataclass
@@ -237,6 +246,25 @@ def collate(policy, examples: list[Example]) -> dict:
     return {"prompts": prompts, "speech": speech, "speech_lens": lens}
 
 
+def emotion_dropout(batches, p: float, seed: int):
+    """``batches`` (micro-batch k -> collated batch) with each row's emotion instruction dropped with
+    probability ``p`` (:meth:`~rrpo.policy.model.Prompts.unconditional`). The rows of micro-batch
+    ``k`` are chosen by a generator seeded from ``(seed, k)`` alone, so a resumed or repeated run
+    drops the same rows; ``p = 0`` returns ``batches`` itself."""
+    if p <= 0:
+        return batches
+
+    def get(k: int) -> dict:
+        batch = batches(k)
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(k))
+        drop = torch.rand(len(batch["prompts"]), generator=g) < p
+        if bool(drop.any()):
+            batch = {**batch, "prompts": batch["prompts"].unconditional(drop), "dropped": drop}
+        return batch
+
+    return get
+
+
 def token_loss(policy, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean cross-entropy over valid targets, number of correct argmax predictions, number of targets)."""
     from rrpo.policy.model import IGNORE
@@ -300,6 +328,9 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
         )
     train_ex, held_ex, texts, shards, emotions = load_examples(cfg.data)
     policy = build_policy(cfg, texts, train_ex, shards.vocab_size, emotions)
+    # the policy learns the unconditional prompt: sampling.guidance may then differ from 1
+    if cfg.data.drop_emotion > 0:
+        policy.info["emotion_dropout"] = max(float(policy.info.get("emotion_dropout", 0.0)), cfg.data.drop_emotion)
     run = RunDir.create(cfg.out, cfg, argv)
     save_policy(policy, run.path / "policy", weights=False)
     n_params = sum(p.numel() for p in policy.parameters())
@@ -316,6 +347,7 @@ def run_sft(cfg: SFTConfig, argv: list[str] | None = None) -> dict:
         )
     else:
         batches = EpochBatches(len(train_ex), cfg.train.batch_size, make, seed=cfg.train.seed)
+    batches = emotion_dropout(batches, cfg.data.drop_emotion, cfg.train.seed)
     device = resolve_device(cfg.train.device)
 
     def objective(batch, step):

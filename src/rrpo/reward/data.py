@@ -30,8 +30,15 @@ class DataConfig(Selection):
         "cannot read emotion from a speaker's habitual speaking rate ([] = off)",
     )
 
+    token_noise: float = option(
+        0.0,
+        "training only: replace this fraction of each utterance's tokens by tokens drawn uniformly from the "
+        "vocabulary (each position independently), so that no handful of tokens decides the emotion (0 = off)",
+    )
+
     def __post_init__(self):
         check(self.max_tokens >= 0, "max_tokens", "must be >= 0")
+        check(0 <= self.token_noise < 1, "token_noise", "must be in [0, 1)")
         check(len(self.tempo) in (0, 2), "tempo", "must be [] or [lo, hi]")
         if self.tempo:
             lo, hi = (float(v) for v in self.tempo)
@@ -124,6 +131,8 @@ def collate(
     max_tokens: int = 0,
     random_crop: bool = True,
     tempo: Sequence[float] = (),
+    token_noise: float = 0.0,
+    vocab_size: int = 0,
 ) -> dict:
     """Pad to the longest: ``tokens`` (B, T) int64 (pad 0), ``energy`` (B, T), ``lens`` (B,), ``labels`` (B,),
     and ``avail`` (B, K) bool when some item's corpus lacks classes.
@@ -131,7 +140,8 @@ def collate(
     With ``tempo = (lo, hi)`` each utterance is first resampled by :func:`tempo_indices` at a rate
     ``lo * (hi / lo) ** u``, ``u`` uniform from torch's RNG (speed perturbation; training only).
     Utterances longer than ``max_tokens`` are cropped to a window (random start from torch's RNG
-    when ``random_crop``, else the first ``max_tokens``)."""
+    when ``random_crop``, else the first ``max_tokens``). With ``token_noise`` p > 0 (training only) each
+    position is then replaced, with probability p, by a token uniform on ``[0, vocab_size)`` (torch's RNG)."""
     seqs = []
     for it in items:
         tok, en = it.tokens, it.energy
@@ -143,6 +153,12 @@ def collate(
         if max_tokens and len(tok) > max_tokens:
             a = int(torch.randint(0, len(tok) - max_tokens + 1, (1,))) if random_crop else 0
             tok, en = tok[a : a + max_tokens], en[a : a + max_tokens]
+        if token_noise > 0:
+            if vocab_size < 1:
+                raise ValueError("token_noise needs the vocabulary size")
+            hit = (torch.rand(len(tok)) < token_noise).numpy()
+            repl = torch.randint(0, vocab_size, (len(tok),)).numpy()
+            tok = np.where(hit, repl, np.asarray(tok))
         seqs.append((tok, en))
     T = max(len(t) for t, _ in seqs)
     B = len(seqs)

@@ -7,9 +7,10 @@ probability vector p is ``p · E`` and the embedding of an id is the row of the 
 
     x ─embed→ F (B, T, d) ─+pos, Transformer encoder→ h' (B, T, d) ─pooling→ logits (B, K)
 
-Pooling (``model.pooling``): ``attention`` (masked attention pooling) or ``attention+stats``
+Pooling (``model.pooling``): ``attention`` (masked attention pooling), ``attention+stats``
 (attention pooling concatenated with the masked mean and standard deviation of h' over time,
-x-vector style statistics pooling).
+x-vector style statistics pooling) or ``stats`` (the mean and standard deviation alone: every
+position weighs the same, so no few positions can dominate the decision).
 
 Non-speech trimming (``model.trim_nonspeech``): the model keeps a (V,) flag per token id, "this
 token stands for non-speech", estimated from the per-token energies of its training data
@@ -64,8 +65,9 @@ class ModelConfig:
     token_features: str = option(
         "", "where token_features() come from when the embedding uses them: a .npy (V, F) file or a codec folder"
     )
-    pooling: Literal["attention", "attention+stats"] = option(
-        "attention", "attention pooling, or attention pooling + mean/std statistics pooling of h'"
+    pooling: Literal["attention", "attention+stats", "stats"] = option(
+        "attention",
+        "attention pooling, attention pooling + mean/std statistics pooling of h', or the statistics alone",
     )
     trim_nonspeech: bool = option(
         True, "mask leading/trailing non-speech tokens (flags estimated from the training data's token energies)"
@@ -89,9 +91,9 @@ class ModelConfig:
         check(0 <= self.dropout < 1, "model.dropout", "must be in [0, 1)")
         check(self.pool_dim >= 1, "model.pool_dim", "must be >= 1")
         check(
-            self.pooling in ("attention", "attention+stats"),
+            self.pooling in ("attention", "attention+stats", "stats"),
             "model.pooling",
-            "must be 'attention' or 'attention+stats'",
+            "must be 'attention', 'attention+stats' or 'stats'",
         )
         check(self.nonspeech_db < 0, "model.nonspeech_db", "must be < 0")
         check(0 < self.nonspeech_frac <= 1, "model.nonspeech_frac", "must be in (0, 1]")
@@ -193,8 +195,9 @@ class TokenRewardModel(nn.Module):
         else:
             self.encoder = None
         self.norm = nn.LayerNorm(d)
-        self.pool = AttentionPool(d, cfg.pool_dim)
-        self.out = nn.Linear(3 * d if cfg.pooling == "attention+stats" else d, len(self.classes))
+        self.pool = None if cfg.pooling == "stats" else AttentionPool(d, cfg.pool_dim)
+        pooled_dim = {"attention": d, "attention+stats": 3 * d, "stats": 2 * d}[cfg.pooling]
+        self.out = nn.Linear(pooled_dim, len(self.classes))
         if cfg.trim_nonspeech:  # set by estimate_nonspeech() before training; stored with the weights
             self.register_buffer("nonspeech", torch.zeros(vocab_size, dtype=torch.bool))
         else:
@@ -253,6 +256,8 @@ class TokenRewardModel(nn.Module):
         """Logits (B, K) from h' (B, T, d) (possibly perturbed): masked pooling + linear. ``lens`` as in
         :meth:`encode` (pass the same mask)."""
         mask = as_mask(lens, h.shape[1])
+        if self.pool is None:
+            return self.out(stats_pool(h, mask))
         pooled = self.pool(h, mask)
         if self.cfg.pooling == "attention+stats":
             pooled = torch.cat([pooled, stats_pool(h, mask).to(pooled.dtype)], -1)

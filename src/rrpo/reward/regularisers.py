@@ -30,6 +30,13 @@
   every position may move by 10 % of its own norm on average, whatever the utterance's length and
   the model's width; h' is LayerNorm-ed, so a position's norm is about √d. ``absolute`` keeps a fixed
   L2 radius ε per utterance (which shrinks relative to h' as T grows).
+- :func:`hotflip_substitute`: token-space adversarial training (``reg.tat``, our addition to the
+  method: the policy's hacking acts through the tokens it picks, not through h'). With g_t = ∇_{F_t} L_emo
+  at the embedded tokens (before EAM), substituting token v at position t raises the loss, to first
+  order, by s_t,v = (E_v − E_{x_t})·g_t. Each position's candidate is its best v ≠ x_t; the
+  k_b = max(1, round(frac·n_b)) positions of the largest gain among the n_b speech positions are
+  substituted at once (one HotFlip step), and L_tok = label-smoothed CE of the true labels on the
+  substituted tokens. Total L_ser = L_emo + α·L_adv + β·L_tok.
 - Classes a corpus lacks (``avail``, (B, K) bool): their logits are left out of the softmax of that
   corpus' utterances (filled with −1e9 before log-softmax) and label smoothing spreads ε over the
   available classes only, so an absent class is never pushed down as a negative. For a mixed pair
@@ -82,10 +89,24 @@ class FGMConfig:
 
 
 @dataclass
+class TATConfig:
+    enabled: bool = option(False, "token-space adversarial training: one HotFlip substitution step per batch")
+    frac: float = option(0.05, "fraction of each utterance's speech positions substituted (at least one)")
+    beta: float = option(1.0, "β: weight of L_tok in L_emo + α·L_adv + β·L_tok")
+    chunk: int = option(4096, "candidate tokens scored per matrix product (bounds memory, not the result)")
+
+    def __post_init__(self):
+        check(0 < self.frac <= 1, "reg.tat.frac", "must be in (0, 1]")
+        check(self.beta >= 0, "reg.tat.beta", "must be >= 0")
+        check(self.chunk >= 1, "reg.tat.chunk", "must be >= 1")
+
+
+@dataclass
 class RegConfig:
     label_smoothing: float = option(0.0, "ε of label smoothing (the robust model: 0.1; 0 = off)")
     eam: EAMConfig = section(EAMConfig, "energy-adaptive mixup")
     fgm: FGMConfig = section(FGMConfig, "FGM adversarial training on h'")
+    tat: TATConfig = section(TATConfig, "token-space adversarial training (HotFlip substitutions)")
 
     def __post_init__(self):
         check(0 <= self.label_smoothing < 1, "reg.label_smoothing", "must be in [0, 1)")
@@ -269,3 +290,38 @@ def project_l2(delta: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
     norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
     r = eps if isinstance(eps, torch.Tensor) else torch.full_like(norm, float(eps))
     return delta * torch.clamp(r.to(norm.device) / norm, max=1.0)[:, None, None]
+
+
+# ---------------------------------------------------------------------------- token-space adversarial
+
+
+@torch.no_grad()
+def hotflip_substitute(
+    x: torch.Tensor, grad: torch.Tensor, table: torch.Tensor, mask: torch.Tensor, frac: float, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One HotFlip step (see module doc): ids ``x`` (B, T), ``grad`` = ∇_F L (B, T, d) at F = E[x],
+    ``table`` E (V, d), ``mask`` (B, T) bool positions that may change. Returns (x_adv (B, T), changed
+    (B, T) bool). Each row changes max(1, round(frac·n_b)) of its n_b masked positions (none if n_b = 0):
+    those whose best alternative token v ≠ x_t has the largest gain (E_v − E_{x_t})·g_t."""
+    B, T = x.shape
+    g = grad.detach().float()
+    E = table.detach().float()
+    V = E.shape[0]
+    base = (E[x] * g).sum(-1)  # (B, T): E_{x_t}·g_t
+    best = torch.full((B, T), float("-inf"))
+    best_tok = torch.zeros((B, T), dtype=torch.long)
+    for a in range(0, V, chunk):
+        s = torch.matmul(g, E[a : a + chunk].T)  # (B, T, C)
+        own = (x >= a) & (x < a + chunk)  # the original token is not a candidate
+        if own.any():
+            s[own, (x[own] - a)] = float("-inf")
+        v, i = s.max(-1)
+        better = v > best
+        best = torch.where(better, v, best)
+        best_tok = torch.where(better, i + a, best_tok)
+    gain = (best - base).masked_fill(~mask, float("-inf"))
+    n = mask.sum(1)
+    k = torch.where(n > 0, torch.clamp((frac * n.float()).round().long(), min=1), torch.zeros_like(n))
+    rank = gain.argsort(1, descending=True).argsort(1)  # (B, T) 0 = largest gain
+    changed = (rank < k[:, None]) & mask
+    return torch.where(changed, best_tok, x), changed

@@ -6,7 +6,8 @@ The objective for a batch (tokens, lens, per-token energies, labels):
     F = embed(tokens); F, (j, λ) = EAM(F) if enabled; h' = encode(F); ŷ = head(h')
     L_emo = mean[(1−λ)·CE(ŷ, y'_i) + λ·CE(ŷ, y'_j)]            (y' label-smoothed, λ = 0 without EAM)
     L_adv = L_emo at head(h' + δ), δ = ε·∇_{h'}L_emo/‖·‖ (constant)  if FGM enabled
-    loss  = L_emo + α·L_adv
+    L_tok = CE(model(x_tok), y')  with x_tok = HotFlip(x, ∇_F L_emo)   if TAT enabled
+    loss  = L_emo + α·L_adv + β·L_tok
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from rrpo.data.emotions import ESD_CLASSES, check_classes
 from rrpo.errors import RrpoError
 from rrpo.reward.data import DataConfig, collate, load_items
 from rrpo.reward.model import ModelConfig, TokenRewardModel, load_token_features, resolve_checkpoint
-from rrpo.reward.regularisers import RegConfig, energy_adaptive_mixup, fgm_delta, mixup_loss, perturbation_radius
+from rrpo.reward.regularisers import (
+    RegConfig,
+    energy_adaptive_mixup,
+    fgm_delta,
+    hotflip_substitute,
+    mixup_loss,
+    perturbation_radius,
+)
 from rrpo.train.loop import TrainConfig
 
 
@@ -49,16 +57,21 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
         x, lens, y = batch["tokens"], batch["lens"], batch["labels"]
         avail = batch.get("avail")
         mask = model.input_mask(x, lens)  # valid positions without leading/trailing non-speech
-        F = model.embed(x)  # (B, T, d)
+        F0 = model.embed(x)  # (B, T, d)
+        F = F0
         partner = lam = None
         if reg.eam.enabled:
-            F, draw = energy_adaptive_mixup(F, lens, batch["energy"], reg.eam)
+            F, draw = energy_adaptive_mixup(F0, lens, batch["energy"], reg.eam)
             partner, lam = draw.partner, draw.lam
         h = model.encode(F, mask)  # (B, T, d) h'
         logits = model.head(h, mask)
         l_emo = mixup_loss(logits, y, partner, lam, reg.label_smoothing, avail)
         metrics = {"rm/l_emo": float(l_emo.detach()), "rm/acc": float((logits.argmax(-1) == y).float().mean())}
         loss = l_emo
+        tat = reg.tat.enabled and reg.tat.beta > 0
+        g_F = None
+        if tat:  # the gradient at the embedded tokens, before the FGM term is added
+            (g_F,) = torch.autograd.grad(l_emo, F0, retain_graph=True)
         if reg.fgm.enabled and reg.fgm.alpha > 0:
             (g,) = torch.autograd.grad(l_emo, h, retain_graph=True)
             radius = perturbation_radius(reg.fgm.eps, h, mask, reg.fgm.eps_mode)
@@ -66,6 +79,12 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
             l_adv = mixup_loss(model.head(h + delta, mask), y, partner, lam, reg.label_smoothing, avail)
             loss = l_emo + reg.fgm.alpha * l_adv
             metrics["rm/l_adv"] = float(l_adv.detach())
+        if tat:
+            x_tok, changed = hotflip_substitute(x, g_F, model.embedding_table(), mask, reg.tat.frac, reg.tat.chunk)
+            l_tok = mixup_loss(model(x_tok, lens), y, None, None, reg.label_smoothing, avail)
+            loss = loss + reg.tat.beta * l_tok
+            metrics["rm/l_tok"] = float(l_tok.detach())
+            metrics["rm/tat_changed"] = float(changed.float().sum(1).mean())
         if lam is not None:
             metrics["rm/lambda"] = float(lam.float().mean())
         metrics["rm/loss"] = float(loss.detach())
@@ -139,7 +158,13 @@ def train_rm(cfg: RMTrainConfig, out: str | Path, resume: bool = True, argv: lis
     batches = EpochBatches(
         len(items),
         cfg.train.batch_size,
-        lambda idx: collate([items[i] for i in idx], cfg.data.max_tokens, tempo=cfg.data.tempo),
+        lambda idx: collate(
+            [items[i] for i in idx],
+            cfg.data.max_tokens,
+            tempo=cfg.data.tempo,
+            token_noise=cfg.data.token_noise,
+            vocab_size=vocab,
+        ),
         seed=cfg.train.seed,
     )
     evaluate = None
