@@ -2,13 +2,15 @@
 
     PYTHONPATH=src python bench/codec.py --data ../shared/data [--holdout SPEAKER] [--seeds 3] \
         [--reference speaker,utterance,absolute] [--continuous] [--out R.json]
+    PYTHONPATH=src python bench/codec.py --data ../shared/data ... --variant 'old pitch_binning=quantile' \
+        --variant 'new pitch_binning=uniform'                              # settings side by side
     PYTHONPATH=src python bench/codec.py --combine R1.json R2.json ...     # one table of several runs
 
 The codec is trained on the three CASIA speakers other than ``--holdout`` plus the audio of ASED,
 nEMO and URDU (``--extra-fraction`` of it; labels unused), never on the held-out speaker or ESD;
 the audio is analysed once and the codec is trained once per ``--reference`` (utterance / speaker /
-absolute), each with both decoders (``cluster``: cluster-mean envelopes; ``learned``: the small
-convolutional decoder). Test speakers' profiles come from their own recordings (as ``rrpo
+absolute; and per ``--variant``), each with every decoder it has (``cluster``: cluster-mean
+envelopes; ``learned``: the small convolutional decoder, when trained with ``decoder=learned``). Test speakers' profiles come from their own recordings (as ``rrpo
 tokenize`` computes them). Measured on CASIA's held-out speaker and on ESD English speaker 0020:
 
 * prosody kept: Pearson correlation of original vs resynthesised F0 contours (DIO + StoneMask,
@@ -501,7 +503,9 @@ def main(argv=None) -> int:
 
     variants = [v.split() for v in args.variant] or [[""]]
     if any(not v or "=" in v[0] for v in variants):
-        raise SystemExit("--variant takes a name first, then key=value overrides: --variant 'new pitch_binning=uniform'")
+        raise SystemExit(
+            "--variant takes a name first, then key=value overrides: --variant 'new pitch_binning=uniform'"
+        )
     for ref, (vname, *vover) in [(r, v) for r in refs for v in variants]:
         cfg = load_config(BuiltinCodecConfig, None, [*args.overrides, *vover, f"reference={ref}"])
         row = f"{ref}:{vname}" if vname else ref

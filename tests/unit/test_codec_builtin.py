@@ -16,7 +16,8 @@ from rrpo.codec.builtin import (
     BuiltinCodecConfig,
     _quantile_bins,
     _uniform_bins,
-    n_tokens, relative_level,
+    n_tokens,
+    relative_level,
     relative_pitch,
     smooth_voiced_runs,
 )

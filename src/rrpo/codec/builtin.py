@@ -655,7 +655,11 @@ class BuiltinCodec:
         nearest = np.where(w[:, 0] < 0.5, i0, i1)
         f0_g = np.where(both, np.exp(lf), np.where(f0[nearest] > 0, f0[nearest], 0.0))
         y = pw.synthesize(
-            np.ascontiguousarray(f0_g), np.ascontiguousarray(sp_g), np.ascontiguousarray(ap_g), sr, self.cfg.synthesis_period_ms
+            np.ascontiguousarray(f0_g),
+            np.ascontiguousarray(sp_g),
+            np.ascontiguousarray(ap_g),
+            sr,
+            self.cfg.synthesis_period_ms,
         )
         y = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
         # WORLD's output level follows the envelope's up to a constant and local deviations (at
@@ -846,10 +850,7 @@ def _uniform_bins(values: np.ndarray, n: int, lo_pct: float = 1.0, hi_pct: float
     idx = np.searchsorted(edges, values)
     width = (hi - lo) / n
     centres = np.array(
-        [
-            np.median(values[idx == k]) if (idx == k).any() else (lo + (k + 0.5) * width)
-            for k in range(n)
-        ]
+        [np.median(values[idx == k]) if (idx == k).any() else (lo + (k + 0.5) * width) for k in range(n)]
     )
     return edges, centres
 
