@@ -2,13 +2,15 @@
 
     PYTHONPATH=src python bench/codec.py --data ../shared/data [--holdout SPEAKER] [--seeds 3] \
         [--reference speaker,utterance,absolute] [--continuous] [--out R.json]
+    PYTHONPATH=src python bench/codec.py --data ../shared/data ... --variant 'old pitch_binning=quantile' \
+        --variant 'new pitch_binning=uniform'                              # settings side by side
     PYTHONPATH=src python bench/codec.py --combine R1.json R2.json ...     # one table of several runs
 
 The codec is trained on the three CASIA speakers other than ``--holdout`` plus the audio of ASED,
 nEMO and URDU (``--extra-fraction`` of it; labels unused), never on the held-out speaker or ESD;
 the audio is analysed once and the codec is trained once per ``--reference`` (utterance / speaker /
-absolute), each with both decoders (``cluster``: cluster-mean envelopes; ``learned``: the small
-convolutional decoder). Test speakers' profiles come from their own recordings (as ``rrpo
+absolute; and per ``--variant``), each with every decoder it has (``cluster``: cluster-mean
+envelopes; ``learned``: the small convolutional decoder, when trained with ``decoder=learned``). Test speakers' profiles come from their own recordings (as ``rrpo
 tokenize`` computes them). Measured on CASIA's held-out speaker and on ESD English speaker 0020:
 
 * prosody kept: Pearson correlation of original vs resynthesised F0 contours (DIO + StoneMask,
@@ -404,6 +406,14 @@ def main(argv=None) -> int:
         help="only time encode/decode of this trained codec: best of 3 per utterance, 20 "
         "utterances per set (less sensitive to other jobs on a shared machine)",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'NAME k=v ...'",
+        help="compare codec settings side by side in one run: each variant (a name, then config overrides "
+        "applied after the common ones) trains its own codec per reference; rows are 'REFERENCE:NAME'",
+    )
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
     if args.combine:
@@ -491,14 +501,20 @@ def main(argv=None) -> int:
     for u in esd_pick if refs else []:
         orig_words[u["id"]] = rec(audio[u["id"]])
 
-    for ref in refs:
-        cfg = load_config(BuiltinCodecConfig, None, [*args.overrides, f"reference={ref}"])
+    variants = [v.split() for v in args.variant] or [[""]]
+    if any(not v or "=" in v[0] for v in variants):
+        raise SystemExit(
+            "--variant takes a name first, then key=value overrides: --variant 'new pitch_binning=uniform'"
+        )
+    for ref, (vname, *vover) in [(r, v) for r in refs for v in variants]:
+        cfg = load_config(BuiltinCodecConfig, None, [*args.overrides, *vover, f"reference={ref}"])
+        row = f"{ref}:{vname}" if vname else ref
         t0 = time.perf_counter()
         codec, arrays, state = train_from_frames(cfg, ((u["speaker"], frames[u["id"]]) for u in train_utts))
         t_train = time.perf_counter() - t0
         if args.codec_out:
-            codec.save(args.codec_out / ref, arrays, state)
-        stage(f"[{ref}] codec trained in {t_train:.0f} s: {codec.stats}", t_start)
+            codec.save(args.codec_out / row.replace(":", "_"), arrays, state)
+        stage(f"[{row}] codec trained in {t_train:.0f} s: {codec.stats}", t_start)
         res: dict = {
             "codec": to_dict(cfg),
             "train": codec.stats,
@@ -521,7 +537,7 @@ def main(argv=None) -> int:
         all_t = np.concatenate([toks[u["id"]] for u in five + holdout + esd])
         res["codebook"] = {"used": int(len(np.unique(all_t))), "vocab": codec.vocab_size}
 
-        for dec in ("cluster", "learned"):
+        for dec in ("cluster", "learned") if codec.net is not None else ("cluster",):
             r: dict = {}
             dec_time = dec_audio = 0.0
             for name, pick in (("casia_holdout", hold_pick), ("esd_en", esd_pick)):
@@ -560,7 +576,7 @@ def main(argv=None) -> int:
                     r[name]["wer_resynth"] = round(100 * errs_r / nref, 1)
             r["decode_rtf"] = round(dec_audio / dec_time, 1)
             res[f"decoder_{dec}"] = r
-            stage(f"[{ref}] decoder {dec}: {r}", t_start)
+            stage(f"[{row}] decoder {dec}: {r}", t_start)
 
         vf = codec.token_features()
         a = [(toks[u["id"]], lab[u["emotion"]]) for u in five]
@@ -571,12 +587,14 @@ def main(argv=None) -> int:
         runs = []
         for seed in range(args.seeds):
             runs.append(train_probe(a, b, vocab_feats=vf, seed=seed, epochs=args.epochs))
-            stage(f"[{ref}] token probe seed {seed}: {runs[-1]}", t_start)
+            stage(f"[{row}] token probe seed {seed}: {runs[-1]}", t_start)
         res["token_probe"] = {
             k: {"ua_mean": round(float(np.mean([q[k] for q in runs])), 1), "ua_runs": [q[k] for q in runs]}
             for k in runs[0]
         }
-        out["references"][ref] = res
+        if vname:
+            res["variant"] = {"name": vname, "overrides": vover}
+        out["references"][row] = res
 
     if args.continuous:
         conts = {

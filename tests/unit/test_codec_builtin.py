@@ -12,7 +12,15 @@ import soundfile as sf
 from rrpo.cli import main
 from rrpo.codec import load_codec
 from rrpo.codec.base import frame_energy
-from rrpo.codec.builtin import _quantile_bins, n_tokens, relative_level, relative_pitch, smooth_voiced_runs
+from rrpo.codec.builtin import (
+    BuiltinCodecConfig,
+    _quantile_bins,
+    _uniform_bins,
+    n_tokens,
+    relative_level,
+    relative_pitch,
+    smooth_voiced_runs,
+)
 from rrpo.codec.shards import TokenShards
 from rrpo.data.manifest import Utterance, write_manifest
 
@@ -108,6 +116,39 @@ def test_quantile_bins_by_hand():
     assert np.allclose(centres, [12, 37, 62, 87])
 
 
+def test_uniform_bins_by_hand():
+    """values 0..99, 4 bins between the 1st and 99th percentiles (0.99, 98.01): width
+    (98.01 - 0.99) / 4 = 24.255, edges 25.245, 49.5, 73.755; bins hold 0..25, 26..49, 50..73,
+    74..99, whose medians are 12.5, 37.5, 61.5, 86.5. Widths follow the range, not the density:
+    add 5 values at 1000 (105 values; 1st / 99th percentiles 1.04 / 1000, width 249.74): edges
+    250.78, 500.52, 750.26, so 0..99 all fall in the lowest bin (median 49.5), bins 1 and 2 are
+    empty (centres the middles of their edges, 375.65 and 625.39) and the top bin is 1000, where
+    equal-occupancy edges (26, 52, 78) would split 0..99 four ways. One bin: the median."""
+    edges, centres = _uniform_bins(np.arange(100.0), 4)
+    assert np.allclose(edges, [25.245, 49.5, 73.755])
+    assert np.allclose(centres, [12.5, 37.5, 61.5, 86.5])
+    tail = np.concatenate([np.arange(100.0), np.full(5, 1000.0)])
+    edges, centres = _uniform_bins(tail, 4)
+    assert np.allclose(edges, [250.78, 500.52, 750.26])
+    assert np.allclose(centres, [49.5, 375.65, 625.39, 1000.0])  # bins 1, 2 empty: their middles
+    assert np.allclose(_quantile_bins(tail, 4)[0][:2], [26, 52])
+    e1, c1 = _uniform_bins(np.array([3.0, 1.0, 2.0]), 1)
+    assert e1.size == 0 and c1[0] == 2.0
+
+
+def test_pitch_binning_setting():
+    """'uniform' is the default; anything else than 'uniform' / 'quantile' is a config error, as is
+    a synthesis period outside [1, 20] ms."""
+    from rrpo.config import ConfigError
+
+    assert BuiltinCodecConfig().pitch_binning == "uniform"
+    assert BuiltinCodecConfig(pitch_binning="quantile").pitch_binning == "quantile"
+    with pytest.raises(ConfigError, match="pitch_binning"):
+        BuiltinCodecConfig(pitch_binning="lloyd")
+    with pytest.raises(ConfigError, match="synthesis_period_ms"):
+        BuiltinCodecConfig(synthesis_period_ms=0.5)
+
+
 def test_pitch_smoothing_by_hand():
     """[1, 2, 1] / 4 inside voiced runs, a run's ends repeating themselves.
     st [0, 12, 0, 5], voiced [1, 1, 1, 0], one pass: [(0+0+12)/4, (0+24+0)/4, (12+0+0)/4, 5]
@@ -172,6 +213,20 @@ def test_round_trip_keeps_length_pitch_and_energy(codec_dir):
     codec.cfg = dataclasses.replace(codec.cfg, pitch_smoothing=0)
     assert len(ys) == len(y) and np.isfinite(ys).all() and not np.allclose(ys, y)
     assert np.allclose(steady_s, plain)
+    # a 10 ms synthesis grid (the default is 5 ms; both decoders) keeps length, each token's level
+    # and the pitch contour
+    assert codec.cfg.synthesis_period_ms == 5.0
+    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=10.0)
+    for dec, ref in (("learned", y), ("cluster", yc)):
+        y10 = codec.decode(tokens, decoder=dec)
+        assert len(y10) == len(ref) and np.isfinite(y10).all() and not np.allclose(y10, ref)
+        lvl10 = 10 * np.log10(frame_energy(y10, SR, 25.0, len(tokens)) + 1e-10)
+        assert np.allclose(lvl10[1:-1], codec.pooled.level_db + codec.energy_centres[e][1:-1], atol=1.5)
+        f5, _ = pw.dio(y10.astype(np.float64), SR, frame_period=40.0, f0_floor=60, f0_ceil=600)
+        m = min(len(f5), len(f0))
+        both = (f5[:m] > 0) & (f0[:m] > 0)
+        assert both.sum() > 15 and np.corrcoef(np.log(f5[:m][both]), np.log(f0[:m][both]))[0, 1] > 0.95
+    codec.cfg = dataclasses.replace(codec.cfg, synthesis_period_ms=5.0)
     # decoding as a speaker one octave higher (a profile 12 semitones up) doubles F0
 
     up = dataclasses.replace(codec.pooled, f0_st=codec.pooled.f0_st + 12)
@@ -207,6 +262,22 @@ def test_train_writes_versioned_codec_dir(codec_dir):
     prof = json.loads((codec_dir / "profiles.json").read_text())
     assert sorted(prof["profiles"]) == ["hi", "lo"] and prof["profiles"]["lo"]["recordings"] == 3
     assert prof["profiles"]["hi"]["f0_hz"] > prof["profiles"]["lo"]["f0_hz"]
+    assert meta["config"]["pitch_binning"] == "uniform"
+
+
+def test_codec_saved_before_pitch_binning_reads_as_quantile(codec_dir, tmp_path):
+    """A codec.json without `pitch_binning` was written when every pitch bin was a quantile bin:
+    it loads with pitch_binning='quantile' (its stored edges are used either way)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(codec_dir, old)
+    meta = json.loads((old / "codec.json").read_text())
+    del meta["config"]["pitch_binning"]
+    (old / "codec.json").write_text(json.dumps(meta))
+    codec = load_codec(old)
+    assert codec.cfg.pitch_binning == "quantile"
+    assert np.array_equal(codec.pitch_edges, load_codec(codec_dir).pitch_edges)
 
 
 def test_encode_decode_verbs(codec_dir, tmp_path, capsys):

@@ -14,7 +14,8 @@ product of three factors::
 * **relative pitch bin** (``pitch_bins`` voiced bins + one unvoiced bin): log-F0 in semitones
   relative to the speaker's median F0 (``reference=speaker``, the default: the speaker's profile,
   see :mod:`rrpo.codec.profile`), to the utterance's median (``utterance``) or to the codec's pooled
-  median (``absolute``), binned at quantiles of the training data.
+  median (``absolute``), binned in equal semitone widths between the training data's 1st and 99th
+  percentiles (``pitch_binning=uniform``; ``quantile``: at equal-occupancy quantiles).
 * **relative energy bin** (``energy_bins``): frame level in dB relative to the speaker's level
   reference (``speaker``), the utterance's 95th-percentile frame (``utterance``) or the pooled
   level (``absolute``), also at training quantiles.
@@ -63,7 +64,6 @@ VERSION = 2  # 2: speaker profiles, learned decoder
 
 _EPS = 1e-10
 _SUB_PERIOD_MS = 10.0  # F0 tracking period inside a token frame
-_SYN_PERIOD_MS = 10.0  # synthesis grid (parameters interpolated from the 40 ms tokens)
 _DIO_SPEED = 2  # DIO decimation: 2 doubles its speed (78x -> 170x real time) at equal voicing
 _AP_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 4000.0, None)  # None: Nyquist
 
@@ -76,6 +76,10 @@ class BuiltinCodecConfig:
     frame_rate: float = option(25.0, "tokens per second")
     spectral_clusters: int = option(512, "k-means clusters of the spectral-envelope shape")
     pitch_bins: int = option(8, "voiced relative-pitch bins (one unvoiced bin is added)")
+    pitch_binning: str = option(
+        "uniform",
+        "where the pitch-bin edges go: 'uniform' (equal semitone widths between the training data's 1st and 99th percentiles) or 'quantile' (equal occupancy of the training data)",
+    )
     energy_bins: int = option(4, "relative-energy bins")
     mel_bands: int = option(32, "mel bands of the envelope shape used for clustering")
     aperiodicity_weight: float = option(1.0, "weight of the 4 band-aperiodicity features in k-means")
@@ -105,6 +109,9 @@ class BuiltinCodecConfig:
     decoder_channels: int = option(128, "learned decoder: channels")
     decoder_dims: int = option(40, "learned decoder: mel-cepstral coefficients of the envelope")
     decoder_lr: float = option(2e-3, "learned decoder: peak learning rate")
+    synthesis_period_ms: float = option(
+        5.0, "decoding: WORLD synthesis frame period in ms (parameters interpolated from the tokens to this grid)"
+    )
     pitch_smoothing: int = option(
         0, "decoding: passes of a [1, 2, 1] / 4 filter over the semitones of each voiced run of tokens (0: bin centres)"
     )
@@ -120,6 +127,7 @@ class BuiltinCodecConfig:
         check(self.spectral_clusters >= 2, "spectral_clusters", "must be at least 2")
         check(self.pitch_bins >= 1, "pitch_bins", "must be at least 1")
         check(self.energy_bins >= 1, "energy_bins", "must be at least 1")
+        check(self.pitch_binning in ("uniform", "quantile"), "pitch_binning", "must be 'uniform' or 'quantile'")
         check(self.mel_bands >= 4, "mel_bands", "must be at least 4")
         check(
             0 < self.f0_floor < self.f0_ceil < self.sampling_rate / 2,
@@ -152,6 +160,7 @@ class BuiltinCodecConfig:
         check(4 <= self.decoder_dims <= 60, "decoder_dims", "must be in [4, 60]")
         check(self.decoder_lr > 0, "decoder_lr", "must be > 0")
         check(self.pitch_smoothing >= 0, "pitch_smoothing", "must be >= 0")
+        check(1.0 <= self.synthesis_period_ms <= 20.0, "synthesis_period_ms", "must be in [1, 20]")
 
     @property
     def pitch_ref(self) -> str:
@@ -618,7 +627,7 @@ class BuiltinCodec:
         f0 = np.where(p > 0, 2.0 ** ((st + semis) / 12.0), 0.0)
         target_db = db + self.energy_centres[e]  # (T,)
         n_out = T * hop
-        period = _SYN_PERIOD_MS / 1000.0
+        period = self.cfg.synthesis_period_ms / 1000.0
         grid = np.arange(int(np.ceil(n_out / sr / period)) + 1) * period
         pos = np.clip(grid * self.frame_rate - 0.5, 0, T - 1)  # in token units
         i0 = np.floor(pos).astype(np.int64)
@@ -633,7 +642,8 @@ class BuiltinCodec:
             ap_g = np.clip((1 - w) * ap[i0] + w * ap[i1], 0.0, 1.0)
         else:
             out = self.net(s, p, e, self.profile_vector(prof))  # (T*up, D + 4)
-            rows = np.minimum(np.arange(len(grid)), len(out) - 1)
+            # the decoder's rows are 10 ms frames (row k at k * 10 ms): the nearest one per grid point
+            rows = np.minimum(np.round(grid * 100.0).astype(np.int64), len(out) - 1)
             out = out[rows]
             coded = np.ascontiguousarray(out[:, :-4] + self._coded(prof))
             env = pw.decode_spectral_envelope(coded, sr, 2 * (self.n_syn_bins - 1))
@@ -645,7 +655,11 @@ class BuiltinCodec:
         nearest = np.where(w[:, 0] < 0.5, i0, i1)
         f0_g = np.where(both, np.exp(lf), np.where(f0[nearest] > 0, f0[nearest], 0.0))
         y = pw.synthesize(
-            np.ascontiguousarray(f0_g), np.ascontiguousarray(sp_g), np.ascontiguousarray(ap_g), sr, _SYN_PERIOD_MS
+            np.ascontiguousarray(f0_g),
+            np.ascontiguousarray(sp_g),
+            np.ascontiguousarray(ap_g),
+            sr,
+            self.cfg.synthesis_period_ms,
         )
         y = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
         # WORLD's output level follows the envelope's up to a constant and local deviations (at
@@ -740,7 +754,9 @@ class BuiltinCodec:
         from rrpo.io import read_json
 
         path = Path(path)
-        cfg = _build(BuiltinCodecConfig, dict(meta.get("config", {})), "config.")
+        conf = dict(meta.get("config", {}))
+        conf.setdefault("pitch_binning", "quantile")  # codecs saved before the setting existed
+        cfg = _build(BuiltinCodecConfig, conf, "config.")
         arr_path = path / "codec.safetensors"
         if not arr_path.exists():
             raise RrpoError("codec arrays missing (codec.safetensors)", path)
@@ -806,6 +822,36 @@ def _quantile_bins(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     edges = np.maximum.accumulate(edges + np.arange(n - 1) * 1e-9)  # strictly rising
     idx = np.searchsorted(edges, values)
     centres = np.array([np.median(values[idx == k]) if (idx == k).any() else (edges[min(k, n - 2)]) for k in range(n)])
+    return edges, centres
+
+
+#: the range the ``uniform`` pitch bins span: these percentiles of the training semitones
+_UNIFORM_PERCENTILES = (1.0, 99.0)
+
+
+def _uniform_bins(values: np.ndarray, n: int, lo_pct: float = 1.0, hi_pct: float = 99.0):
+    """Edges (n-1,) splitting [``lo_pct``, ``hi_pct``] percentiles of ``values`` into ``n`` equal
+    widths, and the median of each bin (an empty bin: the middle of its edges).
+
+    The two outer bins stay open (everything below / above), but the inner edges no longer follow
+    the training data's density: a speaker whose range is wider than the training pool's keeps a
+    contour instead of collapsing into one wide outer bin.
+
+    Example: values 0..99, n = 4, percentiles 1 / 99 (0.99 / 98.01): width 24.255, edges
+    [25.245, 49.5, 73.755]; bins 0..25, 26..49, 50..73, 74..99 with medians 12.5, 37.5, 61.5, 86.5.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if n == 1:
+        return np.zeros(0), np.array([float(np.median(values))])
+    lo, hi = np.percentile(values, [lo_pct, hi_pct])
+    if hi <= lo:  # degenerate (constant) data: fall back to equal occupancy
+        return _quantile_bins(values, n)
+    edges = np.linspace(lo, hi, n + 1)[1:-1]
+    idx = np.searchsorted(edges, values)
+    width = (hi - lo) / n
+    centres = np.array(
+        [np.median(values[idx == k]) if (idx == k).any() else (lo + (k + 0.5) * width) for k in range(n)]
+    )
     return edges, centres
 
 
@@ -931,7 +977,11 @@ def train_from_frames(
     pv = [_pitch_values(u[1], cfg.pitch_ref, refs(u[0])[0]) for u in utts]
     pv = np.concatenate(pv)
     pv = pv[~np.isnan(pv)]
-    p_edges, p_centres = _quantile_bins(pv if len(pv) else np.zeros(1), cfg.pitch_bins)
+    pv = pv if len(pv) else np.zeros(1)
+    if cfg.pitch_binning == "uniform":
+        p_edges, p_centres = _uniform_bins(pv, cfg.pitch_bins, *_UNIFORM_PERCENTILES)
+    else:
+        p_edges, p_centres = _quantile_bins(pv, cfg.pitch_bins)
     e_edges, e_centres = _quantile_bins(
         np.concatenate([_level_values(u[2], cfg.level_ref, cfg.level_percentile, refs(u[0])[1]) for u in utts]),
         cfg.energy_bins,
