@@ -71,3 +71,16 @@ def sft_overrides(folder: Path, out: Path, steps: int = 4, **extra) -> list[str]
     }
     ov.update(extra)
     return [f"{k}={v}" for k, v in ov.items()]
+
+
+def run_tiny_sft(tmp_path: Path, name: str, *extra: str):
+    """SFT a tiny policy on the fixture corpus (made once under ``tmp_path/data``) into
+    ``tmp_path/name``; returns (run_sft's result, the run folder)."""
+    from rrpo.config import load_config
+    from rrpo.policy.sft import SFTConfig, run_sft
+
+    folder = tmp_path / "data"
+    if not (folder / "manifest.jsonl").exists():
+        make_corpus(folder)
+    cfg = load_config(SFTConfig, None, sft_overrides(folder, tmp_path / name) + list(extra))
+    return run_sft(cfg, argv=["test"]), tmp_path / name

@@ -14,7 +14,7 @@ from rrpo.policy.model import IGNORE, Prompts, TTSPolicy, build_qwen_config, tin
 from rrpo.policy.settings import SamplingConfig
 from rrpo.policy.text import ENDOFPROMPT, INSTRUCTIONS, CharTokenizer
 
-from tests.unit.policy_fixtures import TEXTS, VOCAB, make_corpus, sft_overrides, tokens_for
+from tests.unit.policy_fixtures import TEXTS, VOCAB, make_corpus, run_tiny_sft, sft_overrides, tokens_for
 
 
 def small_policy(speakers=("s1", "s2"), vocab=20, seed=0) -> TTSPolicy:
@@ -258,14 +258,7 @@ def test_special_rows_hand_worked(ras, expect):
 # ------------------------------------------------------------------------------------------ SFT
 
 
-def _sft(tmp_path, name, *extra):
-    from rrpo.policy.sft import SFTConfig, run_sft
-
-    folder = tmp_path / "data"
-    if not (folder / "manifest.jsonl").exists():
-        make_corpus(folder)
-    cfg = load_config(SFTConfig, None, sft_overrides(folder, tmp_path / name) + list(extra))
-    return run_sft(cfg, argv=["test"]), tmp_path / name
+_sft = run_tiny_sft
 
 
 def test_sft_changes_every_parameter_and_learns(tmp_path):

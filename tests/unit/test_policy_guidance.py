@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rrpo.config import load_config
 from rrpo.errors import ConfigError, RrpoError
 from rrpo.policy.generate import (
     check_guidance,
@@ -19,7 +18,7 @@ from rrpo.policy.generate import (
 from rrpo.policy.model import Prompts
 from rrpo.policy.settings import SamplingConfig
 
-from tests.unit.policy_fixtures import TEXTS, make_corpus, sft_overrides
+from tests.unit.policy_fixtures import TEXTS, run_tiny_sft
 from tests.unit.test_policy import prompts_of, small_policy
 
 
@@ -245,14 +244,7 @@ def test_emotion_dropout_is_deterministic_under_a_seed():
     assert emotion_dropout(_batches(), 0.0, 0)(k).get("dropped") is None  # p = 0: the batches as they were
 
 
-def _sft(tmp_path, name, *extra):
-    from rrpo.policy.sft import SFTConfig, run_sft
-
-    folder = tmp_path / "data"
-    if not (folder / "manifest.jsonl").exists():
-        make_corpus(folder)
-    cfg = load_config(SFTConfig, None, sft_overrides(folder, tmp_path / name) + list(extra))
-    return run_sft(cfg, argv=["test"]), tmp_path / name
+_sft = run_tiny_sft
 
 
 def test_sft_with_emotion_dropout_resumes_exactly_and_enables_guidance(tmp_path):

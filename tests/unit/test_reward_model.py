@@ -2,12 +2,10 @@
 
 import numpy as np
 import pytest
-
-from rrpo.errors import ConfigError
 import torch
 
 from rrpo.data.emotions import ESD_CLASSES
-from rrpo.errors import RrpoError
+from rrpo.errors import ConfigError, RrpoError
 from rrpo.reward.model import ModelConfig, TokenRewardModel, load_reward_model
 
 SMALL = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, pool_dim=8, dropout=0.0)
