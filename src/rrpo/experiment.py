@@ -121,7 +121,9 @@ class ExperimentConfig:
         [246, 247, 248, 249, 250],
         "CASIA sentence ids the policy and reward models never read (split 'test'); the audit speaks them",
     )
-    seeds: list[int] = option([0, 1, 2], "optimisation seeds (each audited with its own sampling seeds)")
+    seeds: list[int] = option(
+        [0, 1], "optimisation seeds (each audited with its own sampling seeds; two keep the run within 90 min on 2 CPU cores)"
+    )
     systems: dict[str, dict] = option(
         DEFAULT_SYSTEMS,
         "compared systems: name -> {label, algo, reward, watch, "
@@ -197,8 +199,8 @@ class ExperimentConfig:
     policy_synth: list[str] = option(
         [
             "sentences=generated",
-            "sentences_per_language=1500",
-            "renditions=5",
+            "sentences_per_language=500",
+            "renditions=3",
             "voices_per_language=6",
             "pitch_bases=[0.85, 1.0, 1.2]",
         ],
@@ -211,13 +213,13 @@ class ExperimentConfig:
             "model.heads=4",
             "model.kv_heads=2",
             "model.intermediate_size=768",
-            "train.steps=3000",
+            "train.steps=300",
             "train.batch_size=16",
             "train.lr=1e-3",
-            "train.warmup_steps=100",
+            "train.warmup_steps=30",
             "train.eval_every=0",
             "train.keep_checkpoints=1",
-            "train.ckpt_every=500",
+            "train.ckpt_every=100",
             "data.bucket=20",
             "data.max_speech_tokens=400",
         ],
@@ -249,10 +251,10 @@ class ExperimentConfig:
             "model.heads=4",
             "model.kv_heads=2",
             "model.intermediate_size=768",
-            "train.steps=300",
+            "train.steps=200",
             "train.batch_size=16",
             "train.lr=1e-3",
-            "train.warmup_steps=50",
+            "train.warmup_steps=30",
             "train.eval_every=0",
             "data.bucket=20",
             "data.drop_emotion=0.15",
@@ -282,9 +284,9 @@ class ExperimentConfig:
         "the judge watch of systems with watch: true (training sentences, never the audit's held-out ones)",
     )
     audit: list[str] = option(
-        ["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8"],
+        ["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8", "every=4"],
         "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
-        "= 100 judged utterances per run and checkpoint)",
+        "= 100 judged utterances per run and checkpoint; every=4: the start and the last checkpoint)",
     )
     tolerance: float = option(
         0.10,
