@@ -32,16 +32,10 @@ EMOTIONS = ["neutral", "happy", "angry", "sad", "surprise"]
 
 
 def recall(points: list[dict]) -> dict[str, float]:
-    """Judge accuracy per target emotion, pooled over audited summaries: each summary's own
-    ``judge.per_emotion`` (rrpo.audit.summary) weighted by its utterance count ``n``."""
-    hit: dict[str, float] = {}
-    count: dict[str, int] = {}
-    for p in points:
-        for e, v in p["judge"]["per_emotion"].items():
-            hit[e] = hit.get(e, 0.0) + v["accuracy"] * v["n"]
-            count[e] = count.get(e, 0) + v["n"]
-    order = sorted(hit, key=lambda e: EMOTIONS.index(e) if e in EMOTIONS else len(EMOTIONS))
-    return {e: round(hit[e] / count[e], 3) for e in order if count[e]}
+    """Judge accuracy per target emotion over audited summaries (rrpo.audit.summary.pooled_recall), rounded."""
+    from rrpo.audit.summary import pooled_recall
+
+    return {e: round(v, 3) for e, v in pooled_recall(points, EMOTIONS).items()}
 
 
 def main() -> None:

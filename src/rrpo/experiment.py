@@ -122,7 +122,8 @@ class ExperimentConfig:
         "CASIA sentence ids the policy and reward models never read (split 'test'); the audit speaks them",
     )
     seeds: list[int] = option(
-        [0, 1], "optimisation seeds (each audited with its own sampling seeds; two keep the run within 90 min on 2 CPU cores)"
+        [0, 1],
+        "optimisation seeds (each audited with its own sampling seeds; two keep the run within 90 min on 2 CPU cores)",
     )
     systems: dict[str, dict] = option(
         DEFAULT_SYSTEMS,
@@ -810,6 +811,17 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
         """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
         judge_eval("judge2")
 
+    def codec_ceiling() -> None:
+        """the held-out speaker's real speech through the codec's tokens, judged (the codec's ceiling)"""
+        from rrpo.experiment_judges import resynthesise_speaker
+
+        cc = f / "codec_ceiling"
+        man = resynthesise_speaker(o / "codec", casia, tok["casia"], h, CLASSES, cc)
+        for folder in ("judge", "judge2") if cfg.second_judge != "none" else ("judge",):
+            argv = ["judge", "eval", f"judge={f / folder}", f"manifests=[{man}]", f"speakers=[{h}]"]
+            if run_verb([*argv, f"out={cc / f'{folder}.json'}"]) != 0:
+                raise RrpoError(f"{folder} eval on {h}'s resynthesised speech failed")
+
     judge_mans = [casia if c == "casia" else d / f"{c}.jsonl" for c in cfg.judge_corpora]
     return [
         Stage(
@@ -876,6 +888,7 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
             if cfg.second_judge != "none"
             else []
         ),
+        Stage(fold_stage(cfg, "codec_ceiling", h), f / "codec_ceiling", codec_ceiling),
     ]
 
 
@@ -948,10 +961,14 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
     from rrpo.io import read_json
 
     per_seed: dict[str, list[dict]] = {"sft": [], **{m: [] for m in cfg.systems}}
+    judged: dict[str, list[dict]] = {"sft": [], **{m: [] for m in cfg.systems}}
     for s in cfg.seeds:
         for h in cfg.heldout_speakers:
             f = fold_dir(o, cfg, h)
             aud = {m: read_json(f / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in cfg.systems}
+            judged["sft"].append(aud["diffro"]["start"])
+            for m in cfg.systems:
+                judged[m].append(aud[m]["final"])
             sft = point_metrics(aud["diffro"]["start"])
             sft["proxy_vanilla"] = aud["diffro"]["start"]["proxy_prob"]
             sft["proxy_robust"] = aud["rrpo"]["start"]["proxy_prob"]
@@ -978,6 +995,7 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
                 if p.exists():
                     rm[h][f"{name}_{ev}"] = read_json(p)
         judge[h] = {p.stem: read_json(p) for p in sorted((f / "judge" / "eval").glob("*.json"))}
+    from rrpo.audit.summary import pooled_recall
     from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
 
     points = system_points(o, list(cfg.seeds), list(cfg.systems), folds=fold_dirs(o, cfg))
@@ -994,6 +1012,8 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
         "reward_models": rm,
         "judge": judge,
         "ceiling": ceiling(judge),
+        "recall": {m: pooled_recall(pts, CLASSES) for m, pts in judged.items()},
+        "codec_ceiling": codec_ceiling_results(o, cfg),
         "stats": stats,
     }
     if cfg.second_judge != "none" and all((f / "judges").is_dir() for f in fold_dirs(o, cfg).values()):
@@ -1033,6 +1053,21 @@ def ceiling(judge: dict[str, dict]) -> dict | None:
         "n": n,
         "folds": {h: {"wa": v["wa"], "ua": v.get("ua"), "n": v.get("n")} for h, v in folds.items()},
     }
+
+
+def codec_ceiling_results(o: Path, cfg: ExperimentConfig) -> dict:
+    """Each judge on the held-out speakers' real speech resynthesised through the codec, pooled over
+    the folds (:func:`rrpo.experiment_judges.pooled_judge_eval`); {} before the stage has run."""
+    from rrpo.experiment_judges import pooled_judge_eval
+    from rrpo.io import read_json
+
+    out = {}
+    for name in ("judge", "judge2"):
+        paths = {h: fold_dir(o, cfg, h) / "codec_ceiling" / f"{name}.json" for h in cfg.heldout_speakers}
+        pooled = pooled_judge_eval({h: read_json(p) for h, p in paths.items() if p.exists()})
+        if pooled:
+            out[name] = pooled
+    return out
 
 
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
@@ -1106,12 +1141,18 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         row = ["n/a"] * len(METRICS)
         row[1] = f"{100 * _acc(ceil, 'wa'):.1f}"
         lines.append("| judge on real held-out speech (ceiling) | " + " | ".join(row) + " |")
+    cc = (res.get("codec_ceiling") or {}).get("judge")
+    if cc:
+        row = ["n/a"] * len(METRICS)
+        row[1] = f"{100 * _acc(cc, 'accuracy'):.1f}"
+        lines.append("| judge on real held-out speech through the codec (codec ceiling) | " + " | ".join(row) + " |")
     lines += [
         "",
         "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
         "second. Distances are to the real recording of the same sentence, speaker and emotion.",
         "",
     ]
+    lines += recall_markdown(res, names)
     if any(j.values()):
         lines += [
             f"| judge (eGeMAPS on {', '.join(cfg.judge_corpora)}, trained without the fold's speaker) | fold | n | "
@@ -1191,6 +1232,37 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         f"{g['judge_at_least_diffro']}; ratios to SFT: {ratios(g['quality_ratios_vs_sft'])}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def recall_markdown(res: dict, names: dict[str, str]) -> list[str]:
+    """The judge's recall of each target emotion per system (pooled over runs; SFT = the audits' step 0),
+    with the judge on the held-out speakers' real speech before and after the codec for reference."""
+    rec = res.get("recall") or {}
+    if not any(rec.values()):
+        return []
+    rows = [(names.get(m, m), r) for m, r in rec.items() if r]
+    from rrpo.experiment_judges import pooled_judge_eval
+
+    real = pooled_judge_eval({h: jh.get("casia_heldout") for h, jh in (res.get("judge") or {}).items()})
+    if real:
+        rows.append(("judge on real held-out speech", real["recall"]))
+    cc = (res.get("codec_ceiling") or {}).get("judge")
+    if cc:
+        rows.append(("judge on real held-out speech through the codec", cc["recall"]))
+    lines = [
+        "Judge recall per target emotion (the share of utterances asked for that emotion that the judge "
+        "hears as it; pooled over runs), and the lowest:",
+        "",
+        "| method | " + " | ".join(CLASSES) + " | lowest |",
+        "| --- |" + " --- |" * (len(CLASSES) + 1),
+    ]
+    for name, r in rows:
+        vals = [r.get(c) for c in CLASSES]
+        cells = ["n/a" if v is None or math.isnan(v) else f"{100 * v:.0f}" for v in vals]
+        known = [v for v in vals if v is not None and not math.isnan(v)]
+        low = f"{100 * min(known):.0f}" if known else "n/a"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {low} |")
+    return [*lines, ""]
 
 
 #: Bar colours: SFT grey, then one per system in config order.

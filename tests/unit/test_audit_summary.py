@@ -84,3 +84,28 @@ def test_audit_audio_without_judge_or_references():
     assert out["judge"]["n"] == 0 and math.isnan(out["judge"]["target_prob"])
     assert out["distances"]["n_parallel"] == 0 and math.isnan(out["distances"]["frechet_egemaps"])
     assert out["wer"]["n_utts"] == 0
+
+
+def test_pooled_recall_weights_each_summary_by_its_count():
+    """Summary 1: angry 1 of 4 (0.25), happy 2 of 2 (1.0), sad n 0 (left out); summary 2: angry 3 of 6
+    (0.5), surprise 0 of 5. Pooled: angry (1 + 3) / 10 = 0.4, happy 1.0, surprise 0.0; the order given
+    (happy, angry) first, then the rest alphabetically (surprise). A summary without a judge adds nothing."""
+    from rrpo.audit.summary import pooled_recall
+
+    pts = [
+        {
+            "judge": {
+                "per_emotion": {
+                    "angry": {"n": 4, "accuracy": 0.25},
+                    "happy": {"n": 2, "accuracy": 1.0},
+                    "sad": {"n": 0, "accuracy": float("nan")},
+                }
+            }
+        },
+        {"judge": {"per_emotion": {"surprise": {"n": 5, "accuracy": 0.0}, "angry": {"n": 6, "accuracy": 0.5}}}},
+        {"n": 0},
+    ]
+    r = pooled_recall(pts, ["neutral", "happy", "angry"])
+    assert list(r) == ["happy", "angry", "surprise"]
+    assert r["angry"] == pytest.approx(0.4) and r["happy"] == 1.0 and r["surprise"] == 0.0
+    assert pooled_recall([]) == {}

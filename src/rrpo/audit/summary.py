@@ -56,6 +56,27 @@ def _nanmean(xs) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
+def pooled_recall(summaries: Sequence[Mapping], order: Sequence[str] = ()) -> dict[str, float]:
+    """The judge's accuracy per target emotion (its recall of that emotion), pooled over several
+    summaries of :func:`audit_audio`: each summary's ``judge.per_emotion[e].accuracy`` weighted by its
+    utterance count ``n``. Emotions come in ``order`` first, then any others alphabetically; an emotion
+    with no utterance is left out. Example: angry 1 of 4 in one summary and 3 of 6 in another pool to
+    (1 + 3) / 10 = 0.4."""
+    hit: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for p in summaries:
+        for e, v in ((p.get("judge") or {}).get("per_emotion") or {}).items():
+            n = int(v.get("n", 0))
+            acc = v.get("accuracy")
+            if not n or acc is None or (isinstance(acc, float) and math.isnan(acc)):
+                continue
+            hit[e] = hit.get(e, 0.0) + float(acc) * n
+            count[e] = count.get(e, 0) + n
+    rank = {e: i for i, e in enumerate(order)}
+    keys = sorted(hit, key=lambda e: (rank.get(e, len(rank)), e))
+    return {e: hit[e] / count[e] for e in keys}
+
+
 def audit_audio(
     generated: Sequence[Generated],
     references: Mapping[str, tuple[np.ndarray, int]] | None = None,
