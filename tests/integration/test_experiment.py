@@ -61,6 +61,13 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     # the judge trained on every labelled corpus but ESD English, speakers covering all five classes
     judge_info = json.loads((out / "judge" / "judge.json").read_text())["training"]
     assert set(judge_info["corpora"]) == {"casia", "nemo"} and "ZhaoZuoxiang" not in str(judge_info["train_speakers"])
+    # the codec's ceiling: the same 250 recordings decoded from their tokens, judged by both judges
+    cc = res["codec_ceiling"]
+    assert cc["judge"]["n"] == 250 and cc["judge2"]["n"] == 250 and set(cc["judge"]["recall"]) == set(ceiling["recall"])
+    assert len(list((out / "codec_ceiling" / "audio").glob("*.wav"))) == 250
+    assert "| judge on real held-out speech through the codec (codec ceiling) |" in printed
+    assert set(res["recall"]["sft"]) == {"neutral", "happy", "angry", "sad", "surprise"}
+    assert "| judge on real held-out speech through the codec |" in printed
     rms = res["reward_models"]["ZhaoZuoxiang"]
     assert set(rms) == {"vanilla_casia_heldout", "vanilla_esd", "robust_casia_heldout", "robust_esd"}
     assert rms["robust_esd"]["n"] == 350
