@@ -173,6 +173,12 @@ class ExperimentConfig:
     rm_ensemble_seeds: list[int] = option(
         [1, 2], "train.seed of the robust RM's ensemble siblings (the ensemble is the robust RM and these)"
     )
+    rm_seed_per_run: bool = option(
+        True,
+        "each optimisation seed s other than 0 fine-tunes its own vanilla and robust reward models with "
+        "train.seed=s (rm/vanilla_s<s>, rm/robust_s<s>), so the runs' spread includes the reward model's; "
+        "false: one reward model per method and fold",
+    )
     rm_ensemble_aggregate: Literal["mean", "min", "mean_minus_std"] = option(
         "mean_minus_std", "how the ensemble's member rewards combine"
     )
@@ -461,14 +467,26 @@ def ensemble_members(f: Path, cfg: ExperimentConfig) -> list[Path]:
     return [f / "rm" / "robust", *[f / "rm" / f"robust_s{k}" for k in cfg.rm_ensemble_seeds]]
 
 
-def reward_term(f: Path, cfg: ExperimentConfig, system: System) -> str:
-    """The ``rewards`` value of a system's ``rrpo optimize`` run in the fold whose folder is ``f``."""
+def rm_seed(cfg: ExperimentConfig, system: System, seed: int) -> int:
+    """The reward-model seed a run of ``system`` with optimisation seed ``seed`` optimises against:
+    ``seed`` itself with ``rm_seed_per_run`` (0 is the fold's rm/vanilla or rm/robust), else 0; 0 for
+    the ensemble, whose members are the same for every run."""
+    return seed if cfg.rm_seed_per_run and system.reward != "robust_ensemble" else 0
+
+
+def rm_folder(f: Path, reward: str, seed: int) -> Path:
+    """A fold's reward model of kind ``reward`` (vanilla | robust) and fine-tuning seed ``seed``."""
+    return f / "rm" / (reward if seed == 0 else f"{reward}_s{seed}")
+
+
+def reward_term(f: Path, cfg: ExperimentConfig, system: System, seed: int = 0) -> str:
+    """The ``rewards`` value of a system's ``rrpo optimize`` run of seed ``seed`` in the fold whose folder is ``f``."""
     if system.reward == "robust_ensemble":
         return (
             f"rewards=[{{name: emotion, paths: {yaml_list(ensemble_members(f, cfg))}, "
             f"aggregate: {cfg.rm_ensemble_aggregate}}}]"
         )
-    return f"rewards=[{{name: emotion, path: {f / 'rm' / system.reward}}}]"
+    return f"rewards=[{{name: emotion, path: {rm_folder(f, system.reward, rm_seed(cfg, system, seed))}}}]"
 
 
 # ------------------------------------------------------------------------------ policy pre-training
@@ -689,7 +707,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     f"out={f / 'runs' / run}",
                     f"algo={system.algo}",
                     f"policy={o / 'sft'}",
-                    reward_term(f, cfg, system),
+                    reward_term(f, cfg, system, seed),
                     f"prompts.manifest={casia}",
                     "prompts.splits=[train]",
                     f"prompts.exclude_speakers=[{h}]",
@@ -759,6 +777,13 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
     d = o / "data"
     casia, esd = d / "casia.jsonl", d / "esd.jsonl"
     ensemble = any(sy.reward == "robust_ensemble" for sy in cfg.systems.values())
+    # the reward-model seeds other than 0 that the runs (rm_seed_per_run) and the ensemble need
+
+    def run_seeds(kind: str) -> list[int]:
+        return [k for s in cfg.seeds for sy in cfg.systems.values() if sy.reward == kind and (k := rm_seed(cfg, sy, s))]
+
+    robust_seeds = list(dict.fromkeys([*(cfg.rm_ensemble_seeds if ensemble else []), *run_seeds("robust")]))
+    vanilla_seeds = list(dict.fromkeys(run_seeds("vanilla")))
     cls = f"classes=[{', '.join(CLASSES)}]"
     ft = [
         "rm",
@@ -838,7 +863,15 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
                 f / "rm" / f"robust_s{k}",
                 [*ft[:2], f"out={f / 'rm' / f'robust_s{k}'}", *ft[2:], *cfg.robust, f"train.seed={k}"],
             )
-            for k in (cfg.rm_ensemble_seeds if ensemble else [])
+            for k in robust_seeds
+        ],
+        *[
+            Stage(
+                fold_stage(cfg, f"rm_vanilla_s{k}", h),
+                f / "rm" / f"vanilla_s{k}",
+                [*ft[:2], f"out={f / 'rm' / f'vanilla_s{k}'}", *ft[2:], f"train.seed={k}"],
+            )
+            for k in vanilla_seeds
         ],
         Stage(fold_stage(cfg, "rm_eval", h), f / "rm" / "eval", rm_eval),
         Stage(
@@ -999,7 +1032,14 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
     from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
 
     points = system_points(o, list(cfg.seeds), list(cfg.systems), folds=fold_dirs(o, cfg))
-    stats = comparison_stats(points, cfg.n_boot, cfg.n_perm, cfg.stats_seed, pairs=pairs_for(cfg.systems))
+    stats = comparison_stats(
+        points,
+        cfg.n_boot,
+        cfg.n_perm,
+        cfg.stats_seed,
+        rm_seed_of=lambda system, seed: rm_seed(cfg, cfg.systems[system], seed) if system in cfg.systems else 0,
+        pairs=pairs_for(cfg.systems),
+    )
     pre = o / "policy_pretrain" / "pretrain.json"
     res = {
         "folds": list(cfg.heldout_speakers),

@@ -581,3 +581,30 @@ def test_two_folds_pool_into_the_results(tmp_path):
     assert set(j2["eval"]) == set(folds) and j2["label_agreement"]["sft"]["n"] == 4
     assert j2["intervals"]["rrpo"]["judge_acc"]["stat"] == 0.5
     assert j2["intervals"]["rrpo"]["judge_acc"]["folds"] == {"ZhaoZuoxiang": 0.0, "liuchanhg": 1.0}
+
+
+def test_each_seed_optimises_against_its_own_reward_models(tmp_path):
+    """rm_seed_per_run (default): seed 1's DiffRO / GRPO / watch runs use rm/vanilla_s1, its RRPO run
+    rm/robust_s1 (the stage the ensemble already needs, not a second one); seed 0 keeps rm/vanilla and
+    rm/robust; the ensemble's members are the same for every seed. Off: one reward model per method."""
+    from rrpo.experiment import rm_seed
+
+    cfg = ExperimentConfig(seeds=[0, 1], heldout_speakers=ONE)
+    stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
+    names = [s.name for s in stages]
+    opt = {s.name: s.action for s in stages}
+    o = (tmp_path / "o").resolve()
+    assert names.count("rm_robust_s1") == 1 and names.count("rm_vanilla_s1") == 1 and "rm_vanilla_s2" not in names
+    assert "train.seed=1" in opt["rm_vanilla_s1"] and not any(a.startswith("reg.") for a in opt["rm_vanilla_s1"])
+    assert names.index("rm_vanilla_s1") < names.index("diffro_s1")
+    for run, rm in (("diffro_s1", "vanilla_s1"), ("grpo_s1", "vanilla_s1"), ("diffro_watch_s1", "vanilla_s1"),
+                    ("rrpo_s1", "robust_s1"), ("diffro_s0", "vanilla"), ("rrpo_s0", "robust")):  # fmt: skip
+        assert f"path: {o / 'rm' / rm}}}" in " ".join(opt[run]), run
+    for s in (0, 1):
+        ens = " ".join(opt[f"rrpo_ensemble_s{s}"])
+        assert all(str(o / "rm" / m) in ens for m in ("robust", "robust_s1", "robust_s2"))
+    assert [rm_seed(cfg, cfg.systems[m], 1) for m in ("diffro", "rrpo", "rrpo_ensemble")] == [1, 1, 0]
+    off = dataclasses.replace(cfg, rm_seed_per_run=False)
+    opt_off = {s.name: s.action for s in build_stages(off, tmp_path, tmp_path / "o", main)}
+    assert "rm_vanilla_s1" not in opt_off and f"path: {o / 'rm' / 'vanilla'}}}" in " ".join(opt_off["diffro_s1"])
+    assert rm_seed(off, off.systems["diffro"], 1) == 0
