@@ -1261,15 +1261,19 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     h, g = v["diffro_hacks"], v["rrpo_goal"]
     tol = cfg.tolerance
 
-    def ratios(d: dict) -> str:
-        return ", ".join(f"{k} {r:.2f}×" for k, r in d.items())
+    def ratios(d: dict, m: str) -> str:
+        """``k r×`` per figure; a rise from SFT's zero (infinite ratio) as ``k 0 → value``."""
+        return ", ".join(
+            f"{k} {r:.2f}×" if math.isfinite(r) else f"{k} 0 → {res['summary'][m][k][0]:.3f} (SFT's is 0)"
+            for k, r in d.items()
+        )
 
     lines += [
         f"- **DiffRO hacks** (proxy up and every artifact rate / distance > {1 + tol:.2f}× SFT's): "
-        f"{'met' if h['met'] else 'not met'}. Proxy up: {h['proxy_up']}; ratios to SFT: {ratios(h['quality_ratios_vs_sft'])}.",
+        f"{'met' if h['met'] else 'not met'}. Proxy up: {h['proxy_up']}; ratios to SFT: {ratios(h['quality_ratios_vs_sft'], 'diffro')}.",
         f"- **RRPO goal** (judge accuracy > SFT's and ≥ DiffRO's; every artifact rate / distance ≤ {1 + tol:.2f}× SFT's): "
         f"{'met' if g['met'] else 'not met'}. Judge above SFT: {g['judge_above_sft']}; at least DiffRO: "
-        f"{g['judge_at_least_diffro']}; ratios to SFT: {ratios(g['quality_ratios_vs_sft'])}.",
+        f"{g['judge_at_least_diffro']}; ratios to SFT: {ratios(g['quality_ratios_vs_sft'], 'rrpo')}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -1368,7 +1372,10 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_ylim(0, top)
     ax.axhline(1.0, c="k", lw=1)
     ax.axhline(1.1, ls="--", c="grey", lw=1, label="SFT + 10 %")
-    ax.set_xticks(range(len(QUALITY)), ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet"], fontsize=8)
+    ticks = ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet"]
+    if not s["sft"]["artifacts"][0] > 0:
+        ticks[0] = "artifacts\n(SFT's rate is 0:\nno ratio, see table)"
+    ax.set_xticks(range(len(QUALITY)), ticks, fontsize=8)
     ax.set_ylabel("ratio to SFT (lower is better)")
     ax.set_title("artifacts and distances to real speech")
     ax.legend(fontsize=6, loc="upper center", ncol=2)

@@ -608,3 +608,21 @@ def test_each_seed_optimises_against_its_own_reward_models(tmp_path):
     opt_off = {s.name: s.action for s in build_stages(off, tmp_path, tmp_path / "o", main)}
     assert "rm_vanilla_s1" not in opt_off and f"path: {o / 'rm' / 'vanilla'}}}" in " ".join(opt_off["diffro_s1"])
     assert rm_seed(off, off.systems["diffro"], 1) == 0
+
+
+def test_a_rise_from_zero_artifacts_is_shown_as_values(tmp_path):
+    """SFT without artifacts (every start point 0 /s), DiffRO's last step 0.05 clicks + 0.02 bursts =
+    0.07 /s: the verdict line reads 'artifacts 0 → 0.070', not an infinite ratio; RRPO's 0 stays 1.00×."""
+    _fake_run(tmp_path)
+    for f in tmp_path.glob("runs/*/audit/audit.json"):
+        a = json.loads(f.read_text())
+        for k in ("clicks", "bursts"):
+            a["start"]["artifacts"][k]["events_per_s"] = 0.0
+            a["final"]["artifacts"][k]["events_per_s"] = (
+                {"clicks": 0.05, "bursts": 0.02}[k] if "diffro" in str(f) else 0.0
+            )
+        a["points"] = [a["start"], a["final"]]
+        f.write_text(json.dumps(a))
+    write_results(tmp_path, ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=ONE))
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "artifacts 0 → 0.070 (SFT's is 0)" in table and "artifacts 1.00×" in table and "inf×" not in table
