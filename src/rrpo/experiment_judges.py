@@ -188,7 +188,8 @@ def resynthesise_speaker(
     The recordings are those of ``manifest`` by ``speaker`` whose emotion is in ``classes``; their
     tokens come from ``shards`` (``rrpo tokenize`` of that manifest) and are decoded with the profile
     the audit gives that speaker (:class:`rrpo.audit.scorer.Scorer`: the codec's stored one, else one
-    from the speaker's first ``profile_recordings`` recordings). Writes ``out/audio/<id>.wav`` and
+    from the speaker's first ``profile_recordings`` recordings, :func:`rrpo.codec.profile_from_manifest`).
+    Writes ``out/audio/<id>.wav`` and
     ``out/resynth.jsonl`` (the same records, audio replaced) and returns the manifest's path. Judging
     it gives what the judge can hear of each emotion once speech has been through the codec's tokens:
     the most a policy speaking those tokens could score."""
@@ -196,9 +197,9 @@ def resynthesise_speaker(
 
     from tqdm import tqdm
 
-    from rrpo.codec import load_codec, profile_for
+    from rrpo.codec import load_codec, profile_from_manifest
     from rrpo.codec.shards import TokenShards
-    from rrpo.data.audio import load_audio, save_audio
+    from rrpo.data.audio import save_audio
     from rrpo.data.manifest import read_manifest, write_manifest
 
     codec = load_codec(codec_dir)
@@ -210,8 +211,7 @@ def resynthesise_speaker(
     missing = tok.missing([u.id for u in rows])
     if missing:
         raise RrpoError(f"{len(missing)} of '{speaker}''s recordings are not tokenised (e.g. {missing[0]})", shards)
-    recs = [u for u in man if u.speaker == speaker][:profile_recordings]
-    profile = profile_for(codec, speaker, lambda: (load_audio(man.audio_path(u)) for u in recs))
+    profile = profile_from_manifest(codec, man, speaker, profile_recordings)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     sr = int(codec.sampling_rate)
     done = []

@@ -3,18 +3,13 @@ carries the figures docs/optimize.md reads; the model has CosyVoice2-0.5B's per-
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.unit.bench_loader import load_bench
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[2] / "bench" / "gpu.py"
-    spec = importlib.util.spec_from_file_location("bench_gpu", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("gpu")
 
 
 def test_config_is_cosyvoice2_0_5b():

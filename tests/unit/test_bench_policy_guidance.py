@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.unit.bench_loader import load_bench
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[2] / "bench" / "policy_guidance.py"
-    spec = importlib.util.spec_from_file_location("bench_policy_guidance", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("policy_guidance")
 
 
 def test_recall_pools_per_emotion_accuracy_by_count():

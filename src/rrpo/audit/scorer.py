@@ -135,14 +135,12 @@ class Scorer:
         # each sample is decoded as the speaker it was asked to speak as: the codec's stored
         # profile, or (a speaker the codec never heard) one from up to ``profile_recordings`` of that
         # speaker's recordings in ``man``
-        from rrpo.codec import profile_for
+        from rrpo.codec import profile_from_manifest
 
-        self.profiles = {}
-        for spk in dict.fromkeys(r["speaker"] for r in self.rows):
-            recs = [u for u in man if u.speaker == spk][:profile_recordings]
-            self.profiles[spk] = profile_for(
-                codec, spk, lambda recs=recs: (load_audio(man.audio_path(u)) for u in recs)
-            )
+        self.profiles = {
+            spk: profile_from_manifest(codec, man, spk, profile_recordings)
+            for spk in dict.fromkeys(r["speaker"] for r in self.rows)
+        }
 
     def _encode(self, policy):
         use_spk = policy.speaker_embedding is not None

@@ -88,4 +88,21 @@ def profile_for(codec: SpeechCodec, speaker: str | None, references=None):
     return codec.speaker_profile(speaker)
 
 
-__all__ = ["SpeechCodec", "frame_energy", "load_codec", "codec_description", "profile_for"]
+def profile_from_manifest(codec: SpeechCodec, man, speaker: str, max_recordings: int = 10):
+    """:func:`profile_for` ``speaker``, with references (when the codec has no stored profile of it)
+    the speaker's first ``max_recordings`` recordings in the manifest ``man``, loaded only if needed.
+    This is how the audit, and anything that must decode as the audit does, profiles a speaker."""
+    from rrpo.data.audio import load_audio
+
+    recs = [u for u in man if u.speaker == speaker][:max_recordings]
+    return profile_for(codec, speaker, lambda: (load_audio(man.audio_path(u)) for u in recs))
+
+
+__all__ = [
+    "SpeechCodec",
+    "frame_energy",
+    "load_codec",
+    "codec_description",
+    "profile_for",
+    "profile_from_manifest",
+]
