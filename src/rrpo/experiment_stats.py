@@ -46,8 +46,9 @@ UTT_METRICS = [
 #: (system B, system A): the paired differences B − A reported.
 PAIRS = [("rrpo", "diffro"), ("diffro", "sft"), ("rrpo", "sft")]
 #: (folds, RM seeds, optimiser seeds, utterances per run) designs whose predicted half-width is reported:
-#: the first run's design, today's default (2 folds x 3 seeds x 100), more seeds, more folds.
-DESIGNS = [(1, 1, 3, 25), (2, 1, 3, 100), (2, 3, 3, 100), (4, 1, 3, 100)]
+#: the first run's design, the 2-seed run's (one RM seed per optimiser seed), today's default (2 folds
+#: x 3 seeds x 200), twice the seeds, twice the folds.
+DESIGNS = [(1, 1, 3, 25), (2, 2, 1, 100), (2, 3, 1, 200), (2, 6, 1, 200), (4, 3, 1, 200)]
 
 
 def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]:
@@ -186,6 +187,14 @@ def comparison_stats(
             if not ca or not any(np.isfinite(x).any() for x, _ in ca):
                 continue
             res["paired"][name][key] = paired_difference(ca, cb, level, n_boot, n_perm, seed, strata=strata)
+        # predicted half-width of B - A for each design, the two systems taken as independent
+        # (sqrt of the sum of their squared half-widths; pairing on prompts can only narrow it)
+        va = res["variance"].get(a_sys, {}).get("judge_acc")
+        vb = res["variance"].get(b_sys, {}).get("judge_acc")
+        if va and vb and "judge_acc" in res["paired"][name]:
+            res["paired"][name]["judge_acc"]["half_width_design"] = {
+                d: math.sqrt(va["half_width"][d] ** 2 + vb["half_width"][d] ** 2) for d in va["half_width"]
+            }
     return res
 
 
@@ -283,4 +292,25 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
                 )
                 + f" | {hw} |"
             )
+        pw = [
+            (k, v["judge_acc"]["half_width_design"])
+            for k, v in st.get("paired", {}).items()
+            if "half_width_design" in v.get("judge_acc", {})
+        ]
+        if pw:
+            lines += [
+                "",
+                "Predicted 95 % half-width of the paired differences of judge accuracy (points) for the same "
+                "designs, the two systems taken as independent (the root of the sum of their squared "
+                "half-widths above), against the half-width measured here:",
+                "",
+                "| difference | measured | " + " | ".join(f"±{f}×{a}×{b}×{n}" for f, a, b, n in DESIGNS) + " |",
+                "| --- | --- |" + " --- |" * len(DESIGNS),
+            ]
+            for k, hw in pw:
+                b, a = k.split("-", 1)
+                d = st["paired"][k]["judge_acc"]
+                meas = 50 * (d["hi"] - d["lo"])
+                cells = " | ".join(f"{100 * hw[f'{f}x{a_}x{b_}x{n}']:.1f}" for f, a_, b_, n in DESIGNS)
+                lines.append(f"| {names.get(b, b)} − {names.get(a, a)} | {meas:.1f} | {cells} |")
     return lines + [""]

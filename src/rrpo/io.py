@@ -46,6 +46,33 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
+def sha256_files(paths: list[Path]) -> str:
+    """Hex SHA-256 over the names and bytes of ``paths``, in the order given."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        p = Path(p)
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+#: Files of a run, model or codec folder that describe how it was made, not what it is.
+DESCRIPTIVE_FILES = frozenset({"command.txt", "config.yaml", "run.json", ".done", "metrics.jsonl"})
+
+
+def folder_digest(folder: str | os.PathLike, recursive: bool = True) -> str:
+    """:func:`sha256_files` of a folder's files (relative paths sorted), without
+    :data:`DESCRIPTIVE_FILES` and hidden files: two folders with the same model have the same digest."""
+    folder = Path(folder)
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    keep = sorted(p for p in files if p.is_file() and p.name not in DESCRIPTIVE_FILES and not p.name.startswith("."))
+    return sha256_files(keep)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     from rrpo.errors import RrpoError
 

@@ -134,3 +134,54 @@ def test_audit_then_report(world, capsys):
     assert audio and all(f.stat().st_size > 44 for f in audio)
     for f in audio:
         assert f.relative_to(root / "report").as_posix() in page  # every clip is on the page
+
+
+def _audit(root, man, out, *extra):
+    return main(
+        [
+            "audit",
+            f"run={root / 'opt'}",
+            f"out={out}",
+            f"codec={root / 'codec'}",
+            f"judge={root / 'judge'}",
+            f"prompts.manifest={man}",
+            "prompts.max_texts=1",
+            "sampling.max_ratio=3",
+            "sampling.min_ratio=1",
+            "recognizer=false",
+            *extra,
+        ]
+    )
+
+
+def test_audit_start_cache_is_shared_and_equal(world, monkeypatch, capsys):
+    """start_cache: the first audit scores step 0 and stores it; a second audit of the same start
+    reuses it (one generation: the last checkpoint's only) and gets the same point and audio as an
+    audit without the cache; another sampling seed recomputes the cache."""
+    import rrpo.audit.scorer as scorer
+
+    root, man = world
+    cache = root / "start_cache"
+    assert _audit(root, man, root / "plain") == 0, capsys.readouterr().err
+    assert _audit(root, man, root / "c1", f"start_cache={cache}") == 0, capsys.readouterr().err
+    key1 = json.loads((cache / "start.json").read_text())["key"]
+    calls = []
+    real = scorer.generate
+    monkeypatch.setattr(scorer, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert _audit(root, man, root / "c2", f"start_cache={cache}") == 0, capsys.readouterr().err
+    assert len(calls) == 1  # the last checkpoint only; step 0 came from the cache
+    starts = [json.loads((root / d / "audit.json").read_text())["start"] for d in ("plain", "c1", "c2")]
+    for s in starts[1:]:
+        assert s["utterances"] == starts[0]["utterances"]
+        assert s["judge"] == starts[0]["judge"] and s["proxy_prob"] == pytest.approx(starts[0]["proxy_prob"])
+        assert s["mean_len_s"] == pytest.approx(starts[0]["mean_len_s"]) and s["sqrt_kl"] == 0
+    wavs = sorted(p.name for p in (root / "plain" / "audio" / "step_0").glob("*.wav"))
+    assert wavs and sorted(p.name for p in (root / "c2" / "audio" / "step_0").glob("*.wav")) == wavs
+    for w in wavs:
+        a, _ = sf.read(root / "plain" / "audio" / "step_0" / w)
+        b, _ = sf.read(root / "c2" / "audio" / "step_0" / w)
+        np.testing.assert_array_equal(a, b)
+    calls.clear()
+    assert _audit(root, man, root / "c3", f"start_cache={cache}", "seed=99") == 0, capsys.readouterr().err
+    assert len(calls) == 2  # another key: step 0 is generated again
+    assert json.loads((cache / "start.json").read_text())["key"] != key1

@@ -11,6 +11,7 @@ from rrpo.cli import main
 
 TINY = """
 seeds: [0]
+jobs: 2
 heldout_speakers: [ZhaoZuoxiang]
 synth: [sentences_per_language=4, voices_per_language=2]
 codec: [spectral_clusters=16, pitch_bins=4, energy_bins=2, kmeans_iters=5, max_train_frames=20000]
@@ -74,6 +75,15 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
     assert [p["step"] for p in audit["points"]] == [0, 1, 2]
     assert len(audit["prompts"]) == 1 * 5 * 2  # 1 text x 5 emotions x 2 samples
+    # jobs=2: fine-tunes, runs and audits ran as child processes with their own logs; step 0 was scored
+    # once and every system's audit has the same start (audio too)
+    assert (out / "logs" / "rrpo_s0.log").exists() and (out / "logs" / "audit_grpo_s0.log").exists()
+    assert (out / "audit_start" / "s0" / "start.json").exists()
+    other = json.loads((out / "runs" / "grpo_s0" / "audit" / "audit.json").read_text())
+    assert other["start"]["utterances"] == audit["start"]["utterances"]
+    assert sorted(p.name for p in (out / "runs" / "grpo_s0" / "audit" / "audio" / "step_0").iterdir()) == sorted(
+        p.name for p in (out / "audit_start" / "s0" / "audio").iterdir()
+    )
     # the audit speaks held-out sentences (246-250) as the held-out speaker, with the real recording as reference
     assert {p["speaker"] for p in audit["prompts"]} == {"ZhaoZuoxiang"}
     assert all(int(p["ref_id"].rsplit("_", 1)[1]) >= 246 for p in audit["prompts"])

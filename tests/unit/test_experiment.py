@@ -351,7 +351,14 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
         "watch.stop_on_flag=true" in opt["diffro_watch_s0"] and f"watch.judge={o / 'judge'}" in opt["diffro_watch_s0"]
     )
     assert not any(a.startswith("watch.") for r in runs if r != "diffro_watch_s0" for a in opt[r])
-    assert "prompts.samples=4" in opt["audit_grpo_s0"]
+    assert "prompts.samples=8" in opt["audit_grpo_s0"]
+    # every system's audit of seed 0 shares one scored start; fine-tunes, runs and audits may run in
+    # parallel, each audit after its own run
+    starts = {a for r in runs for a in opt[f"audit_{r}"] if a.startswith("start_cache=")}
+    assert starts == {f"start_cache={o / 'audit_start' / 's0'}"}
+    by_name = {s.name: s for s in stages}
+    assert all(by_name[r].parallel and by_name[f"audit_{r}"].needs == (r,) for r in runs)
+    assert by_name["rm_robust_s2"].parallel and not by_name["rm_eval"].parallel
     # one guidance scale for every sampling of the policy, from an SFT with emotion dropout
     for r in runs:
         assert "sampling.guidance=5" in opt[r] and "sampling.guidance=5" in opt[f"audit_{r}"]

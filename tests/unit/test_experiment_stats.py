@@ -70,7 +70,11 @@ def test_comparison_stats_by_hand():
     v = st["variance"]["sft"]["judge_acc"]
     assert v["sigma2"]["opt"] == 0.0 and v["sigma2"]["utt"] == pytest.approx(0.25)
     assert math.isnan(v["sigma2"]["rm"]) and not v["rm_estimated"]
-    assert v["half_width"]["2x1x3x100"] == pytest.approx(1.96 * math.sqrt(0.25 / 300 / 2))
+    assert v["half_width"]["2x3x1x200"] == pytest.approx(1.96 * math.sqrt(0.25 / 600 / 2))
+    # B - A predicted as independent systems: sqrt(hw_A^2 + hw_B^2); rrpo's utterance variance is 0
+    hw = st["paired"]["diffro-sft"]["judge_acc"]["half_width_design"]
+    hw_d = st["variance"]["diffro"]["judge_acc"]["half_width"]["2x3x1x200"]
+    assert hw["2x3x1x200"] == pytest.approx(math.sqrt(hw_d**2 + (1.96 * math.sqrt(0.25 / 600 / 2)) ** 2))
     assert math.isnan(v["sigma2"]["fold"])  # one fold: not replicated
 
 

@@ -62,6 +62,12 @@ class AuditConfig:
         10, "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings"
     )
     bf16: bool = option(False, "bf16 autocast while generating")
+    start_cache: str = option(
+        "",
+        "folder where step 0 (the starting policy: generation, audio, judge, artifacts, distances) is "
+        "scored once and reused by every audit with the same starting policy, prompts, seeds, codec and "
+        "judge; only the proxy is scored per run. Empty: score step 0 in every audit",
+    )
 
     def __post_init__(self):
         check(self.every >= 1, "every", "must be >= 1")
@@ -120,6 +126,7 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
         recognizer=cfg.recognizer,
         bf16=cfg.bf16,
         profile_recordings=cfg.profile_recordings,
+        sources={"policy": info.policy, "codec": cfg.codec, "judge": cfg.judge},
     )
 
 
@@ -145,9 +152,12 @@ def run_audit(cfg: AuditConfig) -> dict:
 
     todo = [(0, None)] + [(int(c.name.split("_")[1]), c) for c in chosen]
     for step, ck in tqdm(todo, desc="audit", unit="ckpt", disable=None):
-        policy = auditor.start if ck is None else load_policy(run / "policy", checkpoint=ck)
         adir = out / "audio" / f"step_{step}" if ck is None or ck == chosen[-1] else None
-        s = auditor.score(policy, adir)
+        if ck is None and cfg.start_cache:
+            s = auditor.score_start(Path(cfg.start_cache), adir)
+        else:
+            policy = auditor.start if ck is None else load_policy(run / "policy", checkpoint=ck)
+            s = auditor.score(policy, adir)
         s["step"] = step
         points.append(s)
     flags = hacking_flags(
