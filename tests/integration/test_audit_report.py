@@ -103,19 +103,7 @@ def world(tmp_path_factory):
 
 def test_audit_then_report(world, capsys):
     root, man = world
-    rc = main(
-        [
-            "audit",
-            f"run={root / 'opt'}",
-            f"codec={root / 'codec'}",
-            f"judge={root / 'judge'}",
-            f"prompts.manifest={man}",
-            "prompts.max_texts=1",
-            "sampling.max_ratio=3",
-            "sampling.min_ratio=1",
-            "recognizer=false",
-        ]
-    )
+    rc = _audit(root, man)
     assert rc == 0, capsys.readouterr().err
     audit = json.loads((root / "opt" / "audit" / "audit.json").read_text())
     steps = [p["step"] for p in audit["points"]]
@@ -136,12 +124,11 @@ def test_audit_then_report(world, capsys):
         assert f.relative_to(root / "report").as_posix() in page  # every clip is on the page
 
 
-def _audit(root, man, out, *extra):
+def _audit(root, man, *extra):
     return main(
         [
             "audit",
             f"run={root / 'opt'}",
-            f"out={out}",
             f"codec={root / 'codec'}",
             f"judge={root / 'judge'}",
             f"prompts.manifest={man}",
@@ -162,13 +149,13 @@ def test_audit_start_cache_is_shared_and_equal(world, monkeypatch, capsys):
 
     root, man = world
     cache = root / "start_cache"
-    assert _audit(root, man, root / "plain") == 0, capsys.readouterr().err
-    assert _audit(root, man, root / "c1", f"start_cache={cache}") == 0, capsys.readouterr().err
+    assert _audit(root, man, f"out={root / 'plain'}") == 0, capsys.readouterr().err
+    assert _audit(root, man, f"out={root / 'c1'}", f"start_cache={cache}") == 0, capsys.readouterr().err
     key1 = json.loads((cache / "start.json").read_text())["key"]
     calls = []
     real = scorer.generate
     monkeypatch.setattr(scorer, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert _audit(root, man, root / "c2", f"start_cache={cache}") == 0, capsys.readouterr().err
+    assert _audit(root, man, f"out={root / 'c2'}", f"start_cache={cache}") == 0, capsys.readouterr().err
     assert len(calls) == 1  # the last checkpoint only; step 0 came from the cache
     starts = [json.loads((root / d / "audit.json").read_text())["start"] for d in ("plain", "c1", "c2")]
     for s in starts[1:]:
@@ -182,6 +169,6 @@ def test_audit_start_cache_is_shared_and_equal(world, monkeypatch, capsys):
         b, _ = sf.read(root / "c2" / "audio" / "step_0" / w)
         np.testing.assert_array_equal(a, b)
     calls.clear()
-    assert _audit(root, man, root / "c3", f"start_cache={cache}", "seed=99") == 0, capsys.readouterr().err
+    assert _audit(root, man, f"out={root / 'c3'}", f"start_cache={cache}", "seed=99") == 0, capsys.readouterr().err
     assert len(calls) == 2  # another key: step 0 is generated again
     assert json.loads((cache / "start.json").read_text())["key"] != key1
