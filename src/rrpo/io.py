@@ -46,14 +46,33 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
+def _timeless(obj: Any) -> Any:
+    """``obj`` without the keys that time how it was made (``*_seconds``), at any depth."""
+    if isinstance(obj, dict):
+        return {k: _timeless(v) for k, v in obj.items() if not str(k).endswith("_seconds")}
+    if isinstance(obj, list):
+        return [_timeless(v) for v in obj]
+    return obj
+
+
 def sha256_files(paths: list[Path]) -> str:
-    """Hex SHA-256 over the names and bytes of ``paths``, in the order given."""
+    """Hex SHA-256 over the names and contents of ``paths``, in the order given. A ``.json`` file
+    counts by its content without the keys that time its making (``*_seconds``, e.g. a codec's
+    ``train_seconds``), so the same model trained again has the same digest."""
     import hashlib
 
     h = hashlib.sha256()
     for p in paths:
         p = Path(p)
         h.update(p.name.encode() + b"\0")
+        if p.suffix == ".json":
+            try:
+                obj = json.loads(p.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pass
+            else:
+                h.update(json.dumps(_timeless(obj), sort_keys=True).encode())
+                continue
         with open(p, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)

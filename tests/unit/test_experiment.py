@@ -399,13 +399,16 @@ def test_system_and_corpus_errors_name_the_key(over, message):
 
 def test_pretrain_key_follows_settings_and_inputs(tmp_path):
     """Same settings and inputs -> same key (whatever the run folder); a changed pre-training setting,
-    codec file or manifest byte -> another key; the codec's descriptive files do not count."""
+    codec file or manifest byte -> another key; the codec's descriptive files and the training times
+    in its codec.json do not count (a codec trained again gives the same key), its settings do."""
     from rrpo.experiment import pretrain_key
 
-    def make(root, weights=b"w", man=b"m"):
+    def make(root, weights=b"w", man=b"m", seconds=30.9, clusters=128):
         (root / "codec").mkdir(parents=True)
         (root / "codec" / "codec.safetensors").write_bytes(weights)
         (root / "codec" / "command.txt").write_text(f"rrpo codec train out={root}")
+        info = {"config": {"spectral_clusters": clusters}, "stats": {"frames": 9, "train_seconds": seconds}}
+        (root / "codec" / "codec.json").write_text(json.dumps(info))
         (root / "esd.jsonl").write_bytes(man)
         return root / "codec", {"esd": root / "esd.jsonl"}
 
@@ -414,6 +417,8 @@ def test_pretrain_key_follows_settings_and_inputs(tmp_path):
     assert pretrain_key(cfg, *make(tmp_path / "b"))[0] == a
     assert pretrain_key(cfg, *make(tmp_path / "c", weights=b"x"))[0] != a
     assert pretrain_key(cfg, *make(tmp_path / "d", man=b"n"))[0] != a
+    assert pretrain_key(cfg, *make(tmp_path / "f", seconds=31.2))[0] == a
+    assert pretrain_key(cfg, *make(tmp_path / "g", clusters=64))[0] != a
     other = dataclasses.replace(cfg, policy_pretrain=[*cfg.policy_pretrain, "train.lr=5e-4"])
     assert pretrain_key(other, *make(tmp_path / "e"))[0] != a
     assert len(a) == 20 and re.fullmatch("[0-9a-f]+", a)
