@@ -71,10 +71,12 @@ def test_comparison_stats_by_hand():
     assert v["sigma2"]["opt"] == 0.0 and v["sigma2"]["utt"] == pytest.approx(0.25)
     assert math.isnan(v["sigma2"]["rm"]) and not v["rm_estimated"]
     assert v["half_width"]["2x3x1x200"] == pytest.approx(1.96 * math.sqrt(0.25 / 600 / 2))
-    # B - A predicted as independent systems: sqrt(hw_A^2 + hw_B^2); rrpo's utterance variance is 0
+    # B - A predicted as independent systems, sqrt(hw_A^2 + hw_B^2). DiffRO and RRPO are all 0 and all
+    # 1 (every variance component 0, half-width 0), so DiffRO - SFT is SFT's own half-width,
+    # 1.96 * sqrt(0.25 / (3 * 200) / 2) = 1.96 * 0.0144338 = 0.0282902, and RRPO - DiffRO is 0
     hw = st["paired"]["diffro-sft"]["judge_acc"]["half_width_design"]
-    hw_d = st["variance"]["diffro"]["judge_acc"]["half_width"]["2x3x1x200"]
-    assert hw["2x3x1x200"] == pytest.approx(math.sqrt(hw_d**2 + (1.96 * math.sqrt(0.25 / 600 / 2)) ** 2))
+    assert hw["2x3x1x200"] == pytest.approx(0.0282902, abs=1e-7)
+    assert st["paired"]["rrpo-diffro"]["judge_acc"]["half_width_design"]["2x3x1x200"] == 0.0
     assert math.isnan(v["sigma2"]["fold"])  # one fold: not replicated
 
 
