@@ -188,7 +188,7 @@ def comparison_stats(
                 continue
             res["paired"][name][key] = paired_difference(ca, cb, level, n_boot, n_perm, seed, strata=strata)
         # predicted half-width of B - A for each design, the two systems taken as independent
-        # (sqrt of the sum of their squared half-widths; pairing on prompts can only narrow it)
+        # (sqrt of the sum of their squared half-widths; it leaves out the covariance that pairing on prompts brings)
         va = res["variance"].get(a_sys, {}).get("judge_acc")
         vb = res["variance"].get(b_sys, {}).get("judge_acc")
         if va and vb and "judge_acc" in res["paired"][name]:
