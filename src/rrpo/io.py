@@ -73,9 +73,22 @@ def sha256_files(paths: list[Path]) -> str:
             else:
                 h.update(json.dumps(_timeless(obj), sort_keys=True).encode())
                 continue
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        _update_with_file(h, p)
+    return h.hexdigest()
+
+
+def _update_with_file(h, path: str | os.PathLike) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of one file's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    _update_with_file(h, path)
     return h.hexdigest()
 
 

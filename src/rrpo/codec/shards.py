@@ -14,7 +14,6 @@ arrays memory-resident (token data are small: 25 tokens/s).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -27,14 +26,6 @@ from rrpo.io import atomic_path, write_json
 
 FORMAT = "rrpo-token-shards"
 VERSION = 1
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ShardWriter:

@@ -30,9 +30,10 @@ def tokenize_manifest(
     from tqdm import tqdm
 
     from rrpo.codec import codec_description, load_codec
-    from rrpo.codec.shards import ShardWriter, file_sha256
+    from rrpo.codec.shards import ShardWriter
     from rrpo.data.audio import load_audio
     from rrpo.data.manifest import read_manifest
+    from rrpo.io import file_sha256
 
     if shard_size < 1:
         raise RrpoError("shard_size must be at least 1")
