@@ -265,7 +265,7 @@ class ExperimentConfig:
             "model.heads=4",
             "model.kv_heads=2",
             "model.intermediate_size=768",
-            "train.steps=200",
+            "train.steps=400",
             "train.batch_size=16",
             "train.lr=1e-3",
             "train.warmup_steps=30",
