@@ -1430,7 +1430,7 @@ def write_results(o: Path, cfg: ExperimentConfig) -> dict:
 
 def cmd_experiment(args) -> int:
     from rrpo.args import config_from_args
-    from rrpo.stages import run_stages
+    from rrpo.stages import run_stages, stage_seconds
 
     cfg, io = config_from_args(ExperimentConfig, args, io=ExperimentArgs)
     out = Path(io.out)
@@ -1441,7 +1441,7 @@ def cmd_experiment(args) -> int:
     times = run_stages(stages, args.dispatch, force, tag="experiment", jobs=cfg.jobs, log_dir=out / "logs")
     rec = out / "results" / "stage_seconds.json"
     earlier = json.loads(rec.read_text())["stage_seconds"] if rec.exists() else {}
-    merged = {k: (v if v > 0 or k not in earlier else earlier[k]) for k, v in times.items()}
+    merged = stage_seconds(times, stages, earlier)
     rec.write_text(
         json.dumps(
             {

@@ -2,7 +2,9 @@
 
 A stage is an ``rrpo`` argument list run in-process (so a pipeline is also a worked example of the
 commands) or a Python callable. Each stage owns a folder; a ``.done`` marker written there after
-success makes a rerun skip it, so an interrupted pipeline resumes at the stage that failed.
+success makes a rerun skip it, so an interrupted pipeline resumes at the stage that failed. The
+marker records the seconds the stage took (:func:`recorded_seconds`), so the stage times of a
+pipeline finished over several invocations survive the ones that failed.
 
 With ``jobs`` > 1, consecutive argument-list stages marked ``parallel`` run as child processes
 (``python -m rrpo ...``) of one thread each, up to ``jobs`` at a time, each as soon as the stages it
@@ -13,6 +15,7 @@ stages always run in this process, in order, and end a parallel block.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -136,16 +139,41 @@ def run_stages(
                     f"{tag} stage '{st.name}' failed (exit {rc}); fix the cause and run the same "
                     "command again: finished stages are kept"
                 )
-        _mark(st)
         times[st.name] = round(time.perf_counter() - t0, 1)
+        _mark(st, times[st.name])
         print(f"{head}: {times[st.name]} s", flush=True)
     return times
 
 
-def _mark(st: Stage) -> None:
+def _mark(st: Stage, seconds: float) -> None:
     marker = st.folder / ".done"
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("ok\n")
+    marker.write_text(json.dumps({"seconds": seconds}) + "\n")
+
+
+def recorded_seconds(st: Stage) -> float | None:
+    """The seconds ``st`` took when it was made, from its ``.done`` marker; None when it is not done
+    or its marker predates the record (it then reads ``ok``)."""
+    try:
+        rec = json.loads((st.folder / ".done").read_text())
+        return float(rec["seconds"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def stage_seconds(times: dict[str, float], stages: Sequence[Stage], earlier: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage of a pipeline that may have taken several invocations: this invocation's
+    time where the stage ran now (``times`` > 0), else the time its marker recorded, else the time an
+    earlier invocation's record gave (``earlier``), else 0.0."""
+    by_name = {st.name: st for st in stages}
+    out = {}
+    for name, t in times.items():
+        if t > 0:
+            out[name] = t
+            continue
+        made = recorded_seconds(by_name[name]) if name in by_name else None
+        out[name] = made if made is not None else earlier.get(name, 0.0)
+    return out
 
 
 def _run_block(
@@ -202,9 +230,9 @@ def _run_block(
                     failed.append((name, rc, log))
                     print(f"{head}: failed (exit {rc}); log: {log}", flush=True)
                     continue
-                _mark(stages[k])
                 done.add(name)
                 times[name] = round(time.perf_counter() - t0, 1)
+                _mark(stages[k], times[name])
                 print(f"{head}: {times[name]} s", flush=True)
     except BaseException:
         for proc, _, _ in running.values():

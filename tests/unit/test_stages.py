@@ -101,3 +101,35 @@ def test_a_need_placed_after_its_stage_is_an_error(tmp_path):
         with pytest.raises(RrpoError, match=r"'c' needs \['a'\], which are not stages before it"):
             run_stages(stages, lambda argv: 1, tag="t", jobs=jobs, log_dir=tmp_path / "logs", command=child)
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_stage_times_survive_a_failed_invocation(tmp_path):
+    """A stage's marker records its seconds; a rerun after a failure reports them for the stages it
+    skipped (a failed invocation writes no record of its own)."""
+    from rrpo.stages import recorded_seconds, stage_seconds
+
+    stages = [stage(tmp_path, "a", 0.3), stage(tmp_path, "b", 0.0, status=1)]
+    with pytest.raises(RrpoError):
+        run_stages(stages, lambda argv: 1, tag="t", jobs=2, log_dir=tmp_path / "logs", command=child)
+    made = recorded_seconds(stages[0])
+    assert made is not None and made >= 0.3 and recorded_seconds(stages[1]) is None
+    stages[1] = stage(tmp_path, "b", 0.0)  # the cause fixed
+    t = run_stages(stages, lambda argv: 1, tag="t", jobs=2, log_dir=tmp_path / "logs", command=child)
+    assert t["a"] == 0.0 and t["b"] > 0  # this invocation's own times
+    merged = stage_seconds(t, stages, earlier={"a": 99.0, "b": 99.0})
+    assert merged == {"a": made, "b": t["b"]}
+
+
+def test_stage_seconds_by_hand(tmp_path):
+    """Now > marker > earlier record > 0, worked by hand; a marker from before the record ('ok')
+    counts as none."""
+    from rrpo.stages import stage_seconds
+
+    names = ["ran", "marked", "old_marker", "unknown"]
+    stages = [Stage(n, tmp_path / n, ["x"]) for n in names]
+    for n, text in (("marked", '{"seconds": 12.5}\n'), ("old_marker", "ok\n")):
+        (tmp_path / n).mkdir()
+        (tmp_path / n / ".done").write_text(text)
+    times = {"ran": 3.0, "marked": 0.0, "old_marker": 0.0, "unknown": 0.0}
+    merged = stage_seconds(times, stages, earlier={"ran": 7.0, "marked": 8.0, "old_marker": 9.0})
+    assert merged == {"ran": 3.0, "marked": 12.5, "old_marker": 9.0, "unknown": 0.0}
