@@ -106,3 +106,72 @@ def test_load_reward_model_roundtrip(tmp_path):
     assert torch.allclose(r(x, lens), m(x, lens), atol=1e-6)
     with pytest.raises(RrpoError):
         load_reward_model(tmp_path / "nothing")
+
+
+def _mapped_model(counts, min_count=2):
+    # token features on a line: token v sits at x = FEAT[v] (one feature column, standardised by the model,
+    # which keeps the order and the nearest neighbours)
+    FEAT = [0.0, 1.0, 2.0, 3.0, 10.0, 11.0]
+    cfg = ModelConfig(
+        d_model=8, n_layers=1, n_heads=2, d_ff=16, dropout=0.0, embedding="free+features",
+        unseen_tokens="nearest", min_token_count=min_count,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    m = TokenRewardModel(6, ESD_CLASSES, cfg, torch.tensor(FEAT)[:, None]).eval()
+    m.set_token_count(torch.tensor(counts, dtype=torch.float32))
+    return m
+
+
+def test_unseen_tokens_read_as_nearest_well_heard_token_worked_by_hand():
+    """Counts [5, 0, 1, 4, 0, 2], min 2: tokens 0, 3, 5 are well heard. Token 1 (x=1) is nearest to 0
+    (x=0; 3 is at 2), token 2 (x=2) nearest to 3 (x=3; 0 is at 2), token 4 (x=10) nearest to 5 (x=11)."""
+    m = _mapped_model([5, 0, 1, 4, 0, 2])
+    assert m.token_map().tolist() == [0, 0, 3, 3, 5, 5]
+    x, lens = torch.tensor([[1, 2, 4, 0]]), torch.tensor([4])
+    same = torch.tensor([[0, 3, 5, 0]])
+    assert torch.allclose(m(x, lens), m(same, lens), atol=1e-6)
+    # relaxed input: mass on a rare token acts as mass on its stand-in, and the gradient reaches it
+    p = torch.nn.functional.one_hot(x, 6).float().requires_grad_(True)
+    assert torch.allclose(m(p, lens), m(same, lens), atol=1e-6)
+    m.reward(p, lens, "sad").sum().backward()
+    assert p.grad[0, 0, 1] != 0
+    e = m.read_table()
+    assert torch.equal(e[1], m.embedding_table()[0]) and torch.equal(e[4], m.embedding_table()[5])
+    # keep: every token is itself; new counts are used at once
+    m.set_token_count(torch.full((6,), 9.0))
+    assert m.token_map().tolist() == list(range(6))
+    m.cfg.unseen_tokens = "keep"
+    assert m.token_map() is None
+
+
+def test_unseen_tokens_config_is_checked():
+    with pytest.raises(ConfigError, match="unseen_tokens"):
+        ModelConfig(unseen_tokens="nearest")  # embedding 'free': no features to measure nearness
+    with pytest.raises(ConfigError, match="min_token_count"):
+        ModelConfig(embedding="features", unseen_tokens="nearest", min_token_count=0)
+
+
+def test_token_counts_travel_with_the_weights(tmp_path):
+    from rrpo.io import write_json
+    from rrpo.train.loop import save_weights
+
+    m = _mapped_model([5, 0, 1, 4, 0, 2])
+    ck = tmp_path / "run" / "checkpoints" / "step_1"
+    ck.mkdir(parents=True)
+    save_weights(m, ck / "model.safetensors")
+    write_json(ck / "meta.json", {"step": 1, "rm": m.describe()})
+    r = load_reward_model(tmp_path / "run")
+    assert r.token_count.tolist() == [5, 0, 1, 4, 0, 2]
+    assert r.token_map().tolist() == [0, 0, 3, 3, 5, 5]
+    # a checkpoint written before counts were kept loads without them, every token read as itself
+    info = m.describe()
+    info.pop("token_count")
+    state = {k: v for k, v in m.state_dict().items() if k != "token_count"}
+    ck2 = tmp_path / "old" / "checkpoints" / "step_1"
+    ck2.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    save_file(state, str(ck2 / "model.safetensors"))
+    write_json(ck2 / "meta.json", {"step": 1, "rm": info})
+    old = load_reward_model(tmp_path / "old")
+    assert old.token_count is None and old.token_map().tolist() == list(range(6))

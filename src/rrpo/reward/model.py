@@ -83,6 +83,13 @@ class ModelConfig:
     nonspeech_frac: float = option(
         0.5, "a token id is non-speech if at least this fraction of its occurrences are quiet"
     )
+    unseen_tokens: Literal["keep", "nearest"] = option(
+        "keep",
+        "a token heard fewer than model.min_token_count times in training is read as itself (keep) or as "
+        "its nearest well-heard token in codec-feature space (nearest; needs token features). Read from the "
+        "fine-tuning config, not from init_from's checkpoint",
+    )
+    min_token_count: int = option(3, "with unseen_tokens=nearest: a token is well heard from this many occurrences")
 
     def __post_init__(self):
         check(self.d_model >= 1, "model.d_model", "must be >= 1")
@@ -103,6 +110,13 @@ class ModelConfig:
         )
         check(self.nonspeech_db < 0, "model.nonspeech_db", "must be < 0")
         check(0 < self.nonspeech_frac <= 1, "model.nonspeech_frac", "must be in (0, 1]")
+        check(self.unseen_tokens in ("keep", "nearest"), "model.unseen_tokens", "must be 'keep' or 'nearest'")
+        check(
+            self.unseen_tokens == "keep" or self.embedding != "free",
+            "model.unseen_tokens",
+            "'nearest' needs token features (model.embedding=features or free+features)",
+        )
+        check(self.min_token_count >= 1, "model.min_token_count", "must be >= 1")
 
 
 def lengths_to_mask(lens: torch.Tensor, T: int) -> torch.Tensor:
@@ -165,6 +179,7 @@ class TokenRewardModel(nn.Module):
         classes: Sequence[str],
         cfg: ModelConfig | None = None,
         token_features: torch.Tensor | None = None,
+        count_tokens: bool = True,
     ):
         super().__init__()
         cfg = cfg or ModelConfig()
@@ -211,6 +226,52 @@ class TokenRewardModel(nn.Module):
             self.register_buffer("nonspeech", torch.zeros(vocab_size, dtype=torch.bool))
         else:
             self.nonspeech = None
+        # how often each token id occurred in the training data (pre-training and fine-tuning added up);
+        # checkpoints from before the counts were kept have none (count_tokens=False)
+        if count_tokens:
+            self.register_buffer("token_count", torch.zeros(vocab_size))
+        else:
+            self.token_count = None
+        self._token_map = None  # (V,) ids, computed from token_count on first use (unseen_tokens=nearest)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._forget_token_map())
+
+    def _forget_token_map(self) -> None:
+        self._token_map = None
+
+    def set_token_count(self, count: torch.Tensor) -> None:
+        """Store the training data's per-token occurrence counts (V,)."""
+        if self.token_count is None:
+            raise RrpoError("this reward model was built without token counts (a checkpoint from an older rrpo)")
+        self.token_count.copy_(torch.as_tensor(count, dtype=self.token_count.dtype))
+        self._forget_token_map()
+
+    def token_map(self) -> torch.Tensor | None:
+        """(V,) ids: each token as the model reads it (None when unseen_tokens=keep). A token heard at least
+        ``min_token_count`` times maps to itself, any other to the nearest such token by Euclidean
+        distance between standardised codec token features. Without counts or well-heard tokens: identity."""
+        if self.cfg.unseen_tokens != "nearest":
+            return None
+        if self._token_map is None:
+            V = self.vocab_size
+            dev = self.token_features.device
+            ids = torch.arange(V, device=dev)
+            seen = (
+                self.token_count >= self.cfg.min_token_count
+                if self.token_count is not None
+                else torch.zeros(V, dtype=torch.bool, device=dev)
+            )
+            if bool(seen.any()) and not bool(seen.all()):
+                phi = self.token_features.float()
+                cand = phi[seen]
+                cand_ids = ids[seen]
+                rare = (~seen).nonzero().squeeze(1)
+                c2 = (cand * cand).sum(1)
+                for s in range(0, len(rare), 1024):
+                    r = rare[s : s + 1024]
+                    d2 = c2[None, :] - 2 * phi[r] @ cand.T  # |a|^2 is constant per row
+                    ids[r] = cand_ids[d2.argmin(1)]
+            self._token_map = ids
+        return self._token_map
 
     @property
     def feature_dim(self) -> int:
@@ -226,13 +287,22 @@ class TokenRewardModel(nn.Module):
             E = P if E is None else E + P
         return E
 
+    def read_table(self) -> torch.Tensor:
+        """E[m] (V, d): the embedding each token id is read with (E when unseen_tokens=keep)."""
+        m = self.token_map()
+        E = self.embedding_table()
+        return E if m is None else E[m]
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Low-level features F (B, T, d) of ids (B, T) or probability vectors (B, T, V): p·E."""
         E = self.embedding_table()  # (V, d)
+        m = self.token_map()
         if x.dtype in (torch.int64, torch.int32):
-            return E[x]  # one-hot(x)·E, by index
+            return E[x if m is None else m[x]]  # one-hot(x)·E, by index
         if x.ndim != 3 or x.shape[-1] != self.vocab_size:
             raise ValueError(f"relaxed input must be (B, T, {self.vocab_size}), got {tuple(x.shape)}")
+        if m is not None:
+            E = E[m]  # row v is the row of the token v is read as: p·E[m] = (p·M)·E, M the (V, V) map
         return torch.matmul(x.to(E.dtype), E)  # (B, T, V)·(V, d) -> (B, T, d)
 
     def input_mask(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -307,6 +377,7 @@ class TokenRewardModel(nn.Module):
             "classes": list(self.classes),
             "vocab_size": self.vocab_size,
             "feature_dim": self.feature_dim,
+            "token_count": self.token_count is not None,
         }
 
 
@@ -387,7 +458,7 @@ def build_from_meta(info: dict) -> TokenRewardModel:
     phi = torch.zeros(int(info["vocab_size"]), fd) if fd else None
     if phi is not None:
         phi[0, 0] = 1.0  # placeholder (non-degenerate std); the real buffer comes from the weights
-    return TokenRewardModel(int(info["vocab_size"]), info["classes"], cfg, phi)
+    return TokenRewardModel(int(info["vocab_size"]), info["classes"], cfg, phi, bool(info.get("token_count", False)))
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

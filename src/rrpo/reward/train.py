@@ -80,7 +80,7 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
             loss = l_emo + reg.fgm.alpha * l_adv
             metrics["rm/l_adv"] = float(l_adv.detach())
         if tat:
-            x_tok, changed = hotflip_substitute(x, g_F, model.embedding_table(), mask, reg.tat.frac, reg.tat.chunk)
+            x_tok, changed = hotflip_substitute(x, g_F, model.read_table(), mask, reg.tat.frac, reg.tat.chunk)
             l_tok = mixup_loss(model(x_tok, lens), y, None, None, reg.label_smoothing, avail)
             loss = loss + reg.tat.beta * l_tok
             metrics["rm/l_tok"] = float(l_tok.detach())
@@ -115,6 +115,14 @@ def build_model(cfg: RMTrainConfig, vocab_size: int) -> tuple[TokenRewardModel, 
     if "rm" not in meta:
         raise RrpoError("init_from: not a reward-model checkpoint (no 'rm' in meta.json)", ck)
     info = dict(meta["rm"])
+    # how tokens heard too rarely are read is a choice of this training, not of the checkpoint
+    info["model"] = {
+        **info["model"],
+        "unseen_tokens": cfg.model.unseen_tokens,
+        "min_token_count": cfg.model.min_token_count,
+    }
+    if cfg.model.unseen_tokens == "nearest" and not int(info.get("feature_dim", 0)):
+        raise RrpoError("model.unseen_tokens=nearest needs token features; init_from's model has none", ck)
     if int(info["vocab_size"]) != vocab_size:
         raise RrpoError(f"init_from has token vocabulary {info['vocab_size']}, the data {vocab_size}", ck)
     same_head = tuple(info["classes"]) == classes
@@ -154,6 +162,15 @@ def train_rm(cfg: RMTrainConfig, out: str | Path, resume: bool = True, argv: lis
         )
     if model.nonspeech is not None:
         summary["nonspeech_tokens"] = int(model.nonspeech.sum())
+    if model.token_count is not None:  # add this data's counts to init_from's (on resume the checkpoint's win)
+        import numpy as np
+
+        count = np.zeros(vocab, dtype=np.float64)
+        for it in items:
+            np.add.at(count, np.asarray(it.tokens, dtype=np.int64), 1)
+        model.set_token_count(model.token_count.double() + torch.from_numpy(count))
+        if model.cfg.unseen_tokens == "nearest":
+            summary["rare_tokens"] = int((model.token_count < model.cfg.min_token_count).sum())
     run = RunDir.create(out, cfg, argv)
     batches = EpochBatches(
         len(items),
