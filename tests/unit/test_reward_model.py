@@ -146,7 +146,9 @@ def test_unseen_tokens_read_as_nearest_well_heard_token_worked_by_hand():
 
 def test_unseen_tokens_config_is_checked():
     with pytest.raises(ConfigError, match="unseen_tokens"):
-        ModelConfig(unseen_tokens="nearest")  # embedding 'free': no features to measure nearness
+        ModelConfig(unseen_tokens="closest")
+    with pytest.raises(RrpoError, match="unseen_tokens=nearest needs token features"):
+        TokenRewardModel(6, ESD_CLASSES, ModelConfig(unseen_tokens="nearest"))  # embedding 'free'
     with pytest.raises(ConfigError, match="min_token_count"):
         ModelConfig(embedding="features", unseen_tokens="nearest", min_token_count=0)
 

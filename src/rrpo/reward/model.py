@@ -111,11 +111,6 @@ class ModelConfig:
         check(self.nonspeech_db < 0, "model.nonspeech_db", "must be < 0")
         check(0 < self.nonspeech_frac <= 1, "model.nonspeech_frac", "must be in (0, 1]")
         check(self.unseen_tokens in ("keep", "nearest"), "model.unseen_tokens", "must be 'keep' or 'nearest'")
-        check(
-            self.unseen_tokens == "keep" or self.embedding != "free",
-            "model.unseen_tokens",
-            "'nearest' needs token features (model.embedding=features or free+features)",
-        )
         check(self.min_token_count >= 1, "model.min_token_count", "must be >= 1")
 
 
@@ -232,6 +227,11 @@ class TokenRewardModel(nn.Module):
             self.register_buffer("token_count", torch.zeros(vocab_size))
         else:
             self.token_count = None
+        if cfg.unseen_tokens == "nearest" and self.token_features is None:
+            raise RrpoError(
+                "model.unseen_tokens=nearest needs token features to measure nearness "
+                "(model.embedding=features or free+features)"
+            )
         self._token_map = None  # (V,) ids, computed from token_count on first use (unseen_tokens=nearest)
         self.register_load_state_dict_post_hook(lambda module, keys: module._forget_token_map())
 
