@@ -362,3 +362,49 @@ def test_tempo_config_is_checked(corpus, bad):
 
     with pytest.raises(RrpoError, match="tempo"):
         _cfg(corpus, f"data.tempo={bad}")
+
+
+def test_token_counts_add_up_over_pretraining_and_finetuning_and_resume_exactly(corpus, tmp_path):
+    """Pre-training on speakers other than s4 counts their tokens; fine-tuning on s4 alone with
+    unseen_tokens=nearest adds s4's counts (pre-training's data counted once, also after a resume),
+    and an interrupted fine-tuning resumes to the same losses."""
+    import shutil
+
+    from rrpo.reward.data import load_items
+    from rrpo.reward.model import load_reward_model
+    from rrpo.runs import RunDir
+
+    man, tok, phi = corpus
+    feats = ["model.embedding=free+features", f"model.token_features={phi}"]
+    pre = _cfg(corpus, "train.steps=2", "data.exclude_speakers=[s4]", *feats)
+    train_rm(pre, tmp_path / "pre")
+
+    def counts(cfg):
+        items, summary = load_items(cfg.data, cfg.classes)
+        c = np.zeros(summary["vocab_size"])
+        for it in items:
+            np.add.at(c, it.tokens, 1)
+        return c
+
+    c_pre = counts(pre)
+    assert load_reward_model(tmp_path / "pre").token_count.numpy() == pytest.approx(c_pre)
+    c_all = c_pre + counts(_cfg(corpus, "data.speakers=[s4]"))
+    k = int(np.median(c_all))  # about half the tokens are rare
+    near = ["model.unseen_tokens=nearest", f"model.min_token_count={k}", f"init_from={tmp_path / 'pre'}"]
+    ft = _cfg(corpus, "train.steps=4", "train.ckpt_every=2", "data.speakers=[s4]", *near, "reg.label_smoothing=0.1")
+    full = train_rm(
+        _cfg(corpus, "train.steps=4", "data.speakers=[s4]", *near, "reg.label_smoothing=0.1"), tmp_path / "a"
+    )
+    train_rm(ft, tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")
+    train_rm(ft, tmp_path / "b")
+    m = load_reward_model(tmp_path / "b")
+    assert m.token_count.numpy() == pytest.approx(c_all)
+    rare = c_all < k
+    assert 0 < rare.sum() < len(rare)  # the map is not trivial
+    assert full["data"]["rare_tokens"] == int(rare.sum())
+    tm = m.token_map().numpy()
+    assert (tm[~rare] == np.arange(len(rare))[~rare]).all() and not rare[tm].any()
+    la = [x["rm/loss"] for x in RunDir(tmp_path / "a").read_metrics()]
+    lb = [x["rm/loss"] for x in RunDir(tmp_path / "b").read_metrics()]
+    assert len(la) == 4 and la == pytest.approx(lb, rel=1e-6)
