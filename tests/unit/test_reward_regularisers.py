@@ -9,6 +9,7 @@ from rrpo.reward.regularisers import (
     EAMConfig,
     energy_adaptive_mixup,
     fgm_delta,
+    greedy_substitute,
     hotflip_substitute,
     interferer_energy,
     mix_segment,
@@ -144,3 +145,52 @@ def test_hotflip_substitute_worked_by_hand():
         assert ch.tolist() == [[True, True, False, False], [False] * 4]
     xa, ch = hotflip_substitute(x, g, E, mask, 0.1)
     assert xa.tolist() == [[0, 2, 2, 0], [1, 1, 1, 1]] and int(ch.sum()) == 1
+
+
+def test_greedy_substitute_worked_by_hand():
+    """An additive loss: loss(ids) = Σ_t value[ids_t], value = (0, −1, 5, 1, 2).
+    Row 0: x = (0, 0, 0, 0), proposals best_tok = (1, 2, 3, 4) with gains (4, 3, 2, 1), all positions
+    may change, frac 0.5 -> k = 2 rounds, 2 candidates per round:
+      round 0: positions 0 (token 1: loss −1) and 1 (token 2: loss 5) tried -> position 1 kept (5 > 0);
+      round 1: positions 0 (5 − 1 = 4) and 2 (5 + 1 = 6) tried -> position 2 kept (6 > 5): (0, 2, 3, 0).
+    One candidate per round: position 0 (loss −1) never raises the loss, so nothing changes.
+    Row 1: its only allowed position (1) lowers the loss -> unchanged; k = 1."""
+    value = torch.tensor([0.0, -1.0, 5.0, 1.0, 2.0])
+    calls = []
+
+    def loss_fn(ids, rows):
+        calls.append(len(rows))
+        return value[ids].sum(1)
+
+    x = torch.tensor([[0, 0, 0, 0], [2, 2, 2, 2]])
+    best_tok = torch.tensor([[1, 2, 3, 4], [0, 1, 0, 0]])
+    gain = torch.tensor([[4.0, 3.0, 2.0, 1.0], [float("-inf"), 1.0, float("-inf"), float("-inf")]])
+    mask = torch.tensor([[True] * 4, [False, True, False, False]])
+    xa, ch = greedy_substitute(loss_fn, x, best_tok, gain, mask, 0.5, 2)
+    assert xa.tolist() == [[0, 2, 3, 0], [2, 2, 2, 2]]
+    assert ch.tolist() == [[False, True, True, False], [False] * 4]
+    assert calls == [2, 4, 4]  # the clean loss, then 2 rounds of 2 variants per row
+    xa, ch = greedy_substitute(loss_fn, x, best_tok, gain, mask, 0.5, 1)
+    assert xa.tolist() == x.tolist() and not ch.any()
+
+
+def test_greedy_tat_trains_and_changes_tokens():
+    """reg.tat.search=greedy through the training objective: changes at most the budget and the loss
+    on the substituted tokens is not below the clean loss of the same (eval-mode) model."""
+    from rrpo.config import ConfigError
+    from rrpo.reward.model import ModelConfig, TokenRewardModel
+    from rrpo.reward.regularisers import RegConfig, TATConfig
+    from rrpo.reward.train import make_objective
+
+    torch.manual_seed(0)
+    m = TokenRewardModel(12, ("a", "b", "c"), ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=16, dropout=0.0))
+    reg = RegConfig(tat=TATConfig(enabled=True, frac=0.2, search="greedy", candidates=4))
+    x = torch.randint(0, 12, (3, 10))
+    batch = {"tokens": x, "lens": torch.tensor([10, 10, 5]), "labels": torch.tensor([0, 1, 2]),
+             "energy": torch.ones(3, 10)}  # fmt: skip
+    loss, met = make_objective(m, reg)(batch, 0)
+    loss.backward()
+    assert 1 <= met["rm/tat_changed"] <= 2  # k = 2, 2, 1 per row
+    assert met["rm/l_tok"] >= met["rm/l_emo"] - 1e-6
+    with pytest.raises(ConfigError, match="reg.tat.search"):
+        TATConfig(search="beam")

@@ -90,8 +90,14 @@ class FGMConfig:
 
 @dataclass
 class TATConfig:
-    enabled: bool = option(False, "token-space adversarial training: one HotFlip substitution step per batch")
+    enabled: bool = option(False, "token-space adversarial training: token substitutions against the true labels")
     frac: float = option(0.05, "fraction of each utterance's speech positions substituted (at least one)")
+    search: Literal["hotflip", "greedy"] = option(
+        "hotflip",
+        "hotflip: the positions of largest first-order gain change at once; greedy: one change per round, "
+        "the best of `candidates` HotFlip proposals by the model's actual loss, kept only if it raises the loss",
+    )
+    candidates: int = option(8, "greedy search: substitutions tried per round (one forward pass each)")
     beta: float = option(1.0, "β: weight of L_tok in L_emo + α·L_adv + β·L_tok")
     chunk: int = option(4096, "candidate tokens scored per matrix product (bounds memory, not the result)")
 
@@ -99,6 +105,8 @@ class TATConfig:
         check(0 < self.frac <= 1, "reg.tat.frac", "must be in (0, 1]")
         check(self.beta >= 0, "reg.tat.beta", "must be >= 0")
         check(self.chunk >= 1, "reg.tat.chunk", "must be >= 1")
+        check(self.search in ("hotflip", "greedy"), "reg.tat.search", "must be 'hotflip' or 'greedy'")
+        check(self.candidates >= 1, "reg.tat.candidates", "must be >= 1")
 
 
 @dataclass
@@ -296,13 +304,12 @@ def project_l2(delta: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hotflip_substitute(
-    x: torch.Tensor, grad: torch.Tensor, table: torch.Tensor, mask: torch.Tensor, frac: float, chunk: int = 4096
+def hotflip_candidates(
+    x: torch.Tensor, grad: torch.Tensor, table: torch.Tensor, mask: torch.Tensor, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One HotFlip step (see module doc): ids ``x`` (B, T), ``grad`` = ∇_F L (B, T, d) at F = E[x],
-    ``table`` E (V, d), ``mask`` (B, T) bool positions that may change. Returns (x_adv (B, T), changed
-    (B, T) bool). Each row changes max(1, round(frac·n_b)) of its n_b masked positions (none if n_b = 0):
-    those whose best alternative token v ≠ x_t has the largest gain (E_v − E_{x_t})·g_t."""
+    """HotFlip proposals: ids ``x`` (B, T), ``grad`` = ∇_F L (B, T, d) at F = E[x], ``table`` E (V, d),
+    ``mask`` (B, T) bool positions that may change. Returns (best_tok (B, T), gain (B, T)): per position
+    the token v ≠ x_t of largest first-order gain (E_v − E_{x_t})·g_t, and that gain (−inf off the mask)."""
     B, T = x.shape
     g = grad.detach().float()
     E = table.detach().float()
@@ -319,9 +326,62 @@ def hotflip_substitute(
         better = v > best
         best = torch.where(better, v, best)
         best_tok = torch.where(better, i + a, best_tok)
-    gain = (best - base).masked_fill(~mask, float("-inf"))
+    return best_tok, (best - base).masked_fill(~mask, float("-inf"))
+
+
+def _budget(mask: torch.Tensor, frac: float) -> torch.Tensor:
+    """(B,) changes per row: max(1, round(frac·n_b)) of its n_b masked positions, 0 when n_b = 0."""
     n = mask.sum(1)
-    k = torch.where(n > 0, torch.clamp((frac * n.float()).round().long(), min=1), torch.zeros_like(n))
+    return torch.where(n > 0, torch.clamp((frac * n.float()).round().long(), min=1), torch.zeros_like(n))
+
+
+def hotflip_substitute(
+    x: torch.Tensor, grad: torch.Tensor, table: torch.Tensor, mask: torch.Tensor, frac: float, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One HotFlip step (see module doc): arguments as :func:`hotflip_candidates`. Returns (x_adv (B, T),
+    changed (B, T) bool). Each row changes max(1, round(frac·n_b)) of its n_b masked positions (none if
+    n_b = 0): those whose best alternative token v ≠ x_t has the largest gain (E_v − E_{x_t})·g_t."""
+    best_tok, gain = hotflip_candidates(x, grad, table, mask, chunk)
+    k = _budget(mask, frac)
     rank = gain.argsort(1, descending=True).argsort(1)  # (B, T) 0 = largest gain
     changed = (rank < k[:, None]) & mask
     return torch.where(changed, best_tok, x), changed
+
+
+def greedy_substitute(
+    loss_fn,
+    x: torch.Tensor,
+    best_tok: torch.Tensor,
+    gain: torch.Tensor,
+    mask: torch.Tensor,
+    frac: float,
+    candidates: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy token substitution checked by the model. ``loss_fn(ids (N, T), rows (N,)) -> (N,)`` is the
+    loss of each variant of row ``rows[i]`` (no gradient needed). Each round, every row that has budget
+    left (:func:`_budget`) tries, one forward pass each, the ``candidates`` unchanged positions of
+    largest ``gain`` with their ``best_tok``, and keeps the variant of highest loss if it is higher than
+    the row's current loss. Returns (x_adv, changed)."""
+    B, T = x.shape
+    k = _budget(mask, frac)
+    x_adv = x.clone()
+    changed = torch.zeros_like(mask)
+    rows_all = torch.arange(B)
+    cur = loss_fn(x_adv, rows_all)
+    m = min(candidates, T)
+    for r in range(int(k.max()) if B else 0):
+        g = gain.masked_fill(changed, float("-inf"))
+        top = g.topk(m, dim=1).indices  # (B, m)
+        ok = torch.isfinite(g.gather(1, top))
+        var = x_adv[:, None, :].repeat(1, m, 1)  # (B, m, T)
+        var.scatter_(2, top[..., None], best_tok.gather(1, top)[..., None])
+        loss = loss_fn(var.flatten(0, 1), rows_all.repeat_interleave(m)).view(B, m)
+        loss = loss.masked_fill(~ok, float("-inf"))
+        best, j = loss.max(1)
+        take = (r < k) & (best > cur)
+        pos = top.gather(1, j[:, None]).squeeze(1)
+        rows = rows_all[take]
+        x_adv[rows, pos[take]] = best_tok[rows, pos[take]]
+        changed[rows, pos[take]] = True
+        cur = torch.where(take, best, cur)
+    return x_adv, changed

@@ -27,9 +27,13 @@ from rrpo.reward.regularisers import (
     RegConfig,
     energy_adaptive_mixup,
     fgm_delta,
+    greedy_substitute,
+    hotflip_candidates,
     hotflip_substitute,
     mixup_loss,
     perturbation_radius,
+    smooth_labels,
+    soft_cross_entropy,
 )
 from rrpo.train.loop import TrainConfig
 
@@ -48,6 +52,24 @@ class RMTrainConfig:
 
     def __post_init__(self):
         self.classes = list(check_classes(self.classes))
+
+
+def _utterance_loss(model: TokenRewardModel, lens: torch.Tensor, y: torch.Tensor, avail: torch.Tensor | None):
+    """``loss_fn(ids, rows) -> (N,)`` for :func:`greedy_substitute`: the cross-entropy of each variant's true
+    label (classes its corpus lacks left out), the model in eval mode (no dropout), no gradient."""
+
+    def loss_fn(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits = model(ids, lens[rows]).float()
+                av = None if avail is None else avail[rows]
+                return soft_cross_entropy(logits, smooth_labels(y[rows], logits.shape[-1], 0.0, av), av)
+        finally:
+            model.train(was)
+
+    return loss_fn
 
 
 def make_objective(model: TokenRewardModel, reg: RegConfig):
@@ -80,7 +102,13 @@ def make_objective(model: TokenRewardModel, reg: RegConfig):
             loss = l_emo + reg.fgm.alpha * l_adv
             metrics["rm/l_adv"] = float(l_adv.detach())
         if tat:
-            x_tok, changed = hotflip_substitute(x, g_F, model.read_table(), mask, reg.tat.frac, reg.tat.chunk)
+            if reg.tat.search == "greedy":
+                best_tok, gain = hotflip_candidates(x, g_F, model.read_table(), mask, reg.tat.chunk)
+                x_tok, changed = greedy_substitute(
+                    _utterance_loss(model, lens, y, avail), x, best_tok, gain, mask, reg.tat.frac, reg.tat.candidates
+                )
+            else:
+                x_tok, changed = hotflip_substitute(x, g_F, model.read_table(), mask, reg.tat.frac, reg.tat.chunk)
             l_tok = mixup_loss(model(x_tok, lens), y, None, None, reg.label_smoothing, avail)
             loss = loss + reg.tat.beta * l_tok
             metrics["rm/l_tok"] = float(l_tok.detach())
