@@ -89,7 +89,7 @@ class ModelConfig:
         "its nearest well-heard token in codec-feature space (nearest; needs token features). Read from the "
         "fine-tuning config, not from init_from's checkpoint",
     )
-    min_token_count: int = option(3, "with unseen_tokens=nearest: a token is well heard from this many occurrences")
+    min_token_count: int = option(10, "with unseen_tokens=nearest: a token is well heard from this many occurrences")
 
     def __post_init__(self):
         check(self.d_model >= 1, "model.d_model", "must be >= 1")
