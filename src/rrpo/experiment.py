@@ -170,19 +170,14 @@ class ExperimentConfig:
             "train.warmup_steps=20",
             "data.max_tokens=300",
             "data.tempo=[0.6, 1.6]",
-        ],
-        "overrides for both fine-tunings on CASIA's training speakers (speed perturbation: docs/reward.md)",
-    )
-    robust: list[str] = option(
-        [
-            "reg.label_smoothing=0.1",
-            "reg.eam.enabled=true",
-            "reg.fgm.enabled=true",
-            "reg.fgm.eps=0.2",
             "model.unseen_tokens=nearest",
         ],
-        "what makes the robust reward model robust (docs/method.md §3; FGM radius 0.2 and rare tokens read as "
-        "their nearest well-heard token, as in the ablation's robust variant)",
+        "overrides for both fine-tunings on CASIA's training speakers (speed perturbation, rare tokens read as "
+        "their nearest well-heard token: docs/reward.md)",
+    )
+    robust: list[str] = option(
+        ["reg.label_smoothing=0.1", "reg.eam.enabled=true", "reg.fgm.enabled=true", "reg.fgm.eps=0.2"],
+        "what makes the robust reward model robust (docs/method.md §3; FGM radius 0.2 as in the ablation)",
     )
     rm_ensemble_seeds: list[int] = option(
         [1, 2], "train.seed of the robust RM's ensemble siblings (the ensemble is the robust RM and these)"
