@@ -175,9 +175,14 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
         tmp_path, "ur", speakers=("u1",), per_class=3, seed=3, classes=("neutral", "happy", "angry", "sad")
     )
     tiny = [f"{sec}.{o}" for sec in ("pretrain", "finetune") for o in TINY]
+    np.save(tmp_path / "phi.npy", np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32))
     args = [
         "rm",
         "ablation",
+        "pretrain.model.embedding=free+features",
+        f"pretrain.model.token_features={tmp_path / 'phi.npy'}",
+        "finetune.model.unseen_tokens=nearest",
+        "finetune.model.min_token_count=5",
         f"out={tmp_path / 'abl'}",
         f"casia_manifest={casia}",
         f"casia_tokens={casia_tok}",
@@ -191,7 +196,8 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
         "pretrain.train.steps=2",
         "finetune.train.steps=2",
         "heldout_speakers=[s3, s4]",
-        "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true]}",
+        "variants={vanilla: [], full: [reg.label_smoothing=0.1, reg.eam.enabled=true, reg.fgm.enabled=true, "
+        "model.unseen_tokens=keep]}",
         "ensemble_of=full",
         "ensemble_seeds=[0, 1]",
         "eval.attack.token_steps=1",
@@ -219,6 +225,15 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     assert res["pretrain"] == "synth.jsonl, ur.jsonl"
     meta = json.loads(next((tmp_path / "abl" / "pretrain" / "checkpoints").iterdir()).joinpath("meta.json").read_text())
     assert meta["data"]["masked_classes"] == {str(pre2): ["surprise"]}
+
+    # the fine-tunings read rare tokens as the finetune section and the variant say (the architecture is
+    # the pre-trained model's)
+    def reading(v):
+        ck = next((tmp_path / "abl" / "runs" / "s3" / v / "seed0" / "checkpoints").iterdir())
+        m = json.loads((ck / "meta.json").read_text())["rm"]["model"]
+        return m["unseen_tokens"], m["min_token_count"], m["embedding"]
+
+    assert reading("vanilla") == ("nearest", 5, "free+features") and reading("full")[0] == "keep"
     # rerun: every finished run is skipped, same table
     assert main(args) == 0
     assert (tmp_path / "abl" / "table.md").read_text() == table

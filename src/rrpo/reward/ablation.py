@@ -268,7 +268,15 @@ def run_ablation(cfg: AblationConfig, out: str | Path, data: str | None = None) 
     cfg = dataclasses.replace(
         cfg,
         pretrain=dataclasses.replace(cfg.pretrain, model=model_cfg),
-        finetune=dataclasses.replace(cfg.finetune, model=model_cfg),
+        # ... but reads rare tokens as the fine-tuning config says (not a part of the architecture)
+        finetune=dataclasses.replace(
+            cfg.finetune,
+            model=dataclasses.replace(
+                model_cfg,
+                unseen_tokens=cfg.finetune.model.unseen_tokens,
+                min_token_count=cfg.finetune.model.min_token_count,
+            ),
+        ),
     )
 
     # 1. pre-training (once)
