@@ -626,7 +626,7 @@ def make_plot(results: list[dict], variants: list[str], path: Path, cfg: Ablatio
 
     if cfg is not None:
         results = [_derive(json.loads(json.dumps(r)), cfg) for r in results]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8 if len(variants) <= 5 else 4.6))
     x = np.arange(len(variants))
 
     def bars(ax, keys):
@@ -639,7 +639,10 @@ def make_plot(results: list[dict], variants: list[str], path: Path, cfg: Ablatio
                 ms.append(np.mean(vals) if vals else np.nan)
                 ss.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
             ax.bar(x + (n - (len(keys) - 1) / 2) * w, ms, w, yerr=ss, capsize=3, label=label)
-        ax.set_xticks(x, variants, fontsize=8)
+        if len(variants) > 5:  # long names would run into each other
+            ax.set_xticks(x, variants, fontsize=8, rotation=30, ha="right")
+        else:
+            ax.set_xticks(x, variants, fontsize=8)
         ax.legend(fontsize=7)
 
     bars(axes[0], [("casia/ua", "CASIA held-out (zh)"), ("esd/ua", "ESD (en)"), ("casia_pad/ua", "CASIA padded")])
