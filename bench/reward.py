@@ -3,7 +3,10 @@ throughput (utterances/s) for 4 s utterances (100 tokens at 25 Hz) as ids and as
 
     PYTHONPATH=src python bench/reward.py [--vocab 6561] [--batch 16] [--threads 1] [--reps 5]
 
-Prints one JSON object. Training steps use the full hybrid objective (LS + EAM + FGM).
+Prints one JSON object. Training steps use the full hybrid objective (LS + EAM + FGM); the same
+step with token-space adversarial training (one HotFlip step, and the greedy search) is timed beside
+it, and relaxed scoring with rare tokens read as their nearest well-heard token beside reading every
+token as itself (half the vocabulary rare), with the time to build that map.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def main() -> None:
 
     from rrpo.data.emotions import ESD_CLASSES
     from rrpo.reward.model import ModelConfig, TokenRewardModel
-    from rrpo.reward.regularisers import EAMConfig, FGMConfig, RegConfig
+    from rrpo.reward.regularisers import EAMConfig, FGMConfig, RegConfig, TATConfig
     from rrpo.reward.train import make_objective
 
     dev = torch.device(args.device)
@@ -56,11 +59,11 @@ def main() -> None:
     obj = make_objective(model, reg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step(bf16):
+    def step(bf16, objective=obj):
         def f():
             opt.zero_grad()
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = obj(batch, 0)
+                loss, _ = objective(batch, 0)
             loss.float().backward()
             opt.step()
 
@@ -80,6 +83,15 @@ def main() -> None:
     out["train_step_s_fp32"] = round(_time(step(False), args.reps), 4)
     out["train_step_s_bf16"] = round(_time(step(True), args.reps), 4)
     out["train_bf16_speedup"] = round(out["train_step_s_fp32"] / out["train_step_s_bf16"], 2)
+    for name, tat in (
+        ("tat_hotflip", TATConfig(enabled=True)),
+        ("tat_greedy", TATConfig(enabled=True, search="greedy")),
+    ):
+        obj_tat = make_objective(
+            model, RegConfig(label_smoothing=0.1, eam=EAMConfig(enabled=True), fgm=FGMConfig(enabled=True), tat=tat)
+        )
+        out[f"train_step_s_fp32_{name}"] = round(_time(step(False, obj_tat), args.reps), 4)
+        out[f"train_{name}_over_base"] = round(out[f"train_step_s_fp32_{name}"] / out["train_step_s_fp32"], 2)
 
     model.eval().requires_grad_(False)
     target = torch.zeros(B, dtype=torch.long, device=dev)
@@ -98,6 +110,26 @@ def main() -> None:
             t_rel = _time(relaxed, args.reps)
         out[f"score_utt_per_s_ids_{tag}"] = round(B / t_ids, 1)
         out[f"score_utt_per_s_relaxed_with_grad_{tag}"] = round(B / t_rel, 1)
+    # the nearest-token reading: a feature-tied model, half of the vocabulary heard too rarely
+    mcfg = ModelConfig(embedding="free+features", unseen_tokens="nearest")
+    feat = (
+        TokenRewardModel(args.vocab, ESD_CLASSES, mcfg, torch.randn(args.vocab, 8)).to(dev).eval().requires_grad_(False)
+    )
+    feat.set_token_count((torch.arange(args.vocab, device=dev) % 2) * 100.0)
+    t0 = time.perf_counter()
+    feat.token_map()
+    out["nearest_map_build_s"] = round(time.perf_counter() - t0, 4)
+    pg = p.clone().requires_grad_(True)
+
+    def relaxed_feat():
+        feat.reward(pg, batch["lens"], target).sum().backward()
+
+    t_near = _time(relaxed_feat, args.reps)
+    mcfg.unseen_tokens = "keep"
+    t_keep = _time(relaxed_feat, args.reps)
+    out["score_utt_per_s_relaxed_with_grad_fp32_nearest"] = round(B / t_near, 1)
+    out["score_utt_per_s_relaxed_with_grad_fp32_keep"] = round(B / t_keep, 1)
+    out["relaxed_nearest_over_keep_time"] = round(t_near / t_keep, 2)
     print(json.dumps(out))
 
 
