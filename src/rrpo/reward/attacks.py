@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from rrpo.config import check, option
-from rrpo.reward.regularisers import fgm_delta, perturbation_radius, project_l2
+from rrpo.reward.regularisers import best_substitution, fgm_delta, perturbation_radius, project_l2
 
 
 @dataclass
@@ -168,7 +168,11 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
             x_adv = x.clone()
             used = ~valid  # positions already changed (or padding)
             hit = torch.zeros(B, dtype=torch.bool)
-            m = min(cfg.candidates, T)
+
+            def target_logprob(ids, rows, lens=lens, target=target):  # log p(target) of each variant
+                lp = torch.log_softmax(_restricted(model(ids, lens[rows]), columns).float(), -1)
+                return lp.gather(1, target[rows, None]).squeeze(1)
+
             for r in range(rounds + 1):
                 pred = _restricted(model(x_adv, lens), columns).argmax(-1)
                 hit |= pred == target  # an utterance that reached the target stops changing
@@ -178,17 +182,9 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
                     flip[bud] += int(((pred != y) & done_now).sum())
                 if r == rounds:
                     break
-                # greedy round: try the m best remaining (position, token) candidates, keep the best
+                # greedy round: try the best remaining (position, token) candidates, keep the best
+                pick, _ = best_substitution(target_logprob, x_adv, cand, gain, used, cfg.candidates)
                 g_ = gain.masked_fill(used, float("-inf"))
-                top = g_.topk(m, dim=1).indices  # (B, m)
-                var = x_adv[:, None, :].repeat(1, m, 1)  # (B, m, T)
-                var.scatter_(2, top[..., None], cand.gather(1, top)[..., None])
-                lp = torch.log_softmax(
-                    _restricted(model(var.flatten(0, 1), lens.repeat_interleave(m)), columns).float(), -1
-                ).view(B, m, -1)
-                score = lp.gather(2, target[:, None, None].expand(B, m, 1)).squeeze(-1)  # (B, m)
-                score = score.masked_fill(~torch.isfinite(g_.gather(1, top)), float("-inf"))
-                pick = top.gather(1, score.argmax(1, keepdim=True)).squeeze(1)  # (B,)
                 act = ~hit & torch.isfinite(g_.max(1).values)
                 rows = torch.arange(B)[act]
                 x_adv[rows, pick[act]] = cand[rows, pick[act]]

@@ -413,6 +413,16 @@ def load_token_features(source: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------- non-speech tokens
 
 
+def count_tokens(tokens: Sequence, vocab_size: int):
+    """(V,) int64 numpy array: how often each token id occurs in ``tokens`` (a sequence of id arrays)."""
+    import numpy as np
+
+    count = np.zeros(vocab_size, dtype=np.int64)
+    for tok in tokens:
+        np.add.at(count, np.asarray(tok, dtype=np.int64), 1)
+    return count
+
+
 def estimate_nonspeech(
     tokens: Sequence,
     energies: Sequence,
@@ -431,14 +441,13 @@ def estimate_nonspeech(
     import numpy as np
 
     quiet = np.zeros(vocab_size, dtype=np.int64)
-    seen = np.zeros(vocab_size, dtype=np.int64)
+    seen = count_tokens(tokens, vocab_size)
     for tok, en in zip(tokens, energies):
         tok = np.asarray(tok, dtype=np.int64)
         en = np.asarray(en, dtype=np.float64)
         if len(tok) == 0:
             continue
         rel = 10 * np.log10(np.maximum(en, 1e-12) / max(float(en.max()), 1e-12))
-        np.add.at(seen, tok, 1)
         np.add.at(quiet, tok, (rel < level_db).astype(np.int64))
     flag = (seen >= min_count) & (quiet >= frac * np.maximum(seen, 1))
     return torch.from_numpy(flag)

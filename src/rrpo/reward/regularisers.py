@@ -348,6 +348,26 @@ def hotflip_substitute(
     return torch.where(changed, best_tok, x), changed
 
 
+def best_substitution(
+    score_fn, x: torch.Tensor, best_tok: torch.Tensor, gain: torch.Tensor, used: torch.Tensor, candidates: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One greedy round: each row of ``x`` (B, T) tries, one variant each, its ``candidates`` positions of
+    largest ``gain`` not yet ``used`` (B, T) bool, with ``best_tok`` put there; ``score_fn(ids (N, T),
+    rows (N,)) -> (N,)`` scores the variants of row ``rows[i]``. Returns (pos (B,), score (B,)): the
+    position of each row's highest-scoring variant and its score (−inf for a candidate of gain −inf,
+    i.e. none left)."""
+    B, T = x.shape
+    m = min(candidates, T)
+    g = gain.masked_fill(used, float("-inf"))
+    top = g.topk(m, dim=1).indices  # (B, m)
+    var = x[:, None, :].repeat(1, m, 1)  # (B, m, T)
+    var.scatter_(2, top[..., None], best_tok.gather(1, top)[..., None])
+    score = score_fn(var.flatten(0, 1), torch.arange(B, device=x.device).repeat_interleave(m)).view(B, m)
+    score = score.masked_fill(~torch.isfinite(g.gather(1, top)), float("-inf"))
+    best, j = score.max(1)
+    return top.gather(1, j[:, None]).squeeze(1), best
+
+
 def greedy_substitute(
     loss_fn,
     x: torch.Tensor,
@@ -358,28 +378,19 @@ def greedy_substitute(
     candidates: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy token substitution checked by the model. ``loss_fn(ids (N, T), rows (N,)) -> (N,)`` is the
-    loss of each variant of row ``rows[i]`` (no gradient needed). Each round, every row that has budget
-    left (:func:`_budget`) tries, one forward pass each, the ``candidates`` unchanged positions of
-    largest ``gain`` with their ``best_tok``, and keeps the variant of highest loss if it is higher than
-    the row's current loss. Returns (x_adv, changed)."""
-    B, T = x.shape
+    loss of each variant of row ``rows[i]`` (no gradient needed). Each round (:func:`best_substitution`),
+    every row that has budget left (:func:`_budget`) tries, one forward pass each, the ``candidates``
+    unchanged positions of largest ``gain`` with their ``best_tok``, and keeps the variant of highest
+    loss if it is higher than the row's current loss. Returns (x_adv, changed)."""
+    B = x.shape[0]
     k = _budget(mask, frac)
     x_adv = x.clone()
     changed = torch.zeros_like(mask)
     rows_all = torch.arange(B)
     cur = loss_fn(x_adv, rows_all)
-    m = min(candidates, T)
     for r in range(int(k.max()) if B else 0):
-        g = gain.masked_fill(changed, float("-inf"))
-        top = g.topk(m, dim=1).indices  # (B, m)
-        ok = torch.isfinite(g.gather(1, top))
-        var = x_adv[:, None, :].repeat(1, m, 1)  # (B, m, T)
-        var.scatter_(2, top[..., None], best_tok.gather(1, top)[..., None])
-        loss = loss_fn(var.flatten(0, 1), rows_all.repeat_interleave(m)).view(B, m)
-        loss = loss.masked_fill(~ok, float("-inf"))
-        best, j = loss.max(1)
+        pos, best = best_substitution(loss_fn, x_adv, best_tok, gain, changed, candidates)
         take = (r < k) & (best > cur)
-        pos = top.gather(1, j[:, None]).squeeze(1)
         rows = rows_all[take]
         x_adv[rows, pos[take]] = best_tok[rows, pos[take]]
         changed[rows, pos[take]] = True

@@ -22,7 +22,13 @@ from rrpo.config import option, section
 from rrpo.data.emotions import ESD_CLASSES, check_classes
 from rrpo.errors import RrpoError
 from rrpo.reward.data import DataConfig, collate, load_items
-from rrpo.reward.model import ModelConfig, TokenRewardModel, load_token_features, resolve_checkpoint
+from rrpo.reward.model import (
+    ModelConfig,
+    TokenRewardModel,
+    count_tokens,
+    load_token_features,
+    resolve_checkpoint,
+)
 from rrpo.reward.regularisers import (
     RegConfig,
     energy_adaptive_mixup,
@@ -191,12 +197,8 @@ def train_rm(cfg: RMTrainConfig, out: str | Path, resume: bool = True, argv: lis
     if model.nonspeech is not None:
         summary["nonspeech_tokens"] = int(model.nonspeech.sum())
     if model.token_count is not None:  # add this data's counts to init_from's (on resume the checkpoint's win)
-        import numpy as np
-
-        count = np.zeros(vocab, dtype=np.float64)
-        for it in items:
-            np.add.at(count, np.asarray(it.tokens, dtype=np.int64), 1)
-        model.set_token_count(model.token_count.double() + torch.from_numpy(count))
+        count = count_tokens([it.tokens for it in items], vocab)
+        model.set_token_count(model.token_count.double() + torch.from_numpy(count).double())
         if model.cfg.unseen_tokens == "nearest":
             summary["rare_tokens"] = int((model.token_count < model.cfg.min_token_count).sum())
     run = RunDir.create(out, cfg, argv)
