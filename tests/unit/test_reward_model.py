@@ -6,7 +6,7 @@ import torch
 
 from rrpo.data.emotions import ESD_CLASSES
 from rrpo.errors import ConfigError, RrpoError
-from rrpo.reward.model import ModelConfig, TokenRewardModel, load_reward_model
+from rrpo.reward.model import ModelConfig, TokenRewardModel, count_tokens, load_reward_model
 
 SMALL = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, pool_dim=8, dropout=0.0)
 
@@ -177,3 +177,10 @@ def test_token_counts_travel_with_the_weights(tmp_path):
     write_json(ck2 / "meta.json", {"step": 1, "rm": info})
     old = load_reward_model(tmp_path / "old")
     assert old.token_count is None and old.token_map().tolist() == list(range(6))
+
+
+def test_count_tokens_worked_by_hand():
+    """Ids (0, 2, 2), (), (4, 2) in a vocabulary of 6: token 0 once, 2 three times, 4 once."""
+    c = count_tokens([np.array([0, 2, 2]), np.array([], dtype=np.int64), [4, 2]], 6)
+    assert c.dtype == np.int64 and c.tolist() == [1, 0, 3, 0, 1, 0]
+    assert count_tokens([], 3).tolist() == [0, 0, 0]

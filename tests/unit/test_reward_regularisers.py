@@ -7,6 +7,7 @@ import torch
 
 from rrpo.reward.regularisers import (
     EAMConfig,
+    best_substitution,
     energy_adaptive_mixup,
     fgm_delta,
     greedy_substitute,
@@ -172,6 +173,38 @@ def test_greedy_substitute_worked_by_hand():
     assert calls == [2, 4, 4]  # the clean loss, then 2 rounds of 2 variants per row
     xa, ch = greedy_substitute(loss_fn, x, best_tok, gain, mask, 0.5, 1)
     assert xa.tolist() == x.tolist() and not ch.any()
+
+
+def test_best_substitution_worked_by_hand():
+    """One greedy round, score(ids) = Σ_t value[ids_t], value = (0, −1, 5, 1, 2), 2 candidates.
+    Row 0: x = (0, 0, 0), proposals (1, 2, 3), gains (3, 1, 2), position 0 already used:
+      candidates by gain among 1, 2 -> positions 2 (token 3: score 1) then 1 (token 2: score 5)
+      -> position 1, score 5.
+    Row 1: x = (4, 4, 4) (score 2 + 2 + 2 = 6), proposals (2, 3, 0), gains (1, 5, −inf): positions 1
+      (token 3: 2 + 1 + 2 = 5) and 0 (token 2: 5 + 2 + 2 = 9) -> position 0, score 9: the score, not the
+      gain, decides.
+    Row 2: only one finite gain (position 2, token 3: score 1); its second candidate (position 0 or 1,
+      token 2: score 5) has gain −inf and is not chosen although its variant scores higher.
+    Row 3: no finite gain left -> score −inf."""
+    value = torch.tensor([0.0, -1.0, 5.0, 1.0, 2.0])
+    seen = []
+
+    def score_fn(ids, rows):
+        seen.append(rows.tolist())
+        return value[ids].sum(1)
+
+    ninf = float("-inf")
+    x = torch.tensor([[0, 0, 0], [4, 4, 4], [0, 0, 0], [0, 0, 0]])
+    best_tok = torch.tensor([[1, 2, 3], [2, 3, 0], [2, 2, 3], [2, 2, 2]])
+    gain = torch.tensor([[3.0, 1.0, 2.0], [1.0, 5.0, ninf], [ninf, ninf, 1.0], [ninf, ninf, ninf]])
+    used = torch.tensor([[True, False, False], [False] * 3, [False] * 3, [False] * 3])
+    pos, score = best_substitution(score_fn, x, best_tok, gain, used, 2)
+    assert seen == [[0, 0, 1, 1, 2, 2, 3, 3]]  # one forward call, 2 variants per row
+    assert pos[:3].tolist() == [1, 0, 2]
+    assert score[:3].tolist() == [5.0, 9.0, 1.0] and score[3] == ninf
+    # more candidates than positions: every position is tried once
+    pos, score = best_substitution(score_fn, x[:1], best_tok[:1], gain[:1], torch.zeros(1, 3, dtype=torch.bool), 8)
+    assert seen[-1] == [0, 0, 0] and pos.tolist() == [1] and score.tolist() == [5.0]
 
 
 def test_greedy_tat_trains_and_changes_tokens():
