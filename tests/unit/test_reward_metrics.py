@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rrpo.reward.attacks import AttackConfig, h_attack_accuracy, token_attack
+from rrpo.reward.attacks import AttackConfig, confidence_thirds, h_attack_accuracy, token_attack
 from rrpo.reward.metrics import classification_metrics, expected_calibration_error
 from rrpo.reward.model import ModelConfig, TokenRewardModel
 
@@ -74,6 +74,29 @@ def test_token_attack_breaks_a_brittle_model():
     assert res["attacked"] >= 10  # the model gets the clean neutral ones right
     assert res["success"]["0.1"] >= 0.9  # one changed token (10%) is enough
     assert res["flipped"]["0.3"] >= res["success"]["0.3"]
+    # the thirds by confidence partition the attacked utterances: their rates average back to the total
+    bc = res["by_confidence"]
+    assert sum(bc["n"]) == res["attacked"]
+    for b in ("0.1", "0.3"):
+        total = sum(n * bc[t][b] for n, t in zip(bc["n"], ("low", "mid", "high")))
+        assert total / res["attacked"] == pytest.approx(res["success"][b])
+
+
+def test_confidence_thirds_worked_by_hand():
+    # ranked by confidence: 0.2 (hit), 0.3 (hit) | 0.5 (miss), 0.6 (hit) | 0.7 (miss), 0.9 (hit), 0.95 (miss)
+    conf = torch.tensor([0.9, 0.2, 0.5, 0.7, 0.3, 0.6, 0.95])
+    hits = {0.05: torch.tensor([1, 1, 0, 0, 1, 1, 0], dtype=torch.bool), 0.1: torch.ones(7, dtype=torch.bool)}
+    out = confidence_thirds(conf, hits)
+    assert out["n"] == [2, 2, 3]
+    assert out["low"] == {"0.05": 1.0, "0.1": 1.0}
+    assert out["mid"] == {"0.05": 0.5, "0.1": 1.0}
+    assert out["high"]["0.05"] == pytest.approx(1 / 3) and out["high"]["0.1"] == 1.0
+    # ties keep input order; fewer than 3 utterances leave thirds empty (None), not 0
+    tie = confidence_thirds(torch.tensor([0.5, 0.5, 0.5]), {0.05: torch.tensor([True, False, False])})
+    assert tie["n"] == [1, 1, 1] and tie["low"] == {"0.05": 1.0} and tie["high"] == {"0.05": 0.0}
+    two = confidence_thirds(torch.tensor([0.4, 0.6]), {0.05: torch.tensor([True, False])})
+    assert two["n"] == [0, 0, 2] and two["low"] == {"0.05": None} and two["high"] == {"0.05": 0.5}
+    assert confidence_thirds(torch.zeros(0), {0.05: torch.zeros(0, dtype=torch.bool)})["n"] == [0, 0, 0]
 
 
 def test_h_attack_eps_zero_is_clean_accuracy_and_large_eps_hurts():

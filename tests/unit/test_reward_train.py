@@ -214,6 +214,12 @@ def test_ablation_end_to_end_on_fake_data(tmp_path, capsys):
     assert "| vanilla |" in table and "| full |" in table and "| ensemble |" in table and "±" in table
     assert "Per-class recall, ESD English" in table and "Paired differences to vanilla" in table
     assert "| full | " in table.split("trade-off")[1]
+    # token-attack success by confidence third, with the attacked counts of every run summed
+    conf = table.split("by the model's own confidence")[1].split("\n\n")[1].splitlines()
+    assert conf[0].startswith("| variant | least confident third") and conf[2].startswith("| vanilla | ")
+    van_runs = [json.loads(p.read_text()) for p in (tmp_path / "abl" / "runs").glob("*/vanilla/seed*/eval.json")]
+    n_att = sum(r["casia"]["token_attack"]["attacked"] for r in van_runs)
+    assert sum(int(k) for k in conf[2].split(" | ")[-1].rstrip(" |").split(" / ")) == n_att
     assert (tmp_path / "abl" / "plot.png").stat().st_size > 1000
     results = json.loads((tmp_path / "abl" / "results.json").read_text())["results"]
     assert len(results) == 2 * 2 * 2 + 2 and {r["heldout"] for r in results} == {"s3", "s4"}

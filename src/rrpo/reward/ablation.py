@@ -579,6 +579,28 @@ def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pr
             cells = [_mean_only([_get(r, "casia/h_attack_clean_acc") for r in rs])]
             cells += [_mean_only([(r["casia"]["pgd_acc"] or {}).get(e) for r in rs]) for e in eps_grid]
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    mid_b = cfg.table_budgets[len(cfg.table_budgets) // 2] if cfg.table_budgets else None
+    conf_recs = [r for r in results if _get(r, "casia/token_attack/by_confidence") is not None]
+    if cfg.eval.robustness and mid_b is not None and conf_recs:
+        lines += [
+            "",
+            f"Token-attack success @{mid_b:g} by the model's own confidence: the correctly classified attacked "
+            "utterances of each run cut into thirds by their clean probability of the true class "
+            "(×100, mean over runs; n = attacked utterances per third, summed over runs):",
+            "",
+            "| variant | least confident third | middle third | most confident third | n |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for v in variants:
+            rs = [r for r in conf_recs if r["variant"] == v]
+            if not rs:
+                continue
+            cells = [
+                _mean_only([_get(r, f"casia/token_attack/by_confidence/{t}/{mid_b}") for r in rs])
+                for t in ("low", "mid", "high")
+            ]
+            ns = [sum(_get(r, "casia/token_attack/by_confidence/n")[i] for r in rs) for i in range(3)]
+            lines.append(f"| {v} | " + " | ".join(cells) + f" | {' / '.join(map(str, ns))} |")
     diff_keys = [("ESD en UA", "esd/ua"), ("CASIA held-out UA", "casia/ua"), ("CASIA ECE", "casia/ece")]
     if cfg.eval.robustness:
         diff_keys += [

@@ -13,6 +13,9 @@
   ``candidates`` best-ranked unused positions are tried and the one raising log p(target) most is
   kept. The attack succeeds at a budget (a fraction of the utterance's tokens, at least one) if
   the hard prediction is the target after that many changes (an utterance stops once it is).
+  Its success is also given per third of the attacked utterances ranked by the model's clean
+  probability of the true class (:func:`confidence_thirds`): at a held-out accuracy near 50 %, many
+  correct predictions are barely correct, and those are the ones a few tokens flip.
 All attacks work on the logits restricted to ``columns`` (the evaluated class subset).
 """
 
@@ -118,18 +121,38 @@ def h_attack_accuracy(model, items, cfg: AttackConfig, columns: Sequence[int] | 
     }
 
 
+def confidence_thirds(conf: torch.Tensor, hits: dict) -> dict:
+    """Success rates by confidence: ``conf`` (N,) the clean probability of the true class of N attacked
+    utterances, ``hits`` {budget: (N,) bool} whether the attack succeeded on each. The utterances are
+    ranked by ``conf`` (ascending, ties in input order) and cut into thirds of N // 3, N // 3 and the
+    rest; returns {"low" | "mid" | "high": {budget: rate or None (empty third)}, "n": [3 sizes]}."""
+    n = int(conf.numel())
+    order = torch.sort(conf.reshape(-1).double(), stable=True).indices
+    cuts = [0, n // 3, 2 * (n // 3), n]
+    out = {"n": [cuts[i + 1] - cuts[i] for i in range(3)]}
+    for i, name in enumerate(("low", "mid", "high")):
+        idx = order[cuts[i] : cuts[i + 1]]
+        out[name] = {
+            str(b): (float(torch.as_tensor(h).reshape(-1)[idx].float().mean()) if len(idx) else None)
+            for b, h in hits.items()
+        }
+    return out
+
+
 def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None = None) -> dict:
     """Success rate per budget of the Gumbel-relaxed token-substitution attack (see module doc).
 
-    Returns {"success": {budget: rate}, "flipped": {budget: rate}, "attacked": n_correct, "tried": n}
-    where rates are over the utterances first classified correctly; "flipped" counts any wrong
-    prediction, "success" the target one."""
+    Returns {"success": {budget: rate}, "flipped": {budget: rate}, "by_confidence": ..., "attacked":
+    n_correct, "tried": n} where rates are over the utterances first classified correctly; "flipped"
+    counts any wrong prediction, "success" the target one; "by_confidence" is :func:`confidence_thirds`
+    of the success."""
     model.eval()
     gen = torch.Generator().manual_seed(cfg.seed)
     V = model.vocab_size
     succ = {b: 0 for b in cfg.budgets}
     flip = {b: 0 for b in cfg.budgets}
     attacked = tried = 0
+    conf_all, won_all = [], {b: [] for b in cfg.budgets}  # per attacked utterance, for confidence_thirds
     for b in _batches(items, cfg):
         x, lens, y = b["tokens"], b["lens"], _labels(b, columns)
         with torch.no_grad():
@@ -140,6 +163,7 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
             continue
         x, lens, y, logits = x[ok], lens[ok], y[ok], logits[ok]
         attacked += len(y)
+        conf_all.append(torch.softmax(logits, -1).gather(1, y[:, None]).squeeze(1))
         target = logits.scatter(1, y[:, None], float("-inf")).argmax(-1)  # most probable wrong class
         B, T = x.shape
         valid = torch.arange(T)[None, :] < lens[:, None]  # (B, T)
@@ -168,6 +192,7 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
             x_adv = x.clone()
             used = ~valid  # positions already changed (or padding)
             hit = torch.zeros(B, dtype=torch.bool)
+            won = {bud: torch.zeros(B, dtype=torch.bool) for bud in cfg.budgets}
 
             def target_logprob(ids, rows, lens=lens, target=target):  # log p(target) of each variant
                 lp = torch.log_softmax(_restricted(model(ids, lens[rows]), columns).float(), -1)
@@ -179,6 +204,7 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
                 for bud, k in kb.items():
                     done_now = k == r  # utterances whose budget is exactly r changes
                     succ[bud] += int((hit & done_now).sum())
+                    won[bud] |= hit & done_now
                     flip[bud] += int(((pred != y) & done_now).sum())
                 if r == rounds:
                     break
@@ -189,5 +215,17 @@ def token_attack(model, items, cfg: AttackConfig, columns: Sequence[int] | None 
                 rows = torch.arange(B)[act]
                 x_adv[rows, pick[act]] = cand[rows, pick[act]]
                 used[rows, pick[act]] = True
+            for bud in cfg.budgets:
+                won_all[bud].append(won[bud])
+    by_conf = confidence_thirds(
+        torch.cat(conf_all) if conf_all else torch.zeros(0),
+        {bud: torch.cat(v) if v else torch.zeros(0, dtype=torch.bool) for bud, v in won_all.items()},
+    )
     rate = lambda d: {str(k): v / attacked if attacked else None for k, v in d.items()}  # noqa: E731
-    return {"success": rate(succ), "flipped": rate(flip), "attacked": attacked, "tried": tried}
+    return {
+        "success": rate(succ),
+        "flipped": rate(flip),
+        "by_confidence": by_conf,
+        "attacked": attacked,
+        "tried": tried,
+    }
