@@ -288,7 +288,7 @@ class ExperimentConfig:
             "train.steps=120",
             "train.batch_size=4",
             "train.lr=3e-4",
-            "train.ckpt_every=30",
+            "train.ckpt_every=20",
             "train.schedule=constant",
             "beta=0.1",
             "sampling.max_ratio=8",
@@ -296,13 +296,13 @@ class ExperimentConfig:
         "overrides for every `rrpo optimize` run (every system gets the same budget)",
     )
     watch: list[str] = option(
-        ["watch.every=30", "watch.splits=[train]", "watch.max_texts=4", "watch.stop_on_flag=true"],
+        ["watch.every=20", "watch.splits=[train]", "watch.max_texts=4", "watch.stop_on_flag=true"],
         "the judge watch of systems with watch: true (training sentences, never the audit's held-out ones)",
     )
     audit: list[str] = option(
-        ["prompts.max_texts=50", "prompts.samples=8", "sampling.max_ratio=8", "every=4"],
+        ["prompts.max_texts=50", "prompts.samples=8", "sampling.max_ratio=8", "every=1"],
         "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 8 samples "
-        "= 200 judged utterances per run and checkpoint; every=4: the start and the last checkpoint; "
+        "= 200 judged utterances per run and checkpoint; every=1: every checkpoint, the whole path; "
         "the start is scored once per fold and seed and shared by every system's audit)",
     )
     tolerance: float = option(
@@ -729,6 +729,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     f"prompts.manifest={casia}",
                     "prompts.splits=[test]",
                     f"prompts.speakers=[{h}]",
+                    "anchor.splits=[train]",  # the held-out speaker's other sentences anchor the judge
                     f"seed={1234 + seed}",
                     f"sampling.guidance={cfg.guidance:g}",
                     f"start_cache={f / 'audit_start' / f's{seed}'}",

@@ -42,8 +42,16 @@ def test_the_fake_device_raises_like_cuda():
 
 @pytest.mark.parametrize("algo", ["grpo", "reinforce", "diffro"])
 def test_sampled_objectives_run_with_the_policy_on_another_device(setup, tmp_path, elsewhere, algo):  # noqa: F811
-    out = run_optimize(cfg_for(setup, tmp_path / algo, f"algo={algo}", "group=2", "train.steps=1", "train.device=meta"))
-    assert "reward/emo" in out and torch.isfinite(torch.tensor(out["policy/kl_ref"]))
+    """The same seeded step on the second device and on the CPU gives the same figures: a tensor left on
+    the wrong device would crash there, and a wrong move (a mask or ids taken from another batch row,
+    a reward read off the wrong sequence) would change them."""
+    extra = (f"algo={algo}", "group=2", "train.steps=1")
+    away = run_optimize(cfg_for(setup, tmp_path / algo, *extra, "train.device=meta"))
+    here = run_optimize(cfg_for(setup, tmp_path / f"{algo}_cpu", *extra, "train.device=cpu"))
+    keys = [k for k in here if k.startswith(("reward/", "policy/", "loss")) and isinstance(here[k], float)]
+    assert "reward/emo" in keys and "policy/kl_ref" in keys, sorted(here)
+    for k in keys:
+        assert away[k] == pytest.approx(here[k], rel=1e-4, abs=1e-6), k
 
 
 def test_scorer_scores_a_policy_on_another_device(monkeypatch):
@@ -68,7 +76,9 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
 
     seen = {}
 
-    def fake_audit_audio(generated, references, judge, judge_stats=None, recognizer=None, per_utterance=False):
+    def fake_audit_audio(
+        generated, references, judge, judge_stats=None, typicality=None, recognizer=None, per_utterance=False
+    ):
         seen["n"] = len(generated)
         return {"judge": {"target_prob": 0.5, "accuracy": 0.5}}
 
@@ -90,7 +100,7 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
         {"id": f"r{i}", "text": t, "language": "zh", "speaker": "s1", "emotion": e, "ref_id": None}
         for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])
     ]
-    sc.references, sc.stats, sc.emotions = {}, None, ["angry", "happy"]
+    sc.references, sc.stats, sc.typicality, sc.emotions = {}, None, None, ["angry", "happy"]
     sc.profiles = {"s1": None}  # the fake codec has no speaker profiles
     on_cpu = sc.score(pol)
     with OtherDevice():

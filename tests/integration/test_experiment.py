@@ -3,6 +3,7 @@ steps, every system of the comparison and the policy's pre-training (cached), th
 every finished stage and reuses the cached pre-trained policy."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     args = ["experiment", "--config", str(cfg), f"data={shared_data}", f"out={out}"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| SFT (start) |" in printed and "| judge on real held-out speech (ceiling) |" in printed
+    assert "| SFT (start) |" in printed and "| ceiling: real held-out speech |" in printed
     res = json.loads((out / "results" / "results.json").read_text())
     assert set(res["per_seed"]) == {"sft", "diffro", "rrpo", "rrpo_ensemble", "grpo", "diffro_watch"}
     assert len(res["per_seed"]["rrpo"]) == 1
@@ -57,23 +58,44 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     assert "policy_pretrain/run" in sft_cfg
     # the judge never heard the held-out speaker; its accuracy on that speaker's real speech is the ceiling
     assert res["folds"] == ["ZhaoZuoxiang"]
-    ceiling = res["judge"]["ZhaoZuoxiang"]["casia_heldout"]
-    assert ceiling["speakers"] == ["ZhaoZuoxiang"] and ceiling["n"] == 250 and res["ceiling"]["n"] == 250
+    judged = res["judge"]["ZhaoZuoxiang"]["casia_heldout"]
+    assert judged["speakers"] == ["ZhaoZuoxiang"] and judged["n"] == 250
     # the judge trained on every labelled corpus but ESD English, speakers covering all five classes
     judge_info = json.loads((out / "judge" / "judge.json").read_text())["training"]
     assert set(judge_info["corpora"]) == {"casia", "nemo"} and "ZhaoZuoxiang" not in str(judge_info["train_speakers"])
-    # the codec's ceiling: the same 250 recordings decoded from their tokens, judged by both judges
-    cc = res["codec_ceiling"]
-    assert cc["judge"]["n"] == 250 and cc["judge2"]["n"] == 250 and set(cc["judge"]["recall"]) == set(ceiling["recall"])
-    assert len(list((out / "codec_ceiling" / "audio").glob("*.wav"))) == 250
-    assert "| judge on real held-out speech through the codec (codec ceiling) |" in printed
+    # the ceilings: the audit's references (1 held-out sentence x 5 emotions), as recorded and through
+    # the codec, judged with the anchor's statistics, with intervals; the codec one has a typicality
+    ceil = res["ceilings"]
+    assert ceil["ceiling_real"]["judge_acc"]["n"] == 5 and ceil["ceiling_codec"]["judge_acc"]["n"] == 5
+    assert ceil["ceiling_codec"]["typicality"]["stat"] > 0 and "typicality" not in ceil["ceiling_real"]
+    assert "| ceiling: real held-out speech through the codec |" in printed
     assert set(res["recall"]["sft"]) == {"neutral", "happy", "angry", "sad", "surprise"}
-    assert "| judge on real held-out speech through the codec |" in printed
+    assert set(ceil["ceiling_codec"]["recall"]) == {"neutral", "happy", "angry", "sad", "surprise"}
     rms = res["reward_models"]["ZhaoZuoxiang"]
     assert set(rms) == {"vanilla_casia_heldout", "vanilla_esd", "robust_casia_heldout", "robust_esd"}
     assert rms["robust_esd"]["n"] == 350
     audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
     assert [p["step"] for p in audit["points"]] == [0, 1, 2]
+    assert all(math.isfinite(audit["fits"]["judge"]["rl"][k]) for k in ("alpha", "beta", "r2"))
+    # the anchor: the held-out speaker's recordings of other sentences (never the audit's), spread
+    # over the emotions, fixed before any policy was scored
+    anchor = audit["anchor"]
+    assert set(anchor["speakers"]) == {"ZhaoZuoxiang"} and len(anchor["ids"]) == 100
+    assert all(int(i.rsplit("_", 1)[1]) < 246 for i in anchor["ids"])
+    assert {anchor["emotions"].count(e) for e in set(anchor["emotions"])} == {20}
+    # SFT's judged probabilities are those of the saved WAVs normalised by the anchor's recordings
+    # (the old audit normalised by SFT's own samples: these would differ)
+    import rrpo.audit.mel_judge  # noqa: F401
+    from rrpo.audit.judge import load_judge
+    from rrpo.data.audio import load_audio
+
+    judge = load_judge(out / "judge")
+    stats = judge.group_stats([load_audio(Path(anchor["audio"]) / f"{i}.wav") for i in anchor["ids"]], anchor["speakers"])
+    rows = audit["start"]["utterances"]
+    wavs = [load_audio(out / "runs" / "rrpo_s0" / "audit" / "audio" / "step_0" / f"{r['id']}.wav") for r in rows]
+    proba = judge.predict_proba(wavs, groups=[r["speaker"] for r in rows], stats=stats)
+    want = [p[list(judge.classes).index(r["emotion"])] for r, p in zip(rows, proba)]
+    assert [r["judge_target_prob"] for r in rows] == pytest.approx(want, abs=1e-6)
     assert len(audit["prompts"]) == 1 * 5 * 2  # 1 text x 5 emotions x 2 samples
     # jobs=2: fine-tunes, runs and audits ran as child processes with their own logs; step 0 was scored
     # once and every system's audit has the same start (audio too)

@@ -90,6 +90,32 @@ def test_chain_covers_every_verb():
     }
 
 
+def cli_verbs() -> list[str]:
+    """Every ``rrpo VERB`` and ``rrpo VERB ACTION`` the command line knows, read off its parser."""
+    import argparse
+
+    from rrpo.cli import build_parser
+
+    def subs(p):
+        return next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+    out = []
+    for verb, vp in subs(build_parser()).choices.items():
+        actions = subs(vp)
+        out += [f"{verb} {a}" for a in actions.choices] if actions else [verb]
+    return out
+
+
+def test_readme_names_every_verb():
+    """A verb (or action) added to the command line and missing from README fails here; the chain
+    above runs the pipeline's verbs, README's list of verbs names the rest."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    verbs = cli_verbs()
+    assert {"experiment", "demo", "judge eval", "policy generate", "codec encode", "codec decode"} <= set(verbs)
+    missing = [v for v in verbs if f"rrpo {v}" not in text]
+    assert not missing, f"README never names: {', '.join('rrpo ' + v for v in missing)}"
+
+
 def test_readme_chain_runs_as_written(shared_data, tmp_path, monkeypatch):
     from rrpo.cli import main
 

@@ -117,7 +117,10 @@ def test_seeds_drawn_from_torch_when_the_batch_has_none():
     a, _ = OBJECTIVES["diffro"](ctx, batch)
     torch.manual_seed(5)
     b, _ = OBJECTIVES["diffro"](ctx, batch)
+    torch.manual_seed(6)
+    c, _ = OBJECTIVES["diffro"](ctx, batch)
     assert a.item() == b.item()
+    assert c.item() != a.item()  # the draw does come from torch's generator: another seed, other samples
 
 
 def test_sft_step_is_the_token_loss():

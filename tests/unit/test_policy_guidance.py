@@ -191,7 +191,9 @@ def test_diffro_step_replays_a_guided_sample():
     """The optimiser's sample-and-replay scores the guided policy: its logits + noise give the ids."""
     from rrpo.optimize.objectives import StepContext, _sample_and_replay
 
-    pol, ref = guided_policy(), guided_policy()
+    from rrpo.policy.generate import guided_logits
+
+    pol, ref = guided_policy(), guided_policy(seed=7)  # the reference differs from the policy
     pr = prompts_of(pol, 2)
     ctx = StepContext(pol, ref, sampling=SamplingConfig(min_ratio=1, max_ratio=5, guidance=2.0))
     gen, logits, ref_logits, ids, lens = _sample_and_replay(
@@ -200,7 +202,11 @@ def test_diffro_step_replays_a_guided_sample():
     T = ids.shape[1]
     mask = torch.arange(T)[None] < lens[:, None]
     assert torch.equal((logits.detach() + gen.noise[:, :T]).argmax(-1)[mask], ids[mask])
-    torch.testing.assert_close(ref_logits, logits.detach(), rtol=1e-5, atol=1e-5)  # same weights
+    # the reference's logits are the reference's own guided logits on the same ids, not the policy's
+    with torch.no_grad():
+        want = guided_logits(ref, gen.prompts, gen.ids, gen.lens, 2.0)[:, :T]
+    torch.testing.assert_close(ref_logits[mask], want[mask], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ref_logits[mask], logits.detach()[mask], atol=1e-3)
 
 
 # ------------------------------------------------------------------------------------ SFT
