@@ -969,8 +969,10 @@ def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else (math.inf if a > 0 else 1.0)
 
-    worse = {k: ratio(dif[k], sft[k]) for k in QUALITY}
-    within = {k: ratio(rr[k], sft[k]) for k in QUALITY}
+    # a measure a run did not produce (typicality without the eGeMAPS features, say) is left out
+    keys = [k for k in QUALITY if all(math.isfinite(d.get(k, math.nan)) for d in (sft, dif, rr))]
+    worse = {k: ratio(dif[k], sft[k]) for k in keys}
+    within = {k: ratio(rr[k], sft[k]) for k in keys}
     hack = {
         "proxy_up": dif["proxy"] > sft["proxy_vanilla"],
         "quality_ratios_vs_sft": worse,
@@ -1053,7 +1055,11 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
         "judge": judge,
         "ceilings": {
             name: {
-                **{k: v for k, v in stats["intervals"].get(name, {}).items() if k in ("judge_acc", "typicality", "atypical")},
+                **{
+                    k: v
+                    for k, v in stats["intervals"].get(name, {}).items()
+                    if k in ("judge_acc", "typicality", "atypical")
+                },
                 "recall": pooled_recall([p for _, p in points[name]], CLASSES),
             }
             for name in CEILINGS
@@ -1372,7 +1378,7 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_ylim(0, top)
     ax.axhline(1.0, c="k", lw=1)
     ax.axhline(1.1, ls="--", c="grey", lw=1, label="SFT + 10 %")
-    ticks = ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet"]
+    ticks = ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet", "typicality"]
     if not s["sft"]["artifacts"][0] > 0:
         ticks[0] = "artifacts\n(SFT's rate is 0:\nno ratio, see table)"
     ax.set_xticks(range(len(QUALITY)), ticks, fontsize=8)

@@ -90,7 +90,9 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     from rrpo.data.audio import load_audio
 
     judge = load_judge(out / "judge")
-    stats = judge.group_stats([load_audio(Path(anchor["audio"]) / f"{i}.wav") for i in anchor["ids"]], anchor["speakers"])
+    stats = judge.group_stats(
+        [load_audio(Path(anchor["audio"]) / f"{i}.wav") for i in anchor["ids"]], anchor["speakers"]
+    )
     rows = audit["start"]["utterances"]
     wavs = [load_audio(out / "runs" / "rrpo_s0" / "audit" / "audio" / "step_0" / f"{r['id']}.wav") for r in rows]
     proba = judge.predict_proba(wavs, groups=[r["speaker"] for r in rows], stats=stats)

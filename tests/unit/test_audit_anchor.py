@@ -54,7 +54,9 @@ def test_profile_of_a_speaker_whose_first_recordings_are_one_emotion(tmp_path):
         for i in range(10):
             p = tmp_path / f"{emo}_{i}.wav"
             sf.write(p, 0.1 * np.sin(np.arange(base + i, dtype=np.float32)), SR)
-            recs.append(Utterance(f"s_{emo}_{i:02d}", str(p), SR, (base + i) / SR, f"text {i}", "s", "zh", emo, "train"))
+            recs.append(
+                Utterance(f"s_{emo}_{i:02d}", str(p), SR, (base + i) / SR, f"text {i}", "s", "zh", emo, "train")
+            )
     man = write_manifest(tmp_path / "m.jsonl", recs)
     prof = profile_from_manifest(_RecordingCodec(), man, "s", 4)
     assert prof == [1000, 1001, 2000, 2001]

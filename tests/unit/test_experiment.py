@@ -153,8 +153,22 @@ def test_zero_sft_artifact_rate():
     assert not verdicts(_means(sft__artifacts=0.0, rrpo__artifacts=0.01), 0.10)["rrpo_goal"]["met"]
 
 
-def _fake_run(o: Path, seeds=(0, 1)):
-    """Audit files of a finished experiment, figures chosen so the means are easy to check."""
+def _ceiling(right: int, n: int = 5, typicality: float | None = None) -> dict:
+    """An audit's ceiling: ``n`` sad references, the first ``right`` judged correctly."""
+    return {
+        "judge": {"per_emotion": {"sad": {"n": n, "accuracy": right / n}}},
+        "utterances": [
+            {"id": f"r{i}", "emotion": "sad", "judge_correct": i < right, "judge_target_prob": 0.5}
+            | ({"typicality": typicality, "atypical": 0.0} if typicality is not None else {})
+            for i in range(n)
+        ],
+    }
+
+
+def _fake_run(o: Path, seeds=(0, 1), real_right: int = 3):
+    """Audit files of a finished experiment, figures chosen so the means are easy to check. Every
+    audit judged the ceilings: ``real_right`` of 5 real references right, 2 of 5 through the codec."""
+    ceilings = {"real": _ceiling(real_right), "codec": _ceiling(2, typicality=1.5)}
     for s in seeds:
         for m in ("diffro", "rrpo"):
             start = point(proxy=0.3 if m == "diffro" else 0.25, acc=0.4 + 0.1 * s)
@@ -168,7 +182,15 @@ def _fake_run(o: Path, seeds=(0, 1)):
             d = o / "runs" / f"{m}_s{s}" / "audit"
             d.mkdir(parents=True)
             (d / "audit.json").write_text(
-                json.dumps({"start": start, "final": final, "points": [start, final], "flagged_steps": [8] * s})
+                json.dumps(
+                    {
+                        "start": start,
+                        "final": final,
+                        "points": [start, final],
+                        "flagged_steps": [8] * s,
+                        "ceilings": ceilings,
+                    }
+                )
             )
     (o / "judge" / "eval").mkdir(parents=True)
     (o / "judge" / "eval" / "casia_heldout.json").write_text(json.dumps({"n": 250, "wa": 0.592, "ua": 0.59}))
@@ -198,9 +220,18 @@ def test_write_results_means_table_and_plot(tmp_path):
     assert g["judge_above_sft"] and g["judge_at_least_diffro"] and not g["quality_within_tol"] and not g["met"]
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| RRPO (robust RM) | 0.700 ± 0.141 | 65.0 ± 7.1 |" in table
-    assert "| judge on real held-out speech (ceiling) | n/a | 59.2 |" in table
+    # the ceilings: 3 of 5 real references, 2 of 5 through the codec (typicality 1.5), each once per fold
+    # (every seed's audit judges the same references with the same anchor)
+    c = res["ceilings"]
+    assert c["ceiling_real"]["judge_acc"]["stat"] == pytest.approx(0.6) and c["ceiling_real"]["judge_acc"]["n"] == 5
+    assert c["ceiling_codec"]["judge_acc"]["stat"] == pytest.approx(0.4)
+    assert c["ceiling_codec"]["typicality"]["stat"] == pytest.approx(1.5) and c["ceiling_real"]["recall"] == {
+        "sad": 0.6
+    }
+    assert "| ceiling: real held-out speech | 60.0 [" in table
+    assert "| ceiling: real held-out speech through the codec | 40.0 [" in table and "| 1.500 [1.500, 1.500] |" in table
     assert "| vanilla | ZhaoZuoxiang | 40.0 | 41.0 | 30.0 |" in table
-    assert res["folds"] == ONE and res["ceiling"]["wa"] == 0.592
+    assert res["folds"] == ONE
     assert "| RRPO (robust RM) | judge accuracy % | 45.0 | 65.0 |" in table
     assert "**RRPO goal**" in table and "not met" in table
     assert (tmp_path / "results" / "results.png").stat().st_size > 10_000
@@ -548,11 +579,11 @@ def test_heldout_speakers_errors_name_the_key():
 def test_two_folds_pool_into_the_results(tmp_path):
     """The fake audits of _fake_run in each of two folds (fold B's judge hears its speaker's real speech at
     0.8 instead of 0.592). Per-run rows name fold and seed; the means pool 2 folds × 2 seeds (identical
-    folds: the same means as one fold); the ceiling pools the folds by utterances: (0.592·250 + 0.8·250)/500
-    = 0.696; the table names both folds."""
+    folds: the same means as one fold); the real-speech ceiling pools the folds by utterances: 3 of 5 and
+    4 of 5 right → 7 / 10 = 0.7; the table names both folds."""
     folds = ["ZhaoZuoxiang", "liuchanhg"]
     for h in folds:
-        _fake_run(tmp_path / "folds" / h)
+        _fake_run(tmp_path / "folds" / h, real_right=4 if h == "liuchanhg" else 3)
         # the second judge's labels of each run (one utterance, right in fold B only) and its evaluation
         (tmp_path / "folds" / h / "judge2" / "eval").mkdir(parents=True)
         (tmp_path / "folds" / h / "judge2" / "eval" / "casia_heldout.json").write_text(
@@ -582,11 +613,16 @@ def test_two_folds_pool_into_the_results(tmp_path):
     ]
     # 0.6, 0.6, 0.7, 0.7: mean 0.65, sample std sqrt(4 · 0.05² / 3)
     assert res["summary"]["rrpo"]["judge_acc"] == pytest.approx((0.65, math.sqrt(0.01 / 3)))
-    assert res["ceiling"]["wa"] == pytest.approx(0.696) and res["ceiling"]["n"] == 500
+    real = res["ceilings"]["ceiling_real"]["judge_acc"]
+    assert (
+        real["stat"] == pytest.approx(0.7)
+        and real["n"] == 10
+        and real["folds"] == {"ZhaoZuoxiang": 0.6, "liuchanhg": 0.8}
+    )
     assert set(res["reward_models"]) == set(folds) and res["judge"]["liuchanhg"]["casia_heldout"]["wa"] == 0.8
     table = (tmp_path / "results" / "table.md").read_text()
     assert "4 run(s): 2 seed(s) (0, 1) × 2 fold(s)" in table and "`liuchanhg`" in table
-    assert "| judge on real held-out speech (ceiling) | n/a | 69.6 |" in table
+    assert "| ceiling: real held-out speech | 70.0 [" in table
     assert "| casia_heldout | liuchanhg | 250 | 80.0 | 79.0 |" in table
     # the second judge pools both folds' re-judged runs: 2 folds x 2 seeds x 1 utterance, right in fold B
     j2 = res["second_judge"]

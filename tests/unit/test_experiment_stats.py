@@ -115,8 +115,12 @@ class LoudnessJudge:
     """A stand-in second judge: peak amplitude ≥ 0.3 → angry, else neutral (never sad)."""
 
     classes = ("neutral", "angry", "sad")
+    calibrated: list = []  # (peak, group) of every item the judge's statistics were taken from
 
     def group_stats(self, items, groups=None):
+        import numpy as np
+
+        LoudnessJudge.calibrated += [(round(float(np.abs(a).max()), 3), g) for (a, _), g in zip(items, groups)]
         return {"*": (0.0, 1.0)}
 
     def predict_proba(self, items, groups=None, stats=None):
@@ -171,7 +175,13 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
                         (amp * np.sin(np.arange(sr // 2) / 10)).astype(np.float32),
                         sr,
                     )
+            # the anchor: the held-out speaker's real recordings through the codec (amplitude 0.2 here)
+            anchor_dir = tmp_path / "anchor" / f"s{s}"
+            for i in range(3):
+                save_audio(anchor_dir / f"a{i}.wav", (0.2 * np.sin(np.arange(sr // 2) / 10)).astype(np.float32), sr)
+            aud["anchor"] = {"audio": str(anchor_dir), "ids": ["a0", "a1", "a2"], "speakers": ["spk"] * 3}
             (d / "audit.json").write_text(json.dumps(aud))
+    LoudnessJudge.calibrated.clear()
     cfg = ExperimentConfig(
         seeds=[0, 1],
         n_boot=300,
@@ -181,6 +191,8 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
     )
     stages = {st.name: st for st in build_stages(cfg, tmp_path, tmp_path, main)}
     stages["judges"].action()
+    # the second judge was calibrated on the anchor's WAVs only (never on the policy's own samples)
+    assert LoudnessJudge.calibrated and set(LoudnessJudge.calibrated) == {(0.2, "spk")}
     res = write_results(tmp_path, cfg)
     j2 = res["second_judge"]
     assert j2["intervals"]["sft"]["judge_acc"]["stat"] == 0.5 and j2["intervals"]["rrpo"]["judge_acc"]["stat"] == 1.0

@@ -190,7 +190,6 @@ def test_guided_replay_gives_the_sampled_ids_and_batches_equal_rows():
 def test_diffro_step_replays_a_guided_sample():
     """The optimiser's sample-and-replay scores the guided policy: its logits + noise give the ids."""
     from rrpo.optimize.objectives import StepContext, _sample_and_replay
-
     from rrpo.policy.generate import guided_logits
 
     pol, ref = guided_policy(), guided_policy(seed=7)  # the reference differs from the policy
