@@ -30,7 +30,18 @@ def by_id(records):
 def test_registry_names_every_preparer_module(tmp_path):
     """PREPARERS is the explicit list ``rrpo prepare`` offers: each entry is its module's function,
     and an unknown name is refused with the known ones listed."""
-    from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
+    from rrpo.data.corpora import (
+        ased,
+        casia,
+        cremad,
+        esd,
+        iemocap,
+        librispeech,
+        nemo,
+        ravdess,
+        tabular,
+        urdu,
+    )
 
     assert PREPARERS == {
         "ased": ased.prepare,
@@ -40,6 +51,7 @@ def test_registry_names_every_preparer_module(tmp_path):
         "esd": esd.prepare,
         "iemocap": iemocap.prepare,
         "jsonl": tabular.prepare_jsonl,
+        "librispeech": librispeech.prepare,
         "nemo": nemo.prepare,
         "ravdess": ravdess.prepare,
         "urdu": urdu.prepare,

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
+from rrpo.data.corpora import (
+    ased,
+    casia,
+    cremad,
+    esd,
+    iemocap,
+    librispeech,
+    nemo,
+    ravdess,
+    tabular,
+    urdu,
+)
 from rrpo.data.corpora.common import Preparer
 from rrpo.data.manifest import Manifest, write_manifest
 from rrpo.errors import RrpoError
@@ -24,6 +35,7 @@ PREPARERS: dict[str, Preparer] = {
     "esd": esd.prepare,
     "iemocap": iemocap.prepare,
     "jsonl": tabular.prepare_jsonl,
+    "librispeech": librispeech.prepare,
     "nemo": nemo.prepare,
     "ravdess": ravdess.prepare,
     "urdu": urdu.prepare,
