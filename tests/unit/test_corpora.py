@@ -31,6 +31,7 @@ def test_registry_names_every_preparer_module(tmp_path):
     """PREPARERS is the explicit list ``rrpo prepare`` offers: each entry is its module's function,
     and an unknown name is refused with the known ones listed."""
     from rrpo.data.corpora import (
+        an4,
         ased,
         casia,
         cremad,
@@ -44,6 +45,7 @@ def test_registry_names_every_preparer_module(tmp_path):
     )
 
     assert PREPARERS == {
+        "an4": an4.prepare,
         "ased": ased.prepare,
         "casia": casia.prepare,
         "crema-d": cremad.prepare,

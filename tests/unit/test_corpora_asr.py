@@ -1,4 +1,4 @@
-"""The transcribed-speech corpora's preparers (LibriSpeech) on small generated trees
+"""The transcribed-speech corpora's preparers (LibriSpeech, AN4) on small generated trees
 in each corpus' own layout (short sine clips): records field by field, and every error."""
 
 from __future__ import annotations
@@ -137,3 +137,108 @@ def test_librispeech_wrong_root_is_one_line(tmp_path):
     clip(tmp_path / "somewhere" / "a.flac")
     with pytest.raises(RrpoError, match=r"no LibriSpeech folder \(<subset>/<spk>/<chapter>/\) found here"):
         PREPARERS["librispeech"](tmp_path, None)
+
+
+# ------------------------------------------------------------------------------------------ AN4
+
+AN4_TRAIN = "<s> YES </s> (an251-fash-b)\n<s> R O B E R T </s> (cen1-fash-b)\n<s> TWO </s> (an1-mblw-b)\n"
+AN4_TEST = "\nNO (an416-fjlp-b)\n"  # the test file has no <s> tags and a blank first line
+
+
+def an4_tree(tmp: Path) -> Path:
+    base = tmp / "an4"
+    write(base / "etc" / "an4_train.transcription", AN4_TRAIN)
+    write(base / "etc" / "an4_test.transcription", AN4_TEST)
+    clip(base / "wav" / "an4_clstk" / "fash" / "an251-fash-b.sph", seconds=0.5, fmt="NIST")
+    clip(base / "wav" / "an4_clstk" / "fash" / "cen1-fash-b.sph", fmt="NIST")
+    clip(base / "wav" / "an4_clstk" / "mblw" / "an1-mblw-b.wav")  # a converted copy
+    clip(base / "wav" / "an4test_clstk" / "fjlp" / "an416-fjlp-b.sph", seconds=0.75, fmt="NIST")
+    return base
+
+
+def test_an4_fake_tree(tmp_path):
+    base = an4_tree(tmp_path)
+    recs = by_id(PREPARERS["an4"](tmp_path, None))
+    assert set(recs) == {"an4_an251-fash-b", "an4_cen1-fash-b", "an4_an1-mblw-b", "an4_an416-fjlp-b"}
+    u = recs["an4_an251-fash-b"]
+    assert Path(u.audio) == base / "wav" / "an4_clstk" / "fash" / "an251-fash-b.sph" and Path(u.audio).is_absolute()
+    assert (u.text, u.speaker, u.language, u.split, u.emotion) == ("YES", "fash", "en", "train", "neutral")
+    assert u.sampling_rate == 16000 and u.duration == pytest.approx(0.5)
+    assert u.extra == {"emotion_labelled": False} and not u.emotion_labelled
+    assert recs["an4_cen1-fash-b"].text == "R O B E R T" and recs["an4_an1-mblw-b"].speaker == "mblw"
+    t = recs["an4_an416-fjlp-b"]
+    assert (t.text, t.split, t.speaker, t.duration) == ("NO", "test", "fjlp", pytest.approx(0.75))
+    assert by_id(PREPARERS["an4"](base, None)) == recs
+    man = prepare_corpus("an4", base, tmp_path / "an4.jsonl", check_audio=True)
+    assert len(read_manifest(man.path)) == 4
+
+
+def test_an4_unmatched_clips_and_lines_are_skipped_with_a_warning(tmp_path, caplog):
+    base = an4_tree(tmp_path)
+    clip(base / "wav" / "an4test_clstk" / "fcaw" / "an406-fcaw-b.sph", fmt="NIST")  # listed nowhere
+    (base / "wav" / "an4_clstk" / "fash" / "cen1-fash-b.sph").unlink()  # listed, no clip
+    clip(base / "wav" / "an4_clstk" / "zzzz" / "an9-zzzz-b.sph", fmt="NIST")
+    clip(base / "wav" / "an4_clstk" / "zzzz" / "an9-zzzz-b.wav")  # unlisted, stored twice: no matter
+    with caplog.at_level(logging.WARNING):
+        recs = by_id(PREPARERS["an4"](base, None))
+    assert set(recs) == {"an4_an251-fash-b", "an4_an1-mblw-b", "an4_an416-fjlp-b"}
+    assert "an4: 1 transcription lines have no audio file" in caplog.text
+    assert "an4: 3 clips have no transcription line" in caplog.text
+
+
+def test_an4_a_part_without_audio_is_left_out(tmp_path):
+    base = an4_tree(tmp_path)
+    for p in (base / "wav" / "an4test_clstk").rglob("*.sph"):
+        p.unlink()
+    assert {u.split for u in PREPARERS["an4"](base, None)} == {"train"}
+    import shutil
+
+    shutil.rmtree(base / "wav" / "an4test_clstk")
+    (base / "etc" / "an4_test.transcription").unlink()
+    assert len(PREPARERS["an4"](base, None)) == 3
+
+
+@pytest.mark.parametrize(
+    "change, message, where",
+    [
+        (
+            "no_test_transcription",
+            r"transcription file not found \(needed for the audio of wav/an4test_clstk\)",
+            "an4_test.transcription",
+        ),
+        ("no_transcriptions", r"no AN4 folder \(etc/an4_\*.transcription beside wav/\) found", "tmp"),
+        ("bad_line", r"transcription line is not '<s> WORDS </s> \(<utt>-<speaker>-<mic>\)'", "transcription:2"),
+        ("twice", r"utterance 'an251-fash-b' appears twice \(first on line 1\)", "an4_train.transcription:4"),
+        ("wrong_folder", "file id 'an251-fash-b' names another speaker than its folder 'mblw'", "an251-fash-b.sph"),
+        ("stored_twice", r"clip stored twice \(an251-fash-b.sph and an251-fash-b.wav\)", "an251-fash-b.wav"),
+        ("raw", r"headerless .raw audio \(the an4_raw release\)", "an1-mblw-b.raw"),
+        ("not_audio", "not a readable audio file", "cen1-fash-b.sph"),
+    ],
+)
+def test_an4_errors(tmp_path, change, message, where):
+    base = an4_tree(tmp_path)
+    train = base / "etc" / "an4_train.transcription"
+    fash = base / "wav" / "an4_clstk" / "fash"
+    if change == "no_test_transcription":
+        (base / "etc" / "an4_test.transcription").unlink()
+    elif change == "no_transcriptions":
+        train.unlink()
+        (base / "etc" / "an4_test.transcription").unlink()
+    elif change == "bad_line":
+        write(train, "<s> YES </s> (an251-fash-b)\n<s> NO </s> an1-mblw-b\n")
+    elif change == "twice":
+        write(train, AN4_TRAIN + "<s> AGAIN </s> (an251-fash-b)\n")
+    elif change == "wrong_folder":
+        (fash / "an251-fash-b.sph").rename(base / "wav" / "an4_clstk" / "mblw" / "an251-fash-b.sph")
+    elif change == "stored_twice":
+        clip(fash / "an251-fash-b.wav")
+    elif change == "raw":
+        (base / "wav" / "an4_clstk" / "mblw" / "an1-mblw-b.wav").rename(
+            base / "wav" / "an4_clstk" / "mblw" / "an1-mblw-b.raw"
+        )
+    elif change == "not_audio":
+        (fash / "cen1-fash-b.sph").write_bytes(b"NIST_1A but not really")
+    with pytest.raises(RrpoError, match=message) as e:
+        PREPARERS["an4"](tmp_path if change == "no_transcriptions" else base, None)
+    path = str(e.value).split(": ")[0]
+    assert (path == str(tmp_path)) if where == "tmp" else path.endswith(where), str(e.value)

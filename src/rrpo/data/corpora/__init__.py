@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rrpo.data.corpora import (
+    an4,
     ased,
     casia,
     cremad,
@@ -28,6 +29,7 @@ from rrpo.errors import RrpoError
 
 #: Preparer by the corpus name ``rrpo prepare CORPUS`` takes.
 PREPARERS: dict[str, Preparer] = {
+    "an4": an4.prepare,
     "ased": ased.prepare,
     "casia": casia.prepare,
     "crema-d": cremad.prepare,
