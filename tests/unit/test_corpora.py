@@ -31,6 +31,7 @@ def test_registry_names_every_preparer_module(tmp_path):
     """PREPARERS is the explicit list ``rrpo prepare`` offers: each entry is its module's function,
     and an unknown name is refused with the known ones listed."""
     from rrpo.data.corpora import (
+        aishell,
         an4,
         ased,
         casia,
@@ -45,6 +46,7 @@ def test_registry_names_every_preparer_module(tmp_path):
     )
 
     assert PREPARERS == {
+        "aishell": aishell.prepare,
         "an4": an4.prepare,
         "ased": ased.prepare,
         "casia": casia.prepare,

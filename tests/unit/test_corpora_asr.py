@@ -1,4 +1,4 @@
-"""The transcribed-speech corpora's preparers (LibriSpeech, AN4) on small generated trees
+"""The transcribed-speech corpora's preparers (LibriSpeech, AN4, AISHELL-1) on small generated trees
 in each corpus' own layout (short sine clips): records field by field, and every error."""
 
 from __future__ import annotations
@@ -242,3 +242,136 @@ def test_an4_errors(tmp_path, change, message, where):
         PREPARERS["an4"](tmp_path if change == "no_transcriptions" else base, None)
     path = str(e.value).split(": ")[0]
     assert (path == str(tmp_path)) if where == "tmp" else path.endswith(where), str(e.value)
+
+
+# ------------------------------------------------------------------------------------ AISHELL-1
+
+AISHELL_TRANSCRIPT = (
+    "BAC009S0002W0122 而 对 楼市 成交 抑制 作用 最 大 的 限 购\n"
+    "BAC009S0724W0121 广州市 房地产 中介 协会 分析\n"
+    "BAC009S0764W0121 甚至 出现 用 APP iphone 抢购\n"
+    "BAC009S0002W0999 这 条 没有 音频\n"
+)
+
+
+def aishell_tree(tmp: Path) -> Path:
+    base = tmp / "data_aishell"
+    write(base / "transcript" / "aishell_transcript_v0.8.txt", AISHELL_TRANSCRIPT)
+    clip(base / "wav" / "train" / "S0002" / "BAC009S0002W0122.wav", seconds=0.5)
+    clip(base / "wav" / "dev" / "S0724" / "BAC009S0724W0121.wav")
+    clip(base / "wav" / "test" / "S0764" / "BAC009S0764W0121.wav", seconds=0.75)
+    return base
+
+
+def test_aishell_fake_tree(tmp_path, caplog):
+    base = aishell_tree(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        recs = by_id(PREPARERS["aishell"](tmp_path, None))
+    assert set(recs) == {"aishell_BAC009S0002W0122", "aishell_BAC009S0724W0121", "aishell_BAC009S0764W0121"}
+    assert "aishell: 1 transcript lines have no audio file" in caplog.text
+    u = recs["aishell_BAC009S0002W0122"]
+    assert Path(u.audio) == base / "wav" / "train" / "S0002" / "BAC009S0002W0122.wav" and Path(u.audio).is_absolute()
+    assert (u.text, u.speaker, u.language, u.split, u.emotion) == (
+        "而对楼市成交抑制作用最大的限购",
+        "S0002",
+        "zh",
+        "train",
+        "neutral",
+    )
+    assert u.sampling_rate == 16000 and u.duration == pytest.approx(0.5)
+    assert u.extra == {"emotion_labelled": False} and not u.emotion_labelled
+    assert (recs["aishell_BAC009S0724W0121"].split, recs["aishell_BAC009S0724W0121"].text) == (
+        "dev",
+        "广州市房地产中介协会分析",
+    )
+    t = recs["aishell_BAC009S0764W0121"]
+    assert (t.split, t.speaker, t.text) == ("test", "S0764", "甚至出现用APP iphone抢购")  # Latin words keep a space
+    assert by_id(PREPARERS["aishell"](base, None)) == recs
+    man = prepare_corpus("aishell", base, tmp_path / "a.jsonl", check_audio=True)
+    assert [u.id for u in read_manifest(man.path)] == sorted(recs)
+
+
+def test_aishell_transcript_decoded_by_its_bytes(tmp_path):
+    base = aishell_tree(tmp_path)
+    write(base / "transcript" / "aishell_transcript_v0.8.txt", AISHELL_TRANSCRIPT, encoding="gb18030")
+    assert by_id(PREPARERS["aishell"](base, None))["aishell_BAC009S0724W0121"].text == "广州市房地产中介协会分析"
+
+
+def test_aishell_flat_layout(tmp_path, caplog):
+    """A folder of <uttid>.wav beside <uttid>.txt (a sample copy): split from the speaker number."""
+    flat = tmp_path / "AISHELL_Sample_data"
+    for uid, text in [
+        ("BAC009S0150W0001", "设定二十九度"),
+        ("BAC009S0763W0002", "开 空调\n"),
+        ("BAC009S0916W0003", "好"),
+    ]:
+        clip(flat / f"{uid}.wav")
+        write(flat / f"{uid}.txt", text)
+    clip(flat / "BAC009S0150W0009.wav")  # no .txt
+    with caplog.at_level(logging.WARNING):
+        recs = by_id(PREPARERS["aishell"](tmp_path, None))
+    assert {k: (u.split, u.speaker, u.text) for k, u in recs.items()} == {
+        "aishell_BAC009S0150W0001": ("train", "S0150", "设定二十九度"),
+        "aishell_BAC009S0763W0002": ("dev", "S0763", "开空调"),
+        "aishell_BAC009S0916W0003": ("test", "S0916", "好"),
+    }
+    assert "aishell: 1 clips have no transcript line" in caplog.text
+    u = recs["aishell_BAC009S0150W0001"]
+    assert (
+        Path(u.audio) == flat / "BAC009S0150W0001.wav" and u.language == "zh" and u.extra == {"emotion_labelled": False}
+    )
+
+
+def test_aishell_clip_without_line_is_skipped_with_a_warning(tmp_path, caplog):
+    base = aishell_tree(tmp_path)
+    clip(base / "wav" / "train" / "S0002" / "BAC009S0002W0123.wav")
+    with caplog.at_level(logging.WARNING):
+        recs = PREPARERS["aishell"](base, None)
+    assert len(recs) == 3 and "aishell: 1 clips have no transcript line" in caplog.text
+    assert "BAC009S0002W0123.wav" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "change, message, where",
+    [
+        ("no_transcript", "transcript file not found", "aishell_transcript_v0.8.txt"),
+        ("bad_line", r"transcript line is not '<uttid> <words ...>'", "aishell_transcript_v0.8.txt:2"),
+        ("no_text", r"transcript line is not '<uttid> <words ...>'", "aishell_transcript_v0.8.txt:5"),
+        ("twice", r"utterance 'BAC009S0002W0122' appears twice \(first on line 1\)", "v0.8.txt:5"),
+        ("bad_split", r"not an AISHELL-1 split folder \(train, dev, test\)", "wav/eval"),
+        ("bad_name", r"not an AISHELL-1 clip name \(expected e.g. BAC009S0002W0122.wav\)", "take1.wav"),
+        ("wrong_speaker", "clip of speaker S0002 lies in the folder of 'S0724'", "BAC009S0002W0122.wav"),
+        ("archives", "the speaker archives are not extracted", "data_aishell/wav"),
+        ("not_audio", "not a readable audio file", "BAC009S0724W0121.wav"),
+    ],
+)
+def test_aishell_errors(tmp_path, change, message, where):
+    import shutil
+
+    base = aishell_tree(tmp_path)
+    tpath = base / "transcript" / "aishell_transcript_v0.8.txt"
+    if change == "no_transcript":
+        tpath.unlink()
+    elif change == "bad_line":
+        write(tpath, AISHELL_TRANSCRIPT.replace("BAC009S0724W0121", "S0724_0121"))
+    elif change == "no_text":
+        write(tpath, AISHELL_TRANSCRIPT + "BAC009S0002W0124\n")
+    elif change == "twice":
+        write(tpath, AISHELL_TRANSCRIPT + "BAC009S0002W0122 又 一 次\n")
+    elif change == "bad_split":
+        clip(base / "wav" / "eval" / "S0002" / "BAC009S0002W0122.wav")
+    elif change == "bad_name":
+        clip(base / "wav" / "train" / "S0002" / "take1.wav")
+    elif change == "wrong_speaker":
+        (base / "wav" / "train" / "S0002" / "BAC009S0002W0122.wav").rename(
+            base / "wav" / "dev" / "S0724" / "BAC009S0002W0122.wav"
+        )
+    elif change == "archives":
+        for d in ("train", "dev", "test"):
+            shutil.rmtree(base / "wav" / d)
+        write(base / "wav" / "S0002.tar.gz", "archive")
+    elif change == "not_audio":
+        (base / "wav" / "dev" / "S0724" / "BAC009S0724W0121.wav").write_bytes(b"RIFF")
+    with pytest.raises(RrpoError, match=message) as e:
+        PREPARERS["aishell"](base, None)
+    assert str(e.value).split(": ")[0].endswith(where), str(e.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rrpo.data.corpora import (
+    aishell,
     an4,
     ased,
     casia,
@@ -29,6 +30,7 @@ from rrpo.errors import RrpoError
 
 #: Preparer by the corpus name ``rrpo prepare CORPUS`` takes.
 PREPARERS: dict[str, Preparer] = {
+    "aishell": aishell.prepare,
     "an4": an4.prepare,
     "ased": ased.prepare,
     "casia": casia.prepare,
