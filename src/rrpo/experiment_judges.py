@@ -204,7 +204,7 @@ def resynthesise_speaker(
 
     codec = load_codec(codec_dir)
     man = read_manifest(manifest)
-    rows = [u for u in man if u.speaker == speaker and u.emotion in classes]
+    rows = list(man.select(speakers=[speaker], emotions=classes))  # emotion-labelled records only
     if not rows:
         raise RrpoError(f"no recordings of speaker '{speaker}' in the classes {classes}", manifest)
     tok = TokenShards(shards)

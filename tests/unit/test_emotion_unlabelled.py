@@ -61,3 +61,34 @@ def test_sft_examples_leave_unlabelled_records_out(tmp_path):
     cfg = load_config(SFTConfig, None, [f"data.manifest={m}", f"data.shards={t}", "data.heldout_fraction=0"]).data
     tr, held, *_ = load_examples(cfg)
     assert held == [] and sorted(e.uid for e in tr) == sorted(ids[3:])
+
+
+def test_audit_references_are_emotion_labelled_records():
+    """The audit's reference for (text, speaker, neutral) is a labelled neutral recording, never a
+    record whose 'neutral' is a placeholder."""
+    from rrpo.audit.scorer import AuditPrompts, _prompt_set
+
+    a = Utterance("a", "a.wav", 16000, 1.0, "hello", "s", "en", "neutral", "train", {"emotion_labelled": False})
+    b = Utterance("b", "b.wav", 16000, 1.0, "hello", "s", "en", "sad", "train")
+    rows = _prompt_set(AuditPrompts(), Manifest([a, b]), ["neutral", "sad"])
+    assert [(r["emotion"], r["ref_id"]) for r in rows] == [("neutral", None), ("sad", "b")]
+    a.extra["emotion_labelled"] = True
+    rows = _prompt_set(AuditPrompts(), Manifest([a, b]), ["neutral", "sad"])
+    assert [(r["emotion"], r["ref_id"]) for r in rows] == [("neutral", "a"), ("sad", "b")]
+
+
+def test_optimize_sft_examples_leave_unlabelled_records_out(tmp_path):
+    """algo=sft of `rrpo optimize` reads prompts.manifest with prompts.shards; with no emotion filter
+    (neither prompts.emotions nor the policy's) records without labels must still stay out."""
+    from types import SimpleNamespace
+
+    from rrpo.optimize.trainer import PromptConfig, _sft_examples
+
+    from tests.unit.policy_fixtures import make_corpus
+
+    m, t = make_corpus(tmp_path / "a")
+    ids = [u.id for u in read_manifest(m)]
+    unlabel(m, set(ids[:2]))
+    cfg = SimpleNamespace(prompts=PromptConfig(manifest=str(m), shards=str(t)))
+    out = _sft_examples(cfg, SimpleNamespace(emotions=()))
+    assert sorted(e.uid for e in out) == sorted(ids[2:])

@@ -89,3 +89,18 @@ def test_recall_table_lists_each_system_and_the_lowest_recall():
     assert "| judge on real held-out speech | 100 | 100 | 50 | 100 | 100 | 50 |" in lines
     assert not any(line.startswith("| DiffRO") for line in lines)  # no audited utterances: no row
     assert recall_markdown({"recall": {}}, {}) == []
+
+
+def test_resynthesis_leaves_records_without_emotion_labels_out(corpus, codec_dir, shards, tmp_path):  # noqa: F811
+    """The ceiling judges the recordings by their labels: a record whose 'neutral' is a placeholder
+    (extra.emotion_labelled: false) is not one of them."""
+    from rrpo.data.manifest import write_manifest
+
+    man = read_manifest(corpus.path)
+    for u in man:
+        u.audio = str(man.audio_path(u))
+        if u.id == "u0":
+            u.extra["emotion_labelled"] = False
+    path = write_manifest(tmp_path / "m.jsonl", man).path
+    out = resynthesise_speaker(codec_dir, path, shards, "lo", ["neutral"], tmp_path / "cc")
+    assert [u.id for u in read_manifest(out)] == ["u2", "u4"]
