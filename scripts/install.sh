@@ -27,11 +27,11 @@ pip_install --upgrade pip "setuptools<81" wheel
 # would pull the CUDA build.
 step "torch"
 pip_install torch
-# pyworld builds from source with build isolation off, so its build needs (numpy, Cython, and
-# setuptools<81) must already be in the venv.
-step "pyworld (built from source)"
+# pyworld and pysptk build from source with build isolation off, so their build needs (numpy,
+# Cython, and setuptools<81) must already be in the venv.
+step "pyworld and pysptk (built from source)"
 pip_install numpy Cython
-pip_install --no-build-isolation pyworld
+pip_install --no-build-isolation pyworld pysptk
 step "rrpo$extra"
 pip_install -e ".$extra"
 # The report test drives Debian's Chromium (playwright's own browser download is not used).

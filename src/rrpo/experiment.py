@@ -837,17 +837,6 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
         """rrpo judge eval: the second judge on the held-out speaker's real speech and on ESD English"""
         judge_eval("judge2")
 
-    def codec_ceiling() -> None:
-        """the held-out speaker's real speech through the codec's tokens, judged (the codec's ceiling)"""
-        from rrpo.experiment_judges import resynthesise_speaker
-
-        cc = f / "codec_ceiling"
-        man = resynthesise_speaker(o / "codec", casia, tok["casia"], h, CLASSES, cc)
-        for folder in ("judge", "judge2") if cfg.second_judge != "none" else ("judge",):
-            argv = ["judge", "eval", f"judge={f / folder}", f"manifests=[{man}]", f"speakers=[{h}]"]
-            if run_verb([*argv, f"out={cc / f'{folder}.json'}"]) != 0:
-                raise RrpoError(f"{folder} eval on {h}'s resynthesised speech failed")
-
     judge_mans = [casia if c == "casia" else d / f"{c}.jsonl" for c in cfg.judge_corpora]
     return [
         Stage(
@@ -928,7 +917,6 @@ def fold_model_stages(cfg: ExperimentConfig, o: Path, h: str, tok: dict[str, Pat
             if cfg.second_judge != "none"
             else []
         ),
-        Stage(fold_stage(cfg, "codec_ceiling", h), f / "codec_ceiling", codec_ceiling),
     ]
 
 
@@ -944,9 +932,11 @@ METRICS = [
     ("voicing_error", "voicing error", True),
     ("frechet_egemaps", "Fréchet eGeMAPS", True),
     ("token_repetition", "token repetition", True),
+    ("typicality", "typicality", True),
+    ("atypical", "atypical share", True),
     ("sqrt_kl", "√KL to SFT", True),
 ]
-QUALITY = ["artifacts", "mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps"]
+QUALITY = ["artifacts", "mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps", "typicality"]
 
 
 def point_metrics(p: dict) -> dict[str, float]:
@@ -958,6 +948,8 @@ def point_metrics(p: dict) -> dict[str, float]:
         "artifacts": sum(a["events_per_s"] for a in p["artifacts"].values()),
         **{k: p["distances"][k] for k in ("mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps")},
         "token_repetition": p["token_repetition"],
+        "typicality": (p.get("typicality") or {}).get("distance", math.nan),
+        "atypical": (p.get("typicality") or {}).get("atypical", math.nan),
         "sqrt_kl": p["sqrt_kl"],
         "mean_len_s": p["mean_len_s"],
         "hacking_flag": float(bool(p.get("hacking_flag", False))),
@@ -1036,7 +1028,7 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
                     rm[h][f"{name}_{ev}"] = read_json(p)
         judge[h] = {p.stem: read_json(p) for p in sorted((f / "judge" / "eval").glob("*.json"))}
     from rrpo.audit.summary import pooled_recall
-    from rrpo.experiment_stats import comparison_stats, pairs_for, system_points
+    from rrpo.experiment_stats import CEILINGS, comparison_stats, pairs_for, system_points
 
     points = system_points(o, list(cfg.seeds), list(cfg.systems), folds=fold_dirs(o, cfg))
     stats = comparison_stats(
@@ -1058,9 +1050,15 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
         "trajectories": trajectories(o, cfg),
         "reward_models": rm,
         "judge": judge,
-        "ceiling": ceiling(judge),
+        "ceilings": {
+            name: {
+                **{k: v for k, v in stats["intervals"].get(name, {}).items() if k in ("judge_acc", "typicality", "atypical")},
+                "recall": pooled_recall([p for _, p in points[name]], CLASSES),
+            }
+            for name in CEILINGS
+            if name in points
+        },
         "recall": {m: pooled_recall(pts, CLASSES) for m, pts in judged.items()},
-        "codec_ceiling": codec_ceiling_results(o, cfg),
         "stats": stats,
     }
     if cfg.second_judge != "none" and all((f / "judges").is_dir() for f in fold_dirs(o, cfg).values()):
@@ -1084,37 +1082,6 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
 def fold_dirs(o: Path, cfg: ExperimentConfig) -> dict[str, Path]:
     """``{held-out speaker: its fold's folder}`` in config order."""
     return {h: fold_dir(o, cfg, h) for h in cfg.heldout_speakers}
-
-
-def ceiling(judge: dict[str, dict]) -> dict | None:
-    """The judge on the held-out speakers' real speech, pooled over the folds: accuracy = Σ correct / Σ n
-    (each fold's ``wa`` × ``n``), with each fold's own figure. None without any fold's evaluation.
-    Example: folds (wa 0.6, n 250) and (wa 0.8, n 250) pool to 0.7."""
-    folds = {h: j["casia_heldout"] for h, j in judge.items() if "casia_heldout" in j}
-    if not folds:
-        return None
-    n = sum(int(v.get("n", 0)) for v in folds.values())
-    wa = sum(float(v["wa"]) * int(v.get("n", 0)) for v in folds.values()) / n if n else math.nan
-    return {
-        "wa": wa,
-        "n": n,
-        "folds": {h: {"wa": v["wa"], "ua": v.get("ua"), "n": v.get("n")} for h, v in folds.items()},
-    }
-
-
-def codec_ceiling_results(o: Path, cfg: ExperimentConfig) -> dict:
-    """Each judge on the held-out speakers' real speech resynthesised through the codec, pooled over
-    the folds (:func:`rrpo.experiment_judges.pooled_judge_eval`); {} before the stage has run."""
-    from rrpo.experiment_judges import pooled_judge_eval
-    from rrpo.io import read_json
-
-    out = {}
-    for name in ("judge", "judge2"):
-        paths = {h: fold_dir(o, cfg, h) / "codec_ceiling" / f"{name}.json" for h in cfg.heldout_speakers}
-        pooled = pooled_judge_eval({h: read_json(p) for h, p in paths.items() if p.exists()})
-        if pooled:
-            out[name] = pooled
-    return out
 
 
 def trajectories(o: Path, cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
@@ -1183,16 +1150,7 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
                 cells.append(_fmt(*s[m][k], pct=k == "judge_acc"))
         lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
     j = res["judge"]
-    ceil = res.get("ceiling")
-    if ceil:
-        row = ["n/a"] * len(METRICS)
-        row[1] = f"{100 * _acc(ceil, 'wa'):.1f}"
-        lines.append("| judge on real held-out speech (ceiling) | " + " | ".join(row) + " |")
-    cc = (res.get("codec_ceiling") or {}).get("judge")
-    if cc:
-        row = ["n/a"] * len(METRICS)
-        row[1] = f"{100 * _acc(cc, 'accuracy'):.1f}"
-        lines.append("| judge on real held-out speech through the codec (codec ceiling) | " + " | ".join(row) + " |")
+    lines += ceilings_markdown(res, s)
     lines += [
         "",
         "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
@@ -1285,6 +1243,44 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+CEILING_NAMES = {
+    "ceiling_real": "ceiling: real held-out speech",
+    "ceiling_codec": "ceiling: real held-out speech through the codec",
+}
+
+
+def ceilings_markdown(res: dict, summary: dict) -> list[str]:
+    """SFT and the ceilings side by side: judge accuracy [95 % interval], typicality and atypical share.
+    Every one is judged with statistics fixed from real recordings before any policy was scored."""
+    ceil = res.get("ceilings") or {}
+    sft = (res.get("stats") or {}).get("intervals", {}).get("sft", {})
+    if not ceil and not sft:
+        return []
+
+    def cell(d: dict | None, k: str) -> str:
+        if not d or k not in d:
+            return "n/a"
+        v = d[k]
+        f = (lambda x: f"{100 * x:.1f}") if k == "judge_acc" else (lambda x: f"{x:.3f}")
+        return f"{f(v['stat'])} [{f(v['lo'])}, {f(v['hi'])}]"
+
+    lines = [
+        "",
+        "SFT beside the ceilings, all judged with each held-out speaker's statistics fixed from its real "
+        "recordings of other sentences (through the codec for SFT and the codec ceiling), before any policy "
+        "was scored; [95 % hierarchical bootstrap]:",
+        "",
+        "| | judge accuracy % | typicality | atypical share |",
+        "| --- | --- | --- | --- |",
+        f"| SFT (start) | {cell(sft, 'judge_acc')} | {cell(sft, 'typicality')} | {cell(sft, 'atypical')} |",
+    ]
+    for name, label in CEILING_NAMES.items():
+        if name in ceil:
+            c = ceil[name]
+            lines.append(f"| {label} | {cell(c, 'judge_acc')} | {cell(c, 'typicality')} | {cell(c, 'atypical')} |")
+    return lines
+
+
 def recall_markdown(res: dict, names: dict[str, str]) -> list[str]:
     """The judge's recall of each target emotion per system (pooled over runs; SFT = the audits' step 0),
     with the judge on the held-out speakers' real speech before and after the codec for reference."""
@@ -1292,14 +1288,10 @@ def recall_markdown(res: dict, names: dict[str, str]) -> list[str]:
     if not any(rec.values()):
         return []
     rows = [(names.get(m, m), r) for m, r in rec.items() if r]
-    from rrpo.experiment_judges import pooled_judge_eval
-
-    real = pooled_judge_eval({h: jh.get("casia_heldout") for h, jh in (res.get("judge") or {}).items()})
-    if real:
-        rows.append(("judge on real held-out speech", real["recall"]))
-    cc = (res.get("codec_ceiling") or {}).get("judge")
-    if cc:
-        rows.append(("judge on real held-out speech through the codec", cc["recall"]))
+    for name, label in CEILING_NAMES.items():
+        r = ((res.get("ceilings") or {}).get(name) or {}).get("recall")
+        if r:
+            rows.append((label, r))
     lines = [
         "Judge recall per target emotion (the share of utterances asked for that emotion that the judge "
         "hears as it; pooled over runs), and the lowest:",
@@ -1345,7 +1337,7 @@ def plot_results(res: dict, path: Path) -> None:
         color=[colour[m] for m, _ in methods],
         capsize=4,
     )
-    ceil = (res.get("ceiling") or {}).get("wa")
+    ceil = (((res.get("ceilings") or {}).get("ceiling_real") or {}).get("judge_acc") or {}).get("stat")
     if ceil is not None:
         ax.axhline(100 * ceil, ls="--", c="k", lw=1, label="judge on real held-out speech")
         ax.legend(fontsize=8, loc="upper left")

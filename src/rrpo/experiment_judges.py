@@ -50,9 +50,16 @@ def rejudge_run(run_dir: Path, judge) -> dict:
                 run_dir / "audit" / "audit.json",
             )
         items = _wavs(run_dir / "audit" / "audio" / f"step_{pt['step']}", [r["id"] for r in rows])
-        if stats is None:  # the starting policy's outputs calibrate the normalisation, as in the audit
-            stats = judge.group_stats(items)
-        proba = judge.predict_proba(items, stats=stats)
+        if stats is None:  # the anchor's codec-passed real recordings calibrate the normalisation
+            anchor = aud.get("anchor") or {}
+            if not anchor.get("audio") or not anchor.get("ids"):
+                raise RrpoError(
+                    "the audit has no anchor (audited by an older rrpo); redo the run's audit stage "
+                    "(rrpo experiment ... 'force=[audit_<run>]')",
+                    run_dir / "audit" / "audit.json",
+                )
+            stats = judge.group_stats(_wavs(Path(anchor["audio"]), anchor["ids"]), anchor["speakers"])
+        proba = judge.predict_proba(items, groups=[str(r.get("speaker")) for r in rows], stats=stats)
         cls = list(judge.classes)
         out[key] = {
             "step": pt["step"],
@@ -171,77 +178,3 @@ def judges_markdown(res: dict, names: dict[str, str]) -> list[str]:
             f"{v['verdicts'].get(SECOND)} | {st} |"
         )
     return lines + [""]
-
-
-# ------------------------------------------------------------------------------ the codec's ceiling
-def resynthesise_speaker(
-    codec_dir: Path,
-    manifest: Path,
-    shards: Path,
-    speaker: str,
-    classes: list[str],
-    out: Path,
-    profile_recordings: int = 10,
-) -> Path:
-    """Decode ``speaker``'s real recordings from their tokens, as the audit decodes a policy's samples.
-
-    The recordings are those of ``manifest`` by ``speaker`` whose emotion is in ``classes``; their
-    tokens come from ``shards`` (``rrpo tokenize`` of that manifest) and are decoded with the profile
-    the audit gives that speaker (:class:`rrpo.audit.scorer.Scorer`: the codec's stored one, else one
-    from the speaker's first ``profile_recordings`` recordings, :func:`rrpo.codec.profile_from_manifest`).
-    Writes ``out/audio/<id>.wav`` and
-    ``out/resynth.jsonl`` (the same records, audio replaced) and returns the manifest's path. Judging
-    it gives what the judge can hear of each emotion once speech has been through the codec's tokens:
-    the most a policy speaking those tokens could score."""
-    from dataclasses import replace
-
-    from tqdm import tqdm
-
-    from rrpo.codec import load_codec, profile_from_manifest
-    from rrpo.codec.shards import TokenShards
-    from rrpo.data.audio import save_audio
-    from rrpo.data.manifest import read_manifest, write_manifest
-
-    codec = load_codec(codec_dir)
-    man = read_manifest(manifest)
-    rows = list(man.select(speakers=[speaker], emotions=classes))  # emotion-labelled records only
-    if not rows:
-        raise RrpoError(f"no recordings of speaker '{speaker}' in the classes {classes}", manifest)
-    tok = TokenShards(shards)
-    missing = tok.missing([u.id for u in rows])
-    if missing:
-        raise RrpoError(f"{len(missing)} of '{speaker}''s recordings are not tokenised (e.g. {missing[0]})", shards)
-    profile = profile_from_manifest(codec, man, speaker, profile_recordings)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    sr = int(codec.sampling_rate)
-    done = []
-    for u in tqdm(rows, desc=f"resynthesise {speaker}", unit="utt", disable=None):
-        wav = codec.decode(tok.get(u.id)[0], profile)
-        path = out / "audio" / f"{u.id}.wav"
-        save_audio(path, wav, sr)
-        done.append(replace(u, audio=str(path.resolve()), sampling_rate=sr, duration=max(len(wav), 1) / sr))
-    return write_manifest(out / "resynth.jsonl", done).path
-
-
-def pooled_judge_eval(evals: dict[str, dict]) -> dict | None:
-    """Pool one judge's evaluations of several folds (``{fold: rrpo judge eval JSON}``): accuracy =
-    Σ correct / Σ n and the recall of each class = Σ hits / Σ count over the folds' ``confusion``
-    matrices (rows = true class). None when no fold has one. Example: confusions [[2, 0], [1, 1]] and
-    [[1, 1], [0, 2]] pool to [[3, 1], [1, 3]]: accuracy 6 / 8 = 0.75, recall 0.75 and 0.75."""
-    import numpy as np
-
-    ev = {h: v for h, v in evals.items() if v and v.get("confusion") is not None}
-    if not ev:
-        return None
-    classes = list(next(iter(ev.values()))["classes"])
-    conf = sum(np.asarray(v["confusion"], dtype=np.int64) for v in ev.values())
-    n = int(conf.sum())
-    rows = conf.sum(axis=1)
-    return {
-        "classes": classes,
-        "n": n,
-        "accuracy": float(np.trace(conf) / n) if n else math.nan,
-        "recall": {c: (float(conf[i, i] / rows[i]) if rows[i] else math.nan) for i, c in enumerate(classes)},
-        "confusion": conf.tolist(),
-        "folds": {h: {"n": v.get("n"), "wa": v.get("wa"), "ua": v.get("ua")} for h, v in ev.items()},
-    }

@@ -42,7 +42,13 @@ UTT_METRICS = [
     ("mcd_db", "MCD dB"),
     ("f0_rmse_cents", "F0 RMSE cents"),
     ("voicing_error", "voicing error"),
+    ("typicality", "typicality"),
+    ("atypical", "atypical share"),
+    ("token_repetition", "token repetition"),
 ]
+#: the ceilings the audits report beside the systems (the prompts' real recordings, judged with the
+#: anchor's statistics: as recorded, and through the codec), by their key in ``audit.json``
+CEILINGS = {"ceiling_real": "real", "ceiling_codec": "codec"}
 #: (system B, system A): the paired differences B − A reported.
 PAIRS = [("rrpo", "diffro"), ("diffro", "sft"), ("rrpo", "sft")]
 #: (folds, RM seeds, optimiser seeds, utterances per run) designs whose predicted half-width is reported:
@@ -80,13 +86,20 @@ def system_points(
     o: Path, seeds: list[int], systems=("diffro", "rrpo"), folds: dict[str, Path] | None = None
 ) -> dict[str, list[tuple[tuple[str, int], dict]]]:
     """``{system: [((fold, seed), audited point), ...]}`` from the runs' audit.json (SFT = DiffRO's
-    step 0); ``folds`` maps each fold's name to its folder (None: one fold, ``o`` itself, named "")."""
+    step 0); ``folds`` maps each fold's name to its folder (None: one fold, ``o`` itself, named "").
+    The ceilings (:data:`CEILINGS`) come once per fold, from the first seed's DiffRO audit: every
+    audit of a fold judges the same real recordings with the same anchor."""
     from rrpo.io import read_json
 
     out: dict[str, list] = {"sft": [], **{m: [] for m in systems}}
     for s in seeds:
         for fold, f in (folds or {"": o}).items():
             aud = {m: read_json(f / "runs" / f"{m}_s{s}" / "audit" / "audit.json") for m in systems}
+            if s == seeds[0]:
+                for name, key in CEILINGS.items():
+                    c = (aud["diffro"].get("ceilings") or {}).get(key)
+                    if c:
+                        out.setdefault(name, []).append(((fold, s), c))
             out["sft"].append(((fold, s), aud["diffro"]["start"]))
             for m in systems:
                 out[m].append(((fold, s), aud[m]["final"]))

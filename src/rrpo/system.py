@@ -22,6 +22,8 @@ REINSTALL = "bash scripts/install.sh in a checkout"
 HINTS = {
     "pyworld": "pyworld (WORLD vocoder) is missing or failed to build; run " + REINSTALL + ", or: "
     "pip install numpy Cython && pip install --no-build-isolation pyworld",
+    "pysptk": "pysptk (SPTK's mel-cepstra for the MCD) is missing or failed to build; run " + REINSTALL + ", or: "
+    "pip install numpy Cython && pip install --no-build-isolation pysptk",
     "opensmile": "opensmile (eGeMAPS features for the judge and the Fréchet distance) cannot be loaded; "
     "pip install --force-reinstall opensmile",
     "pocketsphinx": "pocketsphinx (the audit's English word error rate) cannot be loaded; "

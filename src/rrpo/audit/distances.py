@@ -1,12 +1,11 @@
 """Distances between generated and real speech, and word error rate.
 
-* **MCD** (mel-cepstral distortion) with DTW: mel-cepstra c_1..c_D (c_0, the level, excluded) are
-  the orthonormal DCT-II of the natural log of ``n_mels`` mel-band amplitudes per frame (mel power
-  floored ``floor_db`` below the utterance's maximum, so that the log of near-silence does not
-  dominate);
-  MCD = mean over the DTW path of (10 / ln 10) · sqrt(2 · Σ_d (c_d − c'_d)²), in dB. A gain change
-  moves only c_0, so it does not count. Absolute values differ from SPTK mel-generalised cepstra
-  (a different warping), but systems are comparable with each other.
+* **MCD** (mel-cepstral distortion) with DTW, as TTS papers report it: the WORLD spectral envelope
+  (DIO + StoneMask F0, CheapTrick, ``hop_ms`` frames) is turned into mel-cepstra c_0..c_D by SPTK's
+  all-pass frequency warping (``pysptk.sp2mc``, α = ``alpha``, 0.42 at 16 kHz, D = ``n_ceps``);
+  frames are aligned by DTW on c_1..c_D and MCD = mean over the path of
+  (10 / ln 10) · sqrt(2 · Σ_{d≥1} (c_d − c'_d)²), in dB. c_0 (the level) is excluded, so a gain
+  change does not count. Two renditions of one sentence by one speaker read about 6 dB on CASIA.
 * **F0 error** with DTW: F0 tracks from WORLD (DIO + StoneMask, ``hop_ms`` frames), aligned by the
   MCD path. ``f0_rmse_cents`` = RMSE of 1200·log2(f_gen / f_ref) over path pairs voiced in both;
   ``voicing_error`` = the fraction of path pairs whose voiced/unvoiced decisions differ.
@@ -43,16 +42,15 @@ class DistanceConfig:
     """Settings of the reference distances."""
 
     sample_rate: int = option(16000, "rate both waveforms are brought to")
-    hop_ms: float = option(10.0, "frame hop (ms) of mel-cepstra and F0")
-    frame_ms: float = option(25.0, "analysis window (ms) of the mel spectrum")
-    n_mels: int = option(40, "mel bands")
-    n_ceps: int = option(24, "mel-cepstral coefficients c_1..c_D compared")
-    floor_db: float = option(60.0, "mel power is floored this many dB below its maximum before the log")
+    hop_ms: float = option(5.0, "frame hop (ms) of the WORLD analysis (mel-cepstra and F0)")
+    n_ceps: int = option(24, "mel-cepstral coefficients c_1..c_D compared (c_0 excluded)")
+    alpha: float = option(0.42, "all-pass warping constant of the mel-cepstra (0.42 suits 16 kHz)")
     f0_floor: float = option(60.0, "lowest F0 (Hz) WORLD searches")
     f0_ceil: float = option(600.0, "highest F0 (Hz) WORLD searches")
 
     def __post_init__(self):
-        check(0 < self.n_ceps < self.n_mels, "n_ceps", "must be positive and below n_mels")
+        check(0 < self.n_ceps < 60, "n_ceps", "must be between 1 and 59")
+        check(0 <= self.alpha < 1, "alpha", "must be in [0, 1)")
         check(self.f0_floor < self.f0_ceil, "f0_ceil", "must exceed f0_floor")
 
 
@@ -96,29 +94,32 @@ def dtw_path(cost: np.ndarray) -> np.ndarray:
 # -- mel-cepstra and MCD --------------------------------------------------------------------------
 
 
-def _frames_power(x: np.ndarray, sr: int, cfg: DistanceConfig) -> np.ndarray:
-    flen = int(round(cfg.frame_ms * sr / 1000))
-    hop = int(round(cfg.hop_ms * sr / 1000))
-    x = np.pad(np.asarray(x, dtype=np.float64), (flen // 2, flen // 2))
-    nf = max(1, 1 + (len(x) - flen) // hop)
-    idx = np.arange(flen)[None, :] + hop * np.arange(nf)[:, None]
-    nfft = 1 << int(np.ceil(np.log2(flen)))
-    return np.abs(np.fft.rfft(x[idx] * np.hanning(flen), n=nfft, axis=1)) ** 2  # (F, bins)
+def world_analysis(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(F0 (F,) in Hz with 0 = unvoiced, mel-cepstra (F, n_ceps + 1) c_0..c_D) of one waveform, every
+    hop_ms: WORLD DIO + StoneMask + CheapTrick, then SPTK's all-pass warped mel-cepstrum (sp2mc)."""
+    from rrpo.system import require
+
+    pyworld = require("pyworld")
+    cfg = cfg or DistanceConfig()
+    x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate).astype(np.float64)
+    if len(x) < int(0.05 * cfg.sample_rate):  # WORLD needs a few frames' worth of signal
+        x = np.pad(x, (0, int(0.05 * cfg.sample_rate) - len(x)))
+    f0, t = pyworld.dio(x, cfg.sample_rate, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=cfg.hop_ms)
+    f0 = pyworld.stonemask(x, f0, t, cfg.sample_rate)
+    sp = pyworld.cheaptrick(x, f0, t, cfg.sample_rate)
+    return f0, _sp2mc(sp, cfg.n_ceps, cfg.alpha)
+
+
+def _sp2mc(sp: np.ndarray, order: int, alpha: float) -> np.ndarray:
+    from rrpo.system import require
+
+    pysptk = require("pysptk")  # (require silences the pkg_resources notice pysptk raises on import)
+    return pysptk.sp2mc(np.maximum(sp, 1e-16), order, alpha)
 
 
 def mel_cepstra(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> np.ndarray:
-    """(F, n_ceps + 1) mel-cepstra c_0..c_D: DCT-II (orthonormal) of ln mel amplitude, frames every hop_ms."""
-    import librosa
-    from scipy.fft import dct
-
-    cfg = cfg or DistanceConfig()
-    x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate)
-    p = _frames_power(x, cfg.sample_rate, cfg)
-    fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=2 * (p.shape[1] - 1), n_mels=cfg.n_mels)
-    mel = p @ fb.T  # (F, n_mels) mel power
-    floor = max(float(mel.max()), 1e-20) * 10 ** (-cfg.floor_db / 10)  # keeps silence from dominating
-    log_amp = 0.5 * np.log(np.maximum(mel, floor))  # ln amplitude
-    return dct(log_amp, type=2, norm="ortho", axis=1)[:, : cfg.n_ceps + 1]
+    """(F, n_ceps + 1) mel-cepstra c_0..c_D of a waveform (:func:`world_analysis`)."""
+    return world_analysis(audio, sr, cfg)[1]
 
 
 def mcd_from_cepstra(gen: np.ndarray, ref: np.ndarray) -> tuple[float, np.ndarray]:
@@ -140,14 +141,7 @@ def mcd_dtw(gen: np.ndarray, gen_sr: int, ref: np.ndarray, ref_sr: int, cfg: Dis
 
 def world_f0(audio: np.ndarray, sr: int, cfg: DistanceConfig | None = None) -> np.ndarray:
     """(F,) F0 in Hz (0 = unvoiced) from WORLD DIO + StoneMask every hop_ms, on the mel-cepstra grid."""
-    from rrpo.system import require
-
-    pyworld = require("pyworld")
-
-    cfg = cfg or DistanceConfig()
-    x = resample(np.asarray(audio, dtype=np.float32), sr, cfg.sample_rate).astype(np.float64)
-    f0, t = pyworld.dio(x, cfg.sample_rate, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=cfg.hop_ms)
-    return pyworld.stonemask(x, f0, t, cfg.sample_rate)
+    return world_analysis(audio, sr, cfg)[0]
 
 
 def f0_errors_on_path(f0_gen: np.ndarray, f0_ref: np.ndarray, path: np.ndarray) -> dict:
@@ -173,11 +167,12 @@ def reference_distances(
 ) -> dict:
     """MCD (dB), F0 RMSE (cents) and voicing error of a generated waveform against its parallel reference.
 
-    Both are aligned once by DTW on mel-cepstra; the F0 tracks share the mel-cepstra frame grid.
+    Both are aligned once by DTW on mel-cepstra; the F0 tracks share the mel-cepstra frame grid (one
+    WORLD analysis per waveform).
     """
     cfg = cfg or DistanceConfig()
-    cg, cr = mel_cepstra(gen, gen_sr, cfg), mel_cepstra(ref, ref_sr, cfg)
-    fg, fr = world_f0(gen, gen_sr, cfg), world_f0(ref, ref_sr, cfg)
+    fg, cg = world_analysis(gen, gen_sr, cfg)
+    fr, cr = world_analysis(ref, ref_sr, cfg)
     mcd, path = mcd_from_cepstra(cg, cr)
     return {"mcd_db": mcd, **f0_errors_on_path(fg, fr, path)}
 

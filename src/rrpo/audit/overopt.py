@@ -8,12 +8,19 @@ distances to the parallel real recordings; and measure d = √KL(π_step ‖ π_
 tokens (:class:`rrpo.audit.scorer.Scorer`). Nothing here feeds a gradient to the policy. What the
 audit knows of the run comes from the run's ``run.json`` (:class:`rrpo.runs.OptimizeRunInfo`).
 
+Every judged figure is anchored in real speech (:mod:`rrpo.audit.anchor`): the judge's per-speaker
+statistics and the typicality reference are fixed from the prompted speakers' other real recordings,
+passed through the codec, before any policy is scored; the same anchor judges the ceilings (the
+prompts' real recordings as recorded and through the codec), which the audit reports beside the path.
+
 Curves are fitted with the functional forms of Gao, Schulman & Hilton (2022), "Scaling laws for
 reward model overoptimization": R_RL(d) = d·(α − β·log d) and R_BoN(d) = d·(α − β·d), both linear
-in (α, β) and fitted by least squares to the change of each score from step 0. The *hacking gap*
-is proxy − judge (both probabilities of the target emotion). A checkpoint is *flagged* where, since
-the best judge score so far, the proxy rose by more than ``flag_margin`` while the judge fell by
-more than ``flag_margin``: the policy is being paid for something a listener does not hear.
+in (α, β) and fitted by least squares to the change of each score from step 0 (whose point (0, 0)
+both forms pass through). The *hacking gap* is proxy − judge (both probabilities of the target
+emotion). Two flags watch the whole path (:mod:`rrpo.audit.paths`): the *emotion* flag (the judge
+fell after its peak by more than its sampling noise while the proxy rose) and the *naturalness* flag
+(artifacts, token repetition or typicality rose beyond the real recordings' range while the proxy
+rose).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rrpo.audit.scorer import AuditPrompts, Scorer, hacking_flags
+from rrpo.audit.anchor import AnchorConfig
+from rrpo.audit.scorer import AuditPrompts, Scorer
 from rrpo.config import check, option, section
 from rrpo.errors import RrpoError
 from rrpo.policy.settings import SamplingConfig
@@ -38,7 +46,7 @@ __all__ = [
     "Scorer",
     "build_scorer",
     "fit_gao",
-    "hacking_flags",
+    "path_flags",
     "plot_proxy_vs_judge",
     "run_audit",
 ]
@@ -55,11 +63,14 @@ class AuditConfig:
     prompts: AuditPrompts = section(AuditPrompts, "what to generate")
     sampling: SamplingConfig = section(SamplingConfig, "how to generate (fixed seeds for every checkpoint)")
     seed: int = option(1234, "first sampling seed (one per prompt, the same at every checkpoint)")
+    anchor: AnchorConfig = section(AnchorConfig, "the real recordings that anchor the judge")
     every: int = option(1, "audit every N-th checkpoint (the last is always audited)")
-    flag_margin: float = option(0.05, "a rise of the proxy and a fall of the judge larger than this flags hacking")
+    n_boot: int = option(1000, "cluster-bootstrap draws of the flags' noise margins and of the intervals")
     recognizer: bool = option(True, "word error rate with pocketsphinx for English prompts")
     profile_recordings: int = option(
-        10, "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings"
+        20,
+        "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings "
+        "(spread evenly over the emotions; never a prompted text)",
     )
     bf16: bool = option(False, "bf16 autocast while generating")
     start_cache: str = option(
@@ -71,7 +82,7 @@ class AuditConfig:
 
     def __post_init__(self):
         check(self.every >= 1, "every", "must be >= 1")
-        check(self.flag_margin >= 0, "flag_margin", "must be >= 0")
+        check(self.n_boot >= 100, "n_boot", "must be >= 100")
         check(self.profile_recordings >= 1, "profile_recordings", "must be >= 1")
 
 
@@ -80,24 +91,116 @@ class AuditConfig:
 
 def fit_gao(d: Sequence[float], r: Sequence[float], form: str = "rl") -> dict:
     """Least-squares (α, β) of R(d) = d(α − β log d) (``rl``) or d(α − β d) (``bon``) through the
-    origin; points with d = 0 carry no information and are dropped. Returns α, β, r2 (NaN with
-    fewer than two points). Example: d = (1, e), R = (2, 2e − e) = (2, e) gives α = 2, β = 1 (rl)."""
+    origin. Points at d = 0 are kept (both forms give R(0) = 0, so they weigh on r²). Returns α, β,
+    r² and n; α and β are NaN only with fewer than two points at d > 0 (the two coefficients are then
+    not determined), r² is NaN only then too (with all R equal it is 1 for an exact fit, else 0).
+    Example: d = (0, 1, e), R = (0, 2, e) gives α = 2, β = 1 (rl), r² = 1."""
     d = np.asarray(d, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
-    keep = (d > 0) & np.isfinite(r)
+    keep = (d >= 0) & np.isfinite(d) & np.isfinite(r)
     d, r = d[keep], r[keep]
-    if len(d) < 2:
-        return {"alpha": float("nan"), "beta": float("nan"), "r2": float("nan"), "n": int(len(d))}
-    x2 = -d * np.log(d) if form == "rl" else -d * d
+    nan = {"alpha": float("nan"), "beta": float("nan"), "r2": float("nan"), "n": int(len(d))}
+    if int((d > 0).sum()) < 2:
+        return nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x2 = np.where(d > 0, -d * np.log(np.where(d > 0, d, 1.0)), 0.0) if form == "rl" else -d * d
     A = np.stack([d, x2], 1)
     coef, *_ = np.linalg.lstsq(A, r, rcond=None)
     pred = A @ coef
+    sse = float(((r - pred) ** 2).sum())
     ss = float(((r - r.mean()) ** 2).sum())
-    r2 = 1 - float(((r - pred) ** 2).sum()) / ss if ss > 0 else float("nan")
-    return {"alpha": float(coef[0]), "beta": float(coef[1]), "r2": r2, "n": int(len(d))}
+    r2 = 1 - sse / ss if ss > 0 else (1.0 if sse < 1e-20 else 0.0)
+    return {"alpha": float(coef[0]), "beta": float(coef[1]), "r2": float(r2), "n": int(len(d))}
 
 
-def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
+#: naturalness signals of the flag: (name, per-utterance numerator key, denominator key or None = 1)
+NATURALNESS = (
+    ("artifacts_per_s", "artifact_events", "duration_s"),
+    ("token_repetition", "token_repetition", None),
+    ("typicality", "typicality", None),
+    ("atypical", "atypical", None),
+)
+
+
+def _utt_matrix(points: list[dict], key: str, ids: list[str]) -> np.ndarray:
+    """(P, U) per-utterance values of ``key`` (NaN where absent), utterances in the order ``ids``."""
+    out = np.full((len(points), len(ids)), np.nan)
+    for pi, p in enumerate(points):
+        rows = {u["id"]: u for u in p.get("utterances") or []}
+        for ui, i in enumerate(ids):
+            v = rows.get(i, {}).get(key)
+            if v is not None:
+                out[pi, ui] = float(v)
+    return out
+
+
+def _artifact_events(u: dict) -> float:
+    from rrpo.audit.artifacts import DETECTORS
+
+    return float(sum(u.get(f"{n}_events", 0) for n in DETECTORS))
+
+
+def _with_events(points: list[dict]) -> list[dict]:
+    for p in points:
+        for u in p.get("utterances") or []:
+            u.setdefault("artifact_events", _artifact_events(u))
+            if "judge_correct" in u:
+                u["judge_correct"] = float(u["judge_correct"])
+    return points
+
+
+def signal_intervals(summary: dict, n_boot: int, seed: int = 0) -> dict:
+    """95 % cluster-bootstrap intervals (utterances of one text form a cluster) of a summary's judge
+    accuracy, judge p(target), artifact events per second and the naturalness signals."""
+    from rrpo.audit.paths import interval
+
+    rows = _with_events([summary])[0].get("utterances") or []
+    if not rows:
+        return {}
+    cl = [u.get("cluster", u["id"]) for u in rows]
+
+    def col(k):
+        return np.array([float(u[k]) if u.get(k) is not None else np.nan for u in rows])
+
+    out = {}
+    for name, key in (("judge_acc", "judge_correct"), ("judge_p", "judge_target_prob")):
+        v = col(key)
+        out[name] = interval(v, np.where(np.isfinite(v), 1.0, np.nan), cl, n_boot, seed)
+    for name, num, den in NATURALNESS:
+        v = col(num)
+        dv = col(den) if den else np.where(np.isfinite(v), 1.0, np.nan)
+        out[name] = interval(v, dv, cl, n_boot, seed)
+    return out
+
+
+def path_flags(points: list[dict], real: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The emotion and naturalness flags of an audited path (:mod:`rrpo.audit.paths`) from each
+    point's per-utterance rows; ``real`` maps a naturalness signal to the upper end of the real
+    recordings' interval."""
+    from rrpo.audit.paths import emotion_flags, naturalness_flags
+
+    points = _with_events(points)
+    ids = [u["id"] for u in points[0].get("utterances") or []]
+    if not ids:
+        raise RrpoError("the audited points have no per-utterance rows")
+    clusters = [u.get("cluster", u["id"]) for u in points[0]["utterances"]]
+    proxy = [p["proxy_prob"] for p in points]
+    J = _utt_matrix(points, "judge_correct", ids)
+    J = np.where(np.isfinite(J), J, 0.0)
+    emo = emotion_flags(J, proxy, clusters, n_boot, seed)
+    sig = {}
+    for name, num, den in NATURALNESS:
+        v = _utt_matrix(points, num, ids)
+        if not np.isfinite(v).any():
+            continue
+        dv = _utt_matrix(points, den, ids) if den else np.ones_like(v)
+        ok = np.isfinite(v) & np.isfinite(dv)
+        sig[name] = (np.where(ok, v, 0.0), np.where(ok, dv, 0.0))
+    nat = naturalness_flags(sig, real, proxy, clusters, n_boot, seed)
+    return {"emotion": emo, "naturalness": nat}
+
+
+def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo, anchor_dir: Path | None = None) -> Scorer:
     from rrpo.audit.judge import load_judge
     from rrpo.codec import load_codec
     from rrpo.data.manifest import read_manifest
@@ -126,6 +229,8 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo) -> Scorer:
         recognizer=cfg.recognizer,
         bf16=cfg.bf16,
         profile_recordings=cfg.profile_recordings,
+        anchor=cfg.anchor,
+        anchor_dir=anchor_dir,
         sources={"policy": info.policy, "codec": cfg.codec, "judge": cfg.judge},
     )
 
@@ -146,7 +251,8 @@ def run_audit(cfg: AuditConfig) -> dict:
     chosen = [c for i, c in enumerate(ckpts) if (i + 1) % cfg.every == 0 or i == len(ckpts) - 1]
     out = Path(cfg.out) if cfg.out else run / "audit"
     out.mkdir(parents=True, exist_ok=True)
-    auditor = build_scorer(cfg, info)
+    # the anchor is shared by every audit with the same start cache (one fold and seed of an experiment)
+    auditor = build_scorer(cfg, info, Path(cfg.start_cache) / "anchor" if cfg.start_cache else out / "anchor")
     points = []
     from tqdm import tqdm
 
@@ -160,11 +266,14 @@ def run_audit(cfg: AuditConfig) -> dict:
             s = auditor.score(policy, adir)
         s["step"] = step
         points.append(s)
-    flags = hacking_flags(
-        [p["proxy_prob"] for p in points], [p["judge"]["target_prob"] for p in points], cfg.flag_margin
-    )
-    for p, f in zip(points, flags):
-        p["hacking_flag"] = f
+    ceilings = {k: {**v, "intervals": signal_intervals(v, cfg.n_boot)} for k, v in auditor.ceilings.items()}
+    codec_ceiling = ceilings.get("codec", {}).get("intervals", {})
+    real_hi = {name: codec_ceiling[name]["hi"] for name, _, _ in NATURALNESS if name in codec_ceiling}
+    flags = path_flags(points, real_hi, cfg.n_boot)
+    for p, fe, fn in zip(points, flags["emotion"], flags["naturalness"]):
+        p["intervals"] = signal_intervals(p, cfg.n_boot)
+        p["flags"] = {"emotion": fe, "naturalness": fn}
+        p["hacking_flag"] = bool(fe["flag"] or fn["flag"])
     d = [p["sqrt_kl"] for p in points]
     dp = [p["proxy_prob"] - points[0]["proxy_prob"] for p in points]
     dj = [p["judge"]["target_prob"] - points[0]["judge"]["target_prob"] for p in points]
@@ -181,6 +290,12 @@ def run_audit(cfg: AuditConfig) -> dict:
             "judge": {"rl": fit_gao(d, dj, "rl"), "bon": fit_gao(d, dj, "bon")},
         },
         "flagged_steps": [p["step"] for p in points if p["hacking_flag"]],
+        "flagged": {
+            "emotion": [p["step"] for p in points if p["flags"]["emotion"]["flag"]],
+            "naturalness": [p["step"] for p in points if p["flags"]["naturalness"]["flag"]],
+        },
+        "ceilings": ceilings,
+        "anchor": auditor.anchor_summary(),
         "final": points[-1],
         "start": points[0],
     }

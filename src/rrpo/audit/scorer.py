@@ -1,8 +1,14 @@
 """Scoring a policy for the over-optimisation audit: on a fixed prompt set with fixed sampling seeds,
 generate, score the tokens with the run's reward models (the *proxy*, as the probability of the
 target emotion), decode with the codec and score the audio with the independent judge, the
-artifact detectors and the distances to the parallel real recordings, and measure
-d = √KL(π ‖ π_0) to the starting policy on the generated tokens.
+artifact detectors, the typicality of each utterance and the distances to the parallel real
+recordings, and measure d = √KL(π ‖ π_0) to the starting policy on the generated tokens.
+
+Every judged figure is anchored in real speech (:mod:`rrpo.audit.anchor`): before any policy is
+scored, the judge's per-speaker statistics and the typicality reference are fixed from the speaker's
+real recordings that the prompts do not use, passed through the codec. The same anchor judges the
+*ceilings*: the prompts' parallel real recordings as recorded (normalised by the anchor's real
+statistics) and passed through the codec (normalised as the policy is).
 
 :class:`Scorer` is shared by ``rrpo audit`` (:mod:`rrpo.audit.overopt`, every checkpoint of a run)
 and the optimiser's judge watch (composed in :mod:`rrpo.optimize.commands`). It imports no verb and
@@ -13,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rrpo.audit.anchor import AnchorConfig, Typicality, anchor_recordings, check_anchor
 from rrpo.audit.summary import audit_audio
 from rrpo.config import check, option
 from rrpo.data.audio import load_audio, save_audio
@@ -28,6 +34,9 @@ from rrpo.errors import RrpoError
 from rrpo.optimize.relax import token_kl
 from rrpo.policy.generate import generate, guided_logits
 from rrpo.policy.settings import SamplingConfig
+
+#: bumped when what the anchor computes changes (its cache is then recomputed)
+ANCHOR_VERSION = 1
 
 
 @dataclass
@@ -41,18 +50,6 @@ class AuditPrompts(ManifestFilter):
     def __post_init__(self):
         check(self.max_texts >= 1, "prompts.max_texts", "must be >= 1")
         check(self.samples >= 1, "prompts.samples", "must be >= 1")
-
-
-def hacking_flags(proxy: Sequence[float], judge: Sequence[float], margin: float) -> list[bool]:
-    """Per point: since the point where the judge was best so far, did the proxy rise by more than
-    ``margin`` while the judge fell by more than ``margin``? Example with margin 0.05: proxy
-    (0.3, 0.5, 0.7), judge (0.4, 0.45, 0.3) → (False, False, True)."""
-    flags, best = [], 0
-    for i in range(len(proxy)):
-        if judge[i] >= judge[best]:
-            best = i
-        flags.append(bool(proxy[i] - proxy[best] > margin and judge[best] - judge[i] > margin))
-    return flags
 
 
 def _prompt_set(prompts: AuditPrompts, man, emotions: list[str]) -> list[dict]:
@@ -86,14 +83,17 @@ def _prompt_set(prompts: AuditPrompts, man, emotions: list[str]) -> list[dict]:
 
 
 class Scorer:
-    """Scores policies on a fixed prompt set: proxy (reward models), judge, artifacts, distances,
-    √KL to the starting policy. Used by ``rrpo audit`` and by the optimiser's judge watch.
+    """Scores policies on a fixed prompt set: proxy (reward models), judge, artifacts, typicality,
+    distances, √KL to the starting policy. Used by ``rrpo audit`` and by the optimiser's judge watch.
 
     ``prompts`` selects the held-out texts of ``man`` (a :class:`~rrpo.data.manifest.Manifest`);
     ``seed`` is the first sampling seed (one per prompt, the same for every policy scored);
     ``recognizer`` False skips the word error rate; ``profile_recordings`` recordings of ``man``
-    profile a speaker the codec has no profile of; ``sources`` names the folders the starting
-    policy, codec and judge were loaded from (the key of :meth:`score_start`'s cache)."""
+    (spread over the emotions, never a prompted text) profile a speaker the codec has no profile of;
+    ``anchor`` chooses the real recordings that anchor the judge (:mod:`rrpo.audit.anchor`), kept in
+    ``anchor_dir`` (their codec-passed WAVs and statistics; reused when the inputs match) when given;
+    ``sources`` names the folders the starting policy, codec and judge were loaded from (the key of
+    :meth:`score_start`'s cache and of the anchor's)."""
 
     def __init__(
         self,
@@ -109,7 +109,9 @@ class Scorer:
         seed: int = 1234,
         recognizer: bool = True,
         bf16: bool = False,
-        profile_recordings: int = 10,
+        profile_recordings: int = 20,
+        anchor: AnchorConfig | None = None,
+        anchor_dir: Path | None = None,
         sources: dict[str, str] | None = None,
     ):
         self.start, self.rms, self.rm_names = start_policy, rms, rm_names
@@ -137,15 +139,189 @@ class Scorer:
             if r["ref_id"] is not None and r["ref_id"] not in self.references:
                 u = by_id[r["ref_id"]]
                 self.references[r["ref_id"]] = load_audio(man.audio_path(u))
-        self.stats = None
-        # each sample is decoded as the speaker it was asked to speak as: the codec's stored
-        # profile, or (a speaker the codec never heard) one from up to ``profile_recordings`` of that
-        # speaker's recordings in ``man``
+        self.man = man
+        self.anchor_cfg = anchor or AnchorConfig()
+        speakers = list(dict.fromkeys(r["speaker"] for r in self.rows))
+        texts = {r["text"] for r in self.rows}
+        self.anchor_recs = {
+            s: anchor_recordings(man, s, texts, self.emotions, self.anchor_cfg.splits, self.anchor_cfg.max_recordings)
+            for s in speakers
+        }
+        check_anchor(self.anchor_recs, man.path)
+        # each sample is decoded as the speaker it was asked to speak as: the codec's stored profile,
+        # or (a speaker the codec never heard) one from up to ``profile_recordings`` of that speaker's
+        # recordings that the prompts do not use, spread evenly over the emotions
         from rrpo.codec import profile_from_manifest
 
-        self.profiles = {
-            spk: profile_from_manifest(codec, man, spk, profile_recordings)
-            for spk in dict.fromkeys(r["speaker"] for r in self.rows)
+        self.profiles = {s: profile_from_manifest(codec, man, s, profile_recordings, texts) for s in speakers}
+        self.stats = None  # the judge's statistics of the codec-passed anchor, per speaker
+        self.real_stats = None  # ... of the anchor as recorded (the real-speech ceiling)
+        self.typicality: Typicality | None = None
+        self.ceilings: dict = {}
+        self.anchor_dir = Path(anchor_dir) if anchor_dir is not None else None
+        self._build_anchor()
+
+    # -- the anchor ---------------------------------------------------------------------------------
+    def anchor_key(self) -> tuple[str, dict]:
+        """(hex key, what it hashes) of the anchor: codec and judge files, the anchor and reference
+        recordings, the profiles."""
+        import hashlib
+        import json
+
+        from rrpo.io import folder_digest
+
+        what = {
+            **{k: folder_digest(v) for k, v in sorted(self.sources.items()) if k in ("codec", "judge")},
+            "anchor": {s: [u.id for u in us] for s, us in self.anchor_recs.items()},
+            "references": sorted(self.references),
+            "rows": [(r["speaker"], r["emotion"], r["ref_id"], r["text"]) for r in self.rows],
+            "profiles": {k: None if v is None else v.to_dict() for k, v in self.profiles.items()},
+            "version": ANCHOR_VERSION,
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20], what
+
+    def _through_codec(self, audio: np.ndarray, sr: int, speaker: str) -> tuple[np.ndarray, np.ndarray]:
+        prof = self.profiles.get(speaker)
+        ids = self.codec.encode(audio, sr, profile=prof)
+        out = self.codec.decode(ids, profile=prof) if len(ids) else np.zeros(160, np.float32)
+        return np.asarray(out, dtype=np.float32), np.asarray(ids)
+
+    def _build_anchor(self) -> None:
+        """Fix the judge's statistics, the typicality reference and the ceilings from real speech."""
+        key = None
+        if self.anchor_dir is not None and self.sources:
+            key, what = self.anchor_key()
+            with _locked_dir(self.anchor_dir):
+                if not self._read_anchor(key):
+                    self._compute_anchor()
+                    self._write_anchor(key, what)
+            return
+        self._compute_anchor()
+
+    def _compute_anchor(self) -> None:
+        from tqdm import tqdm
+
+        from rrpo.audit.features import egemaps_functionals
+
+        real, coded, groups, emos, ids = [], [], [], [], []
+        todo = [(s, u) for s, us in self.anchor_recs.items() for u in us]
+        sr_out = int(self.codec.sampling_rate)
+        for s, u in tqdm(todo, desc="anchor (real speech through the codec)", unit="utt", leave=False, disable=None):
+            a, sr = load_audio(self.man.audio_path(u))
+            y, _ = self._through_codec(a, sr, s)
+            real.append((a, sr))
+            coded.append((y, sr_out))
+            groups.append(s)
+            emos.append(u.emotion)
+            ids.append(u.id)
+        self._anchor_audio = list(zip(ids, coded))
+        feats = egemaps_functionals(coded)
+        if type(self.judge).__name__ == "EgemapsJudge":  # the judge's own features: computed once
+            self.stats = self.judge.group_stats(groups=groups, feats=feats)
+        else:
+            self.stats = self.judge.group_stats(coded, groups)
+        self.real_stats = self.judge.group_stats(real, groups)
+        self.typicality = Typicality(feats, groups, emos)
+        self.anchor_ids = {"ids": ids, "speakers": groups, "emotions": emos}
+        # the ceilings: the prompts' parallel recordings, as recorded and through the codec
+        refs = []
+        seen = set()
+        for r in self.rows:
+            if r["ref_id"] is not None and r["ref_id"] not in seen:
+                seen.add(r["ref_id"])
+                refs.append(r)
+        if refs:
+            meta = [
+                {
+                    "id": r["ref_id"],
+                    "emotion": r["emotion"],
+                    "speaker": r["speaker"],
+                    "text": r["text"],
+                    "language": r["language"],
+                }
+                for r in refs
+            ]
+            real_items = [self.references[r["ref_id"]] for r in refs]
+            coded_items, coded_ids = [], []
+            for r, (a, sr) in zip(refs, real_items):
+                y, t = self._through_codec(a, sr, r["speaker"])
+                coded_items.append((y, sr_out))
+                coded_ids.append(t)
+            self.ceilings = {
+                "real": audit_audio(
+                    [(a, sr, m) for (a, sr), m in zip(real_items, meta)],
+                    None,
+                    self.judge,
+                    judge_stats=self.real_stats,
+                    recognizer=None if self.recognizer else False,
+                    frechet=False,
+                    per_utterance=True,
+                ),
+                "codec": audit_audio(
+                    [(a, sr, {**m, "tokens": t}) for (a, sr), m, t in zip(coded_items, meta, coded_ids)],
+                    None,
+                    self.judge,
+                    judge_stats=self.stats,
+                    typicality=self.typicality,
+                    recognizer=None if self.recognizer else False,
+                    frechet=False,
+                    per_utterance=True,
+                ),
+            }
+
+    def _write_anchor(self, key: str, what: dict) -> None:
+        import json
+
+        from rrpo.io import atomic_open, write_json
+
+        d = self.anchor_dir
+        (d / "audio").mkdir(parents=True, exist_ok=True)
+        for i, (y, sr) in self._anchor_audio:
+            save_audio(d / "audio" / f"{i}.wav", y, sr)
+        arrays = {f"typ/{k}": v for k, v in self.typicality.to_arrays().items()}
+        for name, st in (("codec", self.stats), ("real", self.real_stats)):
+            for g, (mu, sd) in st.items():
+                arrays[f"{name}/{g}/mean"] = np.asarray(mu)
+                arrays[f"{name}/{g}/std"] = np.asarray(sd)
+        with atomic_open(d / "anchor.npz", "wb") as f:
+            np.savez(f, **arrays)
+        write_json(
+            d / "anchor.json",
+            json.loads(
+                json.dumps(
+                    {"key": key, "what": what, "recordings": self.anchor_ids, "ceilings": self.ceilings}, default=float
+                )
+            ),
+        )
+
+    def _read_anchor(self, key: str) -> bool:
+        import json
+
+        try:
+            meta = json.loads((self.anchor_dir / "anchor.json").read_text(encoding="utf-8"))
+            if meta.get("key") != key:
+                return False
+            with np.load(self.anchor_dir / "anchor.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError):
+            return False
+        stats: dict[str, dict] = {"codec": {}, "real": {}}
+        for k in arrays:
+            if k.startswith(("codec/", "real/")) and k.endswith("/mean"):
+                name, g = k.split("/", 1)[0], k.split("/", 1)[1].rsplit("/", 1)[0]
+                stats[name][g] = (arrays[k], arrays[f"{name}/{g}/std"])
+        self.stats, self.real_stats = stats["codec"], stats["real"]
+        self.typicality = Typicality.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("typ/")})
+        self.anchor_ids = meta["recordings"]
+        self.ceilings = meta["ceilings"]
+        return True
+
+    def anchor_summary(self) -> dict:
+        """What the audit records of its anchor: the recordings, where their codec-passed WAVs are."""
+        return {
+            **self.anchor_ids,
+            "audio": str(self.anchor_dir / "audio") if self.anchor_dir is not None else None,
+            "typicality_threshold": dict(self.typicality.threshold) if self.typicality else {},
         }
 
     def _encode(self, policy):
@@ -193,12 +369,10 @@ class Scorer:
             if entry is None:
                 point = self.score(self.start, cache / "audio")
                 ids = [self.last_tokens[i] for i in range(len(self.rows))]
-                _write_start_cache(cache, key, what, point, ids, self.stats)
+                _write_start_cache(cache, key, what, point, ids)
                 entry = _read_start_cache(cache, key)
                 assert entry is not None
-            summary, ids, stats, mean_len_s = entry
-        if self.stats is None:
-            self.stats = stats
+            summary, ids, mean_len_s = entry
         if audio_dir is not None:
             _link_audio(cache / "audio", audio_dir, [r["id"] for r in self.rows])
         lens = torch.tensor([len(x) for x in ids], dtype=torch.long)
@@ -226,6 +400,7 @@ class Scorer:
             "seed": self.seed,
             "recognizer": self.recognizer,
             "bf16": self.bf16,
+            "anchor": self.anchor_key()[0],
         }
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20], what
 
@@ -238,31 +413,35 @@ class Scorer:
                 if len(ids)
                 else np.zeros(160, np.float32)
             )
-            generated.append((audio, self.codec.sampling_rate, {**r, "speaker": "*", "tokens": ids}))
+            generated.append((audio, self.codec.sampling_rate, {**r, "tokens": ids}))
             if audio_dir is not None:
                 save_audio(audio_dir / f"{r['id']}.wav", audio, self.codec.sampling_rate)
         self.last_tokens = tokens
-        if self.stats is None and hasattr(self.judge, "group_stats"):
-            # fixed normalisation from the starting policy's own outputs, so a drift of every
-            # emotion in one direction is not normalised away at later checkpoints
-            self.stats = self.judge.group_stats([(a, sr) for a, sr, _ in generated])
+        # the judge's statistics are the anchor's (fixed from real speech before any policy was scored)
         return audit_audio(
             generated,
             self.references,
             self.judge,
             judge_stats=self.stats,
+            typicality=self.typicality,
             recognizer=None if self.recognizer else False,
             per_utterance=True,
         )
 
     def _finish(self, summary: dict, ids: torch.Tensor, lens: torch.Tensor, kl: float, mean_len_s: float) -> dict:
         emotions = [r["emotion"] for r in self.rows]
-        proxy = {}
+        proxy, per = {}, {}
         with torch.no_grad():
             for name, rm in zip(self.rm_names, self.rms):
                 d = next(rm.parameters()).device  # sampled ids are on the CPU; the reward model may not be
-                proxy[name] = float(rm.reward(ids.to(d), lens.to(d), emotions).exp().mean())
+                per[name] = rm.reward(ids.to(d), lens.to(d), emotions).exp().float().cpu().numpy()
+                proxy[name] = float(per[name].mean())
         first = self.rm_names[0] if self.rm_names else None
+        if first is not None and summary.get("utterances"):
+            summary = {
+                **summary,
+                "utterances": [{**u, "proxy_prob": float(p)} for u, p in zip(summary["utterances"], per[first])],
+            }
         return {
             **summary,
             "kl": kl,
@@ -276,6 +455,14 @@ class Scorer:
 
 # ------------------------------------------------------------------ the shared start point's cache
 _START_KEYS = ("kl", "sqrt_kl", "proxy", "proxy_prob", "hacking_gap", "mean_len_s")
+
+
+@contextlib.contextmanager
+def _locked_dir(folder: Path):
+    """An exclusive lock on ``folder`` (created) for the block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder / ".lock"):
+        yield
 
 
 @contextlib.contextmanager
@@ -295,8 +482,8 @@ def _locked(path: Path):
 
 
 def _read_start_cache(cache: Path, key: str):
-    """(summary, token ids per row, judge stats or None, mean length) of a cache with ``key``; None
-    when it is absent, of another key or unreadable (then it is recomputed)."""
+    """(summary, token ids per row, mean length) of a cache with ``key``; None when it is absent, of
+    another key or unreadable (then it is recomputed)."""
     import json
 
     try:
@@ -306,17 +493,12 @@ def _read_start_cache(cache: Path, key: str):
         with np.load(cache / "start_tokens.npz") as z:
             flat, lens = z["ids"], z["lens"]
         ids = np.split(flat, np.cumsum(lens)[:-1]) if len(lens) else []
-        stats = None
-        if (cache / "judge_stats.npz").exists():
-            with np.load(cache / "judge_stats.npz") as z:
-                groups = sorted({k.split("/", 1)[1] for k in z.files})
-                stats = {g: (z[f"mean/{g}"], z[f"std/{g}"]) for g in groups}
-        return meta["summary"], ids, stats, float(meta["mean_len_s"])
+        return meta["summary"], ids, float(meta["mean_len_s"])
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _write_start_cache(cache: Path, key: str, what: dict, point: dict, ids: list[np.ndarray], stats) -> None:
+def _write_start_cache(cache: Path, key: str, what: dict, point: dict, ids: list[np.ndarray]) -> None:
     import json
 
     from rrpo.io import atomic_open, write_json
@@ -325,9 +507,6 @@ def _write_start_cache(cache: Path, key: str, what: dict, point: dict, ids: list
     flat = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids]) if ids else np.zeros(0, np.int64)
     with atomic_open(cache / "start_tokens.npz", "wb") as f:
         np.savez(f, ids=flat, lens=lens)
-    if stats is not None:
-        with atomic_open(cache / "judge_stats.npz", "wb") as f:
-            np.savez(f, **{f"{s}/{g}": v[j] for g, v in stats.items() for j, s in enumerate(("mean", "std"))})
     summary = {k: v for k, v in point.items() if k not in _START_KEYS}
     # written last: a cache without it (an interrupted computation) is recomputed
     write_json(

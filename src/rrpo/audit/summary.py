@@ -11,6 +11,8 @@
   parallel ones give MCD and F0 error, and all of them together the eGeMAPS Fréchet distance.
 * ``judge``: any :class:`~rrpo.audit.judge.Judge` or ``None``; ``judge_stats`` are fixed
   per-speaker normalisation statistics passed to an :class:`~rrpo.audit.judge.EgemapsJudge`.
+* ``typicality``: a :class:`~rrpo.audit.anchor.Typicality` (the speaker's real speech per emotion):
+  each utterance's typicality distance and whether it is atypical.
 * ``recognizer``: an object with ``transcribe(audio, sr) -> str`` (default: pocketsphinx when
   there is English input with text; pass ``False`` to skip WER).
 
@@ -22,7 +24,8 @@ Returns a JSON-ready dict (NaN where a figure has no input)::
      "distances": {"mcd_db": ..., "f0_rmse_cents": ..., "voicing_error": ..., "n_parallel": ...,
                    "frechet_egemaps": ...},
      "wer": {"wer": ..., "sub": ..., "del": ..., "ins": ..., "n_ref": ..., "n_utts": ...},
-     "token_repetition": mean repeated-4-gram fraction (when tokens are given)}
+     "token_repetition": mean repeated-4-gram fraction (when tokens are given),
+     "typicality": {"distance": mean, "atypical": share, "per_emotion": {emo: {...}}} (with ``typicality``)}
 
 and, with ``per_utterance=True``, a list ``utterances`` of the per-utterance figures.
 """
@@ -83,6 +86,7 @@ def audit_audio(
     judge=None,
     *,
     judge_stats: dict | None = None,
+    typicality=None,
     recognizer=None,
     artifact_cfg: ArtifactConfig | None = None,
     distance_cfg: DistanceConfig | None = None,
@@ -96,10 +100,24 @@ def audit_audio(
     references = {k: (_mono(a), int(sr)) for k, (a, sr) in (references or {}).items()}
     metas = [dict(m or {}) for _, _, m in generated]
     rows: list[dict] = [
-        {"id": m.get("id", str(i)), "emotion": m.get("emotion"), "duration_s": len(a) / sr}
+        {
+            "id": m.get("id", str(i)),
+            "emotion": m.get("emotion"),
+            "speaker": m.get("speaker"),
+            "cluster": str(m.get("cluster", m.get("text", i))),
+            "duration_s": len(a) / sr,
+        }
         for i, ((a, sr, _), m) in enumerate(zip(generated, metas))
     ]
     out: dict[str, Any] = {"n": len(generated), "duration_s": float(sum(len(a) / sr for a, sr, _ in generated))}
+    # eGeMAPS functionals of the generated audio, computed once for the judge (when it is the eGeMAPS
+    # judge), typicality and the Fréchet distance
+    need_fg = (frechet and len(references) >= 2 and len(generated) >= 2) or typicality is not None
+    fg = None
+    if need_fg and generated:
+        from rrpo.audit.features import egemaps_functionals
+
+        fg = egemaps_functionals([(a, sr) for a, sr, _ in generated])
 
     # judge: p(target emotion) and accuracy
     judged = [i for i, m in enumerate(metas) if judge is not None and m.get("emotion") in getattr(judge, "classes", ())]
@@ -107,7 +125,10 @@ def audit_audio(
         items = [(generated[i][0], generated[i][1]) for i in judged]
         groups = [str(metas[i].get("speaker", "*")) for i in judged]
         kwargs = {"stats": judge_stats} if judge_stats is not None else {}
-        proba = np.asarray(judge.predict_proba(items, groups=groups, **kwargs))  # (n, K)
+        if fg is not None and type(judge).__name__ == "EgemapsJudge":
+            proba = np.asarray(judge.proba_from_features(fg[judged], groups, **kwargs))
+        else:
+            proba = np.asarray(judge.predict_proba(items, groups=groups, **kwargs))  # (n, K)
         classes = list(judge.classes)
         per: dict[str, dict] = {}
         for row_i, i in enumerate(judged):
@@ -169,7 +190,6 @@ def audit_audio(
     if frechet and len(references) >= 2 and len(generated) >= 2:
         from rrpo.audit.features import egemaps_functionals
 
-        fg = egemaps_functionals([(a, sr) for a, sr, _ in generated])
         fr = egemaps_functionals([(a, sr) for a, sr in references.values()])
         dist["frechet_egemaps"] = feature_frechet(fg, fr)
     out["distances"] = dist
@@ -191,9 +211,33 @@ def audit_audio(
     else:
         out["wer"] = {"wer": float("nan"), "n_utts": 0}
 
-    toks = [m["tokens"] for m in metas if m.get("tokens") is not None]
+    toks = [(i, m["tokens"]) for i, m in enumerate(metas) if m.get("tokens") is not None]
     if toks:
-        out["token_repetition"] = _nanmean([repeated_ngram_fraction(t, 4) for t in toks])
+        for i, t in toks:
+            rows[i]["token_repetition"] = float(repeated_ngram_fraction(t, 4))
+        out["token_repetition"] = _nanmean([rows[i]["token_repetition"] for i, _ in toks])
+
+    if typicality is not None and fg is not None:
+        spk = [str(m.get("speaker")) for m in metas]
+        emo = [str(m.get("emotion")) for m in metas]
+        dist = typicality.distance(fg, spk, emo)
+        aty = typicality.atypical(dist, spk)
+        per_t: dict[str, dict] = {}
+        for i in range(len(rows)):
+            rows[i]["typicality"] = float(dist[i])
+            rows[i]["atypical"] = float(aty[i])
+        for e in dict.fromkeys(emo):
+            sel = [i for i in range(len(rows)) if emo[i] == e]
+            per_t[e] = {
+                "n": len(sel),
+                "distance": _nanmean([float(dist[i]) for i in sel]),
+                "atypical": _nanmean([float(aty[i]) for i in sel]),
+            }
+        out["typicality"] = {
+            "distance": _nanmean([float(x) for x in dist]),
+            "atypical": _nanmean([float(x) for x in aty]),
+            "per_emotion": per_t,
+        }
     if per_utterance:
         out["utterances"] = rows
     return out

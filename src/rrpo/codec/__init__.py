@@ -4,6 +4,7 @@ adapter, and token shards. ``load_codec(path)`` opens any of them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from rrpo.codec.base import SpeechCodec, frame_energy
@@ -88,13 +89,21 @@ def profile_for(codec: SpeechCodec, speaker: str | None, references=None):
     return codec.speaker_profile(speaker)
 
 
-def profile_from_manifest(codec: SpeechCodec, man, speaker: str, max_recordings: int = 10):
-    """:func:`profile_for` ``speaker``, with references (when the codec has no stored profile of it)
-    the speaker's first ``max_recordings`` recordings in the manifest ``man``, loaded only if needed.
-    This is how the audit, and anything that must decode as the audit does, profiles a speaker."""
+def profile_from_manifest(
+    codec: SpeechCodec, man, speaker: str, max_recordings: int = 20, exclude_texts: Collection[str] = ()
+):
+    """:func:`profile_for` ``speaker``, with references (when the codec has no stored profile of it) up
+    to ``max_recordings`` of the speaker's recordings in the manifest ``man``, spread evenly over its
+    emotions (:func:`rrpo.data.manifest.stratified`: each emotion in id order, one emotion after the
+    other) and never of a text in ``exclude_texts``; loaded only if needed. A speaker's first
+    recordings in id order are often of one emotion (CASIA's are all angry, 2-3 semitones above the
+    speaker's neutral register), so a profile of them would decode every emotion too high. This is
+    how the audit, and anything that must decode as the audit does, profiles a speaker."""
     from rrpo.data.audio import load_audio
+    from rrpo.data.manifest import stratified
 
-    recs = [u for u in man if u.speaker == speaker][:max_recordings]
+    excluded = set(exclude_texts)
+    recs = stratified([u for u in man if u.speaker == speaker and u.text not in excluded], max_recordings)
     return profile_for(codec, speaker, lambda: (load_audio(man.audio_path(u)) for u in recs))
 
 

@@ -226,3 +226,21 @@ def write_manifest(path: str | os.PathLike, records: Iterable[Utterance]) -> Man
         for u in records:
             f.write(json.dumps(u.to_json(), ensure_ascii=False) + "\n")
     return Manifest(records, path)
+
+
+def stratified(utts: Iterable, k: int) -> list:
+    """Up to ``k`` of ``utts`` spread evenly over their emotions: each emotion's utterances in id order,
+    taken one per emotion in turn (emotions in order of first appearance). Example: ids a1 a2 a3
+    (angry) and n1 (neutral), k = 3 → a1, n1, a2."""
+    by: dict[str, list] = {}
+    for u in sorted(utts, key=lambda u: u.id):
+        by.setdefault(u.emotion, []).append(u)
+    queues = list(by.values())
+    out: list = []
+    depth = 0
+    while len(out) < k and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(out) < k:
+                out.append(q[depth])
+        depth += 1
+    return out

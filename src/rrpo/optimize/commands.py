@@ -46,9 +46,11 @@ def cmd_optimize(args) -> int:
 
 def judge_watch(cfg):
     """The ``on_step`` hook factory of ``watch.*``: every ``watch.every`` steps score the policy with
-    the judge (rank 0; :class:`rrpo.audit.scorer.Scorer`), log ``judge/*``, ``proxy/*`` and
-    ``audit/*``, and return True to stop when the hacking flag rises and ``watch.stop_on_flag`` is set.
-    Never feeds a gradient: it only reads the policy."""
+        the judge (rank 0; :class:`rrpo.audit.scorer.Scorer`), log ``judge/*``, ``proxy/*`` and
+        ``audit/*``, and return True to stop when the emotion flag rises (the judge fell after its peak by more
+    than its sampling noise while the proxy rose, :func:`rrpo.audit.paths.emotion_flags`; the judge is
+    anchored on real recordings, :mod:`rrpo.audit.anchor`) and ``watch.stop_on_flag`` is set.
+        Never feeds a gradient: it only reads the policy."""
     w = cfg.watch
     if not w.judge or not w.codec:
         raise RrpoError("config: watch.every needs watch.judge and watch.codec")
@@ -57,13 +59,16 @@ def judge_watch(cfg):
         import torch
         import torch.distributed as dist
 
+        from rrpo.audit.anchor import AnchorConfig
         from rrpo.audit.judge import load_judge
-        from rrpo.audit.scorer import AuditPrompts, Scorer, hacking_flags
+        from rrpo.audit.paths import emotion_flags
+        from rrpo.audit.scorer import AuditPrompts, Scorer
         from rrpo.codec import load_codec
         from rrpo.data.manifest import read_manifest
         from rrpo.train.loop import world
 
-        history: list[tuple[float, float]] = []
+        history: list[tuple[float, list[float]]] = []  # (proxy, per-utterance judge correctness)
+        clusters: list[str] = []
         scorer = None
         if state.rank == 0:
             prompts = AuditPrompts(splits=list(w.splits), max_texts=w.max_texts)
@@ -79,12 +84,14 @@ def judge_watch(cfg):
                 sampling=cfg.sampling,
                 recognizer=False,
                 bf16=cfg.train.bf16,
+                anchor=AnchorConfig(max_recordings=w.max_recordings),
             )
+            clusters.extend(r["text"] for r in scorer.rows)
 
         def record(step, pol):
             s = scorer.score(pol)
-            history.append((s["proxy_prob"], s["judge"]["target_prob"]))
-            flag = hacking_flags([h[0] for h in history], [h[1] for h in history], w.flag_margin)[-1]
+            history.append((s["proxy_prob"], [float(u.get("judge_correct", 0.0)) for u in s["utterances"]]))
+            flag = emotion_flags([h[1] for h in history], [h[0] for h in history], clusters, w.n_boot)[-1]["flag"]
             state.run.log(
                 {
                     "judge/target_prob": s["judge"]["target_prob"],
@@ -111,7 +118,10 @@ def judge_watch(cfg):
                     flag = record(step, state.policy)
                     stop = bool(flag and w.stop_on_flag)
                     if stop:
-                        log.warning("hacking flag at step %d: the proxy rose while the judge fell; stopping", step)
+                        log.warning(
+                            "emotion flag at step %d: the judge fell after its peak while the proxy rose; stopping",
+                            step,
+                        )
             if world()[1] > 1:
                 t = torch.tensor([float(stop)])
                 dist.broadcast(t, 0)

@@ -85,7 +85,10 @@ class JudgeWatch:
     manifest: str = option("", "held-out texts for the watch (default: prompts.manifest)")
     splits: list[str] = option([], "splits of that manifest to take texts from ([] = all)")
     max_texts: int = option(2, "distinct texts, each spoken in every target emotion")
-    flag_margin: float = option(0.05, "proxy up and judge down by more than this since the judge's best = hacking flag")
+    max_recordings: int = option(
+        50, "real recordings per watched speaker (outside the watch's texts) that anchor the judge's statistics"
+    )
+    n_boot: int = option(500, "cluster-bootstrap draws of the emotion flag's noise margin")
     stop_on_flag: bool = option(False, "stop the run (after a checkpoint) when the hacking flag rises")
 
     RENAMED: ClassVar[dict[str, str]] = {"split": "splits"}
