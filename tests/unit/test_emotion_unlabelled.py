@@ -92,3 +92,12 @@ def test_optimize_sft_examples_leave_unlabelled_records_out(tmp_path):
     cfg = SimpleNamespace(prompts=PromptConfig(manifest=str(m), shards=str(t)))
     out = _sft_examples(cfg, SimpleNamespace(emotions=()))
     assert sorted(e.uid for e in out) == sorted(ids[2:])
+
+
+def test_judge_anchor_takes_no_unlabelled_recording():
+    """The audit's anchor is each speaker's real speech of each emotion: a record whose 'neutral' is a
+    placeholder is not one."""
+    from rrpo.audit.anchor import anchor_recordings
+
+    man = Manifest([utt(0, None), utt(1, False), utt(2, True)])
+    assert [u.id for u in anchor_recordings(man, "s", set(), ["neutral"], [], 10)] == ["u0", "u2"]
