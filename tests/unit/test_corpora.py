@@ -30,9 +30,24 @@ def by_id(records):
 def test_registry_names_every_preparer_module(tmp_path):
     """PREPARERS is the explicit list ``rrpo prepare`` offers: each entry is its module's function,
     and an unknown name is refused with the known ones listed."""
-    from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
+    from rrpo.data.corpora import (
+        aishell,
+        an4,
+        ased,
+        casia,
+        cremad,
+        esd,
+        iemocap,
+        librispeech,
+        nemo,
+        ravdess,
+        tabular,
+        urdu,
+    )
 
     assert PREPARERS == {
+        "aishell": aishell.prepare,
+        "an4": an4.prepare,
         "ased": ased.prepare,
         "casia": casia.prepare,
         "crema-d": cremad.prepare,
@@ -40,6 +55,7 @@ def test_registry_names_every_preparer_module(tmp_path):
         "esd": esd.prepare,
         "iemocap": iemocap.prepare,
         "jsonl": tabular.prepare_jsonl,
+        "librispeech": librispeech.prepare,
         "nemo": nemo.prepare,
         "ravdess": ravdess.prepare,
         "urdu": urdu.prepare,

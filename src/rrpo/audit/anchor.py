@@ -52,12 +52,14 @@ def anchor_recordings(
     man, speaker: str, exclude_texts: set[str], emotions: Sequence[str], splits: Sequence[str], k: int
 ) -> list:
     """The speaker's recordings in ``man`` of the given emotions (and splits, [] = all) whose text is not
-    in ``exclude_texts``, :func:`stratified` to at most ``k``."""
+    in ``exclude_texts``, :func:`stratified` to at most ``k``. Records without an emotion label
+    (``extra.emotion_labelled: false``) are no real speech of their placeholder emotion: left out."""
     recs = [
         u
         for u in man
         if u.speaker == speaker
         and u.emotion in emotions
+        and u.emotion_labelled
         and u.text not in exclude_texts
         and (not splits or u.split in splits)
     ]

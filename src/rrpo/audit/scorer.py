@@ -62,7 +62,8 @@ def _prompt_set(prompts: AuditPrompts, man, emotions: list[str]) -> list[dict]:
     pairs = pairs[: prompts.max_texts]
     if not pairs:
         raise RrpoError("no prompts left after the audit's manifest filters", man.path)
-    index = {(u.text, u.speaker, u.emotion): u for u in sel}
+    # a record without an emotion label (extra.emotion_labelled: false) is no reference of its placeholder
+    index = {(u.text, u.speaker, u.emotion): u for u in sel if u.emotion_labelled}
     rows = []
     for ti, (text, lang, spk) in enumerate(pairs):
         for emo in emotions:

@@ -58,6 +58,13 @@ class Utterance:
         if not isinstance(self.extra, dict):
             raise ValueError(f"field 'extra' must be a mapping, got {self.extra!r}")
 
+    @property
+    def emotion_labelled(self) -> bool:
+        """False for a record of a corpus without emotion labels (``extra.emotion_labelled: false``,
+        written by the LibriSpeech, AN4 and AISHELL-1 preparers): its ``emotion`` is a placeholder
+        that no emotion model may learn from or be scored on."""
+        return self.extra.get("emotion_labelled", True) is not False
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -101,7 +108,10 @@ class Manifest(list):
         speakers: Iterable[str] | None = None,
         exclude_speakers: Iterable[str] | None = None,
     ) -> Manifest:
-        """The records matching every given filter (a string or a collection of accepted values)."""
+        """The records matching every given filter (a string or a collection of accepted values).
+
+        A record without an emotion label (:attr:`Utterance.emotion_labelled` false) never passes
+        an ``emotions`` filter: asking for emotions asks for labelled records."""
 
         def norm(x):
             return None if x is None else ({x} if isinstance(x, str) else set(x))
@@ -112,7 +122,7 @@ class Manifest(list):
             for u in self
             if (sp is None or u.split in sp)
             and (lg is None or u.language in lg)
-            and (em is None or u.emotion in em)
+            and (em is None or (u.emotion in em and u.emotion_labelled))
             and (sk is None or u.speaker in sk)
             and (ex is None or u.speaker not in ex)
         ]

@@ -294,7 +294,7 @@ def _sft_examples(cfg: OptimizeConfig, policy):
     man = cfg.prompts.apply(read_manifest(cfg.prompts.manifest), cfg.prompts.emotions or (policy.emotions or None))
     out = []
     for u in man:
-        if u.id in shards:
+        if u.id in shards and u.emotion_labelled:  # SFT conditions on the emotion: labelled records only
             out.append(Example(u.id, u.text, u.emotion, u.language, u.speaker, torch.as_tensor(shards.get(u.id)[0])))
     if not out:
         raise RrpoError("no utterance of prompts.manifest is in prompts.shards", cfg.prompts.shards)

@@ -202,8 +202,8 @@ def load_examples(cfg: SFTData):
                 spath,
             )
         shards = shards or sh
-        if cfg.emotions:
-            part = [u for u in part if u.emotion in set(cfg.emotions)]
+        # emotion conditioning needs emotion labels: records of a corpus without them are left out
+        part = [u for u in part if u.emotion_labelled and (not cfg.emotions or u.emotion in set(cfg.emotions))]
         missing = sh.missing([u.id for u in part])
         if missing:
             raise RrpoError(

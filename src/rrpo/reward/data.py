@@ -61,7 +61,8 @@ def load_items(
     cfg: DataConfig, classes: Sequence[str], vocab_size: int | None = None, what: str = "data"
 ) -> tuple[list[TokenItem], dict]:
     """Read every manifest, filter, keep utterances whose emotion is one of ``classes``; return the
-    items and a summary (counts, dropped)."""
+    items and a summary (counts, dropped). Records without an emotion label
+    (``extra.emotion_labelled: false``, e.g. LibriSpeech) are left out and counted."""
     from rrpo.codec.shards import TokenShards
     from rrpo.data.manifest import read_manifest
 
@@ -74,7 +75,7 @@ def load_items(
         )
     shard_cache: dict[str, TokenShards] = {}
     items: list[TokenItem] = []
-    other_emotion = 0
+    other_emotion = unlabelled = 0
     masked: dict[str, list[str]] = {}
     for n, mpath in enumerate(cfg.manifests):
         tpath = cfg.tokens[0] if len(cfg.tokens) == 1 else cfg.tokens[n]
@@ -91,6 +92,8 @@ def load_items(
                 "run `rrpo tokenize` on this manifest",
                 tpath,
             )
+        unlabelled += sum(1 for u in man if not u.emotion_labelled)
+        man = [u for u in man if u.emotion_labelled]  # a corpus without emotion labels teaches no emotion
         present = {u.emotion for u in man}
         avail = tuple(c in present for c in classes)
         if not cfg.mask_absent_classes or all(avail):
@@ -113,6 +116,7 @@ def load_items(
         "utterances": len(items),
         "per_class": counts,
         "dropped_other_emotions": other_emotion,
+        "dropped_unlabelled": unlabelled,
         "speakers": sorted({it.speaker for it in items}),
         "vocab_size": vocab,
         "masked_classes": masked,

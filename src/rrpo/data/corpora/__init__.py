@@ -10,13 +10,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rrpo.data.corpora import ased, casia, cremad, esd, iemocap, nemo, ravdess, tabular, urdu
+from rrpo.data.corpora import (
+    aishell,
+    an4,
+    ased,
+    casia,
+    cremad,
+    esd,
+    iemocap,
+    librispeech,
+    nemo,
+    ravdess,
+    tabular,
+    urdu,
+)
 from rrpo.data.corpora.common import Preparer
 from rrpo.data.manifest import Manifest, write_manifest
 from rrpo.errors import RrpoError
 
 #: Preparer by the corpus name ``rrpo prepare CORPUS`` takes.
 PREPARERS: dict[str, Preparer] = {
+    "aishell": aishell.prepare,
+    "an4": an4.prepare,
     "ased": ased.prepare,
     "casia": casia.prepare,
     "crema-d": cremad.prepare,
@@ -24,6 +39,7 @@ PREPARERS: dict[str, Preparer] = {
     "esd": esd.prepare,
     "iemocap": iemocap.prepare,
     "jsonl": tabular.prepare_jsonl,
+    "librispeech": librispeech.prepare,
     "nemo": nemo.prepare,
     "ravdess": ravdess.prepare,
     "urdu": urdu.prepare,

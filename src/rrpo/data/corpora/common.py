@@ -5,15 +5,29 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rrpo.data.manifest import Utterance
 from rrpo.errors import RrpoError
 
 #: ``prepare(root, language) -> records``; see :mod:`rrpo.data.corpora`.
 Preparer = Callable[[Path, "str | None"], list[Utterance]]
+
+#: ``extra`` of the records of a corpus without emotion labels (LibriSpeech, AN4, AISHELL-1): the
+#: manifest needs an emotion, so they carry the placeholder ``neutral``, and this flag keeps every
+#: emotion model from reading it as a label (see :attr:`rrpo.data.manifest.Utterance.emotion_labelled`).
+NO_EMOTION_LABEL: dict[str, Any] = {"emotion_labelled": False}
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], corpus: str, unit: str) -> Iterable[T]:
+    """``items`` behind a progress bar on a terminal (none when the output is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=corpus, unit=unit, leave=False, disable=None)
 
 
 def make_utterance(
