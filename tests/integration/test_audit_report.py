@@ -113,7 +113,16 @@ def test_audit_then_report(world, capsys):
     for p in (start, final):
         assert 0 <= p["proxy_prob"] <= 1 and 0 <= p["judge"]["target_prob"] <= 1
         assert p["distances"]["mcd_db"] > 0 and set(p["artifacts"]) >= {"clicks", "clipping"}
-    assert audit["flagged_steps"] == [s for s, p in zip(steps, audit["points"]) if p["hacking_flag"]]
+    # every point carries both flags, each with its noise margin; the judge is anchored on the prompted
+    # speakers' real recordings of other texts (the toy world's 3 other texts x 2 emotions each)
+    for p in audit["points"]:
+        assert {"emotion", "naturalness"} <= set(p["flags"]) and np.isfinite(p["flags"]["emotion"]["margin"])
+    anchor = audit["anchor"]
+    prompted = {q["text"] for q in audit["prompts"]}
+    by_id = {u.id: u for u in read_manifest(man)}
+    assert anchor["ids"] and all(by_id[i].text not in prompted for i in anchor["ids"])
+    assert set(anchor["speakers"]) == {q["speaker"] for q in audit["prompts"]}
+    assert set(audit["ceilings"]) == {"real", "codec"} and audit["ceilings"]["codec"]["n"] == 2
 
     assert main(["report", f"runs=[{root / 'opt'}]", "names=[toy DiffRO]", f"out={root / 'report'}"]) == 0
     page = (root / "report" / "index.html").read_text(encoding="utf-8")
@@ -172,3 +181,85 @@ def test_audit_start_cache_is_shared_and_equal(world, monkeypatch, capsys):
     assert _audit(root, man, f"out={root / 'c3'}", f"start_cache={cache}", "seed=99") == 0, capsys.readouterr().err
     assert len(calls) == 2  # another key: step 0 is generated again
     assert json.loads((cache / "start.json").read_text())["key"] != key1
+
+
+def _scripted_point(proxy: float, correct: list[int], clicks: list[int], sqrt_kl: float) -> dict:
+    """One audited point: 20 utterances of 2 s over 5 texts, judged right where ``correct`` says."""
+    rows = [
+        {"id": f"u{i}", "cluster": f"t{i % 5}", "emotion": "angry", "judge_correct": bool(c), "judge_target_prob": c}
+        | {"clicks_events": e, "duration_s": 2.0, "token_repetition": 0.0, "typicality": 1.0, "atypical": 0.0}
+        for i, (c, e) in enumerate(zip(correct, clicks))
+    ]
+    acc = sum(correct) / len(correct)
+    return {
+        "proxy_prob": proxy,
+        "proxy": {"emo": proxy},
+        "hacking_gap": proxy - acc,
+        "judge": {"target_prob": acc, "accuracy": acc},
+        "sqrt_kl": sqrt_kl,
+        "utterances": rows,
+    }
+
+
+def test_audit_flags_a_hacked_path_worked_by_hand(world, monkeypatch, capsys):
+    """`rrpo audit` over a run with two checkpoints, its scorer scripted (the instrument's own parts are
+    tested elsewhere): the judge hears half the utterances at step 0, all at step 1 (its peak) and none
+    at step 2, while the proxy rises 0.3 → 0.6 → 0.9 and clicks go from none to one per 2-s utterance
+    (0.5 /s, beyond the real recordings' 0 through the codec). Every text behaves alike, so the noise
+    margins are 0: step 2 is flagged on emotion (drop 1.0 from step 1) and on naturalness (clicks), steps
+    0 and 1 are not; the Gao fits are finite on the three points."""
+    import rrpo.audit.overopt as overopt
+
+    root, man = world
+    run = root / "opt_path"
+    assert (
+        main(
+            [
+                "optimize",
+                f"out={run}",
+                f"policy={root / 'sft'}",
+                f"rewards=[{{name: emo, path: {root / 'rm'}}}]",
+                f"prompts.manifest={man}",
+                "train.steps=2",
+                "train.batch_size=2",
+                "train.ckpt_every=1",
+                "train.progress=false",
+                "train.bf16=false",
+                "sampling.max_ratio=3",
+                "sampling.min_ratio=1",
+            ]
+        )
+        == 0
+    )
+    n = 20
+    script = iter(
+        [
+            _scripted_point(0.3, [i % 2 for i in range(n)], [0] * n, 0.0),
+            _scripted_point(0.6, [1] * n, [0] * n, 0.5),
+            _scripted_point(0.9, [0] * n, [1] * n, 1.2),
+        ]
+    )
+    real_ceiling = _scripted_point(0.0, [1] * n, [0] * n, 0.0)
+
+    class Scripted:
+        start, rows, emotions, ceilings = object(), [], ["angry"], {"codec": real_ceiling}
+
+        def score(self, policy, audio_dir=None):
+            return next(script)
+
+        def anchor_summary(self):
+            return {"ids": []}
+
+    monkeypatch.setattr(overopt, "build_scorer", lambda cfg, info, anchor_dir=None: Scripted())
+    assert _audit(root, man, f"run={run}", f"out={root / 'path_audit'}") == 0, capsys.readouterr().err
+    audit = json.loads((root / "path_audit" / "audit.json").read_text())
+    assert [p["step"] for p in audit["points"]] == [0, 1, 2]
+    assert audit["flagged_steps"] == [2] and audit["flagged"] == {"emotion": [2], "naturalness": [2]}
+    emo = audit["points"][2]["flags"]["emotion"]
+    assert emo["peak"] == 1 and emo["drop"] == pytest.approx(1.0) and emo["margin"] == pytest.approx(0.0)
+    clicks = audit["points"][2]["flags"]["naturalness"]["signals"]["artifacts_per_s"]
+    assert clicks["value"] == pytest.approx(0.5) and clicks["real_hi"] == pytest.approx(0.0) and clicks["flag"]
+    assert not audit["points"][1]["hacking_flag"]
+    for fit in (audit["fits"]["judge"]["rl"], audit["fits"]["proxy"]["bon"]):
+        assert all(np.isfinite(fit[k]) for k in ("alpha", "beta", "r2"))
+    assert audit["points"][2]["intervals"]["judge_acc"]["stat"] == 0.0
