@@ -17,7 +17,8 @@ tokenize`` computes them). Measured on CASIA's held-out speaker and on ESD Engli
   10 ms, frames voiced in both; in semitones) and of frame-energy contours (dB, 10 ms frames);
 * content kept: pocketsphinx (its bundled US-English model) WER on ESD English, original vs
   resynthesised;
-* mel-cepstral distortion (24 mel-filterbank cepstra, c0 left out, DTW-aligned), in dB;
+* mel-cepstral distortion in dB, the audit's (``rrpo.audit.distances.mcd_dtw``: WORLD envelope,
+  SPTK all-pass mel-cepstra c1..c24 with α 0.42, DTW-aligned);
 * encode and decode real-time factors on one thread (seconds of audio per second of compute);
 * the median F0 of the decoded speech vs the original speaker's (semitones; all voiced frames of the
   resynthesised set against all of the originals');
@@ -133,28 +134,11 @@ def contour_corr(a: np.ndarray, b: np.ndarray, mask=None) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def mel_cepstra(x: np.ndarray, sr: int, n: int = 24) -> np.ndarray:
-    import librosa
-    from scipy.fft import dct
-
-    S = np.abs(librosa.stft(x.astype(np.float32), n_fft=1024, hop_length=80, win_length=400)) ** 2
-    mel = librosa.filters.mel(sr=sr, n_fft=1024, n_mels=40) @ S
-    # cepstra of the log-amplitude mel spectrum: log|X| = c0 + 2 sum_k c_k cos(k w), so c_k is the
-    # unnormalised DCT-II divided by 2N
-    c = dct(0.5 * np.log(mel + 1e-10), type=2, axis=0) / (2 * mel.shape[0])
-    frames = c[1 : n + 1].T  # (T, n), c0 dropped
-    lvl = 10 * np.log10((S.sum(0)) + 1e-10)
-    return frames[lvl > lvl.max() - 40]  # speech frames only
-
-
 def mcd_dtw(x: np.ndarray, y: np.ndarray, sr: int) -> float:
-    import librosa
+    """The audit's MCD (rrpo.audit.distances.mcd_dtw: WORLD envelope, SPTK mel-cepstra α 0.42, c0 out, DTW)."""
+    from rrpo.audit.distances import mcd_dtw as audit_mcd
 
-    a, b = mel_cepstra(x, sr), mel_cepstra(y, sr)
-    D = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-    _, wp = librosa.sequence.dtw(C=D)
-    d = np.sqrt(D[wp[:, 0], wp[:, 1]] * 2)
-    return float(10 / math.log(10) * d.mean())
+    return audit_mcd(x, sr, y, sr)
 
 
 def norm_words(text: str) -> list[str]:
