@@ -36,7 +36,7 @@ from rrpo.policy.generate import generate, guided_logits
 from rrpo.policy.settings import SamplingConfig
 
 #: bumped when what the anchor computes changes (its cache is then recomputed)
-ANCHOR_VERSION = 1
+ANCHOR_VERSION = 2
 
 
 @dataclass
@@ -242,6 +242,15 @@ class Scorer:
                 for r in refs
             ]
             real_items = [self.references[r["ref_id"]] for r in refs]
+            # the scale of the distances: each real recording against the same speaker's rendition of the
+            # same sentence in the next emotion (two real renditions of one sentence by one speaker)
+            by_text: dict[tuple, list[str]] = {}
+            for r in refs:
+                by_text.setdefault((r["text"], r["speaker"]), []).append(r["ref_id"])
+            other = {}
+            for ids in by_text.values():
+                for j, i in enumerate(ids):
+                    other[i] = ids[(j + 1) % len(ids)] if len(ids) > 1 else None
             coded_items, coded_ids = [], []
             for r, (a, sr) in zip(refs, real_items):
                 y, t = self._through_codec(a, sr, r["speaker"])
@@ -249,17 +258,20 @@ class Scorer:
                 coded_ids.append(t)
             self.ceilings = {
                 "real": audit_audio(
-                    [(a, sr, m) for (a, sr), m in zip(real_items, meta)],
-                    None,
+                    [(a, sr, {**m, "ref_id": other[m["id"]]}) for (a, sr), m in zip(real_items, meta)],
+                    self.references,
                     self.judge,
                     judge_stats=self.real_stats,
                     recognizer=None if self.recognizer else False,
                     frechet=False,
                     per_utterance=True,
                 ),
-                "codec": audit_audio(
-                    [(a, sr, {**m, "tokens": t}) for (a, sr), m, t in zip(coded_items, meta, coded_ids)],
-                    None,
+                "codec": audit_audio(  # distances: the resynthesis against its own original
+                    [
+                        (a, sr, {**m, "tokens": t, "ref_id": m["id"]})
+                        for (a, sr), m, t in zip(coded_items, meta, coded_ids)
+                    ],
+                    self.references,
                     self.judge,
                     judge_stats=self.stats,
                     typicality=self.typicality,
