@@ -169,7 +169,7 @@ def test_decode_with_the_release_era_token2wav_signature(cv2, monkeypatch):
 def test_hf_layout_export_loads_in_transformers_and_back_into_upstream(cv2, tmp_path):
     """rrpo's HF/GRPO-layout export of the directory: plain ``Qwen2ForCausalLM`` reads it and, fed
     ``[sos, text, task_id, offset + speech]``, gives upstream Qwen2LM's logits (plus the bias it
-    drops); rrpo reads it back, writes ``llm.pt``, and upstream's ``Qwen2LM`` loads that strictly
+    drops); its generation config stops on upstream's stop ids; rrpo reads it back, writes ``llm.pt``, and upstream's ``Qwen2LM`` loads that strictly
     with every tensor equal to the original."""
     from transformers import Qwen2ForCausalLM
 
@@ -201,6 +201,10 @@ def test_hf_layout_export_loads_in_transformers_and_back_into_upstream(cv2, tmp_
         hidden, _ = up.llm(emb, torch.tensor([emb.shape[1]]))
         want = up.llm_decoder(hidden)[0, 5:]
     assert (lg - want).abs().max() <= LOGIT_ATOL
+    # the export stops generation on upstream's stop ids (Qwen2LM.stop_token_ids, what its vLLM path
+    # stops on: end-of-speech and the two special rows), moved by the offset
+    gen_cfg = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
+    assert gen_cfg["eos_token_id"] == [off + t for t in up.stop_token_ids] == ids["eos"]
 
     back = load_policy(tmp_path / "hf")
     back.info["cosyvoice2"] = pol.info["cosyvoice2"]
