@@ -34,6 +34,32 @@ pip_install numpy Cython
 pip_install --no-build-isolation pyworld pysptk
 step "rrpo$extra"
 pip_install -e ".$extra"
+if [ -n "$extra" ]; then
+  # Upstream CosyVoice2's own classes, for the tests that run rrpo against them (docs/policy.md,
+  # "Against upstream's code"): FunAudioLLM/CosyVoice's cosyvoice/ and matcha/ trees as the package
+  # cosyvoice-minicpmo ships them. Its declared requirements (onnxruntime-gpu, openai-whisper,
+  # modelscope, a torchaudio that pins another torch) are not needed to import the model, flow and
+  # vocoder classes, so it comes without them and the rrpo[cosyvoice] extra brings the import-time ones.
+  step "upstream CosyVoice2 classes (cosyvoice-minicpmo, rrpo[cosyvoice])"
+  pip_install -e ".[cosyvoice]"
+  pip_install --no-deps cosyvoice-minicpmo torchaudio
+  # The index's torchaudio (2.11) is a CUDA build for torch 2.11: its compiled extension cannot load
+  # beside the CPU torch 2.13, and torchaudio's import raises where the file is present. Without it
+  # the pure-Python parts upstream imports (compliance.kaldi, transforms) work.
+  .venv/bin/python - <<'PY' || fail "could not remove torchaudio's compiled extension"
+import importlib.util, pathlib
+spec = importlib.util.find_spec("torchaudio")
+for f in pathlib.Path(spec.origin).parent.joinpath("lib").glob("*.so"):
+    f.unlink()
+PY
+  # transformers 4.x (CosyVoice's own pin, 4.51.3) in a folder of its own, for the tests that compare
+  # rrpo with upstream's Qwen2LM under both majors; the venv keeps 5.x.
+  step "transformers 4.51.3 beside the venv (.venv/transformers4)"
+  PIP_CONSTRAINT="" pip_install --no-deps --upgrade --target .venv/transformers4 \
+    transformers==4.51.3 tokenizers==0.21.1 huggingface_hub==0.30.2
+  .venv/bin/python -c 'import cosyvoice.cli.model, cosyvoice.flow.flow_matching, cosyvoice.llm.llm' \
+    || fail "upstream's CosyVoice2 classes do not import"
+fi
 # The report test drives Debian's Chromium (playwright's own browser download is not used).
 if [ -n "$extra" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

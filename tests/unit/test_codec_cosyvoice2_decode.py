@@ -1,25 +1,33 @@
-"""Decoding through the `cosyvoice` package, with fakes: a tiny CAM++ ONNX graph made here, and a fake
-`cosyvoice` module injected into sys.modules whose CosyVoice2Model.token2wav has the current
-upstream signature (ace7c47) or the release-era one (77d8cf13) and checks its call as upstream's
-code would (a session id must be registered in hift_cache_dict; token_offset is required)."""
+"""CosyVoice2 decoding pieces that need no upstream code (features, the speaker profile, missing
+files and packages named), and `policy generate` over a decoding codec. The tiny CAM++ ONNX graph is
+made here; decoding itself runs upstream's real flow and vocoder (random weights, a directory built
+by tests/unit/cosyvoice2_upstream.py; tests/unit/test_cosyvoice2_upstream.py compares it with
+upstream's own inference)."""
 
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
-import torch
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from rrpo.codec import load_codec  # noqa: E402
-from rrpo.codec.cosyvoice2 import CosyVoice2Profile, flow_log_mel, kaldi_fbank, whisper_log_mel  # noqa: E402
+from rrpo.codec.cosyvoice2 import (  # noqa: E402
+    DECODE_FILES,
+    CosyVoice2Profile,
+    flow_log_mel,
+    kaldi_fbank,
+    whisper_log_mel,
+)
 from rrpo.errors import RrpoError  # noqa: E402
 
+from tests.unit.cosyvoice2_upstream import make_upstream_dir, upstream_problem  # noqa: E402
 from tests.unit.test_codec_cosyvoice2 import fake_tokenizer, tone  # noqa: E402
+
+needs_upstream = pytest.mark.skipif(upstream_problem() is not None, reason=str(upstream_problem()))
 
 SR = 16000
 W = np.random.default_rng(0).standard_normal((80, 192)).astype(np.float32) * 0.1
@@ -49,63 +57,10 @@ def model_dir(tmp_path, skip=()):
     fake_tokenizer(d / "speech_tokenizer_v2.onnx")
     if "campplus.onnx" not in skip:
         fake_campplus(d / "campplus.onnx")
-    for f in ("cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt"):
+    for f in ("cosyvoice2.yaml", "flow.pt", "hift.pt"):
         if f not in skip:
             (d / f).write_bytes(b"x")
-    if "CosyVoice-BlankEN" not in skip:
-        (d / "CosyVoice-BlankEN").mkdir()
     return d
-
-
-def _check_call(model, token, prompt_token, prompt_feat, embedding, uuid, token_offset, finalize):
-    assert model.hift_cache_dict[uuid] is None  # upstream indexes it: KeyError if unregistered
-    assert token.dtype == torch.int32 and token.shape[0] == 1
-    assert prompt_token.dtype == torch.int32 and prompt_feat.shape == (1, 2 * prompt_token.shape[1], 80)
-    assert embedding.shape == (1, 192) and token_offset == 0 and finalize is True
-    model.calls.append({"uuid": uuid, "token": token, "prompt_token": prompt_token, "embedding": embedding})
-    return torch.ones(1, 960 * token.shape[1]) * 0.1  # 24 kHz, 25 Hz tokens
-
-
-class ModelCurrent:
-    def __init__(self):
-        self.hift_cache_dict, self.calls = {}, []
-
-    def token2wav(
-        self, token, prompt_token, prompt_feat, embedding, token_offset, uuid, stream=False, finalize=False, speed=1.0
-    ):
-        assert stream is False
-        return _check_call(self, token, prompt_token, prompt_feat, embedding, uuid, token_offset, finalize)
-
-
-class ModelRelease:
-    def __init__(self):
-        self.hift_cache_dict, self.calls = {}, []
-
-    def token2wav(self, token, prompt_token, prompt_feat, embedding, uuid, token_offset, finalize=False, speed=1.0):
-        return _check_call(self, token, prompt_token, prompt_feat, embedding, uuid, token_offset, finalize)
-
-
-def inject_cosyvoice(monkeypatch, model_cls=None, fail_import=None):
-    """A fake `cosyvoice` package: cosyvoice.cli.cosyvoice.CosyVoice2(model_dir).model.token2wav."""
-    pkg, cli, mod = (types.ModuleType(n) for n in ("cosyvoice", "cosyvoice.cli", "cosyvoice.cli.cosyvoice"))
-    pkg.cli, cli.cosyvoice = cli, mod
-    if fail_import:
-
-        def __getattr__(name):
-            raise ModuleNotFoundError(f"No module named '{fail_import}'", name=fail_import)
-
-        mod.__getattr__ = __getattr__
-    else:
-
-        class CosyVoice2:
-            sample_rate = 24000
-
-            def __init__(self, model_dir):
-                self.model_dir, self.model = model_dir, model_cls()
-
-        mod.CosyVoice2 = CosyVoice2
-    for name, m in (("cosyvoice", pkg), ("cosyvoice.cli", cli), ("cosyvoice.cli.cosyvoice", mod)):
-        monkeypatch.setitem(sys.modules, name, m)
 
 
 # ------------------------------------------------------------------------------ features
@@ -180,41 +135,30 @@ def test_profile_from_reference_recordings(tmp_path):
 # ------------------------------------------------------------------------------ decode
 
 
-@pytest.mark.parametrize("model_cls", [ModelCurrent, ModelRelease])
-def test_decode_calls_token2wav_with_either_signature(tmp_path, monkeypatch, model_cls):
-    inject_cosyvoice(monkeypatch, model_cls)
-    codec = load_codec(model_dir(tmp_path))
-    assert codec.can_decode
-    prof = codec.profile_from_audio([(tone(1.0, 300.0), SR)])
-    y = codec.decode(np.array([1, 2, 3, 4, 5]), profile=prof)
-    assert y.dtype == np.float32 and len(y) == 5 * 640  # 5 tokens x 960 samples at 24 kHz -> 16 kHz
-    model = codec._decoder.model
-    call = model.calls[0]
-    assert call["token"].tolist() == [[1, 2, 3, 4, 5]]
-    assert torch.equal(call["prompt_token"][0].long(), torch.from_numpy(prof.prompt_token))
-    assert np.allclose(call["embedding"][0].numpy(), prof.embedding)
-    assert model.hift_cache_dict == {}  # the session is removed after the call
-    codec.decode(np.array([7, 8]), profile=prof)
-    assert len(model.calls) == 2 and model.calls[1]["uuid"] != call["uuid"]
-    with pytest.raises(RrpoError, match="voice of a reference recording"):
-        codec.decode(np.array([1, 2]))
-
-
-@pytest.mark.parametrize(
-    "missing", ["cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "CosyVoice-BlankEN"]
-)
-def test_every_missing_file_is_named(tmp_path, monkeypatch, missing):
-    inject_cosyvoice(monkeypatch, ModelCurrent)
+@pytest.mark.parametrize("missing", DECODE_FILES)
+def test_every_missing_file_is_named(tmp_path, missing):
     codec = load_codec(model_dir(tmp_path, skip=(missing,)))
     assert not codec.can_decode
     with pytest.raises(RrpoError, match=f"decoding needs {missing}"):
         codec.decode(np.array([1, 2]), profile=None)
 
 
-@pytest.mark.parametrize("module", ["matcha", "modelscope", "hyperpyyaml"])
+@needs_upstream
+@pytest.mark.parametrize("module", ["hyperpyyaml", "matcha"])
 def test_missing_dependency_is_named(tmp_path, monkeypatch, module):
-    inject_cosyvoice(monkeypatch, fail_import=module)
-    d = model_dir(tmp_path)
+    """Upstream's yaml loader absent, or a module that a class of the yaml imports (as the flow
+    imports matcha; here a module written for the test imports a matcha submodule that does not
+    exist): one line naming the package."""
+    d = make_upstream_dir(tmp_path / "cv2")
+    if module == "hyperpyyaml":
+        monkeypatch.setitem(sys.modules, "hyperpyyaml", None)  # import -> ModuleNotFoundError
+    else:
+        (tmp_path / "rrpo_needs_matcha.py").write_text("import matcha.rrpo_absent_module\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        yaml = (d / "cosyvoice2.yaml").read_text()
+        (d / "cosyvoice2.yaml").write_text(
+            yaml.replace("!new:cosyvoice.hifigan.generator.HiFTGenerator", "!new:rrpo_needs_matcha.HiFT")
+        )
     codec = load_codec(d)
     prof = CosyVoice2Profile("s", np.zeros(192, np.float32), np.array([1, 2]), np.zeros((4, 80), np.float32))
     with pytest.raises(RrpoError, match=f"decoding needs the `{module}` package") as e:
@@ -229,37 +173,29 @@ def test_no_cosyvoice_package_is_named(tmp_path, monkeypatch):
         codec.decode(np.array([1, 2]))
 
 
+@needs_upstream
 def test_generate_writes_tokens_before_decoding_and_keeps_them_on_failure(tmp_path, monkeypatch, capsys):
     """policy generate with a CosyVoice2 codec: the reference recording builds the profile; a
     decode failure is one line and tokens.jsonl already holds every sampled row."""
     import json
 
     import soundfile as sf
+    from cosyvoice.cli.model import CosyVoice2Model
 
     from rrpo.cli import main
     from rrpo.policy.io import save_policy
 
     from tests.unit.test_policy import small_policy
 
-    class Broken(ModelCurrent):
-        def token2wav(
-            self,
-            token,
-            prompt_token,
-            prompt_feat,
-            embedding,
-            token_offset,
-            uuid,
-            stream=False,
-            finalize=False,
-            speed=1.0,
-        ):
-            raise RuntimeError("CUDA out of memory")
+    def broken(
+        self, token, prompt_token, prompt_feat, embedding, token_offset, uuid, stream=False, finalize=False, speed=1.0
+    ):
+        raise RuntimeError("CUDA out of memory")
 
-    inject_cosyvoice(monkeypatch, Broken)
-    d = model_dir(tmp_path)
+    d = make_upstream_dir(tmp_path / "cv2")
     sf.write(tmp_path / "ref.wav", tone(1.0, 300.0), SR)
     save_policy(small_policy(speakers=(), vocab=6561), tmp_path / "p")
+    monkeypatch.setattr(CosyVoice2Model, "token2wav", broken)
 
     def args(out, ref=True):
         a = [
@@ -275,13 +211,14 @@ def test_generate_writes_tokens_before_decoding_and_keeps_them_on_failure(tmp_pa
         ]
         return a + ([f"reference=[{tmp_path / 'ref.wav'}]"] if ref else [])
 
+    capsys.readouterr()
     assert main(args("gen")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "token2wav failed (CUDA out of memory)" in err[0]
     rows = [json.loads(x) for x in (tmp_path / "gen" / "tokens.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == ["今天天气好", "我们走吧"] and all(r["n_tokens"] > 0 for r in rows)
-    # working decoder: WAVs beside the tokens
-    inject_cosyvoice(monkeypatch, ModelCurrent)
+    # working decoder (upstream's flow and vocoder): WAVs beside the tokens
+    monkeypatch.undo()
     assert main(args("gen2")) == 0
     rows = [json.loads(x) for x in (tmp_path / "gen2" / "tokens.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all((tmp_path / "gen2" / r["wav"]).exists() for r in rows)

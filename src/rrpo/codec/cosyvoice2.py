@@ -13,10 +13,13 @@ Slaney-normalised mel filters (``librosa.filters.mel(sr=16000, n_fft=400, n_mels
 longer than 30 s for this tokenizer; so does this adapter.
 
 Decoding tokens to audio needs CosyVoice2's flow-matching model and HiFT vocoder, which only the
-``cosyvoice`` package provides (with its dependencies, among them ``matcha`` from CosyVoice's
-``third_party/Matcha-TTS`` and ``modelscope``), and the model directory's ``cosyvoice2.yaml``,
-``llm.pt``, ``flow.pt``, ``hift.pt``, ``campplus.onnx`` and ``CosyVoice-BlankEN/``. Every missing
-piece is a one-line error naming it (:meth:`CosyVoice2Tokenizer.decode_problem`).
+``cosyvoice`` package provides (FunAudioLLM/CosyVoice with its ``third_party/Matcha-TTS``, or
+``cosyvoice-minicpmo`` from the package index, with the ``rrpo[cosyvoice]`` extra: README), and the
+model directory's ``cosyvoice2.yaml``, ``flow.pt``, ``hift.pt`` and ``campplus.onnx``. The decoder
+is upstream's ``CosyVoice2Model`` over the yaml's ``flow`` and ``hift``, built as upstream's
+``CosyVoice2`` class builds them but without the LLM and the text frontend (decoding uses neither;
+they would load the 0.5B Qwen weights and import openai-whisper and modelscope). Every missing piece
+is a one-line error naming it (:meth:`CosyVoice2Tokenizer.decode_problem`).
 
 The voice comes from a *profile* (:class:`CosyVoice2Profile`), what CosyVoice's zero-shot
 frontend extracts from a prompt recording of the target speaker, built here without the package:
@@ -44,6 +47,7 @@ resampled to 16 kHz (``sampling_rate``).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +91,7 @@ def whisper_log_mel(audio: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:
 
 FLOW_SR, FLOW_N_FFT, FLOW_HOP, FLOW_MELS, FLOW_FMAX = 24000, 1920, 480, 80, 8000.0
 SPK_DIM = 192
-DECODE_FILES = ("cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "CosyVoice-BlankEN")
+DECODE_FILES = ("cosyvoice2.yaml", "flow.pt", "hift.pt", "campplus.onnx")
 
 
 def _kaldi_mel(f):
@@ -344,20 +348,44 @@ class CosyVoice2Tokenizer:
         return self._cosyvoice_decode(t, profile)
 
     def _load_decoder(self):
+        """Upstream's ``CosyVoice2Model`` over the flow and vocoder of ``cosyvoice2.yaml``, built as
+        ``cosyvoice.cli.cosyvoice.CosyVoice2`` builds them (hyperpyyaml, ``qwen_pretrain_path`` =
+        ``CosyVoice-BlankEN``) but without the LLM and the text frontend, which decoding does not use
+        (and which need the 0.5B Qwen weights, openai-whisper and modelscope). ``flow.pt`` and
+        ``hift.pt`` load as upstream's ``CosyVoiceModel.load`` loads them: strictly, the vocoder's
+        ``generator.`` prefix removed."""
         if self._decoder is None:
+            d = self.onnx_path.parent
             try:
-                from cosyvoice.cli.cosyvoice import CosyVoice2
+                import pydoc
 
-                self._decoder = CosyVoice2(str(self.onnx_path.parent))
+                import torch
+                from cosyvoice.cli.model import CosyVoice2Model
+                from hyperpyyaml import load_hyperpyyaml
+
+                overrides = {"qwen_pretrain_path": str(d / "CosyVoice-BlankEN"), "llm": None, "get_tokenizer": None}
+                try:
+                    # upstream's modules warn about deprecated diffusers and torch APIs on import and use
+                    with open(d / "cosyvoice2.yaml", encoding="utf-8") as f, warnings.catch_warnings():
+                        warnings.simplefilter("ignore", FutureWarning)
+                        configs = load_hyperpyyaml(f, overrides=overrides)
+                except pydoc.ErrorDuringImport as e:  # a class of the yaml whose module does not import
+                    raise e.value from None
+                model = CosyVoice2Model(None, configs["flow"], configs["hift"], False)
+                flow = torch.load(d / "flow.pt", map_location="cpu", weights_only=True)
+                model.flow.load_state_dict(flow, strict=True)
+                hift = torch.load(d / "hift.pt", map_location="cpu", weights_only=True)
+                model.hift.load_state_dict({k.replace("generator.", ""): v for k, v in hift.items()}, strict=True)
+                model.flow.to(model.device).eval()
+                model.hift.to(model.device).eval()
+                self._decoder = _Decoder(model, int(configs.get("sample_rate", FLOW_SR)))
             except ModuleNotFoundError as e:
                 name = (e.name or str(e)).split(".")[0]
                 hint = " (CosyVoice's third_party/Matcha-TTS on PYTHONPATH)" if name == "matcha" else ""
-                raise RrpoError(f"decoding needs the `{name}` package{hint}", self.onnx_path.parent) from None
+                raise RrpoError(f"decoding needs the `{name}` package{hint}", d) from None
             except Exception as e:
                 msg = " ".join(str(e).split())[:160] or type(e).__name__
-                raise RrpoError(
-                    f"cosyvoice could not load this model directory ({msg})", self.onnx_path.parent
-                ) from None
+                raise RrpoError(f"cosyvoice could not load this model directory ({msg})", d) from None
         return self._decoder
 
     def _cosyvoice_decode(self, t: np.ndarray, profile: CosyVoice2Profile) -> np.ndarray:
@@ -385,7 +413,8 @@ class CosyVoice2Tokenizer:
         model.hift_cache_dict[session] = None
         kw["uuid"] = session
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # upstream's torch.cuda.amp.autocast
                 speech = model.token2wav(**kw)
         except Exception as e:
             raise RrpoError(f"cosyvoice token2wav failed ({' '.join(str(e).split())[:120]})", self.onnx_path) from None
@@ -411,6 +440,14 @@ class CosyVoice2Tokenizer:
             "onnx": self.onnx_path.name,
             "onnx_bytes": self.onnx_path.stat().st_size,
         }
+
+
+@dataclass
+class _Decoder:
+    """Upstream's ``CosyVoice2Model`` (flow + HiFT) and its output rate."""
+
+    model: object
+    sample_rate: int
 
 
 def _cosyvoice_available() -> bool:
