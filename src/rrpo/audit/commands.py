@@ -239,6 +239,7 @@ def cmd_audit(args) -> int:
                 "run": res["run"],
                 "points": len(res["points"]),
                 "flagged_steps": res["flagged_steps"],
+                "flagged": res["flagged"],
                 "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"]},
                 "final": {
                     "judge": fin["judge"]["target_prob"],
