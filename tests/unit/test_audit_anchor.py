@@ -81,6 +81,15 @@ def test_typicality_worked_by_hand():
     assert np.allclose(u.distance(np.array([[5.0]]), ["s"], ["angry"]), d[:1])
 
 
+def test_typicality_clips_one_degenerate_feature():
+    """Two features, reference (0, 0), (2, 2), (4, 4) (spread 1.633 each, no shrinkage): an utterance at
+    (2, 2000) is 0 away on the first and 1224.7 spreads away on the second, clipped to 10:
+    sqrt((0² + 10²) / 2) = 7.071, not 866."""
+    x = np.array([[0.0, 0.0], [2.0, 2.0], [4.0, 4.0]])
+    t = Typicality(x, ["s"] * 3, ["angry"] * 3, shrink=0.0)
+    assert t.distance(np.array([[2.0, 2000.0]]), ["s"], ["angry"])[0] == pytest.approx(math.sqrt(50))
+
+
 def test_typicality_shrinks_a_small_spread_towards_the_speakers():
     """n0 = 1: angry 1, 1 (spread 0) in a speaker whose recordings 1, 1, 5, 5 spread 2 overall:
     V² = (2·0 + 1·4) / 3 = 4/3, so an angry utterance at 3 is 2 / 1.155 = 1.732 away (not infinite)."""

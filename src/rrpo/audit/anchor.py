@@ -73,7 +73,9 @@ class Typicality:
     per-feature spread V_se shrunk towards the speaker's spread over all emotions S_s,
     V_se² = (n·v_se² + n0·S_s²) / (n + n0) (n0 = ``shrink``; the sample spread of a few recordings in
     88 dimensions is unstable). An utterance's *typicality distance* is the root mean square of
-    (x − M_se) / V_se over the features: about 1 for a typical recording, more for an unusual one.
+    (x − M_se) / V_se over the features, each term clipped to ±``clip`` (10) so that one degenerate
+    feature (a near-silent or one-frame sample) cannot dominate: about 1 for a typical recording,
+    more for an unusual one, at most ``clip``.
     It is *atypical* when its distance exceeds the speaker's threshold, the ``q`` quantile of the
     anchor recordings' own leave-one-out distances (so about 1 − q of real recordings are atypical).
     """
@@ -85,11 +87,12 @@ class Typicality:
         emotions: Sequence[str],
         shrink: float = 5.0,
         q: float = 0.95,
+        clip: float = 10.0,
     ):
         x = np.asarray(feats, dtype=np.float64)
         spk = np.asarray([str(s) for s in speakers], dtype=object)
         emo = np.asarray([str(e) for e in emotions], dtype=object)
-        self.shrink, self.q = float(shrink), float(q)
+        self.shrink, self.q, self.clip = float(shrink), float(q), float(clip)
         self.total: dict[str, np.ndarray] = {}
         self.ref: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.threshold: dict[str, float] = {}
@@ -111,9 +114,8 @@ class Typicality:
         v2 = (n * x.var(0) + self.shrink * total**2) / (n + self.shrink)
         return x.mean(0), np.sqrt(v2)
 
-    @staticmethod
-    def _dist(x: np.ndarray, m: np.ndarray, v: np.ndarray) -> float:
-        return float(np.sqrt(np.mean(((x - m) / v) ** 2)))
+    def _dist(self, x: np.ndarray, m: np.ndarray, v: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.clip((x - m) / v, -self.clip, self.clip) ** 2)))
 
     def distance(self, feats: np.ndarray, speakers: Sequence[str], emotions: Sequence[str]) -> np.ndarray:
         """(N,) typicality distances; NaN where the anchor has no recording of that speaker and emotion."""
@@ -140,13 +142,13 @@ class Typicality:
             "ref_spread": np.stack([self.ref[k][1] for k in keys]) if keys else np.zeros((0, 0)),
             "thr_keys": np.array(sorted(self.threshold)),
             "thr": np.array([self.threshold[s] for s in sorted(self.threshold)]),
-            "params": np.array([self.shrink, self.q]),
+            "params": np.array([self.shrink, self.q, self.clip]),
         }
 
     @classmethod
     def from_arrays(cls, a: dict) -> Typicality:
         t = cls.__new__(cls)
-        t.shrink, t.q = float(a["params"][0]), float(a["params"][1])
+        t.shrink, t.q, t.clip = (float(x) for x in a["params"][:3])
         t.total = {}
         t.ref = {
             tuple(str(k).split("\t", 1)): (np.asarray(m), np.asarray(v))

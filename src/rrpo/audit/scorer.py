@@ -36,7 +36,7 @@ from rrpo.policy.generate import generate, guided_logits
 from rrpo.policy.settings import SamplingConfig
 
 #: bumped when what the anchor computes changes (its cache is then recomputed)
-ANCHOR_VERSION = 2
+ANCHOR_VERSION = 3
 
 
 @dataclass
