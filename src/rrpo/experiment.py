@@ -1012,6 +1012,7 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
                 fin = point_metrics(aud[m]["final"])
                 fin["step"] = aud[m]["final"]["step"]
                 fin["flagged_steps"] = aud[m]["flagged_steps"]
+                fin["first_flag"] = first_flags(aud[m])
                 per_seed[m].append({"fold": h, "seed": s, **fin})
     keys = [k for k, _, _ in METRICS] + ["proxy_vanilla", "proxy_robust", "mean_len_s", "hacking_flag"]
     summary = {
@@ -1158,6 +1159,7 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
     j = res["judge"]
     lines += ceilings_markdown(res, s)
+    lines += flags_markdown(res, names)
     lines += [
         "",
         "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
@@ -1248,6 +1250,56 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         f"{g['judge_at_least_diffro']}; ratios to SFT: {ratios(g['quality_ratios_vs_sft'], 'rrpo')}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def first_flags(audit: dict) -> dict[str, dict | None]:
+    """Per flag (emotion, naturalness): the first audited step where it fired, with √KL there and, for
+    naturalness, the signals that fired; None where it never fired. Example: points at steps 0, 60, 120
+    with the emotion flag at 120 only → {"emotion": {"step": 120, "sqrt_kl": ...}, "naturalness": None}."""
+    out: dict[str, dict | None] = {"emotion": None, "naturalness": None}
+    for p in audit.get("points", []):
+        for kind in out:
+            f = (p.get("flags") or {}).get(kind) or {}
+            if out[kind] is None and f.get("flag"):
+                out[kind] = {"step": p["step"], "sqrt_kl": p["sqrt_kl"]}
+                if kind == "naturalness":
+                    out[kind]["signals"] = [k for k, v in f.get("signals", {}).items() if v.get("flag")]
+    return out
+
+
+def flags_markdown(res: dict, names: dict[str, str]) -> list[str]:
+    """Per run, where each of the audit's two flags first fired (or that it never did), with the
+    largest √KL the run reached: what a hacking claim may rest on."""
+    rows = []
+    for m, runs in res["per_seed"].items():
+        for r in runs:
+            ff = r.get("first_flag")
+            if m == "sft" or ff is None:
+                continue
+
+            def cell(f):
+                if not f:
+                    return "never"
+                sig = f" ({', '.join(f['signals'])})" if f.get("signals") else ""
+                return f"step {f['step']}, √KL {f['sqrt_kl']:.2f}{sig}"
+
+            rows.append(
+                f"| {names.get(m, m)} | {r['fold']} | {r['seed']} | {cell(ff['emotion'])} | "
+                f"{cell(ff['naturalness'])} | {r.get('sqrt_kl', math.nan):.2f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "The audit's flags along each run (every checkpoint; docs/audit.md): emotion = the judge fell after "
+        "its peak by more than its sampling noise while the proxy rose; naturalness = artifacts, token "
+        "repetition or typicality rose beyond their noise and beyond real speech through the codec while "
+        "the proxy rose. First step where each fired:",
+        "",
+        "| run | fold | seed | emotion flag | naturalness flag | √KL at the last step |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ]
 
 
 CEILING_NAMES = {

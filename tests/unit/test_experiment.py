@@ -231,6 +231,9 @@ def test_write_results_means_table_and_plot(tmp_path):
     assert "| ceiling: real held-out speech | 60.0 [" in table
     assert "| ceiling: real held-out speech through the codec | 40.0 [" in table and "| 1.500 [1.500, 1.500] |" in table
     assert "| vanilla | ZhaoZuoxiang | 40.0 | 41.0 | 30.0 |" in table
+    assert (
+        "| DiffRO (vanilla RM) | ZhaoZuoxiang | 0 | never | never | 0.50 |" in table
+    )  # the fake points carry no flags
     assert res["folds"] == ONE
     assert "| RRPO (robust RM) | judge accuracy % | 45.0 | 65.0 |" in table
     assert "**RRPO goal**" in table and "not met" in table
@@ -674,3 +677,25 @@ def test_a_rise_from_zero_artifacts_is_shown_as_values(tmp_path):
     write_results(tmp_path, ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=ONE))
     table = (tmp_path / "results" / "table.md").read_text()
     assert "artifacts 0 → 0.070 (SFT's is 0)" in table and "artifacts 1.00×" in table and "inf×" not in table
+
+
+def test_first_flags_worked_by_hand():
+    """Points at steps 0, 60, 120: the naturalness flag fires at 60 (token repetition) and again at 120,
+    the emotion flag at 120 only → naturalness {60, √KL 2.5, [token_repetition]}, emotion {120, 3.0};
+    a path without flags gives None for both."""
+    from rrpo.experiment import first_flags
+
+    def pt(step, kl, emo, nat):
+        sig = {"token_repetition": {"flag": nat}, "typicality": {"flag": False}}
+        return {
+            "step": step,
+            "sqrt_kl": kl,
+            "flags": {"emotion": {"flag": emo}, "naturalness": {"flag": nat, "signals": sig}},
+        }
+
+    aud = {"points": [pt(0, 0.0, False, False), pt(60, 2.5, False, True), pt(120, 3.0, True, True)]}
+    assert first_flags(aud) == {
+        "emotion": {"step": 120, "sqrt_kl": 3.0},
+        "naturalness": {"step": 60, "sqrt_kl": 2.5, "signals": ["token_repetition"]},
+    }
+    assert first_flags({"points": [pt(0, 0.0, False, False)]}) == {"emotion": None, "naturalness": None}
