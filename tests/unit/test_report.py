@@ -53,3 +53,13 @@ def test_report_files(tmp_path):
 @pytest.mark.skipif(missing() is not None, reason=missing() or "")
 def test_report_in_headless_chromium(tmp_path):
     assert_page_ok(make_report(tmp_path), tmp_path / "report.png", n_audio=6)
+
+
+def test_flags_cell_worked_by_hand():
+    """The report's flags cell names each flag with its steps; an audit before the two flags shows its
+    flagged steps; no flag is a dash."""
+    from rrpo.report.build import _flags
+
+    assert _flags({"flagged": {"emotion": [480], "naturalness": [60, 120]}}) == "emotion 480; naturalness 60, 120"
+    assert _flags({"flagged": {"emotion": [], "naturalness": []}, "flagged_steps": []}) == "–"
+    assert _flags({"flagged_steps": [8]}) == "8" and _flags(None) == "–"

@@ -35,11 +35,24 @@ COLUMNS = [
     "F0 err cents",
     "Fréchet eGeMAPS",
     "WER",
-    "flagged steps",
+    "typicality",
+    "atypical",
+    "flags",
 ]
 
 
-def _row(name: str, algo: str, p: dict, flagged: Sequence[int]) -> dict:
+def _flags(audit: dict | None) -> str:
+    """The steps where each of the audit's flags fired: 'emotion 480; naturalness 60, 120' ('–': none)."""
+    if not audit:
+        return "–"
+    by = audit.get("flagged") or {}
+    parts = [f"{k} {', '.join(map(str, by[k]))}" for k in ("emotion", "naturalness") if by.get(k)]
+    if not by and audit.get("flagged_steps"):  # an audit from before the two flags
+        parts = [", ".join(map(str, audit["flagged_steps"]))]
+    return "; ".join(parts) or "–"
+
+
+def _row(name: str, algo: str, p: dict, audit: dict | None) -> dict:
     art = p.get("artifacts", {})
     dist = p.get("distances", {})
     return {
@@ -58,7 +71,9 @@ def _row(name: str, algo: str, p: dict, flagged: Sequence[int]) -> dict:
         "F0 err cents": dist.get("f0_rmse_cents", math.nan),
         "Fréchet eGeMAPS": dist.get("frechet_egemaps", math.nan),
         "WER": p.get("wer", {}).get("wer", math.nan),
-        "flagged steps": ",".join(map(str, flagged)) or "–",
+        "typicality": (p.get("typicality") or {}).get("distance", math.nan),
+        "atypical": (p.get("typicality") or {}).get("atypical", math.nan),
+        "flags": _flags(audit),
     }
 
 
@@ -84,9 +99,9 @@ def build_comparison(
         audits.append(read_json(path))
 
     first = audits[0]
-    rows = [_row("start (SFT)", "—", first["start"], [])]
+    rows = [_row("start (SFT)", "—", first["start"], None)]
     for name, a in zip(names, audits):
-        rows.append(_row(name, a["algo"], a["final"], a.get("flagged_steps", [])))
+        rows.append(_row(name, a["algo"], a["final"], a))
 
     examples = []
     prompts = first["prompts"]
