@@ -16,14 +16,17 @@ learn the codec on CASIA's other speakers and the synthetic corpus → tokenise 
 model on the pre-training corpora (classes a corpus lacks masked out of its loss) → per fold:
 fine-tune it on CASIA's other speakers twice (vanilla; robust: LS + EAM + FGM), evaluate both on the
 fold's speaker and on ESD English (cross-lingual), train the eGeMAPS judge on ``judge_corpora``
-without the fold's speaker (never ESD English) and measure it on that speaker's real speech (the
-ceiling) and on ESD English → pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
+without the fold's speaker (never ESD English) and measure it on that speaker's real speech and on
+ESD English → pre-train the tiny policy on many text-speech pairs (a large generated synthetic corpus, ESD, nEMO and
 CASIA's training sentences; ``policy_pretrain_corpora``), cached outside the run folder under
 ``cache`` and reused by any run with the same settings and inputs → SFT it on CASIA (with emotion
 dropout, so that every sampling of the policy can be guided on its emotion: ``guidance``) → for every
 system (``systems``: DiffRO with the vanilla RM, RRPO with the robust RM, RRPO with an ensemble of
 robust RMs, GRPO with the vanilla RM, DiffRO stopped online by the judge watch) and seed, optimise
-under one budget, in every fold, and audit on the held-out sentences spoken as the fold's speaker →
+under one budget, in every fold, and audit every checkpoint on the held-out sentences spoken as the
+fold's speaker, the judge anchored on that speaker's real recordings of the training sentences (the
+audit also judges the ceilings: the held-out sentences' real recordings, as recorded and through
+the codec) →
 the HTML report and ``results/`` (``results.json``, ``table.md``, ``results.png``), which pool the
 folds' audits (:mod:`rrpo.experiment_stats`).
 
