@@ -123,6 +123,11 @@ def test_audit_then_report(world, capsys):
     assert anchor["ids"] and all(by_id[i].text not in prompted for i in anchor["ids"])
     assert set(anchor["speakers"]) == {q["speaker"] for q in audit["prompts"]}
     assert set(audit["ceilings"]) == {"real", "codec"} and audit["ceilings"]["codec"]["n"] == 2
+    # the real ceiling's distances compare each recording with the speaker's other rendition of the
+    # sentence (never with itself, which would read 0 dB); the codec's, each resynthesis with its original
+    real_rows = audit["ceilings"]["real"]["utterances"]
+    assert len(real_rows) == 2 and all(r["mcd_db"] > 0.1 for r in real_rows)
+    assert all(np.isfinite(r["mcd_db"]) for r in audit["ceilings"]["codec"]["utterances"])
 
     assert main(["report", f"runs=[{root / 'opt'}]", "names=[toy DiffRO]", f"out={root / 'report'}"]) == 0
     page = (root / "report" / "index.html").read_text(encoding="utf-8")
