@@ -21,6 +21,7 @@ from rrpo.errors import RrpoError
 VERB_MODULES: tuple[str, ...] = (
     "rrpo.data.commands",
     "rrpo.codec.commands",
+    "rrpo.phones.commands",
     "rrpo.reward.commands",
     "rrpo.policy.commands",
     "rrpo.optimize.commands",

@@ -225,7 +225,9 @@ class _Library:
             self._close(lib)
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
-    def phonemes(self, text: str, voice: str) -> str:
+    def phonemes(self, text: str, voice: str, separator: str = "") -> str:
+        # phonememode: bits 8-23 hold a character put between the phonemes of a word
+        mode = (ord(separator) << 8) if separator else 0
         lib = self._open()
         try:
             self._init(lib)
@@ -234,7 +236,7 @@ class _Library:
             ptr = ctypes.c_void_p(ctypes.addressof(buf))
             out = []
             while ptr.value:  # one clause per call; the pointer advances, NULL at the end
-                res = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, 0)
+                res = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, mode)
                 if res:
                     out.append(res.decode("utf-8", "replace").strip())
         finally:
@@ -263,10 +265,13 @@ def version() -> str:
     return _get().version
 
 
-def phonemes(text: str, voice: str) -> str:
-    """espeak-ng's phoneme transcription of ``text`` (shows whether a language is really read)."""
+def phonemes(text: str, voice: str, separator: str = "") -> str:
+    """espeak-ng's phoneme transcription of ``text`` in its ASCII phoneme names, words separated by
+    spaces; with ``separator`` (one character, e.g. ``"|"``) also between the phonemes of a word."""
+    if len(separator) > 1:
+        raise ValueError("separator must be one character")
     with _lock:
-        return _get().phonemes(text, voice)
+        return _get().phonemes(text, voice, separator)
 
 
 def synthesize(text: str, voice: str, prosody: Prosody = Prosody(), seed: int = 0) -> tuple[np.ndarray, int]:
