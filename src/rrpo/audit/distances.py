@@ -234,24 +234,12 @@ def normalise_words(text: str) -> list[str]:
 
 
 def edit_ops(ref: Sequence[str], hyp: Sequence[str]) -> dict:
-    """Substitutions, deletions and insertions of the Levenshtein alignment of two word lists."""
-    n, m = len(ref), len(hyp)
-    d = np.zeros((n + 1, m + 1), dtype=int)
-    d[:, 0] = np.arange(n + 1)
-    d[0, :] = np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            d[i, j] = min(d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]), d[i - 1, j] + 1, d[i, j - 1] + 1)
-    i, j, s, de, ins = n, m, 0, 0, 0
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            s += ref[i - 1] != hyp[j - 1]
-            i, j = i - 1, j - 1
-        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
-            de, i = de + 1, i - 1
-        else:
-            ins, j = ins + 1, j - 1
-    return {"sub": int(s), "del": int(de), "ins": int(ins), "n_ref": n}
+    """Substitutions, deletions and insertions of the Levenshtein alignment of two word lists
+    (:func:`rrpo.phones.inventory.edit_ops`, which phone error rates use too)."""
+    from rrpo.phones.inventory import edit_ops as ops
+
+    s, de, ins = ops(ref, hyp)
+    return {"sub": s, "del": de, "ins": ins, "n_ref": len(ref)}
 
 
 def word_error_rate(refs: str | Sequence[str], hyps: str | Sequence[str]) -> dict:
