@@ -74,7 +74,16 @@ class BuiltinCodecConfig:
 
     sampling_rate: int = option(16000, "rate the codec reads and writes (audio is resampled to it)")
     frame_rate: float = option(25.0, "tokens per second")
-    spectral_clusters: int = option(512, "k-means clusters of the spectral-envelope shape")
+    spectral_clusters: int = option(
+        512, "content ids: k-means clusters of the spectral-envelope shape (content=spectral) or of the phone model's states (content=phonetic)"
+    )
+    content: str = option(
+        "spectral",
+        "what the content factor of a token is: 'spectral' (k-means of the spectral-envelope shape) or 'phonetic' (k-means of the 25 Hz states of a CTC phone recogniser, content_model)",
+    )
+    content_model: str = option(
+        "", "content=phonetic: the phone model folder (rrpo phones train) whose states are clustered; the codec keeps a copy"
+    )
     pitch_bins: int = option(8, "voiced relative-pitch bins (one unvoiced bin is added)")
     pitch_binning: str = option(
         "uniform",
@@ -125,6 +134,7 @@ class BuiltinCodecConfig:
             f"sampling_rate / frame_rate must be a whole number of samples (got {self.sampling_rate / self.frame_rate})",
         )
         check(self.spectral_clusters >= 2, "spectral_clusters", "must be at least 2")
+        check(self.content in ("spectral", "phonetic"), "content", "must be 'spectral' or 'phonetic'")
         check(self.pitch_bins >= 1, "pitch_bins", "must be at least 1")
         check(self.energy_bins >= 1, "energy_bins", "must be at least 1")
         check(self.pitch_binning in ("uniform", "quantile"), "pitch_binning", "must be 'uniform' or 'quantile'")
@@ -194,6 +204,7 @@ class Frames:
     energy: np.ndarray  # (T,) mean squared amplitude of each frame (linear)
     dense: np.ndarray | None = None  # (T*up, dims + 4) every 10 ms: mel-cepstrum of the level-removed
     #                                  envelope and band aperiodicity (the learned decoder's targets)
+    content: np.ndarray | None = None  # (T, C) the phone model's states (content=phonetic)
 
 
 def n_tokens(n_samples: int, hop: int) -> int:
@@ -389,6 +400,7 @@ class BuiltinCodec:
         pooled=None,
         decoder_state: dict | None = None,
         path: Path | None = None,
+        content_model=None,
     ):
         from rrpo.codec.profile import SpeakerProfile
 
@@ -419,6 +431,17 @@ class BuiltinCodec:
         S, P, E = cfg.spectral_clusters, cfg.pitch_bins, cfg.energy_bins
         if self.centroids.shape[0] != S or len(self.pitch_centres) != P or len(self.energy_centres) != E:
             raise RrpoError("codec arrays do not match codec.json (spectral_clusters / pitch_bins / energy_bins)")
+        self.content_model = content_model
+        self.content_centroids = None
+        if cfg.content == "phonetic":
+            if content_model is None or "content_centroids" not in arrays:
+                raise RrpoError("a phonetic codec needs its phone model and content_centroids")
+            self.content_centroids = arrays["content_centroids"].astype(np.float32)  # (S, C)
+            if self.content_centroids.shape != (S, content_model.shape.channels):
+                raise RrpoError(
+                    f"content_centroids of shape {self.content_centroids.shape} do not match "
+                    f"{S} clusters of the phone model's {content_model.shape.channels} channels"
+                )
         self.net = None
         if decoder_state is not None:
             from rrpo.codec.decoder import LearnedDecoder
@@ -563,12 +586,29 @@ class BuiltinCodec:
         x = np.concatenate([shape_mel, self.cfg.aperiodicity_weight * apb], axis=1)
         return (x - self.feat_mean) / self.feat_std
 
-    def quantise(self, fr: Frames, profile=None) -> np.ndarray:
-        """WORLD frames of one utterance -> token ids (T,) int64, relative to ``profile``."""
-        prof = self._profile(profile)
-        feats = self.features(fr, prof)  # (T, F)
+    def frames(self, audio: np.ndarray, sr: int, dense: bool = False) -> Frames:
+        """The analysis :meth:`quantise` reads: WORLD frames, and the phone model's states when the
+        content is phonetic."""
+        audio = self._prepare(audio, sr)
+        fr = analyse(audio, self.cfg, dense=dense)
+        if self.content_model is not None:
+            fr.content = content_states(self.content_model, audio, self.sampling_rate, len(fr.f0))
+        return fr
+
+    def content_ids(self, fr: Frames, profile=None) -> np.ndarray:
+        """The content factor (T,) of each token: the nearest spectral or phonetic centroid."""
+        if self.content_centroids is not None:
+            if fr.content is None:
+                raise RrpoError("a phonetic codec quantises frames with the phone model's states (codec.frames)")
+            return nearest(fr.content, self.content_centroids)
+        feats = self.features(fr, self._profile(profile))  # (T, F)
         d = ((feats[:, None, :] - self.centroids[None]) ** 2).sum(-1)  # (T, S)
-        s = d.argmin(axis=1)
+        return d.argmin(axis=1)
+
+    def quantise(self, fr: Frames, profile=None) -> np.ndarray:
+        """Frames of one utterance (:meth:`frames`) -> token ids (T,) int64, relative to ``profile``."""
+        prof = self._profile(profile)
+        s = self.content_ids(fr, prof)
         st, db = self._refs(prof)
         rp = _pitch_values(fr.f0, self.cfg.pitch_ref, st)
         p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(self.pitch_edges, np.nan_to_num(rp)))
@@ -578,7 +618,7 @@ class BuiltinCodec:
         return self.compose(s, p, e)
 
     def encode_with_energy(self, audio: np.ndarray, sr: int, profile=None) -> tuple[np.ndarray, np.ndarray]:
-        fr = analyse(self._prepare(audio, sr), self.cfg)
+        fr = self.frames(audio, sr)
         return self.quantise(fr, profile), fr.energy.astype(np.float32)
 
     def encode(self, audio: np.ndarray, sr: int, profile=None) -> np.ndarray:
@@ -719,6 +759,8 @@ class BuiltinCodec:
         if decoder_state is not None:
             with atomic_path(out / "decoder.safetensors") as tmp:
                 save_file({k: np.ascontiguousarray(v) for k, v in decoder_state.items()}, str(tmp))
+        if self.content_model is not None:
+            self.content_model.save(out / CONTENT_DIR)
         write_json(
             out / "profiles.json",
             {
@@ -737,8 +779,9 @@ class BuiltinCodec:
                 "vocab_size": self.vocab_size,
                 "frame_rate": self.frame_rate,
                 "sampling_rate": self.sampling_rate,
-                "token_layout": "(spectral_cluster * (pitch_bins + 1) + pitch_bin) * energy_bins + energy_bin; "
+                "token_layout": "(content_id * (pitch_bins + 1) + pitch_bin) * energy_bins + energy_bin; "
                 "pitch_bin 0 = unvoiced",
+                "content": self.cfg.content,
                 "decoder": self.decoder_shape().to_dict() if decoder_state is not None else None,
                 "config": to_dict(self.cfg),
                 "stats": self.stats,
@@ -756,6 +799,7 @@ class BuiltinCodec:
         path = Path(path)
         conf = dict(meta.get("config", {}))
         conf.setdefault("pitch_binning", "quantile")  # codecs saved before the setting existed
+        conf.setdefault("content", "spectral")
         cfg = _build(BuiltinCodecConfig, conf, "config.")
         arr_path = path / "codec.safetensors"
         if not arr_path.exists():
@@ -800,14 +844,52 @@ class BuiltinCodec:
                 raise RrpoError(f"unreadable decoder weights ({str(e)[:100]})", dec_path) from None
         elif cfg.decoder == "learned":
             raise RrpoError("learned decoder weights missing (decoder.safetensors)", path)
+        content_model = None
+        if cfg.content == "phonetic":
+            from rrpo.phones.model import PhoneModel
+
+            if "content_centroids" not in arrays:
+                raise RrpoError("codec arrays lack content_centroids (content=phonetic)", arr_path)
+            content_model = PhoneModel.load(path / CONTENT_DIR)
         try:
-            return cls(cfg, arrays, meta.get("stats"), profiles, pooled, state, path)
+            return cls(cfg, arrays, meta.get("stats"), profiles, pooled, state, path, content_model)
         except RrpoError as e:
             raise RrpoError(e.reason, e.path or path) from None
 
 
 # ---------------------------------------------------------------------------------------------
 # training
+
+
+#: where a phonetic codec keeps its copy of the phone model
+CONTENT_DIR = "content"
+
+
+def nearest(x: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Index (N,) of the nearest row of ``centroids`` (S, C) to each row of ``x`` (N, C), Euclidean."""
+    x = np.asarray(x, np.float32)
+    c = np.asarray(centroids, np.float32)
+    cc = (c * c).sum(1)
+    out = [(cc[None] - 2.0 * x[i : i + chunk] @ c.T).argmin(1) for i in range(0, len(x), chunk)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def content_states(model, audio: np.ndarray, sr: int, t: int) -> np.ndarray:
+    """The phone model's 25 Hz states of ``audio``, cropped or padded to ``t`` tokens."""
+    from rrpo.phones.model import align
+
+    return align(model.states(audio, sr), t)
+
+
+def load_content_model(cfg: BuiltinCodecConfig):
+    """The phone model a phonetic codec is trained with (``content_model``), or None."""
+    if cfg.content != "phonetic":
+        return None
+    if not cfg.content_model:
+        raise RrpoError("content=phonetic needs content_model=DIR (a phone model from `rrpo phones train`)")
+    from rrpo.phones.model import PhoneModel
+
+    return PhoneModel.load(cfg.content_model)
 
 
 def _quantile_bins(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -861,6 +943,7 @@ def train_builtin(
     progress=None,
     checkpoint: Path | None = None,
     decoder_progress=None,
+    content_model=None,
 ):
     """Learn the codec from ``(audio, sr, speaker)`` triples (unlabelled; ``(audio, sr)`` pairs are
     one speaker). Returns the codec, its arrays and the learned decoder's weights (or None).
@@ -871,6 +954,8 @@ def train_builtin(
     from rrpo.data.audio import resample
 
     rng = np.random.default_rng([cfg.seed, 7])
+    if content_model is None:
+        content_model = load_content_model(cfg)
 
     def frames():
         for item in audios:
@@ -882,25 +967,39 @@ def train_builtin(
             dense = cfg.decoder == "learned" and rng.random() < cfg.decoder_fraction
             if n_tokens(len(audio), cfg.hop) == 0:
                 continue
-            yield speaker, analyse(audio, cfg, dense=dense)
+            fr = analyse(audio, cfg, dense=dense)
+            if content_model is not None:
+                fr.content = content_states(content_model, audio, cfg.sampling_rate, len(fr.f0))
+            yield speaker, fr
             if progress is not None:
                 progress(1)
 
-    return train_from_frames(cfg, frames(), checkpoint=checkpoint, decoder_progress=decoder_progress)
+    return train_from_frames(
+        cfg, frames(), checkpoint=checkpoint, decoder_progress=decoder_progress, content_model=content_model
+    )
 
 
 def train_from_frames(
-    cfg: BuiltinCodecConfig, frames: Iterable[tuple[str, Frames]], checkpoint: Path | None = None, decoder_progress=None
+    cfg: BuiltinCodecConfig,
+    frames: Iterable[tuple[str, Frames]],
+    checkpoint: Path | None = None,
+    decoder_progress=None,
+    content_model=None,
 ):
     """Fit profiles, the quantiser (k-means, quantile bins) and the decoders on analysed utterances
-    ``(speaker, Frames)``. Returns (codec, arrays, decoder weights or None)."""
+    ``(speaker, Frames)`` (with ``content`` states when ``cfg.content`` is phonetic: then
+    ``content_model`` is the phone model that made them). Returns (codec, arrays, decoder weights
+    or None)."""
     from sklearn.cluster import KMeans
 
     from rrpo.codec.profile import ProfileAccumulator
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    utts = []  # (speaker, f0, level_db, shape_mel, apb, syn log shape, syn ap, dense)
+    phonetic = cfg.content == "phonetic"
+    if phonetic and content_model is None:
+        content_model = load_content_model(cfg)
+    utts = []  # (speaker, f0, level_db, shape_mel, apb, syn log shape, syn ap, dense, content states)
     featurise = None
     accs: dict[str, ProfileAccumulator] = {}
     pooled_acc = ProfileAccumulator(cfg.level_percentile)
@@ -922,8 +1021,11 @@ def train_from_frames(
                 ls.astype(np.float32),
                 fr.ap[:, ::2].astype(np.float32),
                 fr.dense,
+                fr.content,
             )
         )
+        if phonetic and fr.content is None:
+            raise RrpoError("content=phonetic: analysed frames without the phone model's states")
         n_sec += len(fr.f0) / cfg.frame_rate
     if featurise is None:
         raise RrpoError("no training audio of at least one frame")
@@ -936,6 +1038,7 @@ def train_from_frames(
             for u in utts
         ]
     )  # (N, F)
+    C = np.concatenate([u[8] for u in utts]).astype(np.float32) if phonetic else None
     if len(X) < cfg.spectral_clusters:
         raise RrpoError(
             f"only {len(X)} training frames for {cfg.spectral_clusters} spectral clusters; "
@@ -943,16 +1046,26 @@ def train_from_frames(
         )
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = (X - mean) / std
-    sample = Z if len(Z) <= cfg.max_train_frames else Z[rng.choice(len(Z), cfg.max_train_frames, replace=False)]
+    space = C if phonetic else Z  # what the content ids cluster
+    pick = None if len(space) <= cfg.max_train_frames else rng.choice(len(space), cfg.max_train_frames, replace=False)
+    sample = space if pick is None else space[pick]
     km = KMeans(n_clusters=cfg.spectral_clusters, n_init=1, max_iter=cfg.kmeans_iters, random_state=cfg.seed).fit(
         sample
     )
-    centroids = km.cluster_centers_
-    # assign every frame to accumulate the cluster decoder's envelopes
     S = cfg.spectral_clusters
-    labels = np.concatenate(
-        [((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1) for z in np.array_split(Z, max(1, len(Z) // 4096))]
-    )
+    content_centroids = None
+    if phonetic:
+        content_centroids = km.cluster_centers_.astype(np.float32)
+        labels = nearest(C, content_centroids)
+    else:
+        centroids = km.cluster_centers_
+        # assign every frame to accumulate the cluster decoder's envelopes
+        labels = np.concatenate(
+            [
+                ((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+                for z in np.array_split(Z, max(1, len(Z) // 4096))
+            ]
+        )
     L = np.concatenate([u[5] - (profiles[u[0]].env_log if rel else 0.0) for u in utts])
     A = np.concatenate([u[6] for u in utts])
     counts = np.bincount(labels, minlength=S).astype(np.float64)
@@ -966,6 +1079,10 @@ def train_from_frames(
     env_shape[empty] = L.mean(0)
     env_ap[empty] = A.mean(0)
     del L, A
+    if phonetic:  # a content id's descriptor (token_features): its frames' mean standardised envelope shape
+        centroids = np.zeros((S, Z.shape[1]))
+        np.add.at(centroids, labels, Z)
+        centroids[~empty] /= counts[~empty, None]
 
     def refs(spk):
         prof = profiles[spk]
@@ -997,8 +1114,13 @@ def train_from_frames(
         "env_shape": env_shape.astype(np.float32),
         "env_ap": env_ap.astype(np.float32),
     }
+    if phonetic:
+        arrays["content_centroids"] = content_centroids
     fingerprint = hashlib.sha256(
-        centroids.astype(np.float32).tobytes() + p_edges.tobytes() + e_edges.tobytes()
+        centroids.astype(np.float32).tobytes()
+        + p_edges.tobytes()
+        + e_edges.tobytes()
+        + (content_centroids.tobytes() if phonetic else b"")
     ).hexdigest()[:16]
     spk_recs = [p.recordings for p in profiles.values()]
     stats = {
@@ -1013,20 +1135,23 @@ def train_from_frames(
         "quantiser_seconds": round(time.perf_counter() - t0, 2),
         "fingerprint": fingerprint,
     }
-    codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled)
+    codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled, content_model=content_model)
     state = None
     if cfg.decoder == "learned":
         from rrpo.codec.decoder import TrainItem, train_decoder
 
         items = []
-        for spk, f0, level_db, shape_mel, apb, _, _, dense in utts:
+        for spk, f0, level_db, shape_mel, apb, _, _, dense, cst in utts:
             if dense is None:
                 continue
             prof = profiles[spk]
             fr = Frames(f0=f0, sp=None, ap=None, level_db=level_db, energy=None)
-            x = np.concatenate([shape_mel - (prof.env_mel if rel else 0.0), cfg.aperiodicity_weight * apb], 1)
-            z = (x - mean) / std
-            s = ((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+            if phonetic:
+                s = nearest(cst, content_centroids)
+            else:
+                x = np.concatenate([shape_mel - (prof.env_mel if rel else 0.0), cfg.aperiodicity_weight * apb], 1)
+                z = (x - mean) / std
+                s = ((z[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
             st, db = refs(spk)
             rp = _pitch_values(fr.f0, cfg.pitch_ref, st)
             p = np.where(np.isnan(rp), 0, 1 + np.searchsorted(p_edges, np.nan_to_num(rp)))
@@ -1050,7 +1175,7 @@ def train_from_frames(
         )
         stats.update(dstats)
         stats["decoder_utterances"] = len(items)
-        codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled, state)
+        codec = BuiltinCodec(cfg, arrays, stats, profiles, pooled, state, content_model=content_model)
     stats["train_seconds"] = round(time.perf_counter() - t0, 2)
     codec.stats = stats
     return codec, arrays, state
