@@ -35,6 +35,7 @@ Not a test: it reads ``--data`` (research-only corpora, never copied) and takes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -57,8 +58,11 @@ ESD_OFFSETS = {"Neutral": 0, "Angry": 350, "Happy": 700, "Sad": 1050, "Surprise"
 
 
 def casia_files(root: Path) -> list[dict]:
+    from rrpo.data.corpora.casia import read_transcripts
+
     out = []
     base = root / "casia" / "casia"
+    texts = read_transcripts(base)
     for spk in sorted(p for p in base.iterdir() if p.is_dir()):
         for emo_dir in sorted(p for p in spk.iterdir() if p.is_dir()):
             for wav in sorted(emo_dir.glob("*.wav")):
@@ -68,6 +72,9 @@ def casia_files(root: Path) -> list[dict]:
                         "speaker": spk.name,
                         "emotion": emo_dir.name,
                         "id": f"{spk.name}_{emo_dir.name}_{wav.stem}",
+                        "sentence": int(wav.stem) if wav.stem.isdigit() else None,
+                        "text": texts.get(int(wav.stem), "") if wav.stem.isdigit() else "",
+                        "language": "zh",
                     }
                 )
     return out
@@ -141,33 +148,56 @@ def mcd_dtw(x: np.ndarray, y: np.ndarray, sr: int) -> float:
     return audit_mcd(x, sr, y, sr)
 
 
-def norm_words(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]+", " ", text.lower()).split()
-
-
-def wer(ref: list[str], hyp: list[str]) -> tuple[int, int]:
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-            prev, d[j] = d[j], cur
-    return d[len(hyp)], len(ref)
-
-
 class Recognizer:
-    def __init__(self):
-        from pocketsphinx import Decoder
+    """pocketsphinx as the audit runs it: words of the transcript, normalised as the audit does."""
 
-        self.dec = Decoder(samprate=16000, loglevel="FATAL")
+    def __init__(self):
+        from rrpo.audit.distances import PocketsphinxRecognizer
+
+        self.rec = PocketsphinxRecognizer()
 
     def __call__(self, x: np.ndarray) -> list[str]:
-        pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
-        self.dec.start_utt()
-        self.dec.process_raw(pcm, full_utt=True)
-        self.dec.end_utt()
-        hyp = self.dec.hyp()
-        return norm_words(hyp.hypstr if hyp is not None else "")
+        from rrpo.audit.distances import normalise_words
+
+        return normalise_words(self.rec.transcribe(x, 16000))
+
+
+def word_edits(ref_text: str, hyp_words: list[str]) -> tuple[int, int]:
+    """(S + D + I, reference words) of a transcript against the text."""
+    from rrpo.audit.distances import normalise_words
+    from rrpo.phones.inventory import edit_ops
+
+    ref = normalise_words(ref_text)
+    return sum(edit_ops(ref, hyp_words)), len(ref)
+
+
+def speaker_probe(toks: dict, utts: list[dict], factor, seed: int = 0) -> float:
+    """Speaker identity left in the content factor: accuracy (%) of a logistic regression on each
+    utterance's normalised histogram of content ids, trained on the even sentences of every
+    speaker and tested on the odd ones (other texts), so that what it uses is who speaks."""
+    from sklearn.linear_model import LogisticRegression
+
+    spk = sorted({u["speaker"] for u in utts})
+    n_ids = int(max(factor(toks[u["id"]]).max() for u in utts)) + 1
+    X = np.stack([np.bincount(factor(toks[u["id"]]), minlength=n_ids) / len(toks[u["id"]]) for u in utts])
+    y = np.array([spk.index(u["speaker"]) for u in utts])
+    sent = np.array([int(u.get("sentence", i)) for i, u in enumerate(utts)])
+    tr, te = sent % 2 == 0, sent % 2 == 1
+    clf = LogisticRegression(max_iter=2000, C=10.0, random_state=seed).fit(X[tr], y[tr])
+    return round(100 * float((clf.predict(X[te]) == y[te]).mean()), 1)
+
+
+def libri_files(manifest: Path, per_speaker: int) -> list[dict]:
+    """Utterances of a LibriSpeech manifest (rrpo prepare librispeech), ``per_speaker`` at most each."""
+    from rrpo.data.manifest import read_manifest
+
+    man = read_manifest(manifest)
+    out, seen = [], {}
+    for u in man:
+        if seen.setdefault(u.speaker, 0) < per_speaker:
+            seen[u.speaker] += 1
+            out.append({"id": u.id, "path": man.audio_path(u), "speaker": u.speaker, "text": u.text, "language": "en"})
+    return out
 
 
 # ---------------------------------------------------------------------------------------- probe
@@ -398,6 +428,23 @@ def main(argv=None) -> int:
         help="compare codec settings side by side in one run: each variant (a name, then config overrides "
         "applied after the common ones) trains its own codec per reference; rows are 'REFERENCE:NAME'",
     )
+    ap.add_argument(
+        "--phone-judge",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a phone model (rrpo phones train, trained on none of the test speakers): PER of the original and "
+        "resynthesised utterances of every test set",
+    )
+    ap.add_argument(
+        "--librispeech",
+        type=Path,
+        default=None,
+        metavar="MANIFEST",
+        help="a LibriSpeech manifest of speakers neither the codec nor its phone model heard: a third test set "
+        "(WER, PER, MCD, F0), profiled from its own recordings",
+    )
+    ap.add_argument("--resynth-libri", type=int, default=3, help="LibriSpeech utterances resynthesised per speaker")
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
     if args.combine:
@@ -480,10 +527,46 @@ def main(argv=None) -> int:
         holdout[i]
         for i in sorted(np.random.default_rng(1).choice(len(holdout), min(args.resynth, len(holdout)), replace=False))
     ]
+    libri = libri_files(args.librispeech, 3 * args.resynth_libri) if args.librispeech else []
+    libri_pick = []
+    for u in libri:
+        audio[u["id"]] = load(u["path"])
+        frames[u["id"]] = _f32(analyse(audio[u["id"]], base_cfg))
+        if sum(v["speaker"] == u["speaker"] for v in libri_pick) < args.resynth_libri:
+            libri_pick.append(u)
+    test_sets = (("casia_holdout", hold_pick), ("esd_en", esd_pick)) + ((("librispeech", libri_pick),) if libri else ())
     rec = Recognizer()
     orig_words = {}
-    for u in esd_pick if refs else []:
+    for u in esd_pick + libri_pick if refs else []:
         orig_words[u["id"]] = rec(audio[u["id"]])
+    judge = None
+    if args.phone_judge:
+        from rrpo.phones.judge import PhoneJudge
+
+        judge = PhoneJudge.load(args.phone_judge)
+        judged = [(n, u) for n, pick in test_sets for u in pick]
+        orig_per = {u["id"]: judge.score(audio[u["id"]], 16000, u["text"], u.get("language", "zh" if n == "casia_holdout" else "en")) for n, u in judged}
+        out["phone_judge"] = {**judge.describe(), "original": {n: judge.summarise([orig_per[u["id"]] for u in pick]) for n, pick in test_sets}}
+        stage(f"phone judge on the originals: { {n: v['per'] for n, v in out['phone_judge']['original'].items()} }", t_start)
+    content_cache: dict = {}
+
+    def with_content(cfg):
+        """Frames of every utterance with the phone model's states attached (content=phonetic)."""
+        if cfg.content != "phonetic":
+            return frames
+        if cfg.content_model not in content_cache:
+            from rrpo.codec.builtin import content_states, load_content_model
+
+            model = load_content_model(cfg)
+            t1 = time.perf_counter()
+            got = {}
+            for k, fr in frames.items():
+                x = audio[k] if k in audio else load(paths[k])
+                got[k] = dataclasses.replace(fr, content=content_states(model, x, 16000, len(fr.f0)))
+            content_cache[cfg.content_model] = (model, got, time.perf_counter() - t1)
+        return content_cache[cfg.content_model][1]
+
+    paths = {u["id"]: u["path"] for u in train_utts + holdout + esd + libri}
 
     variants = [v.split() for v in args.variant] or [[""]]
     if any(not v or "=" in v[0] for v in variants):
@@ -494,7 +577,12 @@ def main(argv=None) -> int:
         cfg = load_config(BuiltinCodecConfig, None, [*args.overrides, *vover, f"reference={ref}"])
         row = f"{ref}:{vname}" if vname else ref
         t0 = time.perf_counter()
-        codec, arrays, state = train_from_frames(cfg, ((u["speaker"], frames[u["id"]]) for u in train_utts))
+        vframes = with_content(cfg)
+        t0 = time.perf_counter()
+        model = content_cache[cfg.content_model][0] if cfg.content == "phonetic" else None
+        codec, arrays, state = train_from_frames(
+            cfg, ((u["speaker"], vframes[u["id"]]) for u in train_utts), content_model=model
+        )
         t_train = time.perf_counter() - t0
         if args.codec_out:
             codec.save(args.codec_out / row.replace(":", "_"), arrays, state)
@@ -505,12 +593,26 @@ def main(argv=None) -> int:
             "codec_train_seconds": round(t_train + t_analysis_train, 1),
             "codec_train_seconds_without_analysis": round(t_train, 1),
         }
+        if cfg.content == "phonetic":
+            res["content_model"] = {
+                "path": cfg.content_model,
+                "trained_on": model.meta.get("trained_on"),
+                "train_seconds": (model.meta.get("times") or {}).get("train_s"),
+                "states_seconds_this_bench": round(content_cache[cfg.content_model][2], 1),
+            }
         profiles = dict(codec.profiles)
         profiles[args.holdout] = codec.profile_from_frames([frames[u["id"]] for u in holdout], args.holdout)
         profiles["0020"] = codec.profile_from_frames([frames[u["id"]] for u in esd], "0020")
-        toks = {u["id"]: codec.quantise(frames[u["id"]], profiles[u["speaker"]]) for u in five + holdout + esd}
+        for spk in sorted({u["speaker"] for u in libri}):
+            profiles[spk] = codec.profile_from_frames([frames[u["id"]] for u in libri if u["speaker"] == spk], spk)
+        toks = {
+            u["id"]: codec.quantise(vframes[u["id"]], profiles[u["speaker"]]) for u in five + holdout + esd + libri
+        }
+        res["speaker_probe_content"] = speaker_probe(toks, five + holdout, lambda t: codec.factors(t)[0])
         # encode real-time factor: full analysis + quantisation of 20 test utterances, one thread
         enc_t = enc_a = 0.0
+        if model is not None:
+            codec.content_model = model
         for u in hold_pick[:10] + esd_pick[:10]:
             x = audio[u["id"]]
             t1 = time.perf_counter()
@@ -524,8 +626,9 @@ def main(argv=None) -> int:
         for dec in ("cluster", "learned") if codec.net is not None else ("cluster",):
             r: dict = {}
             dec_time = dec_audio = 0.0
-            for name, pick in (("casia_holdout", hold_pick), ("esd_en", esd_pick)):
+            for name, pick in test_sets:
                 f0c, enc_c, mcd, errs_o, errs_r, nref, f0_o, f0_r = [], [], [], 0, 0, 0, [], []
+                per_rows = []
                 for u in pick:
                     x = audio[u["id"]]
                     t1 = time.perf_counter()
@@ -542,11 +645,12 @@ def main(argv=None) -> int:
                     )
                     enc_c.append(contour_corr(level_track(x, 16000), level_track(y, 16000)))
                     mcd.append(mcd_dtw(x, y, 16000))
-                    if name == "esd_en" and u.get("text"):
-                        ref_w = norm_words(u["text"])
-                        errs_o += wer(ref_w, orig_words[u["id"]])[0]
-                        errs_r += wer(ref_w, rec(y))[0]
-                        nref += len(ref_w)
+                    if name != "casia_holdout" and u.get("text"):
+                        e_o, n_w = word_edits(u["text"], orig_words[u["id"]])
+                        errs_o, errs_r, nref = errs_o + e_o, errs_r + word_edits(u["text"], rec(y))[0], nref + n_w
+                    if judge is not None:
+                        lang = "zh" if name == "casia_holdout" else "en"
+                        per_rows.append(judge.score(y, 16000, u["text"], lang))
                 fo_all, fr_all = np.concatenate(f0_o), np.concatenate(f0_r)
                 r[name] = {
                     "utterances": len(pick),
@@ -558,6 +662,13 @@ def main(argv=None) -> int:
                 if nref:
                     r[name]["wer_original"] = round(100 * errs_o / nref, 1)
                     r[name]["wer_resynth"] = round(100 * errs_r / nref, 1)
+                if per_rows:
+                    orig = judge.summarise([orig_per[u["id"]] for u in pick])["per"]["stat"]
+                    got = judge.summarise(per_rows)["per"]
+                    r[name]["per_original"] = round(100 * orig, 1)
+                    r[name]["per_resynth"] = round(100 * got["stat"], 1)
+                    r[name]["per_resynth_ci"] = [round(100 * got["lo"], 1), round(100 * got["hi"], 1)]
+                    r[name]["per_ratio"] = round(got["stat"] / orig, 2) if orig else None
             r["decode_rtf"] = round(dec_audio / dec_time, 1)
             res[f"decoder_{dec}"] = r
             stage(f"[{row}] decoder {dec}: {r}", t_start)

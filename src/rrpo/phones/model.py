@@ -168,7 +168,8 @@ VERSION = 1
 
 
 class PhoneModel:
-    """A trained recogniser (``phones.json`` + ``model.safetensors`` in a folder)."""
+    """A trained recogniser: a folder with ``phones.json`` + ``model.safetensors`` (the end of
+    ``rrpo phones train``), or one of its run's checkpoints (``RUN/checkpoints/step_N``)."""
 
     def __init__(self, shape: NetShape, symbols: list[str], state: dict, meta: dict | None = None, path=None):
         from rrpo.phones.inventory import PhoneSet
@@ -192,11 +193,17 @@ class PhoneModel:
 
         path = Path(path)
         mpath = path / "phones.json"
-        if not mpath.exists():
+        if not mpath.exists() and (path / "meta.json").exists():  # a checkpoint of a training run
+            meta = read_json(path / "meta.json").get("phones")
+            if not isinstance(meta, dict):
+                raise RrpoError("not a checkpoint of `rrpo phones train` (no phones in meta.json)", path)
+            meta = {**meta, "checkpoint": str(path)}
+        elif not mpath.exists():
             raise RrpoError("not a phone model folder (no phones.json; train one with `rrpo phones train`)", path)
-        meta = read_json(mpath)
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise RrpoError(f"not a phone model of version {VERSION}", mpath)
+        else:
+            meta = read_json(mpath)
+            if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+                raise RrpoError(f"not a phone model of version {VERSION}", mpath)
         try:
             state = load_file(str(path / "model.safetensors"))
         except Exception as e:
