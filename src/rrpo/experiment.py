@@ -26,7 +26,7 @@ robust RMs, GRPO with the vanilla RM, DiffRO stopped online by the judge watch) 
 under one budget, in every fold, and audit every checkpoint on the held-out sentences spoken as the
 fold's speaker, the judge anchored on that speaker's real recordings of the training sentences (the
 audit also judges the ceilings: the held-out sentences' real recordings, as recorded and through
-the codec) →
+the codec; with ``phone_judge``, every audit also scores the phone error rate of every utterance) →
 the HTML report and ``results/`` (``results.json``, ``table.md``, ``results.png``), which pool the
 folds' audits (:mod:`rrpo.experiment_stats`).
 
