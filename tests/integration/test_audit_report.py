@@ -132,7 +132,7 @@ def test_audit_then_report(world, capsys):
     from rrpo.audit.summary import PER_ABSENT
 
     assert audit["phone_judge"] is None and final["per"] == {"n": 0, "per": None, "absent": PER_ABSENT}
-    assert "per" not in final["flags"]["naturalness"]["signals"]
+    assert "per" not in final["flags"]["naturalness"]["signals"] and "per" not in final["intervals"]
     assert not any("per" in r for r in final["utterances"] + real_rows)
 
     assert main(["report", f"runs=[{root / 'opt'}]", "names=[toy DiffRO]", f"out={root / 'report'}"]) == 0

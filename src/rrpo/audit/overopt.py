@@ -128,6 +128,8 @@ NATURALNESS = (
     ("atypical", "atypical", None),
     ("per", "phone_edits", "phones"),  # Σ edits / Σ reference phonemes (with a phone judge)
 )
+#: signals only some audits have (PER needs a phone judge): no interval where no utterance has them
+OPTIONAL_SIGNALS = {"per"}
 
 
 def _utt_matrix(points: list[dict], key: str, ids: list[str]) -> np.ndarray:
@@ -160,7 +162,7 @@ def _with_events(points: list[dict]) -> list[dict]:
 def signal_intervals(summary: dict, n_boot: int, seed: int = 0) -> dict:
     """95 % cluster-bootstrap intervals (utterances of one text form a cluster) of a summary's judge
     accuracy, judge p(target), artifact events per second and the naturalness signals (PER among them,
-    NaN without a phone judge)."""
+    left out without a phone judge)."""
     from rrpo.audit.paths import interval
 
     rows = _with_events([summary])[0].get("utterances") or []
@@ -177,6 +179,8 @@ def signal_intervals(summary: dict, n_boot: int, seed: int = 0) -> dict:
         out[name] = interval(v, np.where(np.isfinite(v), 1.0, np.nan), cl, n_boot, seed)
     for name, num, den in NATURALNESS:
         v = col(num)
+        if name in OPTIONAL_SIGNALS and not np.isfinite(v).any():
+            continue  # no phone judge: no PER interval (the summary says PER is absent)
         dv = col(den) if den else np.where(np.isfinite(v), 1.0, np.nan)
         out[name] = interval(v, dv, cl, n_boot, seed)
     return out
