@@ -26,7 +26,7 @@ robust RMs, GRPO with the vanilla RM, DiffRO stopped online by the judge watch) 
 under one budget, in every fold, and audit every checkpoint on the held-out sentences spoken as the
 fold's speaker, the judge anchored on that speaker's real recordings of the training sentences (the
 audit also judges the ceilings: the held-out sentences' real recordings, as recorded and through
-the codec) →
+the codec; with ``phone_judge``, every audit also scores the phone error rate of every utterance) →
 the HTML report and ``results/`` (``results.json``, ``table.md``, ``results.png``), which pool the
 folds' audits (:mod:`rrpo.experiment_stats`).
 
@@ -307,6 +307,12 @@ class ExperimentConfig:
         "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 8 samples "
         "= 200 judged utterances per run and checkpoint; every=1: every checkpoint, the whole path; "
         "the start is scored once per fold and seed and shared by every system's audit)",
+    )
+    phone_judge: str = option(
+        "",
+        "phone model folder (rrpo phones train, trained on real transcribed speech) given to every audit: "
+        "the phone error rate of every audited utterance and ceiling, a naturalness signal and a column of "
+        "the tables; empty: no PER",
     )
     tolerance: float = option(
         0.10,
@@ -624,6 +630,9 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
     if not pre_mans:
         raise RrpoError("the reward models have no pre-training data: set rm_pretrain_corpora or rm_pretrain_synth")
+    phone_judge = Path(cfg.phone_judge).resolve() if cfg.phone_judge else None
+    if phone_judge is not None and not (phone_judge / "phones.json").is_file():
+        raise RrpoError("phone_judge: not a phone model folder (no phones.json; `rrpo phones train`)", phone_judge)
     cls = f"classes=[{', '.join(CLASSES)}]"
 
     def pretrain() -> None:
@@ -736,6 +745,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                     f"seed={1234 + seed}",
                     f"sampling.guidance={cfg.guidance:g}",
                     f"start_cache={f / 'audit_start' / f's{seed}'}",
+                    *([f"phone_judge={phone_judge}"] if phone_judge else []),
                     *cfg.audit,
                 ],
                 parallel=True,
@@ -938,9 +948,32 @@ METRICS = [
     ("token_repetition", "token repetition", True),
     ("typicality", "typicality", True),
     ("atypical", "atypical share", True),
+    ("per", "PER", True),
     ("sqrt_kl", "√KL to SFT", True),
 ]
-QUALITY = ["artifacts", "mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps", "typicality"]
+QUALITY = ["artifacts", "mcd_db", "f0_rmse_cents", "voicing_error", "frechet_egemaps", "typicality", "per"]
+#: figures only some experiments have (PER needs ``phone_judge``): left out of a table where no system has them
+OPTIONAL = {"per"}
+QUALITY_TICKS = {
+    "artifacts": "artifacts",
+    "mcd_db": "MCD",
+    "f0_rmse_cents": "F0 RMSE",
+    "voicing_error": "voicing",
+    "frechet_egemaps": "Fréchet",
+    "typicality": "typicality",
+    "per": "PER",
+}
+
+
+def point_per(p: dict) -> float:
+    """The pooled phone error rate of an audited point (NaN where the audit had no phone judge)."""
+    per = (p.get("per") or {}).get("per")
+    return float(per["stat"]) if per and per.get("stat") is not None else math.nan
+
+
+def _present(summary: dict, key: str) -> bool:
+    """Whether any system of ``summary`` (name -> key -> (mean, std)) has a finite ``key``."""
+    return any(math.isfinite((d.get(key) or (math.nan,))[0]) for d in summary.values())
 
 
 def point_metrics(p: dict) -> dict[str, float]:
@@ -954,6 +987,7 @@ def point_metrics(p: dict) -> dict[str, float]:
         "token_repetition": p["token_repetition"],
         "typicality": (p.get("typicality") or {}).get("distance", math.nan),
         "atypical": (p.get("typicality") or {}).get("atypical", math.nan),
+        "per": point_per(p),
         "sqrt_kl": p["sqrt_kl"],
         "mean_len_s": p["mean_len_s"],
         "hacking_flag": float(bool(p.get("hacking_flag", False))),
@@ -964,7 +998,8 @@ def verdicts(means: dict[str, dict[str, float]], tol: float) -> dict[str, dict]:
     """The comparison's two goals (docs/RESULTS.md, "Against the goals"), decided on the seed means.
 
     hacking (DiffRO): its proxy above SFT's (under the vanilla RM) and every artifact rate / distance
-    above SFT's by more than ``tol`` (relative; for a zero SFT artifact rate, any rise counts).
+    (and the phone error rate, when the audits had a phone judge) above SFT's by more than ``tol``
+    (relative; for a zero SFT artifact rate, any rise counts).
     rrpo: judge accuracy above SFT's and at least DiffRO's, and every artifact rate / distance at most
     ``(1 + tol)`` × SFT's."""
     sft, dif, rr = means["sft"], means["diffro"], means["rrpo"]
@@ -1062,7 +1097,7 @@ def collect(o: Path, cfg: ExperimentConfig) -> dict:
                 **{
                     k: v
                     for k, v in stats["intervals"].get(name, {}).items()
-                    if k in ("judge_acc", "typicality", "atypical")
+                    if k in ("judge_acc", "typicality", "atypical", "per")
                 },
                 "recall": pooled_recall([p for _, p in points[name]], CLASSES),
             }
@@ -1146,13 +1181,16 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
         f"{', '.join(f'`{h}`' for h in folds)}; held-out sentences {cfg.heldout_sentences} × 5 target emotions. "
         "Proxy = p(target) under the reward model the run optimised (SFT: vanilla / robust).",
         "",
-        "| method | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |",
-        "| --- |" + " --- |" * len(METRICS),
+    ]
+    metrics = [m for m in METRICS if m[0] not in OPTIONAL or _present(s, m[0])]
+    lines += [
+        "| method | " + " | ".join(lbl for _, lbl, _ in metrics) + " |",
+        "| --- |" + " --- |" * len(metrics),
     ]
     names = {"sft": "SFT (start)", **{m: sy.label for m, sy in cfg.systems.items()}}
     for m in names:
         cells = []
-        for k, _, _ in METRICS:
+        for k, _, _ in metrics:
             if m == "sft" and k == "proxy":
                 cells.append(f"{_fmt(*s['sft']['proxy_vanilla'])} / {_fmt(*s['sft']['proxy_robust'])}")
             elif m == "sft" and k == "sqrt_kl":
@@ -1166,7 +1204,12 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
     lines += [
         "",
         "Judge accuracy in %. Artifacts /s = clicks + bursts + clipping + silence + repetition events per "
-        "second. Distances are to the real recording of the same sentence, speaker and emotion.",
+        "second. Distances are to the real recording of the same sentence, speaker and emotion."
+        + (
+            " PER = phone error rate of the phone judge (Σ phone edits / Σ phonemes of the text, espeak-ng)."
+            if any(k == "per" for k, _, _ in metrics)
+            else ""
+        ),
         "",
     ]
     lines += recall_markdown(res, names)
@@ -1245,10 +1288,11 @@ def table_markdown(res: dict, cfg: ExperimentConfig) -> str:
             for k, r in d.items()
         )
 
+    per_too = " / PER" if "per" in h["quality_ratios_vs_sft"] else ""
     lines += [
-        f"- **DiffRO hacks** (proxy up and every artifact rate / distance > {1 + tol:.2f}× SFT's): "
+        f"- **DiffRO hacks** (proxy up and every artifact rate / distance{per_too} > {1 + tol:.2f}× SFT's): "
         f"{'met' if h['met'] else 'not met'}. Proxy up: {h['proxy_up']}; ratios to SFT: {ratios(h['quality_ratios_vs_sft'], 'diffro')}.",
-        f"- **RRPO goal** (judge accuracy > SFT's and ≥ DiffRO's; every artifact rate / distance ≤ {1 + tol:.2f}× SFT's): "
+        f"- **RRPO goal** (judge accuracy > SFT's and ≥ DiffRO's; every artifact rate / distance{per_too} ≤ {1 + tol:.2f}× SFT's): "
         f"{'met' if g['met'] else 'not met'}. Judge above SFT: {g['judge_above_sft']}; at least DiffRO: "
         f"{g['judge_at_least_diffro']}; ratios to SFT: {ratios(g['quality_ratios_vs_sft'], 'rrpo')}.",
     ]
@@ -1296,8 +1340,8 @@ def flags_markdown(res: dict, names: dict[str, str]) -> list[str]:
         "",
         "The audit's flags along each run (every checkpoint; docs/audit.md): emotion = the judge fell after "
         "its peak by more than its sampling noise while the proxy rose; naturalness = artifacts, token "
-        "repetition or typicality rose beyond their noise and beyond real speech through the codec while "
-        "the proxy rose. First step where each fired:",
+        "repetition, typicality or the phone error rate (with a phone judge) rose beyond their noise and "
+        "beyond real speech through the codec while the proxy rose. First step where each fired:",
         "",
         "| run | fold | seed | emotion flag | naturalness flag | √KL at the last step |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -1312,8 +1356,9 @@ CEILING_NAMES = {
 
 
 def ceilings_markdown(res: dict, summary: dict) -> list[str]:
-    """SFT and the ceilings side by side: judge accuracy [95 % interval], typicality and atypical share.
-    Every one is judged with statistics fixed from real recordings before any policy was scored."""
+    """SFT and the ceilings side by side: judge accuracy [95 % interval], typicality, atypical share and,
+    when the audits had a phone judge, the phone error rate. Every one is judged with statistics fixed
+    from real recordings before any policy was scored."""
     ceil = res.get("ceilings") or {}
     sft = (res.get("stats") or {}).get("intervals", {}).get("sft", {})
     if not ceil and not sft:
@@ -1326,20 +1371,24 @@ def ceilings_markdown(res: dict, summary: dict) -> list[str]:
         f = (lambda x: f"{100 * x:.1f}") if k == "judge_acc" else (lambda x: f"{x:.3f}")
         return f"{f(v['stat'])} [{f(v['lo'])}, {f(v['hi'])}]"
 
+    keys = ["judge_acc", "typicality", "atypical"]
+    head = "| | judge accuracy % | typicality | atypical share |"
+    if any("per" in d for d in (sft, *ceil.values())):
+        keys.append("per")
+        head += " PER |"
     lines = [
         "",
         "SFT beside the ceilings, all judged with each held-out speaker's statistics fixed from its real "
         "recordings of other sentences (through the codec for SFT and the codec ceiling), before any policy "
         "was scored; [95 % hierarchical bootstrap]:",
         "",
-        "| | judge accuracy % | typicality | atypical share |",
-        "| --- | --- | --- | --- |",
-        f"| SFT (start) | {cell(sft, 'judge_acc')} | {cell(sft, 'typicality')} | {cell(sft, 'atypical')} |",
+        head,
+        "| --- |" + " --- |" * len(keys),
+        "| SFT (start) | " + " | ".join(cell(sft, k) for k in keys) + " |",
     ]
     for name, label in CEILING_NAMES.items():
         if name in ceil:
-            c = ceil[name]
-            lines.append(f"| {label} | {cell(c, 'judge_acc')} | {cell(c, 'typicality')} | {cell(c, 'atypical')} |")
+            lines.append(f"| {label} | " + " | ".join(cell(ceil[name], k) for k in keys) + " |")
     return lines
 
 
@@ -1420,10 +1469,11 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_title("reward the run optimised (SFT: vanilla RM)")
     ax = axes[2]
     w, top = 0.8 / max(1, len(systems)), 1.3
+    quality = [k for k in QUALITY if k not in OPTIONAL or _present(s, k)]
     for i, m in enumerate(systems):
-        vals = [s[m][k][0] / s["sft"][k][0] if s["sft"][k][0] > 0 else math.nan for k in QUALITY]
+        vals = [s[m][k][0] / s["sft"][k][0] if s["sft"][k][0] > 0 else math.nan for k in quality]
         ax.bar(
-            [x + (i - (len(systems) - 1) / 2) * w for x in range(len(QUALITY))],
+            [x + (i - (len(systems) - 1) / 2) * w for x in range(len(quality))],
             vals,
             w,
             color=colour[m],
@@ -1433,10 +1483,10 @@ def plot_results(res: dict, path: Path) -> None:
     ax.set_ylim(0, top)
     ax.axhline(1.0, c="k", lw=1)
     ax.axhline(1.1, ls="--", c="grey", lw=1, label="SFT + 10 %")
-    ticks = ["artifacts", "MCD", "F0 RMSE", "voicing", "Fréchet", "typicality"]
+    ticks = [QUALITY_TICKS[k] for k in quality]
     if not s["sft"]["artifacts"][0] > 0:
         ticks[0] = "artifacts\n(SFT's rate is 0:\nno ratio, see table)"
-    ax.set_xticks(range(len(QUALITY)), ticks, fontsize=8)
+    ax.set_xticks(range(len(quality)), ticks, fontsize=8)
     ax.set_ylabel("ratio to SFT (lower is better)")
     ax.set_title("artifacts and distances to real speech")
     ax.legend(fontsize=6, loc="upper center", ncol=2)

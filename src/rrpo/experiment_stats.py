@@ -2,7 +2,7 @@
 
 The audit of each run keeps every utterance's figures (``points[i]["utterances"]``): judge
 correctness and p(target), artifact events and duration, MCD / F0 / voicing against the parallel
-recording. A *system* (SFT = the audit's step 0, DiffRO and RRPO = their last step) is a list of
+recording and, when the audits had a phone judge, phone edits and reference phonemes. A *system* (SFT = the audit's step 0, DiffRO and RRPO = their last step) is a list of
 clusters, one per trained run (a fold's seed), each holding its utterances. With several folds
 (held-out speakers) the folds are *strata*: every bootstrap draw resamples the runs within each fold
 (each fold keeps its number of runs), so both speakers are in every draw, and the interval is about
@@ -20,8 +20,9 @@ these speakers, not about speakers in general (two are too few to resample). For
   optimiser seed, utterance) and the 95 % half-width predicted for other designs (folds fixed).
 
 The Fréchet distance is a set-level figure (one value per run) and gets no interval here. An
-artifact rate is Σ events / Σ seconds, as the audit reports it; in the variance decomposition an
-utterance's value is its own rate.
+artifact rate is Σ events / Σ seconds, as the audit reports it, and the phone error rate (PER) is
+Σ phone edits / Σ reference phonemes; in the variance decomposition an utterance's value is its own
+rate. Audits without a phone judge have no PER: the column is then left out of the tables.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ UTT_METRICS = [
     ("typicality", "typicality"),
     ("atypical", "atypical share"),
     ("token_repetition", "token repetition"),
+    ("per", "PER"),
 ]
+#: figures that only some audits have (the phone judge is optional): no column where no system has them
+OPTIONAL_METRICS = {"per"}
 #: the ceilings the audits report beside the systems (the prompts' real recordings, judged with the
 #: anchor's statistics: as recorded, and through the codec), by their key in ``audit.json``
 CEILINGS = {"ceiling_real": "real", "ceiling_codec": "codec"}
@@ -58,7 +62,8 @@ DESIGNS = [(1, 1, 3, 25), (2, 2, 1, 100), (2, 3, 1, 200), (2, 6, 1, 200), (4, 3,
 
 
 def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]:
-    """``{utterance id: (x, w)}`` of one audited point: the statistic is Σx/Σw (w = 1 but for artifacts)."""
+    """``{utterance id: (x, w)}`` of one audited point: the statistic is Σx/Σw (w = 1 but for artifacts,
+    seconds, and PER, reference phonemes)."""
     out = {}
     for r in point.get("utterances") or []:
         if metric == "judge_acc":
@@ -68,6 +73,9 @@ def utterance_values(point: dict, metric: str) -> dict[str, tuple[float, float]]
         elif metric == "artifacts":
             ev = [r.get(f"{k}_events") for k in DETECTORS]
             v = (float(sum(ev)) if all(e is not None for e in ev) else math.nan, float(r.get("duration_s", math.nan)))
+        elif metric == "per":
+            e, n = r.get("phone_edits"), r.get("phones")
+            v = (math.nan, math.nan) if e is None or not n else (float(e), float(n))
         else:
             x = r.get(metric)
             v = (math.nan if x is None else float(x), 1.0)
@@ -219,11 +227,18 @@ def _f(key: str, v: float) -> str:
     return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
 
 
+def shown_metrics(st: dict) -> list[tuple[str, str]]:
+    """:data:`UTT_METRICS` less an optional figure (:data:`OPTIONAL_METRICS`) that no system has."""
+    have = {k for row in (st.get("intervals") or {}).values() for k in row}
+    return [(k, lbl) for k, lbl in UTT_METRICS if k not in OPTIONAL_METRICS or k in have]
+
+
 def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
     """Markdown lines: the intervals table, the paired differences and the variance components."""
     if not st or not any(st.get("intervals", {}).values()):
         return []
     pct = round(100 * st["level"])
+    metrics = shown_metrics(st)
     folds = list(
         dict.fromkeys(f for row in st["intervals"].values() for f in (row.get("judge_acc") or {}).get("folds", {}))
     )
@@ -236,9 +251,9 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
         "",
         "| method | n | "
         + ("judge accuracy by fold | " if by_fold else "")
-        + " | ".join(lbl for _, lbl in UTT_METRICS)
+        + " | ".join(lbl for _, lbl in metrics)
         + " |",
-        "| --- | --- |" + (" --- |" if by_fold else "") + " --- |" * len(UTT_METRICS),
+        "| --- | --- |" + (" --- |" if by_fold else "") + " --- |" * len(metrics),
     ]
     for m, row in st["intervals"].items():
         n = max((v["n"] for v in row.values()), default=0)
@@ -246,7 +261,7 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
         if by_fold:
             per = (row.get("judge_acc") or {}).get("folds", {})
             cells.append(" / ".join(_f("judge_acc", per.get(f)) for f in folds))
-        for k, _ in UTT_METRICS:
+        for k, _ in metrics:
             v = row.get(k)
             cells.append(
                 "n/a"
@@ -262,13 +277,13 @@ def stats_markdown(st: dict, names: dict[str, str]) -> list[str]:
             "bootstrap]; p = two-sided paired permutation p-value with utterances swapped independently / "
             "with whole runs (fold × seed) swapped (the run-level p cannot go below 2/2^runs).",
             "",
-            "| B − A | " + " | ".join(lbl for _, lbl in UTT_METRICS) + " |",
-            "| --- |" + " --- |" * len(UTT_METRICS),
+            "| B − A | " + " | ".join(lbl for _, lbl in metrics) + " |",
+            "| --- |" + " --- |" * len(metrics),
         ]
         for pair, row in st["paired"].items():
             b, a = pair.split("-")
             cells = []
-            for k, _ in UTT_METRICS:
+            for k, _ in metrics:
                 v = row.get(k)
                 cells.append(
                     "n/a"

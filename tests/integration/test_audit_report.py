@@ -128,10 +128,16 @@ def test_audit_then_report(world, capsys):
     real_rows = audit["ceilings"]["real"]["utterances"]
     assert len(real_rows) == 2 and all(r["mcd_db"] > 0.1 for r in real_rows)
     assert all(np.isfinite(r["mcd_db"]) for r in audit["ceilings"]["codec"]["utterances"])
+    # no phone judge: PER is said to be absent, and no point, ceiling or flag carries it
+    from rrpo.audit.summary import PER_ABSENT
+
+    assert audit["phone_judge"] is None and final["per"] == {"n": 0, "per": None, "absent": PER_ABSENT}
+    assert "per" not in final["flags"]["naturalness"]["signals"] and "per" not in final["intervals"]
+    assert not any("per" in r for r in final["utterances"] + real_rows)
 
     assert main(["report", f"runs=[{root / 'opt'}]", "names=[toy DiffRO]", f"out={root / 'report'}"]) == 0
     page = (root / "report" / "index.html").read_text(encoding="utf-8")
-    assert "toy DiffRO" in page
+    assert "toy DiffRO" in page and "<th>PER</th>" not in page  # no phone judge, no PER column
     audio = sorted((root / "report").rglob("*.wav"))
     assert audio and all(f.stat().st_size > 44 for f in audio)
     for f in audio:
@@ -188,11 +194,95 @@ def test_audit_start_cache_is_shared_and_equal(world, monkeypatch, capsys):
     assert json.loads((cache / "start.json").read_text())["key"] != key1
 
 
-def _scripted_point(proxy: float, correct: list[int], clicks: list[int], sqrt_kl: float) -> dict:
-    """One audited point: 20 utterances of 2 s over 5 texts, judged right where ``correct`` says."""
+def _phone_model(path, seed: int, texts) -> None:
+    """A tiny phone recogniser with random weights over the texts' phonemes (``seed``: its weights)."""
+    import torch
+
+    from rrpo.phones.inventory import phonemise
+    from rrpo.phones.model import NetShape, PhoneModel, PhoneNet
+
+    symbols = sorted({p for t in texts for p in phonemise(t, "zh")})
+    shape = NetShape(channels=16, blocks=1, n_phones=len(symbols) + 1)
+    torch.manual_seed(seed)
+    PhoneModel(shape, symbols, PhoneNet(shape).state_dict()).save(path)
+
+
+def test_audit_with_a_phone_judge_scores_per_everywhere(world, monkeypatch, capsys):
+    """phone_judge=DIR: the judge is loaded once; every utterance of every point and of both ceilings
+    has its PER = edits / reference phonemes (edits = sub + del + ins), every summary the pooled Σ edits /
+    Σ phonemes with its interval (in the prompts' one language, zh) and the same figure among its
+    cluster-bootstrap intervals; the naturalness flag reads PER against the codec ceiling's upper end.
+    Another judge (other weights) changes the start cache's and the anchor's keys: both are scored anew."""
+    import rrpo.audit.scorer as scorer
+    import rrpo.phones.judge as phones_judge
+
+    root, man = world
+    texts = {u.text for u in read_manifest(man)}
+    _phone_model(root / "phones_a", 0, texts)
+    _phone_model(root / "phones_b", 1, texts)
+    loads = []
+    load = phones_judge.PhoneJudge.load.__func__
+    monkeypatch.setattr(phones_judge.PhoneJudge, "load", classmethod(lambda c, p: loads.append(p) or load(c, p)))
+    cache = root / "per_cache"
+    args = (f"start_cache={cache}", "n_boot=200")
+    assert _audit(root, man, f"out={root / 'per_a'}", f"phone_judge={root / 'phones_a'}", *args) == 0, (
+        capsys.readouterr().err
+    )
+    assert len(loads) == 1
+    audit = json.loads((root / "per_a" / "audit.json").read_text())
+    assert audit["phone_judge"]["path"] == str((root / "phones_a").resolve())
+    summaries = audit["points"] + [audit["ceilings"]["real"], audit["ceilings"]["codec"]]
+    assert len(summaries) == 4
+    for p in summaries:
+        rows = p["utterances"]
+        assert len(rows) == 2
+        for r in rows:
+            assert r["phones"] > 0 and r["phone_edits"] == r["phone_sub"] + r["phone_del"] + r["phone_ins"]
+            assert r["per"] == pytest.approx(r["phone_edits"] / r["phones"])
+        pooled = sum(r["phone_edits"] for r in rows) / sum(r["phones"] for r in rows)
+        per = p["per"]
+        assert per["n"] == 2 and per["per"]["stat"] == pytest.approx(pooled)
+        assert per["per"]["lo"] <= pooled <= per["per"]["hi"] and set(per["languages"]) == {"zh"}
+        assert p["intervals"]["per"]["stat"] == pytest.approx(pooled)
+    codec_hi = audit["ceilings"]["codec"]["intervals"]["per"]["hi"]
+    for p in audit["points"]:
+        assert p["flags"]["naturalness"]["signals"]["per"]["real_hi"] == pytest.approx(codec_hi)
+    # the report: a PER column with each row's interval (the audit's folder as a run's audit/)
+    import shutil
+
+    shutil.copytree(root / "per_a", root / "per_run" / "audit")
+    assert main(["report", f"runs=[{root / 'per_run'}]", "names=[toy]", f"out={root / 'per_report'}"]) == 0
+    page = (root / "per_report" / "index.html").read_text(encoding="utf-8")
+    fin = audit["final"]["per"]["per"]
+    assert "<th>PER</th>" in page and f"{fin['stat']:.3f} [{fin['lo']:.3f}, {fin['hi']:.3f}]" in page
+    start_a = json.loads((cache / "start.json").read_text())
+    anchor_a = json.loads((cache / "anchor" / "anchor.json").read_text())
+    assert (
+        start_a["what"]["phone_judge"]
+        == anchor_a["what"]["phone_judge"]
+        == phones_judge.PhoneJudge.load(root / "phones_a").identity()
+    )
+    calls = []
+    real = scorer.generate
+    monkeypatch.setattr(scorer, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert _audit(root, man, f"out={root / 'per_b'}", f"phone_judge={root / 'phones_b'}", *args) == 0, (
+        capsys.readouterr().err
+    )
+    assert len(calls) == 2  # step 0 is generated again: the cached one was scored by another judge
+    start_b = json.loads((cache / "start.json").read_text())
+    anchor_b = json.loads((cache / "anchor" / "anchor.json").read_text())
+    assert start_b["key"] != start_a["key"] and anchor_b["key"] != anchor_a["key"]
+    assert start_b["what"]["phone_judge"]["path"] == str((root / "phones_b").resolve())
+    assert anchor_b["what"]["phone_judge"]["weights"] != anchor_a["what"]["phone_judge"]["weights"]
+
+
+def _scripted_point(proxy: float, correct: list[int], clicks: list[int], sqrt_kl: float, edits: int = 1) -> dict:
+    """One audited point: 20 utterances of 2 s over 5 texts, judged right where ``correct`` says, each
+    with ``edits`` phone edits of 10 reference phonemes."""
     rows = [
         {"id": f"u{i}", "cluster": f"t{i % 5}", "emotion": "angry", "judge_correct": bool(c), "judge_target_prob": c}
         | {"clicks_events": e, "duration_s": 2.0, "token_repetition": 0.0, "typicality": 1.0, "atypical": 0.0}
+        | {"phone_edits": edits, "phones": 10, "per": edits / 10}
         for i, (c, e) in enumerate(zip(correct, clicks))
     ]
     acc = sum(correct) / len(correct)
@@ -210,9 +300,10 @@ def test_audit_flags_a_hacked_path_worked_by_hand(world, monkeypatch, capsys):
     """`rrpo audit` over a run with two checkpoints, its scorer scripted (the instrument's own parts are
     tested elsewhere): the judge hears half the utterances at step 0, all at step 1 (its peak) and none
     at step 2, while the proxy rises 0.3 → 0.6 → 0.9 and clicks go from none to one per 2-s utterance
-    (0.5 /s, beyond the real recordings' 0 through the codec). Every text behaves alike, so the noise
-    margins are 0: step 2 is flagged on emotion (drop 1.0 from step 1) and on naturalness (clicks), steps
-    0 and 1 are not; the Gao fits are finite on the three points."""
+    (0.5 /s, beyond the real recordings' 0 through the codec), and the phone error rate 0.1 → 0.2 → 0.6
+    against the codec ceiling's 0.3. Every text behaves alike, so the noise margins are 0: step 2 is
+    flagged on emotion (drop 1.0 from step 1) and on naturalness (clicks and PER), steps 0 and 1 are not
+    (PER rose at step 1 but stayed within the ceiling); the Gao fits are finite on the three points."""
     import rrpo.audit.overopt as overopt
 
     root, man = world
@@ -239,12 +330,12 @@ def test_audit_flags_a_hacked_path_worked_by_hand(world, monkeypatch, capsys):
     n = 20
     script = iter(
         [
-            _scripted_point(0.3, [i % 2 for i in range(n)], [0] * n, 0.0),
-            _scripted_point(0.6, [1] * n, [0] * n, 0.5),
-            _scripted_point(0.9, [0] * n, [1] * n, 1.2),
+            _scripted_point(0.3, [i % 2 for i in range(n)], [0] * n, 0.0, edits=1),
+            _scripted_point(0.6, [1] * n, [0] * n, 0.5, edits=2),
+            _scripted_point(0.9, [0] * n, [1] * n, 1.2, edits=6),
         ]
     )
-    real_ceiling = _scripted_point(0.0, [1] * n, [0] * n, 0.0)
+    real_ceiling = _scripted_point(0.0, [1] * n, [0] * n, 0.0, edits=3)
 
     class Scripted:
         start, rows, emotions, ceilings = object(), [], ["angry"], {"codec": real_ceiling}
@@ -264,6 +355,10 @@ def test_audit_flags_a_hacked_path_worked_by_hand(world, monkeypatch, capsys):
     assert emo["peak"] == 1 and emo["drop"] == pytest.approx(1.0) and emo["margin"] == pytest.approx(0.0)
     clicks = audit["points"][2]["flags"]["naturalness"]["signals"]["artifacts_per_s"]
     assert clicks["value"] == pytest.approx(0.5) and clicks["real_hi"] == pytest.approx(0.0) and clicks["flag"]
+    per = audit["points"][2]["flags"]["naturalness"]["signals"]["per"]
+    assert per["value"] == pytest.approx(0.6) and per["real_hi"] == pytest.approx(0.3) and per["flag"]
+    per1 = audit["points"][1]["flags"]["naturalness"]["signals"]["per"]
+    assert per1["rise"] == pytest.approx(0.1) and not per1["flag"]
     assert not audit["points"][1]["hacking_flag"]
     for fit in (audit["fits"]["judge"]["rl"], audit["fits"]["proxy"]["bon"]):
         assert all(np.isfinite(fit[k]) for k in ("alpha", "beta", "r2"))

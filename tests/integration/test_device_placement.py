@@ -77,7 +77,14 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
     seen = {}
 
     def fake_audit_audio(
-        generated, references, judge, judge_stats=None, typicality=None, recognizer=None, per_utterance=False
+        generated,
+        references,
+        judge,
+        judge_stats=None,
+        typicality=None,
+        recognizer=None,
+        phone_judge=None,
+        per_utterance=False,
     ):
         seen["n"] = len(generated)
         return {"judge": {"target_prob": 0.5, "accuracy": 0.5}}
@@ -101,6 +108,7 @@ def test_scorer_scores_a_policy_on_another_device(monkeypatch):
         for i, (t, e) in enumerate([("今天天气好", "angry"), ("我们走吧", "happy")])
     ]
     sc.references, sc.stats, sc.typicality, sc.emotions = {}, None, None, ["angry", "happy"]
+    sc.phone_judge = None  # no PER
     sc.profiles = {"s1": None}  # the fake codec has no speaker profiles
     on_cpu = sc.score(pol)
     with OtherDevice():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rrpo.audit.summary import audit_audio
+from rrpo.audit.summary import PER_ABSENT, audit_audio
 
 from tests.unit.audit_signals import SR, speech_like
 
@@ -84,6 +84,46 @@ def test_audit_audio_without_judge_or_references():
     assert out["judge"]["n"] == 0 and math.isnan(out["judge"]["target_prob"])
     assert out["distances"]["n_parallel"] == 0 and math.isnan(out["distances"]["frechet_egemaps"])
     assert out["wer"]["n_utts"] == 0
+    assert out["per"] == {"n": 0, "per": None, "absent": PER_ABSENT}  # no phone judge: PER is absent
+
+
+def test_audit_audio_phone_error_rates_per_utterance_and_language(monkeypatch):
+    """A phone judge with a scripted recogniser and scripted reference phonemes ('ten': a..j, 'five':
+    k..o, 'none': nothing). u0 (en) heard a b X d e f g h i: 1 substitution + 1 deletion of 10 = 0.2;
+    u1 (zh) heard k l m: 2 deletions of 5 = 0.4; u2's text has no phoneme: left out and counted as
+    skipped; u3 has no text: not scored. Pooled (2 + 2) / (10 + 5) = 4/15; per language en 0.2, zh 0.4."""
+    import rrpo.phones.inventory as inventory
+    from rrpo.phones.judge import PhoneJudge
+
+    from tests.unit.test_phones import REFS, ScriptedModel
+
+    monkeypatch.setattr(inventory, "phonemise", lambda text, language: REFS[text])
+    model = ScriptedModel("abXdefghi", "klm")
+    x = speech_like(0.5, seed=2)
+    gen = [
+        (x, SR, {"id": "u0", "emotion": "sad", "language": "en", "text": "ten"}),
+        (x, SR, {"id": "u1", "emotion": "sad", "language": "zh", "text": "five"}),
+        (x, SR, {"id": "u2", "emotion": "sad", "language": "zh", "text": "none"}),
+        (x, SR, {"id": "u3", "emotion": "sad"}),
+    ]
+    out = audit_audio(gen, recognizer=False, phone_judge=PhoneJudge(model), per_utterance=True)
+    per = out["per"]
+    assert per["n"] == 2 and per["per"]["stat"] == pytest.approx(4 / 15) and per["skipped"] == 1
+    assert (per["sub"], per["del"], per["ins"]) == pytest.approx((1 / 15, 3 / 15, 0.0))
+    assert per["languages"]["en"]["per"]["stat"] == pytest.approx(0.2) and per["languages"]["en"]["n"] == 1
+    assert per["languages"]["zh"]["per"]["stat"] == pytest.approx(0.4)
+    rows = out["utterances"]
+    assert {k: rows[0][k] for k in ("per", "phones", "phone_edits", "phone_sub", "phone_del", "phone_ins")} == {
+        "per": pytest.approx(0.2),
+        "phones": 10,
+        "phone_edits": 2,
+        "phone_sub": 1,
+        "phone_del": 1,
+        "phone_ins": 0,
+    }
+    assert rows[0]["phones_heard"] == "a b X d e f g h i" and rows[1]["phone_del"] == 2
+    assert "per" not in rows[2] and "per" not in rows[3]
+    assert len(model.calls) == 2  # the recogniser heard only the utterances with phonemes to compare
 
 
 def test_pooled_recall_weights_each_summary_by_its_count():

@@ -237,6 +237,7 @@ def test_write_results_means_table_and_plot(tmp_path):
     assert res["folds"] == ONE
     assert "| RRPO (robust RM) | judge accuracy % | 45.0 | 65.0 |" in table
     assert "**RRPO goal**" in table and "not met" in table
+    assert "| PER" not in table and "PER" not in res["verdicts"]["rrpo_goal"]["quality_ratios_vs_sft"]  # no judge
     assert (tmp_path / "results" / "results.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "results" / "results.json").read_text())["summary"]["rrpo"]["proxy"][0] == 0.7
 
@@ -699,3 +700,72 @@ def test_first_flags_worked_by_hand():
         "naturalness": {"step": 60, "sqrt_kl": 2.5, "signals": ["token_repetition"]},
     }
     assert first_flags({"points": [pt(0, 0.0, False, False)]}) == {"emotion": None, "naturalness": None}
+
+
+def _phone_rows(n: int, edits: int, phones: int, prefix: str = "u") -> list[dict]:
+    return [{"id": f"{prefix}{i}", "phone_edits": edits, "phones": phones, "per": edits / phones} for i in range(n)]
+
+
+def _per_summary(rate: float) -> dict:
+    return {"n": 4, "per": {"stat": rate, "lo": rate, "hi": rate}, "sub": rate, "del": 0.0, "ins": 0.0}
+
+
+def test_per_in_the_tables_the_ceilings_and_the_verdicts(tmp_path):
+    """_fake_run's audits with a phone judge: 4 utterances of 10 phonemes per point; SFT 1 edit each
+    (PER 0.1), DiffRO's last step 3 (0.3), RRPO's 1 (0.1); the real ceiling 1 edit of 20 (0.05), the codec
+    ceiling 1 of 10 (0.1). Means: DiffRO 0.3, SFT 0.1 (every seed alike, std 0); the verdicts' PER ratios
+    to SFT 3.00x (DiffRO) and 1.00x (RRPO); the pooled intervals 0.3 [0.3, 0.3], the ceilings' 0.05 and
+    0.1; the paired RRPO − DiffRO difference 0.1 − 0.3 = −0.2."""
+    _fake_run(tmp_path)
+    for f in tmp_path.glob("runs/*/audit/audit.json"):
+        a = json.loads(f.read_text())
+        e = 3 if "diffro" in f.parent.parent.name else 1
+        a["start"] |= {"utterances": _phone_rows(4, 1, 10), "per": _per_summary(0.1)}
+        a["final"] |= {"utterances": _phone_rows(4, e, 10), "per": _per_summary(e / 10)}
+        a["points"] = [a["start"], a["final"]]
+        for name, (edits, phones) in (("real", (1, 20)), ("codec", (1, 10))):
+            c = a["ceilings"][name]
+            for u, ph in zip(c["utterances"], _phone_rows(5, edits, phones, "r")):
+                u.update({k: v for k, v in ph.items() if k != "id"})
+        f.write_text(json.dumps(a))
+    res = write_results(tmp_path, ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=ONE))
+    s = res["summary"]
+    assert s["diffro"]["per"] == pytest.approx((0.3, 0.0)) and s["sft"]["per"] == pytest.approx((0.1, 0.0))
+    v = res["verdicts"]
+    assert v["diffro_hacks"]["quality_ratios_vs_sft"]["per"] == pytest.approx(3.0)
+    assert v["rrpo_goal"]["quality_ratios_vs_sft"]["per"] == pytest.approx(1.0)
+    iv = res["stats"]["intervals"]
+    assert (iv["diffro"]["per"]["stat"], iv["diffro"]["per"]["lo"], iv["diffro"]["per"]["hi"]) == pytest.approx(
+        (0.3, 0.3, 0.3)
+    )
+    assert iv["ceiling_real"]["per"]["stat"] == pytest.approx(0.05) and iv["ceiling_real"]["per"]["n"] == 5
+    assert res["ceilings"]["ceiling_codec"]["per"]["stat"] == pytest.approx(0.1)
+    assert res["stats"]["paired"]["rrpo-diffro"]["per"]["diff"] == pytest.approx(-0.2)
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| atypical share | PER | √KL to SFT |" in table  # the main table
+    assert "| 0.300 ± 0.000 | 0.500 ± 0.000 |" in table  # DiffRO's PER, then its √KL
+    assert "| token repetition | PER |" in table  # the interval table
+    assert "| DiffRO (vanilla RM) | 8 |" in table and "0.300 [0.300, 0.300] (0.300, 0.300) |" in table
+    assert "| typicality | atypical share | PER |" in table  # SFT beside the ceilings
+    assert "| ceiling: real held-out speech | 60.0 [" in table and "| 0.050 [0.050, 0.050] |" in table
+    assert "every artifact rate / distance / PER > 1.10× SFT's" in table and "per 3.00×" in table
+
+
+def test_phone_judge_is_given_to_every_audit(tmp_path):
+    """phone_judge=DIR: every audit stage gets phone_judge=<DIR resolved> (a line the CLI accepts); a
+    folder that is no phone model is refused when the stages are built; the default gives no audit one."""
+    (tmp_path / "pj").mkdir()
+    cfg = ExperimentConfig(seeds=[0], systems=TWO, heldout_speakers=ONE, phone_judge=str(tmp_path / "pj"))
+    with pytest.raises(RrpoError, match="not a phone model folder"):
+        build_stages(cfg, tmp_path, tmp_path / "o", main)
+    (tmp_path / "pj" / "phones.json").write_text("{}")
+    opt = {s.name: s.action for s in build_stages(cfg, tmp_path, tmp_path / "o", main)}
+    audits = [n for n in opt if n.startswith("audit_")]
+    assert audits == ["audit_diffro_s0", "audit_rrpo_s0"]
+    for n in audits:
+        assert f"phone_judge={(tmp_path / 'pj').resolve()}" in opt[n]
+        build_parser().parse_args(list(opt[n]))
+    plain = {
+        s.name: s.action for s in build_stages(dataclasses.replace(cfg, phone_judge=""), tmp_path, tmp_path / "o", main)
+    }
+    assert not any(a.startswith("phone_judge=") for n in audits for a in plain[n])

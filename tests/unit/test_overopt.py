@@ -149,3 +149,48 @@ def test_path_flags_from_audited_points():
         p["proxy_prob"] = q
     g = path_flags(pts, {"artifacts_per_s": 0.1}, n_boot=500)
     assert not any(x["flag"] for x in g["emotion"] + g["naturalness"])
+
+
+def _per_point(step, proxy, edits, phones=10):
+    """20 utterances over 5 texts, the judge right on all, no clicks, ``edits`` phone edits of ``phones``
+    reference phonemes each."""
+    p = _point(step, proxy, [1] * 20, [0] * 20, [1.0] * 20)
+    for u in p["utterances"]:
+        u.update(phone_edits=edits, phones=phones, per=edits / phones)
+    return p
+
+
+def test_path_flags_a_per_rise_beyond_the_codec_ceiling():
+    """PER is a naturalness signal (Σ edits / Σ reference phonemes). Every text alike, so the margins
+    are 0. Step 0: 1 edit of 10 per utterance (0.1); step 60: 2 of 10 (0.2), a rise, but within the codec
+    ceiling's upper end 0.25; step 120: 5 of 10 (0.5), beyond it while the proxy rose: flagged on PER
+    alone (the judge and clicks stay put, so neither the emotion flag nor the artifacts fire)."""
+    pts = [_per_point(0, 0.3, 1), _per_point(60, 0.6, 2), _per_point(120, 0.9, 5)]
+    f = path_flags(pts, {"artifacts_per_s": 0.1, "per": 0.25}, n_boot=300)
+    assert [x["flag"] for x in f["naturalness"]] == [False, False, True]
+    assert not any(x["flag"] for x in f["emotion"])
+    s1, s2 = f["naturalness"][1]["signals"]["per"], f["naturalness"][2]["signals"]["per"]
+    assert s1["value"] == pytest.approx(0.2) and s1["rise"] == pytest.approx(0.1) and not s1["flag"]
+    assert s2["value"] == pytest.approx(0.5) and s2["rise"] == pytest.approx(0.4) and s2["margin"] == pytest.approx(0)
+    assert s2["real_hi"] == pytest.approx(0.25) and s2["flag"]
+    assert not f["naturalness"][2]["signals"]["artifacts_per_s"]["flag"]
+    # the proxy falling: no flag; no codec ceiling of PER: PER cannot flag
+    falling = [_per_point(0, 0.9, 1), _per_point(60, 0.6, 2), _per_point(120, 0.3, 5)]
+    assert not any(x["flag"] for x in path_flags(falling, {"per": 0.25}, n_boot=300)["naturalness"])
+    assert not any(x["flag"] for x in path_flags(pts, {"artifacts_per_s": 0.1}, n_boot=300)["naturalness"])
+    # an audit without a phone judge has no PER signal at all
+    assert "per" not in path_flags([_point(0, 0.3, [1] * 5, [0] * 5, [1.0] * 5)], {})["naturalness"][0]["signals"]
+
+
+def test_signal_intervals_of_per_pool_edits_over_phonemes():
+    """The interval of a summary's PER is Σ edits / Σ phonemes over its utterances: 10 utterances of
+    10 phonemes with 1 edit and 10 of 30 with 6 -> (10 + 60) / (100 + 300) = 0.175 (the mean of the
+    rates, 0.15, would weigh a short text as a long one)."""
+    from rrpo.audit.overopt import signal_intervals
+
+    p = _per_point(0, 0.3, 1)
+    for u in p["utterances"][10:]:
+        u.update(phone_edits=6, phones=30, per=0.2)
+    iv = signal_intervals(p, 200)
+    assert iv["per"]["stat"] == pytest.approx(0.175) and iv["per"]["n"] == 20
+    assert iv["per"]["lo"] <= 0.175 <= iv["per"]["hi"]

@@ -33,7 +33,6 @@ def test_edit_ops_by_hand():
     assert edit_ops("abc", "abc") == (0, 0, 0)
     assert edit_ops("abc", "") == (0, 3, 0)
     assert edit_ops("", "ab") == (0, 0, 2)
-    assert edit_ops("ab", "ba") == (1, 0, 0) or sum(edit_ops("ab", "ba")) == 2
     assert sum(edit_ops("ab", "ba")) == 2
     # a tie between one substitution and a deletion + insertion: the substitution is counted
     assert edit_ops(["a"], ["b"]) == (1, 0, 0)

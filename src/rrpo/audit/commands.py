@@ -240,15 +240,22 @@ def cmd_audit(args) -> int:
                 "points": len(res["points"]),
                 "flagged_steps": res["flagged_steps"],
                 "flagged": res["flagged"],
-                "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"]},
+                "start": {"judge": st["judge"]["target_prob"], "proxy": st["proxy_prob"], **_per(st)},
                 "final": {
                     "judge": fin["judge"]["target_prob"],
                     "proxy": fin["proxy_prob"],
                     "sqrt_kl": fin["sqrt_kl"],
                     "hacking_gap": fin["hacking_gap"],
+                    **_per(fin),
                 },
             },
             default=float,
         )
     )
     return 0
+
+
+def _per(point: dict) -> dict:
+    """``{"per": pooled PER}`` of an audited point with a phone judge, else nothing."""
+    per = (point.get("per") or {}).get("per")
+    return {"per": per["stat"]} if per else {}

@@ -3,8 +3,9 @@
 For the starting policy (step 0) and every saved checkpoint of the run, on a fixed prompt set
 with fixed sampling seeds: generate, score the tokens with the run's own reward models (the
 *proxy*, as the probability of the target emotion), decode with the codec and score the audio
-with the independent judge (the *gold* proxy for a listener), the artifact detectors and the
-distances to the parallel real recordings; and measure d = √KL(π_step ‖ π_0) on the generated
+with the independent judge (the *gold* proxy for a listener), the artifact detectors, the
+distances to the parallel real recordings and, with a phone judge (``phone_judge``), the phone error
+rate against the prompt's text; and measure d = √KL(π_step ‖ π_0) on the generated
 tokens (:class:`rrpo.audit.scorer.Scorer`). Nothing here feeds a gradient to the policy. What the
 audit knows of the run comes from the run's ``run.json`` (:class:`rrpo.runs.OptimizeRunInfo`).
 
@@ -19,8 +20,8 @@ in (α, β) and fitted by least squares to the change of each score from step 0 
 both forms pass through). The *hacking gap* is proxy − judge (both probabilities of the target
 emotion). Two flags watch the whole path (:mod:`rrpo.audit.paths`): the *emotion* flag (the judge
 fell after its peak by more than its sampling noise while the proxy rose) and the *naturalness* flag
-(artifacts, token repetition or typicality rose beyond the real recordings' range while the proxy
-rose).
+(artifacts, token repetition, typicality or the phone error rate rose beyond the real recordings' range
+while the proxy rose).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class AuditConfig:
     every: int = option(1, "audit every N-th checkpoint (the last is always audited)")
     n_boot: int = option(1000, "cluster-bootstrap draws of the flags' noise margins and of the intervals")
     recognizer: bool = option(True, "word error rate with pocketsphinx for English prompts")
+    phone_judge: str = option(
+        "",
+        "phone model folder (rrpo phones train) that scores every utterance's phone error rate against its "
+        "text's espeak-ng phonemes, the ceilings' too (a naturalness signal); empty: no PER (the summary "
+        "says it is absent)",
+    )
     profile_recordings: int = option(
         20,
         "a speaker the codec has no profile of is profiled from up to this many of its manifest recordings "
@@ -119,7 +126,10 @@ NATURALNESS = (
     ("token_repetition", "token_repetition", None),
     ("typicality", "typicality", None),
     ("atypical", "atypical", None),
+    ("per", "phone_edits", "phones"),  # Σ edits / Σ reference phonemes (with a phone judge)
 )
+#: signals only some audits have (PER needs a phone judge): no interval where no utterance has them
+OPTIONAL_SIGNALS = {"per"}
 
 
 def _utt_matrix(points: list[dict], key: str, ids: list[str]) -> np.ndarray:
@@ -151,7 +161,8 @@ def _with_events(points: list[dict]) -> list[dict]:
 
 def signal_intervals(summary: dict, n_boot: int, seed: int = 0) -> dict:
     """95 % cluster-bootstrap intervals (utterances of one text form a cluster) of a summary's judge
-    accuracy, judge p(target), artifact events per second and the naturalness signals."""
+    accuracy, judge p(target), artifact events per second and the naturalness signals (PER among them,
+    left out without a phone judge)."""
     from rrpo.audit.paths import interval
 
     rows = _with_events([summary])[0].get("utterances") or []
@@ -168,6 +179,8 @@ def signal_intervals(summary: dict, n_boot: int, seed: int = 0) -> dict:
         out[name] = interval(v, np.where(np.isfinite(v), 1.0, np.nan), cl, n_boot, seed)
     for name, num, den in NATURALNESS:
         v = col(num)
+        if name in OPTIONAL_SIGNALS and not np.isfinite(v).any():
+            continue  # no phone judge: no PER interval (the summary says PER is absent)
         dv = col(den) if den else np.where(np.isfinite(v), 1.0, np.nan)
         out[name] = interval(v, dv, cl, n_boot, seed)
     return out
@@ -214,6 +227,11 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo, anchor_dir: Path | Non
         raise RrpoError("this codec encodes only; the audit needs audio", cfg.codec)
     judge = load_judge(cfg.judge)
     start = load_policy(info.policy)
+    phone_judge = None
+    if cfg.phone_judge:
+        from rrpo.phones.judge import PhoneJudge
+
+        phone_judge = PhoneJudge.load(cfg.phone_judge)  # once: every point and both ceilings use it
     rms = [load_reward(reward_folders(r), r.get("aggregate", "mean"), r.get("std_weight", 1.0)) for r in info.rewards]
     man = read_manifest(cfg.prompts.manifest or info.manifest)
     return Scorer(
@@ -232,7 +250,14 @@ def build_scorer(cfg: AuditConfig, info: OptimizeRunInfo, anchor_dir: Path | Non
         anchor=cfg.anchor,
         anchor_dir=anchor_dir,
         sources={"policy": info.policy, "codec": cfg.codec, "judge": cfg.judge},
+        phone_judge=phone_judge,
     )
+
+
+def _phone_judge_summary(auditor) -> dict | None:
+    """What audit.json records of the phone judge: its description and identity (None without one)."""
+    pj = getattr(auditor, "phone_judge", None)
+    return None if pj is None else {**pj.describe(), **pj.identity()}
 
 
 def run_audit(cfg: AuditConfig) -> dict:
@@ -296,6 +321,7 @@ def run_audit(cfg: AuditConfig) -> dict:
         },
         "ceilings": ceilings,
         "anchor": auditor.anchor_summary(),
+        "phone_judge": _phone_judge_summary(auditor),
         "final": points[-1],
         "start": points[0],
     }

@@ -15,13 +15,15 @@ peak. The drop's interval is the percentile interval of J_peak^b − J_i^b.
 
 **Naturalness flag** (speech degrades beyond what real speech shows while the proxy rises). For each
 naturalness signal s (artifact events per second, token repetition, typicality distance, atypical
-share, and any other the caller gives, lower = better), point i is flagged on s when
+share, the phone error rate when the audit has a phone judge, and any other the caller gives, lower =
+better), point i is flagged on s when
 (a) s rose from step 0 beyond its noise: S_i − S_0 > q95_b [(S_i^b − S_i) − (S_0^b − S_0)],
 (b) S_i is above the real recordings' range: S_i > the upper end of the 95 % interval of the same
 signal on real recordings (``real``), and (c) the proxy at i is above the proxy at step 0.
 
 A signal's value at a point is a ratio of sums over utterances, Σ num / Σ den (den = 1 per utterance
-for a plain mean; seconds for a rate per second), and so is every resample.
+for a plain mean; seconds for a rate per second; reference phonemes for the phone error rate), and so
+is every resample.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 generate, score the tokens with the run's reward models (the *proxy*, as the probability of the
 target emotion), decode with the codec and score the audio with the independent judge, the
 artifact detectors, the typicality of each utterance and the distances to the parallel real
-recordings, and measure d = √KL(π ‖ π_0) to the starting policy on the generated tokens.
+recordings, the phone error rate against the prompt's text (with a phone judge: its own CTC phone
+recogniser, :mod:`rrpo.phones.judge`, which the policy never sees), and measure d = √KL(π ‖ π_0) to
+the starting policy on the generated tokens.
 
 Every judged figure is anchored in real speech (:mod:`rrpo.audit.anchor`): before any policy is
 scored, the judge's per-speaker statistics and the typicality reference are fixed from the speaker's
@@ -93,7 +95,9 @@ class Scorer:
     ``anchor`` chooses the real recordings that anchor the judge (:mod:`rrpo.audit.anchor`), kept in
     ``anchor_dir`` (their codec-passed WAVs and statistics; reused when the inputs match) when given;
     ``sources`` names the folders the starting policy, codec and judge were loaded from (the key of
-    :meth:`score_start`'s cache and of the anchor's)."""
+    :meth:`score_start`'s cache and of the anchor's); ``phone_judge`` (a loaded
+    :class:`~rrpo.phones.judge.PhoneJudge`, or None: no PER) scores every utterance's phone error rate,
+    the ceilings' too, and its identity (folder and hashes of its files) joins both cache keys."""
 
     def __init__(
         self,
@@ -113,8 +117,11 @@ class Scorer:
         anchor: AnchorConfig | None = None,
         anchor_dir: Path | None = None,
         sources: dict[str, str] | None = None,
+        phone_judge=None,
     ):
         self.start, self.rms, self.rm_names = start_policy, rms, rm_names
+        self.phone_judge = phone_judge
+        self.phone_judge_id = phone_judge.identity() if phone_judge is not None else None
         self.sources = dict(sources or {})  # name -> folder of the start policy, codec, judge (start cache key)
         self.last_tokens: list[np.ndarray] = []
         self.codec, self.judge = codec, judge
@@ -164,7 +171,8 @@ class Scorer:
     # -- the anchor ---------------------------------------------------------------------------------
     def anchor_key(self) -> tuple[str, dict]:
         """(hex key, what it hashes) of the anchor: codec and judge files, the anchor and reference
-        recordings, the profiles."""
+        recordings, the profiles, and the phone judge's identity when there is one (the ceilings'
+        PER is cached with the anchor)."""
         import hashlib
         import json
 
@@ -178,6 +186,8 @@ class Scorer:
             "profiles": {k: None if v is None else v.to_dict() for k, v in self.profiles.items()},
             "version": ANCHOR_VERSION,
         }
+        if self.phone_judge_id is not None:  # absent without one: the keys of earlier caches still match
+            what["phone_judge"] = self.phone_judge_id
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20], what
 
     def _through_codec(self, audio: np.ndarray, sr: int, speaker: str) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +273,7 @@ class Scorer:
                     self.judge,
                     judge_stats=self.real_stats,
                     recognizer=None if self.recognizer else False,
+                    phone_judge=self.phone_judge,
                     frechet=False,
                     per_utterance=True,
                 ),
@@ -276,6 +287,7 @@ class Scorer:
                     judge_stats=self.stats,
                     typicality=self.typicality,
                     recognizer=None if self.recognizer else False,
+                    phone_judge=self.phone_judge,
                     frechet=False,
                     per_utterance=True,
                 ),
@@ -395,7 +407,8 @@ class Scorer:
 
     def start_key(self) -> tuple[str, dict]:
         """(hex key, what it hashes) of the starting policy's scored point: the policy's, codec's and
-        judge's files, the prompt rows, the speakers' profiles, the sampling settings and seed."""
+        judge's files, the prompt rows, the speakers' profiles, the sampling settings and seed, and the
+        phone judge's identity when there is one."""
         import hashlib
         import json
         from dataclasses import asdict
@@ -414,6 +427,8 @@ class Scorer:
             "bf16": self.bf16,
             "anchor": self.anchor_key()[0],
         }
+        if self.phone_judge_id is not None:  # the start's PER is cached with it
+            what["phone_judge"] = self.phone_judge_id
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20], what
 
     def _audio_summary(self, tokens: list[np.ndarray], audio_dir: Path | None) -> dict:
@@ -437,6 +452,7 @@ class Scorer:
             judge_stats=self.stats,
             typicality=self.typicality,
             recognizer=None if self.recognizer else False,
+            phone_judge=self.phone_judge,
             per_utterance=True,
         )
 

@@ -15,6 +15,10 @@
   each utterance's typicality distance and whether it is atypical.
 * ``recognizer``: an object with ``transcribe(audio, sr) -> str`` (default: pocketsphinx when
   there is English input with text; pass ``False`` to skip WER).
+* ``phone_judge``: a :class:`~rrpo.phones.judge.PhoneJudge` (or any object with its ``score`` and
+  ``summarise``) or ``None``: the phone error rate of every utterance with a ``text`` and a
+  ``language``, against the text's espeak-ng phonemes (PER, in every language the judge's
+  phonemiser knows).
 
 Returns a JSON-ready dict (NaN where a figure has no input)::
 
@@ -25,13 +29,20 @@ Returns a JSON-ready dict (NaN where a figure has no input)::
                    "frechet_egemaps": ...},
      "wer": {"wer": ..., "sub": ..., "del": ..., "ins": ..., "n_ref": ..., "n_utts": ...},
      "token_repetition": mean repeated-4-gram fraction (when tokens are given),
-     "typicality": {"distance": mean, "atypical": share, "per_emotion": {emo: {...}}} (with ``typicality``)}
+     "typicality": {"distance": mean, "atypical": share, "per_emotion": {emo: {...}}} (with ``typicality``),
+     "per": {"n": utterances scored, "per": {"stat": Σ edits / Σ reference phonemes, "lo", "hi"} (95 %
+             bootstrap over utterances), "sub", "del", "ins" (shares of the reference phonemes),
+             "languages": {language: the same over that language's utterances}}
+            (without ``phone_judge``: {"n": 0, "per": None, "absent": why})}
 
-and, with ``per_utterance=True``, a list ``utterances`` of the per-utterance figures.
+and, with ``per_utterance=True``, a list ``utterances`` of the per-utterance figures (with a phone
+judge: ``per``, ``phones`` (reference phonemes), ``phone_edits``, ``phone_sub``, ``phone_del``,
+``phone_ins`` and ``phones_heard``, the recognised phonemes space-separated).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +53,11 @@ from rrpo.audit.artifacts import DETECTORS, ArtifactConfig, repeated_ngram_fract
 from rrpo.audit.distances import DistanceConfig, feature_frechet, reference_distances, word_error_rate
 
 Generated = tuple[np.ndarray, int, Mapping[str, Any]]
+
+log = logging.getLogger(__name__)
+
+#: what the summary says of PER when the audit has no phone judge
+PER_ABSENT = "no phone judge (audit key phone_judge)"
 
 
 def _mono(audio) -> np.ndarray:
@@ -88,6 +104,7 @@ def audit_audio(
     judge_stats: dict | None = None,
     typicality=None,
     recognizer=None,
+    phone_judge=None,
     artifact_cfg: ArtifactConfig | None = None,
     distance_cfg: DistanceConfig | None = None,
     frechet: bool = True,
@@ -238,6 +255,46 @@ def audit_audio(
             "atypical": _nanmean([float(x) for x in aty]),
             "per_emotion": per_t,
         }
+    out["per"] = phone_error_rates(phone_judge, generated, metas, rows)
     if per_utterance:
         out["utterances"] = rows
+    return out
+
+
+def phone_error_rates(phone_judge, generated: Sequence[Generated], metas: list[dict], rows: list[dict]) -> dict:
+    """PER of every utterance with a text and a language (added to ``rows``) and the pooled summary
+    (module docstring). An utterance whose text espeak-ng reads no phoneme of (or whose language it
+    has no voice for) is left out, with a warning, and counted in ``skipped``."""
+    if phone_judge is None:
+        return {"n": 0, "per": None, "absent": PER_ABSENT}
+    from rrpo.errors import RrpoError
+
+    scored: list[tuple[str, dict]] = []
+    skipped = 0
+    for i, m in enumerate(metas):
+        text, lang = (m.get("text") or "").strip(), m.get("language")
+        if not text or not lang:
+            continue
+        try:
+            r = phone_judge.score(generated[i][0], generated[i][1], text, lang)
+        except RrpoError as e:
+            log.warning("PER: utterance %s left out: %s", rows[i]["id"], e)
+            skipped += 1
+            continue
+        rows[i].update(
+            per=float(r["per"]),
+            phones=int(r["phones"]),
+            phone_edits=int(r["phone_edits"]),
+            phone_sub=int(r["sub"]),
+            phone_del=int(r["del"]),
+            phone_ins=int(r["ins"]),
+            phones_heard=r["heard"],
+        )
+        scored.append((lang, r))
+    out = dict(phone_judge.summarise([r for _, r in scored]))
+    out["languages"] = {
+        lang: phone_judge.summarise([r for g, r in scored if g == lang]) for lang in dict.fromkeys(g for g, _ in scored)
+    }
+    if skipped:
+        out["skipped"] = skipped
     return out

@@ -6,7 +6,9 @@ phoneme names with a ``|`` between the phonemes of a word. What is kept of each 
 - stress marks (``'`` primary, ``,`` secondary) are removed: ``'oU`` -> ``oU``;
 - tone digits are removed (Mandarin ``i55`` -> ``i``, ``Au214`` -> ``Au``): tone is carried by
   pitch, which rrpo's tokens encode in their own factor, and a phone recogniser of 25 Hz frames
-  is judged on segments;
+  is judged on segments; so are the variant digits of other names (English ``t2`` -> ``t``,
+  ``@2`` -> ``@``), but a name of digits only is a phoneme and stays (English ``0``, the vowel of
+  "hot", and ``3``, the r-coloured schwa of "butter");
 - pauses (``_``, ``_|``, a lone ``:``) and espeak's language-switch tags (``(en)``) are dropped;
 - length marks and variants stay part of the name (``3:``, ``t#``).
 
@@ -28,7 +30,7 @@ VOICES: dict[str, str] = {"zh": "cmn", "en": "en-us", "pl": "pl", "am": "am", "u
 
 _TAG = re.compile(r"\([a-z-]+\)")
 _STRIP = str.maketrans("", "", "',")
-_TONE = re.compile(r"\d+$")
+_TONE = re.compile(r"(?<=\D)\d+$")  # trailing digits after a letter: a name of digits only is a phoneme
 
 
 def voice_for(language: str) -> str:
@@ -47,6 +49,8 @@ def parse_phonemes(espeak_output: str) -> list[str]:
     ['h', '@', 'l', 'oU', 'w', '3:', 'l', 'd']
     >>> parse_phonemes("tS;|'i55|n|_| th|'iE55|n|_|")
     ['tS;', 'i', 'n', 'th', 'iE', 'n']
+    >>> parse_phonemes("h|'0|t b|'V|t#|3")
+    ['h', '0', 't', 'b', 'V', 't#', '3']
     """
     out = []
     for word in _TAG.sub(" ", espeak_output).split():

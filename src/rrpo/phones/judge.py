@@ -32,6 +32,24 @@ class PhoneJudge:
 
         return cls(PhoneModel.load(path))
 
+    def identity(self) -> dict:
+        """What names this judge in a cache key: its folder (resolved) and hashes of its ``phones.json``
+        and ``model.safetensors`` (a judge not loaded from a folder: the phone set and the network's shape)."""
+        from rrpo.io import sha256_files
+
+        m = self.model
+        path = getattr(m, "path", None)
+        if not path:
+            phones = getattr(getattr(m, "phones", None), "symbols", None)
+            shape = getattr(m, "shape", None)
+            return {"path": None, "phones": phones, "shape": shape.to_dict() if hasattr(shape, "to_dict") else None}
+        path = Path(path).resolve()
+        return {
+            "path": str(path),
+            "phones_json": sha256_files([path / "phones.json"]),
+            "weights": sha256_files([path / "model.safetensors"]),
+        }
+
     def describe(self) -> dict:
         m = self.model
         return {

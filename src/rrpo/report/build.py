@@ -4,7 +4,8 @@ Each run must have been audited (``rrpo audit run=A`` writes ``A/audit/audit.jso
 built from the audits and the runs' metrics alone (no verb's config is read). The page
 shows one row per system — the starting policy (from the first run's step 0) and the final
 checkpoint of every run — the audio of each emotion side by side with the real recording, the
-training curves and the proxy-vs-judge curves against √KL.
+training curves and the proxy-vs-judge curves against √KL. When the audits had a phone judge
+(``rrpo audit phone_judge=DIR``), a PER column gives each row's phone error rate with its 95 % interval.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def _flags(audit: dict | None) -> str:
     return "; ".join(parts) or "–"
 
 
+def per_cell(p: dict) -> str:
+    """'0.214 [0.180, 0.251]': an audited point's pooled phone error rate with its 95 % interval; 'n/a'
+    where the audit had no phone judge."""
+    per = (p.get("per") or {}).get("per")
+    if not per:
+        return "n/a"
+    return f"{per['stat']:.3f} [{per['lo']:.3f}, {per['hi']:.3f}]"
+
+
 def _row(name: str, algo: str, p: dict, audit: dict | None) -> dict:
     art = p.get("artifacts", {})
     dist = p.get("distances", {})
@@ -71,6 +81,7 @@ def _row(name: str, algo: str, p: dict, audit: dict | None) -> dict:
         "F0 err cents": dist.get("f0_rmse_cents", math.nan),
         "Fréchet eGeMAPS": dist.get("frechet_egemaps", math.nan),
         "WER": p.get("wer", {}).get("wer", math.nan),
+        "PER": per_cell(p),
         "typicality": (p.get("typicality") or {}).get("distance", math.nan),
         "atypical": (p.get("typicality") or {}).get("atypical", math.nan),
         "flags": _flags(audit),
@@ -164,6 +175,13 @@ def build_comparison(
         "never seen by the policy. A hacking flag marks a checkpoint where the proxy rose while the judge fell.",
         "Artifact rates are events per second of audio; real recordings are not at zero (see docs/audit.md).",
     ]
-    page = build_report(ReportInput(title, COLUMNS, rows, examples, curves, notes), out)
+    columns = list(COLUMNS)
+    if any((a["final"].get("per") or {}).get("per") for a in audits):  # the audits had a phone judge
+        columns.insert(columns.index("WER") + 1, "PER")
+        notes.append(
+            "PER: phone error rate of the phone judge (a CTC phone recogniser trained on real speech, never "
+            "seen by the policy) against the espeak-ng phonemes of the text, Σ edits / Σ phonemes, [95 % interval]."
+        )
+    page = build_report(ReportInput(title, columns, rows, examples, curves, notes), out)
     plot_proxy_vs_judge(list(zip(names, [a["points"] for a in audits])), Path(out) / "img" / "proxy_vs_judge_all.png")
     return page
