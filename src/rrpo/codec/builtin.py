@@ -75,14 +75,16 @@ class BuiltinCodecConfig:
     sampling_rate: int = option(16000, "rate the codec reads and writes (audio is resampled to it)")
     frame_rate: float = option(25.0, "tokens per second")
     spectral_clusters: int = option(
-        512, "content ids: k-means clusters of the spectral-envelope shape (content=spectral) or of the phone model's states (content=phonetic)"
+        512,
+        "content ids: k-means clusters of the spectral-envelope shape (content=spectral) or of the phone model's states (content=phonetic)",
     )
     content: str = option(
         "spectral",
         "what the content factor of a token is: 'spectral' (k-means of the spectral-envelope shape) or 'phonetic' (k-means of the 25 Hz states of a CTC phone recogniser, content_model)",
     )
     content_model: str = option(
-        "", "content=phonetic: the phone model folder (rrpo phones train) whose states are clustered; the codec keeps a copy"
+        "",
+        "content=phonetic: the phone model folder (rrpo phones train) whose states are clustered; the codec keeps a copy",
     )
     pitch_bins: int = option(8, "voiced relative-pitch bins (one unvoiced bin is added)")
     pitch_binning: str = option(

@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from rrpo.args import add_config_args
     from rrpo.phones.train import PhoneTrainConfig
 
-    ph = sub.add_parser("phones", help="train and evaluate CTC phone recognisers (the phone judge, the content encoder)")
+    ph = sub.add_parser(
+        "phones", help="train and evaluate CTC phone recognisers (the phone judge, the content encoder)"
+    )
     psub = ph.add_subparsers(dest="phones_verb", metavar="ACTION", required=True)
     t = psub.add_parser("train", help="train a CTC phone recogniser on transcribed manifests")
     add_config_args(t, PhoneTrainConfig, io=PhoneTrainArgs)

@@ -28,6 +28,9 @@ from rrpo.errors import RrpoError
 #: espeak-ng voice per manifest language (the project's languages; others: pass ``voice=``).
 VOICES: dict[str, str] = {"zh": "cmn", "en": "en-us", "pl": "pl", "am": "am", "ur": "ur"}
 
+#: bump when :func:`parse_phonemes` changes what it keeps (cached phonemes are keyed by it)
+PARSE_VERSION = 2
+
 _TAG = re.compile(r"\([a-z-]+\)")
 _STRIP = str.maketrans("", "", "',")
 _TONE = re.compile(r"(?<=\D)\d+$")  # trailing digits after a letter: a name of digits only is a phoneme

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +109,11 @@ def _featurise(records, cache: Path, what: str, progress: bool = True) -> list[t
     """(id, log-mel float16, phonemes) of every record, cached in ``cache`` (keyed by the records)."""
     from rrpo.data.audio import load_audio
     from rrpo.io import write_json
-    from rrpo.phones.inventory import phonemise
+    from rrpo.phones.inventory import PARSE_VERSION, phonemise
     from rrpo.phones.model import LogMel
 
     key = hashlib.sha256(
-        json.dumps([[str(m.audio_path(u)), u.text, u.language] for m, u in records]).encode()
+        json.dumps([PARSE_VERSION, [[str(m.audio_path(u)), u.text, u.language] for m, u in records]]).encode()
     ).hexdigest()[:16]
     done = cache / f"{what}-{key}.json"
     arr = cache / f"{what}-{key}.npy"
@@ -194,9 +193,7 @@ def ctc_objective(net):
         mel, lens, targets, tlens = batch
         logits, olens = net(mel, lens)
         logp = torch.log_softmax(logits.float(), -1).transpose(0, 1)  # (T, B, V)
-        loss = torch.nn.functional.ctc_loss(
-            logp, targets, olens, tlens, blank=0, reduction="none", zero_infinity=True
-        )
+        loss = torch.nn.functional.ctc_loss(logp, targets, olens, tlens, blank=0, reduction="none", zero_infinity=True)
         loss = (loss / tlens.clamp(min=1)).mean()
         return loss, {"phones/ctc": float(loss.detach())}
 
@@ -276,7 +273,13 @@ def train_phones(cfg: PhoneTrainConfig, out: str | Path, resume: bool = True, ar
         "batches_per_epoch": len(batches),
         "val_utterances": len(val_items),
     }
-    log.info("phones: %d utterances, %.2f h, %d phonemes, %d batches per epoch", len(items), hours, len(phones) - 1, len(batches))
+    log.info(
+        "phones: %d utterances, %.2f h, %d phonemes, %d batches per epoch",
+        len(items),
+        hours,
+        len(phones) - 1,
+        len(batches),
+    )
     t1 = time.perf_counter()
     last = train(
         net,
