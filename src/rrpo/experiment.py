@@ -108,6 +108,8 @@ EXPERIMENT_OVERRIDE_TARGETS = {
     "policy_synth": "rrpo.data.synth:SynthConfig",
     "policy_pretrain": "rrpo.policy.sft:SFTConfig",
     "watch": "rrpo.optimize.trainer:OptimizeConfig",
+    "phones_content": "rrpo.phones.train:PhoneTrainConfig",
+    "phones_judge": "rrpo.phones.train:PhoneTrainConfig",
 }
 # Lists of strings that are not overrides (corpus names of data=).
 CORPUS_LISTS = ("rm_pretrain_corpora", "policy_pretrain_corpora", "judge_corpora", "heldout_speakers")
@@ -144,6 +146,26 @@ class ExperimentConfig:
     codec: list[str] = option(
         ["spectral_clusters=128", "pitch_bins=8", "energy_bins=4", "max_train_frames=80000", "kmeans_iters=30"],
         "overrides for `rrpo codec train`",
+    )
+    content: Literal["phonetic", "spectral"] = option(
+        "phonetic",
+        "the codec's content ids: 'phonetic' (k-means of a phone recogniser's states, trained on transcribed "
+        "and the synthetic speech: the tokens keep words) or 'spectral' (k-means of the envelope: they do not)",
+    )
+    transcribed: dict[str, str] = option(
+        {},
+        "transcribed corpora the phone models learn from, as {preparer: root in the corpus' own layout}, e.g. "
+        "{librispeech: ~/LibriSpeech, an4: ~/an4, aishell: ~/data_aishell} (README says where to download them); "
+        "needed by content=phonetic and to train the phone judge",
+    )
+    phones_content: list[str] = option(
+        ["train.steps=2000"],
+        "overrides for `rrpo phones train` of the codec's content encoder (transcribed corpora + synthetic corpus + "
+        "the CASIA speakers no fold holds out)",
+    )
+    phones_judge: list[str] = option(
+        ["train.steps=2000"],
+        "overrides for `rrpo phones train` of the phone judge (the real transcribed corpora only)",
     )
     rm_pretrain_corpora: list[str] = option(
         ["ased", "nemo", "urdu"],
@@ -312,7 +334,7 @@ class ExperimentConfig:
         "",
         "phone model folder (rrpo phones train, trained on real transcribed speech) given to every audit: "
         "the phone error rate of every audited utterance and ceiling, a naturalness signal and a column of "
-        "the tables; empty: no PER",
+        "the tables; empty: one trained on `transcribed` (no PER without either)",
     )
     tolerance: float = option(
         0.10,
@@ -630,9 +652,9 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
     if not pre_mans:
         raise RrpoError("the reward models have no pre-training data: set rm_pretrain_corpora or rm_pretrain_synth")
-    phone_judge = Path(cfg.phone_judge).resolve() if cfg.phone_judge else None
-    if phone_judge is not None and not (phone_judge / "phones.json").is_file():
-        raise RrpoError("phone_judge: not a phone model folder (no phones.json; `rrpo phones train`)", phone_judge)
+    from rrpo.experiment_phones import phone_stages
+
+    phones, content_keys, phone_judge = phone_stages(cfg, o, synth, d / "casia_codec.jsonl", run_verb)
     cls = f"classes=[{', '.join(CLASSES)}]"
 
     def pretrain() -> None:
@@ -642,6 +664,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
     stages = [
         Stage("data", d, lambda: prepare_data(data, d, cfg)),
         Stage("synth", o / "synth", ["synth", f"out={o / 'synth'}", *cfg.synth]),
+        *phones,
         Stage(
             "codec",
             o / "codec",
@@ -650,6 +673,7 @@ def build_stages(cfg: ExperimentConfig, data: Path, out: Path, run_verb) -> list
                 "train",
                 f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
                 f"out={o / 'codec'}",
+                *content_keys,
                 *cfg.codec,
             ],
         ),

@@ -295,14 +295,17 @@ def test_prepare_data_errors(tmp_path, over, message):
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "casia").mkdir()
-    assert main(["experiment", f"data={tmp_path}", f"out={tmp_path / 'o'}", "seeds=[0]"]) == 2
+    assert main(["experiment", f"data={tmp_path}", f"out={tmp_path / 'o'}", "seeds=[0]", "content=spectral"]) == 2
     err = capsys.readouterr().err
     assert "no esd/ folder here" in err and "Traceback" not in err
 
 
 def test_stages_parse_and_interleave_seeds(tmp_path):
     stages = build_stages(
-        ExperimentConfig(seeds=[3, 4], systems=TWO, heldout_speakers=ONE), tmp_path, tmp_path / "o", main
+        ExperimentConfig(content="spectral", seeds=[3, 4], systems=TWO, heldout_speakers=ONE),
+        tmp_path,
+        tmp_path / "o",
+        main,
     )
     names = [s.name for s in stages]
     assert names[-7:] == ["diffro_s4", "audit_diffro_s4", "rrpo_s4", "audit_rrpo_s4", "judges", "report", "results"]
@@ -310,7 +313,10 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert "judges" not in [
         s.name
         for s in build_stages(
-            ExperimentConfig(seeds=[3], second_judge="none", heldout_speakers=ONE), tmp_path, tmp_path / "o", main
+            ExperimentConfig(content="spectral", seeds=[3], second_judge="none", heldout_speakers=ONE),
+            tmp_path,
+            tmp_path / "o",
+            main,
         )
     ]
     assert names.index("diffro_s3") < names.index("rrpo_s3") < names.index("diffro_s4")
@@ -326,7 +332,9 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
     assert "features=logmel-stats" in opt["judge2"]
     cnn = {
         s.name: s.action
-        for s in build_stages(ExperimentConfig(seeds=[3], second_judge="logmel-cnn"), tmp_path, tmp_path / "o", main)
+        for s in build_stages(
+            ExperimentConfig(content="spectral", seeds=[3], second_judge="logmel-cnn"), tmp_path, tmp_path / "o", main
+        )
     }
     j2 = cnn["judge2@liuchanhg"]  # the default: two folds, stages named <stage>@<speaker>
     assert j2[:2] == ["judge", "train-mel"] and "train.steps=800" in j2 and "exclude_speakers=[liuchanhg]" in j2
@@ -336,7 +344,10 @@ def test_stages_parse_and_interleave_seeds(tmp_path):
 
 
 def test_reward_models_pretrain_on_the_multilingual_corpora(tmp_path):
-    stages = {s.name: s.action for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)}
+    stages = {
+        s.name: s.action
+        for s in build_stages(ExperimentConfig(content="spectral", seeds=[0]), tmp_path, tmp_path / "o", main)
+    }
     assert {"tokens_ased", "tokens_nemo", "tokens_urdu"} <= set(stages)
     pre = " ".join(stages["rm_pretrain"])
     for c in ("ased", "nemo", "urdu"):
@@ -344,7 +355,9 @@ def test_reward_models_pretrain_on_the_multilingual_corpora(tmp_path):
     assert "synth/manifest.jsonl" not in pre
     synth = {
         s.name: s.action
-        for s in build_stages(ExperimentConfig(seeds=[0], rm_pretrain_synth=True), tmp_path, tmp_path / "o", main)
+        for s in build_stages(
+            ExperimentConfig(content="spectral", seeds=[0], rm_pretrain_synth=True), tmp_path, tmp_path / "o", main
+        )
     }
     assert "synth/manifest.jsonl" in " ".join(synth["rm_pretrain"])
     with pytest.raises(RrpoError, match="no pre-training data"):
@@ -366,7 +379,7 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     the ensemble on the robust RM and its rm_ensemble_seeds siblings (trained by their own stages);
     every run gets the common optimize overrides, GRPO its own after them (1 prompt x group 4 = 4
     samples per step, as DiffRO's 4 prompts); only the watch variant has a judge watch."""
-    cfg = ExperimentConfig(seeds=[0], heldout_speakers=ONE)
+    cfg = ExperimentConfig(content="spectral", seeds=[0], heldout_speakers=ONE)
     stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
     opt = {s.name: s.action for s in stages}
     o = (tmp_path / "o").resolve()
@@ -404,7 +417,7 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
     assert f"model.init={o / 'policy_pretrain' / 'run'}" in opt["sft"]
     # no pre-training, no ensemble system: neither stage
     plain = build_stages(
-        ExperimentConfig(seeds=[0], policy_pretrain_corpora=[], systems=TWO, heldout_speakers=ONE),
+        ExperimentConfig(content="spectral", seeds=[0], policy_pretrain_corpora=[], systems=TWO, heldout_speakers=ONE),
         tmp_path,
         tmp_path / "o",
         main,
@@ -518,7 +531,7 @@ def test_two_folds_stages_hold_out_each_speaker_in_its_own_fold(tmp_path):
     fold."""
     from rrpo.experiment import expand_force
 
-    cfg = ExperimentConfig(seeds=[0], systems=TWO, heldout_speakers=["ZhaoZuoxiang", "liuchanhg"])
+    cfg = ExperimentConfig(content="spectral", seeds=[0], systems=TWO, heldout_speakers=["ZhaoZuoxiang", "liuchanhg"])
     stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
     o = (tmp_path / "o").resolve()
     names = [s.name for s in stages]
@@ -605,7 +618,7 @@ def test_two_folds_pool_into_the_results(tmp_path):
     (tmp_path / "folds" / "liuchanhg" / "judge" / "eval" / "casia_heldout.json").write_text(
         json.dumps({"n": 250, "wa": 0.8, "ua": 0.79})
     )
-    cfg = ExperimentConfig(seeds=[0, 1], systems=TWO, heldout_speakers=folds)
+    cfg = ExperimentConfig(content="spectral", seeds=[0, 1], systems=TWO, heldout_speakers=folds)
     res = write_results(tmp_path, cfg)
     assert res["folds"] == folds
     rows = res["per_seed"]["rrpo"]
@@ -641,7 +654,7 @@ def test_each_seed_optimises_against_its_own_reward_models(tmp_path):
     rm/robust; the ensemble's members are the same for every seed. Off: one reward model per method."""
     from rrpo.experiment import rm_seed
 
-    cfg = ExperimentConfig(seeds=[0, 1], heldout_speakers=ONE)
+    cfg = ExperimentConfig(content="spectral", seeds=[0, 1], heldout_speakers=ONE)
     stages = build_stages(cfg, tmp_path, tmp_path / "o", main)
     names = [s.name for s in stages]
     opt = {s.name: s.action for s in stages}
@@ -755,7 +768,9 @@ def test_phone_judge_is_given_to_every_audit(tmp_path):
     """phone_judge=DIR: every audit stage gets phone_judge=<DIR resolved> (a line the CLI accepts); a
     folder that is no phone model is refused when the stages are built; the default gives no audit one."""
     (tmp_path / "pj").mkdir()
-    cfg = ExperimentConfig(seeds=[0], systems=TWO, heldout_speakers=ONE, phone_judge=str(tmp_path / "pj"))
+    cfg = ExperimentConfig(
+        content="spectral", seeds=[0], systems=TWO, heldout_speakers=ONE, phone_judge=str(tmp_path / "pj")
+    )
     with pytest.raises(RrpoError, match="not a phone model folder"):
         build_stages(cfg, tmp_path, tmp_path / "o", main)
     (tmp_path / "pj" / "phones.json").write_text("{}")

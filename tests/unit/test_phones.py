@@ -131,7 +131,14 @@ def synth_corpus(tmp_path_factory):
     return write_manifest(root / "m.jsonl", recs)
 
 
-TINY = ["channels=16", "blocks=1", "batch_seconds=6", "train.progress=false", "train.log_every=1", "train.warmup_steps=0"]
+TINY = [
+    "channels=16",
+    "blocks=1",
+    "batch_seconds=6",
+    "train.progress=false",
+    "train.log_every=1",
+    "train.warmup_steps=0",
+]
 
 
 def test_train_resume_repeats_losses(synth_corpus, tmp_path):
@@ -167,7 +174,15 @@ def test_training_lowers_the_loss(synth_corpus, tmp_path):
     c = load_config(
         PhoneTrainConfig,
         None,
-        [f"manifests=[{synth_corpus.path}]", *TINY, "train.steps=40", "train.lr=3e-3", "dropout=0", "freq_masks=0", "time_masks=0"],
+        [
+            f"manifests=[{synth_corpus.path}]",
+            *TINY,
+            "train.steps=40",
+            "train.lr=3e-3",
+            "dropout=0",
+            "freq_masks=0",
+            "time_masks=0",
+        ],
     )
     train_phones(c, tmp_path / "r")
     losses = [m["phones/ctc"] for m in RunDir(tmp_path / "r").read_metrics() if "phones/ctc" in m]
@@ -179,8 +194,15 @@ def test_train_errors_are_one_line(tmp_path, capsys):
         tmp_path / "m.jsonl",
         [
             Utterance(
-                id="x", audio="x.wav", sampling_rate=SR, duration=1.0, text="", speaker="s",
-                language="en", emotion="neutral", split="train",
+                id="x",
+                audio="x.wav",
+                sampling_rate=SR,
+                duration=1.0,
+                text="",
+                speaker="s",
+                language="en",
+                emotion="neutral",
+                split="train",
             )
         ],
     )
@@ -205,8 +227,15 @@ def test_phonetic_codec_round_trip(synth_corpus, tmp_path):
     out = tmp_path / "codec"
     rc = main(
         [
-            "codec", "train", f"manifests=[{synth_corpus.path}]", f"out={out}", "content=phonetic",
-            f"content_model={tmp_path / 'pm'}", "spectral_clusters=6", "pitch_bins=3", "energy_bins=2",
+            "codec",
+            "train",
+            f"manifests=[{synth_corpus.path}]",
+            f"out={out}",
+            "content=phonetic",
+            f"content_model={tmp_path / 'pm'}",
+            "spectral_clusters=6",
+            "pitch_bins=3",
+            "energy_bins=2",
             "min_speaker_recordings=2",
         ]
     )
