@@ -30,6 +30,8 @@ optimize: [train.steps=2, train.batch_size=2, train.ckpt_every=1, sampling.max_r
 audit: [prompts.max_texts=1, prompts.samples=2, sampling.max_ratio=4]
 rm_ensemble_seeds: [1]
 watch: [watch.every=1, "watch.splits=[train]", watch.max_texts=1, watch.stop_on_flag=true]
+phones_content: [channels=16, blocks=1, batch_seconds=10, train.steps=3, train.warmup_steps=0, train.progress=false]
+phones_judge: [channels=16, blocks=1, batch_seconds=10, train.steps=3, train.warmup_steps=0, train.progress=false]
 policy_synth: [sentences=generated, sentences_per_language=6, renditions=2, voices_per_language=2]
 policy_pretrain: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_heads=1, model.intermediate_size=64,
                   train.steps=3, train.batch_size=8, data.max_speech_tokens=400]
@@ -38,8 +40,11 @@ policy_pretrain: [model.hidden_size=32, model.layers=1, model.heads=2, model.kv_
 
 @pytest.mark.slow
 def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
+    from tests.unit.asr_fixtures import espeak_librispeech
+
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY + f"cache: {tmp_path / 'cache'}\n")
+    espeak_librispeech(tmp_path / "ls", per_speaker=3)
+    cfg.write_text(TINY + f"cache: {tmp_path / 'cache'}\ntranscribed: {{librispeech: {tmp_path / 'ls'}}}\n")
     out = tmp_path / "exp"
     args = ["experiment", "--config", str(cfg), f"data={shared_data}", f"out={out}"]
     assert main(args) == 0
@@ -75,7 +80,16 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     rms = res["reward_models"]["ZhaoZuoxiang"]
     assert set(rms) == {"vanilla_casia_heldout", "vanilla_esd", "robust_casia_heldout", "robust_esd"}
     assert rms["robust_esd"]["n"] == 350
+    # the tokens are phonetic: the codec keeps the content encoder trained on the transcribed corpus
+    # (+ synthetic + CASIA's non-held-out speakers), and every audit heard PER through the phone judge
+    codec_meta = json.loads((out / "codec" / "codec.json").read_text())
+    assert codec_meta["content"] == "phonetic" and (out / "codec" / "content" / "phones.json").exists()
+    trained_on = json.loads((out / "phones" / "content" / "phones.json").read_text())["trained_on"]
+    assert any("transcribed" in m for m in trained_on) and any("casia_codec" in m for m in trained_on)
+    judge_on = json.loads((out / "phones" / "judge" / "phones.json").read_text())["trained_on"]
+    assert [Path(m).name for m in judge_on] == ["librispeech.jsonl"]
     audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
+    assert audit["phone_judge"] is not None and audit["points"][-1]["summary"]["per"]["n"] > 0
     assert [p["step"] for p in audit["points"]] == [0, 1, 2]
     assert all(math.isfinite(audit["fits"]["judge"]["rl"][k]) for k in ("alpha", "beta", "r2"))
     # the anchor: the held-out speaker's recordings of other sentences (never the audit's), spread
