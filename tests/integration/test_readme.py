@@ -31,6 +31,14 @@ SMALL = {
         "train.bf16=false",
     ],
     ("rm", "eval"): ["robustness=false"],
+    ("phones", "train"): [
+        "channels=16",
+        "blocks=1",
+        "batch_seconds=10",
+        "train.steps=2",
+        "train.warmup_steps=0",
+        "train.progress=false",
+    ],
     ("policy", "sft"): [
         "model.hidden_size=32",
         "model.layers=1",
@@ -74,10 +82,11 @@ def chain_lines() -> list[list[str]]:
 
 
 def test_chain_covers_every_verb():
-    verbs = {tuple(a[:2]) if a[0] in ("codec", "rm", "policy", "judge") else (a[0],) for a in chain_lines()}
+    verbs = {tuple(a[:2]) if a[0] in ("codec", "rm", "policy", "judge", "phones") else (a[0],) for a in chain_lines()}
     assert verbs >= {
         ("prepare",),
         ("synth",),
+        ("phones", "train"),
         ("codec", "train"),
         ("tokenize",),
         ("rm", "train"),
