@@ -172,6 +172,8 @@ def system_results(runs: list[tuple[str, int, dict]], n_boot: int = 2000, seed: 
         if math.isfinite(per):
             entry["per"] = per
         path.append(entry)
+    if not path:
+        raise RrpoError("the runs' audits have no points (audit.json 'points')")
     k = int(np.argmax([e["judge"] for e in path]))
     peak, last = path[k], path[-1]
     pairs, strata = [], []
