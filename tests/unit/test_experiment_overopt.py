@@ -58,6 +58,7 @@ def test_the_study_config_sets_its_own_keys_and_inherits_the_rest():
         (["settings={b: [train.seed=3]}"], r"settings.b.*'train.seed' is set by the experiment"),
         (["settings={b: ['rewards=[]']}"], r"settings.b.*'rewards' is set by the experiment"),
         (["settings={b: []}"], r"settings.b.*is empty"),
+        (["settings={b: [beta]}"], r"settings.b.*'beta' is not of the form"),
         (["study=comparison", "settings={b: [beta=0]}"], r"settings need study=overoptimisation"),
         (["second_judge=logmel-stats"], r"second_judge.*set second_judge=none"),
     ],

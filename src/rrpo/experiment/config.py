@@ -400,7 +400,10 @@ class ExperimentConfig:
             )
             check(len(overrides) > 0, f"settings.{name}", "is empty: give the `rrpo optimize` keys it changes")
             for text in overrides:
-                key = parse_override(str(text))[0]
+                try:
+                    key = parse_override(str(text))[0]
+                except ConfigError as e:
+                    raise ConfigError(f"config key 'settings.{name}': {e.reason}") from None
                 check(
                     not any(key == k or key.startswith(k + ".") for k in SET_BY_EXPERIMENT),
                     f"settings.{name}",
