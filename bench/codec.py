@@ -39,7 +39,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
@@ -545,9 +544,20 @@ def main(argv=None) -> int:
 
         judge = PhoneJudge.load(args.phone_judge)
         judged = [(n, u) for n, pick in test_sets for u in pick]
-        orig_per = {u["id"]: judge.score(audio[u["id"]], 16000, u["text"], u.get("language", "zh" if n == "casia_holdout" else "en")) for n, u in judged}
-        out["phone_judge"] = {**judge.describe(), "original": {n: judge.summarise([orig_per[u["id"]] for u in pick]) for n, pick in test_sets}}
-        stage(f"phone judge on the originals: { {n: v['per'] for n, v in out['phone_judge']['original'].items()} }", t_start)
+        orig_per = {
+            u["id"]: judge.score(
+                audio[u["id"]], 16000, u["text"], u.get("language", "zh" if n == "casia_holdout" else "en")
+            )
+            for n, u in judged
+        }
+        out["phone_judge"] = {
+            **judge.describe(),
+            "original": {n: judge.summarise([orig_per[u["id"]] for u in pick]) for n, pick in test_sets},
+        }
+        stage(
+            f"phone judge on the originals: { {n: v['per'] for n, v in out['phone_judge']['original'].items()} }",
+            t_start,
+        )
     content_cache: dict = {}
 
     def with_content(cfg):
@@ -605,10 +615,8 @@ def main(argv=None) -> int:
         profiles["0020"] = codec.profile_from_frames([frames[u["id"]] for u in esd], "0020")
         for spk in sorted({u["speaker"] for u in libri}):
             profiles[spk] = codec.profile_from_frames([frames[u["id"]] for u in libri if u["speaker"] == spk], spk)
-        toks = {
-            u["id"]: codec.quantise(vframes[u["id"]], profiles[u["speaker"]]) for u in five + holdout + esd + libri
-        }
-        res["speaker_probe_content"] = speaker_probe(toks, five + holdout, lambda t: codec.factors(t)[0])
+        toks = {u["id"]: codec.quantise(vframes[u["id"]], profiles[u["speaker"]]) for u in five + holdout + esd + libri}
+        res["speaker_probe_content"] = speaker_probe(toks, five + holdout, lambda t, c=codec: c.factors(t)[0])
         # encode real-time factor: full analysis + quantisation of 20 test utterances, one thread
         enc_t = enc_a = 0.0
         if model is not None:

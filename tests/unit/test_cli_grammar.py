@@ -157,7 +157,7 @@ def test_pipeline_stage_commands_use_the_grammar(tmp_path):
     cmds = list(stage_commands(DemoConfig(), tmp_path).values())
     cmds += [
         s.action
-        for s in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", main)
+        for s in build_stages(ExperimentConfig(seeds=[0], content="spectral"), tmp_path, tmp_path / "o", main)
         if not callable(s.action)
     ]
     for argv in cmds:
@@ -186,7 +186,7 @@ def test_experiment_eval_stages_call_verbs_in_the_grammar(tmp_path):
             calls.append(config_from_args(JudgeEvalArgs, args))
         return 0
 
-    for st in build_stages(ExperimentConfig(seeds=[0]), tmp_path, tmp_path / "o", run_verb):
+    for st in build_stages(ExperimentConfig(seeds=[0], content="spectral"), tmp_path, tmp_path / "o", run_verb):
         if st.name.split("@")[0] in ("rm_eval", "judge_eval"):
             st.action()
     assert len(calls) == 14  # two folds (the default), 7 each

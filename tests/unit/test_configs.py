@@ -17,6 +17,7 @@ from tests.conftest import REPO
 SHIPPED = {
     "demo_tiny.yaml": "rrpo.demo:DemoConfig",
     "judge_mel.yaml": "rrpo.audit.mel_judge:MelJudgeConfig",
+    "overoptimisation.yaml": "rrpo.experiment:ExperimentConfig",
     "paper_comparison.yaml": "rrpo.experiment:ExperimentConfig",
     "policy_sft_casia.yaml": "rrpo.policy.sft:SFTConfig",
     "rm_ablation.yaml": "rrpo.reward.ablation:AblationConfig",

@@ -183,6 +183,7 @@ def test_second_judge_rejudges_wavs_and_flags_a_single_judge_claim(tmp_path):
             (d / "audit.json").write_text(json.dumps(aud))
     LoudnessJudge.calibrated.clear()
     cfg = ExperimentConfig(
+        content="spectral",
         seeds=[0, 1],
         n_boot=300,
         n_perm=100,
