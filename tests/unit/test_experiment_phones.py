@@ -11,7 +11,7 @@ import pytest
 from rrpo.cli import main
 from rrpo.errors import RrpoError
 from rrpo.experiment import ExperimentConfig, build_stages
-from rrpo.experiment_phones import cached_phones
+from rrpo.experiment.phones import cached_phones
 
 
 def _stages(tmp_path, **kw):
@@ -86,7 +86,7 @@ def test_phone_models_are_cached_across_run_folders(tmp_path):
 
 def test_transcribed_corpora_are_prepared(tmp_path):
     from rrpo.data.manifest import read_manifest
-    from rrpo.experiment_phones import prepare_transcribed
+    from rrpo.experiment.phones import prepare_transcribed
 
     from tests.unit.asr_fixtures import espeak_librispeech
 
