@@ -30,6 +30,7 @@ optimize: [train.steps=2, train.batch_size=2, train.ckpt_every=1, sampling.max_r
 audit: [prompts.max_texts=1, prompts.samples=2, sampling.max_ratio=4]
 rm_ensemble_seeds: [1]
 watch: [watch.every=1, "watch.splits=[train]", watch.max_texts=1, watch.stop_on_flag=true]
+content: phonetic
 phones_content: [channels=16, blocks=1, batch_seconds=10, train.steps=3, train.warmup_steps=0, train.progress=false]
 phones_judge: [channels=16, blocks=1, batch_seconds=10, train.steps=3, train.warmup_steps=0, train.progress=false]
 policy_synth: [sentences=generated, sentences_per_language=6, renditions=2, voices_per_language=2]

@@ -20,18 +20,23 @@ def _stages(tmp_path, **kw):
 
 def test_phonetic_content_without_transcribed_speech_is_one_line(tmp_path):
     with pytest.raises(RrpoError, match=r"content=phonetic needs transcribed speech.*transcribed=\{librispeech"):
-        _stages(tmp_path)
+        _stages(tmp_path, content="phonetic")
 
 
 def test_a_missing_root_names_the_key_and_where_to_download(tmp_path):
     with pytest.raises(RrpoError, match=r"transcribed.librispeech: corpus root not found; download it from .*openslr"):
         _stages(tmp_path, transcribed={"librispeech": str(tmp_path / "nowhere")})
+    # with spectral content the transcribed corpora train the phone judge alone
+    st = _stages(tmp_path, transcribed={"librispeech": str(tmp_path)})
+    assert "phones_judge" in st and "phones_content" not in st
+    assert not any(a.startswith("content") for a in st["codec"].action)
     with pytest.raises(RrpoError, match=r"transcribed.timit: no such corpus preparer"):
         _stages(tmp_path, transcribed={"timit": str(tmp_path)})
 
 
 def test_spectral_content_needs_no_transcribed_speech(tmp_path):
-    st = _stages(tmp_path, content="spectral")
+    st = _stages(tmp_path)  # the default
+    assert ExperimentConfig().content == "spectral"
     assert not {"transcribed", "phones_content", "phones_judge"} & set(st)
     codec = st["codec"].action
     assert not any(a.startswith("content") for a in codec)
@@ -39,7 +44,7 @@ def test_spectral_content_needs_no_transcribed_speech(tmp_path):
 
 
 def test_phone_stages_feed_the_codec_and_every_audit(tmp_path):
-    st = _stages(tmp_path, transcribed={"librispeech": str(tmp_path)})
+    st = _stages(tmp_path, content="phonetic", transcribed={"librispeech": str(tmp_path)})
     names = list(st)
     assert names.index("transcribed") < names.index("phones_content") < names.index("codec")
     assert "phones_judge" in st
@@ -52,7 +57,7 @@ def test_phone_stages_feed_the_codec_and_every_audit(tmp_path):
     judge = tmp_path / "pj"
     judge.mkdir()
     (judge / "phones.json").write_text("{}")
-    st = _stages(tmp_path, transcribed={"librispeech": str(tmp_path)}, phone_judge=str(judge))
+    st = _stages(tmp_path, content="phonetic", transcribed={"librispeech": str(tmp_path)}, phone_judge=str(judge))
     assert "phones_judge" not in st
     assert all(f"phone_judge={judge.resolve()}" in s.action for n, s in st.items() if n.startswith("audit_"))
 

@@ -135,15 +135,16 @@ class ExperimentConfig:
         "overrides for `rrpo codec train`",
     )
     content: Literal["phonetic", "spectral"] = option(
-        "phonetic",
-        "the codec's content ids: 'phonetic' (k-means of a phone recogniser's states, trained on transcribed "
-        "and the synthetic speech: the tokens keep words) or 'spectral' (k-means of the envelope: they do not)",
+        "spectral",
+        "the codec's content ids: 'spectral' (k-means of the envelope) or 'phonetic' (k-means of a phone "
+        "recogniser's states, trained on the transcribed corpora and the synthetic speech; measured no better "
+        "on words with today's decoders, docs/codec.md)",
     )
     transcribed: dict[str, str] = option(
         {},
         "transcribed corpora the phone models learn from, as {preparer: root in the corpus' own layout}, e.g. "
         "{librispeech: ~/LibriSpeech, an4: ~/an4, aishell: ~/data_aishell} (README says where to download them); "
-        "needed by content=phonetic and to train the phone judge",
+        "the phone judge (PER in every audit) is trained on them; content=phonetic needs them",
     )
     phones_content: list[str] = option(
         ["train.steps=2000"],

@@ -37,8 +37,7 @@ def check_transcribed(cfg) -> None:
     """One line naming what is missing when the phone stages cannot run."""
     from rrpo.data.corpora import PREPARERS
 
-    needs = cfg.content == "phonetic" or (cfg.phone_judge == "" and bool(cfg.transcribed))
-    if needs and not cfg.transcribed:
+    if cfg.content == "phonetic" and not cfg.transcribed:
         raise RrpoError(
             "content=phonetic needs transcribed speech to train its phone model: give "
             "'transcribed={librispeech: DIR, an4: DIR, aishell: DIR}' (any of them; README, 'Transcribed "
