@@ -95,7 +95,7 @@ def test_audit_audio_phone_error_rates_per_utterance_and_language(monkeypatch):
     import rrpo.phones.inventory as inventory
     from rrpo.phones.judge import PhoneJudge
 
-    from tests.unit.test_phones import REFS, ScriptedModel
+    from tests.unit.test_phones_judge import REFS, ScriptedModel
 
     monkeypatch.setattr(inventory, "phonemise", lambda text, language: REFS[text])
     model = ScriptedModel("abXdefghi", "klm")
