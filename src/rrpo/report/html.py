@@ -98,8 +98,9 @@ def curve_png(curve: Curve, out: str | Path) -> None:
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.table-scroll{max-width:100%;overflow-x:auto;margin:1em 0}
 .grid{display:grid;gap:10px;align-items:start}
 .cell{border:1px solid #ddd;padding:6px;border-radius:4px;font-size:12px}
 .cell img{width:100%;display:block}audio{width:100%}
@@ -120,11 +121,13 @@ def build_report(data: ReportInput, out_dir: str | Path) -> Path:
         parts.append(f"<p>{html.escape(n)}</p>")
 
     parts.append(
-        "<h2>Systems</h2><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in data.table_columns) + "</tr>"
+        "<h2>Systems</h2><div class='table-scroll'><table><tr>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in data.table_columns)
+        + "</tr>"
     )
     for row in data.table_rows:
         parts.append("<tr>" + "".join(f"<td>{_fmt(row.get(c, ''))}</td>" for c in data.table_columns) + "</tr>")
-    parts.append("</table>")
+    parts.append("</table></div>")
 
     if data.examples:
         systems = list(dict.fromkeys(e.system for e in data.examples))
