@@ -29,7 +29,7 @@ def _study(**kw) -> ExperimentConfig:
 # ------------------------------------------------------------------------------------------ config
 def test_the_study_config_sets_its_own_keys_and_inherits_the_rest():
     """configs/overoptimisation.yaml: the study, three systems, β ∈ {0.1, 0.01, 0}, 2 seeds × 2 folds,
-    longer runs; every key it does not set is the comparison's default (content: phonetic among them)."""
+    longer runs; every key it does not set is the comparison's default (content: spectral among them)."""
     import dataclasses
 
     import yaml
@@ -46,7 +46,7 @@ def test_the_study_config_sets_its_own_keys_and_inherits_the_rest():
     for f in dataclasses.fields(ExperimentConfig):
         if f.name not in set_here:
             assert getattr(cfg, f.name) == getattr(default, f.name), f.name
-    assert cfg.content == "phonetic" and cfg.transcribed == {}
+    assert cfg.content == "spectral" and cfg.transcribed == {}
 
 
 @pytest.mark.parametrize(
