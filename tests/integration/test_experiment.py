@@ -90,7 +90,7 @@ def test_tiny_experiment_on_real_data_then_skips(shared_data, tmp_path, capsys):
     judge_on = json.loads((out / "phones" / "judge" / "phones.json").read_text())["trained_on"]
     assert [Path(m).name for m in judge_on] == ["librispeech.jsonl"]
     audit = json.loads((out / "runs" / "rrpo_s0" / "audit" / "audit.json").read_text())
-    assert audit["phone_judge"] is not None and audit["points"][-1]["summary"]["per"]["n"] > 0
+    assert audit["phone_judge"] is not None and audit["points"][-1]["per"]["n"] > 0
     assert [p["step"] for p in audit["points"]] == [0, 1, 2]
     assert all(math.isfinite(audit["fits"]["judge"]["rl"][k]) for k in ("alpha", "beta", "r2"))
     # the anchor: the held-out speaker's recordings of other sentences (never the audit's), spread
