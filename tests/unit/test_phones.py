@@ -264,3 +264,25 @@ def test_nearest_by_hand():
 def test_phonetic_codec_needs_a_model(synth_corpus, tmp_path, capsys):
     rc = main(["codec", "train", f"manifests=[{synth_corpus.path}]", f"out={tmp_path / 'c'}", "content=phonetic"])
     assert rc == 2 and "content_model" in capsys.readouterr().err
+
+
+def test_log_mel_by_hand():
+    """A 1 kHz tone peaks in the band whose centre (HTK mel, 20-7,600 Hz, 80 bands) is nearest 1 kHz,
+    frames are 1 + n // 160, and each band is normalised to mean 0, deviation 1 over the utterance."""
+    from rrpo.phones.model import LogMel
+
+    def mel(f):
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    centres_mel = np.linspace(mel(20.0), mel(7600.0), 82)[1:-1]
+    want = int(np.argmin(np.abs(centres_mel - mel(1000.0))))
+    t = np.arange(16000) / SR
+    rng = np.random.default_rng(0)
+    x = (0.5 * np.sin(2 * np.pi * 1000.0 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    x += 1e-3 * rng.standard_normal(len(x)).astype(np.float32)
+    lm = LogMel()
+    f = lm(x, SR)
+    assert f.shape == (1 + 16000 // 160, 80)
+    assert np.allclose(f.mean(0), 0, atol=1e-4) and np.allclose(f.std(0, ddof=1), 1, atol=2e-2)
+    raw = np.log(lm.fb.numpy() @ (np.abs(np.fft.rfft(x[4000:4400] * np.hanning(402)[1:-1], 512)) ** 2) + 1e-6)
+    assert int(np.argmax(raw)) == want
