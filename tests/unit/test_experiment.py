@@ -399,7 +399,7 @@ def test_every_system_gets_its_algorithm_reward_and_the_same_budget(tmp_path):
         "watch.stop_on_flag=true" in opt["diffro_watch_s0"] and f"watch.judge={o / 'judge'}" in opt["diffro_watch_s0"]
     )
     assert not any(a.startswith("watch.") for r in runs if r != "diffro_watch_s0" for a in opt[r])
-    assert "prompts.samples=8" in opt["audit_grpo_s0"]
+    assert "prompts.samples=4" in opt["audit_grpo_s0"] and "every=3" in opt["audit_grpo_s0"]
     # every system's audit of seed 0 shares one scored start; fine-tunes, runs and audits may run in
     # parallel, each audit after its own run
     starts = {a for r in runs for a in opt[f"audit_{r}"] if a.startswith("start_cache=")}

@@ -313,9 +313,9 @@ class ExperimentConfig:
         "the judge watch of systems with watch: true (training sentences, never the audit's held-out ones)",
     )
     audit: list[str] = option(
-        ["prompts.max_texts=50", "prompts.samples=8", "sampling.max_ratio=8", "every=1"],
-        "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 8 samples "
-        "= 200 judged utterances per run and checkpoint; every=1: every checkpoint, the whole path; "
+        ["prompts.max_texts=50", "prompts.samples=4", "sampling.max_ratio=8", "every=3"],
+        "overrides for every `rrpo audit` (all held-out sentences x 5 emotions x 4 samples "
+        "= 100 judged utterances per run and audited checkpoint; every=3: every third checkpoint and the last; "
         "the start is scored once per fold and seed and shared by every system's audit)",
     )
     phone_judge: str = option(
