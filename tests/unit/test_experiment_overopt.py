@@ -223,8 +223,16 @@ def test_overopt_json_worked_by_hand(tmp_path):
     pooled judge 0.4, 0.6, 0.625): no drop; no flag, so its breaks are the √KL it reached (1.0).
     Paired over seed × fold, RRPO − DiffRO: peak judge (0.7, 0.7, 0.6, 0.7) − (0.6, 0.7, 0.5, 0.6) =
     (+0.1, 0, +0.1, +0.1): mean +0.075, interval [0.05, 0.1] (A: 0.2, 0.1, 0 summed; B: 0.2), permutation
-    p = 4/16 (the three 0.1s all of one sign); drop (0, 0, 0.1, 0.1) − (0.3, 0.5, 0.2, 0.2): mean −0.25,
-    interval [−0.3, −0.2], p = 2/16."""
+    p = 4/16 (the three 0.1s all of one sign), and Student's t interval: sd 0.05, se 0.025, t(0.975, 3) =
+    3.18245, so 0.075 ± 0.07956 = [−0.00456, 0.15456]; drop (0, 0, 0.1, 0.1) − (0.3, 0.5, 0.2, 0.2):
+    mean −0.25, interval [−0.3, −0.2], p = 2/16, t: the differences (−0.3, −0.5, −0.1, −0.1) have sd
+    √(0.11 / 3) = 0.19149, se 0.09574, so −0.25 ± 0.30470 = [−0.55470, 0.05470].
+    At matched √KL: RRPO reached 1.0 at most, DiffRO more, so each pair meets at √KL 1.0: DiffRO's step
+    60 (√KL 1.0 in fold A, 1.5 in B), RRPO's step 120. Judge there (0.7, 0.7, 0.5, 0.6) − (0.6, 0.7, 0.5,
+    0.6) = (+0.1, 0, 0, 0): mean +0.025, bootstrap [0, 0.05] (fold A's draws sum to 0.2, 0.1 or 0, fold
+    B's to 0), t: sd 0.05, 0.025 ± 0.07956, p = 1 (only one pair's sign matters); artifacts and
+    typicality equal in every run: 0 with a zero-width interval; no repetition, MCD or PER in these
+    audits, so none is compared."""
     cfg = _hand_made_study(tmp_path)
     res = write_overopt(tmp_path, cfg)
     assert list(res["settings"]) == ["b0", "b1"] and res["settings"]["b0"]["overrides"] == ["beta=0"]
@@ -273,8 +281,24 @@ def test_overopt_json_worked_by_hand(tmp_path):
     pk = b0["paired"]["rrpo-diffro"]["peak_judge"]
     assert (pk["diff"], pk["lo"], pk["hi"], pk["p_perm"]) == pytest.approx((0.075, 0.05, 0.1, 0.25))
     assert pk["pairs"] == 4 and (pk["mean_a"], pk["mean_b"]) == pytest.approx((0.6, 0.675))
+    assert (pk["t_lo"], pk["t_hi"]) == pytest.approx((-0.0045611, 0.1545611), abs=1e-6)
     dp = b0["paired"]["rrpo-diffro"]["drop_after_peak"]
     assert (dp["diff"], dp["lo"], dp["hi"], dp["p_perm"]) == pytest.approx((-0.25, -0.3, -0.2, 0.125))
+    assert (dp["t_lo"], dp["t_hi"]) == pytest.approx((-0.554697, 0.054697), abs=1e-6)
+    mk = b0["paired"]["rrpo-diffro"]["at_matched_kl"]
+    assert mk["sqrt_kl"] == pytest.approx(1.0) and set(mk["signals"]) == {"judge", "artifacts", "typicality"}
+    assert [(q["fold"], q["seed"], q["step_a"], q["step_b"]) for q in mk["pairs"]] == [
+        ("A", 0, 60, 120),
+        ("B", 0, 60, 120),
+        ("A", 1, 60, 120),
+        ("B", 1, 60, 120),
+    ]
+    assert [q["sqrt_kl_a"] for q in mk["pairs"]] == pytest.approx([1.0, 1.5, 1.0, 1.5])
+    mj = mk["signals"]["judge"]
+    assert (mj["diff"], mj["lo"], mj["hi"], mj["p_perm"]) == pytest.approx((0.025, 0.0, 0.05, 1.0), abs=1e-9)
+    assert (mj["t_lo"], mj["t_hi"]) == pytest.approx((-0.0545611, 0.1045611), abs=1e-6)
+    ma = mk["signals"]["artifacts"]
+    assert (ma["diff"], ma["lo"], ma["hi"], ma["t_lo"], ma["t_hi"]) == pytest.approx((0, 0, 0, 0, 0), abs=1e-12)
     # setting b1 is read from its own folders: every judge 0.1 lower
     assert res["settings"]["b1"]["systems"]["diffro"]["peak"]["judge"] == pytest.approx(0.5)
     # the files: strict JSON (no NaN), the summary's rows, the figure
@@ -287,8 +311,11 @@ def test_overopt_json_worked_by_hand(tmp_path):
     assert "| DiffRO (vanilla RM) | 60 | 1.25 | 60.0 [55.0, 65.0] | 30.0 [25.0, 35.0] | 120 | 2.25 | " in md
     assert "2.25 [2.00, 2.50] (4/4 runs) | ≥ 2.00 [1.50, 2.50] (1/4 runs) |" in md
     assert (
-        "| RRPO (robust RM) − DiffRO (vanilla RM) | +7.5 [5.0, 10.0] (p 0.25) | -25.0 [-30.0, -20.0] (p 0.125) |" in md
+        "| RRPO (robust RM) − DiffRO (vanilla RM) | +7.5 [+5.0, +10.0]; t [-0.5, +15.5] (p 0.25) | "
+        "-25.0 [-30.0, -20.0]; t [-55.5, +5.5] (p 0.125) |" in md
     )
+    assert "| systems | matched √KL | judge (points) | artifacts /s | typicality |" in md
+    assert "| RRPO (robust RM) − DiffRO (vanilla RM) | 1.00 | +2.5 [+0.0, +5.0]; t [-5.5, +10.5] (p 1) | " in md
     assert (out / "overopt.png").stat().st_size > 10_000
 
 

@@ -22,6 +22,28 @@ def _pct_ci(x, lo, hi, signed: bool = False) -> str:
     return v + ("" if lo is None or hi is None else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
 
 
+def _num(x, scale: float, digits: int, signed: bool = True) -> str:
+    return "n/a" if x is None else f"{scale * x:{'+' if signed else ''}.{digits}f}"
+
+
+#: at_matched_kl's signals in the summary: label, scale, decimals
+MATCHED_COLUMNS = {
+    "judge": ("judge (points)", 100, 1),
+    "artifacts": ("artifacts /s", 1, 3),
+    "token_repetition": ("token repetition", 1, 3),
+    "typicality": ("typicality", 1, 2),
+    "mcd_db": ("MCD dB", 1, 2),
+    "per": ("PER (points)", 100, 1),
+}
+
+
+def _paired_cell(v: dict, scale: float = 100, digits: int = 1) -> str:
+    """Difference [bootstrap]; t [Student's t interval] (permutation p)."""
+    t = "" if v.get("t_lo") is None else f"; t [{_num(v['t_lo'], scale, digits)}, {_num(v['t_hi'], scale, digits)}]"
+    boot = "" if v.get("lo") is None else f" [{_num(v['lo'], scale, digits)}, {_num(v['hi'], scale, digits)}]"
+    return f"{_num(v['diff'], scale, digits)}{boot}{t} (p {_p(v['p_perm'])})"
+
+
 def _kl(x) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
@@ -69,20 +91,42 @@ def overopt_markdown(res: dict) -> str:
             lines += [
                 "",
                 "Paired over seed × fold (each run's own peak; its drop to its last step), difference of means "
-                "[95 % bootstrap of the pairs within folds] (permutation p):",
+                "[95 % bootstrap of the pairs within folds]; t [Student's t 95 % interval] (permutation p). "
+                "With few pairs the bootstrap is far too narrow: read the t interval and p.",
                 "",
                 "| systems | peak judge (points) | drop after the peak (points) |",
                 "| --- | --- | --- |",
             ]
             for pair, d in st["paired"].items():
                 b, a = pair.split("-", 1)
-                cells = [
-                    f"{_pct_ci(v['diff'], v['lo'], v['hi'], signed=True)} (p {_p(v['p_perm'])})"
-                    for v in (d["peak_judge"], d["drop_after_peak"])
-                ]
+                cells = [_paired_cell(v) for v in (d["peak_judge"], d["drop_after_peak"])]
                 lines.append(f"| {names.get(b, b)} − {names.get(a, a)} | " + " | ".join(cells) + " |")
+            lines += _matched_lines(st["paired"], names)
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _matched_lines(paired: dict, names: dict) -> list[str]:
+    """The judge and the naturalness signals of each pair at matched √KL, B − A."""
+    rows = {pair: d.get("at_matched_kl") or {} for pair, d in paired.items()}
+    cols = [c for c in MATCHED_COLUMNS if any(c in r.get("signals", {}) for r in rows.values())]
+    if not cols:
+        return []
+    lines = [
+        "",
+        "At matched √KL (each pair at the first checkpoint where both runs reached the smaller of their largest "
+        "√KL), B − A, difference of means [bootstrap]; t [t interval] (permutation p):",
+        "",
+        "| systems | matched √KL | " + " | ".join(MATCHED_COLUMNS[c][0] for c in cols) + " |",
+        "| --- | --- |" + " --- |" * len(cols),
+    ]
+    for pair, r in rows.items():
+        if not r:
+            continue
+        b, a = pair.split("-", 1)
+        cells = [_paired_cell(r["signals"][c], *MATCHED_COLUMNS[c][1:]) if c in r["signals"] else "n/a" for c in cols]
+        lines.append(f"| {names.get(b, b)} − {names.get(a, a)} | {_kl(r['sqrt_kl'])} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _p(p) -> str:

@@ -24,9 +24,16 @@ beyond real speech while the proxy rose). Per setting and system, over its runs 
 
 Per setting, ``paired``: each other system minus DiffRO, paired over seed × fold (the same fold's
 speaker and the same sampling seeds), of each run's peak judge and of its drop after its peak: the
-difference of means (:func:`rrpo.stats.paired_difference`, with its run-level permutation p-value)
-and a 95 % interval of the mean paired difference (:func:`rrpo.stats.cluster_bootstrap_ci` over the
-pairs, resampled within folds; exact when small).
+difference of means (:func:`rrpo.stats.paired_difference`, with its run-level permutation p-value),
+a 95 % interval of the mean paired difference (:func:`rrpo.stats.cluster_bootstrap_ci` over the
+pairs, resampled within folds; exact when small) and Student's t interval of the same mean
+(``t_lo``, ``t_hi``; n − 1 degrees of freedom). With a handful of pairs the bootstrap can only
+resample the few pairs there are, so its interval is far too narrow (4 pairs in 2 folds: at most 9
+distinct means); read the t interval and the permutation p there. ``at_matched_kl``: the judge and
+the naturalness signals (artifacts per second, token repetition, typicality, MCD, PER) of the two
+runs of each pair where both have moved as far: each run's first audited checkpoint at or beyond the
+smaller of the two runs' largest √KL (``sqrt_kl``: that √KL, mean over pairs; ``pairs``: each pair's
+checkpoints), each signal's paired difference as above.
 
 Intervals are hierarchical percentile bootstraps (:mod:`rrpo.stats`): runs resampled within their
 fold, then utterances within each run (an audit without per-utterance rows counts as one unit).
@@ -69,6 +76,31 @@ def _typicality(p: dict) -> float:
     return math.nan if v is None else float(v)
 
 
+def _repetition(p: dict) -> float:
+    v = p.get("token_repetition")
+    return math.nan if v is None else float(v)
+
+
+def _mcd(p: dict) -> float:
+    v = (p.get("distances") or {}).get("mcd_db")
+    return math.nan if v is None else float(v)
+
+
+def _judge(p: dict) -> float:
+    return float(p["judge"]["accuracy"])
+
+
+#: what ``at_matched_kl`` compares, read from one audited point: the judge and the naturalness signals
+SIGNALS = {
+    "judge": _judge,
+    "artifacts": _artifacts,
+    "token_repetition": _repetition,
+    "typicality": _typicality,
+    "mcd_db": _mcd,
+    "per": point_per,
+}
+
+
 def _mean(xs) -> float:
     xs = [float(x) for x in xs if x is not None and math.isfinite(float(x))]
     return sum(xs) / len(xs) if xs else math.nan
@@ -97,6 +129,10 @@ def run_summary(aud: dict, fold: str, seed: int) -> dict:
     return {
         "fold": fold,
         "seed": seed,
+        "points": [
+            {"step": int(p["step"]), "sqrt_kl": float(p["sqrt_kl"]), **{n: f(p) for n, f in SIGNALS.items()}}
+            for p in pts
+        ],
         "peak": at(pts[k]),
         "final": at(pts[-1]),
         "drop": J[k] - J[-1],
@@ -262,26 +298,79 @@ def paired_vs_baseline(
             what: paired_runs([value(a) for a, _ in pairs], [value(b) for _, b in pairs], strata, n_boot, n_perm, seed)
             for what, value in (("peak_judge", lambda r: r["peak"]["judge"]), ("drop_after_peak", lambda r: r["drop"]))
         }
+        out[f"{m}-{BASELINE}"]["at_matched_kl"] = at_matched_kl(pairs, strata, n_boot, n_perm, seed)
     return out
 
 
+def matched_points(a: dict, b: dict) -> tuple[float, dict, dict]:
+    """The √KL both runs reached (the smaller of their largest) and each run's first audited point at
+    or beyond it."""
+    d = min(max(p["sqrt_kl"] for p in r["points"]) for r in (a, b))
+    first = [next(p for p in r["points"] if p["sqrt_kl"] >= d - 1e-12) for r in (a, b)]
+    return d, first[0], first[1]
+
+
+def at_matched_kl(pairs: list[tuple[dict, dict]], strata: list[str], n_boot: int, n_perm: int, seed: int) -> dict:
+    """Each signal of :data:`SIGNALS`, B − A paired over the pairs at matched √KL (:func:`matched_points`);
+    a signal some point lacks (PER without a phone judge) is left out."""
+    if not pairs or any("points" not in r for pair in pairs for r in pair):
+        return {}
+    matched = [matched_points(a, b) for a, b in pairs]
+    signals = {}
+    for name in SIGNALS:
+        xa = [pa[name] for _, pa, _ in matched]
+        xb = [pb[name] for _, _, pb in matched]
+        if all(math.isfinite(x) for x in xa + xb):
+            signals[name] = paired_runs(xa, xb, strata, n_boot, n_perm, seed)
+    return {
+        "sqrt_kl": _mean(d for d, _, _ in matched),
+        "pairs": [
+            {
+                "fold": a["fold"],
+                "seed": a["seed"],
+                "sqrt_kl": d,
+                "step_a": pa["step"],
+                "sqrt_kl_a": pa["sqrt_kl"],
+                "step_b": pb["step"],
+                "sqrt_kl_b": pb["sqrt_kl"],
+            }
+            for (a, _), (d, pa, pb) in zip(pairs, matched)
+        ],
+        "signals": signals,
+    }
+
+
 def paired_runs(a: list[float], b: list[float], strata: list[str], n_boot: int, n_perm: int, seed: int) -> dict:
-    """Mean of b − a over paired runs, its 95 % interval (the pairs resampled within their stratum) and
-    the paired permutation p-value (each pair's sign swapped)."""
+    """Mean of b − a over paired runs, its 95 % interval (the pairs resampled within their stratum), Student's
+    t interval (``t_lo``, ``t_hi``) and the paired permutation p-value (each pair's sign swapped)."""
     one = [(np.array([x]), None) for x in a], [(np.array([x]), None) for x in b]
     pd = paired_difference(*one, n_boot=n_boot, n_perm=n_perm, seed=seed, strata=strata)
     ci = cluster_bootstrap_ci(
         [(np.array([y - x]), None) for x, y in zip(a, b)], n_boot=n_boot, seed=seed, strata=strata
     )
+    t_lo, t_hi = t_interval([y - x for x, y in zip(a, b)])
     return {
         "diff": pd["diff"],
         "lo": ci["lo"],
         "hi": ci["hi"],
+        "t_lo": t_lo,
+        "t_hi": t_hi,
         "p_perm": pd["p_perm_cluster"],
         "pairs": len(a),
         "mean_a": _mean(a),
         "mean_b": _mean(b),
     }
+
+
+def t_interval(d: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student's t interval of the mean of ``d`` (n − 1 degrees of freedom); NaN for fewer than 2."""
+    from scipy.stats import t
+
+    x = np.asarray(d, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half
 
 
 # ------------------------------------------------------------------------------------------ a study
