@@ -135,7 +135,8 @@ def _p(p) -> str:
 
 def plot_overopt(res: dict, path: Path) -> None:
     """One column per setting: the proxy (top) and the judge (bottom) against √KL per system, mean with
-    its 95 % band, Gao et al.'s RL form fitted to the change from step 0 (dashed), the judge's peak
+    its 95 % band, Gao et al.'s RL form fitted to the change from step 0 (dashed, drawn only over the √KL
+    its checkpoints span: between 0 and the first checkpoint nothing constrains it), the judge's peak
     (star) and, per run, the √KL where its emotion flag first fired (▼ at the top) and its naturalness
     flag (▲ at the bottom)."""
     import matplotlib
@@ -151,6 +152,7 @@ def plot_overopt(res: dict, path: Path) -> None:
     for c, (name, st) in enumerate(settings):
         for row, key in enumerate(("proxy", "judge")):
             ax = axes[row][c]
+            fits = []
             for m, r in st["systems"].items():
                 pts = [e for e in r["path"] if e["sqrt_kl"] is not None and e[key] is not None]
                 if not pts:
@@ -163,15 +165,20 @@ def plot_overopt(res: dict, path: Path) -> None:
                 ax.plot(x, y, "o-", ms=3, color=colour[m], label=res["systems"][m])
                 ax.fill_between(x, lo, hi, color=colour[m], alpha=0.15, lw=0)
                 fit = r["fits"][key]["rl"]
-                if fit["alpha"] is not None and fit["beta"] is not None and max(x) > 0:
-                    d = np.linspace(1e-6, max(x), 60)
-                    ax.plot(d, y[0] + d * (fit["alpha"] - fit["beta"] * np.log(d)), "--", color=colour[m], lw=1)
+                moved = [v for v in x if v > 0]
+                if fit["alpha"] is not None and fit["beta"] is not None and moved:
+                    d = np.linspace(min(moved), max(moved), 60)
+                    fits.append((d, y[0] + d * (fit["alpha"] - fit["beta"] * np.log(d)), colour[m]))
                 if key == "judge":
                     pk = r["peak"]
                     ax.plot([pk["sqrt_kl"]], [pk["judge"]], "*", ms=11, color=colour[m])
                     for flag, (mark, y_at) in FLAG_MARKS.items():
                         xs = [run["breaks"][flag]["sqrt_kl"] for run in r["runs"] if run["breaks"][flag]["flagged"]]
                         ax.plot(xs, [y_at] * len(xs), mark, ms=6, color=colour[m], transform=ax.get_xaxis_transform())
+            ylim = ax.get_ylim()  # the data's: a fit is not allowed to rescale the panel
+            for d, f, col in fits:
+                ax.plot(d, f, "--", color=col, lw=1)
+            ax.set_ylim(*ylim)
             ax.set_xlabel("√KL(π ‖ π₀)")
             ax.grid(alpha=0.3)
             if row == 0:
