@@ -461,3 +461,14 @@ def unweighted_accuracy_ci(
     draws = sum(rng.binomial(ni, ci / ni, size=n_boot) / ni for ni, ci in zip(n, c)) / K
     out["lo"], out["hi"] = _interval(draws, np.ones(n_boot), level)
     return out
+
+
+def t_interval(d: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student's t interval of the mean of ``d`` (n − 1 degrees of freedom); NaN for fewer than 2."""
+    from scipy.stats import t
+
+    x = np.asarray(d, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half

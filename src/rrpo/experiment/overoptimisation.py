@@ -50,7 +50,7 @@ from rrpo.errors import RrpoError
 from rrpo.experiment.config import ExperimentConfig
 from rrpo.experiment.layout import Run, fold_dir, setting_names
 from rrpo.experiment.metrics import first_flags, point_per
-from rrpo.stats import cluster_bootstrap_ci, paired_difference
+from rrpo.stats import cluster_bootstrap_ci, paired_difference, t_interval
 
 #: the key of the one setting of a study without ``settings``
 DEFAULT_SETTING = "default"
@@ -360,17 +360,6 @@ def paired_runs(a: list[float], b: list[float], strata: list[str], n_boot: int, 
         "mean_a": _mean(a),
         "mean_b": _mean(b),
     }
-
-
-def t_interval(d: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Student's t interval of the mean of ``d`` (n − 1 degrees of freedom); NaN for fewer than 2."""
-    from scipy.stats import t
-
-    x = np.asarray(d, dtype=float)
-    if len(x) < 2:
-        return math.nan, math.nan
-    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return float(x.mean()) - half, float(x.mean()) + half
 
 
 # ------------------------------------------------------------------------------------------ a study

@@ -33,6 +33,7 @@ from rrpo.io import atomic_open, write_json
 from rrpo.reward.data import DataConfig
 from rrpo.reward.evaluate import EvalConfig
 from rrpo.reward.train import RMTrainConfig
+from rrpo.stats import t_interval
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +498,6 @@ def _derive(rec: dict, cfg: AblationConfig) -> dict:
 
 def paired_difference(results: list[dict], variant: str, baseline: str, key: str) -> dict | None:
     """Mean of variant − baseline over the (held-out speaker, seed) pairs both have, with a 95 % t-interval."""
-    from scipy import stats as st
 
     base = {(r["heldout"], r["seed"]): _get(r, key) for r in results if r["variant"] == baseline}
     diffs = []
@@ -516,11 +516,8 @@ def paired_difference(results: list[dict], variant: str, baseline: str, key: str
         return None
     n = len(diffs)
     m = sum(diffs) / n
-    if n < 2:
-        return {"n": n, "mean": m, "lo": float("nan"), "hi": float("nan")}
-    sd = math.sqrt(sum((d - m) ** 2 for d in diffs) / (n - 1))
-    half = float(st.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return {"n": n, "mean": m, "lo": m - half, "hi": m + half}
+    lo, hi = t_interval(diffs)
+    return {"n": n, "mean": m, "lo": lo, "hi": hi}
 
 
 def make_table(results: list[dict], variants: list[str], cfg: AblationConfig, pretrain_note: str) -> str:
