@@ -363,6 +363,58 @@ def extra_files(root: Path, fraction: float, seed: int = 0) -> list[dict]:
     return out
 
 
+def manifest_files(manifests: list[Path], hours: float, seed: int = 0) -> list[dict]:
+    """Utterances of rrpo manifests (texts unused), at most ``hours`` of each (random; 0: all)."""
+    from rrpo.data.manifest import read_manifest
+
+    out = []
+    for m in manifests:
+        man = read_manifest(m)
+        recs = list(man)
+        order = np.random.default_rng(seed).permutation(len(recs)) if hours else range(len(recs))
+        total = 0.0
+        for i in order:
+            u = recs[i]
+            if hours and total + (u.duration or 0) > 3600 * hours:
+                continue
+            total += u.duration or 0
+            out.append({"id": u.id, "path": man.audio_path(u), "speaker": u.speaker})
+    return out
+
+
+def ceiling_audio(x: np.ndarray, cfg, fr, kind: str) -> np.ndarray:
+    """Resynthesis without the quantiser. ``world``: WORLD analysis-synthesis on the codec's synthesis
+    grid (DIO + StoneMask, CheapTrick, full D4C); ``unquantised``: the token frames' own F0, envelope
+    and aperiodicity (one per 40 ms), interpolated onto that grid as the decoder interpolates tokens."""
+    import pyworld as pw
+
+    sr, period = cfg.sampling_rate, cfg.synthesis_period_ms
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if kind == "world":
+        f0, t = pw.dio(x, sr, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=period)
+        f0 = pw.stonemask(x, f0, t, sr)
+        sp = pw.cheaptrick(x, f0, t, sr, f0_floor=cfg.f0_floor)
+        ap = pw.d4c(x, f0, t, sr)
+    else:
+        T = len(fr.f0)
+        grid = np.arange(int(np.ceil(T / cfg.frame_rate / (period / 1000))) + 1) * period / 1000
+        pos = np.clip(grid * cfg.frame_rate - 0.5, 0, T - 1)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, T - 1)
+        w = (pos - i0)[:, None]
+        lsp = np.log(fr.sp.astype(np.float64) + 1e-12)
+        sp = np.exp((1 - w) * lsp[i0] + w * lsp[i1])
+        ap = np.clip((1 - w) * fr.ap[i0] + w * fr.ap[i1], 0.0, 1.0).astype(np.float64)
+        both = (fr.f0[i0] > 0) & (fr.f0[i1] > 0)
+        lf = (1 - w[:, 0]) * np.log(np.maximum(fr.f0[i0], 1)) + w[:, 0] * np.log(np.maximum(fr.f0[i1], 1))
+        near = np.where(w[:, 0] < 0.5, i0, i1)
+        f0 = np.where(both, np.exp(lf), np.where(fr.f0[near] > 0, fr.f0[near], 0.0))
+    y = pw.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), sr, period)
+    y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+    peak = np.abs(y).max()
+    return (y * (0.99 / peak if peak > 0.99 else 1.0)).astype(np.float32)
+
+
 def _f32(fr):
     fr.sp = fr.sp.astype(np.float32)
     fr.ap = fr.ap.astype(np.float32)
@@ -444,6 +496,29 @@ def main(argv=None) -> int:
         "(WER, PER, MCD, F0), profiled from its own recordings",
     )
     ap.add_argument("--resynth-libri", type=int, default=3, help="LibriSpeech utterances resynthesised per speaker")
+    ap.add_argument(
+        "--train-manifest",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MANIFEST",
+        help="more training audio for the codec (e.g. LibriSpeech speakers other than --librispeech's; labels and "
+        "texts unused); a speaker of a test set there is an error",
+    )
+    ap.add_argument(
+        "--train-manifest-hours",
+        type=float,
+        default=0.0,
+        help="at most this many hours of each --train-manifest, drawn at random (0: all of it)",
+    )
+    ap.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="also resynthesise every test utterance without the quantiser: 'world' (WORLD analysis-synthesis "
+        "at the codec's 5 ms grid, full envelope and aperiodicity) and 'unquantised' (the tokens' own per-40 ms "
+        "F0, envelope and aperiodicity, interpolated as the decoder does): what the vocoder and the 25 Hz hold "
+        "cost before any clustering",
+    )
     ap.add_argument("overrides", nargs="*", help="codec config overrides, e.g. spectral_clusters=256")
     args = ap.parse_args(argv)
     if args.combine:
@@ -484,7 +559,14 @@ def main(argv=None) -> int:
     extra = extra_files(args.data, args.extra_fraction)
     if args.limit:
         extra = extra[:: max(1, len(extra) // (3 * args.limit))]
-    train_utts = casia_train + extra
+    more = manifest_files(args.train_manifest, args.train_manifest_hours)
+    test_speakers = {u["speaker"] for u in esd} | {args.holdout}
+    if args.librispeech:
+        test_speakers |= {u["speaker"] for u in libri_files(args.librispeech, 1)}
+    clash = sorted(test_speakers & {u["speaker"] for u in more})
+    if clash:
+        raise SystemExit(f"--train-manifest holds test speakers: {', '.join(clash[:5])}")
+    train_utts = casia_train + extra + more
     out: dict = {
         "command": " ".join(sys.argv),
         "holdout_speaker": args.holdout,
@@ -494,6 +576,8 @@ def main(argv=None) -> int:
             "utterances": len(train_utts),
             "extra_utterances": len(extra),
             "extra_fraction": args.extra_fraction,
+            "manifest_utterances": len(more),
+            "manifests": [str(m) for m in args.train_manifest],
         },
     }
     stage(f"analysing {len(train_utts)} training + {len(holdout) + len(esd)} test utterances", t_start)
@@ -558,6 +642,63 @@ def main(argv=None) -> int:
             f"phone judge on the originals: { {n: v['per'] for n, v in out['phone_judge']['original'].items()} }",
             t_start,
         )
+
+    def measure_sets(render) -> dict:
+        """F0 / energy correlation, MCD, median F0 offset, WER and PER of ``render(u)`` on every test set."""
+        r: dict = {}
+        dec_time = dec_audio = 0.0
+        for name, pick in test_sets:
+            f0c, enc_c, mcd, errs_o, errs_r, nref, f0_o, f0_r = [], [], [], 0, 0, 0, [], []
+            per_rows = []
+            for u in pick:
+                x = audio[u["id"]]
+                t1 = time.perf_counter()
+                y = render(u)
+                dec_time += time.perf_counter() - t1
+                dec_audio += len(y) / 16000
+                fo, fr = f0_track(x, 16000), f0_track(y, 16000)
+                f0_o.append(fo[fo > 0])
+                f0_r.append(fr[fr > 0])
+                n = min(len(fo), len(fr))
+                both = (fo[:n] > 0) & (fr[:n] > 0)
+                f0c.append(contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both))
+                enc_c.append(contour_corr(level_track(x, 16000), level_track(y, 16000)))
+                mcd.append(mcd_dtw(x, y, 16000))
+                if name != "casia_holdout" and u.get("text"):
+                    e_o, n_w = word_edits(u["text"], orig_words[u["id"]])
+                    errs_o, errs_r, nref = errs_o + e_o, errs_r + word_edits(u["text"], rec(y))[0], nref + n_w
+                if judge is not None:
+                    lang = "zh" if name == "casia_holdout" else "en"
+                    per_rows.append(judge.score(y, 16000, u["text"], lang))
+            fo_all, fr_all = np.concatenate(f0_o), np.concatenate(f0_r)
+            r[name] = {
+                "utterances": len(pick),
+                "f0_corr": round(float(np.nanmean(f0c)), 3),
+                "energy_corr": round(float(np.nanmean(enc_c)), 3),
+                "mcd_dtw_db": round(float(np.mean(mcd)), 2),
+                "median_f0_offset_st": round(float(12 * np.log2(np.median(fr_all) / np.median(fo_all))), 2),
+            }
+            if nref:
+                r[name]["wer_original"] = round(100 * errs_o / nref, 1)
+                r[name]["wer_resynth"] = round(100 * errs_r / nref, 1)
+            if per_rows:
+                orig = judge.summarise([orig_per[u["id"]] for u in pick])["per"]["stat"]
+                got = judge.summarise(per_rows)["per"]
+                r[name]["per_original"] = round(100 * orig, 1)
+                r[name]["per_resynth"] = round(100 * got["stat"], 1)
+                r[name]["per_resynth_ci"] = [round(100 * got["lo"], 1), round(100 * got["hi"], 1)]
+                r[name]["per_ratio"] = round(got["stat"] / orig, 2) if orig else None
+        r["decode_rtf"] = round(dec_audio / dec_time, 1)
+        return r
+
+    if args.ceilings and refs:
+        out["ceilings"] = {}
+        for kind in ("world", "unquantised"):
+            out["ceilings"][kind] = measure_sets(
+                lambda u, kind=kind: ceiling_audio(audio[u["id"]], base_cfg, frames[u["id"]], kind)
+            )
+            stage(f"[ceiling {kind}] {out['ceilings'][kind]}", t_start)
+
     content_cache: dict = {}
 
     def with_content(cfg):
@@ -632,52 +773,11 @@ def main(argv=None) -> int:
         res["codebook"] = {"used": int(len(np.unique(all_t))), "vocab": codec.vocab_size}
 
         for dec in ("cluster", "learned") if codec.net is not None else ("cluster",):
-            r: dict = {}
-            dec_time = dec_audio = 0.0
-            for name, pick in test_sets:
-                f0c, enc_c, mcd, errs_o, errs_r, nref, f0_o, f0_r = [], [], [], 0, 0, 0, [], []
-                per_rows = []
-                for u in pick:
-                    x = audio[u["id"]]
-                    t1 = time.perf_counter()
-                    y = codec.decode(toks[u["id"]], profile=profiles[u["speaker"]], decoder=dec)
-                    dec_time += time.perf_counter() - t1
-                    dec_audio += len(y) / 16000
-                    fo, fr = f0_track(x, 16000), f0_track(y, 16000)
-                    f0_o.append(fo[fo > 0])
-                    f0_r.append(fr[fr > 0])
-                    n = min(len(fo), len(fr))
-                    both = (fo[:n] > 0) & (fr[:n] > 0)
-                    f0c.append(
-                        contour_corr(12 * np.log2(np.maximum(fo[:n], 1)), 12 * np.log2(np.maximum(fr[:n], 1)), both)
-                    )
-                    enc_c.append(contour_corr(level_track(x, 16000), level_track(y, 16000)))
-                    mcd.append(mcd_dtw(x, y, 16000))
-                    if name != "casia_holdout" and u.get("text"):
-                        e_o, n_w = word_edits(u["text"], orig_words[u["id"]])
-                        errs_o, errs_r, nref = errs_o + e_o, errs_r + word_edits(u["text"], rec(y))[0], nref + n_w
-                    if judge is not None:
-                        lang = "zh" if name == "casia_holdout" else "en"
-                        per_rows.append(judge.score(y, 16000, u["text"], lang))
-                fo_all, fr_all = np.concatenate(f0_o), np.concatenate(f0_r)
-                r[name] = {
-                    "utterances": len(pick),
-                    "f0_corr": round(float(np.nanmean(f0c)), 3),
-                    "energy_corr": round(float(np.nanmean(enc_c)), 3),
-                    "mcd_dtw_db": round(float(np.mean(mcd)), 2),
-                    "median_f0_offset_st": round(float(12 * np.log2(np.median(fr_all) / np.median(fo_all))), 2),
-                }
-                if nref:
-                    r[name]["wer_original"] = round(100 * errs_o / nref, 1)
-                    r[name]["wer_resynth"] = round(100 * errs_r / nref, 1)
-                if per_rows:
-                    orig = judge.summarise([orig_per[u["id"]] for u in pick])["per"]["stat"]
-                    got = judge.summarise(per_rows)["per"]
-                    r[name]["per_original"] = round(100 * orig, 1)
-                    r[name]["per_resynth"] = round(100 * got["stat"], 1)
-                    r[name]["per_resynth_ci"] = [round(100 * got["lo"], 1), round(100 * got["hi"], 1)]
-                    r[name]["per_ratio"] = round(got["stat"] / orig, 2) if orig else None
-            r["decode_rtf"] = round(dec_audio / dec_time, 1)
+            r = measure_sets(
+                lambda u, dec=dec, c=codec, tk=toks, pr=profiles: c.decode(
+                    tk[u["id"]], profile=pr[u["speaker"]], decoder=dec
+                )
+            )
             res[f"decoder_{dec}"] = r
             stage(f"[{row}] decoder {dec}: {r}", t_start)
 
