@@ -101,3 +101,41 @@ def test_transcribed_corpora_are_prepared(tmp_path):
     man = read_manifest(tmp_path / "o" / "data" / "transcribed" / "librispeech.jsonl")
     assert len(man) == 4 and {u.speaker for u in man} == {"libri11", "libri22"}
     assert all(u.text and u.language == "en" for u in man)
+
+
+def test_draw_hours_by_hand():
+    from types import SimpleNamespace
+
+    from rrpo.experiment.phones import draw_hours
+
+    recs = [SimpleNamespace(id=f"u{i}", duration=d) for i, d in enumerate([600.0, 1200.0, 300.0, 900.0])]
+    assert draw_hours(recs, 1.0) == recs  # 3,000 s of 3,600: all, in their own order
+    got = draw_hours(recs, 0.5)  # 1,800 s
+    total = sum(r.duration for r in got)
+    assert total <= 1800.0 and [r.id for r in got] == sorted(r.id for r in got)
+    # every record left out would overflow what was kept
+    assert all(total + r.duration > 1800.0 for r in recs if r not in got)
+    assert draw_hours(recs, 0.5) == got and draw_hours(recs, 0.0) == []
+    assert draw_hours(recs, 0.1) == [recs[2]]  # 360 s: only the 300 s one fits
+    assert draw_hours(recs, 0.05) == []  # 180 s: none does
+
+
+def test_codec_trains_on_a_draw_of_the_transcribed_corpora(tmp_path):
+    from rrpo.data.manifest import read_manifest
+    from rrpo.experiment.phones import prepare_transcribed
+
+    from tests.unit.asr_fixtures import espeak_librispeech
+
+    espeak_librispeech(tmp_path / "ls", per_speaker=3)
+    o = (tmp_path / "o").resolve()
+    st = _stages(tmp_path, transcribed={"librispeech": str(tmp_path / "ls")})
+    assert "librispeech_codec" not in next(a for a in st["codec"].action if a.startswith("manifests="))  # 0 h
+    kw = {"transcribed": {"librispeech": str(tmp_path / "ls")}, "codec_transcribed_hours": 0.001}
+    st = _stages(tmp_path, **kw)
+    mans = next(a for a in st["codec"].action if a.startswith("manifests="))
+    assert str(o / "data" / "transcribed" / "librispeech_codec.jsonl") in mans and "casia_codec.jsonl" in mans
+    prepare_transcribed(o, ExperimentConfig(seeds=[0], **kw))
+    every = read_manifest(o / "data" / "transcribed" / "librispeech.jsonl")
+    drawn = read_manifest(o / "data" / "transcribed" / "librispeech_codec.jsonl")
+    assert 0 < len(drawn) < len(every) and sum(u.duration for u in drawn) <= 3.6
+    assert all(drawn.audio_path(u).exists() for u in drawn)

@@ -55,13 +55,40 @@ def transcribed_manifests(o: Path, cfg) -> list[Path]:
     return [o / "data" / "transcribed" / f"{name}.jsonl" for name in sorted(cfg.transcribed)]
 
 
+def codec_transcribed_manifests(o: Path, cfg) -> list[Path]:
+    """The draws of ``codec_transcribed_hours`` of each transcribed corpus the codec also trains on."""
+    if not cfg.transcribed or cfg.codec_transcribed_hours <= 0:
+        return []
+    return [o / "data" / "transcribed" / f"{name}_codec.jsonl" for name in sorted(cfg.transcribed)]
+
+
+def draw_hours(records: list, hours: float, seed: int = 0) -> list:
+    """At most ``hours`` of ``records`` (each with a ``duration`` in seconds), in their own order.
+
+    The records are visited in a random order drawn from ``seed``; each is kept while the total stays
+    within ``hours`` and skipped otherwise, so every record left out would overflow the total kept.
+    """
+    import numpy as np
+
+    budget, total, keep = 3600.0 * hours, 0.0, []
+    for i in np.random.default_rng(seed).permutation(len(records)):
+        d = float(records[i].duration or 0.0)
+        if total + d <= budget:
+            total += d
+            keep.append(int(i))
+    return [records[i] for i in sorted(keep)]
+
+
 def prepare_transcribed(o: Path, cfg) -> None:
     from rrpo.data.corpora import prepare_corpus
+    from rrpo.data.manifest import read_manifest, write_manifest
 
     out = o / "data" / "transcribed"
     out.mkdir(parents=True, exist_ok=True)
     for name, man in zip(sorted(cfg.transcribed), transcribed_manifests(o, cfg)):
         prepare_corpus(name, Path(cfg.transcribed[name]), man)
+    for name, man in zip(sorted(cfg.transcribed), codec_transcribed_manifests(o, cfg)):
+        write_manifest(man, draw_hours(list(read_manifest(out / f"{name}.jsonl")), cfg.codec_transcribed_hours))
 
 
 def cached_phones(cfg, o: Path, name: str, manifests: list[Path], overrides: list[str], run_verb) -> None:
@@ -99,7 +126,8 @@ def cached_phones(cfg, o: Path, name: str, manifests: list[Path], overrides: lis
 
 
 def phone_stages(cfg, o: Path, synth: Path, casia_codec: Path, run_verb) -> tuple[list, list[str], Path | None]:
-    """(stages, the codec's extra keys, the audits' phone judge folder or None)."""
+    """(stages, the codec's extra keys, the audits' phone judge folder or None); the codec's extra
+    training manifests are ``codec_transcribed_manifests``."""
     from rrpo.stages import Stage
 
     check_transcribed(cfg)

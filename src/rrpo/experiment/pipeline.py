@@ -61,13 +61,13 @@ def shared_stages(
     pre_toks = ([tok["synth"]] if cfg.rm_pretrain_synth else []) + [tok[c] for c in cfg.rm_pretrain_corpora]
     if not pre_mans:
         raise RrpoError("the reward models have no pre-training data: set rm_pretrain_corpora or rm_pretrain_synth")
-    from rrpo.experiment.phones import phone_stages
+    from rrpo.experiment.phones import codec_transcribed_manifests, phone_stages
 
     phones, content_keys, phone_judge = phone_stages(cfg, o, synth, d / "casia_codec.jsonl", run_verb)
     codec = [
         "codec",
         "train",
-        f"manifests={yaml_list([d / 'casia_codec.jsonl', synth])}",
+        f"manifests={yaml_list([d / 'casia_codec.jsonl', synth, *codec_transcribed_manifests(o, cfg)])}",
         f"out={o / 'codec'}",
         *content_keys,
         *cfg.codec,
