@@ -221,8 +221,18 @@ def stage_commands(cfg: DemoConfig, out: Path) -> dict[str, list[str]]:
             f"runs={yaml_list([o / 'diffro', o / 'rrpo'])}",
             f"names={yaml_list(['DiffRO (vanilla RM)', 'RRPO (robust RM)'])}",
             f"out={o / 'report'}",
+            f"notes={yaml_list([DEMO_NOTE])}",
         ],
     }
+
+
+#: what a listener hears in the demo's report, said on the page itself
+DEMO_NOTE = (
+    "What you hear: emotion in pitch, loudness and timing, not words. The built-in codec's tokens keep "
+    "prosody but lose most phonetic detail (docs/codec.md measures where), and this policy trained for minutes "
+    "on synthetic speech; the samples are not intelligible. CosyVoice2's own tokens are trained to keep words "
+    "(docs/policy.md)."
+)
 
 
 def _stage_dir(out: Path, stage: str) -> Path:

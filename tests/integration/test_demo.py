@@ -25,6 +25,7 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
     for src in [s.split("'")[0] for s in html.split("src='")[1:]]:
         assert (page.parent / src).exists(), src
     assert "DiffRO (vanilla RM)" in html and "RRPO (robust RM)" in html
+    assert "What you hear: emotion in pitch, loudness and timing, not words." in html  # the page says so
     from tests.browser_check import CHROMIUM, assert_page_ok
 
     if CHROMIUM is not None:  # the report of real optimisation runs, checked in the browser

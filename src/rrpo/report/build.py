@@ -93,6 +93,7 @@ def build_comparison(
     out: str | Path,
     names: Sequence[str] | None = None,
     title: str = "rrpo: emotion optimisation audit",
+    extra_notes: Sequence[str] = (),
 ) -> Path:
     from rrpo.audit.overopt import plot_proxy_vs_judge
     from rrpo.data.manifest import read_manifest
@@ -182,6 +183,7 @@ def build_comparison(
             "PER: phone error rate of the phone judge (a CTC phone recogniser trained on real speech, never "
             "seen by the policy) against the espeak-ng phonemes of the text, Σ edits / Σ phonemes, [95 % interval]."
         )
+    notes += list(extra_notes)
     page = build_report(ReportInput(title, columns, rows, examples, curves, notes), out)
     plot_proxy_vs_judge(list(zip(names, [a["points"] for a in audits])), Path(out) / "img" / "proxy_vs_judge_all.png")
     return page

@@ -14,6 +14,7 @@ class ReportArgs:
     runs: list[str] = option([], "audited optimisation run folders (rrpo audit)")
     names: list[str] = option([], "display names, one per run ([] = the folder names)")
     out: str = option("", "report folder (index.html + assets)")
+    notes: list[str] = option([], "paragraphs added at the top of the page, after the standard ones")
 
     def __post_init__(self):
         check(bool(self.runs), "runs", "is required, e.g. 'runs=[runs/diffro, runs/rrpo]'")
@@ -35,6 +36,6 @@ def cmd_report(args) -> int:
     from rrpo.report.build import build_comparison
 
     a = config_from_args(ReportArgs, args)
-    page = build_comparison(a.runs, a.out, a.names or None)
+    page = build_comparison(a.runs, a.out, a.names or None, extra_notes=a.notes)
     print(json.dumps({"report": str(page)}))
     return 0
