@@ -5,10 +5,11 @@ twice (vanilla, and robust: label smoothing + energy-adaptive mixup + FGM) → S
 → train the independent judge → optimise with DiffRO against the vanilla RM and with RRPO against
 the robust RM (same budget) → audit both → write the report.
 
-Every stage is an ordinary ``rrpo`` verb run in-process with the overrides listed in
-:class:`DemoConfig` (so the demo doubles as a worked example of the commands), writes its own
-folder under ``out``, and is skipped when that folder holds a ``.done`` marker from an earlier
-run. ``rrpo demo --config configs/demo_tiny.yaml [out=demo_out] ['force=[report]']`` runs a shrunken version in a minute or two.
+Every stage is an ordinary ``rrpo`` verb with the overrides listed in :class:`DemoConfig` (so the
+demo doubles as a worked example of the commands), writes its own folder under ``out``, and is
+skipped when that folder holds a ``.done`` marker from an earlier run. Stages run in-process, except
+that with ``jobs=2`` (the default) the two fine-tunings, then DiffRO, RRPO and their audits run as
+one-thread child processes side by side (logs in ``out/logs``). ``rrpo demo --config configs/demo_tiny.yaml [out=demo_out] ['force=[report]']`` runs a shrunken version in a minute or two.
 """
 
 from __future__ import annotations
