@@ -364,20 +364,16 @@ def extra_files(root: Path, fraction: float, seed: int = 0) -> list[dict]:
 
 
 def manifest_files(manifests: list[Path], hours: float, seed: int = 0) -> list[dict]:
-    """Utterances of rrpo manifests (texts unused), at most ``hours`` of each (random; 0: all)."""
+    """Utterances of rrpo manifests (texts unused), at most ``hours`` of each (the experiment's seeded
+    draw, ``rrpo.experiment.phones.draw_hours``; 0: all)."""
     from rrpo.data.manifest import read_manifest
+    from rrpo.experiment.phones import draw_hours
 
     out = []
     for m in manifests:
         man = read_manifest(m)
         recs = list(man)
-        order = np.random.default_rng(seed).permutation(len(recs)) if hours else range(len(recs))
-        total = 0.0
-        for i in order:
-            u = recs[i]
-            if hours and total + (u.duration or 0) > 3600 * hours:
-                continue
-            total += u.duration or 0
+        for u in draw_hours(recs, hours, seed) if hours else recs:
             out.append({"id": u.id, "path": man.audio_path(u), "speaker": u.speaker})
     return out
 
