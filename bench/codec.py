@@ -392,19 +392,13 @@ def ceiling_audio(x: np.ndarray, cfg, fr, kind: str) -> np.ndarray:
         sp = pw.cheaptrick(x, f0, t, sr, f0_floor=cfg.f0_floor)
         ap = pw.d4c(x, f0, t, sr)
     else:
-        T = len(fr.f0)
-        grid = np.arange(int(np.ceil(T / cfg.frame_rate / (period / 1000))) + 1) * period / 1000
-        pos = np.clip(grid * cfg.frame_rate - 0.5, 0, T - 1)
-        i0 = np.floor(pos).astype(np.int64)
-        i1 = np.minimum(i0 + 1, T - 1)
-        w = (pos - i0)[:, None]
+        from rrpo.codec.builtin import grid_f0, token_grid
+
+        _, i0, i1, w = token_grid(len(fr.f0), cfg.frame_rate, period)
         lsp = np.log(fr.sp.astype(np.float64) + 1e-12)
         sp = np.exp((1 - w) * lsp[i0] + w * lsp[i1])
         ap = np.clip((1 - w) * fr.ap[i0] + w * fr.ap[i1], 0.0, 1.0).astype(np.float64)
-        both = (fr.f0[i0] > 0) & (fr.f0[i1] > 0)
-        lf = (1 - w[:, 0]) * np.log(np.maximum(fr.f0[i0], 1)) + w[:, 0] * np.log(np.maximum(fr.f0[i1], 1))
-        near = np.where(w[:, 0] < 0.5, i0, i1)
-        f0 = np.where(both, np.exp(lf), np.where(fr.f0[near] > 0, fr.f0[near], 0.0))
+        f0 = grid_f0(fr.f0, i0, i1, w)
     y = pw.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), sr, period)
     y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
     peak = np.abs(y).max()

@@ -66,3 +66,19 @@ def test_ceiling_audio_keeps_length_pitch_and_level():
         mid = slice(sr // 5, -sr // 5)
         ratio_db = 10 * np.log10(np.mean(y[mid] ** 2) / np.mean(x[mid] ** 2))
         assert abs(ratio_db) < 3.0, (kind, ratio_db)
+
+
+def test_token_grid_and_grid_f0_by_hand():
+    from rrpo.codec.builtin import grid_f0, token_grid
+
+    # 2 tokens of 40 ms (centres 20 and 60 ms) on a 10 ms grid: 0, 10, ..., 80 ms
+    grid, i0, i1, w = token_grid(2, 25.0, 10.0)
+    assert np.allclose(grid, np.arange(9) * 0.01)
+    assert i0.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1] and i1.tolist() == [1, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert np.allclose(w[:, 0], [0, 0, 0, 0.25, 0.5, 0.75, 0, 0, 0])
+    # both voiced: log-linear, 100 and 200 Hz meet at sqrt(100 * 200) half-way
+    f0 = grid_f0(np.array([100.0, 200.0]), i0, i1, w)
+    assert np.allclose(f0[[0, 3, 4, 6]], [100.0, 100 * 2**0.25, 100 * 2**0.5, 200.0])
+    # one unvoiced: the nearer token's value, so voicing stops half-way
+    f0 = grid_f0(np.array([100.0, 0.0]), i0, i1, w)
+    assert f0.tolist() == [100.0, 100.0, 100.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0]

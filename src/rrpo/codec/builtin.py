@@ -669,12 +669,7 @@ class BuiltinCodec:
         f0 = np.where(p > 0, 2.0 ** ((st + semis) / 12.0), 0.0)
         target_db = db + self.energy_centres[e]  # (T,)
         n_out = T * hop
-        period = self.cfg.synthesis_period_ms / 1000.0
-        grid = np.arange(int(np.ceil(n_out / sr / period)) + 1) * period
-        pos = np.clip(grid * self.frame_rate - 0.5, 0, T - 1)  # in token units
-        i0 = np.floor(pos).astype(np.int64)
-        i1 = np.minimum(i0 + 1, T - 1)
-        w = (pos - i0)[:, None]
+        grid, i0, i1, w = token_grid(T, self.frame_rate, self.cfg.synthesis_period_ms)
         level_g = np.log(10.0) / 10.0 * ((1 - w[:, 0]) * target_db[i0] + w[:, 0] * target_db[i1])
         if which == "cluster":
             log_sp = self.env_shape[s] + (prof.env_log if self.spectral_relative else 0.0)
@@ -692,10 +687,7 @@ class BuiltinCodec:
             shape_g = _unit_power(np.log(env + _EPS))
             ap_g = np.clip(out[:, -4:] @ self._ap_interp.T, 0.0, 1.0)
         sp_g = np.exp(shape_g + level_g[:, None])
-        both = (f0[i0] > 0) & (f0[i1] > 0)
-        lf = (1 - w[:, 0]) * np.log(np.maximum(f0[i0], 1)) + w[:, 0] * np.log(np.maximum(f0[i1], 1))
-        nearest = np.where(w[:, 0] < 0.5, i0, i1)
-        f0_g = np.where(both, np.exp(lf), np.where(f0[nearest] > 0, f0[nearest], 0.0))
+        f0_g = grid_f0(f0, i0, i1, w)
         y = pw.synthesize(
             np.ascontiguousarray(f0_g),
             np.ascontiguousarray(sp_g),
@@ -865,6 +857,27 @@ class BuiltinCodec:
 
 #: where a phonetic codec keeps its copy of the phone model
 CONTENT_DIR = "content"
+
+
+def token_grid(T: int, frame_rate: float, period_ms: float):
+    """The synthesis grid of ``T`` tokens: (times in s, lower and upper token of each grid point, the
+    upper token's weight as a (G, 1) column). Token t is centred at (t + 0.5) / frame_rate; points
+    before the first centre or after the last hold that token."""
+    period = period_ms / 1000.0
+    grid = np.arange(int(np.ceil(T / frame_rate / period)) + 1) * period
+    pos = np.clip(grid * frame_rate - 0.5, 0, T - 1)  # in token units
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, T - 1)
+    return grid, i0, i1, (pos - i0)[:, None]
+
+
+def grid_f0(f0: np.ndarray, i0: np.ndarray, i1: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-token F0 (0 = unvoiced) onto the grid of :func:`token_grid`: log-linear between two voiced
+    tokens, otherwise the nearer token's value (so voicing switches half-way)."""
+    both = (f0[i0] > 0) & (f0[i1] > 0)
+    lf = (1 - w[:, 0]) * np.log(np.maximum(f0[i0], 1)) + w[:, 0] * np.log(np.maximum(f0[i1], 1))
+    near = np.where(w[:, 0] < 0.5, i0, i1)
+    return np.where(both, np.exp(lf), np.where(f0[near] > 0, f0[near], 0.0))
 
 
 def nearest(x: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np.ndarray:
