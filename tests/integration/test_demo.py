@@ -47,3 +47,10 @@ def test_tiny_demo_end_to_end_then_skips(tmp_path, capsys):
 def test_unknown_stage_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", f"out={tmp_path}", "force=[codex]"]) == 2
     assert "unknown demo stage" in capsys.readouterr().err
+
+
+def test_jobs_below_one_is_a_clear_error(tmp_path, capsys):
+    assert main(["demo", f"out={tmp_path}", "jobs=0"]) == 2
+    err = capsys.readouterr().err
+    assert "jobs" in err and "must be at least 1" in err
+    assert not (tmp_path / "corpus").exists()  # nothing ran
